@@ -1,0 +1,255 @@
+//! Diagnostics as data: every front-end stage returns its output and a list of these.
+//!
+//! A diagnostic has a stable code, a severity, a primary span, labelled secondary spans and
+//! an optional help line. Only the CLI edge renders them: ariadne for people, JSON for
+//! machines, both from the same value. Codes are documented in `docs/diagnostics.md`.
+
+use crate::source::{SourceSet, Span};
+use serde::Serialize;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Severity {
+    Error,
+    Warning,
+}
+
+macro_rules! codes {
+    ($($variant:ident = $code:literal, $sev:ident, $title:literal;)*) => {
+        /// A stable diagnostic code.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+        pub enum Code { $($variant),* }
+
+        impl Code {
+            /// Every code, in documentation order.
+            pub const ALL: &'static [Code] = &[$(Code::$variant),*];
+
+            /// The code as printed (`E0201`).
+            pub fn as_str(self) -> &'static str {
+                match self { $(Code::$variant => $code),* }
+            }
+
+            /// Errors fail `lever check`; warnings do not.
+            pub fn severity(self) -> Severity {
+                match self { $(Code::$variant => Severity::$sev),* }
+            }
+
+            /// A short title, as used in `docs/diagnostics.md`.
+            pub fn title(self) -> &'static str {
+                match self { $(Code::$variant => $title),* }
+            }
+        }
+    };
+}
+
+codes! {
+    // Lexical and syntax errors: the context-free language, as the pest grammar decides it.
+    UnexpectedChar = "E0001", Error, "unexpected character";
+    UnterminatedString = "E0002", Error, "unterminated string";
+    InvalidEscape = "E0003", Error, "invalid escape in string";
+    UnterminatedComment = "E0004", Error, "unterminated block comment";
+    TooManyDecimals = "E0005", Error, "more than 9 decimal places";
+    BadNumber = "E0006", Error, "malformed number";
+    Syntax = "E0010", Error, "syntax error";
+    // Literal values the grammar accepts but Lever cannot represent.
+    NumberOutOfRange = "E0050", Error, "number out of range";
+    InvalidCodePoint = "E0051", Error, "invalid unicode escape";
+    // Names.
+    DuplicateName = "E0101", Error, "duplicate name";
+    UnknownName = "E0102", Error, "unknown name";
+    UnknownModule = "E0103", Error, "unknown module";
+    StdlibOnly = "E0104", Error, "declaration allowed only in the stdlib";
+    ShadowsTopLevel = "E0105", Error, "private monitor shadows a top-level name";
+    Cycle = "E0106", Error, "cyclic definition";
+    UnknownChannel = "E0107", Error, "unknown channel";
+    UnknownExtern = "E0108", Error, "unknown extern field";
+    // Types and units.
+    UnitMismatch = "E0201", Error, "unit mismatch";
+    BadOperand = "E0202", Error, "operator does not apply to this type";
+    StepOutsideAggregate = "E0203", Error, "`step` field outside an aggregate";
+    NestedAggregate = "E0204", Error, "nested aggregate";
+    MonitorInFilter = "E0205", Error, "monitor read inside an aggregate";
+    NotConstant = "E0206", Error, "value is not a constant";
+    MisplacedPercent = "E0207", Error, "percentage outside `near` and `up to`";
+    LimitNotNumeric = "E0208", Error, "limit on a monitor that is not a number";
+    BadWindow = "E0209", Error, "window out of range";
+    ConstEval = "E0210", Error, "constant cannot be evaluated";
+    BadIndex = "E0211", Error, "only `run.labels` can be indexed";
+    NoAggregate = "E0212", Error, "monitor reads no step";
+    // Clauses.
+    MissingVersion = "E0301", Error, "missing `version`";
+    MissingScope = "E0302", Error, "missing `scope`";
+    DuplicateClause = "E0303", Error, "clause given twice";
+    BadVersion = "E0304", Error, "version must be a positive integer";
+    EmptyLimit = "E0305", Error, "limit without `near` or `breach`";
+    TwoEnforcements = "E0306", Error, "more than one enforcement";
+    NearEnforces = "E0307", Error, "`near` may only alert";
+    NearOutOfRange = "E0308", Error, "`near` percentage out of range";
+    DuplicateLimit = "E0309", Error, "two limits on one monitor";
+    OverrideUnknownLimit = "E0310", Error, "override names no limit of the policy";
+    LiteralSecret = "E0311", Error, "literal secret";
+    ForOnResume = "E0312", Error, "`for` on a `resume` rule";
+    CeilingNotARaise = "E0313", Error, "raise ceiling not above the limit";
+    ChannelArgs = "E0314", Error, "bad channel arguments";
+    DuplicateChannel = "E0315", Error, "channel listed twice";
+    BadDuration = "E0316", Error, "duration out of range";
+    BadCount = "E0317", Error, "integer out of range";
+    // Analysis (warnings).
+    TieConflict = "W0401", Warning, "overlapping scopes tie with disagreeing limits";
+    NonPositiveLimit = "W0402", Warning, "limit at or below zero";
+    ShadowedLimit = "W0403", Warning, "limit can never fire";
+    SecretInUrl = "W0404", Warning, "webhook URL written as a literal";
+}
+
+impl Code {
+    /// Lexical and syntax codes: exactly the inputs the normative pest grammar rejects.
+    pub fn is_syntax(self) -> bool {
+        self.as_str() < "E0050"
+    }
+}
+
+/// A labelled secondary span.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Label {
+    pub span: Span,
+    pub message: String,
+}
+
+/// One finding of a front-end stage.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Diagnostic {
+    pub code: Code,
+    pub message: String,
+    pub span: Span,
+    pub labels: Vec<Label>,
+    pub help: Option<String>,
+}
+
+impl Diagnostic {
+    pub fn new(code: Code, span: Span, message: impl Into<String>) -> Diagnostic {
+        Diagnostic {
+            code,
+            message: message.into(),
+            span,
+            labels: Vec::new(),
+            help: None,
+        }
+    }
+
+    pub fn with_label(mut self, span: Span, message: impl Into<String>) -> Diagnostic {
+        self.labels.push(Label {
+            span,
+            message: message.into(),
+        });
+        self
+    }
+
+    pub fn with_help(mut self, help: impl Into<String>) -> Diagnostic {
+        self.help = Some(help.into());
+        self
+    }
+
+    pub fn severity(&self) -> Severity {
+        self.code.severity()
+    }
+
+    pub fn is_error(&self) -> bool {
+        self.severity() == Severity::Error
+    }
+}
+
+/// The machine-readable form of a diagnostic (`--format json`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct JsonDiagnostic {
+    pub severity: Severity,
+    pub code: &'static str,
+    pub message: String,
+    pub file: String,
+    pub line: usize,
+    pub column: usize,
+    pub end_line: usize,
+    pub end_column: usize,
+    pub help: Option<String>,
+}
+
+impl JsonDiagnostic {
+    pub fn from_diagnostic(d: &Diagnostic, sources: &SourceSet) -> JsonDiagnostic {
+        let file = sources.get(d.span.file);
+        let (line, column) = file.map_or((1, 1), |f| f.line_col(d.span.start as usize));
+        let (end_line, end_column) = file.map_or((1, 1), |f| f.line_col(d.span.end as usize));
+        JsonDiagnostic {
+            severity: d.severity(),
+            code: d.code.as_str(),
+            message: d.message.clone(),
+            file: file.map_or_else(String::new, |f| f.path.clone()),
+            line,
+            column,
+            end_line,
+            end_column,
+            help: d.help.clone(),
+        }
+    }
+}
+
+/// Orders diagnostics by file, position, then code, so output is stable.
+pub fn sort(diags: &mut [Diagnostic]) {
+    diags.sort_by(|a, b| {
+        (a.span.file, a.span.start, a.code).cmp(&(b.span.file, b.span.start, b.code))
+    });
+}
+
+/// Renders diagnostics for a person with ariadne (no colour when `color` is false).
+pub fn render(diags: &[Diagnostic], sources: &SourceSet, color: bool) -> String {
+    use ariadne::{Config, Label as ALabel, Report, ReportKind};
+    let mut out = Vec::new();
+    for d in diags {
+        let Some(file) = sources.get(d.span.file) else {
+            continue;
+        };
+        let kind = match d.severity() {
+            Severity::Error => ReportKind::Error,
+            Severity::Warning => ReportKind::Warning,
+        };
+        let path = file.path.clone();
+        let (line, column) = file.line_col(d.span.start as usize);
+        let mut report = Report::build(kind, (path.clone(), char_range(file, d.span)))
+            .with_config(
+                Config::default()
+                    .with_color(color)
+                    .with_index_type(ariadne::IndexType::Char),
+            )
+            .with_code(d.code.as_str())
+            .with_message(format!("{} ({path}:{line}:{column})", d.message))
+            .with_label(ALabel::new((path.clone(), char_range(file, d.span))).with_message(&d.message));
+        let mut cache = vec![(path.clone(), file.text.clone())];
+        for label in &d.labels {
+            let Some(other) = sources.get(label.span.file) else {
+                continue;
+            };
+            if !cache.iter().any(|(p, _)| *p == other.path) {
+                cache.push((other.path.clone(), other.text.clone()));
+            }
+            report = report.with_label(
+                ALabel::new((other.path.clone(), char_range(other, label.span)))
+                    .with_message(&label.message),
+            );
+        }
+        if let Some(help) = &d.help {
+            report = report.with_help(help);
+        }
+        // Writing into a Vec cannot fail; a failure would only lose this report's text.
+        let _ = report.finish().write(ariadne::sources(cache), &mut out);
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+fn char_range(file: &crate::source::SourceFile, span: Span) -> std::ops::Range<usize> {
+    let to_chars = |byte: usize| {
+        file.text
+            .get(..byte.min(file.text.len()))
+            .map_or(byte, |s| s.chars().count())
+    };
+    let start = to_chars(span.start as usize);
+    let end = to_chars(span.end as usize).max(start);
+    start..end
+}

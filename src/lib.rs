@@ -1,0 +1,11 @@
+//! Lever: a policy compiler and runtime that governs LLM agent runs.
+//!
+//! The pipeline, one module per stage: [`syntax`] (lex, parse) → [`check`] (resolve,
+//! types, clause rules, analysis) → (compile, vm, runtime, evidence: later stages).
+//! [`diag`] carries findings between stages; [`num`] is the one definition of arithmetic.
+
+pub mod diag;
+pub mod num;
+pub mod source;
+pub mod stdlib;
+pub mod syntax;

@@ -1,0 +1,486 @@
+//! The syntax tree: what a file says, with a span on every node.
+//!
+//! Nothing here is resolved or typed; names are as written. The checker turns this into
+//! the checked program ([`crate::check::hir`]).
+
+use crate::source::{FileId, Span};
+
+/// A single identifier as written.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Name {
+    pub text: String,
+    pub span: Span,
+}
+
+/// A dotted name: `std.llm.cost`, `step.cost`, `gpt4_cost`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QName {
+    pub parts: Vec<Name>,
+    pub span: Span,
+}
+
+impl QName {
+    /// The name joined with dots.
+    pub fn dotted(&self) -> String {
+        let parts: Vec<&str> = self.parts.iter().map(|p| p.text.as_str()).collect();
+        parts.join(".")
+    }
+}
+
+/// A string literal with its decoded text.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StrLit {
+    pub value: String,
+    pub span: Span,
+}
+
+/// An integer as used by `version`, `precedence`, `max_per_run` and `approvals`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IntLit {
+    /// `None` when it does not fit in 64 bits (reported by the checker).
+    pub value: Option<u64>,
+    pub span: Span,
+}
+
+/// A quantity literal used where the grammar wants one kind (`near 80%`, `for 1h`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct QuantityLit {
+    /// 10⁻⁹ units; `None` when the literal was invalid (already reported).
+    pub value: Option<i64>,
+    pub span: Span,
+}
+
+/// A parsed file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct File {
+    pub file: FileId,
+    pub items: Vec<Item>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Item {
+    pub kind: ItemKind,
+    pub span: Span,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ItemKind {
+    Import(QName),
+    Signal { name: Name, unit: UnitName },
+    Monitor(MonitorDecl),
+    Const { name: Name, value: Expr },
+    Channel(ChannelDecl),
+    Policy(PolicyDecl),
+    /// `test "name" { ... }`: the body's syntax lands with `lever test`.
+    Test { name: StrLit, body: Span },
+    Extern { name: QName, unit: UnitName },
+    Let { name: QName, value: Expr },
+}
+
+/// The types a field, monitor or expression can have (LANGUAGE §4).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Unit {
+    Count,
+    Tokens,
+    Usd,
+    Duration,
+    Bool,
+    String,
+    Timestamp,
+    Map,
+}
+
+impl Unit {
+    pub fn from_word(word: &str) -> Option<Unit> {
+        Some(match word {
+            "count" => Unit::Count,
+            "tokens" => Unit::Tokens,
+            "usd" => Unit::Usd,
+            "duration" => Unit::Duration,
+            "bool" => Unit::Bool,
+            "string" => Unit::String,
+            "timestamp" => Unit::Timestamp,
+            "map" => Unit::Map,
+            _ => return None,
+        })
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Unit::Count => "count",
+            Unit::Tokens => "tokens",
+            Unit::Usd => "usd",
+            Unit::Duration => "duration",
+            Unit::Bool => "bool",
+            Unit::String => "string",
+            Unit::Timestamp => "timestamp",
+            Unit::Map => "map",
+        }
+    }
+
+    /// Quantities that `+`, `-`, `*`, `/`, `sum` and limits apply to.
+    pub fn is_number(self) -> bool {
+        matches!(self, Unit::Count | Unit::Tokens | Unit::Usd | Unit::Duration)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct UnitName {
+    pub unit: Unit,
+    pub span: Span,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MonitorDecl {
+    pub name: Name,
+    pub expr: Expr,
+    pub span: Span,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ChannelKind {
+    Webhook,
+    Slack,
+    Email,
+}
+
+impl ChannelKind {
+    pub fn name(self) -> &'static str {
+        match self {
+            ChannelKind::Webhook => "webhook",
+            ChannelKind::Slack => "slack",
+            ChannelKind::Email => "email",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChannelDecl {
+    pub name: Name,
+    pub kind: ChannelKind,
+    pub args: Vec<ChannelArg>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChannelArg {
+    pub name: Name,
+    pub value: ArgValue,
+    pub span: Span,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ArgValue {
+    Expr(Expr),
+    /// `env("VAR")`: resolved by the runtime at delivery time.
+    Env(StrLit),
+    List(Vec<StrLit>),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PolicyDecl {
+    pub name: Name,
+    pub clauses: Vec<Clause>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Clause {
+    pub kind: ClauseKind,
+    pub span: Span,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Conflict {
+    MostRestrictive,
+    ExplicitPriority,
+    FailClosed,
+}
+
+impl Conflict {
+    pub fn name(self) -> &'static str {
+        match self {
+            Conflict::MostRestrictive => "most_restrictive",
+            Conflict::ExplicitPriority => "explicit_priority",
+            Conflict::FailClosed => "fail_closed",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Bind {
+    RunStart,
+    FirstToken,
+    EachStep,
+}
+
+impl Bind {
+    pub fn name(self) -> &'static str {
+        match self {
+            Bind::RunStart => "run_start",
+            Bind::FirstToken => "first_token",
+            Bind::EachStep => "each_step",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum OnError {
+    FailClosed,
+    FailOpen,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum InspectKey {
+    PromptLogging,
+    PiiCapture,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct InspectSetting {
+    pub key: InspectKey,
+    pub allow: bool,
+    pub span: Span,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AlertSetting {
+    MaxPerRun(IntLit),
+    MinInterval(QuantityLit),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ClauseKind {
+    Version(IntLit),
+    Description(StrLit),
+    Scope(Scope),
+    Precedence(IntLit),
+    Conflict(Conflict),
+    Bind(Bind),
+    OnError(OnError),
+    Inspect(Vec<InspectSetting>),
+    Monitor(MonitorDecl),
+    Limit(LimitDecl),
+    Alerts(Vec<(AlertSetting, Span)>),
+    Override(Vec<Rule>),
+}
+
+impl ClauseKind {
+    /// The clause's keyword.
+    pub fn keyword(&self) -> &'static str {
+        match self {
+            ClauseKind::Version(_) => "version",
+            ClauseKind::Description(_) => "description",
+            ClauseKind::Scope(_) => "scope",
+            ClauseKind::Precedence(_) => "precedence",
+            ClauseKind::Conflict(_) => "conflict",
+            ClauseKind::Bind(_) => "bind",
+            ClauseKind::OnError(_) => "on_error",
+            ClauseKind::Inspect(_) => "inspect",
+            ClauseKind::Monitor(_) => "monitor",
+            ClauseKind::Limit(_) => "limit",
+            ClauseKind::Alerts(_) => "alerts",
+            ClauseKind::Override(_) => "override",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LimitDecl {
+    pub monitor: QName,
+    pub value: Expr,
+    pub near: Option<NearClause>,
+    pub breach: Option<BreachClause>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NearClause {
+    pub percent: QuantityLit,
+    pub actions: Vec<Action>,
+    pub span: Span,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BreachClause {
+    pub actions: Vec<Action>,
+    pub span: Span,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Action {
+    pub kind: ActionKind,
+    pub span: Span,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ActionKind {
+    Pause,
+    Stop,
+    Kill,
+    Alert(Vec<Name>),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Grantee {
+    Role(StrLit),
+    Actor(StrLit),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rule {
+    pub grantee: Grantee,
+    pub kind: RuleKind,
+    pub ttl: Option<QuantityLit>,
+    pub requires_reason: bool,
+    pub approvals: Option<IntLit>,
+    pub span: Span,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RuleKind {
+    Raise { limit: QName, ceiling: Ceiling },
+    Suspend,
+    Resume,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Ceiling {
+    Percent(QuantityLit),
+    Value(Expr),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Selector {
+    Tenant,
+    Agent,
+    ApiKey,
+    HumanActor,
+    Label(String),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Scope {
+    pub kind: ScopeKind,
+    pub span: Span,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ScopeKind {
+    All,
+    Eq { selector: Selector, negated: bool, value: StrLit },
+    In { selector: Selector, values: Vec<StrLit> },
+    Not(Box<Scope>),
+    And(Box<Scope>, Box<Scope>),
+    Or(Box<Scope>, Box<Scope>),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum BinOp {
+    Or,
+    And,
+    Eq,
+    Ne,
+    Lt,
+    Le,
+    Gt,
+    Ge,
+    Add,
+    Sub,
+    Mul,
+    Div,
+}
+
+impl BinOp {
+    pub fn symbol(self) -> &'static str {
+        match self {
+            BinOp::Or => "or",
+            BinOp::And => "and",
+            BinOp::Eq => "==",
+            BinOp::Ne => "!=",
+            BinOp::Lt => "<",
+            BinOp::Le => "<=",
+            BinOp::Gt => ">",
+            BinOp::Ge => ">=",
+            BinOp::Add => "+",
+            BinOp::Sub => "-",
+            BinOp::Mul => "*",
+            BinOp::Div => "/",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum AggFunc {
+    Sum,
+    Count,
+    Max,
+    Min,
+    Last,
+    Avg,
+    Rate,
+}
+
+impl AggFunc {
+    pub fn from_word(word: &str) -> Option<AggFunc> {
+        Some(match word {
+            "sum" => AggFunc::Sum,
+            "count" => AggFunc::Count,
+            "max" => AggFunc::Max,
+            "min" => AggFunc::Min,
+            "last" => AggFunc::Last,
+            "avg" => AggFunc::Avg,
+            "rate" => AggFunc::Rate,
+            _ => return None,
+        })
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            AggFunc::Sum => "sum",
+            AggFunc::Count => "count",
+            AggFunc::Max => "max",
+            AggFunc::Min => "min",
+            AggFunc::Last => "last",
+            AggFunc::Avg => "avg",
+            AggFunc::Rate => "rate",
+        }
+    }
+}
+
+/// The unit a number literal was written in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NumUnit {
+    Count,
+    Usd,
+    Tokens,
+    Duration,
+    Percent,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Literal {
+    Number { unit: NumUnit, value: Option<i64> },
+    Str(String),
+    Bool(bool),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Expr {
+    pub kind: ExprKind,
+    pub span: Span,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ExprKind {
+    Lit(Literal),
+    Name(QName),
+    Index(Box<Expr>, StrLit),
+    Neg(Box<Expr>),
+    Not(Box<Expr>),
+    Binary(BinOp, Box<Expr>, Box<Expr>),
+    In(Box<Expr>, Vec<Expr>),
+    Agg {
+        func: AggFunc,
+        arg: Option<Box<Expr>>,
+        filter: Option<Box<Expr>>,
+        window: Option<QuantityLit>,
+    },
+}
