@@ -211,7 +211,6 @@ pub fn render(diags: &[Diagnostic], sources: &SourceSet, color: bool) -> String 
             Severity::Warning => ReportKind::Warning,
         };
         let path = file.path.clone();
-        let (line, column) = file.line_col(d.span.start as usize);
         let mut report = Report::build(kind, (path.clone(), char_range(file, d.span)))
             .with_config(
                 Config::default()
@@ -219,7 +218,7 @@ pub fn render(diags: &[Diagnostic], sources: &SourceSet, color: bool) -> String 
                     .with_index_type(ariadne::IndexType::Char),
             )
             .with_code(d.code.as_str())
-            .with_message(format!("{} ({path}:{line}:{column})", d.message))
+            .with_message(&d.message)
             .with_label(ALabel::new((path.clone(), char_range(file, d.span))).with_message(&d.message));
         let mut cache = vec![(path.clone(), file.text.clone())];
         for label in &d.labels {

@@ -4,6 +4,8 @@
 //! types, clause rules, analysis) → (compile, vm, runtime, evidence: later stages).
 //! [`diag`] carries findings between stages; [`num`] is the one definition of arithmetic.
 
+pub mod check;
+pub mod cli;
 pub mod diag;
 pub mod num;
 pub mod source;

@@ -1,1 +1,5 @@
-fn main() {}
+//! The `lever` binary: see [`lever::cli`].
+
+fn main() -> std::process::ExitCode {
+    lever::cli::main()
+}
