@@ -267,8 +267,12 @@ impl<'a> Checker<'a> {
 
     /// Collects every declaration of every file, in file order.
     fn declare_all(&mut self) {
+        // The stdlib first, so that a user's clash is reported at the user's name.
         let files = self.files;
-        for (index, file) in files.iter().enumerate() {
+        let mut order: Vec<usize> = (0..files.len()).collect();
+        order.sort_by_key(|i| files.get(*i).map(|f| self.role(f.file) == FileRole::User));
+        for index in order {
+            let Some(file) = files.get(index) else { continue };
             let ns = self.ns_of(file.file);
             let is_user = ns == Ns::User;
             for item in &file.items {

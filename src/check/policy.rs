@@ -171,14 +171,15 @@ impl<'a> Checker<'a> {
                 }
             }
         }
-        if b.version.is_none() && !seen.contains_key("version") {
+        let broken = |k: &str| decl.broken.iter().any(|b| b == k);
+        if b.version.is_none() && !seen.contains_key("version") && !broken("version") {
             self.error(
                 Diagnostic::new(Code::MissingVersion, decl.name.span, format!("policy `{}` has no `version`", decl.name.text))
                     .with_help("add `version 1`; bump it whenever the policy's meaning changes"),
             );
             ok = false;
         }
-        if b.scope.is_none() && !seen.contains_key("scope") {
+        if b.scope.is_none() && !seen.contains_key("scope") && !broken("scope") {
             self.error(
                 Diagnostic::new(Code::MissingScope, decl.name.span, format!("policy `{}` has no `scope`", decl.name.text))
                     .with_help("say which runs it governs, e.g. `scope all` or `scope agent == \"support-bot\"`"),

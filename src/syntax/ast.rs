@@ -180,6 +180,9 @@ pub enum ArgValue {
 pub struct PolicyDecl {
     pub name: Name,
     pub clauses: Vec<Clause>,
+    /// Keywords of clauses that failed to parse (already reported), so that the checker
+    /// does not also call them missing.
+    pub broken: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -100,6 +100,9 @@ pub enum TokenValue {
     Number(Option<i64>),
     /// A string's decoded text.
     Str(String),
+    /// An integer too large for a fixed-point count. Not reported by the lexer: as a
+    /// `version` or `precedence` it is judged by the checker's own range.
+    OutOfRange,
 }
 
 /// A cooked token with its span.
@@ -411,6 +414,9 @@ fn cook_number(form: NumForm, slice: &str, span: Span, diags: &mut Vec<Diagnosti
             }
         }
     };
+    if kind == TokenKind::Int && num::parse_decimal(digits, per_unit) == Err(DecimalError::OutOfRange) {
+        return Token { kind, span, value: TokenValue::OutOfRange };
+    }
     let value = read_decimal(digits, per_unit, span, diags);
     number_token(kind, span, value)
 }
@@ -584,7 +590,8 @@ mod tests {
         assert_eq!(codes("\"\\u{D800}\""), vec!["E0051"]);
         assert_eq!(codes("/* open"), vec!["E0004"]);
         assert_eq!(codes("a # b"), vec!["E0001"]);
-        assert_eq!(codes("99999999999"), vec!["E0050"]);
+        assert_eq!(codes("99999999999.0"), vec!["E0050"]);
+        assert_eq!(codes("99999999999"), Vec::<&str>::new());
     }
 
     #[test]

@@ -122,6 +122,21 @@ impl<'a> Parser<'a> {
         }
     }
 
+    /// Where a syntax error is shown: at the unexpected token, or just after the previous
+    /// token when the unexpected one is on a later line (a missing `)` belongs to the line
+    /// that lacks it).
+    fn error_span(&self) -> Span {
+        let here = self.here();
+        let Some(prev) = self.pos.checked_sub(1).and_then(|i| self.tokens.get(i)) else {
+            return here;
+        };
+        let gap = self.text.get(prev.span.end as usize..here.start as usize).unwrap_or("");
+        if gap.contains('\n') {
+            return Span { start: prev.span.end, end: prev.span.end, ..prev.span };
+        }
+        here
+    }
+
     fn prev_span(&self) -> Span {
         self.pos
             .checked_sub(1)
@@ -139,7 +154,7 @@ impl<'a> Parser<'a> {
 
     fn error(&mut self, expected: &str) -> Reported {
         let message = format!("expected {expected}, found {}", self.found());
-        let span = self.here();
+        let span = self.error_span();
         self.diags.push(Diagnostic::new(Code::Syntax, span, message));
         Reported
     }
@@ -472,6 +487,7 @@ impl<'a> Parser<'a> {
         self.expect(TokenKind::LBrace)?;
         let depth = self.depth;
         let mut clauses = Vec::new();
+        let mut broken = Vec::new();
         loop {
             match self.peek() {
                 Some(t) if t.kind == TokenKind::RBrace => {
@@ -488,6 +504,9 @@ impl<'a> Parser<'a> {
             match self.clause() {
                 Ok(c) => clauses.push(c),
                 Err(Reported) => {
+                    if let Some(t) = self.tokens.get(start) {
+                        broken.push(self.text_of(t).to_string());
+                    }
                     if self.pos == start {
                         self.bump();
                     }
@@ -495,7 +514,7 @@ impl<'a> Parser<'a> {
                 }
             }
         }
-        Ok(PolicyDecl { name, clauses })
+        Ok(PolicyDecl { name, clauses, broken })
     }
 
     fn clause(&mut self) -> PResult<Clause> {
@@ -973,6 +992,12 @@ impl<'a> Parser<'a> {
         let Some(t) = self.peek() else {
             return Err(self.error("an expression"));
         };
+        if t.value == TokenValue::OutOfRange {
+            self.diags.push(
+                Diagnostic::new(Code::NumberOutOfRange, t.span, format!("number `{}` is out of range", self.text_of(t)))
+                    .with_help("values are signed 64-bit counts of 10⁻⁹ units: at most about 9.2 billion units"),
+            );
+        }
         let literal = |unit| ExprKind::Lit(Literal::Number {
             unit,
             value: match t.value {

@@ -1,0 +1,81 @@
+//! `lever check` through the real binary: exit codes, formats and the embedded stdlib.
+
+use super::{lever, root};
+
+#[test]
+fn examples_and_stdlib_check_clean() {
+    let out = lever(&root(), &["check", "examples", "stdlib"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(stderr.contains("0 errors, 0 warnings"), "{stderr}");
+}
+
+#[test]
+fn a_missing_path_exits_2_naming_it() {
+    let out = lever(&root(), &["check", "no/such/dir"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no/such/dir"));
+}
+
+#[test]
+fn usage_errors_exit_2() {
+    assert_eq!(lever(&root(), &["check"]).status.code(), Some(2));
+    assert_eq!(lever(&root(), &["check", "examples", "--format", "xml"]).status.code(), Some(2));
+    assert_eq!(lever(&root(), &["frobnicate"]).status.code(), Some(2));
+}
+
+#[test]
+fn json_diagnostics_have_the_documented_shape() {
+    let dir = root().join("tests/check/unit_limit_value");
+    let out = lever(&dir, &["check", "main.policy", "--format", "json"]);
+    assert_eq!(out.status.code(), Some(1));
+    let list: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let expected = serde_json::json!([{
+        "severity": "error",
+        "code": "E0201",
+        "message": "unit mismatch: the limit is `tokens`, the monitor is `usd`",
+        "file": "main.policy",
+        "line": 5,
+        "column": 27,
+        "end_line": 5,
+        "end_column": 38,
+        "help": "write the value in dollars, e.g. `$5.00`"
+    }]);
+    assert_eq!(list, expected);
+    // Field order is part of the contract: read it from the text, not a sorted map.
+    let text = String::from_utf8(out.stdout).unwrap();
+    let order = ["severity", "code", "message", "file", "line", "column", "end_line", "end_column", "help"];
+    let positions: Vec<usize> = order.iter().map(|k| text.find(&format!("\"{k}\":")).unwrap()).collect();
+    assert!(positions.windows(2).all(|w| w[0] < w[1]), "keys out of order in {text}");
+}
+
+#[test]
+fn the_stdlib_is_embedded_so_imports_work_from_any_directory() {
+    let dir = std::env::temp_dir().join(format!("lever-embedded-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(
+        dir.join("p.policy"),
+        "import std.llm\npolicy p {\n  version 1\n  scope all\n  limit std.llm.cost to $1 { breach => stop }\n}\n",
+    )
+    .unwrap();
+    let out = lever(&dir, &["check", "p.policy"]);
+    std::fs::remove_dir_all(&dir).unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+}
+
+#[test]
+fn warnings_alone_exit_0_and_are_printed() {
+    let dir = root().join("tests/check/warn_limit_at_zero");
+    let out = lever(&dir, &["check", "."]);
+    assert_eq!(out.status.code(), Some(0));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("W0402") && stderr.contains("0 errors, 1 warning"), "{stderr}");
+}
+
+#[test]
+fn three_mistakes_in_one_file_give_three_diagnostics() {
+    let dir = root().join("tests/check/syntax_three_mistakes");
+    let out = lever(&dir, &["check", ".", "--format", "json"]);
+    let list: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(list.len(), 3, "{list:?}");
+}
