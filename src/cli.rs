@@ -13,7 +13,11 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 #[derive(Debug, Parser)]
-#[command(name = "lever", version, about = "Policy compiler and runtime for LLM agent runs")]
+#[command(
+    name = "lever",
+    version,
+    about = "Policy compiler and runtime for LLM agent runs"
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
@@ -30,7 +34,9 @@ pub enum Format {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Parse, resolve, type-check and analyze a policy set.
-    #[command(after_help = "Examples:\n  lever check examples\n  lever check examples stdlib --format json\n\nExit: 0 clean or warnings only, 1 errors, 2 usage or I/O.")]
+    #[command(
+        after_help = "Examples:\n  lever check examples\n  lever check examples stdlib --format json\n\nExit: 0 clean or warnings only, 1 errors, 2 usage or I/O."
+    )]
     Check {
         /// `.policy` files and directories (searched recursively).
         #[arg(required = true)]
@@ -86,7 +92,11 @@ fn report(checked: &check::Checked, format: Format, file_count: usize) {
         Format::Human => {
             let color = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none();
             let text = diag::render(&checked.diagnostics, &checked.sources, color);
-            let errors = checked.diagnostics.iter().filter(|d| d.severity() == Severity::Error).count();
+            let errors = checked
+                .diagnostics
+                .iter()
+                .filter(|d| d.severity() == Severity::Error)
+                .count();
             let warnings = checked.diagnostics.len() - errors;
             let mut err = std::io::stderr().lock();
             let _ = write!(err, "{text}");

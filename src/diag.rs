@@ -219,7 +219,9 @@ pub fn render(diags: &[Diagnostic], sources: &SourceSet, color: bool) -> String 
             )
             .with_code(d.code.as_str())
             .with_message(&d.message)
-            .with_label(ALabel::new((path.clone(), char_range(file, d.span))).with_message(&d.message));
+            .with_label(
+                ALabel::new((path.clone(), char_range(file, d.span))).with_message(&d.message),
+            );
         let mut cache = vec![(path.clone(), file.text.clone())];
         for label in &d.labels {
             let Some(other) = sources.get(label.span.file) else {

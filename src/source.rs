@@ -78,7 +78,11 @@ impl SourceFile {
     pub fn line_col(&self, offset: usize) -> (usize, usize) {
         let offset = offset.min(self.text.len());
         let line = self.line_starts.partition_point(|&s| s <= offset);
-        let start = self.line_starts.get(line.wrapping_sub(1)).copied().unwrap_or(0);
+        let start = self
+            .line_starts
+            .get(line.wrapping_sub(1))
+            .copied()
+            .unwrap_or(0);
         let column = self
             .text
             .get(start..offset)

@@ -51,5 +51,8 @@ pub const EVENT_FIELDS: &[(&str, Unit)] = &[
 
 /// The unit of an event field the runtime provides.
 pub fn event_field(name: &str) -> Option<Unit> {
-    EVENT_FIELDS.iter().find(|(n, _)| *n == name).map(|(_, u)| *u)
+    EVENT_FIELDS
+        .iter()
+        .find(|(n, _)| *n == name)
+        .map(|(_, u)| *u)
 }

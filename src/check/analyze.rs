@@ -49,8 +49,18 @@ fn non_positive_limits(program: &Program, out: &mut Vec<Diagnostic>) {
         for l in &p.limits {
             if l.value <= 0 {
                 out.push(
-                    Diagnostic::new(Code::NonPositiveLimit, l.span, format!("limit on `{}` is {}, at or below zero", l.name, Decimal(l.value)))
-                        .with_help("such a limit is breached at the first step; give it a positive value"),
+                    Diagnostic::new(
+                        Code::NonPositiveLimit,
+                        l.span,
+                        format!(
+                            "limit on `{}` is {}, at or below zero",
+                            l.name,
+                            Decimal(l.value)
+                        ),
+                    )
+                    .with_help(
+                        "such a limit is breached at the first step; give it a positive value",
+                    ),
                 );
             }
         }
@@ -62,7 +72,10 @@ fn shared_limits(program: &Program) -> Vec<Entry<'_>> {
     for p in &program.policies {
         let required = required_values(&p.scope);
         for l in &p.limits {
-            let shared = program.monitors.get(l.monitor.0 as usize).is_some_and(|m| m.owner.is_none());
+            let shared = program
+                .monitors
+                .get(l.monitor.0 as usize)
+                .is_some_and(|m| m.owner.is_none());
             if shared {
                 entries.push(Entry {
                     policy: p,
@@ -79,18 +92,28 @@ fn shared_limits(program: &Program) -> Vec<Entry<'_>> {
 }
 
 fn monitor_name(program: &Program, id: u32) -> &str {
-    program.monitors.get(id as usize).map_or("?", |m| m.id_name.as_str())
+    program
+        .monitors
+        .get(id as usize)
+        .map_or("?", |m| m.id_name.as_str())
 }
 
 fn ties(program: &Program, entries: &[Entry<'_>], out: &mut Vec<Diagnostic>) {
     let mut buckets: BTreeMap<(u32, u32), Vec<usize>> = BTreeMap::new();
     for (i, e) in entries.iter().enumerate() {
-        buckets.entry((e.monitor, e.policy.precedence)).or_default().push(i);
+        buckets
+            .entry((e.monitor, e.policy.precedence))
+            .or_default()
+            .push(i);
     }
     for ((monitor, precedence), members) in buckets {
         for (a, b) in candidate_pairs(entries, &members) {
-            let (Some(x), Some(y)) = (entries.get(a), entries.get(b)) else { continue };
-            let disagree = x.value != y.value || x.enforcement != y.enforcement || x.policy.conflict != y.policy.conflict;
+            let (Some(x), Some(y)) = (entries.get(a), entries.get(b)) else {
+                continue;
+            };
+            let disagree = x.value != y.value
+                || x.enforcement != y.enforcement
+                || x.policy.conflict != y.policy.conflict;
             if !disagree || overlaps(&x.policy.scope, &y.policy.scope) != Some(true) {
                 continue;
             }
@@ -117,16 +140,26 @@ fn ties(program: &Program, entries: &[Entry<'_>], out: &mut Vec<Diagnostic>) {
 fn candidate_pairs(entries: &[Entry<'_>], members: &[usize]) -> BTreeSet<(usize, usize)> {
     let mut counts: BTreeMap<&Selector, usize> = BTreeMap::new();
     for i in members {
-        for s in entries.get(*i).map(|e| e.required.keys()).into_iter().flatten() {
+        for s in entries
+            .get(*i)
+            .map(|e| e.required.keys())
+            .into_iter()
+            .flatten()
+        {
             *counts.entry(s).or_default() += 1;
         }
     }
-    let key = counts.into_iter().max_by_key(|(_, n)| *n).map(|(s, _)| s.clone());
+    let key = counts
+        .into_iter()
+        .max_by_key(|(_, n)| *n)
+        .map(|(s, _)| s.clone());
     let mut by_value: BTreeMap<&str, Vec<usize>> = BTreeMap::new();
     let mut wild = Vec::new();
     for i in members {
         match key.as_ref().and_then(|k| entries.get(*i)?.required.get(k)) {
-            Some(values) => values.iter().for_each(|v| by_value.entry(v.as_str()).or_default().push(*i)),
+            Some(values) => values
+                .iter()
+                .for_each(|v| by_value.entry(v.as_str()).or_default().push(*i)),
             None => wild.push(*i),
         }
     }
@@ -164,7 +197,9 @@ fn shadowing(program: &Program, entries: &[Entry<'_>], out: &mut Vec<Diagnostic>
             .unwrap_or(u32::MAX);
         let leads: Vec<&&Entry<'_>> = group
             .iter()
-            .filter(|e| e.policy.conflict == Conflict::ExplicitPriority && e.policy.precedence < min_other)
+            .filter(|e| {
+                e.policy.conflict == Conflict::ExplicitPriority && e.policy.precedence < min_other
+            })
             .collect();
         for b in &group {
             let shadow = leads.iter().find(|a| {
@@ -228,7 +263,8 @@ pub fn required_values(scope: &Scope) -> Required {
 }
 
 fn disjoint(a: &Required, b: &Required) -> bool {
-    a.iter().any(|(s, xs)| b.get(s).is_some_and(|ys| xs.is_disjoint(ys)))
+    a.iter()
+        .any(|(s, xs)| b.get(s).is_some_and(|ys| xs.is_disjoint(ys)))
 }
 
 /// Whether some run is in both scopes; `None` when too costly to decide.
@@ -263,7 +299,9 @@ fn exists(scopes: &[&Scope], mut test: impl FnMut(&Env) -> bool) -> Option<bool>
         .collect();
     let mut total: usize = 1;
     for (_, vs) in &domains {
-        total = total.checked_mul(vs.len()).filter(|t| *t <= ENUMERATION_BUDGET)?;
+        total = total
+            .checked_mul(vs.len())
+            .filter(|t| *t <= ENUMERATION_BUDGET)?;
     }
     let mut env: Env = BTreeMap::new();
     for n in 0..total {
@@ -332,15 +370,27 @@ mod tests {
         assert_eq!(implies(&a, &either), Some(true));
         assert_eq!(implies(&either, &a), Some(false));
         // A label nobody sets is "": `labels["x"] != "y"` holds for such runs.
-        let tenant = Scope::And(Box::new(eq(Selector::Tenant, "t")), Box::new(Scope::Not(Box::new(eq(Selector::Label("x".into()), "y")))));
+        let tenant = Scope::And(
+            Box::new(eq(Selector::Tenant, "t")),
+            Box::new(Scope::Not(Box::new(eq(Selector::Label("x".into()), "y")))),
+        );
         assert_eq!(overlaps(&tenant, &eq(Selector::Tenant, "t")), Some(true));
     }
 
     #[test]
     fn required_values_intersect_and_unite() {
-        let s = Scope::And(Box::new(Scope::In(Selector::Agent, vec!["a".into(), "b".into()])), Box::new(eq(Selector::Agent, "b")));
-        assert_eq!(required_values(&s).get(&Selector::Agent), Some(&BTreeSet::from(["b".to_string()])));
-        let o = Scope::Or(Box::new(eq(Selector::Agent, "a")), Box::new(eq(Selector::Tenant, "t")));
+        let s = Scope::And(
+            Box::new(Scope::In(Selector::Agent, vec!["a".into(), "b".into()])),
+            Box::new(eq(Selector::Agent, "b")),
+        );
+        assert_eq!(
+            required_values(&s).get(&Selector::Agent),
+            Some(&BTreeSet::from(["b".to_string()]))
+        );
+        let o = Scope::Or(
+            Box::new(eq(Selector::Agent, "a")),
+            Box::new(eq(Selector::Tenant, "t")),
+        );
         assert!(required_values(&o).is_empty());
     }
 }

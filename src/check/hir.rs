@@ -192,7 +192,10 @@ pub enum Grantee {
 pub enum RuleKind {
     /// Raise the limit at this index of [`Policy::limits`] up to `ceiling` (inclusive,
     /// absolute, in the limit's unit).
-    Raise { limit: usize, ceiling: i64 },
+    Raise {
+        limit: usize,
+        ceiling: i64,
+    },
     Suspend,
     Resume,
 }

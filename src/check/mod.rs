@@ -82,7 +82,11 @@ fn load(mut sources: SourceSet) -> (SourceSet, Vec<ast::File>, Vec<Diagnostic>) 
             .cloned();
         let Some(module) = missing else { break };
         if let Some((path, text)) = stdlib::module(&module) {
-            sources.add(SourceFile::new(path, text, FileRole::Stdlib(module.clone())));
+            sources.add(SourceFile::new(
+                path,
+                text,
+                FileRole::Stdlib(module.clone()),
+            ));
         }
         present.insert(module);
     }
@@ -234,10 +238,10 @@ impl<'a> Checker<'a> {
             Ns::User => &mut self.user,
             Ns::Module(i) => {
                 // `module_index` creates every namespace before it is named.
-                while self.module_ns.len() <= i {
-                    self.module_ns.push(BTreeMap::new());
+                if self.module_ns.len() <= i {
+                    self.module_ns.resize_with(i + 1, BTreeMap::new);
                 }
-                &mut self.module_ns[i]
+                self.module_ns.get_mut(i).unwrap_or(&mut self.user)
             }
         }
     }
@@ -249,16 +253,26 @@ impl<'a> Checker<'a> {
         };
         if name.text == "ui" && matches!(decl, Decl::Channel(_)) {
             self.error(
-                Diagnostic::new(Code::DuplicateName, name.span, "duplicate name `ui`: the `ui` channel is built in")
-                    .with_help("choose another name; `alert(ui)` always reaches the in-app feed"),
+                Diagnostic::new(
+                    Code::DuplicateName,
+                    name.span,
+                    "duplicate name `ui`: the `ui` channel is built in",
+                )
+                .with_help("choose another name; `alert(ui)` always reaches the in-app feed"),
             );
             return;
         }
         if let Some(prev) = self.namespace(ns).get(&name.text).copied() {
             self.error(
-                Diagnostic::new(Code::DuplicateName, name.span, format!("duplicate name `{}`", name.text))
-                    .with_label(prev.span, "first declared here")
-                    .with_help("all top-level items of a policy set share one namespace; rename one of them"),
+                Diagnostic::new(
+                    Code::DuplicateName,
+                    name.span,
+                    format!("duplicate name `{}`", name.text),
+                )
+                .with_label(prev.span, "first declared here")
+                .with_help(
+                    "all top-level items of a policy set share one namespace; rename one of them",
+                ),
             );
             return;
         }
@@ -272,7 +286,9 @@ impl<'a> Checker<'a> {
         let mut order: Vec<usize> = (0..files.len()).collect();
         order.sort_by_key(|i| files.get(*i).map(|f| self.role(f.file) == FileRole::User));
         for index in order {
-            let Some(file) = files.get(index) else { continue };
+            let Some(file) = files.get(index) else {
+                continue;
+            };
             let ns = self.ns_of(file.file);
             let is_user = ns == Ns::User;
             for item in &file.items {
@@ -281,7 +297,14 @@ impl<'a> Checker<'a> {
         }
     }
 
-    fn declare_item(&mut self, index: usize, file: FileId, ns: Ns, is_user: bool, item: &'a ast::Item) {
+    fn declare_item(
+        &mut self,
+        index: usize,
+        file: FileId,
+        ns: Ns,
+        is_user: bool,
+        item: &'a ast::Item,
+    ) {
         use ast::ItemKind as K;
         match &item.kind {
             K::Import(q) => self.declare_import(index, q),
@@ -289,7 +312,11 @@ impl<'a> Checker<'a> {
             K::Monitor(m) => {
                 let id_name = match ns {
                     Ns::User => m.name.text.clone(),
-                    Ns::Module(i) => format!("{}.{}", self.module_names.get(i).map_or("", String::as_str), m.name.text),
+                    Ns::Module(i) => format!(
+                        "{}.{}",
+                        self.module_names.get(i).map_or("", String::as_str),
+                        m.name.text
+                    ),
                 };
                 let idx = self.push_monitor(id_name, m, None, file, ns);
                 self.declare(ns, &m.name, Decl::Monitor(idx));
@@ -306,7 +333,10 @@ impl<'a> Checker<'a> {
                 self.declare(ns, name, Decl::Const(self.consts.len() - 1));
             }
             K::Channel(c) => {
-                self.channels.push(ChannelSlot { decl: c, span: item.span });
+                self.channels.push(ChannelSlot {
+                    decl: c,
+                    span: item.span,
+                });
                 self.declare(ns, &c.name, Decl::Channel(self.channels.len() - 1));
             }
             K::Policy(p) => self.declare_policy(file, ns, p, item.span),
@@ -337,11 +367,29 @@ impl<'a> Checker<'a> {
 
     fn declare_import(&mut self, index: usize, q: &ast::QName) {
         let module = q.dotted();
-        if stdlib::module(&module).is_none() && !self.module_names.contains(&module) && !self.sources.files.iter().any(|f| f.role == FileRole::Stdlib(module.clone())) {
-            let known: Vec<&str> = stdlib::MODULES.iter().map(|(n, _, _)| *n).filter(|n| *n != stdlib::PRELUDE).collect();
+        if stdlib::module(&module).is_none()
+            && !self.module_names.contains(&module)
+            && !self
+                .sources
+                .files
+                .iter()
+                .any(|f| f.role == FileRole::Stdlib(module.clone()))
+        {
+            let known: Vec<&str> = stdlib::MODULES
+                .iter()
+                .map(|(n, _, _)| *n)
+                .filter(|n| *n != stdlib::PRELUDE)
+                .collect();
             self.error(
-                Diagnostic::new(Code::UnknownModule, q.span, format!("unknown module `{module}`"))
-                    .with_help(format!("`import` names embedded stdlib modules: {}", known.join(", "))),
+                Diagnostic::new(
+                    Code::UnknownModule,
+                    q.span,
+                    format!("unknown module `{module}`"),
+                )
+                .with_help(format!(
+                    "`import` names embedded stdlib modules: {}",
+                    known.join(", ")
+                )),
             );
             return;
         }
@@ -353,18 +401,26 @@ impl<'a> Checker<'a> {
     fn declare_signal(&mut self, ns: Ns, name: &ast::Name, unit: ast::UnitName) {
         if !unit.unit.is_number() {
             self.error(
-                Diagnostic::new(Code::BadOperand, unit.span, format!("a signal is a number; `{}` is not", unit.unit.name()))
-                    .with_help("signals take `count`, `tokens`, `usd` or `duration`"),
+                Diagnostic::new(
+                    Code::BadOperand,
+                    unit.span,
+                    format!("a signal is a number; `{}` is not", unit.unit.name()),
+                )
+                .with_help("signals take `count`, `tokens`, `usd` or `duration`"),
             );
         }
         let field = ast::QName {
             parts: vec![
-                ast::Name { text: "step".into(), span: name.span },
+                ast::Name {
+                    text: "step".into(),
+                    span: name.span,
+                },
                 name.clone(),
             ],
             span: name.span,
         };
-        if let Some(id) = self.declare_field(&field, FieldDef::Metric(name.text.clone(), unit.unit)) {
+        if let Some(id) = self.declare_field(&field, FieldDef::Metric(name.text.clone(), unit.unit))
+        {
             self.declare(ns, name, Decl::Signal(id));
         }
     }
@@ -374,8 +430,12 @@ impl<'a> Checker<'a> {
         let first = name.parts.first().map(|p| p.text.as_str());
         if name.parts.len() != 2 || !matches!(first, Some("step" | "run")) {
             self.error(
-                Diagnostic::new(Code::UnknownExtern, name.span, format!("`{dotted}` is not a step or run field"))
-                    .with_help("fields are named `step.NAME` or `run.NAME`"),
+                Diagnostic::new(
+                    Code::UnknownExtern,
+                    name.span,
+                    format!("`{dotted}` is not a step or run field"),
+                )
+                .with_help("fields are named `step.NAME` or `run.NAME`"),
             );
             return None;
         }
@@ -386,24 +446,42 @@ impl<'a> Checker<'a> {
                     self.error(Diagnostic::new(
                         Code::UnknownExtern,
                         name.span,
-                        format!("`{dotted}` is read from events as `{}`, not `{}`", u.name(), unit.name()),
+                        format!(
+                            "`{dotted}` is read from events as `{}`, not `{}`",
+                            u.name(),
+                            unit.name()
+                        ),
                     ));
                     return None;
                 }
                 None => {
                     self.error(
-                        Diagnostic::new(Code::UnknownExtern, name.span, format!("the event reader has no field `{dotted}`"))
-                            .with_help("an `extern` binds a field the runtime reads from events (DESIGN §3)"),
+                        Diagnostic::new(
+                            Code::UnknownExtern,
+                            name.span,
+                            format!("the event reader has no field `{dotted}`"),
+                        )
+                        .with_help(
+                            "an `extern` binds a field the runtime reads from events (DESIGN §3)",
+                        ),
                     );
                     return None;
                 }
             }
         }
-        if let Some(prev) = self.field_names.get(&dotted).and_then(|id| self.fields.get(id.0 as usize)) {
+        if let Some(prev) = self
+            .field_names
+            .get(&dotted)
+            .and_then(|id| self.fields.get(id.0 as usize))
+        {
             let prev_span = prev.span;
             self.error(
-                Diagnostic::new(Code::DuplicateName, name.span, format!("duplicate field `{dotted}`"))
-                    .with_label(prev_span, "first declared here"),
+                Diagnostic::new(
+                    Code::DuplicateName,
+                    name.span,
+                    format!("duplicate field `{dotted}`"),
+                )
+                .with_label(prev_span, "first declared here"),
             );
             return None;
         }
@@ -418,7 +496,14 @@ impl<'a> Checker<'a> {
         Some(id)
     }
 
-    fn push_monitor(&mut self, id_name: String, m: &'a ast::MonitorDecl, owner: Option<usize>, file: FileId, ns: Ns) -> usize {
+    fn push_monitor(
+        &mut self,
+        id_name: String,
+        m: &'a ast::MonitorDecl,
+        owner: Option<usize>,
+        file: FileId,
+        ns: Ns,
+    ) -> usize {
         self.monitors.push(MonitorSlot {
             id_name,
             name: m.name.text.clone(),
@@ -434,19 +519,35 @@ impl<'a> Checker<'a> {
 
     fn declare_policy(&mut self, file: FileId, ns: Ns, p: &'a ast::PolicyDecl, span: Span) {
         if ns != Ns::User {
-            self.error(Diagnostic::new(Code::StdlibOnly, p.name.span, "a stdlib module declares no policies"));
+            self.error(Diagnostic::new(
+                Code::StdlibOnly,
+                p.name.span,
+                "a stdlib module declares no policies",
+            ));
             return;
         }
         let index = self.policies.len();
         self.declare(ns, &p.name, Decl::Policy(index));
         let mut private: BTreeMap<String, usize> = BTreeMap::new();
         for clause in &p.clauses {
-            let ast::ClauseKind::Monitor(m) = &clause.kind else { continue };
-            if let Some(prev) = private.get(&m.name.text).and_then(|i| self.monitors.get(*i)) {
+            let ast::ClauseKind::Monitor(m) = &clause.kind else {
+                continue;
+            };
+            if let Some(prev) = private
+                .get(&m.name.text)
+                .and_then(|i| self.monitors.get(*i))
+            {
                 let prev_span = prev.span;
                 self.error(
-                    Diagnostic::new(Code::DuplicateName, m.name.span, format!("duplicate monitor `{}` in policy `{}`", m.name.text, p.name.text))
-                        .with_label(prev_span, "first declared here"),
+                    Diagnostic::new(
+                        Code::DuplicateName,
+                        m.name.span,
+                        format!(
+                            "duplicate monitor `{}` in policy `{}`",
+                            m.name.text, p.name.text
+                        ),
+                    )
+                    .with_label(prev_span, "first declared here"),
                 );
                 continue;
             }
@@ -454,7 +555,12 @@ impl<'a> Checker<'a> {
             let idx = self.push_monitor(id_name, m, Some(index), file, ns);
             private.insert(m.name.text.clone(), idx);
         }
-        self.policies.push(PolicySlot { decl: p, file, span, private });
+        self.policies.push(PolicySlot {
+            decl: p,
+            file,
+            span,
+            private,
+        });
     }
 
     /// Resolves everything and assembles the program (even when some parts failed, so
@@ -508,9 +614,13 @@ impl<'a> Checker<'a> {
             for (name, idx) in &p.private {
                 if let (Some(prev), Some(m)) = (self.user.get(name), self.monitors.get(*idx)) {
                     found.push(
-                        Diagnostic::new(Code::ShadowsTopLevel, m.span, format!("monitor `{name}` shadows a top-level name"))
-                            .with_label(prev.span, "top-level name declared here")
-                            .with_help("rename the policy's monitor"),
+                        Diagnostic::new(
+                            Code::ShadowsTopLevel,
+                            m.span,
+                            format!("monitor `{name}` shadows a top-level name"),
+                        )
+                        .with_label(prev.span, "top-level name declared here")
+                        .with_help("rename the policy's monitor"),
                     );
                 }
             }

@@ -46,14 +46,29 @@ impl<'a> Checker<'a> {
             if !params.iter().any(|(p, _)| *p == name) {
                 let list: Vec<String> = params.iter().map(|(p, _)| format!("`{p}`")).collect();
                 self.error(
-                    Diagnostic::new(Code::ChannelArgs, arg.name.span, format!("`{}` takes no argument `{name}`", decl.kind.name()))
-                        .with_help(format!("`{}` takes {}", decl.kind.name(), list.join(", "))),
+                    Diagnostic::new(
+                        Code::ChannelArgs,
+                        arg.name.span,
+                        format!("`{}` takes no argument `{name}`", decl.kind.name()),
+                    )
+                    .with_help(format!(
+                        "`{}` takes {}",
+                        decl.kind.name(),
+                        list.join(", ")
+                    )),
                 );
                 ok = false;
                 continue;
             }
             if let Some(prev) = seen.insert(name, arg.span) {
-                self.error(Diagnostic::new(Code::ChannelArgs, arg.span, format!("argument `{name}` given twice")).with_label(prev, "first given here"));
+                self.error(
+                    Diagnostic::new(
+                        Code::ChannelArgs,
+                        arg.span,
+                        format!("argument `{name}` given twice"),
+                    )
+                    .with_label(prev, "first given here"),
+                );
                 ok = false;
                 continue;
             }
@@ -65,22 +80,41 @@ impl<'a> Checker<'a> {
         for (param, required) in params {
             if *required && !seen.contains_key(param) {
                 self.error(
-                    Diagnostic::new(Code::ChannelArgs, decl.name.span, format!("channel `{}` needs `{param}`", decl.name.text))
-                        .with_help(format!("e.g. `{}({param}: env(\"VAR\"))`", decl.kind.name())),
+                    Diagnostic::new(
+                        Code::ChannelArgs,
+                        decl.name.span,
+                        format!("channel `{}` needs `{param}`", decl.name.text),
+                    )
+                    .with_help(format!(
+                        "e.g. `{}({param}: env(\"VAR\"))`",
+                        decl.kind.name()
+                    )),
                 );
                 ok = false;
             }
         }
-        ok.then(|| hir::Channel { name: decl.name.text.clone(), kind: decl.kind, args, span })
+        ok.then(|| hir::Channel {
+            name: decl.name.text.clone(),
+            kind: decl.kind,
+            args,
+            span,
+        })
     }
 
-    fn channel_arg(&mut self, kind: ChannelKind, arg: &ast::ChannelArg, file: crate::source::FileId, ns: Ns) -> Option<hir::ArgValue> {
+    fn channel_arg(
+        &mut self,
+        kind: ChannelKind,
+        arg: &ast::ChannelArg,
+        file: crate::source::FileId,
+        ns: Ns,
+    ) -> Option<hir::ArgValue> {
         let name = arg.name.text.as_str();
         let wants_list = kind == ChannelKind::Email && name == "to";
         match &arg.value {
             ast::ArgValue::Env(var) => {
                 if wants_list {
-                    return self.arg_type(arg, "a list of addresses, e.g. `[\"oncall@example.com\"]`");
+                    return self
+                        .arg_type(arg, "a list of addresses, e.g. `[\"oncall@example.com\"]`");
                 }
                 Some(hir::ArgValue::Env(var.value.clone()))
             }
@@ -91,7 +125,9 @@ impl<'a> Checker<'a> {
                 if items.is_empty() {
                     return self.arg_type(arg, "at least one address");
                 }
-                Some(hir::ArgValue::List(items.iter().map(|s| s.value.clone()).collect()))
+                Some(hir::ArgValue::List(
+                    items.iter().map(|s| s.value.clone()).collect(),
+                ))
             }
             ast::ArgValue::Expr(e) => {
                 if name == "secret" {
@@ -102,14 +138,22 @@ impl<'a> Checker<'a> {
                     return None;
                 }
                 if wants_list {
-                    return self.arg_type(arg, "a list of addresses, e.g. `[\"oncall@example.com\"]`");
+                    return self
+                        .arg_type(arg, "a list of addresses, e.g. `[\"oncall@example.com\"]`");
                 }
-                let cx = Cx { file, ns, policy: None, place: Place::Constant };
+                let cx = Cx {
+                    file,
+                    ns,
+                    policy: None,
+                    place: Place::Constant,
+                };
                 let lowered = self.lower(e, cx)?;
                 if lowered.unit != Unit::String {
                     return self.arg_type(arg, "a string or `env(\"VAR\")`");
                 }
-                let hir::Value::Str(s) = self.fold(&lowered)? else { return None };
+                let hir::Value::Str(s) = self.fold(&lowered)? else {
+                    return None;
+                };
                 if kind == ChannelKind::Slack && name == "url" {
                     self.error(
                         Diagnostic::new(Code::SecretInUrl, arg.span, "slack webhook URL written as a literal")
@@ -122,7 +166,11 @@ impl<'a> Checker<'a> {
     }
 
     fn arg_type<T>(&mut self, arg: &ast::ChannelArg, wants: &str) -> Option<T> {
-        self.error(Diagnostic::new(Code::ChannelArgs, arg.span, format!("argument `{}` takes {wants}", arg.name.text)));
+        self.error(Diagnostic::new(
+            Code::ChannelArgs,
+            arg.span,
+            format!("argument `{}` takes {wants}", arg.name.text),
+        ));
         None
     }
 
@@ -141,24 +189,34 @@ impl<'a> Checker<'a> {
     fn check_policy(&mut self, index: usize) -> Option<hir::Policy> {
         let slot = self.policies.get(index)?;
         let (decl, span, file) = (slot.decl, slot.span, slot.file);
-        let cx = Cx { file, ns: Ns::User, policy: Some(index), place: Place::Constant };
+        let cx = Cx {
+            file,
+            ns: Ns::User,
+            policy: Some(index),
+            place: Place::Constant,
+        };
         let mut b = PolicyBuilder::default();
         let mut ok = true;
         let mut seen: BTreeMap<&'static str, Span> = BTreeMap::new();
         for clause in &decl.clauses {
             let keyword = clause.kind.keyword();
-            if !matches!(clause.kind, ClauseKind::Monitor(_) | ClauseKind::Limit(_)) {
-                if let Some(prev) = seen.insert(keyword, clause.span) {
-                    self.error(
-                        Diagnostic::new(Code::DuplicateClause, clause.span, format!("`{keyword}` given twice in policy `{}`", decl.name.text))
-                            .with_label(prev, "first given here")
-                            .with_help("each clause appears at most once, except `monitor` and `limit`"),
-                    );
-                    ok = false;
-                    continue;
-                }
+            let once = !matches!(clause.kind, ClauseKind::Monitor(_) | ClauseKind::Limit(_));
+            if once && let Some(prev) = seen.insert(keyword, clause.span) {
+                self.error(
+                    Diagnostic::new(
+                        Code::DuplicateClause,
+                        clause.span,
+                        format!("`{keyword}` given twice in policy `{}`", decl.name.text),
+                    )
+                    .with_label(prev, "first given here")
+                    .with_help("each clause appears at most once, except `monitor` and `limit`"),
+                );
+                ok = false;
+                continue;
             }
-            ok &= self.policy_clause(&clause.kind, clause.span, cx, &mut b).is_some();
+            ok &= self
+                .policy_clause(&clause.kind, clause.span, cx, &mut b)
+                .is_some();
         }
         // Rules name limits, which may be declared after them: check rules last.
         for clause in &decl.clauses {
@@ -174,8 +232,12 @@ impl<'a> Checker<'a> {
         let broken = |k: &str| decl.broken.iter().any(|b| b == k);
         if b.version.is_none() && !seen.contains_key("version") && !broken("version") {
             self.error(
-                Diagnostic::new(Code::MissingVersion, decl.name.span, format!("policy `{}` has no `version`", decl.name.text))
-                    .with_help("add `version 1`; bump it whenever the policy's meaning changes"),
+                Diagnostic::new(
+                    Code::MissingVersion,
+                    decl.name.span,
+                    format!("policy `{}` has no `version`", decl.name.text),
+                )
+                .with_help("add `version 1`; bump it whenever the policy's meaning changes"),
             );
             ok = false;
         }
@@ -208,17 +270,28 @@ impl<'a> Checker<'a> {
         })
     }
 
-    fn policy_clause(&mut self, kind: &ClauseKind, span: Span, cx: Cx, b: &mut PolicyBuilder) -> Option<()> {
+    fn policy_clause(
+        &mut self,
+        kind: &ClauseKind,
+        span: Span,
+        cx: Cx,
+        b: &mut PolicyBuilder,
+    ) -> Option<()> {
         match kind {
-            ClauseKind::Version(v) => {
-                match v.value {
-                    Some(n) if n >= 1 => b.version = Some(n),
-                    _ => {
-                        self.error(Diagnostic::new(Code::BadVersion, v.span, "version must be a positive integer").with_help("versions start at `1`"));
-                        return None;
-                    }
+            ClauseKind::Version(v) => match v.value {
+                Some(n) if n >= 1 => b.version = Some(n),
+                _ => {
+                    self.error(
+                        Diagnostic::new(
+                            Code::BadVersion,
+                            v.span,
+                            "version must be a positive integer",
+                        )
+                        .with_help("versions start at `1`"),
+                    );
+                    return None;
                 }
-            }
+            },
             ClauseKind::Description(s) => b.description = Some(s.value.clone()),
             ClauseKind::Scope(s) => b.scope = Some(lower_scope(s)),
             ClauseKind::Precedence(p) => b.precedence = Some(self.small_int(*p, "precedence")?),
@@ -241,7 +314,10 @@ impl<'a> Checker<'a> {
         match v.value.and_then(|n| u32::try_from(n).ok()) {
             Some(n) => Some(n),
             None => {
-                self.error(Diagnostic::new(Code::BadCount, v.span, format!("{what} is out of range")).with_help("at most 4294967295"));
+                self.error(
+                    Diagnostic::new(Code::BadCount, v.span, format!("{what} is out of range"))
+                        .with_help("at most 4294967295"),
+                );
                 None
             }
         }
@@ -251,7 +327,10 @@ impl<'a> Checker<'a> {
         let mut seen: BTreeMap<ast::InspectKey, Span> = BTreeMap::new();
         for s in settings {
             if let Some(prev) = seen.insert(s.key, s.span) {
-                self.error(Diagnostic::new(Code::DuplicateClause, s.span, "inspect setting given twice").with_label(prev, "first given here"));
+                self.error(
+                    Diagnostic::new(Code::DuplicateClause, s.span, "inspect setting given twice")
+                        .with_label(prev, "first given here"),
+                );
                 return None;
             }
             match s.key {
@@ -262,7 +341,11 @@ impl<'a> Checker<'a> {
         Some(())
     }
 
-    fn alerts(&mut self, settings: &[(ast::AlertSetting, Span)], b: &mut PolicyBuilder) -> Option<()> {
+    fn alerts(
+        &mut self,
+        settings: &[(ast::AlertSetting, Span)],
+        b: &mut PolicyBuilder,
+    ) -> Option<()> {
         let (mut max_seen, mut min_seen) = (None::<Span>, None::<Span>);
         for (setting, span) in settings {
             let prev = match setting {
@@ -270,11 +353,16 @@ impl<'a> Checker<'a> {
                 ast::AlertSetting::MinInterval(_) => min_seen.replace(*span),
             };
             if let Some(prev) = prev {
-                self.error(Diagnostic::new(Code::DuplicateClause, *span, "alerts setting given twice").with_label(prev, "first given here"));
+                self.error(
+                    Diagnostic::new(Code::DuplicateClause, *span, "alerts setting given twice")
+                        .with_label(prev, "first given here"),
+                );
                 return None;
             }
             match setting {
-                ast::AlertSetting::MaxPerRun(n) => b.max_per_run = Some(self.small_int(*n, "max_per_run")?),
+                ast::AlertSetting::MaxPerRun(n) => {
+                    b.max_per_run = Some(self.small_int(*n, "max_per_run")?)
+                }
                 ast::AlertSetting::MinInterval(d) => b.min_interval = d.value?,
             }
         }
@@ -283,7 +371,13 @@ impl<'a> Checker<'a> {
 
     /// Resolves the monitor a limit or rule names.
     fn limit_monitor(&mut self, q: &ast::QName, cx: Cx) -> Option<(hir::MonitorId, Unit)> {
-        let lowered = self.lower(&ast::Expr { kind: ast::ExprKind::Name(q.clone()), span: q.span }, cx.at_monitor())?;
+        let lowered = self.lower(
+            &ast::Expr {
+                kind: ast::ExprKind::Name(q.clone()),
+                span: q.span,
+            },
+            cx.at_monitor(),
+        )?;
         match lowered.kind {
             hir::ExprKind::Monitor(id) => Some((id, lowered.unit)),
             _ => {
@@ -296,16 +390,34 @@ impl<'a> Checker<'a> {
         }
     }
 
-    fn limit(&mut self, l: &ast::LimitDecl, span: Span, cx: Cx, earlier: &[(hir::Limit, Span)]) -> Option<hir::Limit> {
+    fn limit(
+        &mut self,
+        l: &ast::LimitDecl,
+        span: Span,
+        cx: Cx,
+        earlier: &[(hir::Limit, Span)],
+    ) -> Option<hir::Limit> {
         // Every part is checked even when an earlier one failed, so all errors show.
-        let monitor = self.limit_monitor(&l.monitor, cx).and_then(|m| self.limit_target(l, m, earlier));
-        let value = monitor.and_then(|(_, unit)| self.constant_number(&l.value, cx, unit, "the limit"));
+        let monitor = self
+            .limit_monitor(&l.monitor, cx)
+            .and_then(|m| self.limit_target(l, m, earlier));
+        let value =
+            monitor.and_then(|(_, unit)| self.constant_number(&l.value, cx, unit, "the limit"));
         let near = l.near.as_ref().map(|n| self.near(n, cx));
         let breach = l.breach.as_ref().map(|b| self.actions(&b.actions, cx));
         if l.near.is_none() && l.breach.is_none() {
             self.error(
-                Diagnostic::new(Code::EmptyLimit, span, format!("limit on `{}` has neither `near` nor `breach`", l.monitor.dotted()))
-                    .with_help("add `breach => stop` (or an alert), and optionally `near 80% => alert(ui)`"),
+                Diagnostic::new(
+                    Code::EmptyLimit,
+                    span,
+                    format!(
+                        "limit on `{}` has neither `near` nor `breach`",
+                        l.monitor.dotted()
+                    ),
+                )
+                .with_help(
+                    "add `breach => stop` (or an alert), and optionally `near 80% => alert(ui)`",
+                ),
             );
             return None;
         }
@@ -318,23 +430,48 @@ impl<'a> Checker<'a> {
             None => hir::Actions::default(),
         };
         let (monitor, unit) = monitor?;
-        Some(hir::Limit { monitor, name: l.monitor.dotted(), value: value?, unit, near, breach, span })
+        Some(hir::Limit {
+            monitor,
+            name: l.monitor.dotted(),
+            value: value?,
+            unit,
+            near,
+            breach,
+            span,
+        })
     }
 
     /// Checks that a limit's monitor is a number and not limited twice by the policy.
-    fn limit_target(&mut self, l: &ast::LimitDecl, (monitor, unit): (hir::MonitorId, Unit), earlier: &[(hir::Limit, Span)]) -> Option<(hir::MonitorId, Unit)> {
+    fn limit_target(
+        &mut self,
+        l: &ast::LimitDecl,
+        (monitor, unit): (hir::MonitorId, Unit),
+        earlier: &[(hir::Limit, Span)],
+    ) -> Option<(hir::MonitorId, Unit)> {
         if !unit.is_number() {
             self.error(
-                Diagnostic::new(Code::LimitNotNumeric, l.monitor.span, format!("monitor `{}` is a `{}`; limits apply to numbers", l.monitor.dotted(), unit.name()))
-                    .with_help("limit a `count`, `tokens`, `usd` or `duration` monitor"),
+                Diagnostic::new(
+                    Code::LimitNotNumeric,
+                    l.monitor.span,
+                    format!(
+                        "monitor `{}` is a `{}`; limits apply to numbers",
+                        l.monitor.dotted(),
+                        unit.name()
+                    ),
+                )
+                .with_help("limit a `count`, `tokens`, `usd` or `duration` monitor"),
             );
             return None;
         }
         if let Some((_, prev)) = earlier.iter().find(|(x, _)| x.monitor == monitor) {
             self.error(
-                Diagnostic::new(Code::DuplicateLimit, l.monitor.span, format!("a second limit on `{}`", l.monitor.dotted()))
-                    .with_label(*prev, "first limit here")
-                    .with_help("a policy has at most one limit per monitor; merge them"),
+                Diagnostic::new(
+                    Code::DuplicateLimit,
+                    l.monitor.span,
+                    format!("a second limit on `{}`", l.monitor.dotted()),
+                )
+                .with_label(*prev, "first limit here")
+                .with_help("a policy has at most one limit per monitor; merge them"),
             );
             return None;
         }
@@ -344,25 +481,38 @@ impl<'a> Checker<'a> {
     fn near(&mut self, n: &ast::NearClause, cx: Cx) -> Option<hir::Near> {
         let actions = self.actions(&n.actions, cx);
         let percent = n.percent.value;
-        if let Some(p) = percent {
-            if p <= 0 || p >= 100 * SCALE {
-                self.error(
-                    Diagnostic::new(Code::NearOutOfRange, n.percent.span, "`near` takes a percentage above 0% and below 100%")
-                        .with_help("at 100% the limit is breached: use `breach` for that"),
-                );
-                return None;
-            }
-        }
-        let actions = actions?;
-        if let Some(e) = actions.enforcement {
-            let at = n.actions.iter().find(|a| !matches!(a.kind, ast::ActionKind::Alert(_))).map_or(n.span, |a| a.span);
+        if percent.is_some_and(|p| p <= 0 || p >= 100 * SCALE) {
             self.error(
-                Diagnostic::new(Code::NearEnforces, at, format!("`near` may only alert, not `{}`", e.name()))
-                    .with_help("move the enforcement to `breach => ...`"),
+                Diagnostic::new(
+                    Code::NearOutOfRange,
+                    n.percent.span,
+                    "`near` takes a percentage above 0% and below 100%",
+                )
+                .with_help("at 100% the limit is breached: use `breach` for that"),
             );
             return None;
         }
-        Some(hir::Near { percent: percent?, actions })
+        let actions = actions?;
+        if let Some(e) = actions.enforcement {
+            let at = n
+                .actions
+                .iter()
+                .find(|a| !matches!(a.kind, ast::ActionKind::Alert(_)))
+                .map_or(n.span, |a| a.span);
+            self.error(
+                Diagnostic::new(
+                    Code::NearEnforces,
+                    at,
+                    format!("`near` may only alert, not `{}`", e.name()),
+                )
+                .with_help("move the enforcement to `breach => ...`"),
+            );
+            return None;
+        }
+        Some(hir::Near {
+            percent: percent?,
+            actions,
+        })
     }
 
     fn actions(&mut self, actions: &[ast::Action], cx: Cx) -> Option<hir::Actions> {
@@ -378,7 +528,14 @@ impl<'a> Checker<'a> {
                 ast::ActionKind::Alert(channels) => {
                     for ch in channels {
                         if let Some(prev) = seen.insert(ch.text.clone(), ch.span) {
-                            self.error(Diagnostic::new(Code::DuplicateChannel, ch.span, format!("channel `{}` listed twice", ch.text)).with_label(prev, "first listed here"));
+                            self.error(
+                                Diagnostic::new(
+                                    Code::DuplicateChannel,
+                                    ch.span,
+                                    format!("channel `{}` listed twice", ch.text),
+                                )
+                                .with_label(prev, "first listed here"),
+                            );
                             ok = false;
                             continue;
                         }
@@ -410,7 +567,9 @@ impl<'a> Checker<'a> {
             return Some(ChannelRef::Ui);
         }
         match self.user.get(&ch.text).map(|e| e.decl) {
-            Some(Decl::Channel(i)) => Some(ChannelRef::Declared(u32::try_from(i).unwrap_or(u32::MAX))),
+            Some(Decl::Channel(i)) => {
+                Some(ChannelRef::Declared(u32::try_from(i).unwrap_or(u32::MAX)))
+            }
             _ => {
                 let _ = cx;
                 self.error(
@@ -422,7 +581,12 @@ impl<'a> Checker<'a> {
         }
     }
 
-    fn override_rule(&mut self, rule: &ast::Rule, cx: Cx, limits: &[(hir::Limit, Span)]) -> Option<hir::OverrideRule> {
+    fn override_rule(
+        &mut self,
+        rule: &ast::Rule,
+        cx: Cx,
+        limits: &[(hir::Limit, Span)],
+    ) -> Option<hir::OverrideRule> {
         let grantee = match &rule.grantee {
             ast::Grantee::Role(s) => hir::Grantee::Role(s.value.clone()),
             ast::Grantee::Actor(s) => hir::Grantee::Actor(s.value.clone()),
@@ -436,14 +600,20 @@ impl<'a> Checker<'a> {
             Some(t) if matches!(kind, hir::RuleKind::Resume) => {
                 self.error(
                     Diagnostic::new(Code::ForOnResume, t.span, "`for` on a `resume` rule")
-                        .with_help("a resume takes effect at once and has no duration: remove `for ...`"),
+                        .with_help(
+                            "a resume takes effect at once and has no duration: remove `for ...`",
+                        ),
                 );
                 return None;
             }
             Some(t) => {
                 let ns = t.value?;
                 if ns <= 0 {
-                    self.error(Diagnostic::new(Code::BadDuration, t.span, "a grant lasts longer than zero"));
+                    self.error(Diagnostic::new(
+                        Code::BadDuration,
+                        t.span,
+                        "a grant lasts longer than zero",
+                    ));
                     return None;
                 }
                 Some(ns)
@@ -454,15 +624,32 @@ impl<'a> Checker<'a> {
             Some(n) => self.small_int(n, "approvals")?,
             None => 0,
         };
-        Some(hir::OverrideRule { grantee, kind, ttl, requires_reason: rule.requires_reason, approvals, span: rule.span })
+        Some(hir::OverrideRule {
+            grantee,
+            kind,
+            ttl,
+            requires_reason: rule.requires_reason,
+            approvals,
+            span: rule.span,
+        })
     }
 
-    fn raise(&mut self, q: &ast::QName, ceiling: &ast::Ceiling, cx: Cx, limits: &[(hir::Limit, Span)]) -> Option<hir::RuleKind> {
+    fn raise(
+        &mut self,
+        q: &ast::QName,
+        ceiling: &ast::Ceiling,
+        cx: Cx,
+        limits: &[(hir::Limit, Span)],
+    ) -> Option<hir::RuleKind> {
         let (monitor, unit) = self.limit_monitor(q, cx)?;
         let Some(index) = limits.iter().position(|(l, _)| l.monitor == monitor) else {
             self.error(
-                Diagnostic::new(Code::OverrideUnknownLimit, q.span, format!("this policy has no limit on `{}`", q.dotted()))
-                    .with_help("a raise names a limit of its own policy"),
+                Diagnostic::new(
+                    Code::OverrideUnknownLimit,
+                    q.span,
+                    format!("this policy has no limit on `{}`", q.dotted()),
+                )
+                .with_help("a raise names a limit of its own policy"),
             );
             return None;
         };
@@ -471,7 +658,11 @@ impl<'a> Checker<'a> {
             ast::Ceiling::Percent(p) => {
                 let wide = i128::from(compiled) * i128::from(p.value?) / (100 * i128::from(SCALE));
                 let Ok(value) = i64::try_from(wide) else {
-                    self.error(Diagnostic::new(Code::ConstEval, p.span, "this ceiling overflows"));
+                    self.error(Diagnostic::new(
+                        Code::ConstEval,
+                        p.span,
+                        "this ceiling overflows",
+                    ));
                     return None;
                 };
                 (value, p.span)
@@ -480,18 +671,28 @@ impl<'a> Checker<'a> {
         };
         if ceiling <= compiled {
             self.error(
-                Diagnostic::new(Code::CeilingNotARaise, span, format!("the ceiling is not above the limit on `{}`", q.dotted()))
-                    .with_help("a raise ceiling is above the compiled value, e.g. `up to 200%`"),
+                Diagnostic::new(
+                    Code::CeilingNotARaise,
+                    span,
+                    format!("the ceiling is not above the limit on `{}`", q.dotted()),
+                )
+                .with_help("a raise ceiling is above the compiled value, e.g. `up to 200%`"),
             );
             return None;
         }
-        Some(hir::RuleKind::Raise { limit: index, ceiling })
+        Some(hir::RuleKind::Raise {
+            limit: index,
+            ceiling,
+        })
     }
 }
 
 impl Cx {
     fn at_monitor(self) -> Cx {
-        Cx { place: Place::Monitor, ..self }
+        Cx {
+            place: Place::Monitor,
+            ..self
+        }
     }
 }
 
@@ -526,11 +727,22 @@ fn lower_scope(s: &ast::Scope) -> hir::Scope {
     use ast::ScopeKind as S;
     match &s.kind {
         S::All => hir::Scope::All,
-        S::Eq { selector, negated, value } => {
+        S::Eq {
+            selector,
+            negated,
+            value,
+        } => {
             let eq = hir::Scope::Eq(lower_selector(selector), value.value.clone());
-            if *negated { hir::Scope::Not(Box::new(eq)) } else { eq }
+            if *negated {
+                hir::Scope::Not(Box::new(eq))
+            } else {
+                eq
+            }
         }
-        S::In { selector, values } => hir::Scope::In(lower_selector(selector), values.iter().map(|v| v.value.clone()).collect()),
+        S::In { selector, values } => hir::Scope::In(
+            lower_selector(selector),
+            values.iter().map(|v| v.value.clone()).collect(),
+        ),
         S::Not(x) => hir::Scope::Not(Box::new(lower_scope(x))),
         S::And(a, b) => hir::Scope::And(Box::new(lower_scope(a)), Box::new(lower_scope(b))),
         S::Or(a, b) => hir::Scope::Or(Box::new(lower_scope(a)), Box::new(lower_scope(b))),

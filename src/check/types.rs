@@ -59,7 +59,11 @@ impl<'a> Checker<'a> {
         match &slot.state {
             State::Done(r) => return r.as_ref().map(|(u, _)| *u),
             State::Busy => {
-                let d = Diagnostic::new(Code::Cycle, slot.span, format!("field `{}` is defined in terms of itself", slot.name));
+                let d = Diagnostic::new(
+                    Code::Cycle,
+                    slot.span,
+                    format!("field `{}` is defined in terms of itself", slot.name),
+                );
                 self.error(d);
                 return None;
             }
@@ -74,8 +78,14 @@ impl<'a> Checker<'a> {
                     s.state = State::Busy;
                 }
                 let ns = self.ns_of(file);
-                let cx = Cx { file, ns, policy: None, place: Place::Derive };
-                self.lower(expr, cx).map(|e| (e.unit, hir::FieldSource::Derived(e)))
+                let cx = Cx {
+                    file,
+                    ns,
+                    policy: None,
+                    place: Place::Derive,
+                };
+                self.lower(expr, cx)
+                    .map(|e| (e.unit, hir::FieldSource::Derived(e)))
             }
         };
         let unit = result.as_ref().map(|(u, _)| *u);
@@ -90,17 +100,31 @@ impl<'a> Checker<'a> {
         match &slot.state {
             State::Done(r) => return r.clone(),
             State::Busy => {
-                let d = Diagnostic::new(Code::Cycle, slot.span, format!("const `{}` is defined in terms of itself", slot.name));
+                let d = Diagnostic::new(
+                    Code::Cycle,
+                    slot.span,
+                    format!("const `{}` is defined in terms of itself", slot.name),
+                );
                 self.error(d);
                 return None;
             }
             State::Todo => {}
         }
-        let (expr, cx) = (slot.expr, Cx { file: slot.file, ns: slot.ns, policy: None, place: Place::Constant });
+        let (expr, cx) = (
+            slot.expr,
+            Cx {
+                file: slot.file,
+                ns: slot.ns,
+                policy: None,
+                place: Place::Constant,
+            },
+        );
         if let Some(s) = self.consts.get_mut(index) {
             s.state = State::Busy;
         }
-        let result = self.lower(expr, cx).and_then(|e| self.fold(&e).map(|v| (e.unit, v)));
+        let result = self
+            .lower(expr, cx)
+            .and_then(|e| self.fold(&e).map(|v| (e.unit, v)));
         if let Some(s) = self.consts.get_mut(index) {
             s.state = State::Done(result.clone());
         }
@@ -112,16 +136,33 @@ impl<'a> Checker<'a> {
         match &slot.state {
             State::Done(r) => return r.as_ref().map(|m| m.unit),
             State::Busy => {
-                let d = Diagnostic::new(Code::Cycle, slot.span, format!("monitor `{}` is defined in terms of itself", slot.name))
-                    .with_help("monitors may read other monitors, but not in a cycle");
+                let d = Diagnostic::new(
+                    Code::Cycle,
+                    slot.span,
+                    format!("monitor `{}` is defined in terms of itself", slot.name),
+                )
+                .with_help("monitors may read other monitors, but not in a cycle");
                 self.error(d);
                 return None;
             }
             State::Todo => {}
         }
-        let cx = Cx { file: slot.file, ns: slot.ns, policy: slot.owner, place: Place::Monitor };
-        let (expr, span, name, id_name) = (slot.expr, slot.span, slot.name.clone(), slot.id_name.clone());
-        let owner = slot.owner.and_then(|p| self.policies.get(p)).map(|p| p.decl.name.text.clone());
+        let cx = Cx {
+            file: slot.file,
+            ns: slot.ns,
+            policy: slot.owner,
+            place: Place::Monitor,
+        };
+        let (expr, span, name, id_name) = (
+            slot.expr,
+            slot.span,
+            slot.name.clone(),
+            slot.id_name.clone(),
+        );
+        let owner = slot
+            .owner
+            .and_then(|p| self.policies.get(p))
+            .map(|p| p.decl.name.text.clone());
         if let Some(s) = self.monitors.get_mut(index) {
             s.state = State::Busy;
         }
@@ -129,12 +170,23 @@ impl<'a> Checker<'a> {
         let result = lowered.and_then(|e| {
             if !reads_steps(&e) {
                 self.error(
-                    Diagnostic::new(Code::NoAggregate, e.span, format!("monitor `{name}` reads no step"))
-                        .with_help("a monitor aggregates steps, e.g. `sum(step.cost)` or `count()`"),
+                    Diagnostic::new(
+                        Code::NoAggregate,
+                        e.span,
+                        format!("monitor `{name}` reads no step"),
+                    )
+                    .with_help("a monitor aggregates steps, e.g. `sum(step.cost)` or `count()`"),
                 );
                 return None;
             }
-            Some(hir::Monitor { id_name, name, owner, unit: e.unit, expr: e, span })
+            Some(hir::Monitor {
+                id_name,
+                name,
+                owner,
+                unit: e.unit,
+                expr: e,
+                span,
+            })
         });
         let unit = result.as_ref().map(|m| m.unit);
         if let Some(s) = self.monitors.get_mut(index) {
@@ -172,7 +224,14 @@ impl<'a> Checker<'a> {
             } else {
                 "run fields are `run.tenant`, `run.agent`, `run.api_key`, `run.human_actor` and `run.labels[\"key\"]`"
             };
-            self.error(Diagnostic::new(Code::UnknownName, q.span, format!("unknown field `{dotted}`")).with_help(help));
+            self.error(
+                Diagnostic::new(
+                    Code::UnknownName,
+                    q.span,
+                    format!("unknown field `{dotted}`"),
+                )
+                .with_help(help),
+            );
             return None;
         }
         if let [single] = parts.as_slice() {
@@ -182,14 +241,20 @@ impl<'a> Checker<'a> {
     }
 
     fn resolve_single(&mut self, name: &str, span: Span, cx: Cx) -> Option<Target> {
-        if let Some(idx) = cx.policy.and_then(|p| self.policies.get(p)).and_then(|p| p.private.get(name)) {
+        if let Some(idx) = cx
+            .policy
+            .and_then(|p| self.policies.get(p))
+            .and_then(|p| p.private.get(name))
+        {
             return Some(Target::Private(*idx));
         }
         if let Some(decl) = self.lookup_in(cx.ns, name) {
             return Some(Target::Decl(decl));
         }
         let mut d = Diagnostic::new(Code::UnknownName, span, format!("unknown name `{name}`"));
-        if let Some((module, _, _)) = crate::stdlib::MODULES.iter().find(|(m, _, t)| *m != crate::stdlib::PRELUDE && t.contains(&format!("monitor {name} "))) {
+        if let Some((module, _, _)) = crate::stdlib::MODULES.iter().find(|(m, _, t)| {
+            *m != crate::stdlib::PRELUDE && t.contains(&format!("monitor {name} "))
+        }) {
             d = d.with_help(format!("standard monitors are used by their qualified name: `{module}.{name}` (with `import {module}`)"));
         }
         self.error(d);
@@ -209,15 +274,25 @@ impl<'a> Checker<'a> {
             let own = loaded.is_some_and(|i| cx.ns == Ns::Module(i));
             if !own && !self.imported(cx.file, &module) {
                 self.error(
-                    Diagnostic::new(Code::UnknownName, q.span, format!("`{dotted}` needs `import {module}`"))
-                        .with_help(format!("add `import {module}` at the top of this file; imports are per file")),
+                    Diagnostic::new(
+                        Code::UnknownName,
+                        q.span,
+                        format!("`{dotted}` needs `import {module}`"),
+                    )
+                    .with_help(format!(
+                        "add `import {module}` at the top of this file; imports are per file"
+                    )),
                 );
                 return None;
             }
             if let Some(decl) = loaded.and_then(|i| self.lookup_in(Ns::Module(i), &member)) {
                 return Some(Target::Decl(decl));
             }
-            self.error(Diagnostic::new(Code::UnknownName, q.span, format!("module `{module}` has no `{member}`")));
+            self.error(Diagnostic::new(
+                Code::UnknownName,
+                q.span,
+                format!("module `{module}` has no `{member}`"),
+            ));
             return None;
         }
         self.error(
@@ -239,7 +314,8 @@ impl<'a> Checker<'a> {
             E::Neg(inner) => {
                 let inner = self.lower(inner, cx)?;
                 if !inner.unit.is_number() {
-                    return self.bad_operand(e.span, format!("cannot negate a `{}`", inner.unit.name()));
+                    return self
+                        .bad_operand(e.span, format!("cannot negate a `{}`", inner.unit.name()));
                 }
                 let unit = inner.unit;
                 (ExprKind::Neg(Box::new(inner)), unit)
@@ -247,7 +323,10 @@ impl<'a> Checker<'a> {
             E::Not(inner) => {
                 let inner = self.lower(inner, cx)?;
                 if inner.unit != Unit::Bool {
-                    return self.bad_operand(e.span, format!("`not` takes a `bool`, found `{}`", inner.unit.name()));
+                    return self.bad_operand(
+                        e.span,
+                        format!("`not` takes a `bool`, found `{}`", inner.unit.name()),
+                    );
                 }
                 (ExprKind::Not(Box::new(inner)), Unit::Bool)
             }
@@ -258,9 +337,27 @@ impl<'a> Checker<'a> {
                 (ExprKind::Binary(*op, Box::new(l), Box::new(r)), unit)
             }
             E::In(l, list) => return self.in_expr(l, list, e.span, cx),
-            E::Agg { func, arg, filter, window } => return self.aggregate(*func, arg.as_deref(), filter.as_deref(), *window, e.span, cx),
+            E::Agg {
+                func,
+                arg,
+                filter,
+                window,
+            } => {
+                return self.aggregate(
+                    *func,
+                    arg.as_deref(),
+                    filter.as_deref(),
+                    *window,
+                    e.span,
+                    cx,
+                );
+            }
         };
-        Some(hir::Expr { kind, unit, span: e.span })
+        Some(hir::Expr {
+            kind,
+            unit,
+            span: e.span,
+        })
     }
 
     fn bad_operand<T>(&mut self, span: Span, message: String) -> Option<T> {
@@ -280,8 +377,12 @@ impl<'a> Checker<'a> {
                     NumUnit::Duration => Unit::Duration,
                     NumUnit::Percent => {
                         self.error(
-                            Diagnostic::new(Code::MisplacedPercent, span, "a percentage is allowed only after `near` and `up to`")
-                                .with_help("write a ratio as a decimal count, e.g. `0.8`"),
+                            Diagnostic::new(
+                                Code::MisplacedPercent,
+                                span,
+                                "a percentage is allowed only after `near` and `up to`",
+                            )
+                            .with_help("write a ratio as a decimal count, e.g. `0.8`"),
                         );
                         return None;
                     }
@@ -311,7 +412,10 @@ impl<'a> Checker<'a> {
             Target::Private(idx) | Target::Decl(Decl::Monitor(idx)) => {
                 self.check_monitor_place(&dotted, span, cx)?;
                 let unit = self.resolve_monitor(idx)?;
-                (ExprKind::Monitor(hir::MonitorId(u32::try_from(idx).unwrap_or(u32::MAX))), unit)
+                (
+                    ExprKind::Monitor(hir::MonitorId(u32::try_from(idx).unwrap_or(u32::MAX))),
+                    unit,
+                )
             }
             Target::Decl(Decl::Const(idx)) => {
                 let (unit, value) = self.resolve_const(idx)?;
@@ -319,14 +423,28 @@ impl<'a> Checker<'a> {
             }
             Target::Decl(Decl::Signal(_)) => {
                 self.error(
-                    Diagnostic::new(Code::UnknownName, span, format!("`{dotted}` is a signal, read as a step field"))
-                        .with_help(format!("write `step.{dotted}` inside an aggregate, e.g. `sum(step.{dotted})`")),
+                    Diagnostic::new(
+                        Code::UnknownName,
+                        span,
+                        format!("`{dotted}` is a signal, read as a step field"),
+                    )
+                    .with_help(format!(
+                        "write `step.{dotted}` inside an aggregate, e.g. `sum(step.{dotted})`"
+                    )),
                 );
                 return None;
             }
             Target::Decl(Decl::Channel(_) | Decl::Policy(_)) => {
-                let what = if matches!(target, Target::Decl(Decl::Channel(_))) { "channel" } else { "policy" };
-                self.error(Diagnostic::new(Code::UnknownName, span, format!("`{dotted}` is a {what}, not a value")));
+                let what = if matches!(target, Target::Decl(Decl::Channel(_))) {
+                    "channel"
+                } else {
+                    "policy"
+                };
+                self.error(Diagnostic::new(
+                    Code::UnknownName,
+                    span,
+                    format!("`{dotted}` is a {what}, not a value"),
+                ));
                 return None;
             }
         };
@@ -347,8 +465,12 @@ impl<'a> Checker<'a> {
             }
             Place::Constant => {
                 self.error(
-                    Diagnostic::new(Code::NotConstant, span, format!("`{dotted}` is not a constant"))
-                        .with_help("this value is fixed at compile time: use literals and `const`s"),
+                    Diagnostic::new(
+                        Code::NotConstant,
+                        span,
+                        format!("`{dotted}` is not a constant"),
+                    )
+                    .with_help("this value is fixed at compile time: use literals and `const`s"),
                 );
                 None
             }
@@ -367,15 +489,25 @@ impl<'a> Checker<'a> {
             }
             Place::Constant | Place::Derive => {
                 self.error(
-                    Diagnostic::new(Code::NotConstant, span, format!("monitor `{dotted}` is not a constant"))
-                        .with_help("this value is fixed at compile time: use literals and `const`s"),
+                    Diagnostic::new(
+                        Code::NotConstant,
+                        span,
+                        format!("monitor `{dotted}` is not a constant"),
+                    )
+                    .with_help("this value is fixed at compile time: use literals and `const`s"),
                 );
                 None
             }
         }
     }
 
-    fn index_expr(&mut self, base: &ast::Expr, key: &ast::StrLit, span: Span, cx: Cx) -> Option<hir::Expr> {
+    fn index_expr(
+        &mut self,
+        base: &ast::Expr,
+        key: &ast::StrLit,
+        span: Span,
+        cx: Cx,
+    ) -> Option<hir::Expr> {
         let ast::ExprKind::Name(q) = &base.kind else {
             return self.bad_index(span);
         };
@@ -401,14 +533,27 @@ impl<'a> Checker<'a> {
         None
     }
 
-    fn in_expr(&mut self, l: &ast::Expr, list: &[ast::Expr], span: Span, cx: Cx) -> Option<hir::Expr> {
+    fn in_expr(
+        &mut self,
+        l: &ast::Expr,
+        list: &[ast::Expr],
+        span: Span,
+        cx: Cx,
+    ) -> Option<hir::Expr> {
         let left = self.lower(l, cx);
         let items: Vec<Option<hir::Expr>> = list.iter().map(|x| self.lower(x, cx)).collect();
         let left = left?;
         let items: Vec<hir::Expr> = items.into_iter().collect::<Option<_>>()?;
         for item in &items {
             if item.unit != left.unit {
-                self.unit_mismatch(item.span, format!("cannot look for a `{}` among `{}` values", left.unit.name(), item.unit.name()));
+                self.unit_mismatch(
+                    item.span,
+                    format!(
+                        "cannot look for a `{}` among `{}` values",
+                        left.unit.name(),
+                        item.unit.name()
+                    ),
+                );
                 return None;
             }
         }
@@ -420,9 +565,17 @@ impl<'a> Checker<'a> {
     }
 
     fn unit_mismatch(&mut self, span: Span, message: String) {
+        self.unit_mismatch_help(span, message, "both sides need the same unit: write money as `$5.00`, tokens as `1000 tokens`, durations as `30s`");
+    }
+
+    fn unit_mismatch_help(&mut self, span: Span, message: String, help: &str) {
         self.error(
-            Diagnostic::new(Code::UnitMismatch, span, format!("unit mismatch: {message}"))
-                .with_help("both sides need the same unit: write money as `$5.00`, tokens as `1000 tokens`, durations as `30s`"),
+            Diagnostic::new(
+                Code::UnitMismatch,
+                span,
+                format!("unit mismatch: {message}"),
+            )
+            .with_help(help),
         );
     }
 
@@ -434,25 +587,44 @@ impl<'a> Checker<'a> {
                 if a == Unit::Bool && b == Unit::Bool {
                     return Some(Unit::Bool);
                 }
-                self.bad_operand(span, format!("`{sym}` takes `bool` operands, found `{}` and `{}`", a.name(), b.name()))
+                self.bad_operand(
+                    span,
+                    format!(
+                        "`{sym}` takes `bool` operands, found `{}` and `{}`",
+                        a.name(),
+                        b.name()
+                    ),
+                )
             }
             BinOp::Eq | BinOp::Ne => {
                 if a == b {
                     return Some(Unit::Bool);
                 }
-                self.unit_mismatch(span, format!("cannot compare `{}` with `{}`", a.name(), b.name()));
+                self.unit_mismatch(
+                    span,
+                    format!("cannot compare `{}` with `{}`", a.name(), b.name()),
+                );
                 None
             }
             BinOp::Lt | BinOp::Le | BinOp::Gt | BinOp::Ge => {
                 let ordered = |u: Unit| u.is_number() || u == Unit::Timestamp;
                 if a != b && ordered(a) && ordered(b) {
-                    self.unit_mismatch(span, format!("cannot compare `{}` with `{}`", a.name(), b.name()));
+                    self.unit_mismatch(
+                        span,
+                        format!("cannot compare `{}` with `{}`", a.name(), b.name()),
+                    );
                     return None;
                 }
                 if a == b && ordered(a) {
                     return Some(Unit::Bool);
                 }
-                self.bad_operand(span, format!("`{sym}` orders numbers, durations and timestamps, not `{}`", if ordered(a) { b.name() } else { a.name() }))
+                self.bad_operand(
+                    span,
+                    format!(
+                        "`{sym}` orders numbers, durations and timestamps, not `{}`",
+                        if ordered(a) { b.name() } else { a.name() }
+                    ),
+                )
             }
             BinOp::Add | BinOp::Sub => self.additive_unit(op, a, b, span),
             BinOp::Mul => {
@@ -460,11 +632,17 @@ impl<'a> Checker<'a> {
                     return Some(if a == Unit::Count { b } else { a });
                 }
                 if a.is_number() && b.is_number() {
-                    self.unit_mismatch(span, format!("cannot multiply `{}` by `{}`", a.name(), b.name()));
-                    self.diags.last_mut().map(|d| d.help = Some("one side of `*` must be a plain count, e.g. `$0.01 * 3`".into()));
+                    self.unit_mismatch_help(
+                        span,
+                        format!("cannot multiply `{}` by `{}`", a.name(), b.name()),
+                        "one side of `*` must be a plain count, e.g. `$0.01 * 3`",
+                    );
                     return None;
                 }
-                self.bad_operand(span, format!("cannot multiply `{}` by `{}`", a.name(), b.name()))
+                self.bad_operand(
+                    span,
+                    format!("cannot multiply `{}` by `{}`", a.name(), b.name()),
+                )
             }
             BinOp::Div => {
                 if a.is_number() && b == Unit::Count {
@@ -474,11 +652,17 @@ impl<'a> Checker<'a> {
                     return Some(Unit::Count);
                 }
                 if a.is_number() && b.is_number() {
-                    self.unit_mismatch(span, format!("cannot divide `{}` by `{}`", a.name(), b.name()));
-                    self.diags.last_mut().map(|d| d.help = Some("divide by a count to keep the unit, or by the same unit to get a count".into()));
+                    self.unit_mismatch_help(
+                        span,
+                        format!("cannot divide `{}` by `{}`", a.name(), b.name()),
+                        "divide by a count to keep the unit, or by the same unit to get a count",
+                    );
                     return None;
                 }
-                self.bad_operand(span, format!("cannot divide `{}` by `{}`", a.name(), b.name()))
+                self.bad_operand(
+                    span,
+                    format!("cannot divide `{}` by `{}`", a.name(), b.name()),
+                )
             }
         }
     }
@@ -500,7 +684,10 @@ impl<'a> Checker<'a> {
                 self.unit_mismatch(span, message);
                 None
             }
-            _ => self.bad_operand(span, format!("cannot {verb} `{}` and `{}`", a.name(), b.name())),
+            _ => self.bad_operand(
+                span,
+                format!("cannot {verb} `{}` and `{}`", a.name(), b.name()),
+            ),
         }
     }
 
@@ -524,20 +711,18 @@ impl<'a> Checker<'a> {
             }
             Place::Constant | Place::Derive => {
                 self.error(
-                    Diagnostic::new(Code::NotConstant, span, format!("`{}(...)` is not a constant", func.name()))
-                        .with_help("aggregates belong in monitors: `monitor NAME = sum(step.cost)`"),
+                    Diagnostic::new(
+                        Code::NotConstant,
+                        span,
+                        format!("`{}(...)` is not a constant", func.name()),
+                    )
+                    .with_help("aggregates belong in monitors: `monitor NAME = sum(step.cost)`"),
                 );
                 return None;
             }
         }
-        let arg = match arg {
-            Some(a) => Some(self.lower(a, cx.at(Place::AggArg))),
-            None => None,
-        };
-        let filter = match filter {
-            Some(f) => Some(self.lower(f, cx.at(Place::Filter))),
-            None => None,
-        };
+        let arg = arg.map(|a| self.lower(a, cx.at(Place::AggArg)));
+        let filter = filter.map(|f| self.lower(f, cx.at(Place::Filter)));
         let window = self.window(func, window);
         let arg = match arg {
             Some(a) => Some(a?),
@@ -547,7 +732,10 @@ impl<'a> Checker<'a> {
             Some(f) => {
                 let f = f?;
                 if f.unit != Unit::Bool {
-                    return self.bad_operand(f.span, format!("a `where` filter is a `bool`, found `{}`", f.unit.name()));
+                    return self.bad_operand(
+                        f.span,
+                        format!("a `where` filter is a `bool`, found `{}`", f.unit.name()),
+                    );
                 }
                 Some(f)
             }
@@ -556,7 +744,12 @@ impl<'a> Checker<'a> {
         let window = window?;
         let unit = self.aggregate_unit(func, arg.as_ref(), span)?;
         Some(hir::Expr {
-            kind: ExprKind::Agg { func, arg: arg.map(Box::new), filter: filter.map(Box::new), window },
+            kind: ExprKind::Agg {
+                func,
+                arg: arg.map(Box::new),
+                filter: filter.map(Box::new),
+                window,
+            },
             unit,
             span,
         })
@@ -570,15 +763,24 @@ impl<'a> Checker<'a> {
         let ns = w.value?;
         if ns <= 0 || ns > MAX_WINDOW_NS {
             self.error(
-                Diagnostic::new(Code::BadWindow, w.span, "a `rate` window is longer than zero and at most 1h")
-                    .with_help("windows are trailing, by step timestamps: `rate(step.cost, 1m)`"),
+                Diagnostic::new(
+                    Code::BadWindow,
+                    w.span,
+                    "a `rate` window is longer than zero and at most 1h",
+                )
+                .with_help("windows are trailing, by step timestamps: `rate(step.cost, 1m)`"),
             );
             return None;
         }
         Some(Some(ns))
     }
 
-    fn aggregate_unit(&mut self, func: AggFunc, arg: Option<&hir::Expr>, span: Span) -> Option<Unit> {
+    fn aggregate_unit(
+        &mut self,
+        func: AggFunc,
+        arg: Option<&hir::Expr>,
+        span: Span,
+    ) -> Option<Unit> {
         let Some(arg) = arg else {
             return Some(Unit::Count); // count()
         };
@@ -592,13 +794,22 @@ impl<'a> Checker<'a> {
         if !ok {
             let takes = match func {
                 AggFunc::Count => "a `bool` condition",
-                AggFunc::Sum | AggFunc::Avg | AggFunc::Rate => "a number (`count`, `tokens`, `usd` or `duration`)",
+                AggFunc::Sum | AggFunc::Avg | AggFunc::Rate => {
+                    "a number (`count`, `tokens`, `usd` or `duration`)"
+                }
                 AggFunc::Max | AggFunc::Min => "a number, duration or timestamp",
                 AggFunc::Last => "any value but a map",
             };
-            return self.bad_operand(span, format!("`{}` takes {takes}, found `{}`", func.name(), u.name()));
+            return self.bad_operand(
+                span,
+                format!("`{}` takes {takes}, found `{}`", func.name(), u.name()),
+            );
         }
-        Some(if func == AggFunc::Count { Unit::Count } else { u })
+        Some(if func == AggFunc::Count {
+            Unit::Count
+        } else {
+            u
+        })
     }
 
     // ----- constants ----------------------------------------------------------------
@@ -612,18 +823,32 @@ impl<'a> Checker<'a> {
                     ArithError::Overflow => "overflows",
                     ArithError::DivisionByZero => "divides by zero",
                 };
-                self.error(Diagnostic::new(Code::ConstEval, e.span, format!("this constant {what}")));
+                self.error(Diagnostic::new(
+                    Code::ConstEval,
+                    e.span,
+                    format!("this constant {what}"),
+                ));
                 None
             }
             Err(FoldError::NotConstant) => {
-                self.error(Diagnostic::new(Code::NotConstant, e.span, "value is not a constant"));
+                self.error(Diagnostic::new(
+                    Code::NotConstant,
+                    e.span,
+                    "value is not a constant",
+                ));
                 None
             }
         }
     }
 
     /// Lowers and folds a constant number of the given unit (limit values, ceilings).
-    pub(super) fn constant_number(&mut self, e: &ast::Expr, cx: Cx, want: Unit, what: &str) -> Option<i64> {
+    pub(super) fn constant_number(
+        &mut self,
+        e: &ast::Expr,
+        cx: Cx,
+        want: Unit,
+        what: &str,
+    ) -> Option<i64> {
         let lowered = self.lower(e, cx.at(Place::Constant))?;
         if lowered.unit != want {
             let help = match want {
@@ -633,8 +858,16 @@ impl<'a> Checker<'a> {
                 _ => "write a plain number",
             };
             self.error(
-                Diagnostic::new(Code::UnitMismatch, e.span, format!("unit mismatch: {what} is `{}`, the monitor is `{}`", lowered.unit.name(), want.name()))
-                    .with_help(help),
+                Diagnostic::new(
+                    Code::UnitMismatch,
+                    e.span,
+                    format!(
+                        "unit mismatch: {what} is `{}`, the monitor is `{}`",
+                        lowered.unit.name(),
+                        want.name()
+                    ),
+                )
+                .with_help(help),
             );
             return None;
         }
@@ -689,7 +922,9 @@ fn eval_const(e: &hir::Expr) -> Result<Value, FoldError> {
             }
             Ok(Value::Bool(false))
         }
-        ExprKind::Field(_) | ExprKind::Label(_) | ExprKind::Monitor(_) | ExprKind::Agg { .. } => Err(FoldError::NotConstant),
+        ExprKind::Field(_) | ExprKind::Label(_) | ExprKind::Monitor(_) | ExprKind::Agg { .. } => {
+            Err(FoldError::NotConstant)
+        }
     }
 }
 

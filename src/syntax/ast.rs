@@ -66,15 +66,30 @@ pub struct Item {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ItemKind {
     Import(QName),
-    Signal { name: Name, unit: UnitName },
+    Signal {
+        name: Name,
+        unit: UnitName,
+    },
     Monitor(MonitorDecl),
-    Const { name: Name, value: Expr },
+    Const {
+        name: Name,
+        value: Expr,
+    },
     Channel(ChannelDecl),
     Policy(PolicyDecl),
     /// `test "name" { ... }`: the body's syntax lands with `lever test`.
-    Test { name: StrLit, body: Span },
-    Extern { name: QName, unit: UnitName },
-    Let { name: QName, value: Expr },
+    Test {
+        name: StrLit,
+        body: Span,
+    },
+    Extern {
+        name: QName,
+        unit: UnitName,
+    },
+    Let {
+        name: QName,
+        value: Expr,
+    },
 }
 
 /// The types a field, monitor or expression can have (LANGUAGE §4).
@@ -120,7 +135,10 @@ impl Unit {
 
     /// Quantities that `+`, `-`, `*`, `/`, `sum` and limits apply to.
     pub fn is_number(self) -> bool {
-        matches!(self, Unit::Count | Unit::Tokens | Unit::Usd | Unit::Duration)
+        matches!(
+            self,
+            Unit::Count | Unit::Tokens | Unit::Usd | Unit::Duration
+        )
     }
 }
 
@@ -368,8 +386,15 @@ pub struct Scope {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ScopeKind {
     All,
-    Eq { selector: Selector, negated: bool, value: StrLit },
-    In { selector: Selector, values: Vec<StrLit> },
+    Eq {
+        selector: Selector,
+        negated: bool,
+        value: StrLit,
+    },
+    In {
+        selector: Selector,
+        values: Vec<StrLit>,
+    },
     Not(Box<Scope>),
     And(Box<Scope>, Box<Scope>),
     Or(Box<Scope>, Box<Scope>),

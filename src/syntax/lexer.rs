@@ -234,9 +234,9 @@ fn number(lex: &mut logos::Lexer<Raw>) -> NumForm {
     let mut i = digit_run(rest);
     if rest.get(i) == Some(&b'.') && rest.get(i + 1).is_some_and(u8::is_ascii_digit) {
         i += 1;
-        i += rest.get(i..).map_or(0, |s| {
-            s.iter().take_while(|c| c.is_ascii_digit()).count()
-        });
+        i += rest
+            .get(i..)
+            .map_or(0, |s| s.iter().take_while(|c| c.is_ascii_digit()).count());
     }
     let form = number_suffix(rest, &mut i);
     lex.bump(i);
@@ -262,14 +262,17 @@ fn number_suffix(rest: &[u8], i: &mut usize) -> NumForm {
             NumForm::Suffix(at)
         }
         _ => {
-            let ws = rest
-                .get(*i..)
-                .map_or(0, |s| s.iter().take_while(|c| c.is_ascii_whitespace()).count());
+            let ws = rest.get(*i..).map_or(0, |s| {
+                s.iter().take_while(|c| c.is_ascii_whitespace()).count()
+            });
             let at = *i + ws;
             for unit in ["usd", "tokens"] {
                 let end = at + unit.len();
                 let word = rest.get(at..end);
-                if ws > 0 && word == Some(unit.as_bytes()) && !rest.get(end).is_some_and(|c| is_ident_char(*c)) {
+                if ws > 0
+                    && word == Some(unit.as_bytes())
+                    && !rest.get(end).is_some_and(|c| is_ident_char(*c))
+                {
                     *i = end;
                     return NumForm::SpacedUnit(at);
                 }
@@ -338,8 +341,15 @@ fn cook(raw: Raw, slice: &str, span: Span, diags: &mut Vec<Diagnostic>) -> Optio
         Raw::BlockComment(true) => None,
         Raw::BlockComment(false) => {
             diags.push(
-                Diagnostic::new(Code::UnterminatedComment, Span { end: span.start + 2, ..span }, "unterminated block comment")
-                    .with_help("close it with `*/`; block comments do not nest"),
+                Diagnostic::new(
+                    Code::UnterminatedComment,
+                    Span {
+                        end: span.start + 2,
+                        ..span
+                    },
+                    "unterminated block comment",
+                )
+                .with_help("close it with `*/`; block comments do not nest"),
             );
             None
         }
@@ -386,7 +396,11 @@ fn duration_unit(suffix: &str) -> Option<i64> {
 fn cook_number(form: NumForm, slice: &str, span: Span, diags: &mut Vec<Diagnostic>) -> Token {
     let (digits, kind, per_unit) = match form {
         NumForm::Plain => {
-            let kind = if slice.contains('.') { TokenKind::Decimal } else { TokenKind::Int };
+            let kind = if slice.contains('.') {
+                TokenKind::Decimal
+            } else {
+                TokenKind::Int
+            };
             (slice, kind, SCALE)
         }
         NumForm::Percent => (slice.trim_end_matches('%'), TokenKind::Percent, SCALE),
@@ -406,16 +420,28 @@ fn cook_number(form: NumForm, slice: &str, span: Span, diags: &mut Vec<Diagnosti
                 }
                 _ => {
                     diags.push(
-                        Diagnostic::new(Code::BadNumber, span, format!("unknown number suffix `{suffix}`"))
-                            .with_help("a number may end in `%`, `ms`, `s`, `m`, `h`, `d`, `usd` or `tokens`"),
+                        Diagnostic::new(
+                            Code::BadNumber,
+                            span,
+                            format!("unknown number suffix `{suffix}`"),
+                        )
+                        .with_help(
+                            "a number may end in `%`, `ms`, `s`, `m`, `h`, `d`, `usd` or `tokens`",
+                        ),
                     );
                     return number_token(TokenKind::Int, span, None);
                 }
             }
         }
     };
-    if kind == TokenKind::Int && num::parse_decimal(digits, per_unit) == Err(DecimalError::OutOfRange) {
-        return Token { kind, span, value: TokenValue::OutOfRange };
+    if kind == TokenKind::Int
+        && num::parse_decimal(digits, per_unit) == Err(DecimalError::OutOfRange)
+    {
+        return Token {
+            kind,
+            span,
+            value: TokenValue::OutOfRange,
+        };
     }
     let value = read_decimal(digits, per_unit, span, diags);
     number_token(kind, span, value)
@@ -441,7 +467,12 @@ fn number_token(kind: TokenKind, span: Span, value: Option<i64>) -> Token {
     }
 }
 
-fn read_decimal(digits: &str, per_unit: i64, span: Span, diags: &mut Vec<Diagnostic>) -> Option<i64> {
+fn read_decimal(
+    digits: &str,
+    per_unit: i64,
+    span: Span,
+    diags: &mut Vec<Diagnostic>,
+) -> Option<i64> {
     match num::parse_decimal(digits, per_unit) {
         Ok(v) => Some(v),
         Err(DecimalError::TooManyDecimals) => {
@@ -453,8 +484,12 @@ fn read_decimal(digits: &str, per_unit: i64, span: Span, diags: &mut Vec<Diagnos
         }
         Err(DecimalError::Malformed) => {
             diags.push(
-                Diagnostic::new(Code::BadNumber, span, format!("malformed number `{digits}`"))
-                    .with_help("underscores go between digits, one at a time: `200_000`"),
+                Diagnostic::new(
+                    Code::BadNumber,
+                    span,
+                    format!("malformed number `{digits}`"),
+                )
+                .with_help("underscores go between digits, one at a time: `200_000`"),
             );
             None
         }
@@ -469,7 +504,11 @@ fn read_decimal(digits: &str, per_unit: i64, span: Span, diags: &mut Vec<Diagnos
 }
 
 fn cook_string(terminated: bool, slice: &str, span: Span, diags: &mut Vec<Diagnostic>) -> Token {
-    let body_end = if terminated { slice.len().saturating_sub(1) } else { slice.len() };
+    let body_end = if terminated {
+        slice.len().saturating_sub(1)
+    } else {
+        slice.len()
+    };
     let body = slice.get(1..body_end).unwrap_or("");
     if !terminated {
         diags.push(
@@ -515,13 +554,19 @@ fn decode_escapes(body: &str, span: Span, diags: &mut Vec<Diagnostic>) -> String
 }
 
 fn invalid_escape(span: Span, at: usize) -> Diagnostic {
-    Diagnostic::new(Code::InvalidEscape, Span::new(span.file, at, at + 2), "invalid escape in string")
-        .with_help("strings take `\\\"`, `\\\\`, `\\n`, `\\t` and `\\u{1F600}`")
+    Diagnostic::new(
+        Code::InvalidEscape,
+        Span::new(span.file, at, at + 2),
+        "invalid escape in string",
+    )
+    .with_help("strings take `\\\"`, `\\\\`, `\\n`, `\\t` and `\\u{1F600}`")
 }
 
 /// Reads `{HEX}` (1 to 6 hex digits) after `\u`: `Err` for bad syntax, `Ok(None)` for a
 /// number that is no unicode scalar value.
-fn unicode_escape(chars: &mut std::iter::Peekable<std::str::CharIndices<'_>>) -> Result<Option<char>, ()> {
+fn unicode_escape(
+    chars: &mut std::iter::Peekable<std::str::CharIndices<'_>>,
+) -> Result<Option<char>, ()> {
     if chars.next().map(|(_, c)| c) != Some('{') {
         return Err(());
     }
@@ -550,7 +595,11 @@ mod tests {
     }
 
     fn codes(text: &str) -> Vec<&'static str> {
-        lex(FileId(0), text).1.iter().map(|d| d.code.as_str()).collect()
+        lex(FileId(0), text)
+            .1
+            .iter()
+            .map(|d| d.code.as_str())
+            .collect()
     }
 
     #[test]
@@ -561,13 +610,16 @@ mod tests {
         assert_eq!(kinds("5.00 usd"), vec![(Money, n(5 * SCALE))]);
         assert_eq!(kinds("5usd"), vec![(Money, n(5 * SCALE))]);
         assert_eq!(kinds("200_000 tokens"), vec![(Tokens, n(200_000 * SCALE))]);
-        assert_eq!(kinds("250ms 30s 5m 1h 1d"), vec![
-            (Duration, n(250_000_000)),
-            (Duration, n(30 * SCALE)),
-            (Duration, n(300 * SCALE)),
-            (Duration, n(3_600 * SCALE)),
-            (Duration, n(86_400 * SCALE)),
-        ]);
+        assert_eq!(
+            kinds("250ms 30s 5m 1h 1d"),
+            vec![
+                (Duration, n(250_000_000)),
+                (Duration, n(30 * SCALE)),
+                (Duration, n(300 * SCALE)),
+                (Duration, n(3_600 * SCALE)),
+                (Duration, n(86_400 * SCALE)),
+            ]
+        );
         assert_eq!(kinds("87.5%"), vec![(Percent, n(87_500_000_000))]);
         assert_eq!(kinds("0.1"), vec![(Decimal, n(100_000_000))]);
     }
@@ -597,6 +649,9 @@ mod tests {
     #[test]
     fn strings_decode_escapes() {
         let v = kinds(r#""a\"b\\c\n\u{20AC}""#);
-        assert_eq!(v, vec![(TokenKind::Str, TokenValue::Str("a\"b\\c\n€".into()))]);
+        assert_eq!(
+            v,
+            vec![(TokenKind::Str, TokenValue::Str("a\"b\\c\n€".into()))]
+        );
     }
 }

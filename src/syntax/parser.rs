@@ -12,10 +12,36 @@ use crate::source::{FileId, Span};
 
 /// Words reserved everywhere (LANGUAGE §2); every other word is contextual.
 pub const RESERVED: &[&str] = &[
-    "import", "signal", "monitor", "const", "channel", "policy", "test", "extern", "let",
-    "version", "description", "scope", "precedence", "conflict", "bind", "on_error", "inspect",
-    "limit", "alerts", "override", "allow", "near", "breach", "true", "false", "and", "or",
-    "not", "in", "where",
+    "import",
+    "signal",
+    "monitor",
+    "const",
+    "channel",
+    "policy",
+    "test",
+    "extern",
+    "let",
+    "version",
+    "description",
+    "scope",
+    "precedence",
+    "conflict",
+    "bind",
+    "on_error",
+    "inspect",
+    "limit",
+    "alerts",
+    "override",
+    "allow",
+    "near",
+    "breach",
+    "true",
+    "false",
+    "and",
+    "or",
+    "not",
+    "in",
+    "where",
 ];
 
 const ITEM_KEYWORDS: &[&str] = &[
@@ -28,8 +54,18 @@ const ITEM_ONLY_KEYWORDS: &[&str] = &[
 ];
 
 const CLAUSE_KEYWORDS: &[&str] = &[
-    "version", "description", "scope", "precedence", "conflict", "bind", "on_error", "inspect",
-    "monitor", "limit", "alerts", "override",
+    "version",
+    "description",
+    "scope",
+    "precedence",
+    "conflict",
+    "bind",
+    "on_error",
+    "inspect",
+    "monitor",
+    "limit",
+    "alerts",
+    "override",
 ];
 
 pub fn is_reserved(word: &str) -> bool {
@@ -130,9 +166,16 @@ impl<'a> Parser<'a> {
         let Some(prev) = self.pos.checked_sub(1).and_then(|i| self.tokens.get(i)) else {
             return here;
         };
-        let gap = self.text.get(prev.span.end as usize..here.start as usize).unwrap_or("");
+        let gap = self
+            .text
+            .get(prev.span.end as usize..here.start as usize)
+            .unwrap_or("");
         if gap.contains('\n') {
-            return Span { start: prev.span.end, end: prev.span.end, ..prev.span };
+            return Span {
+                start: prev.span.end,
+                end: prev.span.end,
+                ..prev.span
+            };
         }
         here
     }
@@ -155,7 +198,8 @@ impl<'a> Parser<'a> {
     fn error(&mut self, expected: &str) -> Reported {
         let message = format!("expected {expected}, found {}", self.found());
         let span = self.error_span();
-        self.diags.push(Diagnostic::new(Code::Syntax, span, message));
+        self.diags
+            .push(Diagnostic::new(Code::Syntax, span, message));
         Reported
     }
 
@@ -278,7 +322,9 @@ impl<'a> Parser<'a> {
         while let Some(t) = self.peek() {
             if t.kind == TokenKind::Word {
                 let w = self.text_of(t);
-                if ITEM_ONLY_KEYWORDS.contains(&w) || (self.depth == 0 && ITEM_KEYWORDS.contains(&w)) {
+                if ITEM_ONLY_KEYWORDS.contains(&w)
+                    || (self.depth == 0 && ITEM_KEYWORDS.contains(&w))
+                {
                     self.depth = 0;
                     return;
                 }
@@ -330,7 +376,9 @@ impl<'a> Parser<'a> {
     fn item(&mut self) -> PResult<Item> {
         let start = self.here();
         let Some(w) = self.word() else {
-            return Err(self.error("an item (`import`, `signal`, `monitor`, `const`, `channel`, `policy`, `test`)"));
+            return Err(self.error(
+                "an item (`import`, `signal`, `monitor`, `const`, `channel`, `policy`, `test`)",
+            ));
         };
         let kind = match w {
             "import" => {
@@ -378,7 +426,9 @@ impl<'a> Parser<'a> {
                 }
             }
             _ => {
-                return Err(self.error("an item (`import`, `signal`, `monitor`, `const`, `channel`, `policy`, `test`)"));
+                return Err(self.error(
+                    "an item (`import`, `signal`, `monitor`, `const`, `channel`, `policy`, `test`)",
+                ));
             }
         };
         Ok(Item {
@@ -389,7 +439,14 @@ impl<'a> Parser<'a> {
 
     fn unit(&mut self) -> PResult<UnitName> {
         const UNITS: &[&str] = &[
-            "count", "tokens", "usd", "duration", "bool", "string", "timestamp", "map",
+            "count",
+            "tokens",
+            "usd",
+            "duration",
+            "bool",
+            "string",
+            "timestamp",
+            "map",
         ];
         let (word, span) = self.expect_one_of(UNITS)?;
         let unit = Unit::from_word(word).unwrap_or(Unit::Count);
@@ -434,7 +491,9 @@ impl<'a> Parser<'a> {
     fn channel_arg(&mut self) -> PResult<ChannelArg> {
         let name = self.any_word()?;
         self.expect(TokenKind::Colon)?;
-        let value = if self.at_word("env") && self.peek_at(1).is_some_and(|t| t.kind == TokenKind::LParen) {
+        let value = if self.at_word("env")
+            && self.peek_at(1).is_some_and(|t| t.kind == TokenKind::LParen)
+        {
             self.bump();
             self.bump();
             let var = self.string()?;
@@ -495,7 +554,10 @@ impl<'a> Parser<'a> {
                     break;
                 }
                 None => return Err(self.error("`}` closing the policy")),
-                Some(t) if t.kind == TokenKind::Word && ITEM_ONLY_KEYWORDS.contains(&self.text_of(t)) => {
+                Some(t)
+                    if t.kind == TokenKind::Word
+                        && ITEM_ONLY_KEYWORDS.contains(&self.text_of(t)) =>
+                {
                     return Err(self.error("a clause or `}` closing the policy"));
                 }
                 Some(_) => {}
@@ -514,7 +576,11 @@ impl<'a> Parser<'a> {
                 }
             }
         }
-        Ok(PolicyDecl { name, clauses, broken })
+        Ok(PolicyDecl {
+            name,
+            clauses,
+            broken,
+        })
     }
 
     fn clause(&mut self) -> PResult<Clause> {
@@ -541,7 +607,8 @@ impl<'a> Parser<'a> {
             }
             "conflict" => {
                 self.bump();
-                let (s, _) = self.expect_one_of(&["most_restrictive", "explicit_priority", "fail_closed"])?;
+                let (s, _) =
+                    self.expect_one_of(&["most_restrictive", "explicit_priority", "fail_closed"])?;
                 ClauseKind::Conflict(match s {
                     "most_restrictive" => Conflict::MostRestrictive,
                     "explicit_priority" => Conflict::ExplicitPriority,
@@ -560,7 +627,11 @@ impl<'a> Parser<'a> {
             "on_error" => {
                 self.bump();
                 let (s, _) = self.expect_one_of(&["fail_closed", "fail_open"])?;
-                ClauseKind::OnError(if s == "fail_open" { OnError::FailOpen } else { OnError::FailClosed })
+                ClauseKind::OnError(if s == "fail_open" {
+                    OnError::FailOpen
+                } else {
+                    OnError::FailClosed
+                })
             }
             "inspect" => ClauseKind::Inspect(self.inspect()?),
             "monitor" => ClauseKind::Monitor(self.monitor()?),
@@ -583,7 +654,11 @@ impl<'a> Parser<'a> {
             let (key, key_span) = self.expect_one_of(&["prompt_logging", "pii_capture"])?;
             let (value, value_span) = self.expect_one_of(&["allow", "deny"])?;
             settings.push(InspectSetting {
-                key: if key == "prompt_logging" { InspectKey::PromptLogging } else { InspectKey::PiiCapture },
+                key: if key == "prompt_logging" {
+                    InspectKey::PromptLogging
+                } else {
+                    InspectKey::PiiCapture
+                },
                 allow: value == "allow",
                 span: key_span.to(value_span),
             });
@@ -626,7 +701,10 @@ impl<'a> Parser<'a> {
                 (Some(_), None) => "`breach` or `}`",
                 _ => "`}`",
             };
-            return Err(self.error_help(expected, "a limit takes `near P% => ...` then `breach => ...`, in that order"));
+            return Err(self.error_help(
+                expected,
+                "a limit takes `near P% => ...` then `breach => ...`, in that order",
+            ));
         }
         self.expect(TokenKind::RBrace)?;
         Ok(LimitDecl {
@@ -701,7 +779,11 @@ impl<'a> Parser<'a> {
         let start = self.expect_word("allow")?;
         let (who, _) = self.expect_one_of(&["role", "actor"])?;
         let name = self.string()?;
-        let grantee = if who == "role" { Grantee::Role(name) } else { Grantee::Actor(name) };
+        let grantee = if who == "role" {
+            Grantee::Role(name)
+        } else {
+            Grantee::Actor(name)
+        };
         self.expect_word("to")?;
         let (kind, _) = self.expect_one_of(&["raise", "suspend", "resume"])?;
         let kind = match kind {
@@ -792,7 +874,10 @@ impl<'a> Parser<'a> {
         let start = self.here();
         if self.at_word("all") {
             self.bump();
-            return Ok(Scope { kind: ScopeKind::All, span: start });
+            return Ok(Scope {
+                kind: ScopeKind::All,
+                span: start,
+            });
         }
         if self.at(TokenKind::LParen) {
             self.bump();
@@ -998,13 +1083,15 @@ impl<'a> Parser<'a> {
                     .with_help("values are signed 64-bit counts of 10⁻⁹ units: at most about 9.2 billion units"),
             );
         }
-        let literal = |unit| ExprKind::Lit(Literal::Number {
-            unit,
-            value: match t.value {
-                TokenValue::Number(v) => v,
-                _ => None,
-            },
-        });
+        let literal = |unit| {
+            ExprKind::Lit(Literal::Number {
+                unit,
+                value: match t.value {
+                    TokenValue::Number(v) => v,
+                    _ => None,
+                },
+            })
+        };
         let kind = match t.kind {
             TokenKind::Int | TokenKind::Decimal => literal(NumUnit::Count),
             TokenKind::Money => literal(NumUnit::Usd),

@@ -17,9 +17,12 @@ pub fn annotations(dir: &Path) -> Expectations {
         let name = file.file_name().unwrap().to_string_lossy().into_owned();
         let text = std::fs::read_to_string(&file).unwrap();
         for (i, line) in text.lines().enumerate() {
-            let Some((_, codes)) = line.split_once("// ~ ") else { continue };
+            let Some((_, codes)) = line.split_once("// ~ ") else {
+                continue;
+            };
             for code in codes.split_whitespace() {
-                *out.entry((name.clone(), i + 1, code.to_string())).or_default() += 1;
+                *out.entry((name.clone(), i + 1, code.to_string()))
+                    .or_default() += 1;
             }
         }
     }
@@ -27,12 +30,21 @@ pub fn annotations(dir: &Path) -> Expectations {
 }
 
 fn reported(json: &[u8]) -> Expectations {
-    let list: Vec<serde_json::Value> = serde_json::from_slice(json).expect("--format json prints a JSON array");
+    let list: Vec<serde_json::Value> =
+        serde_json::from_slice(json).expect("--format json prints a JSON array");
     let mut out = Expectations::new();
     for d in list {
         let file = d["file"].as_str().unwrap();
-        let name = Path::new(file).file_name().unwrap().to_string_lossy().into_owned();
-        let key = (name, d["line"].as_u64().unwrap() as usize, d["code"].as_str().unwrap().to_string());
+        let name = Path::new(file)
+            .file_name()
+            .unwrap()
+            .to_string_lossy()
+            .into_owned();
+        let key = (
+            name,
+            d["line"].as_u64().unwrap() as usize,
+            d["code"].as_str().unwrap().to_string(),
+        );
         *out.entry(key).or_default() += 1;
     }
     out
@@ -43,7 +55,11 @@ fn every_check_case_reports_its_annotated_diagnostics() {
     let update = std::env::var_os("UPDATE_EXPECT").is_some();
     let mut failures = Vec::new();
     let cases = case_dirs("check");
-    assert!(cases.len() >= 40, "at least 40 check cases, found {}", cases.len());
+    assert!(
+        cases.len() >= 40,
+        "at least 40 check cases, found {}",
+        cases.len()
+    );
     for dir in &cases {
         let name = dir.file_name().unwrap().to_string_lossy().into_owned();
         let expected = annotations(dir);
@@ -56,11 +72,17 @@ fn every_check_case_reports_its_annotated_diagnostics() {
         let any_error = expected.keys().any(|(_, _, code)| code.starts_with('E'));
         let want_exit = if any_error { 1 } else { 0 };
         if json.status.code() != Some(want_exit) {
-            failures.push(format!("{name}: exit {:?}, expected {want_exit}", json.status.code()));
+            failures.push(format!(
+                "{name}: exit {:?}, expected {want_exit}",
+                json.status.code()
+            ));
         }
         let human = lever(dir, &["check", "."]);
         if human.status.code() != Some(want_exit) {
-            failures.push(format!("{name}: human format exit {:?}", human.status.code()));
+            failures.push(format!(
+                "{name}: human format exit {:?}",
+                human.status.code()
+            ));
         }
         let rendered = String::from_utf8(human.stderr).expect("diagnostics are UTF-8");
         let golden = dir.join("expected.txt");
@@ -74,7 +96,13 @@ fn every_check_case_reports_its_annotated_diagnostics() {
             }
         }
     }
-    assert!(failures.is_empty(), "{} of {} cases failed:\n{}", failures.len(), cases.len(), failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "{} of {} cases failed:\n{}",
+        failures.len(),
+        cases.len(),
+        failures.join("\n")
+    );
 }
 
 #[test]
@@ -90,5 +118,8 @@ fn the_check_corpus_covers_every_diagnostic_code() {
         .map(|c| c.as_str())
         .filter(|c| !seen.contains(*c))
         .collect();
-    assert!(missing.is_empty(), "codes without a tests/check case: {missing:?}");
+    assert!(
+        missing.is_empty(),
+        "codes without a tests/check case: {missing:?}"
+    );
 }

@@ -20,7 +20,12 @@ fn a_missing_path_exits_2_naming_it() {
 #[test]
 fn usage_errors_exit_2() {
     assert_eq!(lever(&root(), &["check"]).status.code(), Some(2));
-    assert_eq!(lever(&root(), &["check", "examples", "--format", "xml"]).status.code(), Some(2));
+    assert_eq!(
+        lever(&root(), &["check", "examples", "--format", "xml"])
+            .status
+            .code(),
+        Some(2)
+    );
     assert_eq!(lever(&root(), &["frobnicate"]).status.code(), Some(2));
 }
 
@@ -44,9 +49,25 @@ fn json_diagnostics_have_the_documented_shape() {
     assert_eq!(list, expected);
     // Field order is part of the contract: read it from the text, not a sorted map.
     let text = String::from_utf8(out.stdout).unwrap();
-    let order = ["severity", "code", "message", "file", "line", "column", "end_line", "end_column", "help"];
-    let positions: Vec<usize> = order.iter().map(|k| text.find(&format!("\"{k}\":")).unwrap()).collect();
-    assert!(positions.windows(2).all(|w| w[0] < w[1]), "keys out of order in {text}");
+    let order = [
+        "severity",
+        "code",
+        "message",
+        "file",
+        "line",
+        "column",
+        "end_line",
+        "end_column",
+        "help",
+    ];
+    let positions: Vec<usize> = order
+        .iter()
+        .map(|k| text.find(&format!("\"{k}\":")).unwrap())
+        .collect();
+    assert!(
+        positions.windows(2).all(|w| w[0] < w[1]),
+        "keys out of order in {text}"
+    );
 }
 
 #[test]
@@ -60,7 +81,12 @@ fn the_stdlib_is_embedded_so_imports_work_from_any_directory() {
     .unwrap();
     let out = lever(&dir, &["check", "p.policy"]);
     std::fs::remove_dir_all(&dir).unwrap();
-    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 #[test]
@@ -69,7 +95,10 @@ fn warnings_alone_exit_0_and_are_printed() {
     let out = lever(&dir, &["check", "."]);
     assert_eq!(out.status.code(), Some(0));
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("W0402") && stderr.contains("0 errors, 1 warning"), "{stderr}");
+    assert!(
+        stderr.contains("W0402") && stderr.contains("0 errors, 1 warning"),
+        "{stderr}"
+    );
 }
 
 #[test]

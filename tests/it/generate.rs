@@ -25,23 +25,69 @@ impl Rng {
     }
 }
 
-const NAMES: &[&str] = &["a", "cost_cap", "x1", "step.cost", "step.tokens", "run.agent", "std.llm.cost", "count", "to", "all", "step"];
+const NAMES: &[&str] = &[
+    "a",
+    "cost_cap",
+    "x1",
+    "step.cost",
+    "step.tokens",
+    "run.agent",
+    "std.llm.cost",
+    "count",
+    "to",
+    "all",
+    "step",
+];
 const LITERALS: &[&str] = &[
-    "0", "1_000", "0.5", "$5", "$0.0125", "5.00 usd", "200_000 tokens", "250ms", "30s", "5m", "1h", "1d", "80%",
-    "\"gpt-4o\"", "\"a\\\"b\\u{20AC}\"", "true", "false",
+    "0",
+    "1_000",
+    "0.5",
+    "$5",
+    "$0.0125",
+    "5.00 usd",
+    "200_000 tokens",
+    "250ms",
+    "30s",
+    "5m",
+    "1h",
+    "1d",
+    "80%",
+    "\"gpt-4o\"",
+    "\"a\\\"b\\u{20AC}\"",
+    "true",
+    "false",
 ];
 
 pub fn expr(rng: &mut Rng, depth: usize) -> String {
     if depth == 0 {
-        return if rng.chance(50) { rng.pick(LITERALS).into() } else { rng.pick(NAMES).into() };
+        return if rng.chance(50) {
+            rng.pick(LITERALS).into()
+        } else {
+            rng.pick(NAMES).into()
+        };
     }
     let d = depth - 1;
     match rng.below(11) {
         0 => rng.pick(LITERALS).into(),
         1 => rng.pick(NAMES).into(),
-        2 => format!("({}) {} ({})", expr(rng, d), rng.pick(&["+", "-", "*", "/"]), expr(rng, d)),
-        3 => format!("{} {} {}", arith(rng, d), rng.pick(&["==", "!=", "<", "<=", ">", ">="]), arith(rng, d)),
-        4 => format!("({}) {} ({})", expr(rng, d), rng.pick(&["and", "or"]), expr(rng, d)),
+        2 => format!(
+            "({}) {} ({})",
+            expr(rng, d),
+            rng.pick(&["+", "-", "*", "/"]),
+            expr(rng, d)
+        ),
+        3 => format!(
+            "{} {} {}",
+            arith(rng, d),
+            rng.pick(&["==", "!=", "<", "<=", ">", ">="]),
+            arith(rng, d)
+        ),
+        4 => format!(
+            "({}) {} ({})",
+            expr(rng, d),
+            rng.pick(&["and", "or"]),
+            expr(rng, d)
+        ),
         5 => format!("not {}", expr(rng, d)),
         6 => format!("-{}", unary(rng, d)),
         7 => format!("({})", expr(rng, d)),
@@ -64,19 +110,43 @@ fn unary(rng: &mut Rng, depth: usize) -> String {
     if depth > 0 && rng.chance(30) {
         return aggregate(rng, depth - 1);
     }
-    if rng.chance(50) { rng.pick(LITERALS).into() } else { rng.pick(NAMES).into() }
+    if rng.chance(50) {
+        rng.pick(LITERALS).into()
+    } else {
+        rng.pick(NAMES).into()
+    }
 }
 
 fn list(rng: &mut Rng, depth: usize) -> String {
     let n = rng.below(3);
-    (0..n).map(|_| expr(rng, depth)).collect::<Vec<_>>().join(", ")
+    (0..n)
+        .map(|_| expr(rng, depth))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 fn aggregate(rng: &mut Rng, depth: usize) -> String {
-    let filter = |rng: &mut Rng| if rng.chance(40) { format!(" where {}", expr(rng, depth)) } else { String::new() };
+    let filter = |rng: &mut Rng| {
+        if rng.chance(40) {
+            format!(" where {}", expr(rng, depth))
+        } else {
+            String::new()
+        }
+    };
     match rng.below(4) {
-        0 => if rng.chance(50) { "count()".into() } else { format!("count({})", expr(rng, depth)) },
-        1 => format!("rate({}{}, {})", expr(rng, depth), filter(rng), rng.pick(&["1m", "30s", "1h"])),
+        0 => {
+            if rng.chance(50) {
+                "count()".into()
+            } else {
+                format!("count({})", expr(rng, depth))
+            }
+        }
+        1 => format!(
+            "rate({}{}, {})",
+            expr(rng, depth),
+            filter(rng),
+            rng.pick(&["1m", "30s", "1h"])
+        ),
         _ => {
             let f = rng.pick(&["sum", "max", "min", "last", "avg"]);
             format!("{f}({}{})", expr(rng, depth), filter(rng))
@@ -85,7 +155,16 @@ fn aggregate(rng: &mut Rng, depth: usize) -> String {
 }
 
 fn scope(rng: &mut Rng, depth: usize) -> String {
-    let sel = |rng: &mut Rng| rng.pick(&["tenant", "agent", "api_key", "human_actor", "labels[\"plan\"]"]).to_string();
+    let sel = |rng: &mut Rng| {
+        rng.pick(&[
+            "tenant",
+            "agent",
+            "api_key",
+            "human_actor",
+            "labels[\"plan\"]",
+        ])
+        .to_string()
+    };
     if depth == 0 {
         return match rng.below(3) {
             0 => "all".into(),
@@ -107,7 +186,10 @@ fn actions(rng: &mut Rng, enforce: bool) -> String {
         parts.push(rng.pick(&["pause", "stop", "kill"]).to_string());
     }
     if parts.is_empty() || rng.chance(50) {
-        parts.push(format!("alert({})", rng.pick(&["ui", "ops", "ui, ops", "limit"])));
+        parts.push(format!(
+            "alert({})",
+            rng.pick(&["ui", "ops", "ui, ops", "limit"])
+        ));
     }
     parts.join(", ")
 }
@@ -118,17 +200,46 @@ fn clause(rng: &mut Rng) -> String {
         1 => "description \"a policy\"".into(),
         2 => format!("scope {}", scope(rng, 2)),
         3 => format!("precedence {}", rng.below(200)),
-        4 => format!("conflict {}", rng.pick(&["most_restrictive", "explicit_priority", "fail_closed"])),
-        5 => format!("bind {}", rng.pick(&["run_start", "first_token", "each_step"])),
+        4 => format!(
+            "conflict {}",
+            rng.pick(&["most_restrictive", "explicit_priority", "fail_closed"])
+        ),
+        5 => format!(
+            "bind {}",
+            rng.pick(&["run_start", "first_token", "each_step"])
+        ),
         6 => format!("on_error {}", rng.pick(&["fail_closed", "fail_open"])),
-        7 => format!("inspect {{ prompt_logging {} pii_capture deny }}", rng.pick(&["allow", "deny"])),
+        7 => format!(
+            "inspect {{ prompt_logging {} pii_capture deny }}",
+            rng.pick(&["allow", "deny"])
+        ),
         8 => format!("monitor m{} = {}", rng.below(5), aggregate(rng, 2)),
         9 => {
-            let near = if rng.chance(60) { format!("near {} => {} ", rng.pick(&["80%", "87.5%", "50%"]), actions(rng, false)) } else { String::new() };
-            let breach = if near.is_empty() || rng.chance(70) { format!("breach => {}", actions(rng, true)) } else { String::new() };
-            format!("limit {} to {} {{ {near}{breach} }}", rng.pick(&["std.llm.cost", "m1", "slow"]), expr(rng, 1))
+            let near = if rng.chance(60) {
+                format!(
+                    "near {} => {} ",
+                    rng.pick(&["80%", "87.5%", "50%"]),
+                    actions(rng, false)
+                )
+            } else {
+                String::new()
+            };
+            let breach = if near.is_empty() || rng.chance(70) {
+                format!("breach => {}", actions(rng, true))
+            } else {
+                String::new()
+            };
+            format!(
+                "limit {} to {} {{ {near}{breach} }}",
+                rng.pick(&["std.llm.cost", "m1", "slow"]),
+                expr(rng, 1)
+            )
         }
-        10 => format!("alerts {{ max_per_run {} min_interval {} }}", rng.below(9), rng.pick(&["0s", "30s", "5m"])),
+        10 => format!(
+            "alerts {{ max_per_run {} min_interval {} }}",
+            rng.below(9),
+            rng.pick(&["0s", "30s", "5m"])
+        ),
         _ => {
             let rules: Vec<String> = (0..rng.below(3) + 1).map(|_| rule(rng)).collect();
             format!("override {{\n        {}\n    }}", rules.join("\n        "))
@@ -137,14 +248,29 @@ fn clause(rng: &mut Rng) -> String {
 }
 
 fn rule(rng: &mut Rng) -> String {
-    let who = if rng.chance(50) { "role \"sre\"" } else { "actor \"alice@example.com\"" };
+    let who = if rng.chance(50) {
+        "role \"sre\""
+    } else {
+        "actor \"alice@example.com\""
+    };
     let kind = match rng.below(3) {
-        0 => format!("raise std.llm.cost up to {}", rng.pick(&["200%", "$10", "CAP * 2"])),
+        0 => format!(
+            "raise std.llm.cost up to {}",
+            rng.pick(&["200%", "$10", "CAP * 2"])
+        ),
         1 => "suspend".to_string(),
         _ => "resume".to_string(),
     };
-    let ttl = if kind != "resume" && rng.chance(50) { " for 1h" } else { "" };
-    let reason = if rng.chance(50) { " requires reason" } else { "" };
+    let ttl = if kind != "resume" && rng.chance(50) {
+        " for 1h"
+    } else {
+        ""
+    };
+    let reason = if rng.chance(50) {
+        " requires reason"
+    } else {
+        ""
+    };
     let approvals = if rng.chance(30) { " approvals 2" } else { "" };
     format!("allow {who} to {kind}{ttl}{reason}{approvals}")
 }
@@ -152,18 +278,31 @@ fn rule(rng: &mut Rng) -> String {
 fn item(rng: &mut Rng) -> String {
     match rng.below(8) {
         0 => "import std.llm".into(),
-        1 => format!("signal s{}: {}", rng.below(9), rng.pick(&["count", "tokens", "usd", "duration"])),
+        1 => format!(
+            "signal s{}: {}",
+            rng.below(9),
+            rng.pick(&["count", "tokens", "usd", "duration"])
+        ),
         2 => format!("monitor g{} = {}", rng.below(9), expr(rng, 3)),
         3 => format!("const C{} = {}", rng.below(9), expr(rng, 2)),
         4 => format!(
             "channel ch{} = {}",
             rng.below(9),
-            rng.pick(&["webhook(url: env(\"U\"), secret: env(\"S\"))", "slack(url: \"https://x\")", "email(to: [\"a@b.c\", \"d@e.f\"])", "email()"])
+            rng.pick(&[
+                "webhook(url: env(\"U\"), secret: env(\"S\"))",
+                "slack(url: \"https://x\")",
+                "email(to: [\"a@b.c\", \"d@e.f\"])",
+                "email()"
+            ])
         ),
         5 => "test \"t\" { step { cost $1 } expect { breach } }".into(),
         _ => {
             let clauses: Vec<String> = (0..rng.below(6) + 1).map(|_| clause(rng)).collect();
-            format!("policy p{} {{\n    {}\n}}", rng.below(9), clauses.join("\n    "))
+            format!(
+                "policy p{} {{\n    {}\n}}",
+                rng.below(9),
+                clauses.join("\n    ")
+            )
         }
     }
 }
@@ -176,7 +315,10 @@ pub fn program(seed: u64) -> String {
     format!("{comment}{}\n", items.join("\n\n"))
 }
 
-const INSERTS: &[&str] = &["{", "}", "(", ")", "[", "]", ",", ":", "=", "=>", "==", "<", "+", "*", ".", "policy", "limit", "to", "near", "breach", "$", "5", "%", "\"", "/*", "and", "in", "where", "x", "80%", "1.5h"];
+const INSERTS: &[&str] = &[
+    "{", "}", "(", ")", "[", "]", ",", ":", "=", "=>", "==", "<", "+", "*", ".", "policy", "limit",
+    "to", "near", "breach", "$", "5", "%", "\"", "/*", "and", "in", "where", "x", "80%", "1.5h",
+];
 
 /// A mutant of `text`: a token-level or character-level edit.
 pub fn mutate(text: &str, seed: u64) -> String {

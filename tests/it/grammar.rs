@@ -26,7 +26,11 @@ fn examples_and_stdlib_are_accepted_by_the_grammar() {
     for dir in ["examples", "stdlib"] {
         for file in policy_files(&root().join(dir)) {
             let text = std::fs::read_to_string(&file).unwrap();
-            assert!(grammar::accepts(&text), "{} rejected by pest", file.display());
+            assert!(
+                grammar::accepts(&text),
+                "{} rejected by pest",
+                file.display()
+            );
         }
     }
 }
@@ -37,12 +41,17 @@ fn the_grammar_rejects_every_syntax_error_case() {
     for dir in case_dirs("check") {
         let codes = super::check_cases::annotations(&dir);
         let syntax = codes.keys().any(|(_, _, code)| {
-            lever::diag::Code::ALL.iter().any(|c| c.as_str() == code && c.is_syntax())
+            lever::diag::Code::ALL
+                .iter()
+                .any(|c| c.as_str() == code && c.is_syntax())
         });
         if !syntax {
             continue;
         }
-        let texts: Vec<String> = policy_files(&dir).iter().map(|f| std::fs::read_to_string(f).unwrap()).collect();
+        let texts: Vec<String> = policy_files(&dir)
+            .iter()
+            .map(|f| std::fs::read_to_string(f).unwrap())
+            .collect();
         assert!(
             texts.iter().any(|t| !grammar::accepts(t)),
             "pest accepts every file of syntax-error case {}",

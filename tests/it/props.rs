@@ -8,7 +8,10 @@ use lever::syntax::{grammar, is_syntactically_valid};
 use proptest::prelude::*;
 
 fn cases(default: u32) -> u32 {
-    std::env::var("LEVER_PROPTEST_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+    std::env::var("LEVER_PROPTEST_CASES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
 }
 
 fn check_text(text: &str) -> lever::check::Checked {
@@ -21,7 +24,10 @@ fn check_text(text: &str) -> lever::check::Checked {
 fn generated_programs_are_valid_and_both_parsers_accept_them() {
     for seed in 0..u64::from(cases(400)) {
         let text = generate::program(seed);
-        assert!(is_syntactically_valid(&text), "seed {seed}: parser rejects\n{text}");
+        assert!(
+            is_syntactically_valid(&text),
+            "seed {seed}: parser rejects\n{text}"
+        );
         assert!(grammar::accepts(&text), "seed {seed}: pest rejects\n{text}");
     }
 }
@@ -33,13 +39,27 @@ fn parser_and_grammar_agree_on_mutants_and_reject_most_of_them() {
     for seed in 0..u64::from(n) {
         let text = generate::mutate(&generate::program(seed / 3), seed);
         let (ours, pest) = (is_syntactically_valid(&text), grammar::accepts(&text));
-        assert_eq!(ours, pest, "seed {seed}: parser {ours}, pest {pest} on\n{text}");
-        if ours { both_accept += 1 } else { both_reject += 1 }
+        assert_eq!(
+            ours, pest,
+            "seed {seed}: parser {ours}, pest {pest} on\n{text}"
+        );
+        if ours {
+            both_accept += 1
+        } else {
+            both_reject += 1
+        }
     }
     let share = f64::from(both_reject) / f64::from(n);
-    eprintln!("mutants: {n}, both reject {both_reject} ({:.1}%), both accept {both_accept}", share * 100.0);
+    eprintln!(
+        "mutants: {n}, both reject {both_reject} ({:.1}%), both accept {both_accept}",
+        share * 100.0
+    );
     // A grammar that accepted anything would sit near 0%.
-    assert!(share > 0.4, "only {:.1}% of mutants rejected", share * 100.0);
+    assert!(
+        share > 0.4,
+        "only {:.1}% of mutants rejected",
+        share * 100.0
+    );
 }
 
 proptest! {
