@@ -8,6 +8,7 @@
 
 mod check_cases;
 mod cli;
+mod docs;
 mod generate;
 mod grammar;
 mod props;
