@@ -10,6 +10,11 @@ use super::lexer::{Token, TokenKind, TokenValue};
 use crate::diag::{Code, Diagnostic};
 use crate::source::{FileId, Span};
 
+/// How deep expressions and scopes may nest (parentheses, `not`, `-`, and operator
+/// chains, which build left-deep trees). A resource limit, not grammar: it keeps every
+/// recursive stage of the pipeline far from the stack's end on hostile input.
+pub const MAX_NESTING: usize = 256;
+
 /// Words reserved everywhere (LANGUAGE §2); every other word is contextual.
 pub const RESERVED: &[&str] = &[
     "import",
@@ -79,6 +84,7 @@ pub fn parse(file: FileId, text: &str, tokens: &[Token]) -> (File, Vec<Diagnosti
         tokens,
         pos: 0,
         depth: 0,
+        nesting: 0,
         text,
         file,
         diags: Vec::new(),
@@ -97,6 +103,8 @@ struct Parser<'a> {
     pos: usize,
     /// Current brace depth, counted as `{` and `}` are consumed.
     depth: usize,
+    /// Depth of the expression or scope tree being built, bounded by [`MAX_NESTING`].
+    nesting: usize,
     text: &'a str,
     file: FileId,
     diags: Vec<Diagnostic>,
@@ -315,10 +323,37 @@ impl<'a> Parser<'a> {
         })
     }
 
+    // ----- nesting ------------------------------------------------------------------
+
+    /// One level deeper into the tree being built; an error past [`MAX_NESTING`].
+    fn deeper(&mut self) -> PResult<()> {
+        if self.nesting >= MAX_NESTING {
+            let d = Diagnostic::new(
+                Code::Syntax,
+                self.here(),
+                format!("nested more than {MAX_NESTING} levels deep"),
+            )
+            .with_help("split the expression into `const`s or monitors");
+            self.diags.push(d);
+            return Err(Reported);
+        }
+        self.nesting += 1;
+        Ok(())
+    }
+
+    /// Runs `f` one level deeper, restoring the level afterwards.
+    fn nested<T>(&mut self, f: impl FnOnce(&mut Self) -> PResult<T>) -> PResult<T> {
+        self.deeper()?;
+        let result = f(self);
+        self.nesting = self.nesting.saturating_sub(1);
+        result
+    }
+
     // ----- recovery -----------------------------------------------------------------
 
     /// Skips to the next item keyword at the top level.
     fn recover_item(&mut self) {
+        self.nesting = 0;
         while let Some(t) = self.peek() {
             if t.kind == TokenKind::Word {
                 let w = self.text_of(t);
@@ -335,6 +370,7 @@ impl<'a> Parser<'a> {
 
     /// Skips to the next clause of the policy whose body is at `depth`, or its `}`.
     fn recover_clause(&mut self, depth: usize) {
+        self.nesting = 0;
         while let Some(t) = self.peek() {
             if self.depth == depth {
                 if t.kind == TokenKind::RBrace {
@@ -830,8 +866,14 @@ impl<'a> Parser<'a> {
     // ----- scopes -------------------------------------------------------------------
 
     fn scope(&mut self) -> PResult<Scope> {
+        self.nested(Self::scope_or)
+    }
+
+    fn scope_or(&mut self) -> PResult<Scope> {
+        let saved = self.nesting;
         let mut left = self.scope_and()?;
         while self.at_word("or") {
+            self.deeper()?;
             self.bump();
             let right = self.scope_and()?;
             let span = left.span.to(right.span);
@@ -840,12 +882,15 @@ impl<'a> Parser<'a> {
                 span,
             };
         }
+        self.nesting = saved;
         Ok(left)
     }
 
     fn scope_and(&mut self) -> PResult<Scope> {
+        let saved = self.nesting;
         let mut left = self.scope_not()?;
         while self.at_word("and") {
+            self.deeper()?;
             self.bump();
             let right = self.scope_not()?;
             let span = left.span.to(right.span);
@@ -854,13 +899,14 @@ impl<'a> Parser<'a> {
                 span,
             };
         }
+        self.nesting = saved;
         Ok(left)
     }
 
     fn scope_not(&mut self) -> PResult<Scope> {
         if self.at_word("not") {
             let start = self.bump().map_or_else(|| self.here(), |t| t.span);
-            let inner = self.scope_not()?;
+            let inner = self.nested(Self::scope_not)?;
             let span = start.to(inner.span);
             return Ok(Scope {
                 kind: ScopeKind::Not(Box::new(inner)),
@@ -942,7 +988,7 @@ impl<'a> Parser<'a> {
     // ----- expressions --------------------------------------------------------------
 
     pub(crate) fn expr(&mut self) -> PResult<Expr> {
-        self.binary_chain(0)
+        self.nested(|p| p.binary_chain(0))
     }
 
     /// `or` (level 0), `and` (1), `not` (2), then comparisons.
@@ -952,19 +998,22 @@ impl<'a> Parser<'a> {
             1 => ("and", BinOp::And),
             _ => return self.not_expr(),
         };
+        let saved = self.nesting;
         let mut left = self.binary_chain(level + 1)?;
         while self.at_word(word) {
+            self.deeper()?;
             self.bump();
             let right = self.binary_chain(level + 1)?;
             left = binary(op, left, right);
         }
+        self.nesting = saved;
         Ok(left)
     }
 
     fn not_expr(&mut self) -> PResult<Expr> {
         if self.at_word("not") {
             let start = self.bump().map_or_else(|| self.here(), |t| t.span);
-            let inner = self.not_expr()?;
+            let inner = self.nested(Self::not_expr)?;
             let span = start.to(inner.span);
             return Ok(Expr {
                 kind: ExprKind::Not(Box::new(inner)),
@@ -1022,13 +1071,18 @@ impl<'a> Parser<'a> {
     }
 
     fn additive(&mut self) -> PResult<Expr> {
+        let saved = self.nesting;
         let mut left = self.multiplicative()?;
         loop {
             let op = match self.kind() {
                 Some(TokenKind::Plus) => BinOp::Add,
                 Some(TokenKind::Minus) => BinOp::Sub,
-                _ => return Ok(left),
+                _ => {
+                    self.nesting = saved;
+                    return Ok(left);
+                }
             };
+            self.deeper()?;
             self.bump();
             let right = self.multiplicative()?;
             left = binary(op, left, right);
@@ -1036,13 +1090,18 @@ impl<'a> Parser<'a> {
     }
 
     fn multiplicative(&mut self) -> PResult<Expr> {
+        let saved = self.nesting;
         let mut left = self.unary()?;
         loop {
             let op = match self.kind() {
                 Some(TokenKind::Star) => BinOp::Mul,
                 Some(TokenKind::Slash) => BinOp::Div,
-                _ => return Ok(left),
+                _ => {
+                    self.nesting = saved;
+                    return Ok(left);
+                }
             };
+            self.deeper()?;
             self.bump();
             let right = self.unary()?;
             left = binary(op, left, right);
@@ -1052,7 +1111,7 @@ impl<'a> Parser<'a> {
     fn unary(&mut self) -> PResult<Expr> {
         if self.at(TokenKind::Minus) {
             let start = self.bump().map_or_else(|| self.here(), |t| t.span);
-            let inner = self.unary()?;
+            let inner = self.nested(Self::unary)?;
             let span = start.to(inner.span);
             return Ok(Expr {
                 kind: ExprKind::Neg(Box::new(inner)),

@@ -108,3 +108,70 @@ fn three_mistakes_in_one_file_give_three_diagnostics() {
     let list: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(list.len(), 3, "{list:?}");
 }
+
+/// Writes `text` to a fresh directory and runs `lever check` on it.
+fn check_text(name: &str, text: &str) -> std::process::Output {
+    let dir = std::env::temp_dir().join(format!("lever-{name}-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("deep.policy"), text).unwrap();
+    let out = lever(&dir, &["check", "deep.policy", "--format", "json"]);
+    std::fs::remove_dir_all(&dir).unwrap();
+    out
+}
+
+#[test]
+fn hostile_nesting_is_an_error_not_a_crash() {
+    let n = 100_000;
+    let inputs = [
+        (
+            "parens",
+            format!("const A = {}1{}", "(".repeat(n), ")".repeat(n)),
+        ),
+        ("chain", format!("const A = 1{}", " + 1".repeat(n))),
+        ("nots", format!("const A = {}true", "not ".repeat(n))),
+        ("minus", format!("const A = {}1", "-".repeat(n))),
+        (
+            "scope",
+            format!("policy p {{ version 1 scope {}all }}", "not ".repeat(n)),
+        ),
+        (
+            "scope_chain",
+            format!("policy p {{ version 1 scope all{} }}", " or all".repeat(n)),
+        ),
+    ];
+    for (name, text) in inputs {
+        let out = check_text(name, &text);
+        assert_eq!(
+            out.status.code(),
+            Some(1),
+            "{name}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let list: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).unwrap();
+        assert!(
+            list.iter().any(|d| d["code"] == "E0010"
+                && d["message"]
+                    .as_str()
+                    .unwrap()
+                    .contains("nested more than 256")),
+            "{name}: {list:?}"
+        );
+    }
+}
+
+#[test]
+fn nesting_up_to_the_limit_checks_clean() {
+    let text = format!(
+        "const A = {}1{} + 1{}",
+        "(".repeat(100),
+        ")".repeat(100),
+        " + 1".repeat(100)
+    );
+    let out = check_text("shallow", &text);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+}
