@@ -5,6 +5,7 @@
 //! stdout as JSON for machines (`--format json`).
 
 use crate::check;
+use crate::compile;
 use crate::diag::{self, JsonDiagnostic, Severity};
 use crate::source;
 use clap::{Parser, Subcommand, ValueEnum};
@@ -45,6 +46,41 @@ pub enum Command {
         #[arg(long, value_enum, default_value_t = Format::Human)]
         format: Format,
     },
+    /// Compile a policy set to one content-hashed artifact; prints its id.
+    #[command(after_help = "Example:\n  lever build examples -o policies.lvc\n\nPrints `blake3:<hex>`. Exit: 0 built, 1 errors in the policies, 2 usage or I/O.")]
+    Build {
+        /// `.policy` files and directories (searched recursively).
+        #[arg(required = true)]
+        paths: Vec<PathBuf>,
+        /// The artifact file to write.
+        #[arg(short, long)]
+        output: PathBuf,
+        /// Format of diagnostics.
+        #[arg(long, value_enum, default_value_t = Format::Human)]
+        format: Format,
+    },
+    /// Replay events through a policy set: one decision per line, evidence stored first.
+    #[command(after_help = "Examples:\n  lever run examples --events examples/events/support.jsonl\n  lever build examples -o p.lvc && lever run p.lvc --events - < events.jsonl\n\nExit: 0 replayed (refused steps included), 1 a line was rejected, the policies have errors\nor the replay contradicts stored evidence, 2 usage or I/O.")]
+    Run {
+        /// An artifact (`.lvc`), or `.policy` files and directories to compile.
+        #[arg(required = true)]
+        source: Vec<PathBuf>,
+        /// The events, one JSON object a line; `-` reads standard input.
+        #[arg(long)]
+        events: String,
+        /// Where evidence is written: `file:DIR`.
+        #[arg(long, default_value = "file:./lever-evidence")]
+        evidence: String,
+    },
+    /// Show an artifact: header, policies with their hashes, and disassembly.
+    #[command(after_help = "Example:\n  lever inspect policies.lvc --format json\n\nExit: 0 verified, 1 the hash does not verify, 2 usage or I/O.")]
+    Inspect {
+        /// The artifact file.
+        file: PathBuf,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = Format::Human)]
+        format: Format,
+    },
 }
 
 /// Runs the command line and returns the process exit code.
@@ -59,21 +95,97 @@ pub fn main() -> ExitCode {
     };
     match cli.command {
         Command::Check { paths, format } => run_check(&paths, format),
+        Command::Build { paths, output, format } => run_build(&paths, &output, format),
+        Command::Inspect { file, format } => run_inspect(&file, format),
+        Command::Run { source, events, evidence } => crate::cli_run::run(&source, &events, &evidence),
     }
 }
 
-fn run_check(paths: &[PathBuf], format: Format) -> ExitCode {
-    let sources = match source::expand_paths(paths).and_then(|files| source::load_files(&files)) {
-        Ok(s) => s,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return ExitCode::from(2);
-        }
-    };
+/// Reads and checks a policy set, reporting its diagnostics. `Err` is the exit code.
+pub fn load_and_check(paths: &[PathBuf], format: Format) -> Result<(check::Checked, Vec<PathBuf>), ExitCode> {
+    let files = source::expand_paths(paths).map_err(io_error)?;
+    let sources = source::load_files(&files).map_err(io_error)?;
     let file_count = sources.files.len();
     let checked = check::check(sources);
+    if checked.has_errors() || !checked.diagnostics.is_empty() || format == Format::Json {
+        report(&checked, format, file_count);
+    }
+    if checked.has_errors() {
+        return Err(ExitCode::from(1));
+    }
+    Ok((checked, files))
+}
+
+pub fn io_error(e: impl std::fmt::Display) -> ExitCode {
+    eprintln!("error: {e}");
+    ExitCode::from(2)
+}
+
+fn run_check(paths: &[PathBuf], format: Format) -> ExitCode {
+    let files = match source::expand_paths(paths).and_then(|files| source::load_files(&files)) {
+        Ok(s) => s,
+        Err(e) => return io_error(e),
+    };
+    let file_count = files.files.len();
+    let checked = check::check(files);
     report(&checked, format, file_count);
     ExitCode::from(if checked.has_errors() { 1 } else { 0 })
+}
+
+fn run_build(paths: &[PathBuf], output: &std::path::Path, format: Format) -> ExitCode {
+    let (checked, files) = match load_and_check(paths, format) {
+        Ok(x) => x,
+        Err(code) => return code,
+    };
+    let stored = compile::artifact::stored_paths(&files);
+    let artifact = match compile::build(&checked, &stored) {
+        Ok(a) => a,
+        Err(e) => return io_error(e),
+    };
+    if let Err(e) = write_atomically(output, &artifact.bytes) {
+        return io_error(format!("{}: {e}", output.display()));
+    }
+    println!("{}", artifact.id);
+    ExitCode::SUCCESS
+}
+
+/// Writes a file so that readers see the old file or the whole new one, never a part.
+pub fn write_atomically(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
+    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(std::path::Path::new("."));
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let tmp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
+    let result = (|| {
+        let mut f = std::fs::File::create(&tmp)?;
+        f.write_all(bytes)?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, path)?;
+        std::fs::File::open(dir)?.sync_all()
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result
+}
+
+/// Reads and verifies an artifact file.
+pub fn load_artifact(path: &std::path::Path) -> Result<compile::artifact::Artifact, ExitCode> {
+    let bytes = std::fs::read(path).map_err(|e| io_error(format!("{}: {e}", path.display())))?;
+    compile::artifact::Artifact::from_bytes(bytes).map_err(|e| {
+        eprintln!("error: {}: {e}", path.display());
+        ExitCode::from(1)
+    })
+}
+
+fn run_inspect(file: &std::path::Path, format: Format) -> ExitCode {
+    let artifact = match load_artifact(file) {
+        Ok(a) => a,
+        Err(code) => return code,
+    };
+    match format {
+        Format::Human => print!("{}", compile::disasm::text(&artifact)),
+        Format::Json => println!("{}", serde_json::to_string_pretty(&compile::disasm::json(&artifact)).unwrap_or_default()),
+    }
+    ExitCode::SUCCESS
 }
 
 /// Prints a check's diagnostics in the chosen format.

@@ -15,9 +15,14 @@
 )]
 
 pub mod check;
+pub mod compile;
 pub mod cli;
+mod cli_run;
 pub mod diag;
+pub mod evidence;
 pub mod num;
+pub mod runtime;
 pub mod source;
 pub mod stdlib;
 pub mod syntax;
+pub mod vm;

@@ -98,6 +98,13 @@ pub struct SourceSet {
 }
 
 impl SourceSet {
+    /// A set of one user file, for tests and embedding.
+    pub fn from_text(path: &str, text: &str) -> SourceSet {
+        let mut set = SourceSet::default();
+        set.add(SourceFile::new(path, text, FileRole::User));
+        set
+    }
+
     pub fn add(&mut self, file: SourceFile) -> FileId {
         let id = FileId(u32::try_from(self.files.len()).unwrap_or(u32::MAX));
         self.files.push(file);

@@ -13,7 +13,7 @@ pub struct FieldId(pub u32);
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct MonitorId(pub u32);
 /// Index into [`Program::channels`]; `ui` is built in and has no index.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize)]
 pub enum ChannelRef {
     Ui,
     Declared(u32),
@@ -90,7 +90,7 @@ pub enum ExprKind {
 }
 
 /// A constant value; numbers are 10⁻⁹ units of the expression's unit.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize)]
 pub enum Value {
     Num(i64),
     Str(String),
@@ -107,7 +107,7 @@ pub struct Channel {
     pub span: Span,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum ArgValue {
     Str(String),
     /// `env("VAR")`, resolved by the runtime at delivery time.
@@ -116,7 +116,7 @@ pub enum ArgValue {
 }
 
 /// A run attribute a scope compares.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize)]
 pub enum Selector {
     Tenant,
     Agent,
@@ -126,7 +126,7 @@ pub enum Selector {
 }
 
 /// Which runs a policy applies to.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum Scope {
     All,
     Eq(Selector, String),
@@ -137,7 +137,7 @@ pub enum Scope {
 }
 
 /// An enforcement, ordered by severity.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize)]
 pub enum Enforcement {
     Pause,
     Stop,
@@ -182,7 +182,7 @@ pub struct Limit {
     pub span: Span,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum Grantee {
     Role(String),
     Actor(String),

@@ -1,0 +1,228 @@
+//! The bytecode: what an artifact holds and both engines run.
+//!
+//! A [`Program`] is a checked policy set lowered to flat, typed stack code. Names are gone:
+//! fields, aggregates, monitors, channels and strings are indices, so the per-step path
+//! neither hashes nor allocates. Values are fixed-point `i64` (10⁻⁹ units, timestamps in
+//! nanoseconds), booleans and references to strings.
+
+use crate::check::hir::{ArgValue, ChannelRef, Enforcement, Grantee, Scope};
+use crate::syntax::ast::{AggFunc, Bind, ChannelKind, Conflict, OnError, Unit};
+use serde::{Deserialize, Serialize};
+
+/// A comparison of two numbers (counts, quantities, durations, timestamps).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum Cmp {
+    Lt,
+    Le,
+    Gt,
+    Ge,
+}
+
+/// One instruction of the stack machine.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum Op {
+    /// Push a number (10⁻⁹ units).
+    Num(i64),
+    Bool(bool),
+    /// Push the constant string at this index of [`Program::strings`].
+    Str(u32),
+    /// Push a numeric field of the current step or run.
+    NumField(u16),
+    BoolField(u16),
+    StrField(u16),
+    /// Push `run.labels[strings[k]]`, resolved when the run started.
+    Label(u16),
+    /// Push an aggregate's current value (monitor code only).
+    Agg(u16),
+    /// Push a monitor's value at this step (monitor code only; an earlier monitor).
+    Monitor(u16),
+    Neg,
+    Not,
+    Add,
+    Sub,
+    Mul,
+    Div,
+    Cmp(Cmp),
+    /// Equality of any two values of one type; `true` negates (`!=`).
+    Eq(bool),
+    /// Pop `n` list items and a value; push whether the value equals any item.
+    In(u16),
+    /// `and`: unless the top is `true`, jump to the target keeping it; else pop it.
+    AndJump(u32),
+    /// `or`: unless the top is `false`, jump to the target keeping it; else pop it.
+    OrJump(u32),
+}
+
+/// A straight-line (forward jumps only) code sequence leaving one value on the stack.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Code {
+    pub ops: Vec<Op>,
+    /// The deepest the stack gets, computed at compile time.
+    pub max_stack: u16,
+}
+
+/// Where a field's value comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum EventField {
+    InputTokens,
+    OutputTokens,
+    Cost,
+    Latency,
+    Ts,
+    Kind,
+    Model,
+    Tool,
+    Pii,
+    Tenant,
+    Agent,
+    ApiKey,
+    HumanActor,
+}
+
+impl EventField {
+    /// The field a prelude `extern` binds, by its qualified name.
+    pub fn from_name(name: &str) -> Option<EventField> {
+        Some(match name {
+            "step.input_tokens" => EventField::InputTokens,
+            "step.output_tokens" => EventField::OutputTokens,
+            "step.cost" => EventField::Cost,
+            "step.latency" => EventField::Latency,
+            "step.ts" => EventField::Ts,
+            "step.kind" => EventField::Kind,
+            "step.model" => EventField::Model,
+            "step.tool" => EventField::Tool,
+            "step.pii" => EventField::Pii,
+            "run.tenant" => EventField::Tenant,
+            "run.agent" => EventField::Agent,
+            "run.api_key" => EventField::ApiKey,
+            "run.human_actor" => EventField::HumanActor,
+            _ => return None,
+        })
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum FieldSource {
+    Event(EventField),
+    /// A `signal`: this index of the step's metrics, in [`Program::signals`] order.
+    Metric(u16),
+    /// A `let` computed from earlier fields.
+    Derived(Code),
+}
+
+/// A step or run field, by kind-specific slot.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FieldDesc {
+    pub name: String,
+    pub unit: Unit,
+    /// Index among the fields of its kind (numbers, booleans or strings).
+    pub slot: u16,
+    pub source: FieldSource,
+}
+
+/// An aggregate over a run's steps; structurally equal aggregates are shared.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct AggDesc {
+    pub func: AggFunc,
+    /// Numeric argument (`count` has none; its condition is the filter).
+    pub arg: Option<Code>,
+    pub filter: Option<Code>,
+    /// `rate`'s trailing window in nanoseconds; 0 for other aggregates.
+    pub window: i64,
+}
+
+/// A monitor reachable from some limit; monitors come in dependency order.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MonitorDesc {
+    /// The identity (`std.llm.cost`, `gpt4_cost`, `policy/name` for a private one).
+    pub id_name: String,
+    pub unit: Unit,
+    pub code: Code,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct ActionsDesc {
+    pub enforcement: Option<Enforcement>,
+    pub alerts: Vec<ChannelRef>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NearDesc {
+    /// 80% is 80 × 10⁹.
+    pub percent: i64,
+    pub actions: ActionsDesc,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LimitDesc {
+    pub monitor: u16,
+    /// The monitor's name as the policy writes it.
+    pub name: String,
+    pub value: i64,
+    pub unit: Unit,
+    pub near: Option<NearDesc>,
+    pub breach: ActionsDesc,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum RuleKindDesc {
+    Raise { limit: u16, ceiling: i64 },
+    Suspend,
+    Resume,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RuleDesc {
+    pub grantee: Grantee,
+    pub kind: RuleKindDesc,
+    pub ttl: Option<i64>,
+    pub requires_reason: bool,
+    pub approvals: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PolicyDesc {
+    pub name: String,
+    pub version: u64,
+    pub description: Option<String>,
+    /// `blake3:<hex>` over the policy's lowered meaning (see `compile::meaning`).
+    pub hash: String,
+    pub scope: Scope,
+    pub precedence: u32,
+    pub conflict: Conflict,
+    pub bind: Bind,
+    pub on_error: OnError,
+    pub prompt_logging: bool,
+    pub pii_capture: bool,
+    pub limits: Vec<LimitDesc>,
+    pub max_per_run: Option<u32>,
+    pub min_interval: i64,
+    pub rules: Vec<RuleDesc>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChannelDesc {
+    pub name: String,
+    pub kind: ChannelKind,
+    pub args: Vec<(String, ArgValue)>,
+}
+
+/// A compiled policy set.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Program {
+    pub strings: Vec<String>,
+    /// Label keys a run's labels are resolved against at run start.
+    pub labels: Vec<String>,
+    /// Names of `signal` metrics, in metric index order.
+    pub signals: Vec<(String, Unit)>,
+    /// Fields in evaluation order (derived fields after what they read).
+    pub fields: Vec<FieldDesc>,
+    pub num_fields: u16,
+    pub bool_fields: u16,
+    pub str_fields: u16,
+    pub aggregates: Vec<AggDesc>,
+    pub monitors: Vec<MonitorDesc>,
+    pub channels: Vec<ChannelDesc>,
+    /// Policies in (precedence, name) order.
+    pub policies: Vec<PolicyDesc>,
+}

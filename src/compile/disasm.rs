@@ -1,0 +1,178 @@
+//! Disassembly for `lever inspect`: the header, policies with their hashes, and readable
+//! bytecode, as text for people or JSON for tools.
+
+use super::artifact::{Artifact, FORMAT_VERSION};
+use super::bytecode::{ActionsDesc, Code, Op, Program, RuleKindDesc};
+use super::meaning::scope_text;
+use crate::check::hir::{ChannelRef, Grantee};
+use crate::num::Decimal;
+use std::fmt::Write;
+
+fn op_text(program: &Program, op: &Op) -> String {
+    let field = |slot: u16, kind: &str| {
+        program
+            .fields
+            .iter()
+            .find(|f| f.slot == slot && kind_name(f.unit) == kind)
+            .map_or(format!("#{slot}"), |f| f.name.clone())
+    };
+    match op {
+        Op::Num(n) => format!("num {}", Decimal(*n)),
+        Op::Bool(b) => format!("bool {b}"),
+        Op::Str(i) => format!("str {}", serde_json::to_string(program.strings.get(*i as usize).map_or("?", String::as_str)).unwrap_or_default()),
+        Op::NumField(s) => format!("field {}", field(*s, "num")),
+        Op::BoolField(s) => format!("field {}", field(*s, "bool")),
+        Op::StrField(s) => format!("field {}", field(*s, "str")),
+        Op::Label(i) => format!("label {}", serde_json::to_string(program.labels.get(*i as usize).map_or("?", String::as_str)).unwrap_or_default()),
+        Op::Agg(i) => format!("agg #{i}"),
+        Op::Monitor(i) => format!("monitor {}", program.monitors.get(*i as usize).map_or("?", |m| m.id_name.as_str())),
+        Op::Cmp(c) => format!("cmp {c:?}").to_lowercase(),
+        Op::Eq(false) => "eq".into(),
+        Op::Eq(true) => "ne".into(),
+        Op::In(n) => format!("in {n}"),
+        Op::AndJump(t) => format!("and_jump {t}"),
+        Op::OrJump(t) => format!("or_jump {t}"),
+        other => format!("{other:?}").to_lowercase(),
+    }
+}
+
+fn kind_name(unit: crate::syntax::ast::Unit) -> &'static str {
+    use crate::syntax::ast::Unit;
+    match unit {
+        Unit::Bool => "bool",
+        Unit::String => "str",
+        _ => "num",
+    }
+}
+
+/// One line per instruction, numbered.
+pub fn code_lines(program: &Program, code: &Code) -> Vec<String> {
+    code.ops.iter().enumerate().map(|(i, op)| format!("{i:>4}  {}", op_text(program, op))).collect()
+}
+
+fn actions_text(program: &Program, a: &ActionsDesc) -> String {
+    let mut parts: Vec<String> = a.enforcement.iter().map(|e| e.name().to_string()).collect();
+    let channels: Vec<String> = a
+        .alerts
+        .iter()
+        .map(|c| match c {
+            ChannelRef::Ui => "ui".to_string(),
+            ChannelRef::Declared(i) => program.channels.get(*i as usize).map_or("?".into(), |c| c.name.clone()),
+        })
+        .collect();
+    if !channels.is_empty() {
+        parts.push(format!("alert({})", channels.join(", ")));
+    }
+    if parts.is_empty() { "nothing".into() } else { parts.join(", ") }
+}
+
+/// The human-readable inspection of an artifact.
+pub fn text(artifact: &Artifact) -> String {
+    let p = &artifact.body.program;
+    let mut out = String::new();
+    let _ = writeln!(out, "artifact {}", artifact.id);
+    let _ = writeln!(out, "format   {FORMAT_VERSION} ({} bytes)", artifact.bytes.len());
+    let _ = writeln!(out, "\nsources:");
+    for s in &artifact.body.sources {
+        let module = s.module.as_deref().map(|m| format!(" (module {m})")).unwrap_or_default();
+        let _ = writeln!(out, "  {}{module}", s.path);
+    }
+    let _ = writeln!(out, "\npolicies:");
+    for pol in &p.policies {
+        let _ = writeln!(out, "  {} v{} {}", pol.name, pol.version, pol.hash);
+        let _ = writeln!(out, "    scope {}", scope_text(&pol.scope));
+        let _ = writeln!(out, "    precedence {}  conflict {}  bind {}  on_error {:?}", pol.precedence, pol.conflict.name(), pol.bind.name(), pol.on_error);
+        for l in &pol.limits {
+            let near = l.near.as_ref().map(|n| format!("  near {}% => {}", Decimal(n.percent), actions_text(p, &n.actions))).unwrap_or_default();
+            let monitor = p.monitors.get(l.monitor as usize).map_or("?", |m| m.id_name.as_str());
+            let _ = writeln!(out, "    limit {} ({monitor}) to {}{near}  breach => {}", l.name, Decimal(l.value), actions_text(p, &l.breach));
+        }
+        for r in &pol.rules {
+            let who = match &r.grantee {
+                Grantee::Role(s) => format!("role {s:?}"),
+                Grantee::Actor(s) => format!("actor {s:?}"),
+            };
+            let kind = match &r.kind {
+                RuleKindDesc::Raise { limit, ceiling } => format!("raise {} up to {}", pol.limits.get(*limit as usize).map_or("?", |l| l.name.as_str()), Decimal(*ceiling)),
+                RuleKindDesc::Suspend => "suspend".into(),
+                RuleKindDesc::Resume => "resume".into(),
+            };
+            let _ = writeln!(out, "    allow {who} to {kind}");
+        }
+    }
+    let _ = writeln!(out, "\nmonitors:");
+    for (i, m) in p.monitors.iter().enumerate() {
+        let _ = writeln!(out, "  #{i} {}: {}", m.id_name, m.unit.name());
+        for line in code_lines(p, &m.code) {
+            let _ = writeln!(out, "    {line}");
+        }
+    }
+    let _ = writeln!(out, "\naggregates:");
+    for (i, a) in p.aggregates.iter().enumerate() {
+        let window = if a.window > 0 { format!(" window {}s", Decimal(a.window)) } else { String::new() };
+        let _ = writeln!(out, "  #{i} {}{window}", a.func.name());
+        if let Some(arg) = &a.arg {
+            let _ = writeln!(out, "    arg:");
+            for line in code_lines(p, arg) {
+                let _ = writeln!(out, "      {line}");
+            }
+        }
+        if let Some(filter) = &a.filter {
+            let _ = writeln!(out, "    where:");
+            for line in code_lines(p, filter) {
+                let _ = writeln!(out, "      {line}");
+            }
+        }
+    }
+    out
+}
+
+/// The machine-readable inspection of an artifact.
+pub fn json(artifact: &Artifact) -> serde_json::Value {
+    let p = &artifact.body.program;
+    let policies: Vec<serde_json::Value> = p
+        .policies
+        .iter()
+        .map(|pol| {
+            serde_json::json!({
+                "name": pol.name,
+                "version": pol.version,
+                "hash": pol.hash,
+                "scope": scope_text(&pol.scope),
+                "precedence": pol.precedence,
+                "conflict": pol.conflict.name(),
+                "bind": pol.bind.name(),
+                "limits": pol.limits.iter().map(|l| serde_json::json!({
+                    "limit": l.name,
+                    "monitor": p.monitors.get(l.monitor as usize).map(|m| m.id_name.clone()),
+                    "value": Decimal(l.value).to_string(),
+                    "unit": l.unit.name(),
+                })).collect::<Vec<_>>(),
+            })
+        })
+        .collect();
+    let monitors: Vec<serde_json::Value> = p
+        .monitors
+        .iter()
+        .map(|m| serde_json::json!({"name": m.id_name, "unit": m.unit.name(), "code": code_lines(p, &m.code)}))
+        .collect();
+    let aggregates: Vec<serde_json::Value> = p
+        .aggregates
+        .iter()
+        .map(|a| serde_json::json!({
+            "func": a.func.name(),
+            "window_ns": a.window,
+            "arg": a.arg.as_ref().map(|c| code_lines(p, c)),
+            "filter": a.filter.as_ref().map(|c| code_lines(p, c)),
+        }))
+        .collect();
+    serde_json::json!({
+        "artifact": artifact.id,
+        "format_version": FORMAT_VERSION,
+        "bytes": artifact.bytes.len(),
+        "sources": artifact.body.sources.iter().map(|s| serde_json::json!({"path": s.path, "module": s.module})).collect::<Vec<_>>(),
+        "policies": policies,
+        "monitors": monitors,
+        "aggregates": aggregates,
+    })
+}

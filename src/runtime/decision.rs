@@ -1,0 +1,82 @@
+//! Decisions out (DESIGN §4): one per input event, fields in the contract's order.
+
+use serde::Serialize;
+
+/// A decision's action.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Action {
+    Continue,
+    Pause,
+    Stop,
+    Kill,
+    Refused,
+    Rejected,
+}
+
+/// A signal: an immutable record of a threshold crossing, an error or a conflict.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Signal {
+    pub kind: &'static str,
+    pub policy: String,
+    pub version: u64,
+    pub policy_hash: String,
+    pub limit: Option<String>,
+    pub observed: Option<String>,
+    pub limit_value: Option<String>,
+    pub percent: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub conflict: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub with: Option<Vec<String>>,
+}
+
+/// One alert to one channel.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Alert {
+    pub policy: String,
+    pub limit: String,
+    pub kind: &'static str,
+    pub channel: String,
+    pub suppressed: bool,
+    pub why: Option<&'static str>,
+}
+
+/// An override request's status after an `override` or `approval` event.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct OverrideOutcome {
+    pub status: &'static str,
+    pub id: Option<String>,
+    pub rule: Option<String>,
+    pub until: Option<String>,
+    pub why: Option<String>,
+}
+
+/// The answer to one input event.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Decision {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub line: Option<u64>,
+    pub run_id: Option<String>,
+    pub seq: Option<u64>,
+    /// RFC 3339 UTC.
+    pub ts: Option<String>,
+    pub event: Option<&'static str>,
+    pub action: Action,
+    pub reason: Option<String>,
+    pub signals: Vec<Signal>,
+    pub alerts: Vec<Alert>,
+    #[serde(rename = "override", skip_serializing_if = "Option::is_none")]
+    pub override_outcome: Option<OverrideOutcome>,
+    pub snapshot: Option<String>,
+    pub artifact: Option<String>,
+}
+
+impl Decision {
+    /// The decision as one JSON line (without the newline).
+    pub fn to_json(&self) -> String {
+        serde_json::to_string(self).unwrap_or_default()
+    }
+}

@@ -1,0 +1,600 @@
+//! The runtime: binds an artifact's policies to runs and judges every step.
+//!
+//! Deterministic and clock-free: the same artifact and events give the same decisions.
+//! Per-run state lives in one type, [`Run`], owned by the caller (the replay, the server,
+//! or an embedding agent framework); the [`Engine`] holds the artifact and reusable
+//! buffers, so the per-step path allocates nothing but the decision it returns.
+//!
+//! ```
+//! use lever::runtime::{Engine, event::{RunStart, Step}};
+//! let checked = lever::check::check(lever::source::SourceSet::from_text("p.policy", r#"
+//!     import std.llm
+//!     policy cap { version 1 scope all limit std.llm.cost to $1.00 { breach => stop } }
+//! "#));
+//! let artifact = lever::compile::build(&checked, &["p.policy".into()]).unwrap();
+//! let mut engine = Engine::new(std::sync::Arc::new(artifact));
+//! let start = RunStart { run_id: "r1".into(), ts: 0, tenant: "acme".into(), agent: "bot".into(),
+//!     api_key: String::new(), human_actor: String::new(), labels: Default::default() };
+//! let (mut run, _) = engine.start_run(&start);
+//! let mut step = Step { run_id: "r1".into(), ts: 1_000_000_000, input_tokens: 0, output_tokens: 0,
+//!     cost: 600_000_000, latency: 0, kind: "llm_call".into(), model: String::new(), tool: String::new(),
+//!     pii: false, metrics: vec![], prompt: None };
+//! assert_eq!(engine.step(&mut run, &step).decision.action, lever::runtime::decision::Action::Continue);
+//! step.ts += 1_000_000_000;
+//! let second = engine.step(&mut run, &step).decision;
+//! assert_eq!(second.action, lever::runtime::decision::Action::Stop);
+//! assert_eq!(second.signals[0].kind, "breach");
+//! ```
+
+pub mod decision;
+pub mod event;
+pub mod format;
+mod overrides;
+pub mod replay;
+pub mod scope;
+
+use crate::check::hir::{ChannelRef, Enforcement};
+use crate::compile::artifact::Artifact;
+use crate::compile::bytecode::{ActionsDesc, EventField, FieldSource, LimitDesc, PolicyDesc, Program};
+use crate::num::SCALE;
+use crate::syntax::ast::OnError;
+use crate::vm::{self, AggState, Ctx, MAX_STR_FIELDS, Slot};
+use decision::{Action, Alert, Decision, Signal};
+use event::{RunEnd, RunStart, Step};
+use std::sync::Arc;
+
+/// A limit's zone (LANGUAGE §8).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Zone {
+    Below,
+    Near,
+    Breach,
+}
+
+/// Where a run stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum RunState {
+    Running,
+    Paused,
+    Stopped,
+    Killed,
+}
+
+impl RunState {
+    fn of(e: Enforcement) -> RunState {
+        match e {
+            Enforcement::Pause => RunState::Paused,
+            Enforcement::Stop => RunState::Stopped,
+            Enforcement::Kill => RunState::Killed,
+        }
+    }
+
+    fn action(self) -> Action {
+        match self {
+            RunState::Running => Action::Continue,
+            RunState::Paused => Action::Pause,
+            RunState::Stopped => Action::Stop,
+            RunState::Killed => Action::Kill,
+        }
+    }
+
+    fn refusal(self) -> &'static str {
+        match self {
+            RunState::Running => "",
+            RunState::Paused => "run_paused",
+            RunState::Stopped => "run_stopped",
+            RunState::Killed => "run_killed",
+        }
+    }
+}
+
+/// A policy bound to a run, with its limits' zones.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Bound {
+    /// Index into the artifact's policies.
+    pub policy: u16,
+    pub zones: Vec<Zone>,
+    /// The policy holds a pause (LANGUAGE §9: pauses are held per policy).
+    pub holds_pause: bool,
+    /// A raise in force per limit: the effective value and when it ends.
+    pub raises: Vec<Option<Grant>>,
+    /// A suspension in force: the policy's enforcement is alert-only.
+    pub suspension: Option<Grant>,
+}
+
+/// A granted override in force: `value` for raises; `until` is `None` for the whole run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Grant {
+    pub value: i64,
+    pub until: Option<i64>,
+}
+
+impl Grant {
+    /// In force at `ts` (LANGUAGE §10: while `step.ts < until`).
+    pub fn active_at(&self, ts: i64) -> bool {
+        self.until.is_none_or(|u| ts < u)
+    }
+}
+
+/// Totals kept for the run's summary.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Totals {
+    pub steps: u64,
+    pub refused: u64,
+    pub input_tokens: i64,
+    pub output_tokens: i64,
+    pub cost: i64,
+}
+
+/// Everything the runtime keeps for one run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Run {
+    pub id: String,
+    pub attrs: RunStart,
+    /// The run's value for each of the artifact's label keys.
+    labels: Vec<String>,
+    /// Events of the run accepted so far (the last one's `seq`).
+    pub seq: u64,
+    pub last_ts: i64,
+    pub state: RunState,
+    /// Why the run entered its state (`breach: ...`).
+    pub state_reason: Option<String>,
+    pub ended: bool,
+    aggs: Vec<AggState>,
+    pub bound: Vec<Bound>,
+    pub snapshot: String,
+    pub totals: Totals,
+    /// Override requests waiting for approvals.
+    pending: Vec<overrides::Pending>,
+    /// Every override request of the run by `seq`, with its status, for approvals.
+    requests: std::collections::BTreeMap<u64, decision::OverrideOutcome>,
+}
+
+impl Run {
+    /// Bytes this run holds: the struct and its heap, windows included.
+    pub fn memory_bytes(&self) -> usize {
+        let strings = self.id.capacity()
+            + self.attrs.run_id.capacity()
+            + self.attrs.tenant.capacity()
+            + self.attrs.agent.capacity()
+            + self.attrs.api_key.capacity()
+            + self.attrs.human_actor.capacity()
+            + self.attrs.labels.iter().map(|(k, v)| k.capacity() + v.capacity() + 48).sum::<usize>()
+            + self.labels.iter().map(|l| l.capacity() + 24).sum::<usize>()
+            + self.state_reason.as_ref().map_or(0, String::capacity)
+            + self.snapshot.capacity();
+        let aggs = self.aggs.capacity() * std::mem::size_of::<AggState>() + self.aggs.iter().map(AggState::heap_bytes).sum::<usize>();
+        let bound = self.bound.capacity() * std::mem::size_of::<Bound>() + self.bound.iter().map(|b| b.zones.capacity()).sum::<usize>();
+        std::mem::size_of::<Run>() + strings + aggs + bound
+    }
+}
+
+/// A snapshot of what a run is bound to, recorded when it changes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Snapshot {
+    pub hash: String,
+    /// Canonical JSON of the snapshot.
+    pub body: String,
+}
+
+/// An enforced breach, recorded as an incident.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Incident {
+    pub policy: String,
+    pub limit: String,
+    pub enforcement: Enforcement,
+}
+
+/// What happened to a step's prompt.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PromptRecord {
+    Stored(String),
+    Redacted(&'static str),
+}
+
+/// A decision and what evidence it needs beyond itself.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Outcome {
+    pub decision: Decision,
+    pub snapshot: Option<Snapshot>,
+    pub incidents: Vec<Incident>,
+    pub prompt: Option<PromptRecord>,
+}
+
+impl Outcome {
+    fn of(decision: Decision) -> Outcome {
+        Outcome { decision, snapshot: None, incidents: Vec::new(), prompt: None }
+    }
+}
+
+/// Reusable evaluation buffers.
+#[derive(Debug, Default)]
+struct Scratch {
+    stack: Vec<Slot>,
+    nums: Vec<i64>,
+    bools: Vec<bool>,
+    aggs: Vec<Slot>,
+    monitors: Vec<Slot>,
+}
+
+/// The interpreter engine over one artifact.
+#[derive(Debug)]
+pub struct Engine {
+    artifact: Arc<Artifact>,
+    scratch: Scratch,
+}
+
+/// An enforcement candidate at one step: what, and why.
+struct Candidate {
+    enforcement: Enforcement,
+    reason: String,
+    /// The breached limit, when this is a breach's enforcement (an incident).
+    breach: Option<(String, String)>,
+}
+
+impl Engine {
+    pub fn new(artifact: Arc<Artifact>) -> Engine {
+        Engine { artifact, scratch: Scratch::default() }
+    }
+
+    pub fn artifact(&self) -> &Arc<Artifact> {
+        &self.artifact
+    }
+
+    fn program(&self) -> &Program {
+        &self.artifact.body.program
+    }
+
+    /// Starts a run: binds every policy whose scope matches (LANGUAGE §9).
+    pub fn start_run(&mut self, start: &RunStart) -> (Run, Outcome) {
+        let program = &self.artifact.body.program;
+        let bound: Vec<Bound> = program
+            .policies
+            .iter()
+            .enumerate()
+            .filter(|(_, p)| scope::matches(&p.scope, start))
+            .map(|(i, p)| Bound {
+                policy: u16::try_from(i).unwrap_or(u16::MAX),
+                zones: vec![Zone::Below; p.limits.len()],
+                holds_pause: false,
+                raises: vec![None; p.limits.len()],
+                suspension: None,
+            })
+            .collect();
+        let labels = program.labels.iter().map(|k| start.labels.get(k).cloned().unwrap_or_default()).collect();
+        let aggs = program.aggregates.iter().map(AggState::new).collect();
+        let snapshot = self.snapshot(&bound);
+        let run = Run {
+            id: start.run_id.clone(),
+            attrs: start.clone(),
+            labels,
+            seq: 1,
+            last_ts: start.ts,
+            state: RunState::Running,
+            state_reason: None,
+            ended: false,
+            aggs,
+            bound,
+            snapshot: snapshot.hash.clone(),
+            totals: Totals::default(),
+            pending: Vec::new(),
+            requests: std::collections::BTreeMap::new(),
+        };
+        let decision = self.decision(&run, start.ts, "run_start", Action::Continue, None);
+        let mut outcome = Outcome::of(decision);
+        outcome.snapshot = Some(snapshot);
+        (run, outcome)
+    }
+
+    /// The snapshot of a set of bound policies: their hashes and effective limits.
+    fn snapshot(&self, bound: &[Bound]) -> Snapshot {
+        let program = self.program();
+        let policies: Vec<serde_json::Value> = bound
+            .iter()
+            .filter_map(|b| program.policies.get(b.policy as usize))
+            .map(|p| {
+                let limits: Vec<serde_json::Value> = p
+                    .limits
+                    .iter()
+                    .map(|l| serde_json::json!({"limit": l.name, "value": format::value(l.unit, l.value)}))
+                    .collect();
+                serde_json::json!({"policy": p.name, "version": p.version, "hash": p.hash, "limits": limits})
+            })
+            .collect();
+        let body = serde_json::json!({"artifact": self.artifact.id, "policies": policies, "shadowed": []}).to_string();
+        let hash = format!("blake3:{}", blake3::hash(body.as_bytes()).to_hex());
+        Snapshot { hash, body }
+    }
+
+    fn decision(&self, run: &Run, ts: i64, event: &'static str, action: Action, reason: Option<String>) -> Decision {
+        Decision {
+            line: None,
+            run_id: Some(run.id.clone()),
+            seq: Some(run.seq),
+            ts: Some(format::timestamp(ts)),
+            event: Some(event),
+            action,
+            reason,
+            signals: Vec::new(),
+            alerts: Vec::new(),
+            override_outcome: None,
+            snapshot: Some(run.snapshot.clone()),
+            artifact: Some(self.artifact.id.clone()),
+        }
+    }
+
+    /// Ends a run; the decision carries its final state.
+    pub fn end_run(&mut self, run: &mut Run, end: &RunEnd) -> Outcome {
+        run.seq += 1;
+        run.last_ts = end.ts;
+        run.ended = true;
+        run.pending.clear(); // pending requests lapse when the run ends
+        let decision = self.decision(run, end.ts, "run_end", run.state.action(), run.state_reason.clone());
+        Outcome::of(decision)
+    }
+
+    /// Judges one step. A step of a paused or finished run is still counted and judged,
+    /// and is `refused` unless an enforcement more severe than the run's state fires.
+    pub fn step(&mut self, run: &mut Run, step: &Step) -> Outcome {
+        run.seq += 1;
+        run.last_ts = step.ts;
+        overrides::expire(run, step.ts);
+        self.evaluate(run, step);
+        let mut signals = Vec::new();
+        let mut alerts = Vec::new();
+        let mut candidates: Vec<Candidate> = Vec::new();
+        let mut incidents = Vec::new();
+        self.judge(run, &mut signals, &mut alerts, &mut candidates);
+        let prior = run.state;
+        let strongest = candidates.iter().fold(None::<&Candidate>, |best, c| match best {
+            Some(b) if b.enforcement >= c.enforcement => Some(b),
+            _ => Some(c),
+        });
+        let (action, reason) = match strongest {
+            Some(c) if RunState::of(c.enforcement) > prior => {
+                run.state = RunState::of(c.enforcement);
+                run.state_reason = Some(c.reason.clone());
+                (run.state.action(), Some(c.reason.clone()))
+            }
+            _ if prior == RunState::Running => (Action::Continue, None),
+            _ => (Action::Refused, Some(prior.refusal().to_string())),
+        };
+        for c in candidates {
+            if let Some((policy, limit)) = c.breach {
+                incidents.push(Incident { policy, limit, enforcement: c.enforcement });
+            }
+        }
+        run.totals.steps += 1;
+        if action == Action::Refused {
+            run.totals.refused += 1;
+        }
+        run.totals.input_tokens = run.totals.input_tokens.saturating_add(step.input_tokens);
+        run.totals.output_tokens = run.totals.output_tokens.saturating_add(step.output_tokens);
+        run.totals.cost = run.totals.cost.saturating_add(step.cost);
+        let mut decision = self.decision(run, step.ts, "step", action, reason);
+        decision.signals = signals;
+        decision.alerts = alerts;
+        Outcome { decision, snapshot: None, incidents, prompt: self.prompt_record(run, step) }
+    }
+
+    /// A step's prompt is stored only when some policy applies and all allow prompt
+    /// logging; a step marked `pii` is never stored while any applying policy denies PII
+    /// capture (DESIGN §3).
+    fn prompt_record(&self, run: &Run, step: &Step) -> Option<PromptRecord> {
+        let prompt = step.prompt.as_ref()?;
+        let program = self.program();
+        let policies: Vec<&PolicyDesc> = run.bound.iter().filter_map(|b| program.policies.get(b.policy as usize)).collect();
+        if policies.is_empty() || policies.iter().any(|p| !p.prompt_logging) {
+            return Some(PromptRecord::Redacted("prompt_logging"));
+        }
+        if step.pii && policies.iter().any(|p| !p.pii_capture) {
+            return Some(PromptRecord::Redacted("pii_capture"));
+        }
+        Some(PromptRecord::Stored(prompt.clone()))
+    }
+
+    /// Takes a step into every aggregate and computes every monitor's value.
+    fn evaluate(&mut self, run: &mut Run, step: &Step) {
+        let artifact = Arc::clone(&self.artifact);
+        let program = &artifact.body.program;
+        let s = &mut self.scratch;
+        s.nums.clear();
+        s.nums.resize(usize::from(program.num_fields), 0);
+        s.bools.clear();
+        s.bools.resize(usize::from(program.bool_fields), false);
+        let mut strs: [&str; MAX_STR_FIELDS] = [""; MAX_STR_FIELDS];
+        for field in &program.fields {
+            let slot = usize::from(field.slot);
+            match &field.source {
+                FieldSource::Event(e) => match e {
+                    EventField::Kind | EventField::Model | EventField::Tool | EventField::Tenant | EventField::Agent | EventField::ApiKey | EventField::HumanActor => {
+                        if let Some(dst) = strs.get_mut(slot) {
+                            *dst = event_str(*e, step, &run.attrs);
+                        }
+                    }
+                    EventField::Pii => {
+                        if let Some(dst) = s.bools.get_mut(slot) {
+                            *dst = step.pii;
+                        }
+                    }
+                    _ => {
+                        if let Some(dst) = s.nums.get_mut(slot) {
+                            *dst = event_num(*e, step);
+                        }
+                    }
+                },
+                FieldSource::Metric(i) => {
+                    if let Some(dst) = s.nums.get_mut(slot) {
+                        *dst = step.metrics.get(usize::from(*i)).copied().unwrap_or(0);
+                    }
+                }
+                FieldSource::Derived(code) => {
+                    let ctx = Ctx { program, nums: &s.nums, bools: &s.bools, strs: &strs, labels: &run.labels, aggs: &[], monitors: &[] };
+                    let v = vm::eval(code, &ctx, &mut s.stack);
+                    match v {
+                        Slot::Num(n) => {
+                            if let Some(dst) = s.nums.get_mut(slot) {
+                                *dst = n;
+                            }
+                        }
+                        Slot::Bool(b) => {
+                            if let Some(dst) = s.bools.get_mut(slot) {
+                                *dst = b;
+                            }
+                        }
+                        _ => {}
+                    }
+                }
+            }
+        }
+        let ctx = Ctx { program, nums: &s.nums, bools: &s.bools, strs: &strs, labels: &run.labels, aggs: &[], monitors: &[] };
+        for (desc, state) in program.aggregates.iter().zip(run.aggs.iter_mut()) {
+            let matched = match &desc.filter {
+                Some(f) => vm::eval(f, &ctx, &mut s.stack),
+                None => Slot::Bool(true),
+            };
+            let term = match (&desc.arg, matched) {
+                (_, Slot::Bool(false)) => Slot::None,
+                (Some(a), _) => vm::eval(a, &ctx, &mut s.stack),
+                (None, _) => Slot::Num(SCALE),
+            };
+            state.update(desc, step.ts, matched, term);
+        }
+        s.aggs.clear();
+        s.aggs.extend(run.aggs.iter().map(AggState::value));
+        s.monitors.clear();
+        for m in &program.monitors {
+            let ctx = Ctx { program, nums: &s.nums, bools: &s.bools, strs: &strs, labels: &run.labels, aggs: &s.aggs, monitors: &s.monitors };
+            let v = vm::eval(&m.code, &ctx, &mut s.stack);
+            s.monitors.push(v);
+        }
+    }
+
+    /// Judges every bound limit against its monitor's value at this step.
+    fn judge(&self, run: &mut Run, signals: &mut Vec<Signal>, alerts: &mut Vec<Alert>, candidates: &mut Vec<Candidate>) {
+        let program = self.program();
+        for bound in &mut run.bound {
+            let Some(policy) = program.policies.get(bound.policy as usize) else { continue };
+            let suspended = bound.suspension.is_some();
+            for ((limit, zone), raise) in policy.limits.iter().zip(bound.zones.iter_mut()).zip(bound.raises.iter()) {
+                let value = self.scratch.monitors.get(usize::from(limit.monitor)).copied().unwrap_or(Slot::None);
+                let effective = raise.map_or(limit.value, |g| g.value);
+                match value {
+                    Slot::Num(observed) => {
+                        let next = zone_of(limit, effective, observed);
+                        if next > *zone {
+                            let (kind, actions) = match next {
+                                Zone::Breach => ("breach", &limit.breach),
+                                _ => ("near", limit.near.as_ref().map_or(&limit.breach, |n| &n.actions)),
+                            };
+                            signals.push(threshold_signal(kind, policy, limit, effective, observed));
+                            push_alerts(program, policy, limit, kind, actions, alerts);
+                            if let (Zone::Breach, Some(e), false) = (next, actions.enforcement, suspended) {
+                                if e == Enforcement::Pause {
+                                    bound.holds_pause = true;
+                                }
+                                candidates.push(Candidate {
+                                    enforcement: e,
+                                    reason: format!("breach: {} of {}", limit.name, policy.name),
+                                    breach: Some((policy.name.clone(), limit.name.clone())),
+                                });
+                            }
+                        }
+                        *zone = next;
+                    }
+                    Slot::Err(e) => {
+                        signals.push(Signal {
+                            kind: "error",
+                            policy: policy.name.clone(),
+                            version: policy.version,
+                            policy_hash: policy.hash.clone(),
+                            limit: Some(limit.name.clone()),
+                            observed: None,
+                            limit_value: Some(format::value(limit.unit, effective)),
+                            percent: None,
+                            error: Some(error_name(e)),
+                            conflict: None,
+                            with: None,
+                        });
+                        if policy.on_error == OnError::FailClosed && !suspended {
+                            candidates.push(Candidate {
+                                enforcement: Enforcement::Stop,
+                                reason: format!("error: {} in {} of {}", error_name(e), limit.name, policy.name),
+                                breach: None,
+                            });
+                        }
+                    }
+                    _ => {} // no value: not judged, zone kept
+                }
+            }
+        }
+    }
+}
+
+fn error_name(e: crate::num::ArithError) -> &'static str {
+    match e {
+        crate::num::ArithError::Overflow => "overflow",
+        crate::num::ArithError::DivisionByZero => "division_by_zero",
+    }
+}
+
+/// The zone a value puts a limit in: BREACH at `M >= V`, NEAR at `M × 100 >= V × P`.
+pub fn zone_of(limit: &LimitDesc, value: i64, observed: i64) -> Zone {
+    if observed >= value {
+        return Zone::Breach;
+    }
+    match &limit.near {
+        Some(n) if i128::from(observed) * 100 * i128::from(SCALE) >= i128::from(value) * i128::from(n.percent) => Zone::Near,
+        _ => Zone::Below,
+    }
+}
+
+fn threshold_signal(kind: &'static str, policy: &PolicyDesc, limit: &LimitDesc, value: i64, observed: i64) -> Signal {
+    Signal {
+        kind,
+        policy: policy.name.clone(),
+        version: policy.version,
+        policy_hash: policy.hash.clone(),
+        limit: Some(limit.name.clone()),
+        observed: Some(format::value(limit.unit, observed)),
+        limit_value: Some(format::value(limit.unit, value)),
+        percent: format::percent(observed, value),
+        error: None,
+        conflict: None,
+        with: None,
+    }
+}
+
+fn push_alerts(program: &Program, policy: &PolicyDesc, limit: &LimitDesc, kind: &'static str, actions: &ActionsDesc, alerts: &mut Vec<Alert>) {
+    for channel in &actions.alerts {
+        let name = match channel {
+            ChannelRef::Ui => "ui".to_string(),
+            ChannelRef::Declared(i) => program.channels.get(*i as usize).map_or_else(|| "?".into(), |c| c.name.clone()),
+        };
+        alerts.push(Alert { policy: policy.name.clone(), limit: limit.name.clone(), kind, channel: name, suppressed: false, why: None });
+    }
+}
+
+fn event_str<'a>(field: EventField, step: &'a Step, run: &'a RunStart) -> &'a str {
+    match field {
+        EventField::Kind => &step.kind,
+        EventField::Model => &step.model,
+        EventField::Tool => &step.tool,
+        EventField::Tenant => &run.tenant,
+        EventField::Agent => &run.agent,
+        EventField::ApiKey => &run.api_key,
+        EventField::HumanActor => &run.human_actor,
+        _ => "",
+    }
+}
+
+fn event_num(field: EventField, step: &Step) -> i64 {
+    match field {
+        EventField::InputTokens => step.input_tokens,
+        EventField::OutputTokens => step.output_tokens,
+        EventField::Cost => step.cost,
+        EventField::Latency => step.latency,
+        EventField::Ts => step.ts,
+        _ => 0,
+    }
+}

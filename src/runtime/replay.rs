@@ -1,0 +1,289 @@
+//! Replay: events in, decisions and evidence records out, one line at a time.
+//!
+//! Owns the run checks of DESIGN §3 (`duplicate_run`, `unknown_run`, `run_ended`,
+//! `ts_backwards`, "already started" judged within one replay), the runs of a replay,
+//! and the artifacts deployed during it: a run stays with the artifact it was bound to,
+//! and new runs bind to the artifact deployed last.
+
+use super::decision::{Action, Decision};
+use super::event::{self, Event, EventKind, RejectCode, Rejection};
+use super::{Engine, Outcome, PromptRecord, Run};
+use crate::compile::artifact::Artifact;
+use crate::evidence::{Record, RecordKind};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+/// Loads the artifact a `deploy` event names: a `.lvc` file, or policy sources to build.
+pub type ArtifactLoader = dyn Fn(&Path) -> Result<Artifact, String>;
+
+/// The state of one replay.
+pub struct Replay {
+    engines: Vec<Engine>,
+    current: usize,
+    /// Each run and the index of the engine (artifact) it is bound to.
+    runs: BTreeMap<String, (Run, usize)>,
+    base_dir: PathBuf,
+    loader: Box<ArtifactLoader>,
+    artifact_recorded: Vec<bool>,
+}
+
+/// The result of one input line.
+pub struct LineResult {
+    pub decision: Decision,
+    pub records: Vec<Record>,
+}
+
+impl Replay {
+    /// `base_dir` resolves relative artifact paths of `deploy` events.
+    pub fn new(artifact: Arc<Artifact>, base_dir: PathBuf, loader: Box<ArtifactLoader>) -> Replay {
+        Replay {
+            engines: vec![Engine::new(artifact)],
+            current: 0,
+            runs: BTreeMap::new(),
+            base_dir,
+            loader,
+            artifact_recorded: vec![false],
+        }
+    }
+
+    fn engine(&self) -> Option<&Engine> {
+        self.engines.get(self.current)
+    }
+
+    fn current_id(&self) -> String {
+        self.engine().map(|e| e.artifact().id.clone()).unwrap_or_default()
+    }
+
+    /// Processes one line (1-based `line`); `None` for a line holding only whitespace.
+    pub fn line(&mut self, line: u64, text: &str) -> Option<LineResult> {
+        if text.trim().is_empty() {
+            return None;
+        }
+        let signals = self.engine().map(|e| e.artifact().body.program.signals.clone()).unwrap_or_default();
+        let mut records = self.artifact_record();
+        let result = event::parse(text, &signals).and_then(|e| self.apply(e));
+        let (mut decision, extra) = match result {
+            Ok((outcome, extra)) => {
+                let recs = self.outcome_records(&outcome);
+                records.extend(recs);
+                records.extend(extra);
+                (outcome.decision, ())
+            }
+            Err(rejection) => {
+                let artifact = self.current_id();
+                records.push(rejected_record(&artifact, line, text, &rejection));
+                (rejected_decision(&rejection, artifact), ())
+            }
+        };
+        let () = extra;
+        decision.line = Some(line);
+        Some(LineResult { decision, records })
+    }
+
+    /// The artifact record, once per artifact per replay (the store keeps one copy).
+    fn artifact_record(&mut self) -> Vec<Record> {
+        let Some(done) = self.artifact_recorded.get_mut(self.current) else { return Vec::new() };
+        if *done {
+            return Vec::new();
+        }
+        *done = true;
+        let Some(engine) = self.engines.get(self.current) else { return Vec::new() };
+        let a = engine.artifact();
+        let hex: String = a.bytes.iter().map(|b| format!("{b:02x}")).collect();
+        vec![Record {
+            kind: RecordKind::Artifact,
+            artifact: a.id.clone(),
+            run_id: None,
+            seq: 0,
+            index: 0,
+            body: serde_json::json!({"hash": a.id, "bytes": hex}),
+        }]
+    }
+
+    fn apply(&mut self, e: Event) -> Result<(Outcome, Vec<Record>), Rejection> {
+        let reject = |code: RejectCode, detail: String, e: &Event| Rejection {
+            code,
+            detail,
+            run_id: e.run_id().map(str::to_string),
+            ts: Some(e.ts()),
+            event: Some(e.kind()),
+        };
+        if let Event::Deploy(d) = &e {
+            return self.deploy(d).map_err(|why| reject(RejectCode::BadArtifact, why, &e));
+        }
+        let run_id = e.run_id().unwrap_or_default().to_string();
+        if let Event::RunStart(start) = &e {
+            if self.runs.contains_key(&run_id) {
+                return Err(reject(RejectCode::DuplicateRun, format!("run `{run_id}` was already started"), &e));
+            }
+            let engine_index = self.current;
+            let engine = self.engines.get_mut(engine_index).ok_or_else(|| reject(RejectCode::BadArtifact, "no artifact".into(), &e))?;
+            let (run, outcome) = engine.start_run(start);
+            self.runs.insert(run_id, (run, engine_index));
+            return Ok((outcome, Vec::new()));
+        }
+        let Some((run, engine_index)) = self.runs.get_mut(&run_id) else {
+            return Err(reject(RejectCode::UnknownRun, format!("run `{run_id}` was never started"), &e));
+        };
+        if run.ended {
+            return Err(reject(RejectCode::RunEnded, format!("run `{run_id}` has ended"), &e));
+        }
+        if e.ts() < run.last_ts {
+            return Err(reject(RejectCode::TsBackwards, format!("earlier than the run's previous event at {}", super::format::timestamp(run.last_ts)), &e));
+        }
+        let Some(engine) = self.engines.get_mut(*engine_index) else {
+            return Err(reject(RejectCode::BadArtifact, "no artifact".into(), &e));
+        };
+        match &e {
+            Event::Step(step) => Ok((engine.step(run, step), Vec::new())),
+            Event::RunEnd(end) => {
+                let outcome = engine.end_run(run, end);
+                let summary = summary_record(&engine.artifact().id, run, &outcome);
+                Ok((outcome, vec![summary]))
+            }
+            Event::Override(req) => engine.override_request(run, req).map(|o| (o, Vec::new())).map_err(|why| reject(RejectCode::InvalidField, why, &e)),
+            Event::Approval(a) => engine.approval(run, a).map(|o| (o, Vec::new())).map_err(|why| reject(RejectCode::InvalidField, why, &e)),
+            Event::RunStart(_) | Event::Deploy(_) => Err(reject(RejectCode::UnknownType, "unreachable".into(), &e)),
+        }
+    }
+
+    fn deploy(&mut self, d: &event::Deploy) -> Result<(Outcome, Vec<Record>), String> {
+        let path = self.base_dir.join(&d.artifact);
+        let artifact = (self.loader)(&path)?;
+        let old = self.current_id();
+        let new = artifact.id.clone();
+        match self.engines.iter().position(|e| e.artifact().id == new) {
+            Some(i) => self.current = i,
+            None => {
+                self.engines.push(Engine::new(Arc::new(artifact)));
+                self.artifact_recorded.push(false);
+                self.current = self.engines.len() - 1;
+            }
+        }
+        let mut records = self.artifact_record();
+        records.push(Record {
+            kind: RecordKind::Deploy,
+            artifact: new.clone(),
+            run_id: None,
+            seq: 0,
+            index: 0,
+            body: serde_json::json!({"ts": super::format::timestamp(d.ts), "from": old, "to": new, "actor": "replay"}),
+        });
+        let decision = Decision {
+            line: None,
+            run_id: None,
+            seq: None,
+            ts: Some(super::format::timestamp(d.ts)),
+            event: Some(EventKind::Deploy.name()),
+            action: Action::Continue,
+            reason: None,
+            signals: Vec::new(),
+            alerts: Vec::new(),
+            override_outcome: None,
+            snapshot: None,
+            artifact: Some(new),
+        };
+        Ok((super::Outcome::of(decision), records))
+    }
+
+    /// The records an outcome leaves: the decision, its signals, alerts, incidents, and a
+    /// snapshot when one was taken.
+    fn outcome_records(&self, outcome: &Outcome) -> Vec<Record> {
+        let d = &outcome.decision;
+        let (Some(run_id), Some(seq)) = (d.run_id.clone(), d.seq) else { return Vec::new() };
+        let artifact = d.artifact.clone().unwrap_or_default();
+        let record = |kind, index: usize, body| Record {
+            kind,
+            artifact: artifact.clone(),
+            run_id: Some(run_id.clone()),
+            seq,
+            index: u32::try_from(index).unwrap_or(u32::MAX),
+            body,
+        };
+        let mut out = Vec::new();
+        if let Some(s) = &outcome.snapshot {
+            let body: serde_json::Value = serde_json::from_str(&s.body).unwrap_or_default();
+            out.push(record(RecordKind::Snapshot, 0, serde_json::json!({"hash": s.hash, "snapshot": body})));
+        }
+        let mut body = serde_json::to_value(d).unwrap_or_default();
+        if let (Some(map), Some(prompt)) = (body.as_object_mut(), &outcome.prompt) {
+            match prompt {
+                PromptRecord::Stored(text) => map.insert("prompt".into(), serde_json::Value::String(text.clone())),
+                PromptRecord::Redacted(why) => map.insert("redacted".into(), serde_json::Value::String((*why).into())),
+            };
+        }
+        out.push(record(RecordKind::Decision, 0, body));
+        for (i, s) in d.signals.iter().enumerate() {
+            out.push(record(RecordKind::Signal, i, serde_json::to_value(s).unwrap_or_default()));
+        }
+        for (i, a) in d.alerts.iter().enumerate() {
+            out.push(record(RecordKind::Alert, i, serde_json::to_value(a).unwrap_or_default()));
+        }
+        for (i, inc) in outcome.incidents.iter().enumerate() {
+            out.push(record(
+                RecordKind::Incident,
+                i,
+                serde_json::json!({"policy": inc.policy, "limit": inc.limit, "enforcement": inc.enforcement.name(), "ts": d.ts}),
+            ));
+        }
+        if let Some(o) = &d.override_outcome {
+            out.push(record(RecordKind::Override, 0, serde_json::to_value(o).unwrap_or_default()));
+        }
+        out
+    }
+}
+
+fn summary_record(artifact: &str, run: &Run, outcome: &Outcome) -> Record {
+    let t = run.totals;
+    Record {
+        kind: RecordKind::RunSummary,
+        artifact: artifact.to_string(),
+        run_id: Some(run.id.clone()),
+        seq: run.seq,
+        index: 0,
+        body: serde_json::json!({
+            "steps": t.steps,
+            "refused": t.refused,
+            "input_tokens": super::format::value(crate::syntax::ast::Unit::Tokens, t.input_tokens),
+            "output_tokens": super::format::value(crate::syntax::ast::Unit::Tokens, t.output_tokens),
+            "cost": super::format::money(t.cost),
+            "final_action": outcome.decision.action,
+            "final_reason": outcome.decision.reason,
+        }),
+    }
+}
+
+fn rejected_record(artifact: &str, line: u64, text: &str, r: &Rejection) -> Record {
+    Record {
+        kind: RecordKind::RejectedInput,
+        artifact: artifact.to_string(),
+        run_id: r.run_id.clone(),
+        seq: line,
+        index: 0,
+        // The line's hash, not its text: a rejected line may carry a prompt that no
+        // policy allowed to be stored.
+        body: serde_json::json!({
+            "line": line,
+            "reason": r.reason(),
+            "input_blake3": blake3::hash(text.as_bytes()).to_hex().to_string(),
+        }),
+    }
+}
+
+fn rejected_decision(r: &Rejection, artifact: String) -> Decision {
+    Decision {
+        line: None,
+        run_id: r.run_id.clone(),
+        seq: None,
+        ts: r.ts.map(super::format::timestamp),
+        event: r.event.map(EventKind::name),
+        action: Action::Rejected,
+        reason: Some(r.reason()),
+        signals: Vec::new(),
+        alerts: Vec::new(),
+        override_outcome: None,
+        snapshot: None,
+        artifact: Some(artifact),
+    }
+}

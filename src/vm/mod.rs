@@ -1,0 +1,180 @@
+//! The bytecode interpreter: evaluates code against one step, and keeps aggregates.
+//!
+//! Values are tri-state ([`Slot`]): a value, no value (an aggregate that matched no step),
+//! or an evaluation error. Operators combine them by one rule (LANGUAGE appendix, 9): any
+//! no-value operand gives no value, even where it would divide by zero; otherwise the
+//! leftmost error wins; otherwise the operator computes with [`crate::num`]. `and` and
+//! `or` evaluate left to right and stop once the result is known. Evaluation reads no
+//! clock and allocates nothing once its buffers have grown.
+
+mod aggregate;
+
+pub use aggregate::AggState;
+
+use crate::compile::bytecode::{Cmp, Code, Op, Program};
+use crate::num::{self, ArithError};
+
+/// A string an instruction refers to, resolved against the step when compared.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StrRef {
+    Const(u32),
+    Field(u16),
+    Label(u16),
+}
+
+/// One value on the stack.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Slot {
+    Num(i64),
+    Bool(bool),
+    Str(StrRef),
+    /// No value: `max`, `min`, `last` or `avg` of no matching step, and what reads it.
+    None,
+    Err(ArithError),
+}
+
+/// The most string fields a program can have (they all come from the prelude).
+pub const MAX_STR_FIELDS: usize = 16;
+
+/// What code reads at one step: field values, run labels, aggregates and monitors.
+pub struct Ctx<'a> {
+    pub program: &'a Program,
+    pub nums: &'a [i64],
+    pub bools: &'a [bool],
+    pub strs: &'a [&'a str; MAX_STR_FIELDS],
+    pub labels: &'a [String],
+    pub aggs: &'a [Slot],
+    pub monitors: &'a [Slot],
+}
+
+impl Ctx<'_> {
+    fn resolve(&self, s: StrRef) -> &str {
+        match s {
+            StrRef::Const(i) => self.program.strings.get(i as usize).map_or("", String::as_str),
+            StrRef::Field(i) => self.strs.get(i as usize).copied().unwrap_or(""),
+            StrRef::Label(i) => self.labels.get(i as usize).map_or("", String::as_str),
+        }
+    }
+
+    fn equal(&self, a: Slot, b: Slot) -> Option<bool> {
+        match (a, b) {
+            (Slot::Num(x), Slot::Num(y)) => Some(x == y),
+            (Slot::Bool(x), Slot::Bool(y)) => Some(x == y),
+            (Slot::Str(x), Slot::Str(y)) => Some(self.resolve(x) == self.resolve(y)),
+            _ => None,
+        }
+    }
+}
+
+/// Combines operands by the tri-state rule, or `Ok` with them all present.
+fn gate(operands: &[Slot]) -> Result<(), Slot> {
+    if operands.iter().any(|s| *s == Slot::None) {
+        return Err(Slot::None);
+    }
+    match operands.iter().find(|s| matches!(s, Slot::Err(_))) {
+        Some(e) => Err(*e),
+        None => Ok(()),
+    }
+}
+
+fn arith(a: Slot, b: Slot, f: fn(i64, i64) -> Result<i64, ArithError>) -> Slot {
+    if let Err(s) = gate(&[a, b]) {
+        return s;
+    }
+    match (a, b) {
+        (Slot::Num(x), Slot::Num(y)) => f(x, y).map_or_else(Slot::Err, Slot::Num),
+        _ => Slot::None,
+    }
+}
+
+fn compare(a: Slot, b: Slot, cmp: Cmp) -> Slot {
+    if let Err(s) = gate(&[a, b]) {
+        return s;
+    }
+    match (a, b) {
+        (Slot::Num(x), Slot::Num(y)) => Slot::Bool(match cmp {
+            Cmp::Lt => x < y,
+            Cmp::Le => x <= y,
+            Cmp::Gt => x > y,
+            Cmp::Ge => x >= y,
+        }),
+        _ => Slot::None,
+    }
+}
+
+/// Evaluates code to one value. `stack` is a reusable buffer.
+pub fn eval(code: &Code, ctx: &Ctx<'_>, stack: &mut Vec<Slot>) -> Slot {
+    stack.clear();
+    let ops = &code.ops;
+    let mut pc = 0;
+    while let Some(op) = ops.get(pc) {
+        pc += 1;
+        match op {
+            Op::Num(n) => stack.push(Slot::Num(*n)),
+            Op::Bool(b) => stack.push(Slot::Bool(*b)),
+            Op::Str(i) => stack.push(Slot::Str(StrRef::Const(*i))),
+            Op::NumField(i) => stack.push(ctx.nums.get(*i as usize).map_or(Slot::None, |n| Slot::Num(*n))),
+            Op::BoolField(i) => stack.push(ctx.bools.get(*i as usize).map_or(Slot::None, |b| Slot::Bool(*b))),
+            Op::StrField(i) => stack.push(Slot::Str(StrRef::Field(*i))),
+            Op::Label(i) => stack.push(Slot::Str(StrRef::Label(*i))),
+            Op::Agg(i) => stack.push(ctx.aggs.get(*i as usize).copied().unwrap_or(Slot::None)),
+            Op::Monitor(i) => stack.push(ctx.monitors.get(*i as usize).copied().unwrap_or(Slot::None)),
+            Op::Neg => {
+                let a = stack.pop().unwrap_or(Slot::None);
+                stack.push(match a {
+                    Slot::Num(x) => num::neg(x).map_or_else(Slot::Err, Slot::Num),
+                    other if gate(&[other]).is_err() => other,
+                    _ => Slot::None,
+                });
+            }
+            Op::Not => {
+                let a = stack.pop().unwrap_or(Slot::None);
+                stack.push(match a {
+                    Slot::Bool(b) => Slot::Bool(!b),
+                    Slot::Err(_) => a,
+                    _ => Slot::None,
+                });
+            }
+            Op::Add | Op::Sub | Op::Mul | Op::Div | Op::Cmp(_) | Op::Eq(_) => {
+                let b = stack.pop().unwrap_or(Slot::None);
+                let a = stack.pop().unwrap_or(Slot::None);
+                stack.push(match op {
+                    Op::Add => arith(a, b, num::add),
+                    Op::Sub => arith(a, b, num::sub),
+                    Op::Mul => arith(a, b, num::mul),
+                    Op::Div => arith(a, b, num::div),
+                    Op::Cmp(c) => compare(a, b, *c),
+                    Op::Eq(negate) => match gate(&[a, b]) {
+                        Err(s) => s,
+                        Ok(()) => ctx.equal(a, b).map_or(Slot::None, |eq| Slot::Bool(eq != *negate)),
+                    },
+                    _ => Slot::None,
+                });
+            }
+            Op::In(n) => {
+                let at = stack.len().saturating_sub(usize::from(*n) + 1);
+                let result = match stack.get(at..) {
+                    Some(operands) => match gate(operands) {
+                        Err(s) => s,
+                        Ok(()) => {
+                            let (value, items) = operands.split_first().map_or((Slot::None, &[][..]), |(v, rest)| (*v, rest));
+                            Slot::Bool(items.iter().any(|item| ctx.equal(value, *item) == Some(true)))
+                        }
+                    },
+                    None => Slot::None,
+                };
+                stack.truncate(at);
+                stack.push(result);
+            }
+            Op::AndJump(target) | Op::OrJump(target) => {
+                let continue_on = matches!(op, Op::AndJump(_));
+                if stack.last() == Some(&Slot::Bool(continue_on)) {
+                    stack.pop();
+                } else {
+                    pc = *target as usize;
+                }
+            }
+        }
+    }
+    stack.pop().unwrap_or(Slot::None)
+}
