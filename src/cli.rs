@@ -47,7 +47,9 @@ pub enum Command {
         format: Format,
     },
     /// Compile a policy set to one content-hashed artifact; prints its id.
-    #[command(after_help = "Example:\n  lever build examples -o policies.lvc\n\nPrints `blake3:<hex>`. Exit: 0 built, 1 errors in the policies, 2 usage or I/O.")]
+    #[command(
+        after_help = "Example:\n  lever build examples -o policies.lvc\n\nPrints `blake3:<hex>`. Exit: 0 built, 1 errors in the policies, 2 usage or I/O."
+    )]
     Build {
         /// `.policy` files and directories (searched recursively).
         #[arg(required = true)]
@@ -60,7 +62,9 @@ pub enum Command {
         format: Format,
     },
     /// Replay events through a policy set: one decision per line, evidence stored first.
-    #[command(after_help = "Examples:\n  lever run examples --events examples/events/support.jsonl\n  lever build examples -o p.lvc && lever run p.lvc --events - < events.jsonl\n\nExit: 0 replayed (refused steps included), 1 a line was rejected, the policies have errors\nor the replay contradicts stored evidence, 2 usage or I/O.")]
+    #[command(
+        after_help = "Examples:\n  lever run examples --events examples/events/support.jsonl\n  lever build examples -o p.lvc && lever run p.lvc --events - < events.jsonl\n\nExit: 0 replayed (refused steps included), 1 a line was rejected, the policies have errors\nor the replay contradicts stored evidence, 2 usage or I/O."
+    )]
     Run {
         /// An artifact (`.lvc`), or `.policy` files and directories to compile.
         #[arg(required = true)]
@@ -73,7 +77,9 @@ pub enum Command {
         evidence: String,
     },
     /// Show an artifact: header, policies with their hashes, and disassembly.
-    #[command(after_help = "Example:\n  lever inspect policies.lvc --format json\n\nExit: 0 verified, 1 the hash does not verify, 2 usage or I/O.")]
+    #[command(
+        after_help = "Example:\n  lever inspect policies.lvc --format json\n\nExit: 0 verified, 1 the hash does not verify, 2 usage or I/O."
+    )]
     Inspect {
         /// The artifact file.
         file: PathBuf,
@@ -95,14 +101,25 @@ pub fn main() -> ExitCode {
     };
     match cli.command {
         Command::Check { paths, format } => run_check(&paths, format),
-        Command::Build { paths, output, format } => run_build(&paths, &output, format),
+        Command::Build {
+            paths,
+            output,
+            format,
+        } => run_build(&paths, &output, format),
         Command::Inspect { file, format } => run_inspect(&file, format),
-        Command::Run { source, events, evidence } => crate::cli_run::run(&source, &events, &evidence),
+        Command::Run {
+            source,
+            events,
+            evidence,
+        } => crate::cli_run::run(&source, &events, &evidence),
     }
 }
 
 /// Reads and checks a policy set, reporting its diagnostics. `Err` is the exit code.
-pub fn load_and_check(paths: &[PathBuf], format: Format) -> Result<(check::Checked, Vec<PathBuf>), ExitCode> {
+pub fn load_and_check(
+    paths: &[PathBuf],
+    format: Format,
+) -> Result<(check::Checked, Vec<PathBuf>), ExitCode> {
     let files = source::expand_paths(paths).map_err(io_error)?;
     let sources = source::load_files(&files).map_err(io_error)?;
     let file_count = sources.files.len();
@@ -151,8 +168,14 @@ fn run_build(paths: &[PathBuf], output: &std::path::Path, format: Format) -> Exi
 
 /// Writes a file so that readers see the old file or the whole new one, never a part.
 pub fn write_atomically(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
-    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(std::path::Path::new("."));
-    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(std::path::Path::new("."));
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
     let tmp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
     let result = (|| {
         let mut f = std::fs::File::create(&tmp)?;
@@ -183,7 +206,10 @@ fn run_inspect(file: &std::path::Path, format: Format) -> ExitCode {
     };
     match format {
         Format::Human => print!("{}", compile::disasm::text(&artifact)),
-        Format::Json => println!("{}", serde_json::to_string_pretty(&compile::disasm::json(&artifact)).unwrap_or_default()),
+        Format::Json => println!(
+            "{}",
+            serde_json::to_string_pretty(&compile::disasm::json(&artifact)).unwrap_or_default()
+        ),
     }
     ExitCode::SUCCESS
 }

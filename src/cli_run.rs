@@ -7,7 +7,10 @@
 //! nothing and prints the same decisions.
 
 use crate::cli::{Format, load_and_check, load_artifact};
-use crate::compile::{self, artifact::{Artifact, MAGIC}};
+use crate::compile::{
+    self,
+    artifact::{Artifact, MAGIC},
+};
 use crate::evidence::{self, EvidenceStore, Record};
 use crate::runtime::decision::Action;
 use crate::runtime::replay::Replay;
@@ -22,7 +25,11 @@ const BATCH_LINES: usize = 1024;
 
 fn is_artifact_file(path: &Path) -> bool {
     let mut head = [0u8; 8];
-    path.is_file() && std::fs::File::open(path).and_then(|mut f| f.read_exact(&mut head)).is_ok() && &head == MAGIC
+    path.is_file()
+        && std::fs::File::open(path)
+            .and_then(|mut f| f.read_exact(&mut head))
+            .is_ok()
+        && &head == MAGIC
 }
 
 /// Loads the artifact a command names: an artifact file, or sources compiled in memory.
@@ -60,12 +67,15 @@ fn deploy_loader(path: &Path) -> Result<Artifact, String> {
 fn read_events(events: &str) -> Result<(String, PathBuf), ExitCode> {
     let mut text = String::new();
     let base = if events == "-" {
-        std::io::stdin().read_to_string(&mut text).map_err(|e| io(format!("standard input: {e}")))?;
+        std::io::stdin()
+            .read_to_string(&mut text)
+            .map_err(|e| io(format!("standard input: {e}")))?;
         PathBuf::from(".")
     } else {
         let path = Path::new(events);
         text = std::fs::read_to_string(path).map_err(|e| io(format!("{events}: {e}")))?;
-        path.parent().map_or_else(|| PathBuf::from("."), Path::to_path_buf)
+        path.parent()
+            .map_or_else(|| PathBuf::from("."), Path::to_path_buf)
     };
     Ok((text, base))
 }
@@ -86,7 +96,10 @@ fn replay(paths: &[PathBuf], events: &str, evidence_url: &str) -> Result<ExitCod
     let artifact = Arc::new(artifact_for(paths)?);
     let (text, base) = read_events(events)?;
     let mut store = evidence::open(evidence_url).map_err(|e| io(e.to_string()))?;
-    let lines: Vec<&str> = text.split('\n').map(|l| l.strip_suffix('\r').unwrap_or(l)).collect();
+    let lines: Vec<&str> = text
+        .split('\n')
+        .map(|l| l.strip_suffix('\r').unwrap_or(l))
+        .collect();
     check_against_store(&artifact, &base, &lines, store.as_ref())?;
 
     let mut replay = Replay::new(Arc::clone(&artifact), base, Box::new(deploy_loader));
@@ -95,7 +108,9 @@ fn replay(paths: &[PathBuf], events: &str, evidence_url: &str) -> Result<ExitCod
     let mut decisions: Vec<String> = Vec::new();
     let progress = std::io::stderr().is_terminal() && lines.len() > 200_000;
     for (i, line) in lines.iter().enumerate() {
-        let Some(result) = replay.line(i as u64 + 1, line) else { continue };
+        let Some(result) = replay.line(i as u64 + 1, line) else {
+            continue;
+        };
         rejected |= result.decision.action == Action::Rejected;
         decisions.push(result.decision.to_json());
         records.extend(result.records);
@@ -114,9 +129,16 @@ fn replay(paths: &[PathBuf], events: &str, evidence_url: &str) -> Result<ExitCod
 }
 
 /// Writes a batch durably, then prints its decisions.
-fn commit(store: &mut dyn EvidenceStore, records: &mut Vec<Record>, decisions: &mut Vec<String>) -> Result<(), ExitCode> {
+fn commit(
+    store: &mut dyn EvidenceStore,
+    records: &mut Vec<Record>,
+    decisions: &mut Vec<String>,
+) -> Result<(), ExitCode> {
     store.append(records).map_err(|e| {
-        eprintln!("error: {e}; {} decisions of this batch were not printed", decisions.len());
+        eprintln!(
+            "error: {e}; {} decisions of this batch were not printed",
+            decisions.len()
+        );
         ExitCode::from(2)
     })?;
     records.clear();
@@ -130,13 +152,27 @@ fn commit(store: &mut dyn EvidenceStore, records: &mut Vec<Record>, decisions: &
 }
 
 /// The dry pass: refuses the replay if any record contradicts the store.
-fn check_against_store(artifact: &Arc<Artifact>, base: &Path, lines: &[&str], store: &dyn EvidenceStore) -> Result<(), ExitCode> {
-    let mut dry = Replay::new(Arc::clone(artifact), base.to_path_buf(), Box::new(deploy_loader));
+fn check_against_store(
+    artifact: &Arc<Artifact>,
+    base: &Path,
+    lines: &[&str],
+    store: &dyn EvidenceStore,
+) -> Result<(), ExitCode> {
+    let mut dry = Replay::new(
+        Arc::clone(artifact),
+        base.to_path_buf(),
+        Box::new(deploy_loader),
+    );
     for (i, line) in lines.iter().enumerate() {
-        let Some(result) = dry.line(i as u64 + 1, line) else { continue };
+        let Some(result) = dry.line(i as u64 + 1, line) else {
+            continue;
+        };
         for r in &result.records {
             let Some(key) = r.key() else { continue };
-            if store.content_at(&key).is_some_and(|stored| stored != r.content_hash()) {
+            if store
+                .content_at(&key)
+                .is_some_and(|stored| stored != r.content_hash())
+            {
                 eprintln!(
                     "error: replay refused: run `{}` differs from its stored evidence at seq {} ({} record); nothing was written",
                     key.run_id,

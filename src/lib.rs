@@ -15,9 +15,9 @@
 )]
 
 pub mod check;
-pub mod compile;
 pub mod cli;
 mod cli_run;
+pub mod compile;
 pub mod diag;
 pub mod evidence;
 pub mod num;

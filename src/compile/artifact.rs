@@ -44,7 +44,9 @@ pub struct Artifact {
 pub enum ArtifactError {
     #[error("not a Lever artifact (bad magic)")]
     BadMagic,
-    #[error("artifact format version {found} is not supported (this build reads version {FORMAT_VERSION})")]
+    #[error(
+        "artifact format version {found} is not supported (this build reads version {FORMAT_VERSION})"
+    )]
     Version { found: u32 },
     #[error("artifact hash mismatch: the file says {stored}, its contents hash to {computed}")]
     HashMismatch { stored: String, computed: String },
@@ -68,7 +70,8 @@ fn id_of(hash: &[u8]) -> String {
 impl Artifact {
     /// Encodes and hashes a body.
     pub fn new(body: ArtifactBody) -> Result<Artifact, ArtifactError> {
-        let encoded = postcard::to_allocvec(&body).map_err(|e| ArtifactError::Corrupt(e.to_string()))?;
+        let encoded =
+            postcard::to_allocvec(&body).map_err(|e| ArtifactError::Corrupt(e.to_string()))?;
         let hash = hash_of(&encoded);
         let mut bytes = Vec::with_capacity(HEADER_LEN + encoded.len());
         bytes.extend_from_slice(MAGIC);
@@ -84,9 +87,12 @@ impl Artifact {
 
     /// Reads and verifies an artifact's bytes.
     pub fn from_bytes(bytes: Vec<u8>) -> Result<Artifact, ArtifactError> {
-        let (Some(magic), Some(version), Some(stored), Some(body)) =
-            (bytes.get(..8), bytes.get(8..12), bytes.get(12..HEADER_LEN), bytes.get(HEADER_LEN..))
-        else {
+        let (Some(magic), Some(version), Some(stored), Some(body)) = (
+            bytes.get(..8),
+            bytes.get(8..12),
+            bytes.get(12..HEADER_LEN),
+            bytes.get(HEADER_LEN..),
+        ) else {
             return Err(ArtifactError::BadMagic);
         };
         if magic != MAGIC {
@@ -103,7 +109,8 @@ impl Artifact {
                 computed: id_of(computed.as_bytes()),
             });
         }
-        let decoded: ArtifactBody = postcard::from_bytes(body).map_err(|e| ArtifactError::Corrupt(e.to_string()))?;
+        let decoded: ArtifactBody =
+            postcard::from_bytes(body).map_err(|e| ArtifactError::Corrupt(e.to_string()))?;
         Ok(Artifact {
             id: id_of(computed.as_bytes()),
             body: decoded,
@@ -117,7 +124,10 @@ impl Artifact {
 pub fn stored_paths(files: &[PathBuf]) -> Vec<String> {
     let absolute: Vec<PathBuf> = files
         .iter()
-        .map(|f| std::fs::canonicalize(f).unwrap_or_else(|_| std::path::absolute(f).unwrap_or_else(|_| f.clone())))
+        .map(|f| {
+            std::fs::canonicalize(f)
+                .unwrap_or_else(|_| std::path::absolute(f).unwrap_or_else(|_| f.clone()))
+        })
         .collect();
     let mut common: Option<PathBuf> = None;
     for path in &absolute {
@@ -132,12 +142,19 @@ pub fn stored_paths(files: &[PathBuf]) -> Vec<String> {
         .iter()
         .map(|p| {
             let rel = p.strip_prefix(&base).unwrap_or(p);
-            let parts: Vec<String> = rel.components().map(|c| c.as_os_str().to_string_lossy().into_owned()).collect();
+            let parts: Vec<String> = rel
+                .components()
+                .map(|c| c.as_os_str().to_string_lossy().into_owned())
+                .collect();
             parts.join("/")
         })
         .collect()
 }
 
 fn common_prefix(a: &Path, b: &Path) -> PathBuf {
-    a.components().zip(b.components()).take_while(|(x, y)| x == y).map(|(x, _)| x).collect()
+    a.components()
+        .zip(b.components())
+        .take_while(|(x, y)| x == y)
+        .map(|(x, _)| x)
+        .collect()
 }

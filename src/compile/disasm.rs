@@ -19,13 +19,27 @@ fn op_text(program: &Program, op: &Op) -> String {
     match op {
         Op::Num(n) => format!("num {}", Decimal(*n)),
         Op::Bool(b) => format!("bool {b}"),
-        Op::Str(i) => format!("str {}", serde_json::to_string(program.strings.get(*i as usize).map_or("?", String::as_str)).unwrap_or_default()),
+        Op::Str(i) => format!(
+            "str {}",
+            serde_json::to_string(program.strings.get(*i as usize).map_or("?", String::as_str))
+                .unwrap_or_default()
+        ),
         Op::NumField(s) => format!("field {}", field(*s, "num")),
         Op::BoolField(s) => format!("field {}", field(*s, "bool")),
         Op::StrField(s) => format!("field {}", field(*s, "str")),
-        Op::Label(i) => format!("label {}", serde_json::to_string(program.labels.get(*i as usize).map_or("?", String::as_str)).unwrap_or_default()),
+        Op::Label(i) => format!(
+            "label {}",
+            serde_json::to_string(program.labels.get(*i as usize).map_or("?", String::as_str))
+                .unwrap_or_default()
+        ),
         Op::Agg(i) => format!("agg #{i}"),
-        Op::Monitor(i) => format!("monitor {}", program.monitors.get(*i as usize).map_or("?", |m| m.id_name.as_str())),
+        Op::Monitor(i) => format!(
+            "monitor {}",
+            program
+                .monitors
+                .get(*i as usize)
+                .map_or("?", |m| m.id_name.as_str())
+        ),
         Op::Cmp(c) => format!("cmp {c:?}").to_lowercase(),
         Op::Eq(false) => "eq".into(),
         Op::Eq(true) => "ne".into(),
@@ -47,7 +61,11 @@ fn kind_name(unit: crate::syntax::ast::Unit) -> &'static str {
 
 /// One line per instruction, numbered.
 pub fn code_lines(program: &Program, code: &Code) -> Vec<String> {
-    code.ops.iter().enumerate().map(|(i, op)| format!("{i:>4}  {}", op_text(program, op))).collect()
+    code.ops
+        .iter()
+        .enumerate()
+        .map(|(i, op)| format!("{i:>4}  {}", op_text(program, op)))
+        .collect()
 }
 
 fn actions_text(program: &Program, a: &ActionsDesc) -> String {
@@ -57,13 +75,20 @@ fn actions_text(program: &Program, a: &ActionsDesc) -> String {
         .iter()
         .map(|c| match c {
             ChannelRef::Ui => "ui".to_string(),
-            ChannelRef::Declared(i) => program.channels.get(*i as usize).map_or("?".into(), |c| c.name.clone()),
+            ChannelRef::Declared(i) => program
+                .channels
+                .get(*i as usize)
+                .map_or("?".into(), |c| c.name.clone()),
         })
         .collect();
     if !channels.is_empty() {
         parts.push(format!("alert({})", channels.join(", ")));
     }
-    if parts.is_empty() { "nothing".into() } else { parts.join(", ") }
+    if parts.is_empty() {
+        "nothing".into()
+    } else {
+        parts.join(", ")
+    }
 }
 
 /// The human-readable inspection of an artifact.
@@ -71,21 +96,55 @@ pub fn text(artifact: &Artifact) -> String {
     let p = &artifact.body.program;
     let mut out = String::new();
     let _ = writeln!(out, "artifact {}", artifact.id);
-    let _ = writeln!(out, "format   {FORMAT_VERSION} ({} bytes)", artifact.bytes.len());
+    let _ = writeln!(
+        out,
+        "format   {FORMAT_VERSION} ({} bytes)",
+        artifact.bytes.len()
+    );
     let _ = writeln!(out, "\nsources:");
     for s in &artifact.body.sources {
-        let module = s.module.as_deref().map(|m| format!(" (module {m})")).unwrap_or_default();
+        let module = s
+            .module
+            .as_deref()
+            .map(|m| format!(" (module {m})"))
+            .unwrap_or_default();
         let _ = writeln!(out, "  {}{module}", s.path);
     }
     let _ = writeln!(out, "\npolicies:");
     for pol in &p.policies {
         let _ = writeln!(out, "  {} v{} {}", pol.name, pol.version, pol.hash);
         let _ = writeln!(out, "    scope {}", scope_text(&pol.scope));
-        let _ = writeln!(out, "    precedence {}  conflict {}  bind {}  on_error {:?}", pol.precedence, pol.conflict.name(), pol.bind.name(), pol.on_error);
+        let _ = writeln!(
+            out,
+            "    precedence {}  conflict {}  bind {}  on_error {:?}",
+            pol.precedence,
+            pol.conflict.name(),
+            pol.bind.name(),
+            pol.on_error
+        );
         for l in &pol.limits {
-            let near = l.near.as_ref().map(|n| format!("  near {}% => {}", Decimal(n.percent), actions_text(p, &n.actions))).unwrap_or_default();
-            let monitor = p.monitors.get(l.monitor as usize).map_or("?", |m| m.id_name.as_str());
-            let _ = writeln!(out, "    limit {} ({monitor}) to {}{near}  breach => {}", l.name, Decimal(l.value), actions_text(p, &l.breach));
+            let near = l
+                .near
+                .as_ref()
+                .map(|n| {
+                    format!(
+                        "  near {}% => {}",
+                        Decimal(n.percent),
+                        actions_text(p, &n.actions)
+                    )
+                })
+                .unwrap_or_default();
+            let monitor = p
+                .monitors
+                .get(l.monitor as usize)
+                .map_or("?", |m| m.id_name.as_str());
+            let _ = writeln!(
+                out,
+                "    limit {} ({monitor}) to {}{near}  breach => {}",
+                l.name,
+                Decimal(l.value),
+                actions_text(p, &l.breach)
+            );
         }
         for r in &pol.rules {
             let who = match &r.grantee {
@@ -93,7 +152,13 @@ pub fn text(artifact: &Artifact) -> String {
                 Grantee::Actor(s) => format!("actor {s:?}"),
             };
             let kind = match &r.kind {
-                RuleKindDesc::Raise { limit, ceiling } => format!("raise {} up to {}", pol.limits.get(*limit as usize).map_or("?", |l| l.name.as_str()), Decimal(*ceiling)),
+                RuleKindDesc::Raise { limit, ceiling } => format!(
+                    "raise {} up to {}",
+                    pol.limits
+                        .get(*limit as usize)
+                        .map_or("?", |l| l.name.as_str()),
+                    Decimal(*ceiling)
+                ),
                 RuleKindDesc::Suspend => "suspend".into(),
                 RuleKindDesc::Resume => "resume".into(),
             };
@@ -109,7 +174,11 @@ pub fn text(artifact: &Artifact) -> String {
     }
     let _ = writeln!(out, "\naggregates:");
     for (i, a) in p.aggregates.iter().enumerate() {
-        let window = if a.window > 0 { format!(" window {}s", Decimal(a.window)) } else { String::new() };
+        let window = if a.window > 0 {
+            format!(" window {}s", Decimal(a.window))
+        } else {
+            String::new()
+        };
         let _ = writeln!(out, "  #{i} {}{window}", a.func.name());
         if let Some(arg) = &a.arg {
             let _ = writeln!(out, "    arg:");
@@ -159,12 +228,14 @@ pub fn json(artifact: &Artifact) -> serde_json::Value {
     let aggregates: Vec<serde_json::Value> = p
         .aggregates
         .iter()
-        .map(|a| serde_json::json!({
-            "func": a.func.name(),
-            "window_ns": a.window,
-            "arg": a.arg.as_ref().map(|c| code_lines(p, c)),
-            "filter": a.filter.as_ref().map(|c| code_lines(p, c)),
-        }))
+        .map(|a| {
+            serde_json::json!({
+                "func": a.func.name(),
+                "window_ns": a.window,
+                "arg": a.arg.as_ref().map(|c| code_lines(p, c)),
+                "filter": a.filter.as_ref().map(|c| code_lines(p, c)),
+            })
+        })
         .collect();
     serde_json::json!({
         "artifact": artifact.id,

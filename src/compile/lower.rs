@@ -61,7 +61,12 @@ fn reachable_monitors(program: &hir::Program) -> Vec<MonitorId> {
     order
 }
 
-fn visit_monitor(program: &hir::Program, id: MonitorId, seen: &mut [bool], order: &mut Vec<MonitorId>) {
+fn visit_monitor(
+    program: &hir::Program,
+    id: MonitorId,
+    seen: &mut [bool],
+    order: &mut Vec<MonitorId>,
+) {
     match seen.get_mut(id.0 as usize) {
         Some(s) if !*s => *s = true,
         _ => return,
@@ -174,7 +179,10 @@ impl<'p> Lowerer<'p> {
                 hir::FieldSource::Event => EventField::from_name(&f.name).map(FieldSource::Event),
                 hir::FieldSource::Metric(name) => {
                     self.signals.push((name.clone(), f.unit));
-                    Some(FieldSource::Metric(small(self.signals.len() - 1, "signals")?))
+                    Some(FieldSource::Metric(small(
+                        self.signals.len() - 1,
+                        "signals",
+                    )?))
                 }
                 hir::FieldSource::Derived(_) => None,
             };
@@ -183,20 +191,33 @@ impl<'p> Lowerer<'p> {
             }
         }
         let mut pending: Vec<usize> = (0..program.fields.len())
-            .filter(|i| matches!(program.fields.get(*i).map(|f| &f.source), Some(hir::FieldSource::Derived(_))))
+            .filter(|i| {
+                matches!(
+                    program.fields.get(*i).map(|f| &f.source),
+                    Some(hir::FieldSource::Derived(_))
+                )
+            })
             .collect();
         while !pending.is_empty() {
             let before = pending.len();
             let mut rest = Vec::new();
             for i in pending {
-                let Some(f) = program.fields.get(i) else { continue };
-                let hir::FieldSource::Derived(expr) = &f.source else { continue };
+                let Some(f) = program.fields.get(i) else {
+                    continue;
+                };
+                let hir::FieldSource::Derived(expr) = &f.source else {
+                    continue;
+                };
                 if !self.fields_ready(expr) {
                     rest.push(i);
                     continue;
                 }
                 let code = self.code(expr)?;
-                self.add_field(FieldId(u32::try_from(i).unwrap_or(u32::MAX)), f, FieldSource::Derived(code))?;
+                self.add_field(
+                    FieldId(u32::try_from(i).unwrap_or(u32::MAX)),
+                    f,
+                    FieldSource::Derived(code),
+                )?;
             }
             // The checker rejects cyclic fields, so every pass makes progress.
             if rest.len() == before {
@@ -212,12 +233,19 @@ impl<'p> Lowerer<'p> {
             ExprKind::Field(id) => self.field_slots.contains_key(id),
             ExprKind::Neg(x) | ExprKind::Not(x) => self.fields_ready(x),
             ExprKind::Binary(_, a, b) => self.fields_ready(a) && self.fields_ready(b),
-            ExprKind::In(a, list) => self.fields_ready(a) && list.iter().all(|x| self.fields_ready(x)),
+            ExprKind::In(a, list) => {
+                self.fields_ready(a) && list.iter().all(|x| self.fields_ready(x))
+            }
             _ => true,
         }
     }
 
-    fn add_field(&mut self, id: FieldId, f: &hir::Field, source: FieldSource) -> Result<(), LowerError> {
+    fn add_field(
+        &mut self,
+        id: FieldId,
+        f: &hir::Field,
+        source: FieldSource,
+    ) -> Result<(), LowerError> {
         let Some(kind) = kind_of(f.unit) else {
             return Ok(()); // run.labels: read through `Label`
         };
@@ -230,7 +258,9 @@ impl<'p> Lowerer<'p> {
             Kind::Str => &mut self.counts[2],
         };
         let slot = *counter;
-        *counter = counter.checked_add(1).ok_or(LowerError::TooMany("fields"))?;
+        *counter = counter
+            .checked_add(1)
+            .ok_or(LowerError::TooMany("fields"))?;
         self.field_slots.insert(id, (kind, slot));
         self.fields.push(FieldDesc {
             name: f.name.clone(),
@@ -251,7 +281,8 @@ impl<'p> Lowerer<'p> {
             unit: m.unit,
             code,
         });
-        self.monitor_index.insert(id, small(self.monitors.len() - 1, "monitors")?);
+        self.monitor_index
+            .insert(id, small(self.monitors.len() - 1, "monitors")?);
         Ok(())
     }
 
@@ -275,7 +306,11 @@ impl<'p> Lowerer<'p> {
     fn policy(&mut self, p: &hir::Policy) -> Result<PolicyDesc, LowerError> {
         let mut limits = Vec::new();
         for l in &p.limits {
-            let monitor = self.monitor_index.get(&l.monitor).copied().ok_or(LowerError::TooMany("monitors"))?;
+            let monitor = self
+                .monitor_index
+                .get(&l.monitor)
+                .copied()
+                .ok_or(LowerError::TooMany("monitors"))?;
             limits.push(LimitDesc {
                 monitor,
                 name: l.name.clone(),
@@ -348,9 +383,16 @@ impl<'p> Lowerer<'p> {
                 };
                 ops.push(op);
             }
-            ExprKind::Label(key) => ops.push(Op::Label(small(self.labels.intern(key) as usize, "labels")?)),
+            ExprKind::Label(key) => ops.push(Op::Label(small(
+                self.labels.intern(key) as usize,
+                "labels",
+            )?)),
             ExprKind::Monitor(id) => {
-                let index = self.monitor_index.get(id).copied().ok_or(LowerError::TooMany("monitors"))?;
+                let index = self
+                    .monitor_index
+                    .get(id)
+                    .copied()
+                    .ok_or(LowerError::TooMany("monitors"))?;
                 ops.push(Op::Monitor(index));
             }
             ExprKind::Neg(x) => {
@@ -369,7 +411,12 @@ impl<'p> Lowerer<'p> {
                 }
                 ops.push(Op::In(small(list.len(), "list items")?));
             }
-            ExprKind::Agg { func, arg, filter, window } => {
+            ExprKind::Agg {
+                func,
+                arg,
+                filter,
+                window,
+            } => {
                 let desc = AggDesc {
                     func: *func,
                     arg: arg.as_deref().map(|a| self.code(a)).transpose()?,
@@ -378,7 +425,11 @@ impl<'p> Lowerer<'p> {
                 };
                 // `count(cond)` is a count with a filter.
                 let desc = if *func == crate::syntax::ast::AggFunc::Count {
-                    AggDesc { arg: None, filter: desc.arg.or(desc.filter), ..desc }
+                    AggDesc {
+                        arg: None,
+                        filter: desc.arg.or(desc.filter),
+                        ..desc
+                    }
                 } else {
                     desc
                 };
@@ -397,15 +448,26 @@ impl<'p> Lowerer<'p> {
         Ok(())
     }
 
-    fn emit_binary(&mut self, op: BinOp, a: &hir::Expr, b: &hir::Expr, ops: &mut Vec<Op>) -> Result<(), LowerError> {
+    fn emit_binary(
+        &mut self,
+        op: BinOp,
+        a: &hir::Expr,
+        b: &hir::Expr,
+        ops: &mut Vec<Op>,
+    ) -> Result<(), LowerError> {
         if matches!(op, BinOp::And | BinOp::Or) {
             self.emit(a, ops)?;
             let jump_at = ops.len();
             ops.push(Op::AndJump(0));
             self.emit(b, ops)?;
-            let target = u32::try_from(ops.len()).map_err(|_| LowerError::TooMany("instructions"))?;
+            let target =
+                u32::try_from(ops.len()).map_err(|_| LowerError::TooMany("instructions"))?;
             if let Some(slot) = ops.get_mut(jump_at) {
-                *slot = if op == BinOp::And { Op::AndJump(target) } else { Op::OrJump(target) };
+                *slot = if op == BinOp::And {
+                    Op::AndJump(target)
+                } else {
+                    Op::OrJump(target)
+                };
             }
             return Ok(());
         }
@@ -433,9 +495,24 @@ pub fn max_stack(ops: &[Op]) -> u16 {
     let (mut depth, mut max) = (0i64, 0i64);
     for op in ops {
         depth += match op {
-            Op::Num(_) | Op::Bool(_) | Op::Str(_) | Op::NumField(_) | Op::BoolField(_) | Op::StrField(_) | Op::Label(_) | Op::Agg(_) | Op::Monitor(_) => 1,
+            Op::Num(_)
+            | Op::Bool(_)
+            | Op::Str(_)
+            | Op::NumField(_)
+            | Op::BoolField(_)
+            | Op::StrField(_)
+            | Op::Label(_)
+            | Op::Agg(_)
+            | Op::Monitor(_) => 1,
             Op::Neg | Op::Not => 0,
-            Op::Add | Op::Sub | Op::Mul | Op::Div | Op::Cmp(_) | Op::Eq(_) | Op::AndJump(_) | Op::OrJump(_) => -1,
+            Op::Add
+            | Op::Sub
+            | Op::Mul
+            | Op::Div
+            | Op::Cmp(_)
+            | Op::Eq(_)
+            | Op::AndJump(_)
+            | Op::OrJump(_) => -1,
             Op::In(n) => -i64::from(*n),
         };
         max = max.max(depth);

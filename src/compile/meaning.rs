@@ -6,7 +6,9 @@
 //! (scope, clauses, limits, the code of every monitor and derived field it reads, its
 //! channels, its override rules) changes it.
 
-use crate::check::hir::{self, ArgValue, ChannelRef, ExprKind, Grantee, RuleKind, Scope, Selector, Value};
+use crate::check::hir::{
+    self, ArgValue, ChannelRef, ExprKind, Grantee, RuleKind, Scope, Selector, Value,
+};
 use crate::num::Decimal;
 use std::collections::BTreeSet;
 use std::fmt::Write;
@@ -32,18 +34,30 @@ pub fn policy_meaning(program: &hir::Program, p: &hir::Policy) -> String {
     let mut out = String::new();
     let _ = writeln!(out, "policy {}", p.name);
     let _ = writeln!(out, "version {}", p.version);
-    let _ = writeln!(out, "description {}", p.description.as_deref().map_or("none".into(), json));
+    let _ = writeln!(
+        out,
+        "description {}",
+        p.description.as_deref().map_or("none".into(), json)
+    );
     let _ = writeln!(out, "scope {}", scope_text(&p.scope));
     let _ = writeln!(out, "precedence {}", p.precedence);
     let _ = writeln!(out, "conflict {}", p.conflict.name());
     let _ = writeln!(out, "bind {}", p.bind.name());
     let _ = writeln!(out, "on_error {:?}", p.on_error);
-    let _ = writeln!(out, "inspect prompt_logging={} pii_capture={}", p.prompt_logging, p.pii_capture);
+    let _ = writeln!(
+        out,
+        "inspect prompt_logging={} pii_capture={}",
+        p.prompt_logging, p.pii_capture
+    );
     let mut monitors = BTreeSet::new();
     let mut channels = BTreeSet::new();
     for l in &p.limits {
         let near = match &l.near {
-            Some(n) => format!("{}% => {}", Decimal(n.percent), actions(&n.actions, &mut channels)),
+            Some(n) => format!(
+                "{}% => {}",
+                Decimal(n.percent),
+                actions(&n.actions, &mut channels)
+            ),
             None => "none".into(),
         };
         let _ = writeln!(
@@ -58,7 +72,12 @@ pub fn policy_meaning(program: &hir::Program, p: &hir::Policy) -> String {
         );
         collect_monitors(program, l.monitor, &mut monitors);
     }
-    let _ = writeln!(out, "alerts max_per_run {} min_interval {}", p.max_per_run.map_or("none".into(), |n| n.to_string()), p.min_interval);
+    let _ = writeln!(
+        out,
+        "alerts max_per_run {} min_interval {}",
+        p.max_per_run.map_or("none".into(), |n| n.to_string()),
+        p.min_interval
+    );
     for r in &p.rules {
         let _ = writeln!(out, "rule {}", rule_text(r, p));
     }
@@ -66,7 +85,13 @@ pub fn policy_meaning(program: &hir::Program, p: &hir::Policy) -> String {
     for id in &monitors {
         if let Some(m) = program.monitors.get(id.0 as usize) {
             collect_fields(&m.expr, &mut fields);
-            let _ = writeln!(out, "monitor {}: {} = {}", m.id_name, m.unit.name(), expr_text(program, &m.expr));
+            let _ = writeln!(
+                out,
+                "monitor {}: {} = {}",
+                m.id_name,
+                m.unit.name(),
+                expr_text(program, &m.expr)
+            );
         }
     }
     let mut derived = BTreeSet::new();
@@ -90,10 +115,17 @@ pub fn policy_meaning(program: &hir::Program, p: &hir::Policy) -> String {
 }
 
 fn monitor_name(program: &hir::Program, id: hir::MonitorId) -> &str {
-    program.monitors.get(id.0 as usize).map_or("?", |m| m.id_name.as_str())
+    program
+        .monitors
+        .get(id.0 as usize)
+        .map_or("?", |m| m.id_name.as_str())
 }
 
-fn collect_monitors(program: &hir::Program, id: hir::MonitorId, out: &mut BTreeSet<hir::MonitorId>) {
+fn collect_monitors(
+    program: &hir::Program,
+    id: hir::MonitorId,
+    out: &mut BTreeSet<hir::MonitorId>,
+) {
     if !out.insert(id) {
         return;
     }
@@ -122,7 +154,8 @@ fn collect_derived(program: &hir::Program, id: hir::FieldId, out: &mut BTreeSet<
     if !out.insert(id) {
         return;
     }
-    if let Some(hir::FieldSource::Derived(e)) = program.fields.get(id.0 as usize).map(|f| &f.source) {
+    if let Some(hir::FieldSource::Derived(e)) = program.fields.get(id.0 as usize).map(|f| &f.source)
+    {
         let mut inner = BTreeSet::new();
         collect_fields(e, &mut inner);
         for i in inner {
@@ -180,12 +213,20 @@ fn channel_text(program: &hir::Program, index: u32) -> String {
             let value = match v {
                 ArgValue::Str(s) => json(s),
                 ArgValue::Env(var) => format!("env({})", json(var)),
-                ArgValue::List(items) => format!("[{}]", items.iter().map(|s| json(s)).collect::<Vec<_>>().join(", ")),
+                ArgValue::List(items) => format!(
+                    "[{}]",
+                    items.iter().map(|s| json(s)).collect::<Vec<_>>().join(", ")
+                ),
             };
             format!("{k}: {value}")
         })
         .collect();
-    format!("#{index} {} = {}({})", c.name, c.kind.name(), args.join(", "))
+    format!(
+        "#{index} {} = {}({})",
+        c.name,
+        c.kind.name(),
+        args.join(", ")
+    )
 }
 
 fn rule_text(r: &hir::OverrideRule, p: &hir::Policy) -> String {
@@ -202,7 +243,10 @@ fn rule_text(r: &hir::OverrideRule, p: &hir::Policy) -> String {
         RuleKind::Resume => "resume".into(),
     };
     let ttl = r.ttl.map_or("none".into(), |t| t.to_string());
-    format!("{who} {kind} for {ttl} reason {} approvals {}", r.requires_reason, r.approvals)
+    format!(
+        "{who} {kind} for {ttl} reason {} approvals {}",
+        r.requires_reason, r.approvals
+    )
 }
 
 fn selector_text(s: &Selector) -> String {
@@ -220,7 +264,11 @@ pub fn scope_text(s: &Scope) -> String {
     match s {
         Scope::All => "all".into(),
         Scope::Eq(sel, v) => format!("{} == {}", selector_text(sel), json(v)),
-        Scope::In(sel, vs) => format!("{} in [{}]", selector_text(sel), vs.iter().map(|v| json(v)).collect::<Vec<_>>().join(", ")),
+        Scope::In(sel, vs) => format!(
+            "{} in [{}]",
+            selector_text(sel),
+            vs.iter().map(|v| json(v)).collect::<Vec<_>>().join(", ")
+        ),
         Scope::Not(x) => format!("not ({})", scope_text(x)),
         Scope::And(a, b) => format!("({}) and ({})", scope_text(a), scope_text(b)),
         Scope::Or(a, b) => format!("({}) or ({})", scope_text(a), scope_text(b)),
@@ -233,19 +281,38 @@ pub fn expr_text(program: &hir::Program, e: &hir::Expr) -> String {
         ExprKind::Const(Value::Num(n)) => format!("{}{}", Decimal(*n), unit_suffix(e.unit)),
         ExprKind::Const(Value::Bool(b)) => b.to_string(),
         ExprKind::Const(Value::Str(s)) => json(s),
-        ExprKind::Field(id) => program.fields.get(id.0 as usize).map_or("?".into(), |f| f.name.clone()),
+        ExprKind::Field(id) => program
+            .fields
+            .get(id.0 as usize)
+            .map_or("?".into(), |f| f.name.clone()),
         ExprKind::Label(k) => format!("run.labels[{}]", json(k)),
         ExprKind::Monitor(id) => monitor_name(program, *id).to_string(),
         ExprKind::Neg(x) => format!("(-{})", expr_text(program, x)),
         ExprKind::Not(x) => format!("(not {})", expr_text(program, x)),
-        ExprKind::Binary(op, a, b) => format!("({} {} {})", expr_text(program, a), op.symbol(), expr_text(program, b)),
+        ExprKind::Binary(op, a, b) => format!(
+            "({} {} {})",
+            expr_text(program, a),
+            op.symbol(),
+            expr_text(program, b)
+        ),
         ExprKind::In(a, list) => format!(
             "({} in [{}])",
             expr_text(program, a),
-            list.iter().map(|x| expr_text(program, x)).collect::<Vec<_>>().join(", ")
+            list.iter()
+                .map(|x| expr_text(program, x))
+                .collect::<Vec<_>>()
+                .join(", ")
         ),
-        ExprKind::Agg { func, arg, filter, window } => {
-            let mut inner = arg.as_deref().map(|a| expr_text(program, a)).unwrap_or_default();
+        ExprKind::Agg {
+            func,
+            arg,
+            filter,
+            window,
+        } => {
+            let mut inner = arg
+                .as_deref()
+                .map(|a| expr_text(program, a))
+                .unwrap_or_default();
             if let Some(f) = filter {
                 let _ = write!(inner, " where {}", expr_text(program, f));
             }

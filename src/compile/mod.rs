@@ -39,7 +39,14 @@ pub fn build(checked: &Checked, stored_paths: &[String]) -> Result<Artifact, Bui
             Some(p) => p.clone(),
             None => format!("<embedded>/{}", file.path),
         };
-        sources.push(SourceEntry { path, module, text: file.text.clone() });
+        sources.push(SourceEntry {
+            path,
+            module,
+            text: file.text.clone(),
+        });
     }
-    Ok(Artifact::new(ArtifactBody { sources, program: bytecode })?)
+    Ok(Artifact::new(ArtifactBody {
+        sources,
+        program: bytecode,
+    })?)
 }

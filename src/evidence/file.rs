@@ -33,9 +33,17 @@ impl FileStore {
     /// Opens (creating when missing) the store in `dir`.
     pub fn open(dir: &Path) -> Result<FileStore, StoreError> {
         let path = dir.join(LOG);
-        let io = |source| StoreError::Io { path: path.display().to_string(), source };
+        let io = |source| StoreError::Io {
+            path: path.display().to_string(),
+            source,
+        };
         std::fs::create_dir_all(dir).map_err(io)?;
-        let mut file = OpenOptions::new().read(true).append(true).create(true).open(&path).map_err(io)?;
+        let mut file = OpenOptions::new()
+            .read(true)
+            .append(true)
+            .create(true)
+            .open(&path)
+            .map_err(io)?;
         let mut bytes = Vec::new();
         file.read_to_end(&mut bytes).map_err(io)?;
         let (frames, good_len) = scan(&bytes, &path)?;
@@ -48,7 +56,12 @@ impl FileStore {
             file.set_len(good_len as u64).map_err(io)?;
             file.sync_all().map_err(io)?;
         }
-        let mut store = FileStore { path, file, ids: HashSet::new(), places: HashMap::new() };
+        let mut store = FileStore {
+            path,
+            file,
+            ids: HashSet::new(),
+            places: HashMap::new(),
+        };
         for payload in frames {
             store.index(&payload, good_len)?;
         }
@@ -115,7 +128,11 @@ fn scan(bytes: &[u8], path: &Path) -> Result<(Vec<Vec<u8>>, usize), StoreError> 
             if last {
                 return Ok((frames, at)); // a final frame whose bytes never all reached the disk
             }
-            return Err(StoreError::Corrupt { path: path.display().to_string(), offset: at as u64, why: "checksum mismatch".into() });
+            return Err(StoreError::Corrupt {
+                path: path.display().to_string(),
+                offset: at as u64,
+                why: "checksum mismatch".into(),
+            });
         }
         frames.push(payload.to_vec());
         at += FRAME_HEADER + len;
@@ -154,7 +171,10 @@ impl EvidenceStore for FileStore {
         if fresh.is_empty() {
             return Ok(0);
         }
-        let io = |source| StoreError::Io { path: self.path.display().to_string(), source };
+        let io = |source| StoreError::Io {
+            path: self.path.display().to_string(),
+            source,
+        };
         self.file.write_all(&batch).map_err(io)?;
         self.file.sync_data().map_err(io)?;
         for (id, r) in &fresh {
@@ -167,7 +187,10 @@ impl EvidenceStore for FileStore {
     }
 
     fn read_all(&self) -> Result<Vec<Vec<u8>>, StoreError> {
-        let bytes = std::fs::read(&self.path).map_err(|source| StoreError::Io { path: self.path.display().to_string(), source })?;
+        let bytes = std::fs::read(&self.path).map_err(|source| StoreError::Io {
+            path: self.path.display().to_string(),
+            source,
+        })?;
         Ok(scan(&bytes, &self.path)?.0)
     }
 }

@@ -106,16 +106,28 @@ impl Record {
         if self.kind == RecordKind::RejectedInput {
             return None;
         }
-        Some(RecordKey { run_id, seq: self.seq, kind: self.kind, index: self.index })
+        Some(RecordKey {
+            run_id,
+            seq: self.seq,
+            kind: self.kind,
+            index: self.index,
+        })
     }
 }
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error("evidence store {path}: {source}")]
-    Io { path: String, source: std::io::Error },
+    Io {
+        path: String,
+        source: std::io::Error,
+    },
     #[error("evidence store {path} is corrupt at byte {offset}: {why}")]
-    Corrupt { path: String, offset: u64, why: String },
+    Corrupt {
+        path: String,
+        offset: u64,
+        why: String,
+    },
     #[error("unsupported evidence URL {0:?}: use file:DIR")]
     BadUrl(String),
 }

@@ -227,22 +227,38 @@ impl Event {
 /// Reads one line. `signals` are the artifact's custom step fields, whose values are read
 /// from the step's `metrics` object.
 pub fn parse(line: &str, signals: &[(String, Unit)]) -> Result<Event, Rejection> {
-    let map: BTreeMap<String, Box<RawValue>> = serde_json::from_str(line).map_err(|e| Rejection {
-        code: RejectCode::MalformedJson,
-        detail: format!("not a JSON object ({e})"),
-        run_id: None,
-        ts: None,
-        event: None,
-    })?;
-    let mut r = Reader { map, rejection: Rejection { code: RejectCode::MissingField, detail: String::new(), run_id: None, ts: None, event: None } };
+    let map: BTreeMap<String, Box<RawValue>> =
+        serde_json::from_str(line).map_err(|e| Rejection {
+            code: RejectCode::MalformedJson,
+            detail: format!("not a JSON object ({e})"),
+            run_id: None,
+            ts: None,
+            event: None,
+        })?;
+    let mut r = Reader {
+        map,
+        rejection: Rejection {
+            code: RejectCode::MissingField,
+            detail: String::new(),
+            run_id: None,
+            ts: None,
+            event: None,
+        },
+    };
     // Read what can be read first, so that a rejection reports it.
     r.rejection.run_id = r.peek_string("run_id");
     r.rejection.ts = r.peek_string("ts").and_then(|t| parse_timestamp(&t));
     let kind_text = match r.map.get("type") {
         None => return Err(r.reject(RejectCode::MissingField, "`type` is required")),
-        Some(raw) => serde_json::from_str::<String>(raw.get()).map_err(|_| r.reject(RejectCode::InvalidField, "`type` must be a string"))?,
+        Some(raw) => serde_json::from_str::<String>(raw.get())
+            .map_err(|_| r.reject(RejectCode::InvalidField, "`type` must be a string"))?,
     };
-    let kind = EventKind::from_name(&kind_text).ok_or_else(|| r.reject(RejectCode::UnknownType, &format!("unknown event type `{kind_text}`")))?;
+    let kind = EventKind::from_name(&kind_text).ok_or_else(|| {
+        r.reject(
+            RejectCode::UnknownType,
+            &format!("unknown event type `{kind_text}`"),
+        )
+    })?;
     r.rejection.event = Some(kind);
     match kind {
         EventKind::RunStart => r.run_start().map(Event::RunStart),
@@ -266,17 +282,25 @@ fn number_text(raw: &RawValue) -> Option<String> {
     if text.starts_with('"') {
         return serde_json::from_str::<String>(text).ok();
     }
-    let plain = text.bytes().all(|b| b.is_ascii_digit() || b == b'.' || b == b'-');
+    let plain = text
+        .bytes()
+        .all(|b| b.is_ascii_digit() || b == b'.' || b == b'-');
     plain.then(|| text.to_string())
 }
 
 impl Reader {
     fn reject(&self, code: RejectCode, detail: &str) -> Rejection {
-        Rejection { code, detail: detail.to_string(), ..self.rejection.clone() }
+        Rejection {
+            code,
+            detail: detail.to_string(),
+            ..self.rejection.clone()
+        }
     }
 
     fn peek_string(&self, key: &str) -> Option<String> {
-        self.map.get(key).and_then(|raw| serde_json::from_str::<String>(raw.get()).ok())
+        self.map
+            .get(key)
+            .and_then(|raw| serde_json::from_str::<String>(raw.get()).ok())
     }
 
     fn required<T>(&self, key: &str, value: Result<Option<T>, Rejection>) -> Result<T, Rejection> {
@@ -288,52 +312,87 @@ impl Reader {
             None => Ok(None),
             Some(raw) => serde_json::from_str::<String>(raw.get())
                 .map(Some)
-                .map_err(|_| self.reject(RejectCode::InvalidField, &format!("`{key}` must be a string"))),
+                .map_err(|_| {
+                    self.reject(
+                        RejectCode::InvalidField,
+                        &format!("`{key}` must be a string"),
+                    )
+                }),
         }
     }
 
     fn string_list(&self, key: &str) -> Result<Vec<String>, Rejection> {
         match self.map.get(key) {
             None => Ok(Vec::new()),
-            Some(raw) => serde_json::from_str::<Vec<String>>(raw.get())
-                .map_err(|_| self.reject(RejectCode::InvalidField, &format!("`{key}` must be an array of strings"))),
+            Some(raw) => serde_json::from_str::<Vec<String>>(raw.get()).map_err(|_| {
+                self.reject(
+                    RejectCode::InvalidField,
+                    &format!("`{key}` must be an array of strings"),
+                )
+            }),
         }
     }
 
     fn timestamp(&self) -> Result<Option<i64>, Rejection> {
         match self.string("ts")? {
             None => Ok(None),
-            Some(t) => parse_timestamp(&t)
-                .map(Some)
-                .ok_or_else(|| self.reject(RejectCode::InvalidField, &format!("`ts` is not an RFC 3339 timestamp: {t:?}"))),
+            Some(t) => parse_timestamp(&t).map(Some).ok_or_else(|| {
+                self.reject(
+                    RejectCode::InvalidField,
+                    &format!("`ts` is not an RFC 3339 timestamp: {t:?}"),
+                )
+            }),
         }
     }
 
     /// A non-negative JSON integer token count.
     fn tokens(&self, key: &str) -> Result<i64, Rejection> {
-        let Some(raw) = self.map.get(key) else { return Ok(0) };
+        let Some(raw) = self.map.get(key) else {
+            return Ok(0);
+        };
         let text = raw.get();
         if !text.bytes().all(|b| b.is_ascii_digit() || b == b'-') || text.is_empty() {
-            return Err(self.reject(RejectCode::InvalidField, &format!("`{key}` must be a JSON integer, found {text}")));
+            return Err(self.reject(
+                RejectCode::InvalidField,
+                &format!("`{key}` must be a JSON integer, found {text}"),
+            ));
         }
         if text.starts_with('-') {
-            return Err(self.reject(RejectCode::InvalidField, &format!("`{key}` must not be negative")));
+            return Err(self.reject(
+                RejectCode::InvalidField,
+                &format!("`{key}` must not be negative"),
+            ));
         }
-        num::parse_decimal(text, SCALE).map_err(|_| self.reject(RejectCode::InvalidField, &format!("`{key}` is out of range")))
+        num::parse_decimal(text, SCALE).map_err(|_| {
+            self.reject(
+                RejectCode::InvalidField,
+                &format!("`{key}` is out of range"),
+            )
+        })
     }
 
     /// A non-negative decimal (string or number) scaled by `per_unit`.
     fn decimal(&self, key: &str, per_unit: i64, places: usize) -> Result<i64, Rejection> {
-        let Some(raw) = self.map.get(key) else { return Ok(0) };
+        let Some(raw) = self.map.get(key) else {
+            return Ok(0);
+        };
         let Some(text) = number_text(raw) else {
-            return Err(self.reject(RejectCode::InvalidField, &format!("`{key}` must be a decimal, found {}", raw.get())));
+            return Err(self.reject(
+                RejectCode::InvalidField,
+                &format!("`{key}` must be a decimal, found {}", raw.get()),
+            ));
         };
         if text.starts_with('-') {
-            return Err(self.reject(RejectCode::InvalidField, &format!("`{key}` must not be negative")));
+            return Err(self.reject(
+                RejectCode::InvalidField,
+                &format!("`{key}` must not be negative"),
+            ));
         }
         num::parse_decimal(&text, per_unit).map_err(|e| {
             let why = match e {
-                DecimalError::TooManyDecimals => format!("`{key}` has more than {places} decimal places"),
+                DecimalError::TooManyDecimals => {
+                    format!("`{key}` has more than {places} decimal places")
+                }
                 DecimalError::OutOfRange => format!("`{key}` is out of range"),
                 DecimalError::Malformed => format!("`{key}` must be a decimal, found {text:?}"),
             };
@@ -344,7 +403,12 @@ impl Reader {
     fn bool(&self, key: &str) -> Result<bool, Rejection> {
         match self.map.get(key) {
             None => Ok(false),
-            Some(raw) => serde_json::from_str::<bool>(raw.get()).map_err(|_| self.reject(RejectCode::InvalidField, &format!("`{key}` must be true or false"))),
+            Some(raw) => serde_json::from_str::<bool>(raw.get()).map_err(|_| {
+                self.reject(
+                    RejectCode::InvalidField,
+                    &format!("`{key}` must be true or false"),
+                )
+            }),
         }
     }
 
@@ -354,8 +418,14 @@ impl Reader {
         let tenant = self.required("tenant", self.string("tenant"))?;
         let labels = match self.map.get("labels") {
             None => BTreeMap::new(),
-            Some(raw) => serde_json::from_str::<BTreeMap<String, String>>(raw.get())
-                .map_err(|_| self.reject(RejectCode::InvalidField, "`labels` must be an object of strings"))?,
+            Some(raw) => {
+                serde_json::from_str::<BTreeMap<String, String>>(raw.get()).map_err(|_| {
+                    self.reject(
+                        RejectCode::InvalidField,
+                        "`labels` must be an object of strings",
+                    )
+                })?
+            }
         };
         Ok(RunStart {
             run_id,
@@ -378,7 +448,9 @@ impl Reader {
             output_tokens: self.tokens("output_tokens")?,
             cost: self.decimal("cost", SCALE, 9)?,
             latency: self.decimal("latency_ms", 1_000_000, 6)?,
-            kind: self.string("kind")?.unwrap_or_else(|| "llm_call".to_string()),
+            kind: self
+                .string("kind")?
+                .unwrap_or_else(|| "llm_call".to_string()),
             model: self.string("model")?.unwrap_or_default(),
             tool: self.string("tool")?.unwrap_or_default(),
             pii: self.bool("pii")?,
@@ -390,9 +462,14 @@ impl Reader {
     fn metrics(&self, signals: &[(String, Unit)]) -> Result<Vec<i64>, Rejection> {
         let map: BTreeMap<String, Box<RawValue>> = match self.map.get("metrics") {
             None => BTreeMap::new(),
-            Some(raw) => serde_json::from_str(raw.get()).map_err(|_| self.reject(RejectCode::InvalidField, "`metrics` must be an object"))?,
+            Some(raw) => serde_json::from_str(raw.get()).map_err(|_| {
+                self.reject(RejectCode::InvalidField, "`metrics` must be an object")
+            })?,
         };
-        let sub = Reader { map, rejection: self.rejection.clone() };
+        let sub = Reader {
+            map,
+            rejection: self.rejection.clone(),
+        };
         signals
             .iter()
             .map(|(name, unit)| {
@@ -420,13 +497,20 @@ impl Reader {
             "raise" => OverrideKind::Raise,
             "suspend" => OverrideKind::Suspend,
             "resume" => OverrideKind::Resume,
-            other => return Err(self.reject(RejectCode::InvalidField, &format!("`kind` must be raise, suspend or resume, found {other:?}"))),
+            other => {
+                return Err(self.reject(
+                    RejectCode::InvalidField,
+                    &format!("`kind` must be raise, suspend or resume, found {other:?}"),
+                ));
+            }
         };
         let limit = self.string("limit")?;
         let to = self.string("to")?;
         if kind == OverrideKind::Raise {
             if limit.is_none() {
-                return Err(self.reject(RejectCode::MissingField, "`limit` is required for a raise"));
+                return Err(
+                    self.reject(RejectCode::MissingField, "`limit` is required for a raise")
+                );
             }
             if to.is_none() {
                 return Err(self.reject(RejectCode::MissingField, "`to` is required for a raise"));
@@ -434,7 +518,12 @@ impl Reader {
         }
         let ttl = match self.string("ttl")? {
             None => None,
-            Some(t) => Some(parse_duration(&t).ok_or_else(|| self.reject(RejectCode::InvalidField, &format!("`ttl` is not a duration such as \"30m\": {t:?}")))?),
+            Some(t) => Some(parse_duration(&t).ok_or_else(|| {
+                self.reject(
+                    RejectCode::InvalidField,
+                    &format!("`ttl` is not a duration such as \"30m\": {t:?}"),
+                )
+            })?),
         };
         Ok(OverrideRequest {
             run_id,
@@ -456,11 +545,20 @@ impl Reader {
         let ts = self.required("ts", self.timestamp())?;
         let request = match self.map.get("override") {
             None => return Err(self.reject(RejectCode::MissingField, "`override` is required")),
-            Some(raw) => serde_json::from_str::<u64>(raw.get())
-                .map_err(|_| self.reject(RejectCode::InvalidField, "`override` must be the request's seq, a positive integer"))?,
+            Some(raw) => serde_json::from_str::<u64>(raw.get()).map_err(|_| {
+                self.reject(
+                    RejectCode::InvalidField,
+                    "`override` must be the request's seq, a positive integer",
+                )
+            })?,
         };
         let actor = self.required("actor", self.string("actor"))?;
-        Ok(Approval { run_id, ts, request, actor })
+        Ok(Approval {
+            run_id,
+            ts,
+            request,
+            actor,
+        })
     }
 
     fn deploy(&self) -> Result<Deploy, Rejection> {
@@ -507,7 +605,10 @@ mod tests {
     fn numbers_are_read_from_their_text() {
         let e = parse(r#"{"type":"step","run_id":"r","ts":"2026-01-20T10:00:00Z","cost":0.1,"input_tokens":3,"latency_ms":840.5}"#, &[]).unwrap();
         let Event::Step(s) = e else { panic!() };
-        assert_eq!((s.cost, s.input_tokens, s.latency), (100_000_000, 3 * SCALE, 840_500_000));
+        assert_eq!(
+            (s.cost, s.input_tokens, s.latency),
+            (100_000_000, 3 * SCALE, 840_500_000)
+        );
         assert_eq!(s.kind, "llm_call");
     }
 
@@ -518,14 +619,47 @@ mod tests {
         assert_eq!(reject("[1]").0, RejectCode::MalformedJson);
         assert_eq!(reject(r#"{"run_id":"r"}"#).0, RejectCode::MissingField);
         assert_eq!(reject(r#"{"type":"launch"}"#).0, RejectCode::UnknownType);
-        assert_eq!(reject(r#"{"type":"run_start","run_id":"r","ts":"2026-01-20T10:00:00Z"}"#).0, RejectCode::MissingField);
-        assert_eq!(reject(&format!(r#"{{"type":"step",{base},"input_tokens":1200.0}}"#)).0, RejectCode::InvalidField);
-        assert_eq!(reject(&format!(r#"{{"type":"step",{base},"input_tokens":-1}}"#)).0, RejectCode::InvalidField);
-        assert_eq!(reject(&format!(r#"{{"type":"step",{base},"cost":"-0.5"}}"#)).0, RejectCode::InvalidField);
-        assert_eq!(reject(&format!(r#"{{"type":"step",{base},"cost":"0.1234567891"}}"#)).0, RejectCode::InvalidField);
-        assert_eq!(reject(&format!(r#"{{"type":"step",{base},"cost":"1e3"}}"#)).0, RejectCode::InvalidField);
-        assert_eq!(reject(r#"{"type":"step","run_id":"r","ts":"yesterday"}"#).0, RejectCode::InvalidField);
-        assert_eq!(reject(&format!(r#"{{"type":"step",{base},"latency_ms":1.0000001}}"#)).0, RejectCode::InvalidField);
+        assert_eq!(
+            reject(r#"{"type":"run_start","run_id":"r","ts":"2026-01-20T10:00:00Z"}"#).0,
+            RejectCode::MissingField
+        );
+        assert_eq!(
+            reject(&format!(
+                r#"{{"type":"step",{base},"input_tokens":1200.0}}"#
+            ))
+            .0,
+            RejectCode::InvalidField
+        );
+        assert_eq!(
+            reject(&format!(r#"{{"type":"step",{base},"input_tokens":-1}}"#)).0,
+            RejectCode::InvalidField
+        );
+        assert_eq!(
+            reject(&format!(r#"{{"type":"step",{base},"cost":"-0.5"}}"#)).0,
+            RejectCode::InvalidField
+        );
+        assert_eq!(
+            reject(&format!(
+                r#"{{"type":"step",{base},"cost":"0.1234567891"}}"#
+            ))
+            .0,
+            RejectCode::InvalidField
+        );
+        assert_eq!(
+            reject(&format!(r#"{{"type":"step",{base},"cost":"1e3"}}"#)).0,
+            RejectCode::InvalidField
+        );
+        assert_eq!(
+            reject(r#"{"type":"step","run_id":"r","ts":"yesterday"}"#).0,
+            RejectCode::InvalidField
+        );
+        assert_eq!(
+            reject(&format!(
+                r#"{{"type":"step",{base},"latency_ms":1.0000001}}"#
+            ))
+            .0,
+            RejectCode::InvalidField
+        );
     }
 
     #[test]
@@ -534,5 +668,37 @@ mod tests {
         assert_eq!(parse_duration("250ms"), Some(250_000_000));
         assert_eq!(parse_duration("m"), None);
         assert_eq!(parse_duration("1.5h"), None);
+    }
+}
+
+/// The event as evidence records it: normalized values, without the prompt (whose
+/// storage the policies govern, DESIGN §3).
+pub fn evidence_json(e: &Event) -> serde_json::Value {
+    use super::format::{millis, money, timestamp, value};
+    use serde_json::json;
+    match e {
+        Event::RunStart(s) => json!({
+            "type": "run_start", "run_id": s.run_id, "ts": timestamp(s.ts), "tenant": s.tenant, "agent": s.agent,
+            "api_key": s.api_key, "human_actor": s.human_actor, "labels": s.labels,
+        }),
+        Event::Step(s) => json!({
+            "type": "step", "run_id": s.run_id, "ts": timestamp(s.ts),
+            "input_tokens": value(Unit::Tokens, s.input_tokens), "output_tokens": value(Unit::Tokens, s.output_tokens),
+            "cost": money(s.cost), "latency": millis(s.latency), "kind": s.kind, "model": s.model, "tool": s.tool,
+            "pii": s.pii, "metrics": s.metrics.iter().map(|m| crate::num::Decimal(*m).to_string()).collect::<Vec<_>>(),
+            "has_prompt": s.prompt.is_some(),
+        }),
+        Event::Override(o) => json!({
+            "type": "override", "run_id": o.run_id, "ts": timestamp(o.ts), "actor": o.actor, "roles": o.roles,
+            "policy": o.policy, "kind": o.kind.name(), "limit": o.limit, "to": o.to, "ttl": o.ttl.map(millis),
+            "reason": o.reason, "approvals": o.approvals,
+        }),
+        Event::Approval(a) => {
+            json!({"type": "approval", "run_id": a.run_id, "ts": timestamp(a.ts), "override": a.request, "actor": a.actor})
+        }
+        Event::Deploy(d) => {
+            json!({"type": "deploy", "ts": timestamp(d.ts), "artifact": d.artifact})
+        }
+        Event::RunEnd(r) => json!({"type": "run_end", "run_id": r.run_id, "ts": timestamp(r.ts)}),
     }
 }

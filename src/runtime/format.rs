@@ -68,7 +68,8 @@ pub fn timestamp(ns: i64) -> String {
 
 /// Parses an RFC 3339 timestamp to nanoseconds since the epoch.
 pub fn parse_timestamp(text: &str) -> Option<i64> {
-    let t = time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339).ok()?;
+    let t =
+        time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339).ok()?;
     i64::try_from(t.unix_timestamp_nanos()).ok()
 }
 
@@ -95,7 +96,10 @@ mod tests {
     fn timestamps_round_trip_in_utc_with_the_shortest_fraction() {
         let t = parse_timestamp("2026-01-20T11:00:03.250+01:00").unwrap();
         assert_eq!(timestamp(t), "2026-01-20T10:00:03.25Z");
-        assert_eq!(timestamp(parse_timestamp("2026-01-20T10:00:00Z").unwrap()), "2026-01-20T10:00:00Z");
+        assert_eq!(
+            timestamp(parse_timestamp("2026-01-20T10:00:00Z").unwrap()),
+            "2026-01-20T10:00:00Z"
+        );
         assert!(parse_timestamp("2026-01-20 10:00").is_none());
     }
 }

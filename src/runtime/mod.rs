@@ -35,7 +35,9 @@ pub mod scope;
 
 use crate::check::hir::{ChannelRef, Enforcement};
 use crate::compile::artifact::Artifact;
-use crate::compile::bytecode::{ActionsDesc, EventField, FieldSource, LimitDesc, PolicyDesc, Program};
+use crate::compile::bytecode::{
+    ActionsDesc, EventField, FieldSource, LimitDesc, PolicyDesc, Program,
+};
 use crate::num::SCALE;
 use crate::syntax::ast::OnError;
 use crate::vm::{self, AggState, Ctx, MAX_STR_FIELDS, Slot};
@@ -159,12 +161,19 @@ impl Run {
             + self.attrs.agent.capacity()
             + self.attrs.api_key.capacity()
             + self.attrs.human_actor.capacity()
-            + self.attrs.labels.iter().map(|(k, v)| k.capacity() + v.capacity() + 48).sum::<usize>()
+            + self
+                .attrs
+                .labels
+                .iter()
+                .map(|(k, v)| k.capacity() + v.capacity() + 48)
+                .sum::<usize>()
             + self.labels.iter().map(|l| l.capacity() + 24).sum::<usize>()
             + self.state_reason.as_ref().map_or(0, String::capacity)
             + self.snapshot.capacity();
-        let aggs = self.aggs.capacity() * std::mem::size_of::<AggState>() + self.aggs.iter().map(AggState::heap_bytes).sum::<usize>();
-        let bound = self.bound.capacity() * std::mem::size_of::<Bound>() + self.bound.iter().map(|b| b.zones.capacity()).sum::<usize>();
+        let aggs = self.aggs.capacity() * std::mem::size_of::<AggState>()
+            + self.aggs.iter().map(AggState::heap_bytes).sum::<usize>();
+        let bound = self.bound.capacity() * std::mem::size_of::<Bound>()
+            + self.bound.iter().map(|b| b.zones.capacity()).sum::<usize>();
         std::mem::size_of::<Run>() + strings + aggs + bound
     }
 }
@@ -203,7 +212,12 @@ pub struct Outcome {
 
 impl Outcome {
     fn of(decision: Decision) -> Outcome {
-        Outcome { decision, snapshot: None, incidents: Vec::new(), prompt: None }
+        Outcome {
+            decision,
+            snapshot: None,
+            incidents: Vec::new(),
+            prompt: None,
+        }
     }
 }
 
@@ -234,7 +248,10 @@ struct Candidate {
 
 impl Engine {
     pub fn new(artifact: Arc<Artifact>) -> Engine {
-        Engine { artifact, scratch: Scratch::default() }
+        Engine {
+            artifact,
+            scratch: Scratch::default(),
+        }
     }
 
     pub fn artifact(&self) -> &Arc<Artifact> {
@@ -261,7 +278,11 @@ impl Engine {
                 suspension: None,
             })
             .collect();
-        let labels = program.labels.iter().map(|k| start.labels.get(k).cloned().unwrap_or_default()).collect();
+        let labels = program
+            .labels
+            .iter()
+            .map(|k| start.labels.get(k).cloned().unwrap_or_default())
+            .collect();
         let aggs = program.aggregates.iter().map(AggState::new).collect();
         let snapshot = self.snapshot(&bound);
         let run = Run {
@@ -301,12 +322,21 @@ impl Engine {
                 serde_json::json!({"policy": p.name, "version": p.version, "hash": p.hash, "limits": limits})
             })
             .collect();
-        let body = serde_json::json!({"artifact": self.artifact.id, "policies": policies, "shadowed": []}).to_string();
+        let body =
+            serde_json::json!({"artifact": self.artifact.id, "policies": policies, "shadowed": []})
+                .to_string();
         let hash = format!("blake3:{}", blake3::hash(body.as_bytes()).to_hex());
         Snapshot { hash, body }
     }
 
-    fn decision(&self, run: &Run, ts: i64, event: &'static str, action: Action, reason: Option<String>) -> Decision {
+    fn decision(
+        &self,
+        run: &Run,
+        ts: i64,
+        event: &'static str,
+        action: Action,
+        reason: Option<String>,
+    ) -> Decision {
         Decision {
             line: None,
             run_id: Some(run.id.clone()),
@@ -329,7 +359,13 @@ impl Engine {
         run.last_ts = end.ts;
         run.ended = true;
         run.pending.clear(); // pending requests lapse when the run ends
-        let decision = self.decision(run, end.ts, "run_end", run.state.action(), run.state_reason.clone());
+        let decision = self.decision(
+            run,
+            end.ts,
+            "run_end",
+            run.state.action(),
+            run.state_reason.clone(),
+        );
         Outcome::of(decision)
     }
 
@@ -346,10 +382,12 @@ impl Engine {
         let mut incidents = Vec::new();
         self.judge(run, &mut signals, &mut alerts, &mut candidates);
         let prior = run.state;
-        let strongest = candidates.iter().fold(None::<&Candidate>, |best, c| match best {
-            Some(b) if b.enforcement >= c.enforcement => Some(b),
-            _ => Some(c),
-        });
+        let strongest = candidates
+            .iter()
+            .fold(None::<&Candidate>, |best, c| match best {
+                Some(b) if b.enforcement >= c.enforcement => Some(b),
+                _ => Some(c),
+            });
         let (action, reason) = match strongest {
             Some(c) if RunState::of(c.enforcement) > prior => {
                 run.state = RunState::of(c.enforcement);
@@ -361,7 +399,11 @@ impl Engine {
         };
         for c in candidates {
             if let Some((policy, limit)) = c.breach {
-                incidents.push(Incident { policy, limit, enforcement: c.enforcement });
+                incidents.push(Incident {
+                    policy,
+                    limit,
+                    enforcement: c.enforcement,
+                });
             }
         }
         run.totals.steps += 1;
@@ -374,7 +416,12 @@ impl Engine {
         let mut decision = self.decision(run, step.ts, "step", action, reason);
         decision.signals = signals;
         decision.alerts = alerts;
-        Outcome { decision, snapshot: None, incidents, prompt: self.prompt_record(run, step) }
+        Outcome {
+            decision,
+            snapshot: None,
+            incidents,
+            prompt: self.prompt_record(run, step),
+        }
     }
 
     /// A step's prompt is stored only when some policy applies and all allow prompt
@@ -383,7 +430,11 @@ impl Engine {
     fn prompt_record(&self, run: &Run, step: &Step) -> Option<PromptRecord> {
         let prompt = step.prompt.as_ref()?;
         let program = self.program();
-        let policies: Vec<&PolicyDesc> = run.bound.iter().filter_map(|b| program.policies.get(b.policy as usize)).collect();
+        let policies: Vec<&PolicyDesc> = run
+            .bound
+            .iter()
+            .filter_map(|b| program.policies.get(b.policy as usize))
+            .collect();
         if policies.is_empty() || policies.iter().any(|p| !p.prompt_logging) {
             return Some(PromptRecord::Redacted("prompt_logging"));
         }
@@ -407,7 +458,13 @@ impl Engine {
             let slot = usize::from(field.slot);
             match &field.source {
                 FieldSource::Event(e) => match e {
-                    EventField::Kind | EventField::Model | EventField::Tool | EventField::Tenant | EventField::Agent | EventField::ApiKey | EventField::HumanActor => {
+                    EventField::Kind
+                    | EventField::Model
+                    | EventField::Tool
+                    | EventField::Tenant
+                    | EventField::Agent
+                    | EventField::ApiKey
+                    | EventField::HumanActor => {
                         if let Some(dst) = strs.get_mut(slot) {
                             *dst = event_str(*e, step, &run.attrs);
                         }
@@ -429,7 +486,15 @@ impl Engine {
                     }
                 }
                 FieldSource::Derived(code) => {
-                    let ctx = Ctx { program, nums: &s.nums, bools: &s.bools, strs: &strs, labels: &run.labels, aggs: &[], monitors: &[] };
+                    let ctx = Ctx {
+                        program,
+                        nums: &s.nums,
+                        bools: &s.bools,
+                        strs: &strs,
+                        labels: &run.labels,
+                        aggs: &[],
+                        monitors: &[],
+                    };
                     let v = vm::eval(code, &ctx, &mut s.stack);
                     match v {
                         Slot::Num(n) => {
@@ -447,7 +512,15 @@ impl Engine {
                 }
             }
         }
-        let ctx = Ctx { program, nums: &s.nums, bools: &s.bools, strs: &strs, labels: &run.labels, aggs: &[], monitors: &[] };
+        let ctx = Ctx {
+            program,
+            nums: &s.nums,
+            bools: &s.bools,
+            strs: &strs,
+            labels: &run.labels,
+            aggs: &[],
+            monitors: &[],
+        };
         for (desc, state) in program.aggregates.iter().zip(run.aggs.iter_mut()) {
             let matched = match &desc.filter {
                 Some(f) => vm::eval(f, &ctx, &mut s.stack),
@@ -464,20 +537,46 @@ impl Engine {
         s.aggs.extend(run.aggs.iter().map(AggState::value));
         s.monitors.clear();
         for m in &program.monitors {
-            let ctx = Ctx { program, nums: &s.nums, bools: &s.bools, strs: &strs, labels: &run.labels, aggs: &s.aggs, monitors: &s.monitors };
+            let ctx = Ctx {
+                program,
+                nums: &s.nums,
+                bools: &s.bools,
+                strs: &strs,
+                labels: &run.labels,
+                aggs: &s.aggs,
+                monitors: &s.monitors,
+            };
             let v = vm::eval(&m.code, &ctx, &mut s.stack);
             s.monitors.push(v);
         }
     }
 
     /// Judges every bound limit against its monitor's value at this step.
-    fn judge(&self, run: &mut Run, signals: &mut Vec<Signal>, alerts: &mut Vec<Alert>, candidates: &mut Vec<Candidate>) {
+    fn judge(
+        &self,
+        run: &mut Run,
+        signals: &mut Vec<Signal>,
+        alerts: &mut Vec<Alert>,
+        candidates: &mut Vec<Candidate>,
+    ) {
         let program = self.program();
         for bound in &mut run.bound {
-            let Some(policy) = program.policies.get(bound.policy as usize) else { continue };
+            let Some(policy) = program.policies.get(bound.policy as usize) else {
+                continue;
+            };
             let suspended = bound.suspension.is_some();
-            for ((limit, zone), raise) in policy.limits.iter().zip(bound.zones.iter_mut()).zip(bound.raises.iter()) {
-                let value = self.scratch.monitors.get(usize::from(limit.monitor)).copied().unwrap_or(Slot::None);
+            for ((limit, zone), raise) in policy
+                .limits
+                .iter()
+                .zip(bound.zones.iter_mut())
+                .zip(bound.raises.iter())
+            {
+                let value = self
+                    .scratch
+                    .monitors
+                    .get(usize::from(limit.monitor))
+                    .copied()
+                    .unwrap_or(Slot::None);
                 let effective = raise.map_or(limit.value, |g| g.value);
                 match value {
                     Slot::Num(observed) => {
@@ -485,11 +584,17 @@ impl Engine {
                         if next > *zone {
                             let (kind, actions) = match next {
                                 Zone::Breach => ("breach", &limit.breach),
-                                _ => ("near", limit.near.as_ref().map_or(&limit.breach, |n| &n.actions)),
+                                _ => (
+                                    "near",
+                                    limit.near.as_ref().map_or(&limit.breach, |n| &n.actions),
+                                ),
                             };
-                            signals.push(threshold_signal(kind, policy, limit, effective, observed));
+                            signals
+                                .push(threshold_signal(kind, policy, limit, effective, observed));
                             push_alerts(program, policy, limit, kind, actions, alerts);
-                            if let (Zone::Breach, Some(e), false) = (next, actions.enforcement, suspended) {
+                            if let (Zone::Breach, Some(e), false) =
+                                (next, actions.enforcement, suspended)
+                            {
                                 if e == Enforcement::Pause {
                                     bound.holds_pause = true;
                                 }
@@ -519,7 +624,12 @@ impl Engine {
                         if policy.on_error == OnError::FailClosed && !suspended {
                             candidates.push(Candidate {
                                 enforcement: Enforcement::Stop,
-                                reason: format!("error: {} in {} of {}", error_name(e), limit.name, policy.name),
+                                reason: format!(
+                                    "error: {} in {} of {}",
+                                    error_name(e),
+                                    limit.name,
+                                    policy.name
+                                ),
                                 breach: None,
                             });
                         }
@@ -544,12 +654,23 @@ pub fn zone_of(limit: &LimitDesc, value: i64, observed: i64) -> Zone {
         return Zone::Breach;
     }
     match &limit.near {
-        Some(n) if i128::from(observed) * 100 * i128::from(SCALE) >= i128::from(value) * i128::from(n.percent) => Zone::Near,
+        Some(n)
+            if i128::from(observed) * 100 * i128::from(SCALE)
+                >= i128::from(value) * i128::from(n.percent) =>
+        {
+            Zone::Near
+        }
         _ => Zone::Below,
     }
 }
 
-fn threshold_signal(kind: &'static str, policy: &PolicyDesc, limit: &LimitDesc, value: i64, observed: i64) -> Signal {
+fn threshold_signal(
+    kind: &'static str,
+    policy: &PolicyDesc,
+    limit: &LimitDesc,
+    value: i64,
+    observed: i64,
+) -> Signal {
     Signal {
         kind,
         policy: policy.name.clone(),
@@ -565,13 +686,30 @@ fn threshold_signal(kind: &'static str, policy: &PolicyDesc, limit: &LimitDesc, 
     }
 }
 
-fn push_alerts(program: &Program, policy: &PolicyDesc, limit: &LimitDesc, kind: &'static str, actions: &ActionsDesc, alerts: &mut Vec<Alert>) {
+fn push_alerts(
+    program: &Program,
+    policy: &PolicyDesc,
+    limit: &LimitDesc,
+    kind: &'static str,
+    actions: &ActionsDesc,
+    alerts: &mut Vec<Alert>,
+) {
     for channel in &actions.alerts {
         let name = match channel {
             ChannelRef::Ui => "ui".to_string(),
-            ChannelRef::Declared(i) => program.channels.get(*i as usize).map_or_else(|| "?".into(), |c| c.name.clone()),
+            ChannelRef::Declared(i) => program
+                .channels
+                .get(*i as usize)
+                .map_or_else(|| "?".into(), |c| c.name.clone()),
         };
-        alerts.push(Alert { policy: policy.name.clone(), limit: limit.name.clone(), kind, channel: name, suppressed: false, why: None });
+        alerts.push(Alert {
+            policy: policy.name.clone(),
+            limit: limit.name.clone(),
+            kind,
+            channel: name,
+            suppressed: false,
+            why: None,
+        });
     }
 }
 

@@ -5,8 +5,8 @@
 use super::decision::{Action, Decision, OverrideOutcome};
 use super::event::{Approval, OverrideKind, OverrideRequest, parse_duration};
 use super::{Engine, Grant, Outcome, Run, RunState, Zone, format};
-use crate::compile::bytecode::{PolicyDesc, RuleDesc, RuleKindDesc};
 use crate::check::hir::Grantee;
+use crate::compile::bytecode::{PolicyDesc, RuleDesc, RuleKindDesc};
 use crate::num::{self, SCALE};
 use crate::syntax::ast::Unit;
 use std::collections::BTreeSet;
@@ -51,9 +51,19 @@ impl Check {
 
 /// What the checks concluded.
 enum Verdict {
-    Granted { rule: usize, value: i64, until: Option<i64> },
-    Pending { rule: usize },
-    Denied { check: Check, rule: Option<usize>, detail: String },
+    Granted {
+        rule: usize,
+        value: i64,
+        until: Option<i64>,
+    },
+    Pending {
+        rule: usize,
+    },
+    Denied {
+        check: Check,
+        rule: Option<usize>,
+        detail: String,
+    },
 }
 
 /// Ends the raises and suspensions whose time is up at `ts`, resetting the zones they
@@ -90,7 +100,11 @@ fn parse_to(text: &str, unit: Unit, compiled: i64) -> Result<i64, String> {
     }
     let plain = |t: &str| num::parse_decimal(t.trim(), SCALE).map_err(|_| unfit());
     match unit {
-        Unit::Usd => plain(text.strip_prefix('$').or_else(|| text.strip_suffix("usd")).unwrap_or(text)),
+        Unit::Usd => plain(
+            text.strip_prefix('$')
+                .or_else(|| text.strip_suffix("usd"))
+                .unwrap_or(text),
+        ),
         Unit::Tokens => plain(text.strip_suffix("tokens").unwrap_or(text)),
         Unit::Count => plain(text),
         Unit::Duration => parse_duration(text.trim()).ok_or_else(unfit),
@@ -99,20 +113,43 @@ fn parse_to(text: &str, unit: Unit, compiled: i64) -> Result<i64, String> {
 }
 
 fn approvals_of(req: &OverrideRequest, extra: &BTreeSet<String>) -> usize {
-    req.approvals.iter().chain(extra.iter()).filter(|a| **a != req.actor).collect::<BTreeSet<_>>().len()
+    req.approvals
+        .iter()
+        .chain(extra.iter())
+        .filter(|a| **a != req.actor)
+        .collect::<BTreeSet<_>>()
+        .len()
 }
 
 /// Runs the checks for a request against a run; `Err` rejects the line.
-fn judge(policy: Option<(usize, &PolicyDesc)>, run: &Run, req: &OverrideRequest, approvers: &BTreeSet<String>) -> Result<Verdict, String> {
-    let denied = |check, rule, detail: &str| Ok(Verdict::Denied { check, rule, detail: detail.to_string() });
+fn judge(
+    policy: Option<(usize, &PolicyDesc)>,
+    run: &Run,
+    req: &OverrideRequest,
+    approvers: &BTreeSet<String>,
+) -> Result<Verdict, String> {
+    let denied = |check, rule, detail: &str| {
+        Ok(Verdict::Denied {
+            check,
+            rule,
+            detail: detail.to_string(),
+        })
+    };
     if matches!(run.state, RunState::Stopped | RunState::Killed) {
         return denied(Check::RunOver, None, "the run is over; nothing restarts it");
     }
     let Some((bound_index, policy)) = policy else {
-        return denied(Check::UnknownPolicy, None, &format!("policy `{}` is not bound to this run", req.policy));
+        return denied(
+            Check::UnknownPolicy,
+            None,
+            &format!("policy `{}` is not bound to this run", req.policy),
+        );
     };
     let limit = match req.kind {
-        OverrideKind::Raise => policy.limits.iter().position(|l| Some(&l.name) == req.limit.as_ref()),
+        OverrideKind::Raise => policy
+            .limits
+            .iter()
+            .position(|l| Some(&l.name) == req.limit.as_ref()),
         _ => None,
     };
     let candidates: Vec<(usize, &RuleDesc)> = policy
@@ -121,8 +158,11 @@ fn judge(policy: Option<(usize, &PolicyDesc)>, run: &Run, req: &OverrideRequest,
         .enumerate()
         .filter(|(_, r)| names(r, req))
         .filter(|(_, r)| match (&r.kind, req.kind) {
-            (RuleKindDesc::Raise { limit: l, .. }, OverrideKind::Raise) => limit == Some(usize::from(*l)),
-            (RuleKindDesc::Suspend, OverrideKind::Suspend) | (RuleKindDesc::Resume, OverrideKind::Resume) => true,
+            (RuleKindDesc::Raise { limit: l, .. }, OverrideKind::Raise) => {
+                limit == Some(usize::from(*l))
+            }
+            (RuleKindDesc::Suspend, OverrideKind::Suspend)
+            | (RuleKindDesc::Resume, OverrideKind::Resume) => true,
             _ => false,
         })
         .map(|(i, r)| (i, r))
@@ -132,7 +172,20 @@ fn judge(policy: Option<(usize, &PolicyDesc)>, run: &Run, req: &OverrideRequest,
         _ => None,
     };
     if candidates.is_empty() {
-        return denied(Check::NoRule, None, &format!("no rule of `{}` lets `{}` {} {}", policy.name, req.actor, req.kind.name(), req.limit.as_deref().unwrap_or("")).trim_end().to_string().as_str());
+        return denied(
+            Check::NoRule,
+            None,
+            &format!(
+                "no rule of `{}` lets `{}` {} {}",
+                policy.name,
+                req.actor,
+                req.kind.name(),
+                req.limit.as_deref().unwrap_or("")
+            )
+            .trim_end()
+            .to_string()
+            .as_str(),
+        );
     }
     let holds_pause = run.bound.get(bound_index).is_some_and(|b| b.holds_pause);
     let mut furthest: Option<(Check, usize, String)> = None;
@@ -141,7 +194,11 @@ fn judge(policy: Option<(usize, &PolicyDesc)>, run: &Run, req: &OverrideRequest,
         let Some((check, detail)) = failure else {
             let value = requested.map_or(0, |(v, _)| v);
             let until = req.ttl.or(rule.ttl).map(|t| req.ts.saturating_add(t));
-            return Ok(Verdict::Granted { rule: index, value, until });
+            return Ok(Verdict::Granted {
+                rule: index,
+                value,
+                until,
+            });
         };
         if furthest.as_ref().is_none_or(|(c, _, _)| check > *c) {
             furthest = Some((check, index, detail));
@@ -149,26 +206,45 @@ fn judge(policy: Option<(usize, &PolicyDesc)>, run: &Run, req: &OverrideRequest,
     }
     match furthest {
         Some((Check::TooFewApprovals, rule, _)) => Ok(Verdict::Pending { rule }),
-        Some((check, rule, detail)) => Ok(Verdict::Denied { check, rule: Some(rule), detail }),
+        Some((check, rule, detail)) => Ok(Verdict::Denied {
+            check,
+            rule: Some(rule),
+            detail,
+        }),
         None => denied(Check::NoRule, None, "no rule applies"),
     }
 }
 
 /// The first check a rule fails for a request, if any.
-fn rule_failure(rule: &RuleDesc, req: &OverrideRequest, requested: Option<(i64, i64)>, holds_pause: bool, approvers: &BTreeSet<String>) -> Option<(Check, String)> {
+fn rule_failure(
+    rule: &RuleDesc,
+    req: &OverrideRequest,
+    requested: Option<(i64, i64)>,
+    holds_pause: bool,
+    approvers: &BTreeSet<String>,
+) -> Option<(Check, String)> {
     if let (RuleKindDesc::Raise { .. }, Some((to, compiled))) = (&rule.kind, requested) {
         if to <= compiled {
-            return Some((Check::NotARaise, "the requested value is not above the compiled limit".into()));
+            return Some((
+                Check::NotARaise,
+                "the requested value is not above the compiled limit".into(),
+            ));
         }
     }
     if let (RuleKindDesc::Raise { ceiling, .. }, Some((to, _))) = (&rule.kind, requested) {
         if to > *ceiling {
-            return Some((Check::AboveCeiling, "the requested value is above the rule's ceiling".into()));
+            return Some((
+                Check::AboveCeiling,
+                "the requested value is above the rule's ceiling".into(),
+            ));
         }
     }
     if let (Some(asked), Some(allowed)) = (req.ttl, rule.ttl) {
         if asked > allowed {
-            return Some((Check::TtlTooLong, "the requested ttl is longer than the rule allows".into()));
+            return Some((
+                Check::TtlTooLong,
+                "the requested ttl is longer than the rule allows".into(),
+            ));
         }
     }
     if rule.requires_reason && req.reason.as_deref().is_none_or(|r| r.trim().is_empty()) {
@@ -179,7 +255,10 @@ fn rule_failure(rule: &RuleDesc, req: &OverrideRequest, requested: Option<(i64, 
     }
     let have = approvals_of(req, approvers);
     if have < rule.approvals as usize {
-        return Some((Check::TooFewApprovals, format!("{have} of {} approvals", rule.approvals)));
+        return Some((
+            Check::TooFewApprovals,
+            format!("{have} of {} approvals", rule.approvals),
+        ));
     }
     None
 }
@@ -187,21 +266,33 @@ fn rule_failure(rule: &RuleDesc, req: &OverrideRequest, requested: Option<(i64, 
 impl Engine {
     fn bound_policy<'a>(&'a self, run: &Run, name: &str) -> Option<(usize, &'a PolicyDesc)> {
         let program = &self.artifact.body.program;
-        run.bound
-            .iter()
-            .enumerate()
-            .find_map(|(i, b)| program.policies.get(b.policy as usize).filter(|p| p.name == name).map(|p| (i, p)))
+        run.bound.iter().enumerate().find_map(|(i, b)| {
+            program
+                .policies
+                .get(b.policy as usize)
+                .filter(|p| p.name == name)
+                .map(|p| (i, p))
+        })
     }
 
     /// Applies a granted override to the run at `ts`.
     fn grant(&self, run: &mut Run, req: &OverrideRequest, value: i64, until: Option<i64>) {
-        let Some((bound_index, policy)) = self.bound_policy(run, &req.policy) else { return };
-        let limit = policy.limits.iter().position(|l| Some(&l.name) == req.limit.as_ref());
-        let Some(bound) = run.bound.get_mut(bound_index) else { return };
+        let Some((bound_index, policy)) = self.bound_policy(run, &req.policy) else {
+            return;
+        };
+        let limit = policy
+            .limits
+            .iter()
+            .position(|l| Some(&l.name) == req.limit.as_ref());
+        let Some(bound) = run.bound.get_mut(bound_index) else {
+            return;
+        };
         match req.kind {
             OverrideKind::Raise => {
                 if let Some(l) = limit {
-                    if let (Some(raise), Some(zone)) = (bound.raises.get_mut(l), bound.zones.get_mut(l)) {
+                    if let (Some(raise), Some(zone)) =
+                        (bound.raises.get_mut(l), bound.zones.get_mut(l))
+                    {
                         *raise = Some(Grant { value, until });
                         *zone = Zone::Below;
                     }
@@ -218,13 +309,35 @@ impl Engine {
         }
     }
 
-    fn outcome(&self, run: &Run, req: &OverrideRequest, seq: u64, verdict: &Verdict) -> OverrideOutcome {
+    fn outcome(
+        &self,
+        run: &Run,
+        req: &OverrideRequest,
+        seq: u64,
+        verdict: &Verdict,
+    ) -> OverrideOutcome {
         let rule_name = |i: usize| Some(format!("{}#{}", req.policy, i + 1));
         let id = Some(format!("{}#{seq}", run.id));
         match verdict {
-            Verdict::Granted { rule, until, .. } => OverrideOutcome { status: "granted", id, rule: rule_name(*rule), until: until.map(format::timestamp), why: None },
-            Verdict::Pending { rule } => OverrideOutcome { status: "pending", id, rule: rule_name(*rule), until: None, why: None },
-            Verdict::Denied { check, rule, detail } => OverrideOutcome {
+            Verdict::Granted { rule, until, .. } => OverrideOutcome {
+                status: "granted",
+                id,
+                rule: rule_name(*rule),
+                until: until.map(format::timestamp),
+                why: None,
+            },
+            Verdict::Pending { rule } => OverrideOutcome {
+                status: "pending",
+                id,
+                rule: rule_name(*rule),
+                until: None,
+                why: None,
+            },
+            Verdict::Denied {
+                check,
+                rule,
+                detail,
+            } => OverrideOutcome {
                 status: "denied",
                 id,
                 rule: rule.and_then(rule_name),
@@ -234,7 +347,13 @@ impl Engine {
         }
     }
 
-    fn state_decision(&self, run: &Run, ts: i64, event: &'static str, outcome: OverrideOutcome) -> Decision {
+    fn state_decision(
+        &self,
+        run: &Run,
+        ts: i64,
+        event: &'static str,
+        outcome: OverrideOutcome,
+    ) -> Decision {
         let mut d = self.decision(run, ts, event, run.state.action(), run.state_reason.clone());
         if d.action == Action::Continue {
             d.reason = None;
@@ -244,7 +363,11 @@ impl Engine {
     }
 
     /// Judges an override request. `Err` rejects the line (a `to` that does not fit).
-    pub fn override_request(&mut self, run: &mut Run, req: &OverrideRequest) -> Result<Outcome, String> {
+    pub fn override_request(
+        &mut self,
+        run: &mut Run,
+        req: &OverrideRequest,
+    ) -> Result<Outcome, String> {
         let policy = self.bound_policy(run, &req.policy);
         let verdict = judge(policy, run, req, &BTreeSet::new())?;
         run.seq += 1;
@@ -252,42 +375,60 @@ impl Engine {
         let seq = run.seq;
         match &verdict {
             Verdict::Granted { value, until, .. } => self.grant(run, req, *value, *until),
-            Verdict::Pending { .. } => run.pending.push(Pending { seq, request: req.clone(), approvers: BTreeSet::new() }),
+            Verdict::Pending { .. } => run.pending.push(Pending {
+                seq,
+                request: req.clone(),
+                approvers: BTreeSet::new(),
+            }),
             Verdict::Denied { .. } => {}
         }
         let outcome = self.outcome(run, req, seq, &verdict);
         run.requests.insert(seq, outcome.clone());
-        Ok(Outcome::of(self.state_decision(run, req.ts, "override", outcome)))
+        Ok(Outcome::of(
+            self.state_decision(run, req.ts, "override", outcome),
+        ))
     }
 
     /// Takes an approval of a pending request. `Err` rejects the line (no such request).
     pub fn approval(&mut self, run: &mut Run, a: &Approval) -> Result<Outcome, String> {
         let Some(previous) = run.requests.get(&a.request).cloned() else {
-            return Err(format!("`override` {} names no override request of run `{}`", a.request, run.id));
+            return Err(format!(
+                "`override` {} names no override request of run `{}`",
+                a.request, run.id
+            ));
         };
         run.seq += 1;
         run.last_ts = a.ts;
         let Some(at) = run.pending.iter().position(|p| p.seq == a.request) else {
             // Already decided: the approval changes nothing.
-            return Ok(Outcome::of(self.state_decision(run, a.ts, "approval", previous)));
+            return Ok(Outcome::of(
+                self.state_decision(run, a.ts, "approval", previous),
+            ));
         };
         let mut pending = run.pending.remove(at);
         pending.approvers.insert(a.actor.clone());
         let policy = self.bound_policy(run, &pending.request.policy);
         let verdict = judge(policy, run, &pending.request, &pending.approvers)?;
         match &verdict {
-            Verdict::Granted { value, until, .. } => self.grant(run, &pending.request, *value, *until),
+            Verdict::Granted { value, until, .. } => {
+                self.grant(run, &pending.request, *value, *until)
+            }
             Verdict::Pending { .. } => {
                 let seq = pending.seq;
-                run.pending.insert(at.min(run.pending.len()), pending.clone());
+                run.pending
+                    .insert(at.min(run.pending.len()), pending.clone());
                 let outcome = self.outcome(run, &pending.request, seq, &verdict);
                 run.requests.insert(seq, outcome.clone());
-                return Ok(Outcome::of(self.state_decision(run, a.ts, "approval", outcome)));
+                return Ok(Outcome::of(
+                    self.state_decision(run, a.ts, "approval", outcome),
+                ));
             }
             Verdict::Denied { .. } => {}
         }
         let outcome = self.outcome(run, &pending.request, pending.seq, &verdict);
         run.requests.insert(pending.seq, outcome.clone());
-        Ok(Outcome::of(self.state_decision(run, a.ts, "approval", outcome)))
+        Ok(Outcome::of(
+            self.state_decision(run, a.ts, "approval", outcome),
+        ))
     }
 }

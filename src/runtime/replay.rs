@@ -52,7 +52,9 @@ impl Replay {
     }
 
     fn current_id(&self) -> String {
-        self.engine().map(|e| e.artifact().id.clone()).unwrap_or_default()
+        self.engine()
+            .map(|e| e.artifact().id.clone())
+            .unwrap_or_default()
     }
 
     /// Processes one line (1-based `line`); `None` for a line holding only whitespace.
@@ -60,35 +62,44 @@ impl Replay {
         if text.trim().is_empty() {
             return None;
         }
-        let signals = self.engine().map(|e| e.artifact().body.program.signals.clone()).unwrap_or_default();
+        let signals = self
+            .engine()
+            .map(|e| e.artifact().body.program.signals.clone())
+            .unwrap_or_default();
         let mut records = self.artifact_record();
-        let result = event::parse(text, &signals).and_then(|e| self.apply(e));
-        let (mut decision, extra) = match result {
-            Ok((outcome, extra)) => {
-                let recs = self.outcome_records(&outcome);
-                records.extend(recs);
+        let result = event::parse(text, &signals).and_then(|e| {
+            let input = event::evidence_json(&e);
+            self.apply(e)
+                .map(|(outcome, extra)| (outcome, extra, input))
+        });
+        let mut decision = match result {
+            Ok((outcome, extra, input)) => {
+                records.extend(self.outcome_records(&outcome, input));
                 records.extend(extra);
-                (outcome.decision, ())
+                outcome.decision
             }
             Err(rejection) => {
                 let artifact = self.current_id();
                 records.push(rejected_record(&artifact, line, text, &rejection));
-                (rejected_decision(&rejection, artifact), ())
+                rejected_decision(&rejection, artifact)
             }
         };
-        let () = extra;
         decision.line = Some(line);
         Some(LineResult { decision, records })
     }
 
     /// The artifact record, once per artifact per replay (the store keeps one copy).
     fn artifact_record(&mut self) -> Vec<Record> {
-        let Some(done) = self.artifact_recorded.get_mut(self.current) else { return Vec::new() };
+        let Some(done) = self.artifact_recorded.get_mut(self.current) else {
+            return Vec::new();
+        };
         if *done {
             return Vec::new();
         }
         *done = true;
-        let Some(engine) = self.engines.get(self.current) else { return Vec::new() };
+        let Some(engine) = self.engines.get(self.current) else {
+            return Vec::new();
+        };
         let a = engine.artifact();
         let hex: String = a.bytes.iter().map(|b| format!("{b:02x}")).collect();
         vec![Record {
@@ -110,27 +121,51 @@ impl Replay {
             event: Some(e.kind()),
         };
         if let Event::Deploy(d) = &e {
-            return self.deploy(d).map_err(|why| reject(RejectCode::BadArtifact, why, &e));
+            return self
+                .deploy(d)
+                .map_err(|why| reject(RejectCode::BadArtifact, why, &e));
         }
         let run_id = e.run_id().unwrap_or_default().to_string();
         if let Event::RunStart(start) = &e {
             if self.runs.contains_key(&run_id) {
-                return Err(reject(RejectCode::DuplicateRun, format!("run `{run_id}` was already started"), &e));
+                return Err(reject(
+                    RejectCode::DuplicateRun,
+                    format!("run `{run_id}` was already started"),
+                    &e,
+                ));
             }
             let engine_index = self.current;
-            let engine = self.engines.get_mut(engine_index).ok_or_else(|| reject(RejectCode::BadArtifact, "no artifact".into(), &e))?;
+            let engine = self
+                .engines
+                .get_mut(engine_index)
+                .ok_or_else(|| reject(RejectCode::BadArtifact, "no artifact".into(), &e))?;
             let (run, outcome) = engine.start_run(start);
             self.runs.insert(run_id, (run, engine_index));
             return Ok((outcome, Vec::new()));
         }
         let Some((run, engine_index)) = self.runs.get_mut(&run_id) else {
-            return Err(reject(RejectCode::UnknownRun, format!("run `{run_id}` was never started"), &e));
+            return Err(reject(
+                RejectCode::UnknownRun,
+                format!("run `{run_id}` was never started"),
+                &e,
+            ));
         };
         if run.ended {
-            return Err(reject(RejectCode::RunEnded, format!("run `{run_id}` has ended"), &e));
+            return Err(reject(
+                RejectCode::RunEnded,
+                format!("run `{run_id}` has ended"),
+                &e,
+            ));
         }
         if e.ts() < run.last_ts {
-            return Err(reject(RejectCode::TsBackwards, format!("earlier than the run's previous event at {}", super::format::timestamp(run.last_ts)), &e));
+            return Err(reject(
+                RejectCode::TsBackwards,
+                format!(
+                    "earlier than the run's previous event at {}",
+                    super::format::timestamp(run.last_ts)
+                ),
+                &e,
+            ));
         }
         let Some(engine) = self.engines.get_mut(*engine_index) else {
             return Err(reject(RejectCode::BadArtifact, "no artifact".into(), &e));
@@ -142,9 +177,17 @@ impl Replay {
                 let summary = summary_record(&engine.artifact().id, run, &outcome);
                 Ok((outcome, vec![summary]))
             }
-            Event::Override(req) => engine.override_request(run, req).map(|o| (o, Vec::new())).map_err(|why| reject(RejectCode::InvalidField, why, &e)),
-            Event::Approval(a) => engine.approval(run, a).map(|o| (o, Vec::new())).map_err(|why| reject(RejectCode::InvalidField, why, &e)),
-            Event::RunStart(_) | Event::Deploy(_) => Err(reject(RejectCode::UnknownType, "unreachable".into(), &e)),
+            Event::Override(req) => engine
+                .override_request(run, req)
+                .map(|o| (o, Vec::new()))
+                .map_err(|why| reject(RejectCode::InvalidField, why, &e)),
+            Event::Approval(a) => engine
+                .approval(run, a)
+                .map(|o| (o, Vec::new()))
+                .map_err(|why| reject(RejectCode::InvalidField, why, &e)),
+            Event::RunStart(_) | Event::Deploy(_) => {
+                Err(reject(RejectCode::UnknownType, "unreachable".into(), &e))
+            }
         }
     }
 
@@ -189,9 +232,11 @@ impl Replay {
 
     /// The records an outcome leaves: the decision, its signals, alerts, incidents, and a
     /// snapshot when one was taken.
-    fn outcome_records(&self, outcome: &Outcome) -> Vec<Record> {
+    fn outcome_records(&self, outcome: &Outcome, input: serde_json::Value) -> Vec<Record> {
         let d = &outcome.decision;
-        let (Some(run_id), Some(seq)) = (d.run_id.clone(), d.seq) else { return Vec::new() };
+        let (Some(run_id), Some(seq)) = (d.run_id.clone(), d.seq) else {
+            return Vec::new();
+        };
         let artifact = d.artifact.clone().unwrap_or_default();
         let record = |kind, index: usize, body| Record {
             kind,
@@ -204,21 +249,40 @@ impl Replay {
         let mut out = Vec::new();
         if let Some(s) = &outcome.snapshot {
             let body: serde_json::Value = serde_json::from_str(&s.body).unwrap_or_default();
-            out.push(record(RecordKind::Snapshot, 0, serde_json::json!({"hash": s.hash, "snapshot": body})));
+            out.push(record(
+                RecordKind::Snapshot,
+                0,
+                serde_json::json!({"hash": s.hash, "snapshot": body}),
+            ));
         }
         let mut body = serde_json::to_value(d).unwrap_or_default();
+        if let Some(map) = body.as_object_mut() {
+            map.insert("input".into(), input);
+        }
         if let (Some(map), Some(prompt)) = (body.as_object_mut(), &outcome.prompt) {
             match prompt {
-                PromptRecord::Stored(text) => map.insert("prompt".into(), serde_json::Value::String(text.clone())),
-                PromptRecord::Redacted(why) => map.insert("redacted".into(), serde_json::Value::String((*why).into())),
+                PromptRecord::Stored(text) => {
+                    map.insert("prompt".into(), serde_json::Value::String(text.clone()))
+                }
+                PromptRecord::Redacted(why) => {
+                    map.insert("redacted".into(), serde_json::Value::String((*why).into()))
+                }
             };
         }
         out.push(record(RecordKind::Decision, 0, body));
         for (i, s) in d.signals.iter().enumerate() {
-            out.push(record(RecordKind::Signal, i, serde_json::to_value(s).unwrap_or_default()));
+            out.push(record(
+                RecordKind::Signal,
+                i,
+                serde_json::to_value(s).unwrap_or_default(),
+            ));
         }
         for (i, a) in d.alerts.iter().enumerate() {
-            out.push(record(RecordKind::Alert, i, serde_json::to_value(a).unwrap_or_default()));
+            out.push(record(
+                RecordKind::Alert,
+                i,
+                serde_json::to_value(a).unwrap_or_default(),
+            ));
         }
         for (i, inc) in outcome.incidents.iter().enumerate() {
             out.push(record(
@@ -228,7 +292,11 @@ impl Replay {
             ));
         }
         if let Some(o) = &d.override_outcome {
-            out.push(record(RecordKind::Override, 0, serde_json::to_value(o).unwrap_or_default()));
+            out.push(record(
+                RecordKind::Override,
+                0,
+                serde_json::to_value(o).unwrap_or_default(),
+            ));
         }
         out
     }

@@ -48,7 +48,9 @@ impl AggState {
     pub fn heap_bytes(&self) -> usize {
         match self {
             AggState::Window(w) => {
-                std::mem::size_of::<Window>() + w.entries.capacity() * 16 + w.failures.capacity() * std::mem::size_of::<(i64, ArithError)>()
+                std::mem::size_of::<Window>()
+                    + w.entries.capacity() * 16
+                    + w.failures.capacity() * std::mem::size_of::<(i64, ArithError)>()
             }
             _ => 0,
         }
@@ -78,7 +80,9 @@ impl AggState {
                 let max = desc.func == AggFunc::Max;
                 *acc = match (*acc, term) {
                     (Ok(None), Slot::Num(v)) => Ok(Some(v)),
-                    (Ok(Some(cur)), Slot::Num(v)) => Ok(Some(if max { cur.max(v) } else { cur.min(v) })),
+                    (Ok(Some(cur)), Slot::Num(v)) => {
+                        Ok(Some(if max { cur.max(v) } else { cur.min(v) }))
+                    }
                     (Ok(_), Slot::Err(e)) => Err(e),
                     (acc, _) => acc,
                 };
@@ -90,7 +94,9 @@ impl AggState {
             }
             AggState::Avg(acc) => {
                 *acc = match (*acc, term) {
-                    (Ok((sum, n)), Slot::Num(v)) => num::add(sum, v).and_then(|s| num::add(n, SCALE).map(|n| (s, n))),
+                    (Ok((sum, n)), Slot::Num(v)) => {
+                        num::add(sum, v).and_then(|s| num::add(n, SCALE).map(|n| (s, n)))
+                    }
                     (Ok(_), Slot::Err(e)) => Err(e),
                     (acc, _) => acc,
                 };
@@ -154,7 +160,12 @@ mod tests {
     use super::*;
 
     fn rate(window_s: i64) -> AggDesc {
-        AggDesc { func: AggFunc::Rate, arg: None, filter: None, window: window_s * SCALE }
+        AggDesc {
+            func: AggFunc::Rate,
+            arg: None,
+            filter: None,
+            window: window_s * SCALE,
+        }
     }
 
     #[test]
@@ -170,7 +181,12 @@ mod tests {
 
     #[test]
     fn an_overflowed_sum_stays_an_error() {
-        let d = AggDesc { func: AggFunc::Sum, arg: None, filter: None, window: 0 };
+        let d = AggDesc {
+            func: AggFunc::Sum,
+            arg: None,
+            filter: None,
+            window: 0,
+        };
         let mut s = AggState::new(&d);
         s.update(&d, 0, Slot::Bool(true), Slot::Num(i64::MAX));
         s.update(&d, 1, Slot::Bool(true), Slot::Num(1));
@@ -182,7 +198,12 @@ mod tests {
     #[test]
     fn extremes_and_averages_of_nothing_have_no_value() {
         for func in [AggFunc::Max, AggFunc::Min, AggFunc::Last, AggFunc::Avg] {
-            let d = AggDesc { func, arg: None, filter: None, window: 0 };
+            let d = AggDesc {
+                func,
+                arg: None,
+                filter: None,
+                window: 0,
+            };
             let mut s = AggState::new(&d);
             s.update(&d, 0, Slot::Bool(false), Slot::Num(1));
             assert_eq!(s.value(), Slot::None, "{func:?}");

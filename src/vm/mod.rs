@@ -50,7 +50,11 @@ pub struct Ctx<'a> {
 impl Ctx<'_> {
     fn resolve(&self, s: StrRef) -> &str {
         match s {
-            StrRef::Const(i) => self.program.strings.get(i as usize).map_or("", String::as_str),
+            StrRef::Const(i) => self
+                .program
+                .strings
+                .get(i as usize)
+                .map_or("", String::as_str),
             StrRef::Field(i) => self.strs.get(i as usize).copied().unwrap_or(""),
             StrRef::Label(i) => self.labels.get(i as usize).map_or("", String::as_str),
         }
@@ -113,12 +117,22 @@ pub fn eval(code: &Code, ctx: &Ctx<'_>, stack: &mut Vec<Slot>) -> Slot {
             Op::Num(n) => stack.push(Slot::Num(*n)),
             Op::Bool(b) => stack.push(Slot::Bool(*b)),
             Op::Str(i) => stack.push(Slot::Str(StrRef::Const(*i))),
-            Op::NumField(i) => stack.push(ctx.nums.get(*i as usize).map_or(Slot::None, |n| Slot::Num(*n))),
-            Op::BoolField(i) => stack.push(ctx.bools.get(*i as usize).map_or(Slot::None, |b| Slot::Bool(*b))),
+            Op::NumField(i) => stack.push(
+                ctx.nums
+                    .get(*i as usize)
+                    .map_or(Slot::None, |n| Slot::Num(*n)),
+            ),
+            Op::BoolField(i) => stack.push(
+                ctx.bools
+                    .get(*i as usize)
+                    .map_or(Slot::None, |b| Slot::Bool(*b)),
+            ),
             Op::StrField(i) => stack.push(Slot::Str(StrRef::Field(*i))),
             Op::Label(i) => stack.push(Slot::Str(StrRef::Label(*i))),
             Op::Agg(i) => stack.push(ctx.aggs.get(*i as usize).copied().unwrap_or(Slot::None)),
-            Op::Monitor(i) => stack.push(ctx.monitors.get(*i as usize).copied().unwrap_or(Slot::None)),
+            Op::Monitor(i) => {
+                stack.push(ctx.monitors.get(*i as usize).copied().unwrap_or(Slot::None))
+            }
             Op::Neg => {
                 let a = stack.pop().unwrap_or(Slot::None);
                 stack.push(match a {
@@ -146,7 +160,9 @@ pub fn eval(code: &Code, ctx: &Ctx<'_>, stack: &mut Vec<Slot>) -> Slot {
                     Op::Cmp(c) => compare(a, b, *c),
                     Op::Eq(negate) => match gate(&[a, b]) {
                         Err(s) => s,
-                        Ok(()) => ctx.equal(a, b).map_or(Slot::None, |eq| Slot::Bool(eq != *negate)),
+                        Ok(()) => ctx
+                            .equal(a, b)
+                            .map_or(Slot::None, |eq| Slot::Bool(eq != *negate)),
                     },
                     _ => Slot::None,
                 });
@@ -157,8 +173,14 @@ pub fn eval(code: &Code, ctx: &Ctx<'_>, stack: &mut Vec<Slot>) -> Slot {
                     Some(operands) => match gate(operands) {
                         Err(s) => s,
                         Ok(()) => {
-                            let (value, items) = operands.split_first().map_or((Slot::None, &[][..]), |(v, rest)| (*v, rest));
-                            Slot::Bool(items.iter().any(|item| ctx.equal(value, *item) == Some(true)))
+                            let (value, items) = operands
+                                .split_first()
+                                .map_or((Slot::None, &[][..]), |(v, rest)| (*v, rest));
+                            Slot::Bool(
+                                items
+                                    .iter()
+                                    .any(|item| ctx.equal(value, *item) == Some(true)),
+                            )
                         }
                     },
                     None => Slot::None,

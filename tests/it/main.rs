@@ -12,6 +12,7 @@ mod docs;
 mod generate;
 mod grammar;
 mod props;
+mod replay_cases;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};

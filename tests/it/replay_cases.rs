@@ -1,0 +1,202 @@
+//! `tests/replay/<case>/`: policies, `events.jsonl`, the golden `expected.jsonl` and a
+//! hand-written `checks.json` of partial expectations, written before the golden. The
+//! harness runs the real binary and asserts both, so a bug cannot become its own
+//! expectation. It then replays the same events into the same store again and asserts
+//! that the decisions are identical and nothing was added.
+//!
+//! `checks.json`: `{"exit": 0|1, "lines": {"N": CHECK}, "others": CHECK}` where a CHECK
+//! may give `action`, `reason` (a prefix), `signals` (`"kind policy limit"` in order),
+//! `alerts` (`"kind channel"` or `"kind channel suppressed:why"` in order) and `override`
+//! (`{"status": .., "why": prefix, "rule": .., "until": ..}`). `others` applies to every
+//! line not listed.
+
+use super::{case_dirs, lever};
+use serde_json::Value;
+use std::path::Path;
+
+fn signal_text(s: &Value) -> String {
+    let mut t = format!(
+        "{} {} {}",
+        s["kind"].as_str().unwrap_or(""),
+        s["policy"].as_str().unwrap_or(""),
+        s["limit"].as_str().unwrap_or("")
+    );
+    if let Some(e) = s["error"].as_str() {
+        t.push_str(&format!(" error:{e}"));
+    }
+    if let Some(c) = s["conflict"].as_str() {
+        t.push_str(&format!(" conflict:{c}"));
+    }
+    t.trim_end().to_string()
+}
+
+fn alert_text(a: &Value) -> String {
+    let mut t = format!(
+        "{} {}",
+        a["kind"].as_str().unwrap_or(""),
+        a["channel"].as_str().unwrap_or("")
+    );
+    if a["suppressed"] == true {
+        t.push_str(&format!(" suppressed:{}", a["why"].as_str().unwrap_or("")));
+    }
+    t
+}
+
+fn check_line(name: &str, line: u64, decision: &Value, check: &Value, failures: &mut Vec<String>) {
+    let mut fail = |what: &str, want: &Value, got: &Value| {
+        failures.push(format!(
+            "{name} line {line}: {what} expected {want}, got {got}"
+        ))
+    };
+    if let Some(want) = check.get("action") {
+        if &decision["action"] != want {
+            fail("action", want, &decision["action"]);
+        }
+    }
+    if let Some(want) = check.get("reason") {
+        let got = decision["reason"].as_str().unwrap_or("null");
+        if !got.starts_with(want.as_str().unwrap_or("null")) {
+            fail("reason", want, &decision["reason"]);
+        }
+    }
+    if let Some(want) = check.get("signals") {
+        let got: Vec<String> = decision["signals"]
+            .as_array()
+            .map(|a| a.iter().map(signal_text).collect())
+            .unwrap_or_default();
+        let want_list: Vec<String> = serde_json::from_value(want.clone()).unwrap();
+        if got != want_list {
+            fail("signals", want, &serde_json::json!(got));
+        }
+    }
+    if let Some(want) = check.get("alerts") {
+        let got: Vec<String> = decision["alerts"]
+            .as_array()
+            .map(|a| a.iter().map(alert_text).collect())
+            .unwrap_or_default();
+        let want_list: Vec<String> = serde_json::from_value(want.clone()).unwrap();
+        if got != want_list {
+            fail("alerts", want, &serde_json::json!(got));
+        }
+    }
+    if let Some(want) = check.get("override") {
+        let got = &decision["override"];
+        for key in ["status", "rule", "until"] {
+            if let Some(w) = want.get(key) {
+                if &got[key] != w {
+                    fail(&format!("override.{key}"), w, &got[key]);
+                }
+            }
+        }
+        if let Some(w) = want.get("why") {
+            let g = got["why"].as_str().unwrap_or("null");
+            if !g.starts_with(w.as_str().unwrap_or("null")) {
+                fail("override.why", w, &got["why"]);
+            }
+        }
+    }
+}
+
+/// Runs one case; returns its stdout lines and any failures.
+pub fn run_case(dir: &Path, engine: Option<&str>) -> (String, Vec<String>) {
+    let name = dir.file_name().unwrap().to_string_lossy().into_owned();
+    let store = tempfile::tempdir().unwrap();
+    let evidence = format!("file:{}", store.path().display());
+    let mut args = vec![
+        "run",
+        ".",
+        "--events",
+        "events.jsonl",
+        "--evidence",
+        evidence.as_str(),
+    ];
+    if let Some(e) = engine {
+        args.extend(["--engine", e]);
+    }
+    let out = lever(dir, &args);
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    let mut failures = Vec::new();
+    let checks: Value = serde_json::from_str(
+        &std::fs::read_to_string(dir.join("checks.json"))
+            .unwrap_or_else(|_| panic!("{name}: checks.json is required")),
+    )
+    .unwrap_or_else(|e| panic!("{name}: checks.json: {e}"));
+    let want_exit = checks["exit"].as_i64().unwrap_or(0) as i32;
+    if out.status.code() != Some(want_exit) {
+        failures.push(format!(
+            "{name}: exit {:?}, expected {want_exit}; stderr: {}",
+            out.status.code(),
+            String::from_utf8_lossy(&out.stderr)
+        ));
+    }
+    let lines = checks["lines"].as_object().cloned().unwrap_or_default();
+    for text in stdout.lines() {
+        let decision: Value = serde_json::from_str(text).unwrap();
+        let line = decision["line"].as_u64().unwrap();
+        match lines.get(&line.to_string()) {
+            Some(check) => check_line(&name, line, &decision, check, &mut failures),
+            None => {
+                if let Some(others) = checks.get("others") {
+                    check_line(&name, line, &decision, others, &mut failures);
+                }
+            }
+        }
+    }
+    for listed in lines.keys() {
+        if !stdout
+            .lines()
+            .any(|l| l.starts_with(&format!("{{\"line\":{listed},")))
+        {
+            failures.push(format!("{name}: no decision for checked line {listed}"));
+        }
+    }
+    // Replaying the same input into the same store prints the same and adds nothing.
+    let log = store.path().join("evidence.log");
+    let before = std::fs::metadata(&log).map(|m| m.len()).unwrap_or(0);
+    let again = lever(dir, &args);
+    if String::from_utf8(again.stdout).unwrap() != stdout {
+        failures.push(format!(
+            "{name}: a second replay printed different decisions"
+        ));
+    }
+    let after = std::fs::metadata(&log).map(|m| m.len()).unwrap_or(0);
+    if before != after || before == 0 {
+        failures.push(format!(
+            "{name}: evidence log was {before} bytes, {after} after replaying again"
+        ));
+    }
+    (stdout, failures)
+}
+
+#[test]
+fn every_replay_case_meets_its_checks_and_its_golden() {
+    let update = std::env::var_os("UPDATE_EXPECT").is_some();
+    let cases = case_dirs("replay");
+    assert!(
+        cases.len() >= 20,
+        "at least 20 replay cases, found {}",
+        cases.len()
+    );
+    let mut failures = Vec::new();
+    for dir in &cases {
+        let name = dir.file_name().unwrap().to_string_lossy().into_owned();
+        let (stdout, mut case_failures) = run_case(dir, None);
+        failures.append(&mut case_failures);
+        let golden = dir.join("expected.jsonl");
+        if update {
+            std::fs::write(&golden, &stdout).unwrap();
+            continue;
+        }
+        match std::fs::read_to_string(&golden) {
+            Ok(text) if text == stdout => {}
+            Ok(text) => failures.push(format!("{name}: output differs from expected.jsonl (UPDATE_EXPECT=1 refreshes)\n--- expected\n{text}--- got\n{stdout}")),
+            Err(_) => failures.push(format!("{name}: no expected.jsonl (run with UPDATE_EXPECT=1 and review it)")),
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "{} failures:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
+}
