@@ -34,10 +34,10 @@ fn is_artifact_file(path: &Path) -> bool {
 
 /// Loads the artifact a command names: an artifact file, or sources compiled in memory.
 fn artifact_for(paths: &[PathBuf]) -> Result<Artifact, ExitCode> {
-    if let [single] = paths {
-        if is_artifact_file(single) {
-            return load_artifact(single);
-        }
+    if let [single] = paths
+        && is_artifact_file(single)
+    {
+        return load_artifact(single);
     }
     let (checked, files) = load_and_check(paths, Format::Human)?;
     let stored = compile::artifact::stored_paths(&files);

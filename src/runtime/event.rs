@@ -592,6 +592,38 @@ pub fn parse_duration(text: &str) -> Option<i64> {
     num::parse_decimal(digits, per).ok()
 }
 
+/// The event as evidence records it: normalized values, without the prompt (whose
+/// storage the policies govern, DESIGN §3).
+pub fn evidence_json(e: &Event) -> serde_json::Value {
+    use super::format::{millis, money, timestamp, value};
+    use serde_json::json;
+    match e {
+        Event::RunStart(s) => json!({
+            "type": "run_start", "run_id": s.run_id, "ts": timestamp(s.ts), "tenant": s.tenant, "agent": s.agent,
+            "api_key": s.api_key, "human_actor": s.human_actor, "labels": s.labels,
+        }),
+        Event::Step(s) => json!({
+            "type": "step", "run_id": s.run_id, "ts": timestamp(s.ts),
+            "input_tokens": value(Unit::Tokens, s.input_tokens), "output_tokens": value(Unit::Tokens, s.output_tokens),
+            "cost": money(s.cost), "latency": millis(s.latency), "kind": s.kind, "model": s.model, "tool": s.tool,
+            "pii": s.pii, "metrics": s.metrics.iter().map(|m| crate::num::Decimal(*m).to_string()).collect::<Vec<_>>(),
+            "has_prompt": s.prompt.is_some(),
+        }),
+        Event::Override(o) => json!({
+            "type": "override", "run_id": o.run_id, "ts": timestamp(o.ts), "actor": o.actor, "roles": o.roles,
+            "policy": o.policy, "kind": o.kind.name(), "limit": o.limit, "to": o.to, "ttl": o.ttl.map(millis),
+            "reason": o.reason, "approvals": o.approvals,
+        }),
+        Event::Approval(a) => {
+            json!({"type": "approval", "run_id": a.run_id, "ts": timestamp(a.ts), "override": a.request, "actor": a.actor})
+        }
+        Event::Deploy(d) => {
+            json!({"type": "deploy", "ts": timestamp(d.ts), "artifact": d.artifact})
+        }
+        Event::RunEnd(r) => json!({"type": "run_end", "run_id": r.run_id, "ts": timestamp(r.ts)}),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -668,37 +700,5 @@ mod tests {
         assert_eq!(parse_duration("250ms"), Some(250_000_000));
         assert_eq!(parse_duration("m"), None);
         assert_eq!(parse_duration("1.5h"), None);
-    }
-}
-
-/// The event as evidence records it: normalized values, without the prompt (whose
-/// storage the policies govern, DESIGN §3).
-pub fn evidence_json(e: &Event) -> serde_json::Value {
-    use super::format::{millis, money, timestamp, value};
-    use serde_json::json;
-    match e {
-        Event::RunStart(s) => json!({
-            "type": "run_start", "run_id": s.run_id, "ts": timestamp(s.ts), "tenant": s.tenant, "agent": s.agent,
-            "api_key": s.api_key, "human_actor": s.human_actor, "labels": s.labels,
-        }),
-        Event::Step(s) => json!({
-            "type": "step", "run_id": s.run_id, "ts": timestamp(s.ts),
-            "input_tokens": value(Unit::Tokens, s.input_tokens), "output_tokens": value(Unit::Tokens, s.output_tokens),
-            "cost": money(s.cost), "latency": millis(s.latency), "kind": s.kind, "model": s.model, "tool": s.tool,
-            "pii": s.pii, "metrics": s.metrics.iter().map(|m| crate::num::Decimal(*m).to_string()).collect::<Vec<_>>(),
-            "has_prompt": s.prompt.is_some(),
-        }),
-        Event::Override(o) => json!({
-            "type": "override", "run_id": o.run_id, "ts": timestamp(o.ts), "actor": o.actor, "roles": o.roles,
-            "policy": o.policy, "kind": o.kind.name(), "limit": o.limit, "to": o.to, "ttl": o.ttl.map(millis),
-            "reason": o.reason, "approvals": o.approvals,
-        }),
-        Event::Approval(a) => {
-            json!({"type": "approval", "run_id": a.run_id, "ts": timestamp(a.ts), "override": a.request, "actor": a.actor})
-        }
-        Event::Deploy(d) => {
-            json!({"type": "deploy", "ts": timestamp(d.ts), "artifact": d.artifact})
-        }
-        Event::RunEnd(r) => json!({"type": "run_end", "run_id": r.run_id, "ts": timestamp(r.ts)}),
     }
 }

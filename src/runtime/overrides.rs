@@ -165,7 +165,6 @@ fn judge(
             | (RuleKindDesc::Resume, OverrideKind::Resume) => true,
             _ => false,
         })
-        .map(|(i, r)| (i, r))
         .collect();
     let requested = match (limit.and_then(|l| policy.limits.get(l)), &req.to) {
         (Some(l), Some(to)) => Some((parse_to(to, l.unit, l.value)?, l.value)),
@@ -175,16 +174,14 @@ fn judge(
         return denied(
             Check::NoRule,
             None,
-            &format!(
+            format!(
                 "no rule of `{}` lets `{}` {} {}",
                 policy.name,
                 req.actor,
                 req.kind.name(),
                 req.limit.as_deref().unwrap_or("")
             )
-            .trim_end()
-            .to_string()
-            .as_str(),
+            .trim_end(),
         );
     }
     let holds_pause = run.bound.get(bound_index).is_some_and(|b| b.holds_pause);
@@ -223,29 +220,29 @@ fn rule_failure(
     holds_pause: bool,
     approvers: &BTreeSet<String>,
 ) -> Option<(Check, String)> {
-    if let (RuleKindDesc::Raise { .. }, Some((to, compiled))) = (&rule.kind, requested) {
-        if to <= compiled {
-            return Some((
-                Check::NotARaise,
-                "the requested value is not above the compiled limit".into(),
-            ));
-        }
+    if let (RuleKindDesc::Raise { .. }, Some((to, compiled))) = (&rule.kind, requested)
+        && to <= compiled
+    {
+        return Some((
+            Check::NotARaise,
+            "the requested value is not above the compiled limit".into(),
+        ));
     }
-    if let (RuleKindDesc::Raise { ceiling, .. }, Some((to, _))) = (&rule.kind, requested) {
-        if to > *ceiling {
-            return Some((
-                Check::AboveCeiling,
-                "the requested value is above the rule's ceiling".into(),
-            ));
-        }
+    if let (RuleKindDesc::Raise { ceiling, .. }, Some((to, _))) = (&rule.kind, requested)
+        && to > *ceiling
+    {
+        return Some((
+            Check::AboveCeiling,
+            "the requested value is above the rule's ceiling".into(),
+        ));
     }
-    if let (Some(asked), Some(allowed)) = (req.ttl, rule.ttl) {
-        if asked > allowed {
-            return Some((
-                Check::TtlTooLong,
-                "the requested ttl is longer than the rule allows".into(),
-            ));
-        }
+    if let (Some(asked), Some(allowed)) = (req.ttl, rule.ttl)
+        && asked > allowed
+    {
+        return Some((
+            Check::TtlTooLong,
+            "the requested ttl is longer than the rule allows".into(),
+        ));
     }
     if rule.requires_reason && req.reason.as_deref().is_none_or(|r| r.trim().is_empty()) {
         return Some((Check::MissingReason, "the rule requires a reason".into()));
@@ -289,13 +286,12 @@ impl Engine {
         };
         match req.kind {
             OverrideKind::Raise => {
-                if let Some(l) = limit {
-                    if let (Some(raise), Some(zone)) =
+                if let Some(l) = limit
+                    && let (Some(raise), Some(zone)) =
                         (bound.raises.get_mut(l), bound.zones.get_mut(l))
-                    {
-                        *raise = Some(Grant { value, until });
-                        *zone = Zone::Below;
-                    }
+                {
+                    *raise = Some(Grant { value, until });
+                    *zone = Zone::Below;
                 }
             }
             OverrideKind::Suspend => bound.suspension = Some(Grant { value: 0, until }),

@@ -72,7 +72,7 @@ impl Ctx<'_> {
 
 /// Combines operands by the tri-state rule, or `Ok` with them all present.
 fn gate(operands: &[Slot]) -> Result<(), Slot> {
-    if operands.iter().any(|s| *s == Slot::None) {
+    if operands.contains(&Slot::None) {
         return Err(Slot::None);
     }
     match operands.iter().find(|s| matches!(s, Slot::Err(_))) {

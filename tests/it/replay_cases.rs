@@ -48,10 +48,10 @@ fn check_line(name: &str, line: u64, decision: &Value, check: &Value, failures: 
             "{name} line {line}: {what} expected {want}, got {got}"
         ))
     };
-    if let Some(want) = check.get("action") {
-        if &decision["action"] != want {
-            fail("action", want, &decision["action"]);
-        }
+    if let Some(want) = check.get("action")
+        && &decision["action"] != want
+    {
+        fail("action", want, &decision["action"]);
     }
     if let Some(want) = check.get("reason") {
         let got = decision["reason"].as_str().unwrap_or("null");
@@ -82,10 +82,10 @@ fn check_line(name: &str, line: u64, decision: &Value, check: &Value, failures: 
     if let Some(want) = check.get("override") {
         let got = &decision["override"];
         for key in ["status", "rule", "until"] {
-            if let Some(w) = want.get(key) {
-                if &got[key] != w {
-                    fail(&format!("override.{key}"), w, &got[key]);
-                }
+            if let Some(w) = want.get(key)
+                && &got[key] != w
+            {
+                fail(&format!("override.{key}"), w, &got[key]);
             }
         }
         if let Some(w) = want.get("why") {
