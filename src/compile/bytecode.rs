@@ -47,6 +47,10 @@ pub enum Op {
     Eq(bool),
     /// Pop `n` list items and a value; push whether the value equals any item.
     In(u16),
+    /// Fused `StrField(f) == Str(c)` (`true`: `!=`), the commonest filter.
+    FieldEqStr(u16, u32, bool),
+    /// Fused `NumField(f) <cmp> Num(k)`.
+    FieldCmpNum(u16, Cmp, i64),
     /// `and`: unless the top is `true`, jump to the target keeping it; else pop it.
     AndJump(u32),
     /// `or`: unless the top is `false`, jump to the target keeping it; else pop it.
@@ -150,12 +154,30 @@ pub struct ActionsDesc {
 pub struct NearDesc {
     /// 80% is 80 × 10⁹.
     pub percent: i64,
+    /// The least observed value that is NEAR the compiled limit value: `M × 100 >= V × P`
+    /// holds exactly when `M >= near_at` (`None`: no value is). Precomputed so the
+    /// per-step test is one comparison.
+    pub near_at: Option<i64>,
     pub actions: ActionsDesc,
+}
+
+/// The least `M` with `M × 100 >= value × percent` (`percent` in 10⁻⁹ units), exactly.
+pub fn near_threshold(value: i64, percent: i64) -> Option<i64> {
+    let a = i128::from(value) * i128::from(percent);
+    let b = 100 * i128::from(crate::num::SCALE);
+    let ceil = a.div_euclid(b) + i128::from(a.rem_euclid(b) != 0);
+    if ceil > i128::from(i64::MAX) {
+        return None;
+    }
+    Some(i64::try_from(ceil).unwrap_or(i64::MIN))
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LimitDesc {
     pub monitor: u16,
+    /// The least observed value that leaves the `below` zone (the NEAR threshold, or the
+    /// value without a near clause): below it a step can change nothing but a fall.
+    pub lowest_threshold: i64,
     /// The monitor's name as the policy writes it.
     pub name: String,
     pub value: i64,
@@ -225,4 +247,30 @@ pub struct Program {
     pub channels: Vec<ChannelDesc>,
     /// Policies in (precedence, name) order.
     pub policies: Vec<PolicyDesc>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::near_threshold;
+    use crate::num::SCALE;
+
+    /// The precomputed threshold agrees with the exact 128-bit test on both sides.
+    #[test]
+    fn near_threshold_matches_the_exact_test() {
+        let exact = |m: i64, v: i64, p: i64| {
+            i128::from(m) * 100 * i128::from(SCALE) >= i128::from(v) * i128::from(p)
+        };
+        for (v, p) in [
+            (5 * SCALE, 80 * SCALE),
+            (3, 87_500_000_000),
+            (-7 * SCALE, 50 * SCALE),
+            (1, 1),
+            (i64::MAX, 99 * SCALE),
+            (7, 33_333_333_333),
+        ] {
+            let at = near_threshold(v, p).unwrap();
+            assert!(exact(at, v, p), "{v} {p}");
+            assert!(at == i64::MIN || !exact(at - 1, v, p), "{v} {p}");
+        }
+    }
 }

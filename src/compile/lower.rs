@@ -311,13 +311,20 @@ impl<'p> Lowerer<'p> {
                 .get(&l.monitor)
                 .copied()
                 .ok_or(LowerError::TooMany("monitors"))?;
+            let near_at = l.near.as_ref().map(|n| near_threshold(l.value, n.percent));
+            let lowest_threshold = match near_at {
+                Some(Some(at)) => at.min(l.value),
+                _ => l.value,
+            };
             limits.push(LimitDesc {
                 monitor,
+                lowest_threshold,
                 name: l.name.clone(),
                 value: l.value,
                 unit: l.unit,
                 near: l.near.as_ref().map(|n| NearDesc {
                     percent: n.percent,
+                    near_at: near_threshold(l.value, n.percent),
                     actions: Self::actions(&n.actions),
                 }),
                 breach: Self::actions(&l.breach),
@@ -471,6 +478,10 @@ impl<'p> Lowerer<'p> {
             }
             return Ok(());
         }
+        if let Some(fused) = self.fuse(op, a, b) {
+            ops.push(fused);
+            return Ok(());
+        }
         self.emit(a, ops)?;
         self.emit(b, ops)?;
         ops.push(match op {
@@ -490,6 +501,37 @@ impl<'p> Lowerer<'p> {
     }
 }
 
+impl Lowerer<'_> {
+    /// A single instruction for `field == "const"` and `field <cmp> number`, the shapes
+    /// filters are made of. Same meaning as the unfused sequence: a field always has a
+    /// value, so no-value and error cases cannot arise.
+    fn fuse(&mut self, op: BinOp, a: &hir::Expr, b: &hir::Expr) -> Option<Op> {
+        let (field, konst, flipped) = match (&a.kind, &b.kind) {
+            (ExprKind::Field(f), ExprKind::Const(c)) => (f, c, false),
+            (ExprKind::Const(c), ExprKind::Field(f)) => (f, c, true),
+            _ => return None,
+        };
+        let (kind, slot) = *self.field_slots.get(field)?;
+        match (kind, konst, op) {
+            (Kind::Str, Value::Str(s), BinOp::Eq | BinOp::Ne) => Some(Op::FieldEqStr(
+                slot,
+                self.strings.intern(s),
+                op == BinOp::Ne,
+            )),
+            (Kind::Num, Value::Num(n), BinOp::Lt | BinOp::Le | BinOp::Gt | BinOp::Ge) => {
+                let cmp = match (op, flipped) {
+                    (BinOp::Lt, false) | (BinOp::Gt, true) => Cmp::Lt,
+                    (BinOp::Le, false) | (BinOp::Ge, true) => Cmp::Le,
+                    (BinOp::Gt, false) | (BinOp::Lt, true) => Cmp::Gt,
+                    _ => Cmp::Ge,
+                };
+                Some(Op::FieldCmpNum(slot, cmp, *n))
+            }
+            _ => None,
+        }
+    }
+}
+
 /// The deepest the stack gets along the fall-through path (jumps only shorten it).
 pub fn max_stack(ops: &[Op]) -> u16 {
     let (mut depth, mut max) = (0i64, 0i64);
@@ -503,7 +545,9 @@ pub fn max_stack(ops: &[Op]) -> u16 {
             | Op::StrField(_)
             | Op::Label(_)
             | Op::Agg(_)
-            | Op::Monitor(_) => 1,
+            | Op::Monitor(_)
+            | Op::FieldEqStr(..)
+            | Op::FieldCmpNum(..) => 1,
             Op::Neg | Op::Not => 0,
             Op::Add
             | Op::Sub

@@ -1,6 +1,14 @@
 //! Decisions out (DESIGN §4): one per input event, fields in the contract's order.
 
-use serde::Serialize;
+use serde::{Serialize, Serializer};
+use std::sync::Arc;
+
+fn rfc3339<S: Serializer>(ts: &Option<i64>, s: S) -> Result<S::Ok, S::Error> {
+    match ts {
+        Some(t) => s.serialize_str(&super::format::timestamp(*t)),
+        None => s.serialize_none(),
+    }
+}
 
 /// A decision's action.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
@@ -59,10 +67,11 @@ pub struct OverrideOutcome {
 pub struct Decision {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub line: Option<u64>,
-    pub run_id: Option<String>,
+    pub run_id: Option<Arc<str>>,
     pub seq: Option<u64>,
-    /// RFC 3339 UTC.
-    pub ts: Option<String>,
+    /// Nanoseconds since the epoch; printed as RFC 3339 UTC.
+    #[serde(serialize_with = "rfc3339")]
+    pub ts: Option<i64>,
     pub event: Option<&'static str>,
     pub action: Action,
     pub reason: Option<String>,
@@ -70,8 +79,8 @@ pub struct Decision {
     pub alerts: Vec<Alert>,
     #[serde(rename = "override", skip_serializing_if = "Option::is_none")]
     pub override_outcome: Option<OverrideOutcome>,
-    pub snapshot: Option<String>,
-    pub artifact: Option<String>,
+    pub snapshot: Option<Arc<str>>,
+    pub artifact: Option<Arc<str>>,
 }
 
 impl Decision {

@@ -40,7 +40,7 @@ use crate::compile::bytecode::{
 };
 use crate::num::SCALE;
 use crate::syntax::ast::OnError;
-use crate::vm::{self, AggState, Ctx, MAX_STR_FIELDS, Slot};
+use crate::vm::{self, AggState, Ctx, MAX_STR_FIELDS, NOT_A_CONSTANT, NOT_INTERNED, Slot};
 use decision::{Action, Alert, Decision, Signal};
 use event::{RunEnd, RunStart, Step};
 use std::sync::Arc;
@@ -90,16 +90,15 @@ impl RunState {
     }
 }
 
-/// A policy bound to a run, with its limits' zones.
+/// A policy bound to a run.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Bound {
     /// Index into the artifact's policies.
     pub policy: u16,
-    pub zones: Vec<Zone>,
+    /// Where the policy's limits start in [`Run::zones`].
+    pub first_limit: u16,
     /// The policy holds a pause (LANGUAGE §9: pauses are held per policy).
     pub holds_pause: bool,
-    /// A raise in force per limit: the effective value and when it ends.
-    pub raises: Vec<Option<Grant>>,
     /// A suspension in force: the policy's enforcement is alert-only.
     pub suspension: Option<Grant>,
 }
@@ -131,7 +130,7 @@ pub struct Totals {
 /// Everything the runtime keeps for one run.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Run {
-    pub id: String,
+    pub id: Arc<str>,
     pub attrs: RunStart,
     /// The run's value for each of the artifact's label keys.
     labels: Vec<String>,
@@ -144,7 +143,11 @@ pub struct Run {
     pub ended: bool,
     aggs: Vec<AggState>,
     pub bound: Vec<Bound>,
-    pub snapshot: String,
+    /// The zone of every bound limit, policy by policy (see [`Bound::first_limit`]).
+    pub zones: Vec<Zone>,
+    /// Raises in force, by index into `zones`; usually empty.
+    pub raises: Vec<(u16, Grant)>,
+    pub snapshot: Arc<str>,
     pub totals: Totals,
     /// Override requests waiting for approvals.
     pending: Vec<overrides::Pending>,
@@ -155,7 +158,7 @@ pub struct Run {
 impl Run {
     /// Bytes this run holds: the struct and its heap, windows included.
     pub fn memory_bytes(&self) -> usize {
-        let strings = self.id.capacity()
+        let strings = self.id.len()
             + self.attrs.run_id.capacity()
             + self.attrs.tenant.capacity()
             + self.attrs.agent.capacity()
@@ -169,11 +172,12 @@ impl Run {
                 .sum::<usize>()
             + self.labels.iter().map(|l| l.capacity() + 24).sum::<usize>()
             + self.state_reason.as_ref().map_or(0, String::capacity)
-            + self.snapshot.capacity();
+            + self.snapshot.len();
         let aggs = self.aggs.capacity() * std::mem::size_of::<AggState>()
             + self.aggs.iter().map(AggState::heap_bytes).sum::<usize>();
         let bound = self.bound.capacity() * std::mem::size_of::<Bound>()
-            + self.bound.iter().map(|b| b.zones.capacity()).sum::<usize>();
+            + self.zones.capacity()
+            + self.raises.capacity() * std::mem::size_of::<(u16, Grant)>();
         std::mem::size_of::<Run>() + strings + aggs + bound
     }
 }
@@ -235,6 +239,12 @@ struct Scratch {
 #[derive(Debug)]
 pub struct Engine {
     artifact: Arc<Artifact>,
+    /// The artifact's id, shared by every decision.
+    artifact_id: Arc<str>,
+    /// The program's string constants by text, and the string fields compared with them:
+    /// each step interns those fields once, so filters compare integers.
+    string_ids: std::collections::HashMap<String, u32>,
+    compared_fields: Vec<u16>,
     scratch: Scratch,
 }
 
@@ -248,8 +258,20 @@ struct Candidate {
 
 impl Engine {
     pub fn new(artifact: Arc<Artifact>) -> Engine {
+        let artifact_id = Arc::from(artifact.id.as_str());
+        let program = &artifact.body.program;
+        let string_ids = program
+            .strings
+            .iter()
+            .enumerate()
+            .map(|(i, s)| (s.clone(), u32::try_from(i).unwrap_or(NOT_A_CONSTANT)))
+            .collect();
+        let compared_fields = compared_string_fields(program);
         Engine {
             artifact,
+            artifact_id,
+            string_ids,
+            compared_fields,
             scratch: Scratch::default(),
         }
     }
@@ -265,19 +287,20 @@ impl Engine {
     /// Starts a run: binds every policy whose scope matches (LANGUAGE §9).
     pub fn start_run(&mut self, start: &RunStart) -> (Run, Outcome) {
         let program = &self.artifact.body.program;
-        let bound: Vec<Bound> = program
-            .policies
-            .iter()
-            .enumerate()
-            .filter(|(_, p)| scope::matches(&p.scope, start))
-            .map(|(i, p)| Bound {
+        let mut bound = Vec::new();
+        let mut zones = Vec::new();
+        for (i, p) in program.policies.iter().enumerate() {
+            if !scope::matches(&p.scope, start) {
+                continue;
+            }
+            bound.push(Bound {
                 policy: u16::try_from(i).unwrap_or(u16::MAX),
-                zones: vec![Zone::Below; p.limits.len()],
+                first_limit: u16::try_from(zones.len()).unwrap_or(u16::MAX),
                 holds_pause: false,
-                raises: vec![None; p.limits.len()],
                 suspension: None,
-            })
-            .collect();
+            });
+            zones.extend(std::iter::repeat_n(Zone::Below, p.limits.len()));
+        }
         let labels = program
             .labels
             .iter()
@@ -286,7 +309,7 @@ impl Engine {
         let aggs = program.aggregates.iter().map(AggState::new).collect();
         let snapshot = self.snapshot(&bound);
         let run = Run {
-            id: start.run_id.clone(),
+            id: Arc::from(start.run_id.as_str()),
             attrs: start.clone(),
             labels,
             seq: 1,
@@ -296,7 +319,9 @@ impl Engine {
             ended: false,
             aggs,
             bound,
-            snapshot: snapshot.hash.clone(),
+            zones,
+            raises: Vec::new(),
+            snapshot: Arc::from(snapshot.hash.as_str()),
             totals: Totals::default(),
             pending: Vec::new(),
             requests: std::collections::BTreeMap::new(),
@@ -339,17 +364,17 @@ impl Engine {
     ) -> Decision {
         Decision {
             line: None,
-            run_id: Some(run.id.clone()),
+            run_id: Some(Arc::clone(&run.id)),
             seq: Some(run.seq),
-            ts: Some(format::timestamp(ts)),
+            ts: Some(ts),
             event: Some(event),
             action,
             reason,
             signals: Vec::new(),
             alerts: Vec::new(),
             override_outcome: None,
-            snapshot: Some(run.snapshot.clone()),
-            artifact: Some(self.artifact.id.clone()),
+            snapshot: Some(Arc::clone(&run.snapshot)),
+            artifact: Some(Arc::clone(&self.artifact_id)),
         }
     }
 
@@ -454,6 +479,7 @@ impl Engine {
         s.bools.clear();
         s.bools.resize(usize::from(program.bool_fields), false);
         let mut strs: [&str; MAX_STR_FIELDS] = [""; MAX_STR_FIELDS];
+        let mut str_ids = [NOT_INTERNED; MAX_STR_FIELDS];
         for field in &program.fields {
             let slot = usize::from(field.slot);
             match &field.source {
@@ -491,6 +517,7 @@ impl Engine {
                         nums: &s.nums,
                         bools: &s.bools,
                         strs: &strs,
+                        str_ids: &str_ids,
                         labels: &run.labels,
                         aggs: &[],
                         monitors: &[],
@@ -512,11 +539,22 @@ impl Engine {
                 }
             }
         }
+        for &slot in &self.compared_fields {
+            let slot = usize::from(slot);
+            if let (Some(text), Some(id)) = (strs.get(slot), str_ids.get_mut(slot)) {
+                *id = self
+                    .string_ids
+                    .get(*text)
+                    .copied()
+                    .unwrap_or(NOT_A_CONSTANT);
+            }
+        }
         let ctx = Ctx {
             program,
             nums: &s.nums,
             bools: &s.bools,
             strs: &strs,
+            str_ids: &str_ids,
             labels: &run.labels,
             aggs: &[],
             monitors: &[],
@@ -542,6 +580,7 @@ impl Engine {
                 nums: &s.nums,
                 bools: &s.bools,
                 strs: &strs,
+                str_ids: &str_ids,
                 labels: &run.labels,
                 aggs: &s.aggs,
                 monitors: &s.monitors,
@@ -560,24 +599,37 @@ impl Engine {
         candidates: &mut Vec<Candidate>,
     ) {
         let program = self.program();
+        let monitors = &self.scratch.monitors;
         for bound in &mut run.bound {
             let Some(policy) = program.policies.get(bound.policy as usize) else {
                 continue;
             };
             let suspended = bound.suspension.is_some();
-            for ((limit, zone), raise) in policy
-                .limits
-                .iter()
-                .zip(bound.zones.iter_mut())
-                .zip(bound.raises.iter())
-            {
-                let value = self
-                    .scratch
-                    .monitors
+            let first = usize::from(bound.first_limit);
+            for (i, limit) in policy.limits.iter().enumerate() {
+                let Some(zone) = run.zones.get_mut(first + i) else {
+                    continue;
+                };
+                let value = monitors
                     .get(usize::from(limit.monitor))
                     .copied()
                     .unwrap_or(Slot::None);
-                let effective = raise.map_or(limit.value, |g| g.value);
+                let raise = if run.raises.is_empty() {
+                    None
+                } else {
+                    run.raises
+                        .iter()
+                        .find(|(k, _)| usize::from(*k) == first + i)
+                        .map(|(_, g)| g.value)
+                };
+                // The common case: below every threshold, nothing to signal.
+                if let (Slot::Num(observed), None) = (value, raise)
+                    && observed < limit.lowest_threshold
+                {
+                    *zone = Zone::Below;
+                    continue;
+                }
+                let effective = raise.unwrap_or(limit.value);
                 match value {
                     Slot::Num(observed) => {
                         let next = zone_of(limit, effective, observed);
@@ -641,6 +693,31 @@ impl Engine {
     }
 }
 
+/// String fields that some `field == "const"` instruction compares.
+fn compared_string_fields(program: &Program) -> Vec<u16> {
+    let mut codes: Vec<&crate::compile::bytecode::Code> = Vec::new();
+    for a in &program.aggregates {
+        codes.extend(a.arg.iter().chain(a.filter.iter()));
+    }
+    codes.extend(program.monitors.iter().map(|m| &m.code));
+    for f in &program.fields {
+        if let FieldSource::Derived(c) = &f.source {
+            codes.push(c);
+        }
+    }
+    let mut fields: Vec<u16> = codes
+        .iter()
+        .flat_map(|c| c.ops.iter())
+        .filter_map(|op| match op {
+            crate::compile::bytecode::Op::FieldEqStr(f, _, _) => Some(*f),
+            _ => None,
+        })
+        .collect();
+    fields.sort_unstable();
+    fields.dedup();
+    fields
+}
+
 fn error_name(e: crate::num::ArithError) -> &'static str {
     match e {
         crate::num::ArithError::Overflow => "overflow",
@@ -653,15 +730,17 @@ pub fn zone_of(limit: &LimitDesc, value: i64, observed: i64) -> Zone {
     if observed >= value {
         return Zone::Breach;
     }
-    match &limit.near {
-        Some(n)
-            if i128::from(observed) * 100 * i128::from(SCALE)
-                >= i128::from(value) * i128::from(n.percent) =>
-        {
-            Zone::Near
-        }
-        _ => Zone::Below,
-    }
+    let Some(near) = &limit.near else {
+        return Zone::Below;
+    };
+    // The compiled value's threshold is precomputed; a raised value is judged directly.
+    let is_near = if value == limit.value {
+        near.near_at.is_some_and(|at| observed >= at)
+    } else {
+        i128::from(observed) * 100 * i128::from(SCALE)
+            >= i128::from(value) * i128::from(near.percent)
+    };
+    if is_near { Zone::Near } else { Zone::Below }
 }
 
 fn threshold_signal(

@@ -69,16 +69,33 @@ enum Verdict {
 /// Ends the raises and suspensions whose time is up at `ts`, resetting the zones they
 /// governed so that the next judgement starts afresh (LANGUAGE §8).
 pub(super) fn expire(run: &mut Run, ts: i64) {
-    for bound in &mut run.bound {
-        for (raise, zone) in bound.raises.iter_mut().zip(bound.zones.iter_mut()) {
-            if raise.is_some_and(|g| !g.active_at(ts)) {
-                *raise = None;
-                *zone = Zone::Below;
-            }
+    let zones = &mut run.zones;
+    run.raises.retain(|(k, g)| {
+        let active = g.active_at(ts);
+        if !active && let Some(z) = zones.get_mut(usize::from(*k)) {
+            *z = Zone::Below;
         }
+        active
+    });
+    let policies = &run.bound;
+    let mut ended = Vec::new();
+    for (i, bound) in policies.iter().enumerate() {
         if bound.suspension.is_some_and(|g| !g.active_at(ts)) {
-            bound.suspension = None;
-            bound.zones.iter_mut().for_each(|z| *z = Zone::Below);
+            ended.push(i);
+        }
+    }
+    for i in ended {
+        let Some(bound) = run.bound.get_mut(i) else {
+            continue;
+        };
+        bound.suspension = None;
+        let first = usize::from(bound.first_limit);
+        let end = run
+            .bound
+            .get(i + 1)
+            .map_or(run.zones.len(), |b| usize::from(b.first_limit));
+        if let Some(zs) = run.zones.get_mut(first..end) {
+            zs.iter_mut().for_each(|z| *z = Zone::Below);
         }
     }
 }
@@ -286,12 +303,15 @@ impl Engine {
         };
         match req.kind {
             OverrideKind::Raise => {
-                if let Some(l) = limit
-                    && let (Some(raise), Some(zone)) =
-                        (bound.raises.get_mut(l), bound.zones.get_mut(l))
-                {
-                    *raise = Some(Grant { value, until });
-                    *zone = Zone::Below;
+                if let Some(l) = limit {
+                    let k = usize::from(bound.first_limit) + l;
+                    let key = u16::try_from(k).unwrap_or(u16::MAX);
+                    // A granted raise replaces any raise in force on the same limit.
+                    run.raises.retain(|(x, _)| *x != key);
+                    run.raises.push((key, Grant { value, until }));
+                    if let Some(z) = run.zones.get_mut(k) {
+                        *z = Zone::Below;
+                    }
                 }
             }
             OverrideKind::Suspend => bound.suspension = Some(Grant { value: 0, until }),

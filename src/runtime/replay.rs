@@ -217,7 +217,7 @@ impl Replay {
             line: None,
             run_id: None,
             seq: None,
-            ts: Some(super::format::timestamp(d.ts)),
+            ts: Some(d.ts),
             event: Some(EventKind::Deploy.name()),
             action: Action::Continue,
             reason: None,
@@ -225,7 +225,7 @@ impl Replay {
             alerts: Vec::new(),
             override_outcome: None,
             snapshot: None,
-            artifact: Some(new),
+            artifact: Some(Arc::from(new.as_str())),
         };
         Ok((super::Outcome::of(decision), records))
     }
@@ -234,10 +234,10 @@ impl Replay {
     /// snapshot when one was taken.
     fn outcome_records(&self, outcome: &Outcome, input: serde_json::Value) -> Vec<Record> {
         let d = &outcome.decision;
-        let (Some(run_id), Some(seq)) = (d.run_id.clone(), d.seq) else {
+        let (Some(run_id), Some(seq)) = (d.run_id.as_deref().map(str::to_string), d.seq) else {
             return Vec::new();
         };
-        let artifact = d.artifact.clone().unwrap_or_default();
+        let artifact = d.artifact.as_deref().unwrap_or_default().to_string();
         let record = |kind, index: usize, body| Record {
             kind,
             artifact: artifact.clone(),
@@ -288,7 +288,7 @@ impl Replay {
             out.push(record(
                 RecordKind::Incident,
                 i,
-                serde_json::json!({"policy": inc.policy, "limit": inc.limit, "enforcement": inc.enforcement.name(), "ts": d.ts}),
+                serde_json::json!({"policy": inc.policy, "limit": inc.limit, "enforcement": inc.enforcement.name(), "ts": d.ts.map(super::format::timestamp)}),
             ));
         }
         if let Some(o) = &d.override_outcome {
@@ -307,7 +307,7 @@ fn summary_record(artifact: &str, run: &Run, outcome: &Outcome) -> Record {
     Record {
         kind: RecordKind::RunSummary,
         artifact: artifact.to_string(),
-        run_id: Some(run.id.clone()),
+        run_id: Some(run.id.to_string()),
         seq: run.seq,
         index: 0,
         body: serde_json::json!({
@@ -342,9 +342,9 @@ fn rejected_record(artifact: &str, line: u64, text: &str, r: &Rejection) -> Reco
 fn rejected_decision(r: &Rejection, artifact: String) -> Decision {
     Decision {
         line: None,
-        run_id: r.run_id.clone(),
+        run_id: r.run_id.as_deref().map(Arc::from),
         seq: None,
-        ts: r.ts.map(super::format::timestamp),
+        ts: r.ts,
         event: r.event.map(EventKind::name),
         action: Action::Rejected,
         reason: Some(r.reason()),
@@ -352,6 +352,6 @@ fn rejected_decision(r: &Rejection, artifact: String) -> Decision {
         alerts: Vec::new(),
         override_outcome: None,
         snapshot: None,
-        artifact: Some(artifact),
+        artifact: Some(Arc::from(artifact.as_str())),
     }
 }

@@ -36,12 +36,56 @@ pub enum Slot {
 /// The most string fields a program can have (they all come from the prelude).
 pub const MAX_STR_FIELDS: usize = 16;
 
+/// A string field's interned id when its value is no constant of the program.
+pub const NOT_A_CONSTANT: u32 = u32::MAX;
+/// A string field's interned id when it was not interned (compare the text instead).
+pub const NOT_INTERNED: u32 = u32::MAX - 1;
+
+/// A fixed-size stack over a reusable buffer sized by the code's `max_stack`.
+struct Stack<'s> {
+    slots: &'s mut [Slot],
+    len: usize,
+}
+
+impl Stack<'_> {
+    fn push(&mut self, s: Slot) {
+        if let Some(dst) = self.slots.get_mut(self.len) {
+            *dst = s;
+            self.len += 1;
+        }
+    }
+
+    fn pop(&mut self) -> Option<Slot> {
+        self.len = self.len.checked_sub(1)?;
+        self.slots.get(self.len).copied()
+    }
+
+    fn last(&self) -> Option<&Slot> {
+        self.slots.get(self.len.checked_sub(1)?)
+    }
+
+    fn len(&self) -> usize {
+        self.len
+    }
+
+    fn get(&self, range: std::ops::RangeFrom<usize>) -> Option<&[Slot]> {
+        self.slots.get(range.start..self.len)
+    }
+
+    fn truncate(&mut self, len: usize) {
+        self.len = self.len.min(len);
+    }
+}
+
 /// What code reads at one step: field values, run labels, aggregates and monitors.
 pub struct Ctx<'a> {
     pub program: &'a Program,
     pub nums: &'a [i64],
     pub bools: &'a [bool],
     pub strs: &'a [&'a str; MAX_STR_FIELDS],
+    /// Each string field's value as an index into the program's strings, when it is one
+    /// ([`NOT_A_CONSTANT`] when not, [`NOT_INTERNED`] when not looked up).
+    pub str_ids: &'a [u32; MAX_STR_FIELDS],
     pub labels: &'a [String],
     pub aggs: &'a [Slot],
     pub monitors: &'a [Slot],
@@ -91,25 +135,107 @@ fn arith(a: Slot, b: Slot, f: fn(i64, i64) -> Result<i64, ArithError>) -> Slot {
     }
 }
 
+fn ordered(x: i64, y: i64, cmp: Cmp) -> bool {
+    match cmp {
+        Cmp::Lt => x < y,
+        Cmp::Le => x <= y,
+        Cmp::Gt => x > y,
+        Cmp::Ge => x >= y,
+    }
+}
+
+fn field_eq_str(ctx: &Ctx<'_>, field: u16, konst: u32, negate: bool) -> Slot {
+    let equal = match ctx
+        .str_ids
+        .get(usize::from(field))
+        .copied()
+        .unwrap_or(NOT_INTERNED)
+    {
+        NOT_INTERNED => ctx.resolve(StrRef::Field(field)) == ctx.resolve(StrRef::Const(konst)),
+        id => id == konst,
+    };
+    Slot::Bool(equal != negate)
+}
+
+fn field_cmp_num(ctx: &Ctx<'_>, field: u16, cmp: Cmp, k: i64) -> Slot {
+    ctx.nums
+        .get(field as usize)
+        .map_or(Slot::None, |x| Slot::Bool(ordered(*x, k, cmp)))
+}
+
 fn compare(a: Slot, b: Slot, cmp: Cmp) -> Slot {
     if let Err(s) = gate(&[a, b]) {
         return s;
     }
     match (a, b) {
-        (Slot::Num(x), Slot::Num(y)) => Slot::Bool(match cmp {
-            Cmp::Lt => x < y,
-            Cmp::Le => x <= y,
-            Cmp::Gt => x > y,
-            Cmp::Ge => x >= y,
-        }),
+        (Slot::Num(x), Slot::Num(y)) => Slot::Bool(ordered(x, y, cmp)),
         _ => Slot::None,
     }
 }
 
+/// A value one instruction computes without the stack, if it is such an instruction.
+#[inline(always)]
+fn simple(op: &Op, ctx: &Ctx<'_>) -> Option<Slot> {
+    Some(match op {
+        Op::Num(n) => Slot::Num(*n),
+        Op::Bool(b) => Slot::Bool(*b),
+        Op::NumField(i) => ctx
+            .nums
+            .get(*i as usize)
+            .map_or(Slot::None, |n| Slot::Num(*n)),
+        Op::BoolField(i) => ctx
+            .bools
+            .get(*i as usize)
+            .map_or(Slot::None, |b| Slot::Bool(*b)),
+        Op::Agg(i) => ctx.aggs.get(*i as usize).copied().unwrap_or(Slot::None),
+        Op::Monitor(i) => ctx.monitors.get(*i as usize).copied().unwrap_or(Slot::None),
+        Op::FieldEqStr(f, c, n) => field_eq_str(ctx, *f, *c, *n),
+        Op::FieldCmpNum(f, c, k) => field_cmp_num(ctx, *f, *c, *k),
+        _ => return None,
+    })
+}
+
 /// Evaluates code to one value. `stack` is a reusable buffer.
+///
+/// The common shapes (one instruction; `a and b` or `a or b` of two such) are computed
+/// directly; everything else runs on the stack machine. Both paths are the same
+/// semantics: `and`/`or` stop at the first operand unless it is `true`/`false`.
+#[inline(always)]
 pub fn eval(code: &Code, ctx: &Ctx<'_>, stack: &mut Vec<Slot>) -> Slot {
-    stack.clear();
+    match code.ops.as_slice() {
+        [op] => {
+            if let Some(v) = simple(op, ctx) {
+                return v;
+            }
+        }
+        [a, jump @ (Op::AndJump(3) | Op::OrJump(3)), b] => {
+            if let Some(first) = simple(a, ctx) {
+                let go_on = Slot::Bool(matches!(jump, Op::AndJump(_)));
+                if first != go_on {
+                    return first;
+                }
+                if let Some(second) = simple(b, ctx) {
+                    return second;
+                }
+            }
+        }
+        _ => {}
+    }
+    eval_stack(code, ctx, stack)
+}
+
+/// The stack machine.
+#[inline(never)]
+fn eval_stack(code: &Code, ctx: &Ctx<'_>, stack: &mut Vec<Slot>) -> Slot {
     let ops = &code.ops;
+    let need = usize::from(code.max_stack).max(1);
+    if stack.len() < need {
+        stack.resize(need, Slot::None);
+    }
+    let mut stack = Stack {
+        slots: stack.as_mut_slice(),
+        len: 0,
+    };
     let mut pc = 0;
     while let Some(op) = ops.get(pc) {
         pc += 1;
@@ -129,6 +255,8 @@ pub fn eval(code: &Code, ctx: &Ctx<'_>, stack: &mut Vec<Slot>) -> Slot {
             ),
             Op::StrField(i) => stack.push(Slot::Str(StrRef::Field(*i))),
             Op::Label(i) => stack.push(Slot::Str(StrRef::Label(*i))),
+            Op::FieldEqStr(f, c, n) => stack.push(field_eq_str(ctx, *f, *c, *n)),
+            Op::FieldCmpNum(f, c, k) => stack.push(field_cmp_num(ctx, *f, *c, *k)),
             Op::Agg(i) => stack.push(ctx.aggs.get(*i as usize).copied().unwrap_or(Slot::None)),
             Op::Monitor(i) => {
                 stack.push(ctx.monitors.get(*i as usize).copied().unwrap_or(Slot::None))

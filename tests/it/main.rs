@@ -6,12 +6,14 @@
 )]
 //! Integration tests, compiled as one binary to keep link time down.
 
+mod artifact;
 mod check_cases;
 mod cli;
 mod docs;
 mod generate;
 mod grammar;
 mod props;
+mod props_runtime;
 mod replay_cases;
 
 use std::path::{Path, PathBuf};

@@ -1,0 +1,188 @@
+//! Artifacts through the real binary: reproducible bytes, verification on load, and policy
+//! hashes that survive reformatting.
+
+use super::{lever, root};
+use std::path::Path;
+
+fn copy_examples(to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(root().join("examples")).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "policy") {
+            std::fs::copy(&path, to.join(path.file_name().unwrap())).unwrap();
+        }
+    }
+}
+
+#[test]
+fn the_same_sources_build_byte_identical_artifacts_from_anywhere() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (a, b) = (
+        tmp.path().join("one/policies"),
+        tmp.path().join("two/deeper/policies"),
+    );
+    copy_examples(&a);
+    copy_examples(&b);
+    let relative = lever(&a, &["build", ".", "-o", "../out.lvc"]);
+    assert_eq!(
+        relative.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&relative.stderr)
+    );
+    let absolute_out = tmp.path().join("abs.lvc");
+    let absolute = lever(
+        tmp.path(),
+        &[
+            "build",
+            b.to_str().unwrap(),
+            "-o",
+            absolute_out.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(
+        absolute.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&absolute.stderr)
+    );
+    let one = std::fs::read(tmp.path().join("one/out.lvc")).unwrap();
+    let two = std::fs::read(&absolute_out).unwrap();
+    assert_eq!(one, two, "artifacts differ");
+    assert_eq!(relative.stdout, absolute.stdout, "printed ids differ");
+    let id = String::from_utf8(relative.stdout).unwrap();
+    assert!(
+        id.starts_with("blake3:") && id.trim().len() == 7 + 64,
+        "{id}"
+    );
+}
+
+#[test]
+fn a_tampered_artifact_is_refused_naming_both_hashes() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("p.lvc");
+    assert_eq!(
+        lever(&root(), &["build", "examples", "-o", out.to_str().unwrap()])
+            .status
+            .code(),
+        Some(0)
+    );
+    let mut bytes = std::fs::read(&out).unwrap();
+    let last = bytes.len() - 1;
+    bytes[last] ^= 0x01;
+    std::fs::write(&out, &bytes).unwrap();
+    let inspect = lever(tmp.path(), &["inspect", "p.lvc"]);
+    assert_eq!(inspect.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&inspect.stderr);
+    assert!(
+        stderr.contains("hash mismatch") && stderr.matches("blake3:").count() == 2,
+        "{stderr}"
+    );
+    let events = root().join("examples/events/support.jsonl");
+    let run = lever(
+        tmp.path(),
+        &[
+            "run",
+            "p.lvc",
+            "--events",
+            events.to_str().unwrap(),
+            "--evidence",
+            &format!("file:{}", tmp.path().join("ev").display()),
+        ],
+    );
+    assert_eq!(run.status.code(), Some(1));
+    assert!(
+        run.stdout.is_empty(),
+        "no decision from a tampered artifact"
+    );
+}
+
+fn policy_hashes(dir: &Path) -> Vec<(String, String)> {
+    let out = dir.join("x.lvc");
+    let build = lever(dir, &["build", ".", "-o", out.to_str().unwrap()]);
+    assert_eq!(
+        build.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&build.stderr)
+    );
+    let json = lever(dir, &["inspect", "x.lvc", "--format", "json"]);
+    let v: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
+    std::fs::remove_file(out).unwrap();
+    v["policies"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| {
+            (
+                p["name"].as_str().unwrap().to_string(),
+                p["hash"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn reformatting_keeps_every_policy_hash_and_a_change_of_meaning_does_not() {
+    let tmp = tempfile::tempdir().unwrap();
+    copy_examples(tmp.path());
+    let before = policy_hashes(tmp.path());
+    assert_eq!(before.len(), 5);
+    for entry in std::fs::read_dir(tmp.path()).unwrap() {
+        let path = entry.unwrap().path();
+        let text = std::fs::read_to_string(&path).unwrap();
+        let reformatted = format!(
+            "// reformatted\n\n{}",
+            text.replace("    ", "\t\t")
+                .replace(" {", "\n{ /* brace */")
+        );
+        std::fs::write(&path, reformatted).unwrap();
+    }
+    assert_eq!(
+        policy_hashes(tmp.path()),
+        before,
+        "reformatting changed a policy hash"
+    );
+    let support = tmp.path().join("support.policy");
+    let text = std::fs::read_to_string(&support).unwrap();
+    std::fs::write(&support, text.replace("$5.00", "$5.01")).unwrap();
+    let after = policy_hashes(tmp.path());
+    let changed: Vec<&String> = before
+        .iter()
+        .zip(&after)
+        .filter(|(a, b)| a != b)
+        .map(|(a, _)| &a.0)
+        .collect();
+    assert_eq!(changed, ["support_budget"]);
+}
+
+#[test]
+fn inspect_shows_header_policies_and_disassembly() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("p.lvc");
+    lever(&root(), &["build", "examples", "-o", out.to_str().unwrap()]);
+    let text = String::from_utf8(lever(tmp.path(), &["inspect", "p.lvc"]).stdout).unwrap();
+    for needle in [
+        "artifact blake3:",
+        "format   1",
+        "support_budget v3 blake3:",
+        "monitors:",
+        "agg #",
+        "aggregates:",
+        "field step.cost",
+    ] {
+        assert!(text.contains(needle), "inspect lacks {needle:?}:\n{text}");
+    }
+}
+
+#[test]
+fn build_with_errors_writes_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("bad.lvc");
+    let r = lever(
+        &root().join("tests/check/unit_limit_value"),
+        &["build", ".", "-o", out.to_str().unwrap()],
+    );
+    assert_eq!(r.status.code(), Some(1));
+    assert!(!out.exists());
+}
