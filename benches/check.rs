@@ -1,3 +1,9 @@
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::panic
+)]
 //! `lever check` throughput on a generated set of 10,000 policies (about 3 MB): each with
 //! `scope agent == "a_i"`, four limits (three std monitors and a local filtered monitor)
 //! and precedences spread from 10 to 100. Target (DESIGN §9): under 1 s.

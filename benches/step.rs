@@ -1,3 +1,9 @@
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::panic
+)]
 //! Step evaluation through the library API (DESIGN §9), evidence I/O excluded: 10
 //! policies, `scope all`, each with limits on `std.llm.tokens`, `std.llm.cost`,
 //! `std.llm.burn_1m` and a local filtered monitor; values set so that nothing trips; one
