@@ -337,15 +337,7 @@ fn mentioned(scope: &Scope, out: &mut BTreeMap<Selector, BTreeSet<String>>) {
 
 /// Evaluates a scope against run attributes (absent ones are `""`).
 pub fn holds(scope: &Scope, env: &Env) -> bool {
-    let get = |s: &Selector| env.get(s).map_or("", String::as_str);
-    match scope {
-        Scope::All => true,
-        Scope::Eq(s, v) => get(s) == v,
-        Scope::In(s, vs) => vs.iter().any(|v| v == get(s)),
-        Scope::Not(x) => !holds(x, env),
-        Scope::And(a, b) => holds(a, env) && holds(b, env),
-        Scope::Or(a, b) => holds(a, env) || holds(b, env),
-    }
+    scope.matches(&|s: &Selector| env.get(s).map_or("", String::as_str))
 }
 
 #[cfg(test)]

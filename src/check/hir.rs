@@ -72,6 +72,41 @@ pub struct Expr {
     pub span: Span,
 }
 
+impl Expr {
+    /// Visits every node, aggregate arguments and filters included, parents first.
+    pub fn walk(&self, f: &mut dyn FnMut(&Expr)) {
+        f(self);
+        match &self.kind {
+            ExprKind::Neg(x) | ExprKind::Not(x) => x.walk(f),
+            ExprKind::Binary(_, a, b) => {
+                a.walk(f);
+                b.walk(f);
+            }
+            ExprKind::In(a, list) => {
+                a.walk(f);
+                list.iter().for_each(|x| x.walk(f));
+            }
+            ExprKind::Agg { arg, filter, .. } => {
+                arg.iter().for_each(|x| x.walk(f));
+                filter.iter().for_each(|x| x.walk(f));
+            }
+            ExprKind::Const(_) | ExprKind::Field(_) | ExprKind::Label(_) | ExprKind::Monitor(_) => {
+            }
+        }
+    }
+
+    /// The monitors the expression reads directly (outside aggregates, where they may be).
+    pub fn monitor_refs(&self) -> Vec<MonitorId> {
+        let mut out = Vec::new();
+        self.walk(&mut |e| {
+            if let ExprKind::Monitor(id) = &e.kind {
+                out.push(*id);
+            }
+        });
+        out
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ExprKind {
     Const(Value),
@@ -140,6 +175,20 @@ pub enum Scope {
     Not(Box<Scope>),
     And(Box<Scope>, Box<Scope>),
     Or(Box<Scope>, Box<Scope>),
+}
+
+impl Scope {
+    /// Whether a run whose attributes `get` reads is in the scope (absent ones are `""`).
+    pub fn matches<'a>(&self, get: &impl Fn(&Selector) -> &'a str) -> bool {
+        match self {
+            Scope::All => true,
+            Scope::Eq(s, v) => get(s) == v,
+            Scope::In(s, vs) => vs.iter().any(|v| v == get(s)),
+            Scope::Not(x) => !x.matches(get),
+            Scope::And(a, b) => a.matches(get) && b.matches(get),
+            Scope::Or(a, b) => a.matches(get) || b.matches(get),
+        }
+    }
 }
 
 /// An enforcement, ordered by severity.

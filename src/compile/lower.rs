@@ -72,29 +72,11 @@ fn visit_monitor(
         _ => return,
     }
     if let Some(m) = program.monitors.get(id.0 as usize) {
-        let mut deps = Vec::new();
-        monitor_refs(&m.expr, &mut deps);
-        for d in deps {
+        for d in m.expr.monitor_refs() {
             visit_monitor(program, d, seen, order);
         }
     }
     order.push(id);
-}
-
-fn monitor_refs(e: &hir::Expr, out: &mut Vec<MonitorId>) {
-    match &e.kind {
-        ExprKind::Monitor(id) => out.push(*id),
-        ExprKind::Neg(x) | ExprKind::Not(x) => monitor_refs(x, out),
-        ExprKind::Binary(_, a, b) => {
-            monitor_refs(a, out);
-            monitor_refs(b, out);
-        }
-        ExprKind::In(a, list) => {
-            monitor_refs(a, out);
-            list.iter().for_each(|x| monitor_refs(x, out));
-        }
-        ExprKind::Const(_) | ExprKind::Field(_) | ExprKind::Label(_) | ExprKind::Agg { .. } => {}
-    }
 }
 
 /// An insertion-ordered interning table.

@@ -130,20 +130,14 @@ fn collect_monitors(
         return;
     }
     if let Some(m) = program.monitors.get(id.0 as usize) {
-        let mut refs = Vec::new();
-        walk(&m.expr, &mut |e| {
-            if let ExprKind::Monitor(r) = &e.kind {
-                refs.push(*r);
-            }
-        });
-        for r in refs {
+        for r in m.expr.monitor_refs() {
             collect_monitors(program, r, out);
         }
     }
 }
 
 fn collect_fields(e: &hir::Expr, out: &mut BTreeSet<hir::FieldId>) {
-    walk(e, &mut |x| {
+    e.walk(&mut |x| {
         if let ExprKind::Field(id) = &x.kind {
             out.insert(*id);
         }
@@ -161,27 +155,6 @@ fn collect_derived(program: &hir::Program, id: hir::FieldId, out: &mut BTreeSet<
         for i in inner {
             collect_derived(program, i, out);
         }
-    }
-}
-
-/// Visits every node of an expression, including aggregate arguments and filters.
-fn walk(e: &hir::Expr, f: &mut dyn FnMut(&hir::Expr)) {
-    f(e);
-    match &e.kind {
-        ExprKind::Neg(x) | ExprKind::Not(x) => walk(x, f),
-        ExprKind::Binary(_, a, b) => {
-            walk(a, f);
-            walk(b, f);
-        }
-        ExprKind::In(a, list) => {
-            walk(a, f);
-            list.iter().for_each(|x| walk(x, f));
-        }
-        ExprKind::Agg { arg, filter, .. } => {
-            arg.iter().for_each(|x| walk(x, f));
-            filter.iter().for_each(|x| walk(x, f));
-        }
-        ExprKind::Const(_) | ExprKind::Field(_) | ExprKind::Label(_) | ExprKind::Monitor(_) => {}
     }
 }
 

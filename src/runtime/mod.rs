@@ -512,16 +512,7 @@ impl Engine {
                     }
                 }
                 FieldSource::Derived(code) => {
-                    let ctx = Ctx {
-                        program,
-                        nums: &s.nums,
-                        bools: &s.bools,
-                        strs: &strs,
-                        str_ids: &str_ids,
-                        labels: &run.labels,
-                        aggs: &[],
-                        monitors: &[],
-                    };
+                    let ctx = Ctx::step(program, &s.nums, &s.bools, &strs, &str_ids, &run.labels);
                     let v = vm::eval(code, &ctx, &mut s.stack);
                     match v {
                         Slot::Num(n) => {
@@ -549,16 +540,7 @@ impl Engine {
                     .unwrap_or(NOT_A_CONSTANT);
             }
         }
-        let ctx = Ctx {
-            program,
-            nums: &s.nums,
-            bools: &s.bools,
-            strs: &strs,
-            str_ids: &str_ids,
-            labels: &run.labels,
-            aggs: &[],
-            monitors: &[],
-        };
+        let ctx = Ctx::step(program, &s.nums, &s.bools, &strs, &str_ids, &run.labels);
         for (desc, state) in program.aggregates.iter().zip(run.aggs.iter_mut()) {
             let matched = match &desc.filter {
                 Some(f) => vm::eval(f, &ctx, &mut s.stack),
@@ -575,16 +557,8 @@ impl Engine {
         s.aggs.extend(run.aggs.iter().map(AggState::value));
         s.monitors.clear();
         for m in &program.monitors {
-            let ctx = Ctx {
-                program,
-                nums: &s.nums,
-                bools: &s.bools,
-                strs: &strs,
-                str_ids: &str_ids,
-                labels: &run.labels,
-                aggs: &s.aggs,
-                monitors: &s.monitors,
-            };
+            let ctx = Ctx::step(program, &s.nums, &s.bools, &strs, &str_ids, &run.labels)
+                .with_values(&s.aggs, &s.monitors);
             let v = vm::eval(&m.code, &ctx, &mut s.stack);
             s.monitors.push(v);
         }

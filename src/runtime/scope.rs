@@ -5,7 +5,7 @@ use crate::runtime::event::RunStart;
 
 /// Evaluates a scope against a run's attributes (absent ones are `""`).
 pub fn matches(scope: &Scope, run: &RunStart) -> bool {
-    let get = |s: &Selector| -> &str {
+    scope.matches(&|s: &Selector| -> &str {
         match s {
             Selector::Tenant => &run.tenant,
             Selector::Agent => &run.agent,
@@ -13,13 +13,5 @@ pub fn matches(scope: &Scope, run: &RunStart) -> bool {
             Selector::HumanActor => &run.human_actor,
             Selector::Label(k) => run.labels.get(k).map_or("", String::as_str),
         }
-    };
-    match scope {
-        Scope::All => true,
-        Scope::Eq(s, v) => get(s) == v,
-        Scope::In(s, vs) => vs.iter().any(|v| v == get(s)),
-        Scope::Not(x) => !matches(x, run),
-        Scope::And(a, b) => matches(a, run) && matches(b, run),
-        Scope::Or(a, b) => matches(a, run) || matches(b, run),
-    }
+    })
 }

@@ -91,7 +91,37 @@ pub struct Ctx<'a> {
     pub monitors: &'a [Slot],
 }
 
-impl Ctx<'_> {
+impl<'a> Ctx<'a> {
+    /// A context over one step's fields, before aggregates and monitors have values.
+    pub fn step(
+        program: &'a Program,
+        nums: &'a [i64],
+        bools: &'a [bool],
+        strs: &'a [&'a str; MAX_STR_FIELDS],
+        str_ids: &'a [u32; MAX_STR_FIELDS],
+        labels: &'a [String],
+    ) -> Ctx<'a> {
+        Ctx {
+            program,
+            nums,
+            bools,
+            strs,
+            str_ids,
+            labels,
+            aggs: &[],
+            monitors: &[],
+        }
+    }
+
+    /// The same context with aggregate and monitor values, for monitor code.
+    pub fn with_values(&self, aggs: &'a [Slot], monitors: &'a [Slot]) -> Ctx<'a> {
+        Ctx {
+            aggs,
+            monitors,
+            ..*self
+        }
+    }
+
     fn resolve(&self, s: StrRef) -> &str {
         match s {
             StrRef::Const(i) => self
