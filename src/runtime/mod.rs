@@ -101,6 +101,35 @@ pub struct Bound {
     pub holds_pause: bool,
     /// A suspension in force: the policy's enforcement is alert-only.
     pub suspension: Option<Grant>,
+    /// Alerts of this policy delivered in the run, and when the last one was.
+    pub throttle: Throttle,
+}
+
+/// Alert throttling state of one policy in one run (LANGUAGE §11).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Throttle {
+    pub delivered: u32,
+    pub last_delivered: Option<i64>,
+}
+
+impl Throttle {
+    /// Judges one signal's alert at `ts`: `None` delivers it (and counts it), `Some(why)`
+    /// suppresses it. BREACH alerts are never suppressed and still count.
+    fn judge(&mut self, policy: &PolicyDesc, kind: &str, ts: i64) -> Option<&'static str> {
+        if kind != "breach" {
+            if policy.max_per_run.is_some_and(|max| self.delivered >= max) {
+                return Some("max_per_run");
+            }
+            if self.last_delivered.is_some_and(|last| {
+                i128::from(ts) - i128::from(last) < i128::from(policy.min_interval)
+            }) {
+                return Some("min_interval");
+            }
+        }
+        self.delivered = self.delivered.saturating_add(1);
+        self.last_delivered = Some(ts);
+        None
+    }
 }
 
 /// A granted override in force: `value` for raises; `until` is `None` for the whole run.
@@ -298,6 +327,7 @@ impl Engine {
                 first_limit: u16::try_from(zones.len()).unwrap_or(u16::MAX),
                 holds_pause: false,
                 suspension: None,
+                throttle: Throttle::default(),
             });
             zones.extend(std::iter::repeat_n(Zone::Below, p.limits.len()));
         }
@@ -405,7 +435,7 @@ impl Engine {
         let mut alerts = Vec::new();
         let mut candidates: Vec<Candidate> = Vec::new();
         let mut incidents = Vec::new();
-        self.judge(run, &mut signals, &mut alerts, &mut candidates);
+        self.judge(step.ts, run, &mut signals, &mut alerts, &mut candidates);
         let prior = run.state;
         let strongest = candidates
             .iter()
@@ -567,6 +597,7 @@ impl Engine {
     /// Judges every bound limit against its monitor's value at this step.
     fn judge(
         &self,
+        ts: i64,
         run: &mut Run,
         signals: &mut Vec<Signal>,
         alerts: &mut Vec<Alert>,
@@ -617,7 +648,10 @@ impl Engine {
                             };
                             signals
                                 .push(threshold_signal(kind, policy, limit, effective, observed));
-                            push_alerts(program, policy, limit, kind, actions, alerts);
+                            if !actions.alerts.is_empty() {
+                                let why = bound.throttle.judge(policy, kind, ts);
+                                push_alerts(program, policy, limit, kind, actions, why, alerts);
+                            }
                             if let (Zone::Breach, Some(e), false) =
                                 (next, actions.enforcement, suspended)
                             {
@@ -745,6 +779,7 @@ fn push_alerts(
     limit: &LimitDesc,
     kind: &'static str,
     actions: &ActionsDesc,
+    suppressed: Option<&'static str>,
     alerts: &mut Vec<Alert>,
 ) {
     for channel in &actions.alerts {
@@ -760,8 +795,8 @@ fn push_alerts(
             limit: limit.name.clone(),
             kind,
             channel: name,
-            suppressed: false,
-            why: None,
+            suppressed: suppressed.is_some(),
+            why: suppressed,
         });
     }
 }
