@@ -26,6 +26,7 @@
 //! assert_eq!(second.signals[0].kind, "breach");
 //! ```
 
+mod arbitrate;
 pub mod decision;
 pub mod event;
 pub mod format;
@@ -176,6 +177,8 @@ pub struct Run {
     pub zones: Vec<Zone>,
     /// Raises in force, by index into `zones`; usually empty.
     pub raises: Vec<(u16, Grant)>,
+    /// Bound limits arbitration shadowed (parallel to `zones`): not judged.
+    pub shadowed: Vec<bool>,
     pub snapshot: Arc<str>,
     pub totals: Totals,
     /// Override requests waiting for approvals.
@@ -337,33 +340,46 @@ impl Engine {
             .map(|k| start.labels.get(k).cloned().unwrap_or_default())
             .collect();
         let aggs = program.aggregates.iter().map(AggState::new).collect();
-        let snapshot = self.snapshot(&bound);
+        let arbitration = arbitrate::arbitrate(program, &bound, zones.len());
+        let snapshot = self.snapshot(&bound, &arbitration.shadowed);
+        let (state, state_reason) = match &arbitration.stop {
+            Some(reason) => (RunState::Stopped, Some(reason.clone())),
+            None => (RunState::Running, None),
+        };
         let run = Run {
             id: Arc::from(start.run_id.as_str()),
             attrs: start.clone(),
             labels,
             seq: 1,
             last_ts: start.ts,
-            state: RunState::Running,
-            state_reason: None,
+            state,
+            state_reason: state_reason.clone(),
             ended: false,
             aggs,
             bound,
             zones,
             raises: Vec::new(),
+            shadowed: arbitration.shadowed,
             snapshot: Arc::from(snapshot.hash.as_str()),
             totals: Totals::default(),
             pending: Vec::new(),
             requests: std::collections::BTreeMap::new(),
         };
-        let decision = self.decision(&run, start.ts, "run_start", Action::Continue, None);
+        let mut decision = self.decision(
+            &run,
+            start.ts,
+            "run_start",
+            run.state.action(),
+            state_reason,
+        );
+        decision.signals = arbitration.conflicts;
         let mut outcome = Outcome::of(decision);
         outcome.snapshot = Some(snapshot);
         (run, outcome)
     }
 
     /// The snapshot of a set of bound policies: their hashes and effective limits.
-    fn snapshot(&self, bound: &[Bound]) -> Snapshot {
+    fn snapshot(&self, bound: &[Bound], shadowed: &[bool]) -> Snapshot {
         let program = self.program();
         let policies: Vec<serde_json::Value> = bound
             .iter()
@@ -377,9 +393,21 @@ impl Engine {
                 serde_json::json!({"policy": p.name, "version": p.version, "hash": p.hash, "limits": limits})
             })
             .collect();
-        let body =
-            serde_json::json!({"artifact": self.artifact.id, "policies": policies, "shadowed": []})
-                .to_string();
+        let shadowed_limits: Vec<serde_json::Value> = bound
+            .iter()
+            .filter_map(|b| program.policies.get(b.policy as usize).map(|p| (b, p)))
+            .flat_map(|(b, p)| {
+                p.limits.iter().enumerate().filter_map(move |(i, l)| {
+                    let flat = usize::from(b.first_limit) + i;
+                    shadowed
+                        .get(flat)
+                        .copied()
+                        .unwrap_or(false)
+                        .then(|| serde_json::json!({"policy": p.name, "limit": l.name}))
+                })
+            })
+            .collect();
+        let body = serde_json::json!({"artifact": self.artifact.id, "policies": policies, "shadowed": shadowed_limits}).to_string();
         let hash = format!("blake3:{}", blake3::hash(body.as_bytes()).to_hex());
         Snapshot { hash, body }
     }
@@ -612,6 +640,9 @@ impl Engine {
             let suspended = bound.suspension.is_some();
             let first = usize::from(bound.first_limit);
             for (i, limit) in policy.limits.iter().enumerate() {
+                if run.shadowed.get(first + i).copied().unwrap_or(false) {
+                    continue;
+                }
                 let Some(zone) = run.zones.get_mut(first + i) else {
                     continue;
                 };
