@@ -74,7 +74,7 @@ fn judge_group(program: &Program, bound: &[Bound], members: &[Member], out: &mut
     let limit = |m: &Member| policy(m).and_then(|p| p.limits.get(m.1));
     let lead_precedence = members
         .iter()
-        .filter_map(|m| policy(m))
+        .filter_map(&policy)
         .map(|p| p.precedence)
         .min()
         .unwrap_or(u32::MAX);
@@ -94,9 +94,7 @@ fn judge_group(program: &Program, bound: &[Bound], members: &[Member], out: &mut
         return;
     };
     let names = |ms: &mut dyn Iterator<Item = &Member>| -> Vec<String> {
-        ms.filter_map(|m| policy(m))
-            .map(|p| p.name.clone())
-            .collect()
+        ms.filter_map(&policy).map(|p| p.name.clone()).collect()
     };
     if leads.len() > 1 {
         let strategies_differ = leads
