@@ -179,6 +179,10 @@ pub struct Run {
     pub raises: Vec<(u16, Grant)>,
     /// Bound limits arbitration shadowed (parallel to `zones`): not judged.
     pub shadowed: Vec<bool>,
+    /// `first_token` policies in scope that await their binding moment.
+    pub awaiting: Vec<u16>,
+    /// Conflicts already signalled, so re-arbitrating to the same one emits nothing.
+    conflicts_seen: Vec<String>,
     pub snapshot: Arc<str>,
     pub totals: Totals,
     /// Override requests waiting for approvals.
@@ -321,8 +325,13 @@ impl Engine {
         let program = &self.artifact.body.program;
         let mut bound = Vec::new();
         let mut zones = Vec::new();
+        let mut awaiting = Vec::new();
         for (i, p) in program.policies.iter().enumerate() {
             if !scope::matches(&p.scope, start) {
+                continue;
+            }
+            if p.bind == crate::syntax::ast::Bind::FirstToken {
+                awaiting.push(u16::try_from(i).unwrap_or(u16::MAX));
                 continue;
             }
             bound.push(Bound {
@@ -360,6 +369,8 @@ impl Engine {
             zones,
             raises: Vec::new(),
             shadowed: arbitration.shadowed,
+            awaiting,
+            conflicts_seen: arbitration.conflicts.iter().map(conflict_key).collect(),
             snapshot: Arc::from(snapshot.hash.as_str()),
             totals: Totals::default(),
             pending: Vec::new(),
@@ -463,6 +474,10 @@ impl Engine {
         let mut alerts = Vec::new();
         let mut candidates: Vec<Candidate> = Vec::new();
         let mut incidents = Vec::new();
+        let mut snapshot = None;
+        if step.output_tokens > 0 && !run.awaiting.is_empty() {
+            snapshot = Some(self.bind_awaiting(run, &mut signals, &mut candidates));
+        }
         self.judge(step.ts, run, &mut signals, &mut alerts, &mut candidates);
         let prior = run.state;
         let strongest = candidates
@@ -501,10 +516,91 @@ impl Engine {
         decision.alerts = alerts;
         Outcome {
             decision,
-            snapshot: None,
+            snapshot,
             incidents,
             prompt: self.prompt_record(run, step),
         }
+    }
+
+    /// Binds the awaiting `first_token` policies (before the step is judged), keeping
+    /// every bound limit's zone and raise, and re-arbitrates. A new `fail_closed` conflict
+    /// stops the run at this step unless a breach is more severe (precise rules 6 and 7).
+    fn bind_awaiting(
+        &self,
+        run: &mut Run,
+        signals: &mut Vec<Signal>,
+        candidates: &mut Vec<Candidate>,
+    ) -> Snapshot {
+        let program = self.program();
+        let mut policies: Vec<u16> = run
+            .bound
+            .iter()
+            .map(|b| b.policy)
+            .chain(run.awaiting.drain(..))
+            .collect();
+        policies.sort_unstable();
+        let old_bound = std::mem::take(&mut run.bound);
+        let old_zones = std::mem::take(&mut run.zones);
+        let mut remap: Vec<(usize, usize)> = Vec::new();
+        for p in policies {
+            let Some(desc) = program.policies.get(usize::from(p)) else {
+                continue;
+            };
+            let first = run.zones.len();
+            let previous = old_bound.iter().find(|b| b.policy == p);
+            match previous {
+                Some(b) => {
+                    let start = usize::from(b.first_limit);
+                    for i in 0..desc.limits.len() {
+                        remap.push((start + i, first + i));
+                        run.zones
+                            .push(old_zones.get(start + i).copied().unwrap_or(Zone::Below));
+                    }
+                    run.bound.push(Bound {
+                        first_limit: u16::try_from(first).unwrap_or(u16::MAX),
+                        ..b.clone()
+                    });
+                }
+                None => {
+                    run.zones
+                        .extend(std::iter::repeat_n(Zone::Below, desc.limits.len()));
+                    run.bound.push(Bound {
+                        policy: p,
+                        first_limit: u16::try_from(first).unwrap_or(u16::MAX),
+                        holds_pause: false,
+                        suspension: None,
+                        throttle: Throttle::default(),
+                    });
+                }
+            }
+        }
+        for (k, _) in &mut run.raises {
+            if let Some((_, new)) = remap.iter().find(|(old, _)| *old == usize::from(*k)) {
+                *k = u16::try_from(*new).unwrap_or(u16::MAX);
+            }
+        }
+        let arbitration = arbitrate::arbitrate(program, &run.bound, run.zones.len());
+        run.shadowed = arbitration.shadowed;
+        for conflict in arbitration.conflicts {
+            let key = conflict_key(&conflict);
+            if !run.conflicts_seen.contains(&key) {
+                run.conflicts_seen.push(key);
+                signals.push(conflict);
+            }
+        }
+        if let Some(reason) = arbitration.stop {
+            candidates.insert(
+                0,
+                Candidate {
+                    enforcement: Enforcement::Stop,
+                    reason,
+                    breach: None,
+                },
+            );
+        }
+        let snapshot = self.snapshot(&run.bound, &run.shadowed);
+        run.snapshot = Arc::from(snapshot.hash.as_str());
+        snapshot
     }
 
     /// A step's prompt is stored only when some policy applies and all allow prompt
@@ -516,7 +612,9 @@ impl Engine {
         let policies: Vec<&PolicyDesc> = run
             .bound
             .iter()
-            .filter_map(|b| program.policies.get(b.policy as usize))
+            .map(|b| b.policy)
+            .chain(run.awaiting.iter().copied())
+            .filter_map(|p| program.policies.get(usize::from(p)))
             .collect();
         if policies.is_empty() || policies.iter().any(|p| !p.prompt_logging) {
             return Some(PromptRecord::Redacted("prompt_logging"));
@@ -755,6 +853,17 @@ fn compared_string_fields(program: &Program) -> Vec<u16> {
     fields.sort_unstable();
     fields.dedup();
     fields
+}
+
+/// What makes a conflict distinct: its group (the lead's limit), kind, lead and `with`.
+fn conflict_key(s: &Signal) -> String {
+    format!(
+        "{}|{}|{}|{}",
+        s.limit.as_deref().unwrap_or(""),
+        s.conflict.unwrap_or(""),
+        s.policy,
+        s.with.as_deref().unwrap_or(&[]).join(",")
+    )
 }
 
 fn error_name(e: crate::num::ArithError) -> &'static str {
