@@ -10,6 +10,7 @@ mod artifact;
 mod check_cases;
 mod cli;
 mod docs;
+mod evidence;
 mod generate;
 mod grammar;
 mod props;

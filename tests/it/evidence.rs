@@ -1,0 +1,159 @@
+//! Evidence through the real binary: what the store holds after a replay.
+
+use super::lever;
+use lever::evidence::EvidenceStore;
+use lever::evidence::file::{FileStore, parse_record};
+use serde_json::Value;
+
+fn records(dir: &std::path::Path) -> Vec<Value> {
+    let store = FileStore::open(dir).unwrap();
+    store
+        .read_all()
+        .unwrap()
+        .iter()
+        .map(|b| serde_json::to_value(parse_record(b).unwrap()).unwrap())
+        .collect()
+}
+
+#[test]
+fn prompts_are_stored_only_as_the_policies_allow() {
+    let tmp = tempfile::tempdir().unwrap();
+    std::fs::write(
+        tmp.path().join("p.policy"),
+        r#"import std.llm
+policy open_logging {
+    version 1
+    scope agent in ["logged", "pii"]
+    inspect { prompt_logging allow  pii_capture deny }
+    limit std.llm.cost to $100 { breach => stop }
+}
+policy closed {
+    version 1
+    scope agent == "closed"
+    limit std.llm.cost to $100 { breach => stop }
+}
+"#,
+    )
+    .unwrap();
+    let events = [
+        r#"{"type":"run_start","run_id":"logged","ts":"2026-01-20T10:00:00Z","tenant":"t","agent":"logged"}"#,
+        r#"{"type":"step","run_id":"logged","ts":"2026-01-20T10:00:01Z","prompt":"hello"}"#,
+        r#"{"type":"run_start","run_id":"pii","ts":"2026-01-20T10:00:00Z","tenant":"t","agent":"pii"}"#,
+        r#"{"type":"step","run_id":"pii","ts":"2026-01-20T10:00:01Z","prompt":"my card is 4111","pii":true}"#,
+        r#"{"type":"run_start","run_id":"closed","ts":"2026-01-20T10:00:00Z","tenant":"t","agent":"closed"}"#,
+        r#"{"type":"step","run_id":"closed","ts":"2026-01-20T10:00:01Z","prompt":"secret plans"}"#,
+        r#"{"type":"step","run_id":"closed","ts":"not a time","prompt":"rejected text"}"#,
+    ];
+    std::fs::write(tmp.path().join("events.jsonl"), events.join("\n")).unwrap();
+    let out = lever(
+        tmp.path(),
+        &[
+            "run",
+            "p.policy",
+            "--events",
+            "events.jsonl",
+            "--evidence",
+            "file:ev",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(1), "the last line is rejected");
+    let all = records(&tmp.path().join("ev"));
+    let step = |run: &str| {
+        all.iter()
+            .find(|r| r["kind"] == "decision" && r["run_id"] == run && r["seq"] == 2)
+            .unwrap()
+            .clone()
+    };
+    assert_eq!(step("logged")["body"]["prompt"], "hello");
+    assert_eq!(step("pii")["body"]["redacted"], "pii_capture");
+    assert_eq!(step("closed")["body"]["redacted"], "prompt_logging");
+    let log = std::fs::read_to_string(tmp.path().join("ev/evidence.log")).unwrap_or_else(|_| {
+        String::from_utf8_lossy(&std::fs::read(tmp.path().join("ev/evidence.log")).unwrap())
+            .into_owned()
+    });
+    for secret in ["4111", "secret plans", "rejected text"] {
+        assert!(
+            !log.contains(secret),
+            "{secret:?} reached the evidence store"
+        );
+    }
+    let rejected = all.iter().find(|r| r["kind"] == "rejected_input").unwrap();
+    assert_eq!(rejected["body"]["line"], 7);
+    assert!(rejected["body"]["input_blake3"].as_str().unwrap().len() == 64);
+}
+
+#[test]
+fn every_decision_has_its_record_before_exit_and_a_breach_leaves_an_incident() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = super::root();
+    let out = lever(
+        tmp.path(),
+        &[
+            "run",
+            root.join("examples").to_str().unwrap(),
+            "--events",
+            root.join("examples/events/support.jsonl").to_str().unwrap(),
+            "--evidence",
+            "file:ev",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(0));
+    let printed = String::from_utf8(out.stdout).unwrap().lines().count();
+    let all = records(&tmp.path().join("ev"));
+    let decisions = all.iter().filter(|r| r["kind"] == "decision").count();
+    assert_eq!(decisions, printed);
+    let kinds: Vec<&str> = all.iter().map(|r| r["kind"].as_str().unwrap()).collect();
+    for kind in [
+        "artifact",
+        "snapshot",
+        "signal",
+        "alert",
+        "incident",
+        "run_summary",
+    ] {
+        assert!(kinds.contains(&kind), "no {kind} record");
+    }
+    let incident = all.iter().find(|r| r["kind"] == "incident").unwrap();
+    assert_eq!(incident["body"]["enforcement"], "stop");
+    assert_eq!(incident["body"]["limit"], "std.llm.cost");
+    let summary = all.iter().find(|r| r["kind"] == "run_summary").unwrap();
+    assert_eq!(summary["body"]["final_action"], "stop");
+    assert_eq!(summary["body"]["refused"], 1);
+}
+
+#[test]
+fn a_torn_final_frame_is_cut_off_and_other_damage_refuses_the_store() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = super::root();
+    let (policies, events) = (
+        root.join("examples"),
+        root.join("examples/events/support.jsonl"),
+    );
+    let args = [
+        "run",
+        policies.to_str().unwrap(),
+        "--events",
+        events.to_str().unwrap(),
+        "--evidence",
+        "file:ev",
+    ];
+    assert_eq!(lever(tmp.path(), &args).status.code(), Some(0));
+    let log = tmp.path().join("ev/evidence.log");
+    let full = std::fs::read(&log).unwrap();
+    std::fs::write(&log, &full[..full.len() - 7]).unwrap();
+    let again = lever(tmp.path(), &args);
+    assert_eq!(again.status.code(), Some(0));
+    assert!(String::from_utf8_lossy(&again.stderr).contains("torn final frame"));
+    assert_eq!(
+        std::fs::read(&log).unwrap(),
+        full,
+        "the replay rewrote exactly the lost record"
+    );
+    let mut damaged = full.clone();
+    damaged[40] ^= 0xff;
+    std::fs::write(&log, &damaged).unwrap();
+    let refused = lever(tmp.path(), &args);
+    assert_eq!(refused.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("corrupt"));
+    assert!(refused.stdout.is_empty());
+}
