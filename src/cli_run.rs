@@ -64,20 +64,20 @@ fn deploy_loader(path: &Path) -> Result<Artifact, String> {
     compile::build(&checked, &stored).map_err(|e| e.to_string())
 }
 
-fn read_events(events: &str) -> Result<(String, PathBuf), ExitCode> {
-    let mut text = String::new();
-    let base = if events == "-" {
+fn read_events(events: &str) -> Result<(Vec<u8>, PathBuf), ExitCode> {
+    if events == "-" {
+        let mut bytes = Vec::new();
         std::io::stdin()
-            .read_to_string(&mut text)
+            .read_to_end(&mut bytes)
             .map_err(|e| io(format!("standard input: {e}")))?;
-        PathBuf::from(".")
-    } else {
-        let path = Path::new(events);
-        text = std::fs::read_to_string(path).map_err(|e| io(format!("{events}: {e}")))?;
-        path.parent()
-            .map_or_else(|| PathBuf::from("."), Path::to_path_buf)
-    };
-    Ok((text, base))
+        return Ok((bytes, PathBuf::from(".")));
+    }
+    let path = Path::new(events);
+    let bytes = std::fs::read(path).map_err(|e| io(format!("{events}: {e}")))?;
+    let base = path
+        .parent()
+        .map_or_else(|| PathBuf::from("."), Path::to_path_buf);
+    Ok((bytes, base))
 }
 
 fn io(message: String) -> ExitCode {
@@ -96,9 +96,9 @@ fn replay(paths: &[PathBuf], events: &str, evidence_url: &str) -> Result<ExitCod
     let artifact = Arc::new(artifact_for(paths)?);
     let (text, base) = read_events(events)?;
     let mut store = evidence::open(evidence_url).map_err(|e| io(e.to_string()))?;
-    let lines: Vec<&str> = text
-        .split('\n')
-        .map(|l| l.strip_suffix('\r').unwrap_or(l))
+    let lines: Vec<&[u8]> = text
+        .split(|b| *b == b'\n')
+        .map(|l| l.strip_suffix(b"\r").unwrap_or(l))
         .collect();
     check_against_store(&artifact, &base, &lines, store.as_ref())?;
 
@@ -108,7 +108,7 @@ fn replay(paths: &[PathBuf], events: &str, evidence_url: &str) -> Result<ExitCod
     let mut decisions: Vec<String> = Vec::new();
     let progress = std::io::stderr().is_terminal() && lines.len() > 200_000;
     for (i, line) in lines.iter().enumerate() {
-        let Some(result) = replay.line(i as u64 + 1, line) else {
+        let Some(result) = replay.line_bytes(i as u64 + 1, line) else {
             continue;
         };
         rejected |= result.decision.action == Action::Rejected;
@@ -155,7 +155,7 @@ fn commit(
 fn check_against_store(
     artifact: &Arc<Artifact>,
     base: &Path,
-    lines: &[&str],
+    lines: &[&[u8]],
     store: &dyn EvidenceStore,
 ) -> Result<(), ExitCode> {
     let mut dry = Replay::new(
@@ -164,7 +164,7 @@ fn check_against_store(
         Box::new(deploy_loader),
     );
     for (i, line) in lines.iter().enumerate() {
-        let Some(result) = dry.line(i as u64 + 1, line) else {
+        let Some(result) = dry.line_bytes(i as u64 + 1, line) else {
             continue;
         };
         for r in &result.records {

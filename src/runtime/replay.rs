@@ -58,6 +58,29 @@ impl Replay {
     }
 
     /// Processes one line (1-based `line`); `None` for a line holding only whitespace.
+    /// Processes one line given as bytes: a line that is not UTF-8 is rejected on its own
+    /// (`malformed_json`), never failing the lines around it.
+    pub fn line_bytes(&mut self, line: u64, bytes: &[u8]) -> Option<LineResult> {
+        match std::str::from_utf8(bytes) {
+            Ok(text) => self.line(line, text),
+            Err(e) => {
+                let mut records = self.artifact_record();
+                let rejection = Rejection {
+                    code: RejectCode::MalformedJson,
+                    detail: format!("not UTF-8 ({e})"),
+                    run_id: None,
+                    ts: None,
+                    event: None,
+                };
+                let artifact = self.current_id();
+                records.push(rejected_record(&artifact, line, bytes, &rejection));
+                let mut decision = rejected_decision(&rejection, artifact);
+                decision.line = Some(line);
+                Some(LineResult { decision, records })
+            }
+        }
+    }
+
     pub fn line(&mut self, line: u64, text: &str) -> Option<LineResult> {
         if text.trim().is_empty() {
             return None;
@@ -80,7 +103,12 @@ impl Replay {
             }
             Err(rejection) => {
                 let artifact = self.current_id();
-                records.push(rejected_record(&artifact, line, text, &rejection));
+                records.push(rejected_record(
+                    &artifact,
+                    line,
+                    text.as_bytes(),
+                    &rejection,
+                ));
                 rejected_decision(&rejection, artifact)
             }
         };
@@ -322,7 +350,7 @@ fn summary_record(artifact: &str, run: &Run, outcome: &Outcome) -> Record {
     }
 }
 
-fn rejected_record(artifact: &str, line: u64, text: &str, r: &Rejection) -> Record {
+fn rejected_record(artifact: &str, line: u64, text: &[u8], r: &Rejection) -> Record {
     Record {
         kind: RecordKind::RejectedInput,
         artifact: artifact.to_string(),
@@ -334,7 +362,7 @@ fn rejected_record(artifact: &str, line: u64, text: &str, r: &Rejection) -> Reco
         body: serde_json::json!({
             "line": line,
             "reason": r.reason(),
-            "input_blake3": blake3::hash(text.as_bytes()).to_hex().to_string(),
+            "input_blake3": blake3::hash(text).to_hex().to_string(),
         }),
     }
 }

@@ -157,3 +157,45 @@ fn a_torn_final_frame_is_cut_off_and_other_damage_refuses_the_store() {
     assert!(String::from_utf8_lossy(&refused.stderr).contains("corrupt"));
     assert!(refused.stdout.is_empty());
 }
+
+#[test]
+fn a_line_that_is_not_utf8_is_rejected_alone() {
+    let tmp = tempfile::tempdir().unwrap();
+    std::fs::write(tmp.path().join("p.policy"), "import std.llm\npolicy p {\n  version 1\n  scope all\n  limit std.llm.cost to $1 { breach => stop }\n}\n").unwrap();
+    let mut events = Vec::new();
+    events.extend_from_slice(
+        br#"{"type":"run_start","run_id":"r1","ts":"2026-01-20T10:00:00Z","tenant":"t"}"#,
+    );
+    events.extend_from_slice(b"\n{\"type\":\"step\",\"run_id\":\"r1\",\"model\":\"\xff\xfe\"}\n");
+    events.extend_from_slice(
+        br#"{"type":"step","run_id":"r1","ts":"2026-01-20T10:00:01Z","cost":"2"}"#,
+    );
+    std::fs::write(tmp.path().join("events.jsonl"), events).unwrap();
+    let out = lever(
+        tmp.path(),
+        &[
+            "run",
+            "p.policy",
+            "--events",
+            "events.jsonl",
+            "--evidence",
+            "file:ev",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(1));
+    let lines: Vec<Value> = String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 3);
+    assert_eq!(lines[1]["action"], "rejected");
+    assert!(
+        lines[1]["reason"]
+            .as_str()
+            .unwrap()
+            .starts_with("malformed_json: not UTF-8")
+    );
+    assert_eq!(lines[2]["action"], "stop");
+    assert_eq!(lines[2]["seq"], 2);
+}
