@@ -58,12 +58,12 @@ fn load(mut sources: SourceSet) -> (SourceSet, Vec<ast::File>, Vec<Diagnostic>) 
     let mut files = Vec::new();
     let mut diags = Vec::new();
     let mut present: BTreeSet<String> = BTreeSet::new();
-    let mut wanted: Vec<String> = vec![stdlib::PRELUDE.to_string()];
-    let mut next = 0;
+    // Imported modules; the prelude, always wanted, is loaded first.
+    let mut wanted: BTreeSet<String> = BTreeSet::new();
     loop {
-        while let Some(id) = sources.ids().nth(next) {
-            next += 1;
-            let Some(file) = sources.get(id) else { break };
+        // Files are parsed in id order, so `files[i]` is the tree of `FileId(i)`.
+        while let Some(file) = sources.files.get(files.len()) {
+            let id = FileId(u32::try_from(files.len()).unwrap_or(u32::MAX));
             if let FileRole::Stdlib(name) = &file.role {
                 present.insert(name.clone());
             }
@@ -71,15 +71,15 @@ fn load(mut sources: SourceSet) -> (SourceSet, Vec<ast::File>, Vec<Diagnostic>) 
             diags.extend(parse_diags);
             for item in &tree.items {
                 if let ast::ItemKind::Import(q) = &item.kind {
-                    wanted.push(q.dotted());
+                    wanted.insert(q.dotted());
                 }
             }
             files.push(tree);
         }
-        let missing = wanted
-            .iter()
+        let missing = std::iter::once(stdlib::PRELUDE)
+            .chain(wanted.iter().map(String::as_str))
             .find(|m| !present.contains(*m) && stdlib::module(m).is_some())
-            .cloned();
+            .map(str::to_string);
         let Some(module) = missing else { break };
         if let Some((path, text)) = stdlib::module(&module) {
             sources.add(SourceFile::new(

@@ -206,9 +206,9 @@ impl<'a> Checker<'a> {
     }
 
     fn imported(&self, file: FileId, module: &str) -> bool {
-        let index = self.files.iter().position(|f| f.file == file);
-        index
-            .and_then(|i| self.imports.get(i))
+        // Files are parsed in id order: `imports[i]` belongs to `FileId(i)`.
+        self.imports
+            .get(file.0 as usize)
             .is_some_and(|set| set.contains(module))
     }
 

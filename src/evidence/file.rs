@@ -62,8 +62,8 @@ impl FileStore {
             ids: HashSet::new(),
             places: HashMap::new(),
         };
-        for payload in frames {
-            store.index(&payload, good_len)?;
+        for (offset, payload) in frames {
+            store.index(&payload, offset)?;
         }
         Ok(store)
     }
@@ -111,7 +111,10 @@ pub fn parse_record(payload: &[u8]) -> Option<Record> {
 
 /// Splits the log into payloads; returns them and the length of the intact prefix. Only a
 /// frame that runs past the end of the file is torn; any other damage is an error.
-fn scan(bytes: &[u8], path: &Path) -> Result<(Vec<Vec<u8>>, usize), StoreError> {
+/// Frames found by a scan: each payload with the byte offset of its frame.
+type Frames = Vec<(usize, Vec<u8>)>;
+
+fn scan(bytes: &[u8], path: &Path) -> Result<(Frames, usize), StoreError> {
     let mut frames = Vec::new();
     let mut at = 0usize;
     while at < bytes.len() {
@@ -134,7 +137,7 @@ fn scan(bytes: &[u8], path: &Path) -> Result<(Vec<Vec<u8>>, usize), StoreError> 
                 why: "checksum mismatch".into(),
             });
         }
-        frames.push(payload.to_vec());
+        frames.push((at, payload.to_vec()));
         at += FRAME_HEADER + len;
     }
     Ok((frames, at))
@@ -152,9 +155,10 @@ impl EvidenceStore for FileStore {
     fn append(&mut self, records: &[Record]) -> Result<usize, StoreError> {
         let mut batch = Vec::new();
         let mut fresh = Vec::new();
+        let mut fresh_ids: HashSet<[u8; 32]> = HashSet::new();
         for r in records {
             let id = r.id();
-            if self.ids.contains(&id) || fresh.iter().any(|(i, _)| *i == id) {
+            if self.ids.contains(&id) || !fresh_ids.insert(id) {
                 continue;
             }
             let payload = r.canonical_bytes();
@@ -191,6 +195,10 @@ impl EvidenceStore for FileStore {
             path: self.path.display().to_string(),
             source,
         })?;
-        Ok(scan(&bytes, &self.path)?.0)
+        Ok(scan(&bytes, &self.path)?
+            .0
+            .into_iter()
+            .map(|(_, payload)| payload)
+            .collect())
     }
 }

@@ -85,12 +85,12 @@ impl Replay {
         if text.trim().is_empty() {
             return None;
         }
-        let signals = self
-            .engine()
-            .map(|e| e.artifact().body.program.signals.clone())
-            .unwrap_or_default();
         let mut records = self.artifact_record();
-        let result = event::parse(text, &signals).and_then(|e| {
+        let parsed = match self.engine() {
+            Some(engine) => event::parse(text, &engine.artifact().body.program.signals),
+            None => event::parse(text, &[]),
+        };
+        let result = parsed.and_then(|e| {
             let input = event::evidence_json(&e);
             self.apply(e)
                 .map(|(outcome, extra)| (outcome, extra, input))
@@ -141,82 +141,67 @@ impl Replay {
     }
 
     fn apply(&mut self, e: Event) -> Result<(Outcome, Vec<Record>), Rejection> {
-        let reject = |code: RejectCode, detail: String, e: &Event| Rejection {
+        let reject = |code: RejectCode, detail: String| Rejection {
             code,
             detail,
             run_id: e.run_id().map(str::to_string),
             ts: Some(e.ts()),
             event: Some(e.kind()),
         };
-        if let Event::Deploy(d) = &e {
-            return self
-                .deploy(d)
-                .map_err(|why| reject(RejectCode::BadArtifact, why, &e));
-        }
-        let run_id = e.run_id().unwrap_or_default().to_string();
-        if let Event::RunStart(start) = &e {
-            if self.runs.contains_key(&run_id) {
-                return Err(reject(
-                    RejectCode::DuplicateRun,
-                    format!("run `{run_id}` was already started"),
-                    &e,
-                ));
+        let run_event = match &e {
+            Event::Deploy(d) => {
+                return self
+                    .deploy(d)
+                    .map_err(|why| reject(RejectCode::BadArtifact, why));
             }
-            let engine_index = self.current;
-            let engine = self
-                .engines
-                .get_mut(engine_index)
-                .ok_or_else(|| reject(RejectCode::BadArtifact, "no artifact".into(), &e))?;
-            let (run, outcome) = engine.start_run(start);
-            self.runs.insert(run_id, (run, engine_index));
-            return Ok((outcome, Vec::new()));
-        }
-        let Some((run, engine_index)) = self.runs.get_mut(&run_id) else {
-            return Err(reject(
-                RejectCode::UnknownRun,
-                format!("run `{run_id}` was never started"),
-                &e,
-            ));
+            Event::RunStart(start) => {
+                return self.start(start).map_err(|(code, why)| reject(code, why));
+            }
+            Event::Step(step) => RunEvent::Step(step),
+            Event::Override(req) => RunEvent::Override(req),
+            Event::Approval(a) => RunEvent::Approval(a),
+            Event::RunEnd(end) => RunEvent::End(end),
         };
-        if run.ended {
-            return Err(reject(
-                RejectCode::RunEnded,
-                format!("run `{run_id}` has ended"),
-                &e,
-            ));
-        }
-        if e.ts() < run.last_ts {
-            return Err(reject(
-                RejectCode::TsBackwards,
-                format!(
-                    "earlier than the run's previous event at {}",
-                    super::format::timestamp(run.last_ts)
-                ),
-                &e,
-            ));
-        }
-        let Some(engine) = self.engines.get_mut(*engine_index) else {
-            return Err(reject(RejectCode::BadArtifact, "no artifact".into(), &e));
-        };
-        match &e {
-            Event::Step(step) => Ok((engine.step(run, step), Vec::new())),
-            Event::RunEnd(end) => {
+        let (run, engine) = checked_run(&mut self.runs, &mut self.engines, &e)
+            .map_err(|(code, why)| reject(code, why))?;
+        match run_event {
+            RunEvent::Step(step) => Ok((engine.step(run, step), Vec::new())),
+            RunEvent::End(end) => {
                 let outcome = engine.end_run(run, end);
                 let summary = summary_record(&engine.artifact().id, run, &outcome);
                 Ok((outcome, vec![summary]))
             }
-            Event::Override(req) => engine
+            RunEvent::Override(req) => engine
                 .override_request(run, req)
                 .map(|o| (o, Vec::new()))
-                .map_err(|why| reject(RejectCode::InvalidField, why, &e)),
-            Event::Approval(a) => engine
+                .map_err(|why| reject(RejectCode::InvalidField, why)),
+            RunEvent::Approval(a) => engine
                 .approval(run, a)
                 .map(|o| (o, Vec::new()))
-                .map_err(|why| reject(RejectCode::InvalidField, why, &e)),
-            Event::RunStart(_) | Event::Deploy(_) => {
-                Err(reject(RejectCode::UnknownType, "unreachable".into(), &e))
-            }
+                .map_err(|why| reject(RejectCode::InvalidField, why)),
         }
+    }
+
+    /// Starts a run on the artifact deployed last; "already started" is judged within
+    /// this replay.
+    fn start(
+        &mut self,
+        start: &event::RunStart,
+    ) -> Result<(Outcome, Vec<Record>), (RejectCode, String)> {
+        if self.runs.contains_key(&start.run_id) {
+            return Err((
+                RejectCode::DuplicateRun,
+                format!("run `{}` was already started", start.run_id),
+            ));
+        }
+        let index = self.current;
+        let engine = self
+            .engines
+            .get_mut(index)
+            .ok_or((RejectCode::BadArtifact, "no artifact is loaded".to_string()))?;
+        let (run, outcome) = engine.start_run(start);
+        self.runs.insert(start.run_id.clone(), (run, index));
+        Ok((outcome, Vec::new()))
     }
 
     fn deploy(&mut self, d: &event::Deploy) -> Result<(Outcome, Vec<Record>), String> {
@@ -328,6 +313,45 @@ impl Replay {
         }
         out
     }
+}
+
+/// An event of an existing run.
+enum RunEvent<'e> {
+    Step(&'e event::Step),
+    Override(&'e event::OverrideRequest),
+    Approval(&'e event::Approval),
+    End(&'e event::RunEnd),
+}
+
+/// The run an event names and the engine it is bound to, after the run checks of
+/// DESIGN §3 (`unknown_run`, `run_ended`, `ts_backwards`).
+fn checked_run<'a>(
+    runs: &'a mut BTreeMap<String, (Run, usize)>,
+    engines: &'a mut [Engine],
+    e: &Event,
+) -> Result<(&'a mut Run, &'a mut Engine), (RejectCode, String)> {
+    let run_id = e.run_id().unwrap_or_default();
+    let Some((run, engine_index)) = runs.get_mut(run_id) else {
+        return Err((
+            RejectCode::UnknownRun,
+            format!("run `{run_id}` was never started"),
+        ));
+    };
+    if run.ended {
+        return Err((RejectCode::RunEnded, format!("run `{run_id}` has ended")));
+    }
+    if e.ts() < run.last_ts {
+        let previous = super::format::timestamp(run.last_ts);
+        return Err((
+            RejectCode::TsBackwards,
+            format!("earlier than the run's previous event at {previous}"),
+        ));
+    }
+    let engine = engines.get_mut(*engine_index).ok_or((
+        RejectCode::BadArtifact,
+        "the run's artifact is not loaded".to_string(),
+    ))?;
+    Ok((run, engine))
 }
 
 fn summary_record(artifact: &str, run: &Run, outcome: &Outcome) -> Record {

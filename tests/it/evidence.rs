@@ -15,6 +15,21 @@ fn records(dir: &std::path::Path) -> Vec<Value> {
         .collect()
 }
 
+/// `lever run p.policy --events events.jsonl --evidence file:ev` in `dir`.
+fn run_policy(dir: &std::path::Path) -> std::process::Output {
+    lever(
+        dir,
+        &[
+            "run",
+            "p.policy",
+            "--events",
+            "events.jsonl",
+            "--evidence",
+            "file:ev",
+        ],
+    )
+}
+
 #[test]
 fn prompts_are_stored_only_as_the_policies_allow() {
     let tmp = tempfile::tempdir().unwrap();
@@ -45,17 +60,7 @@ policy closed {
         r#"{"type":"step","run_id":"closed","ts":"not a time","prompt":"rejected text"}"#,
     ];
     std::fs::write(tmp.path().join("events.jsonl"), events.join("\n")).unwrap();
-    let out = lever(
-        tmp.path(),
-        &[
-            "run",
-            "p.policy",
-            "--events",
-            "events.jsonl",
-            "--evidence",
-            "file:ev",
-        ],
-    );
+    let out = run_policy(tmp.path());
     assert_eq!(out.status.code(), Some(1), "the last line is rejected");
     let all = records(&tmp.path().join("ev"));
     let step = |run: &str| {
@@ -171,17 +176,7 @@ fn a_line_that_is_not_utf8_is_rejected_alone() {
         br#"{"type":"step","run_id":"r1","ts":"2026-01-20T10:00:01Z","cost":"2"}"#,
     );
     std::fs::write(tmp.path().join("events.jsonl"), events).unwrap();
-    let out = lever(
-        tmp.path(),
-        &[
-            "run",
-            "p.policy",
-            "--events",
-            "events.jsonl",
-            "--evidence",
-            "file:ev",
-        ],
-    );
+    let out = run_policy(tmp.path());
     assert_eq!(out.status.code(), Some(1));
     let lines: Vec<Value> = String::from_utf8(out.stdout)
         .unwrap()
