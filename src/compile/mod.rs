@@ -9,6 +9,7 @@ pub mod bytecode;
 pub mod disasm;
 pub mod lower;
 pub mod meaning;
+pub mod merge;
 
 use crate::check::Checked;
 use crate::source::FileRole;

@@ -224,9 +224,12 @@ impl Event {
     }
 }
 
-/// Reads one line. `signals` are the artifact's custom step fields, whose values are read
-/// from the step's `metrics` object.
-pub fn parse(line: &str, signals: &[(String, Unit)]) -> Result<Event, Rejection> {
+/// Reads one line. `signals` gives, for a step's `run_id`, the custom step fields of the
+/// program that judges that run, whose values are read from the step's `metrics` object.
+pub fn parse<'s>(
+    line: &str,
+    signals: &dyn Fn(&str) -> &'s [(String, Unit)],
+) -> Result<Event, Rejection> {
     let map: BTreeMap<String, Box<RawValue>> =
         serde_json::from_str(line).map_err(|e| Rejection {
             code: RejectCode::MalformedJson,
@@ -438,9 +441,10 @@ impl Reader {
         })
     }
 
-    fn step(&self, signals: &[(String, Unit)]) -> Result<Step, Rejection> {
+    fn step<'s>(&self, signals: &dyn Fn(&str) -> &'s [(String, Unit)]) -> Result<Step, Rejection> {
         let run_id = self.required("run_id", self.string("run_id"))?;
         let ts = self.required("ts", self.timestamp())?;
+        let signals = signals(&run_id);
         Ok(Step {
             run_id,
             ts,
@@ -629,13 +633,13 @@ mod tests {
     use super::*;
 
     fn reject(line: &str) -> (RejectCode, String) {
-        let r = parse(line, &[]).unwrap_err();
+        let r = parse(line, &|_| &[]).unwrap_err();
         (r.code, r.detail)
     }
 
     #[test]
     fn numbers_are_read_from_their_text() {
-        let e = parse(r#"{"type":"step","run_id":"r","ts":"2026-01-20T10:00:00Z","cost":0.1,"input_tokens":3,"latency_ms":840.5}"#, &[]).unwrap();
+        let e = parse(r#"{"type":"step","run_id":"r","ts":"2026-01-20T10:00:00Z","cost":0.1,"input_tokens":3,"latency_ms":840.5}"#, &|_| &[]).unwrap();
         let Event::Step(s) = e else { panic!() };
         assert_eq!(
             (s.cost, s.input_tokens, s.latency),

@@ -31,6 +31,7 @@ pub mod decision;
 pub mod event;
 pub mod format;
 mod overrides;
+mod rebind;
 pub mod replay;
 pub mod scope;
 
@@ -183,6 +184,15 @@ pub struct Run {
     pub awaiting: Vec<u16>,
     /// Conflicts already signalled, so re-arbitrating to the same one emits nothing.
     conflicts_seen: Vec<String>,
+    /// A step with `output_tokens > 0` was seen: `first_token` policies bound, or none to bind.
+    pub first_token_passed: bool,
+    /// A re-binding prepared by a deploy, carried out at the run's next step.
+    rebind: Option<Box<rebind::Plan>>,
+    /// Monitors that started after the run's first step (first seen in a deploy), with the
+    /// `seq` of the step they started at.
+    pub started: Vec<(String, u64)>,
+    /// The `seq` of the first step after the run's last re-binding on a deploy.
+    fresh_since: Option<u64>,
     pub snapshot: Arc<str>,
     pub totals: Totals,
     /// Override requests waiting for approvals.
@@ -208,6 +218,11 @@ impl Run {
                 .sum::<usize>()
             + self.labels.iter().map(|l| l.capacity() + 24).sum::<usize>()
             + self.state_reason.as_ref().map_or(0, String::capacity)
+            + self
+                .started
+                .iter()
+                .map(|(m, _)| m.capacity() + 32)
+                .sum::<usize>()
             + self.snapshot.len();
         let aggs = self.aggs.capacity() * std::mem::size_of::<AggState>()
             + self.aggs.iter().map(AggState::heap_bytes).sum::<usize>();
@@ -282,6 +297,11 @@ pub struct Engine {
     string_ids: std::collections::HashMap<String, u32, std::hash::BuildHasherDefault<Fnv1a>>,
     compared_fields: Vec<u16>,
     scratch: Scratch,
+    /// The artifact each policy comes from (a merged engine holds two, see [`rebind`]).
+    policy_artifacts: Vec<Arc<str>>,
+    /// Merged engines only: where the current artifact's policies start, and the monitors
+    /// that started at the deploy.
+    merged: Option<rebind::MergedParts>,
 }
 
 /// An enforcement candidate at one step: what, and why.
@@ -303,12 +323,15 @@ impl Engine {
             .map(|(i, s)| (s.clone(), u32::try_from(i).unwrap_or(NOT_A_CONSTANT)))
             .collect();
         let compared_fields = compared_string_fields(program);
+        let policy_artifacts = vec![Arc::clone(&artifact_id); program.policies.len()];
         Engine {
             artifact,
             artifact_id,
             string_ids,
             compared_fields,
             scratch: Scratch::default(),
+            policy_artifacts,
+            merged: None,
         }
     }
 
@@ -350,7 +373,7 @@ impl Engine {
             .collect();
         let aggs = program.aggregates.iter().map(AggState::new).collect();
         let arbitration = arbitrate::arbitrate(program, &bound, zones.len());
-        let snapshot = self.snapshot(&bound, &arbitration.shadowed);
+        let snapshot = self.snapshot(&bound, &arbitration.shadowed, &[]);
         let (state, state_reason) = match &arbitration.stop {
             Some(reason) => (RunState::Stopped, Some(reason.clone())),
             None => (RunState::Running, None),
@@ -371,6 +394,10 @@ impl Engine {
             shadowed: arbitration.shadowed,
             awaiting,
             conflicts_seen: arbitration.conflicts.iter().map(conflict_key).collect(),
+            first_token_passed: false,
+            rebind: None,
+            started: Vec::new(),
+            fresh_since: None,
             snapshot: Arc::from(snapshot.hash.as_str()),
             totals: Totals::default(),
             pending: Vec::new(),
@@ -389,19 +416,23 @@ impl Engine {
         (run, outcome)
     }
 
-    /// The snapshot of a set of bound policies: their hashes and effective limits.
-    fn snapshot(&self, bound: &[Bound], shadowed: &[bool]) -> Snapshot {
+    /// The snapshot of a set of bound policies: their hashes, artifacts and effective
+    /// limits, the shadowed limits, and the monitors that started after the run's start.
+    fn snapshot(&self, bound: &[Bound], shadowed: &[bool], started: &[(String, u64)]) -> Snapshot {
         let program = self.program();
         let policies: Vec<serde_json::Value> = bound
             .iter()
-            .filter_map(|b| program.policies.get(b.policy as usize))
-            .map(|p| {
+            .filter_map(|b| {
+                let i = usize::from(b.policy);
+                Some((program.policies.get(i)?, self.policy_artifacts.get(i)?))
+            })
+            .map(|(p, artifact)| {
                 let limits: Vec<serde_json::Value> = p
                     .limits
                     .iter()
                     .map(|l| serde_json::json!({"limit": l.name, "value": format::value(l.unit, l.value)}))
                     .collect();
-                serde_json::json!({"policy": p.name, "version": p.version, "hash": p.hash, "limits": limits})
+                serde_json::json!({"policy": p.name, "version": p.version, "hash": p.hash, "artifact": artifact.as_ref(), "limits": limits})
             })
             .collect();
         let shadowed_limits: Vec<serde_json::Value> = bound
@@ -418,7 +449,15 @@ impl Engine {
                 })
             })
             .collect();
-        let body = serde_json::json!({"artifact": self.artifact.id, "policies": policies, "shadowed": shadowed_limits}).to_string();
+        let mut body = serde_json::json!({"artifact": self.artifact.id, "policies": policies, "shadowed": shadowed_limits});
+        if let (false, Some(map)) = (started.is_empty(), body.as_object_mut()) {
+            let started = started
+                .iter()
+                .map(|(monitor, seq)| serde_json::json!({"monitor": monitor, "seq": seq}))
+                .collect();
+            map.insert("started".into(), started);
+        }
+        let body = body.to_string();
         let hash = format!("blake3:{}", blake3::hash(body.as_bytes()).to_hex());
         Snapshot { hash, body }
     }
@@ -475,8 +514,10 @@ impl Engine {
         let mut candidates: Vec<Candidate> = Vec::new();
         let mut incidents = Vec::new();
         let mut snapshot = None;
-        if step.output_tokens > 0 && !run.awaiting.is_empty() {
-            snapshot = Some(self.bind_awaiting(run, &mut signals, &mut candidates));
+        let first_token = step.output_tokens > 0 && !run.first_token_passed;
+        run.first_token_passed |= step.output_tokens > 0;
+        if run.rebind.is_some() || (first_token && !run.awaiting.is_empty()) {
+            snapshot = self.rebind(run, first_token, &mut signals, &mut candidates);
         }
         self.judge(step.ts, run, &mut signals, &mut alerts, &mut candidates);
         let prior = run.state;
@@ -520,87 +561,6 @@ impl Engine {
             incidents,
             prompt: self.prompt_record(run, step),
         }
-    }
-
-    /// Binds the awaiting `first_token` policies (before the step is judged), keeping
-    /// every bound limit's zone and raise, and re-arbitrates. A new `fail_closed` conflict
-    /// stops the run at this step unless a breach is more severe (precise rules 6 and 7).
-    fn bind_awaiting(
-        &self,
-        run: &mut Run,
-        signals: &mut Vec<Signal>,
-        candidates: &mut Vec<Candidate>,
-    ) -> Snapshot {
-        let program = self.program();
-        let mut policies: Vec<u16> = run
-            .bound
-            .iter()
-            .map(|b| b.policy)
-            .chain(run.awaiting.drain(..))
-            .collect();
-        policies.sort_unstable();
-        let old_bound = std::mem::take(&mut run.bound);
-        let old_zones = std::mem::take(&mut run.zones);
-        let mut remap: Vec<(usize, usize)> = Vec::new();
-        for p in policies {
-            let Some(desc) = program.policies.get(usize::from(p)) else {
-                continue;
-            };
-            let first = run.zones.len();
-            let previous = old_bound.iter().find(|b| b.policy == p);
-            match previous {
-                Some(b) => {
-                    let start = usize::from(b.first_limit);
-                    for i in 0..desc.limits.len() {
-                        remap.push((start + i, first + i));
-                        run.zones
-                            .push(old_zones.get(start + i).copied().unwrap_or(Zone::Below));
-                    }
-                    run.bound.push(Bound {
-                        first_limit: u16::try_from(first).unwrap_or(u16::MAX),
-                        ..b.clone()
-                    });
-                }
-                None => {
-                    run.zones
-                        .extend(std::iter::repeat_n(Zone::Below, desc.limits.len()));
-                    run.bound.push(Bound {
-                        policy: p,
-                        first_limit: u16::try_from(first).unwrap_or(u16::MAX),
-                        holds_pause: false,
-                        suspension: None,
-                        throttle: Throttle::default(),
-                    });
-                }
-            }
-        }
-        for (k, _) in &mut run.raises {
-            if let Some((_, new)) = remap.iter().find(|(old, _)| *old == usize::from(*k)) {
-                *k = u16::try_from(*new).unwrap_or(u16::MAX);
-            }
-        }
-        let arbitration = arbitrate::arbitrate(program, &run.bound, run.zones.len());
-        run.shadowed = arbitration.shadowed;
-        for conflict in arbitration.conflicts {
-            let key = conflict_key(&conflict);
-            if !run.conflicts_seen.contains(&key) {
-                run.conflicts_seen.push(key);
-                signals.push(conflict);
-            }
-        }
-        if let Some(reason) = arbitration.stop {
-            candidates.insert(
-                0,
-                Candidate {
-                    enforcement: Enforcement::Stop,
-                    reason,
-                    breach: None,
-                },
-            );
-        }
-        let snapshot = self.snapshot(&run.bound, &run.shadowed);
-        run.snapshot = Arc::from(snapshot.hash.as_str());
-        snapshot
     }
 
     /// A step's prompt is stored only when some policy applies and all allow prompt

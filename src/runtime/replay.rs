@@ -2,8 +2,8 @@
 //!
 //! Owns the run checks of DESIGN §3 (`duplicate_run`, `unknown_run`, `run_ended`,
 //! `ts_backwards`, "already started" judged within one replay), the runs of a replay,
-//! and the artifacts deployed during it: a run stays with the artifact it was bound to,
-//! and new runs bind to the artifact deployed last.
+//! and the artifacts deployed during it: new runs bind to the artifact deployed last, and
+//! a run in progress re-binds its `each_step` policies against it (see `rebind`).
 
 use super::decision::{Action, Decision};
 use super::event::{self, Event, EventKind, RejectCode, Rejection};
@@ -21,11 +21,22 @@ pub type ArtifactLoader = dyn Fn(&Path) -> Result<Artifact, String>;
 pub struct Replay {
     engines: Vec<Engine>,
     current: usize,
-    /// Each run and the index of the engine (artifact) it is bound to.
-    runs: BTreeMap<String, (Run, usize)>,
+    /// Each run, by id.
+    runs: BTreeMap<String, Held>,
+    /// Merged engines by (home engine, current artifact's engine), see [`Engine::merged`].
+    merged: BTreeMap<(usize, usize), usize>,
     base_dir: PathBuf,
     loader: Box<ArtifactLoader>,
     artifact_recorded: Vec<bool>,
+}
+
+/// A run and the engines it is bound to.
+struct Held {
+    run: Run,
+    /// The engine that judges the run.
+    engine: usize,
+    /// The artifact current when the run last bound (`each_step` re-binds on a deploy).
+    seen: usize,
 }
 
 /// The result of one input line.
@@ -41,6 +52,7 @@ impl Replay {
             engines: vec![Engine::new(artifact)],
             current: 0,
             runs: BTreeMap::new(),
+            merged: BTreeMap::new(),
             base_dir,
             loader,
             artifact_recorded: vec![false],
@@ -86,10 +98,15 @@ impl Replay {
             return None;
         }
         let mut records = self.artifact_record();
-        let parsed = match self.engine() {
-            Some(engine) => event::parse(text, &engine.artifact().body.program.signals),
-            None => event::parse(text, &[]),
+        // A step's metrics are read for the program that judges its run.
+        let signals = |run_id: &str| -> &[(String, crate::syntax::ast::Unit)] {
+            self.runs
+                .get(run_id)
+                .and_then(|held| self.engines.get(held.engine))
+                .or_else(|| self.engine())
+                .map_or(&[], |e| &e.artifact().body.program.signals)
         };
+        let parsed = event::parse(text, &signals);
         let result = parsed.and_then(|e| {
             let input = event::evidence_json(&e);
             self.apply(e)
@@ -200,7 +217,12 @@ impl Replay {
             .get_mut(index)
             .ok_or((RejectCode::BadArtifact, "no artifact is loaded".to_string()))?;
         let (run, outcome) = engine.start_run(start);
-        self.runs.insert(start.run_id.clone(), (run, index));
+        let held = Held {
+            run,
+            engine: index,
+            seen: index,
+        };
+        self.runs.insert(start.run_id.clone(), held);
         Ok((outcome, Vec::new()))
     }
 
@@ -209,14 +231,20 @@ impl Replay {
         let artifact = (self.loader)(&path)?;
         let old = self.current_id();
         let new = artifact.id.clone();
-        match self.engines.iter().position(|e| e.artifact().id == new) {
-            Some(i) => self.current = i,
+        let current = match self
+            .engines
+            .iter()
+            .position(|e| !e.is_merged() && e.artifact().id == new)
+        {
+            Some(i) => i,
             None => {
                 self.engines.push(Engine::new(Arc::new(artifact)));
                 self.artifact_recorded.push(false);
-                self.current = self.engines.len() - 1;
+                self.engines.len() - 1
             }
-        }
+        };
+        self.rebind_runs(current)?;
+        self.current = current;
         let mut records = self.artifact_record();
         records.push(Record {
             kind: RecordKind::Deploy,
@@ -241,6 +269,55 @@ impl Replay {
             artifact: Some(Arc::from(new.as_str())),
         };
         Ok((super::Outcome::of(decision), records))
+    }
+
+    /// Moves every live run that re-binds on this deploy onto the merged engine of its
+    /// engine and the new one (built once per pair); its next step re-binds. Refuses the
+    /// deploy, changing nothing a run sees, if the two programs cannot be merged.
+    fn rebind_runs(&mut self, current: usize) -> Result<(), String> {
+        let Some(target) = self.engines.get(current) else {
+            return Err("the deployed artifact is not loaded".into());
+        };
+        let mut moves: Vec<(String, usize)> = Vec::new();
+        for (id, held) in &self.runs {
+            if held.run.ended || held.seen == current {
+                continue;
+            }
+            let Some(home) = self.engines.get(held.engine) else {
+                continue;
+            };
+            if home.rebinds_on(&held.run, target) {
+                moves.push((id.clone(), held.engine));
+            }
+        }
+        for (_, home) in &moves {
+            if self.merged.contains_key(&(*home, current)) {
+                continue;
+            }
+            let (Some(h), Some(c)) = (self.engines.get(*home), self.engines.get(current)) else {
+                continue;
+            };
+            let engine = Engine::merged(h, c)
+                .map_err(|e| format!("runs in progress cannot re-bind against it: {e}"))?;
+            self.engines.push(engine);
+            self.artifact_recorded.push(true);
+            self.merged.insert((*home, current), self.engines.len() - 1);
+        }
+        for (id, home) in moves {
+            let (Some(held), Some(&m)) =
+                (self.runs.get_mut(&id), self.merged.get(&(home, current)))
+            else {
+                continue;
+            };
+            if let Some(engine) = self.engines.get(m) {
+                engine.adopt(&mut held.run);
+                held.engine = m;
+            }
+        }
+        for held in self.runs.values_mut() {
+            held.seen = current;
+        }
+        Ok(())
     }
 
     /// The records an outcome leaves: the decision, its signals, alerts, incidents, and a
@@ -326,12 +403,17 @@ enum RunEvent<'e> {
 /// The run an event names and the engine it is bound to, after the run checks of
 /// DESIGN §3 (`unknown_run`, `run_ended`, `ts_backwards`).
 fn checked_run<'a>(
-    runs: &'a mut BTreeMap<String, (Run, usize)>,
+    runs: &'a mut BTreeMap<String, Held>,
     engines: &'a mut [Engine],
     e: &Event,
 ) -> Result<(&'a mut Run, &'a mut Engine), (RejectCode, String)> {
     let run_id = e.run_id().unwrap_or_default();
-    let Some((run, engine_index)) = runs.get_mut(run_id) else {
+    let Some(Held {
+        run,
+        engine: engine_index,
+        ..
+    }) = runs.get_mut(run_id)
+    else {
         return Err((
             RejectCode::UnknownRun,
             format!("run `{run_id}` was never started"),

@@ -54,7 +54,7 @@ policy closed {
         r#"{"type":"run_start","run_id":"logged","ts":"2026-01-20T10:00:00Z","tenant":"t","agent":"logged"}"#,
         r#"{"type":"step","run_id":"logged","ts":"2026-01-20T10:00:01Z","prompt":"hello"}"#,
         r#"{"type":"run_start","run_id":"pii","ts":"2026-01-20T10:00:00Z","tenant":"t","agent":"pii"}"#,
-        r#"{"type":"step","run_id":"pii","ts":"2026-01-20T10:00:01Z","prompt":"my card is 4111","pii":true}"#,
+        r#"{"type":"step","run_id":"pii","ts":"2026-01-20T10:00:01Z","prompt":"my card is 4111-1111-1111-1111","pii":true}"#,
         r#"{"type":"run_start","run_id":"closed","ts":"2026-01-20T10:00:00Z","tenant":"t","agent":"closed"}"#,
         r#"{"type":"step","run_id":"closed","ts":"2026-01-20T10:00:01Z","prompt":"secret plans"}"#,
         r#"{"type":"step","run_id":"closed","ts":"not a time","prompt":"rejected text"}"#,
@@ -76,7 +76,7 @@ policy closed {
         String::from_utf8_lossy(&std::fs::read(tmp.path().join("ev/evidence.log")).unwrap())
             .into_owned()
     });
-    for secret in ["4111", "secret plans", "rejected text"] {
+    for secret in ["4111-1111", "secret plans", "rejected text"] {
         assert!(
             !log.contains(secret),
             "{secret:?} reached the evidence store"

@@ -7,8 +7,9 @@
 //! `checks.json`: `{"exit": 0|1, "lines": {"N": CHECK}, "others": CHECK}` where a CHECK
 //! may give `action`, `reason` (a prefix), `signals` (`"kind policy limit"` in order),
 //! `alerts` (`"kind channel"` or `"kind channel suppressed:why"` in order) and `override`
-//! (`{"status": .., "why": prefix, "rule": .., "until": ..}`). `others` applies to every
-//! line not listed.
+//! (`{"status": .., "why": prefix, "rule": .., "until": ..}`) and `snapshot` (`"changed"`
+//! or `"same"`, against the run's previous decision). `others` applies to every line not
+//! listed.
 
 use super::{case_dirs, lever};
 use serde_json::Value;
@@ -42,7 +43,13 @@ fn alert_text(a: &Value) -> String {
     t
 }
 
-fn check_line(name: &str, line: u64, decision: &Value, check: &Value, failures: &mut Vec<String>) {
+fn check_line(
+    name: &str,
+    line: u64,
+    (decision, previous): (&Value, Option<&Value>),
+    check: &Value,
+    failures: &mut Vec<String>,
+) {
     let mut fail = |what: &str, want: &Value, got: &Value| {
         failures.push(format!(
             "{name} line {line}: {what} expected {want}, got {got}"
@@ -77,6 +84,17 @@ fn check_line(name: &str, line: u64, decision: &Value, check: &Value, failures: 
         let want_list: Vec<String> = serde_json::from_value(want.clone()).unwrap();
         if got != want_list {
             fail("alerts", want, &serde_json::json!(got));
+        }
+    }
+    if let Some(want) = check.get("snapshot") {
+        let before = previous.map(|p| &p["snapshot"]);
+        let got = if before == Some(&decision["snapshot"]) {
+            "same"
+        } else {
+            "changed"
+        };
+        if want != got {
+            fail("snapshot", want, &Value::from(got));
         }
     }
     if let Some(want) = check.get("override") {
@@ -130,16 +148,22 @@ pub fn run_case(dir: &Path, engine: Option<&str>) -> (String, Vec<String>) {
         ));
     }
     let lines = checks["lines"].as_object().cloned().unwrap_or_default();
+    let mut last_of_run: std::collections::HashMap<String, Value> = Default::default();
     for text in stdout.lines() {
         let decision: Value = serde_json::from_str(text).unwrap();
         let line = decision["line"].as_u64().unwrap();
+        let run = decision["run_id"].as_str().unwrap_or("").to_string();
+        let pair = (&decision, last_of_run.get(&run));
         match lines.get(&line.to_string()) {
-            Some(check) => check_line(&name, line, &decision, check, &mut failures),
+            Some(check) => check_line(&name, line, pair, check, &mut failures),
             None => {
                 if let Some(others) = checks.get("others") {
-                    check_line(&name, line, &decision, others, &mut failures);
+                    check_line(&name, line, pair, others, &mut failures);
                 }
             }
+        }
+        if !run.is_empty() && decision["action"] != "rejected" {
+            last_of_run.insert(run, decision);
         }
     }
     for listed in lines.keys() {

@@ -1,0 +1,334 @@
+//! Merging two programs, for a run that re-binds against an artifact deployed mid-run.
+//!
+//! A run keeps its `run_start` (and bound `first_token`) policies from the artifact it
+//! started on, while its `each_step` policies come from the artifact current at each step
+//! (LANGUAGE §9). The runtime evaluates such a run with one program holding both: the
+//! `home` program unchanged (every index valid, so the run's state carries over), then the
+//! `current` program with its indices moved past home's.
+//!
+//! An aggregate of `current` that computes the same thing as one of `home` (same function,
+//! window, argument and filter, compared by meaning, not by index) is the home one, so a
+//! monitor the run already had keeps accumulating from the run's first step; any other
+//! starts fresh (LANGUAGE §6: a monitor first seen in a deploy starts after it).
+
+use super::bytecode::{
+    ActionsDesc, AggDesc, Code, FieldDesc, FieldSource, LimitDesc, Op, PolicyDesc, Program,
+};
+use crate::check::hir::ChannelRef;
+use crate::vm::MAX_STR_FIELDS;
+
+/// A merged program and what the runtime needs to know about it.
+#[derive(Debug, Clone)]
+pub struct Merged {
+    pub program: Program,
+    /// Index of `current`'s first policy: home's are `0..current_policies`.
+    pub current_policies: usize,
+    /// Home's aggregate count: aggregates from here on are fresh.
+    pub home_aggregates: usize,
+    /// Monitors whose value reads a fresh aggregate, directly or through other monitors.
+    pub fresh_monitors: Vec<bool>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum MergeError {
+    #[error("the two artifacts together read {0} string fields, more than {MAX_STR_FIELDS}")]
+    TooManyStringFields(usize),
+    #[error("the merged program has more than 65535 {0}")]
+    TooMany(&'static str),
+}
+
+/// Index offsets of `current`'s parts in the merged program.
+struct Offsets {
+    strings: u32,
+    labels: u16,
+    metrics: u16,
+    num: u16,
+    bool: u16,
+    str: u16,
+    monitors: u16,
+    channels: u32,
+    /// Merged index of each of `current`'s aggregates.
+    aggregates: Vec<u16>,
+}
+
+fn offset<T>(items: &[T], what: &'static str) -> Result<u16, MergeError> {
+    u16::try_from(items.len()).map_err(|_| MergeError::TooMany(what))
+}
+
+pub fn merge(home: &Program, current: &Program) -> Result<Merged, MergeError> {
+    let str_total = usize::from(home.str_fields) + usize::from(current.str_fields);
+    if str_total > MAX_STR_FIELDS {
+        return Err(MergeError::TooManyStringFields(str_total));
+    }
+    let mut off = Offsets {
+        strings: u32::try_from(home.strings.len()).map_err(|_| MergeError::TooMany("strings"))?,
+        labels: offset(&home.labels, "labels")?,
+        metrics: offset(&home.signals, "signals")?,
+        num: home.num_fields,
+        bool: home.bool_fields,
+        str: home.str_fields,
+        monitors: offset(&home.monitors, "monitors")?,
+        channels: u32::try_from(home.channels.len())
+            .map_err(|_| MergeError::TooMany("channels"))?,
+        aggregates: Vec::new(),
+    };
+    let mut program = home.clone();
+    program.strings.extend(current.strings.iter().cloned());
+    program.labels.extend(current.labels.iter().cloned());
+    program.signals.extend(current.signals.iter().cloned());
+    program.num_fields = home.num_fields.saturating_add(current.num_fields);
+    program.bool_fields = home.bool_fields.saturating_add(current.bool_fields);
+    program.str_fields = home.str_fields.saturating_add(current.str_fields);
+    for f in &current.fields {
+        let moved = relocate_field(f, &off);
+        program.fields.push(moved);
+    }
+    let home_keys: Vec<String> = home
+        .aggregates
+        .iter()
+        .map(|a| aggregate_key(home, a))
+        .collect();
+    for a in &current.aggregates {
+        let key = aggregate_key(current, a);
+        let index = match home_keys.iter().position(|k| *k == key) {
+            Some(i) => i,
+            None => {
+                program.aggregates.push(AggDesc {
+                    func: a.func,
+                    arg: a.arg.as_ref().map(|c| relocate(c, &off)),
+                    filter: a.filter.as_ref().map(|c| relocate(c, &off)),
+                    window: a.window,
+                });
+                program.aggregates.len() - 1
+            }
+        };
+        off.aggregates
+            .push(u16::try_from(index).map_err(|_| MergeError::TooMany("aggregates"))?);
+    }
+    for m in &current.monitors {
+        let mut moved = m.clone();
+        moved.code = relocate(&m.code, &off);
+        program.monitors.push(moved);
+    }
+    offset(&program.monitors, "monitors")?;
+    program.channels.extend(current.channels.iter().cloned());
+    let current_policies = program.policies.len();
+    for p in &current.policies {
+        program.policies.push(relocate_policy(p, &off));
+    }
+    offset(&program.policies, "policies")?;
+    let fresh_monitors = fresh_monitors(&program, home.aggregates.len());
+    Ok(Merged {
+        program,
+        current_policies,
+        home_aggregates: home.aggregates.len(),
+        fresh_monitors,
+    })
+}
+
+/// What an aggregate computes, independent of indices: function, window, and its codes
+/// with fields, strings and labels by name (derived fields by their definition).
+pub fn aggregate_key(program: &Program, a: &AggDesc) -> String {
+    let code = |c: &Option<Code>| c.as_ref().map(|c| code_key(program, c)).unwrap_or_default();
+    format!(
+        "{:?}|{}|{}|{}",
+        a.func,
+        a.window,
+        code(&a.arg),
+        code(&a.filter)
+    )
+}
+
+fn code_key(program: &Program, code: &Code) -> String {
+    let field = |slot: u16, kind: u8| -> String {
+        let found = program.fields.iter().find(|f| {
+            f.slot == slot
+                && match f.unit {
+                    crate::syntax::ast::Unit::Bool => kind == 1,
+                    crate::syntax::ast::Unit::String => kind == 2,
+                    _ => kind == 0,
+                }
+        });
+        match found {
+            Some(f) => match &f.source {
+                FieldSource::Derived(c) => format!("{}=({})", f.name, code_key(program, c)),
+                _ => f.name.clone(),
+            },
+            None => format!("?{kind}#{slot}"),
+        }
+    };
+    let string = |i: u32| {
+        program
+            .strings
+            .get(i as usize)
+            .map_or_else(|| format!("?s{i}"), |s| format!("{s:?}"))
+    };
+    let mut out = String::new();
+    for op in &code.ops {
+        let text = match op {
+            Op::Str(i) => format!("str {}", string(*i)),
+            Op::NumField(s) => format!("num {}", field(*s, 0)),
+            Op::BoolField(s) => format!("bool {}", field(*s, 1)),
+            Op::StrField(s) => format!("strf {}", field(*s, 2)),
+            Op::Label(i) => format!(
+                "label {:?}",
+                program
+                    .labels
+                    .get(usize::from(*i))
+                    .map_or("?", String::as_str)
+            ),
+            Op::FieldEqStr(f, s, ne) => format!("eqstr {} {} {ne}", field(*f, 2), string(*s)),
+            Op::FieldCmpNum(f, c, n) => format!("cmpnum {} {c:?} {n}", field(*f, 0)),
+            // Aggregate code reads no aggregate or monitor; the rest carry no index.
+            other => format!("{other:?}"),
+        };
+        out.push_str(&text);
+        out.push(';');
+    }
+    out
+}
+
+fn relocate(code: &Code, off: &Offsets) -> Code {
+    let ops = code
+        .ops
+        .iter()
+        .map(|op| match *op {
+            Op::Str(i) => Op::Str(i.saturating_add(off.strings)),
+            Op::NumField(s) => Op::NumField(s.saturating_add(off.num)),
+            Op::BoolField(s) => Op::BoolField(s.saturating_add(off.bool)),
+            Op::StrField(s) => Op::StrField(s.saturating_add(off.str)),
+            Op::Label(i) => Op::Label(i.saturating_add(off.labels)),
+            Op::Agg(i) => Op::Agg(
+                off.aggregates
+                    .get(usize::from(i))
+                    .copied()
+                    .unwrap_or(u16::MAX),
+            ),
+            Op::Monitor(i) => Op::Monitor(i.saturating_add(off.monitors)),
+            Op::FieldEqStr(f, s, ne) => {
+                Op::FieldEqStr(f.saturating_add(off.str), s.saturating_add(off.strings), ne)
+            }
+            Op::FieldCmpNum(f, c, n) => Op::FieldCmpNum(f.saturating_add(off.num), c, n),
+            ref other => other.clone(),
+        })
+        .collect();
+    Code {
+        ops,
+        max_stack: code.max_stack,
+    }
+}
+
+fn relocate_field(f: &FieldDesc, off: &Offsets) -> FieldDesc {
+    let slot = match f.unit {
+        crate::syntax::ast::Unit::Bool => f.slot.saturating_add(off.bool),
+        crate::syntax::ast::Unit::String => f.slot.saturating_add(off.str),
+        _ => f.slot.saturating_add(off.num),
+    };
+    let source = match &f.source {
+        FieldSource::Event(e) => FieldSource::Event(*e),
+        FieldSource::Metric(i) => FieldSource::Metric(i.saturating_add(off.metrics)),
+        FieldSource::Derived(c) => FieldSource::Derived(relocate(c, off)),
+    };
+    FieldDesc {
+        name: f.name.clone(),
+        unit: f.unit,
+        slot,
+        source,
+    }
+}
+
+fn relocate_actions(a: &ActionsDesc, off: &Offsets) -> ActionsDesc {
+    ActionsDesc {
+        enforcement: a.enforcement,
+        alerts: a
+            .alerts
+            .iter()
+            .map(|c| match c {
+                ChannelRef::Ui => ChannelRef::Ui,
+                ChannelRef::Declared(i) => ChannelRef::Declared(i.saturating_add(off.channels)),
+            })
+            .collect(),
+    }
+}
+
+fn relocate_policy(p: &PolicyDesc, off: &Offsets) -> PolicyDesc {
+    let limits = p
+        .limits
+        .iter()
+        .map(|l| LimitDesc {
+            monitor: l.monitor.saturating_add(off.monitors),
+            near: l.near.as_ref().map(|n| super::bytecode::NearDesc {
+                actions: relocate_actions(&n.actions, off),
+                ..n.clone()
+            }),
+            breach: relocate_actions(&l.breach, off),
+            ..l.clone()
+        })
+        .collect();
+    PolicyDesc {
+        limits,
+        ..p.clone()
+    }
+}
+
+/// Monitors (in evaluation order, each reading only earlier ones) that read an aggregate
+/// at or past `first_fresh`.
+fn fresh_monitors(program: &Program, first_fresh: usize) -> Vec<bool> {
+    let mut fresh: Vec<bool> = Vec::with_capacity(program.monitors.len());
+    for m in &program.monitors {
+        let reads_fresh = m.code.ops.iter().any(|op| match op {
+            Op::Agg(i) => usize::from(*i) >= first_fresh,
+            Op::Monitor(i) => fresh.get(usize::from(*i)).copied().unwrap_or(false),
+            _ => false,
+        });
+        fresh.push(reads_fresh);
+    }
+    fresh
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::source::SourceSet;
+
+    fn program(text: &str) -> Program {
+        let checked = crate::check::check(SourceSet::from_text("p.policy", text));
+        crate::compile::build(&checked, &["p.policy".into()])
+            .unwrap()
+            .body
+            .program
+    }
+
+    #[test]
+    fn a_shared_aggregate_is_home_s_and_a_new_one_is_fresh() {
+        let home = program(
+            r#"import std.llm
+            policy a { version 1 scope all limit std.llm.cost to $5 { breach => stop } }"#,
+        );
+        let current = program(
+            r#"import std.llm
+            policy b { version 1 scope all bind each_step
+              monitor gpt = sum(step.cost where step.model == "gpt-4o")
+              limit std.llm.cost to $3 { breach => stop }
+              limit gpt to $1 { breach => pause } }"#,
+        );
+        let merged = merge(&home, &current).unwrap();
+        let p = &merged.program;
+        assert_eq!(merged.current_policies, 1);
+        assert_eq!(p.policies[1].name, "b");
+        assert_eq!(merged.home_aggregates, home.aggregates.len());
+        // std.llm.cost is shared: only the filtered sum is new.
+        assert_eq!(p.aggregates.len(), home.aggregates.len() + 1);
+        let cost = p.policies[1].limits[0].monitor as usize;
+        let gpt = p.policies[1].limits[1].monitor as usize;
+        assert_eq!(p.monitors[cost].id_name, "std.llm.cost");
+        assert!(!merged.fresh_monitors[cost]);
+        assert!(merged.fresh_monitors[gpt]);
+        // The relocated filter still names the model field and the string "gpt-4o".
+        let fresh = p.aggregates.last().unwrap();
+        assert_eq!(
+            aggregate_key(p, fresh),
+            aggregate_key(&current, current.aggregates.last().unwrap())
+        );
+    }
+}
