@@ -8,6 +8,14 @@
 //! policies, `scope all`, each with limits on `std.llm.tokens`, `std.llm.cost`,
 //! `std.llm.burn_1m` and a local filtered monitor; values set so that nothing trips; one
 //! step a second. Target: under 1 µs/step. Also prints the state held per run.
+//!
+//! `step/arbitration_and_overrides`: the same ten policies with arbitration and override
+//! authority in play: each at its own precedence (`most_restrictive`, so their tokens and
+//! cost limits are each judged), an eleventh policy `burn_lead` at precedence 5 and
+//! `explicit_priority` leading the `std.llm.burn_1m` group (the ten other burn limits
+//! shadowed: 31 limits judged instead of 40), and, in force during the measurement, a
+//! raise of one policy's cost limit and a suspension of another (both granted through the
+//! override rules, with a TTL past the run).
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use lever::runtime::Engine;
@@ -27,11 +35,29 @@ pub fn policy_set(policies: usize) -> String {
     text
 }
 
+/// The arbitration-and-overrides variant of [`policy_set`].
+pub fn governed_set(policies: usize) -> String {
+    let mut text = String::from(
+        "import std.llm\npolicy burn_lead {\n  version 1\n  scope all\n  precedence 5\n  conflict explicit_priority\n  limit std.llm.burn_1m to $1_000 { breach => kill }\n}\n",
+    );
+    for i in 0..policies {
+        let conflict = "most_restrictive";
+        let burn = "limit std.llm.burn_1m to $2_000 { breach => kill }";
+        let _ = write!(
+            text,
+            "policy p{i} {{\n  version 1\n  scope all\n  precedence {prec}\n  conflict {conflict}\n  monitor local = sum(step.cost where step.model == \"model-{i}\" and step.kind == \"llm_call\")\n  limit std.llm.tokens to 100_000_000 tokens {{ near 80% => alert(ui) breach => stop }}\n  limit std.llm.cost to $1_000_000 {{ near 80% => alert(ui) breach => stop }}\n  {burn}\n  limit local to $1_000 {{ breach => pause }}\n  override {{\n    allow role \"sre\" to raise std.llm.cost up to 200% for 1000d\n    allow role \"sre\" to suspend for 1000d\n  }}\n}}\n",
+            prec = 10 + i,
+        );
+    }
+    text
+}
+
 fn engine() -> Engine {
-    let checked = lever::check::check(lever::source::SourceSet::from_text(
-        "bench.policy",
-        &policy_set(10),
-    ));
+    engine_of(&policy_set(10))
+}
+
+fn engine_of(text: &str) -> Engine {
+    let checked = lever::check::check(lever::source::SourceSet::from_text("bench.policy", text));
     assert!(!checked.has_errors());
     let artifact =
         lever::compile::build(&checked, &["bench.policy".into()]).expect("the bench set builds");
@@ -107,5 +133,75 @@ fn warmed_run(engine: &mut Engine, start: &RunStart, s: &mut Step) -> lever::run
     run
 }
 
-criterion_group!(benches, bench_step);
+fn grant(engine: &mut Engine, run: &mut lever::runtime::Run, ts: i64, policy: &str, raise: bool) {
+    use lever::runtime::event::{OverrideKind, OverrideRequest};
+    let request = OverrideRequest {
+        run_id: "bench".into(),
+        ts,
+        actor: "oncall@example.com".into(),
+        roles: vec!["sre".into()],
+        policy: policy.into(),
+        kind: if raise {
+            OverrideKind::Raise
+        } else {
+            OverrideKind::Suspend
+        },
+        limit: raise.then(|| "std.llm.cost".to_string()),
+        to: raise.then(|| "1500000".to_string()),
+        ttl: None,
+        reason: None,
+        approvals: Vec::new(),
+    };
+    let outcome = engine
+        .override_request(run, &request)
+        .expect("a valid request");
+    let status = outcome.decision.override_outcome.map(|o| o.status);
+    assert_eq!(status, Some("granted"), "{policy}: {status:?}");
+}
+
+fn bench_governed(c: &mut Criterion) {
+    let mut engine = engine_of(&governed_set(10));
+    let start = RunStart {
+        run_id: "bench".into(),
+        ts: 0,
+        tenant: "acme".into(),
+        agent: "bot".into(),
+        api_key: String::new(),
+        human_actor: String::new(),
+        labels: Default::default(),
+    };
+    let mut s = step(0);
+    let fresh = |engine: &mut Engine, s: &mut Step| {
+        let mut run = warmed_run(engine, &start, s);
+        grant(engine, &mut run, s.ts, "p0", true);
+        grant(engine, &mut run, s.ts, "p1", false);
+        assert_eq!(run.raises.len(), 1);
+        assert_eq!(
+            run.shadowed.iter().filter(|&&x| x).count(),
+            10,
+            "ten burn limits shadowed"
+        );
+        run
+    };
+    let mut run = fresh(&mut engine, &mut s);
+    let mut ts = s.ts;
+    c.bench_function("step/arbitration_and_overrides", |b| {
+        b.iter_custom(|iters| {
+            if run.seq > 1_000_000 {
+                run = fresh(&mut engine, &mut s);
+                ts = s.ts;
+            }
+            let begin = std::time::Instant::now();
+            for _ in 0..iters {
+                ts += 1_000_000_000;
+                s.ts = ts;
+                let outcome = engine.step(&mut run, black_box(&s));
+                black_box(outcome.decision.action);
+            }
+            begin.elapsed()
+        })
+    });
+}
+
+criterion_group!(benches, bench_step, bench_governed);
 criterion_main!(benches);
