@@ -72,9 +72,14 @@ pub enum Command {
         /// The events, one JSON object a line; `-` reads standard input.
         #[arg(long)]
         events: String,
-        /// Where evidence is written: `file:DIR`.
+        /// Where evidence is written: `file:DIR` or `postgres://...` (`?schema=NAME`).
         #[arg(long, default_value = "file:./lever-evidence")]
         evidence: String,
+    },
+    /// Audit an evidence store: verify its hash chains, take a digest, show a run.
+    Evidence {
+        #[command(subcommand)]
+        command: EvidenceCommand,
     },
     /// Show an artifact: header, policies with their hashes, and disassembly.
     #[command(
@@ -86,6 +91,49 @@ pub enum Command {
         /// Output format.
         #[arg(long, value_enum, default_value_t = Format::Human)]
         format: Format,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum EvidenceCommand {
+    /// Recompute every hash chain (or one run's); with `--digest`, also check that every
+    /// record the digest covered is still stored unchanged.
+    #[command(
+        after_help = "Examples:\n  lever evidence verify\n  lever evidence verify --run r1 --digest blake3:...\n\nExit: 0 verified, 1 a record is altered, deleted, reordered or inserted (the first is named),\n2 usage or I/O."
+    )]
+    Verify {
+        /// Only this run's chain.
+        #[arg(long)]
+        run: Option<String>,
+        /// A digest printed earlier by `lever evidence digest`.
+        #[arg(long)]
+        digest: Option<String>,
+        /// The store: `file:DIR` or `postgres://...`.
+        #[arg(long, default_value = "file:./lever-evidence")]
+        evidence: String,
+    },
+    /// Verify the store, record a checkpoint of every chain head, print its digest.
+    #[command(
+        after_help = "Example:\n  lever evidence digest --evidence postgres://localhost/lever\n\nPrints `blake3:<hex>`. Exit: 0 taken, 1 the store does not verify, 2 usage or I/O."
+    )]
+    Digest {
+        /// The store: `file:DIR` or `postgres://...`.
+        #[arg(long, default_value = "file:./lever-evidence")]
+        evidence: String,
+    },
+    /// Print a run's evidence: one line per record, or the stored records as JSON lines.
+    #[command(
+        after_help = "Example:\n  lever evidence show --run r1 --format json\n\nExit: 0 shown, 1 no such run, 2 usage or I/O."
+    )]
+    Show {
+        #[arg(long)]
+        run: String,
+        /// `human` (one line per record) or `json` (the stored records, one a line).
+        #[arg(long, value_enum, default_value_t = Format::Human)]
+        format: Format,
+        /// The store: `file:DIR` or `postgres://...`.
+        #[arg(long, default_value = "file:./lever-evidence")]
+        evidence: String,
     },
 }
 
@@ -112,6 +160,7 @@ pub fn main() -> ExitCode {
             events,
             evidence,
         } => crate::cli_run::run(&source, &events, &evidence),
+        Command::Evidence { command } => crate::cli_evidence::run(command),
     }
 }
 

@@ -100,7 +100,7 @@ fn replay(paths: &[PathBuf], events: &str, evidence_url: &str) -> Result<ExitCod
         .split(|b| *b == b'\n')
         .map(|l| l.strip_suffix(b"\r").unwrap_or(l))
         .collect();
-    check_against_store(&artifact, &base, &lines, store.as_ref())?;
+    check_against_store(&artifact, &base, &lines, store.as_mut())?;
 
     let mut replay = Replay::new(Arc::clone(&artifact), base, Box::new(deploy_loader));
     let mut rejected = false;
@@ -156,23 +156,23 @@ fn check_against_store(
     artifact: &Arc<Artifact>,
     base: &Path,
     lines: &[&[u8]],
-    store: &dyn EvidenceStore,
+    store: &mut dyn EvidenceStore,
 ) -> Result<(), ExitCode> {
     let mut dry = Replay::new(
         Arc::clone(artifact),
         base.to_path_buf(),
         Box::new(deploy_loader),
     );
+    let mut batch: Vec<Record> = Vec::new();
     for (i, line) in lines.iter().enumerate() {
-        let Some(result) = dry.line_bytes(i as u64 + 1, line) else {
-            continue;
-        };
-        for r in &result.records {
-            let Some(key) = r.key() else { continue };
-            if store
-                .content_at(&key)
-                .is_some_and(|stored| stored != r.content_hash())
-            {
+        if let Some(result) = dry.line_bytes(i as u64 + 1, line) {
+            batch.extend(result.records.into_iter().filter(|r| r.key().is_some()));
+        }
+        if (i + 1) % BATCH_LINES == 0 || i + 1 == lines.len() {
+            let conflict = store
+                .first_conflict(&batch)
+                .map_err(|e| io(e.to_string()))?;
+            if let Some(key) = conflict {
                 eprintln!(
                     "error: replay refused: run `{}` differs from its stored evidence at seq {} ({} record); nothing was written",
                     key.run_id,
@@ -181,6 +181,7 @@ fn check_against_store(
                 );
                 return Err(ExitCode::from(1));
             }
+            batch.clear();
         }
     }
     Ok(())

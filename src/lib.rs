@@ -16,6 +16,7 @@
 
 pub mod check;
 pub mod cli;
+mod cli_evidence;
 mod cli_run;
 pub mod compile;
 pub mod diag;

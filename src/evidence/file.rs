@@ -1,25 +1,38 @@
-//! The embedded file store: one append-only log of checksummed frames.
+//! The embedded file store: append-only segment files of checksummed frames.
 //!
-//! Frame: the payload's length as a little-endian `u32`, the first 8 bytes of blake3 over
-//! the payload, then the payload (a record's canonical bytes). Appends are written and
-//! fsynced as one batch before `append` returns. Opening scans the log and indexes it; a
-//! torn final frame (a crash mid-append) is cut off and reported on stderr, and a bad
-//! frame anywhere else refuses the open: the store is never silently rewritten.
+//! `DIR/evidence-NNNNNN.log`, numbered from 0; a new segment starts when the current one
+//! passes [`SEGMENT_BYTES`]. Frame: the payload's length as a little-endian `u32`, the first
+//! 8 bytes of blake3 over the payload, then the payload (a stored record: see
+//! [`super::chain::Stored::to_bytes`]). An append is one write and one fsync of its batch
+//! (the group commit) before it returns.
+//!
+//! Opening scans every segment and indexes it. A torn final frame of the last segment (a
+//! crash mid-append) is cut off, reported on stderr and recorded as a `recovery` record in
+//! the store chain; a bad frame anywhere else refuses the open: the store is never silently
+//! rewritten. After a failed write or fsync the store refuses every later call.
 
-use super::{EvidenceStore, Record, RecordKey, StoreError};
+use super::chain::{self, ChainId, Head, Stored};
+use super::{EvidenceStore, Record, RecordKey, RecordKind, StoreError};
 use std::collections::{HashMap, HashSet};
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 
-const LOG: &str = "evidence.log";
 const FRAME_HEADER: usize = 12;
+/// A segment is closed and a new one started once it holds this many bytes.
+pub const SEGMENT_BYTES: u64 = 64 << 20;
 
 pub struct FileStore {
-    path: PathBuf,
+    dir: PathBuf,
+    /// The segment being appended to: its number, file and length.
+    segment: u32,
     file: File,
+    len: u64,
     ids: HashSet<[u8; 32]>,
     places: HashMap<RecordKey, [u8; 32]>,
+    heads: HashMap<ChainId, Head>,
+    failed: bool,
+    fail_next_sync: bool,
 }
 
 fn checksum(payload: &[u8]) -> [u8; 8] {
@@ -29,91 +42,198 @@ fn checksum(payload: &[u8]) -> [u8; 8] {
     out
 }
 
+fn segment_path(dir: &Path, n: u32) -> PathBuf {
+    dir.join(format!("evidence-{n:06}.log"))
+}
+
+/// The segment numbers present in `dir`, in order; they must be 0, 1, 2, ... .
+fn segments(dir: &Path) -> Result<Vec<u32>, StoreError> {
+    let io = |source| StoreError::Io {
+        path: dir.display().to_string(),
+        source,
+    };
+    let mut found: Vec<u32> = Vec::new();
+    for entry in std::fs::read_dir(dir).map_err(io)? {
+        let name = entry.map_err(io)?.file_name();
+        let name = name.to_string_lossy();
+        if let Some(n) = name
+            .strip_prefix("evidence-")
+            .and_then(|r| r.strip_suffix(".log"))
+            .and_then(|n| n.parse::<u32>().ok())
+        {
+            found.push(n);
+        }
+    }
+    found.sort_unstable();
+    for (i, n) in found.iter().enumerate() {
+        if usize::try_from(*n).ok() != Some(i) {
+            return Err(StoreError::Corrupt {
+                path: segment_path(dir, u32::try_from(i).unwrap_or(u32::MAX))
+                    .display()
+                    .to_string(),
+                offset: 0,
+                why: "this segment is missing (the segments must be numbered without gaps)".into(),
+            });
+        }
+    }
+    Ok(found)
+}
+
 impl FileStore {
     /// Opens (creating when missing) the store in `dir`.
     pub fn open(dir: &Path) -> Result<FileStore, StoreError> {
-        let path = dir.join(LOG);
-        let io = |source| StoreError::Io {
-            path: path.display().to_string(),
-            source,
+        let io = |path: &Path| {
+            let path = path.display().to_string();
+            move |source| StoreError::Io { path, source }
         };
-        std::fs::create_dir_all(dir).map_err(io)?;
-        let mut file = OpenOptions::new()
-            .read(true)
-            .append(true)
-            .create(true)
-            .open(&path)
-            .map_err(io)?;
-        let mut bytes = Vec::new();
-        file.read_to_end(&mut bytes).map_err(io)?;
-        let (frames, good_len) = scan(&bytes, &path)?;
-        if good_len < bytes.len() {
-            eprintln!(
-                "lever: evidence store {}: cut off a torn final frame ({} bytes at offset {good_len}) left by an interrupted write",
-                path.display(),
-                bytes.len() - good_len
-            );
-            file.set_len(good_len as u64).map_err(io)?;
-            file.sync_all().map_err(io)?;
+        std::fs::create_dir_all(dir).map_err(io(dir))?;
+        let mut numbers = segments(dir)?;
+        if numbers.is_empty() {
+            numbers.push(0);
         }
-        let mut store = FileStore {
-            path,
-            file,
-            ids: HashSet::new(),
-            places: HashMap::new(),
+        let last = numbers.last().copied().unwrap_or(0);
+        let mut store: Option<FileStore> = None;
+        let mut cut: Option<(PathBuf, usize, usize)> = None;
+        let mut all = Vec::new();
+        for &n in &numbers {
+            let path = segment_path(dir, n);
+            let mut file = OpenOptions::new()
+                .read(true)
+                .append(true)
+                .create(true)
+                .open(&path)
+                .map_err(io(&path))?;
+            let mut bytes = Vec::new();
+            file.read_to_end(&mut bytes).map_err(io(&path))?;
+            let (frames, good_len) = scan(&bytes, &path)?;
+            if good_len < bytes.len() {
+                if n != last {
+                    return Err(StoreError::Corrupt {
+                        path: path.display().to_string(),
+                        offset: good_len as u64,
+                        why: "a torn frame before the last segment".into(),
+                    });
+                }
+                file.set_len(good_len as u64).map_err(io(&path))?;
+                file.sync_all().map_err(io(&path))?;
+                cut = Some((path.clone(), good_len, bytes.len() - good_len));
+            }
+            for (offset, payload) in frames {
+                let stored = Stored::from_bytes(&payload).ok_or_else(|| StoreError::Corrupt {
+                    path: path.display().to_string(),
+                    offset: offset as u64,
+                    why: "a frame holds no evidence record".into(),
+                })?;
+                all.push(stored);
+            }
+            if n == last {
+                store = Some(FileStore {
+                    dir: dir.to_path_buf(),
+                    segment: n,
+                    file,
+                    len: good_len as u64,
+                    ids: HashSet::new(),
+                    places: HashMap::new(),
+                    heads: HashMap::new(),
+                    failed: false,
+                    fail_next_sync: false,
+                });
+            }
+        }
+        let Some(mut store) = store else {
+            return Err(StoreError::BadUrl(dir.display().to_string()));
         };
-        for (offset, payload) in frames {
-            store.index(&payload, offset)?;
+        for stored in &all {
+            store.index(stored);
+        }
+        if let Some((path, offset, bytes)) = cut {
+            eprintln!(
+                "lever: evidence store {}: cut off a torn final frame ({bytes} bytes at offset {offset}) left by an interrupted write",
+                path.display()
+            );
+            let recovery = Record {
+                kind: RecordKind::Recovery,
+                artifact: String::new(),
+                run_id: None,
+                seq: 0,
+                index: 0,
+                body: serde_json::json!({
+                    "segment": path.file_name().map(|f| f.to_string_lossy().into_owned()),
+                    "offset": offset,
+                    "bytes_cut": bytes,
+                    "previous_store_head": chain::hex(&store.heads.get(&ChainId::Store).map_or([0; 32], |h| h.hash)),
+                }),
+            };
+            store.append(&[recovery])?;
         }
         Ok(store)
     }
 
-    fn index(&mut self, payload: &[u8], offset: usize) -> Result<(), StoreError> {
-        let record = parse_record(payload).ok_or_else(|| StoreError::Corrupt {
-            path: self.path.display().to_string(),
-            offset: offset as u64,
-            why: "a frame holds no evidence record".into(),
-        })?;
-        self.ids.insert(record.id());
-        if let Some(key) = record.key() {
-            self.places.insert(key, record.content_hash());
+    fn index(&mut self, stored: &Stored) {
+        let r = &stored.record;
+        self.ids.insert(r.id());
+        if let Some(key) = r.key() {
+            self.places.insert(key, r.content_hash());
         }
+        self.heads.insert(r.chain(), Head::after(stored));
+    }
+
+    /// Makes the next fsync fail, as a full or failing disk would: for tests of the rule
+    /// that a store acknowledges nothing after a failed write.
+    #[doc(hidden)]
+    pub fn inject_sync_failure(&mut self) {
+        self.fail_next_sync = true;
+    }
+
+    fn stopped(&self) -> StoreError {
+        StoreError::Stopped(self.dir.display().to_string())
+    }
+
+    fn write_batch(&mut self, batch: &[u8]) -> Result<(), StoreError> {
+        if self.len >= SEGMENT_BYTES {
+            let next = self.segment.saturating_add(1);
+            let path = segment_path(&self.dir, next);
+            let file = OpenOptions::new()
+                .read(true)
+                .append(true)
+                .create(true)
+                .open(&path)
+                .map_err(|source| StoreError::Io {
+                    path: path.display().to_string(),
+                    source,
+                })?;
+            // The new segment's directory entry must be durable before records rely on it.
+            File::open(&self.dir)
+                .and_then(|d| d.sync_all())
+                .map_err(|source| StoreError::Io {
+                    path: self.dir.display().to_string(),
+                    source,
+                })?;
+            self.segment = next;
+            self.file = file;
+            self.len = 0;
+        }
+        let path = segment_path(&self.dir, self.segment);
+        let io = |source| StoreError::Io {
+            path: path.display().to_string(),
+            source,
+        };
+        self.file.write_all(batch).map_err(io)?;
+        if std::mem::take(&mut self.fail_next_sync) {
+            return Err(io(std::io::Error::other("fsync failed (injected)")));
+        }
+        self.file.sync_data().map_err(io)?;
+        self.len += batch.len() as u64;
         Ok(())
     }
 }
 
-/// Reads a stored record back from its canonical bytes.
-pub fn parse_record(payload: &[u8]) -> Option<Record> {
-    let v: serde_json::Value = serde_json::from_slice(payload).ok()?;
-    let kind = match v.get("kind")?.as_str()? {
-        "artifact" => super::RecordKind::Artifact,
-        "deploy" => super::RecordKind::Deploy,
-        "snapshot" => super::RecordKind::Snapshot,
-        "decision" => super::RecordKind::Decision,
-        "signal" => super::RecordKind::Signal,
-        "alert" => super::RecordKind::Alert,
-        "alert_delivery" => super::RecordKind::AlertDelivery,
-        "override" => super::RecordKind::Override,
-        "rejected_input" => super::RecordKind::RejectedInput,
-        "incident" => super::RecordKind::Incident,
-        "run_summary" => super::RecordKind::RunSummary,
-        _ => return None,
-    };
-    Some(Record {
-        kind,
-        artifact: v.get("artifact")?.as_str()?.to_string(),
-        run_id: v.get("run_id")?.as_str().map(str::to_string),
-        seq: v.get("seq")?.as_u64()?,
-        index: u32::try_from(v.get("index")?.as_u64()?).ok()?,
-        body: v.get("body")?.clone(),
-    })
-}
-
-/// Splits the log into payloads; returns them and the length of the intact prefix. Only a
-/// frame that runs past the end of the file is torn; any other damage is an error.
 /// Frames found by a scan: each payload with the byte offset of its frame.
 type Frames = Vec<(usize, Vec<u8>)>;
 
+/// Splits a segment into payloads; returns them and the length of the intact prefix. Only
+/// a frame that runs past the end of the file (or the last frame, with a bad checksum) is
+/// torn; any other damage is an error.
 fn scan(bytes: &[u8], path: &Path) -> Result<(Frames, usize), StoreError> {
     let mut frames = Vec::new();
     let mut at = 0usize;
@@ -144,16 +264,18 @@ fn scan(bytes: &[u8], path: &Path) -> Result<(Frames, usize), StoreError> {
 }
 
 impl EvidenceStore for FileStore {
-    fn contains(&self, id: &[u8; 32]) -> bool {
-        self.ids.contains(id)
-    }
-
-    fn content_at(&self, key: &RecordKey) -> Option<[u8; 32]> {
-        self.places.get(key).copied()
+    fn first_conflict(&mut self, records: &[Record]) -> Result<Option<RecordKey>, StoreError> {
+        Ok(records.iter().find_map(|r| {
+            let key = r.key()?;
+            let stored = self.places.get(&key)?;
+            (*stored != r.content_hash()).then_some(key)
+        }))
     }
 
     fn append(&mut self, records: &[Record]) -> Result<usize, StoreError> {
-        let mut batch = Vec::new();
+        if self.failed {
+            return Err(self.stopped());
+        }
         let mut fresh = Vec::new();
         let mut fresh_ids: HashSet<[u8; 32]> = HashSet::new();
         for r in records {
@@ -161,44 +283,61 @@ impl EvidenceStore for FileStore {
             if self.ids.contains(&id) || !fresh_ids.insert(id) {
                 continue;
             }
-            let payload = r.canonical_bytes();
+            fresh.push(r.clone());
+        }
+        if fresh.is_empty() {
+            return Ok(0);
+        }
+        let mut heads = self.heads.clone();
+        let linked = chain::link(&mut heads, fresh)?;
+        let mut batch = Vec::new();
+        for stored in &linked {
+            let payload = stored.to_bytes();
             let len = u32::try_from(payload.len()).map_err(|_| StoreError::Corrupt {
-                path: self.path.display().to_string(),
+                path: self.dir.display().to_string(),
                 offset: 0,
                 why: "record larger than 4 GiB".into(),
             })?;
             batch.extend_from_slice(&len.to_le_bytes());
             batch.extend_from_slice(&checksum(&payload));
             batch.extend_from_slice(&payload);
-            fresh.push((id, r));
         }
-        if fresh.is_empty() {
-            return Ok(0);
+        if let Err(e) = self.write_batch(&batch) {
+            self.failed = true;
+            return Err(e);
         }
-        let io = |source| StoreError::Io {
-            path: self.path.display().to_string(),
-            source,
-        };
-        self.file.write_all(&batch).map_err(io)?;
-        self.file.sync_data().map_err(io)?;
-        for (id, r) in &fresh {
-            self.ids.insert(*id);
-            if let Some(key) = r.key() {
-                self.places.insert(key, r.content_hash());
-            }
+        for stored in &linked {
+            self.index(stored);
         }
-        Ok(fresh.len())
+        Ok(linked.len())
     }
 
-    fn read_all(&self) -> Result<Vec<Vec<u8>>, StoreError> {
-        let bytes = std::fs::read(&self.path).map_err(|source| StoreError::Io {
-            path: self.path.display().to_string(),
-            source,
-        })?;
-        Ok(scan(&bytes, &self.path)?
-            .0
-            .into_iter()
-            .map(|(_, payload)| payload)
-            .collect())
+    fn read_all(&mut self) -> Result<Vec<Stored>, StoreError> {
+        let mut all = Vec::new();
+        for n in segments(&self.dir)? {
+            let path = segment_path(&self.dir, n);
+            let bytes = std::fs::read(&path).map_err(|source| StoreError::Io {
+                path: path.display().to_string(),
+                source,
+            })?;
+            for (offset, payload) in scan(&bytes, &path)?.0 {
+                all.push(
+                    Stored::from_bytes(&payload).ok_or_else(|| StoreError::Corrupt {
+                        path: path.display().to_string(),
+                        offset: offset as u64,
+                        why: "a frame holds no evidence record".into(),
+                    })?,
+                );
+            }
+        }
+        // Chain by chain; within a chain, in the order stored (a stable sort).
+        all.sort_by_key(|s| s.record.chain());
+        Ok(all)
+    }
+
+    fn read_chain(&mut self, chain: &ChainId) -> Result<Vec<Stored>, StoreError> {
+        let mut all = self.read_all()?;
+        all.retain(|s| s.record.chain() == *chain);
+        Ok(all)
     }
 }

@@ -6,8 +6,17 @@
 //! (artifact, run, seq, kind, index), so replaying the same input adds nothing; its
 //! content hash is blake3 over the canonical bytes, so a replay that would say something
 //! different about an existing (run, seq) is caught before anything is written.
+//!
+//! Stored, every record also has a place in a hash chain (see [`chain`]): its run's, or the
+//! store chain for records of no run. The backends ([`file`], [`postgres`]) share the
+//! [`EvidenceStore`] trait; [`audit`] verifies chains, computes digests and shows runs.
 
+pub mod audit;
+pub mod chain;
 pub mod file;
+pub mod postgres;
+
+pub use chain::{ChainId, Stored};
 
 use serde::Serialize;
 
@@ -26,6 +35,10 @@ pub enum RecordKind {
     RejectedInput,
     Incident,
     RunSummary,
+    /// A digest checkpoint (`lever evidence digest`), in the store chain.
+    Digest,
+    /// A torn final frame cut off when the file store was opened, in the store chain.
+    Recovery,
 }
 
 impl RecordKind {
@@ -42,7 +55,28 @@ impl RecordKind {
             RecordKind::RejectedInput => "rejected_input",
             RecordKind::Incident => "incident",
             RecordKind::RunSummary => "run_summary",
+            RecordKind::Digest => "digest",
+            RecordKind::Recovery => "recovery",
         }
+    }
+
+    pub fn from_name(name: &str) -> Option<RecordKind> {
+        Some(match name {
+            "artifact" => RecordKind::Artifact,
+            "deploy" => RecordKind::Deploy,
+            "snapshot" => RecordKind::Snapshot,
+            "decision" => RecordKind::Decision,
+            "signal" => RecordKind::Signal,
+            "alert" => RecordKind::Alert,
+            "alert_delivery" => RecordKind::AlertDelivery,
+            "override" => RecordKind::Override,
+            "rejected_input" => RecordKind::RejectedInput,
+            "incident" => RecordKind::Incident,
+            "run_summary" => RecordKind::RunSummary,
+            "digest" => RecordKind::Digest,
+            "recovery" => RecordKind::Recovery,
+            _ => return None,
+        })
     }
 }
 
@@ -99,6 +133,14 @@ impl Record {
         *blake3::hash(&self.canonical_bytes()).as_bytes()
     }
 
+    /// The chain the record belongs to.
+    pub fn chain(&self) -> ChainId {
+        match &self.run_id {
+            Some(run) => ChainId::Run(run.clone()),
+            None => ChainId::Store,
+        }
+    }
+
     /// The place a replay must agree on; `None` for records that stand for themselves
     /// (store-wide records and rejected lines).
     pub fn key(&self) -> Option<RecordKey> {
@@ -128,27 +170,50 @@ pub enum StoreError {
         offset: u64,
         why: String,
     },
-    #[error("unsupported evidence URL {0:?}: use file:DIR")]
+    #[error("unsupported evidence URL {0:?}: use file:DIR or postgres://...")]
     BadUrl(String),
+    #[error("evidence store {url}: {why}")]
+    Database { url: String, why: String },
+    #[error("evidence store: run `{0}` is closed by its run_summary; no record may follow it")]
+    ChainClosed(String),
+    #[error("evidence store {0} stopped after a failed write; reopen it to continue")]
+    Stopped(String),
+}
+
+impl StoreError {
+    /// A database error, without the password a URL may carry.
+    pub fn database(url: &str, why: impl std::fmt::Display) -> StoreError {
+        StoreError::Database {
+            url: postgres::redact(url),
+            why: why.to_string(),
+        }
+    }
 }
 
 /// An append-only evidence store.
 pub trait EvidenceStore {
-    /// Whether a record with this id is stored.
-    fn contains(&self, id: &[u8; 32]) -> bool;
-    /// The content hash stored at a place, if any.
-    fn content_at(&self, key: &RecordKey) -> Option<[u8; 32]>;
-    /// Appends the records not yet stored and makes them durable before returning;
-    /// returns how many were new.
+    /// The first record whose place (run, seq, kind, index) already holds different
+    /// content in the store, if any.
+    fn first_conflict(&mut self, records: &[Record]) -> Result<Option<RecordKey>, StoreError>;
+    /// Appends the records not yet stored (by id), each linked into its chain, and makes
+    /// them durable before returning; returns how many were new. After a failed write
+    /// the store refuses every later call: it never acknowledges after a failure.
     fn append(&mut self, records: &[Record]) -> Result<usize, StoreError>;
-    /// Every stored record's canonical bytes, in append order.
-    fn read_all(&self) -> Result<Vec<Vec<u8>>, StoreError>;
+    /// Every stored record, chain by chain (the store chain first, then runs by id), each
+    /// chain in order, as stored: nothing is checked or repaired here.
+    fn read_all(&mut self) -> Result<Vec<Stored>, StoreError>;
+    /// One chain's records in order, as stored.
+    fn read_chain(&mut self, chain: &ChainId) -> Result<Vec<Stored>, StoreError>;
 }
 
-/// Opens a store from a `--evidence` URL (`file:DIR`).
+/// Opens a store from a `--evidence` URL: `file:DIR`, or `postgres://...` /
+/// `postgresql://...` (optionally `?schema=NAME`, default `lever`).
 pub fn open(url: &str) -> Result<Box<dyn EvidenceStore>, StoreError> {
-    match url.strip_prefix("file:") {
-        Some(dir) => Ok(Box::new(file::FileStore::open(std::path::Path::new(dir))?)),
-        None => Err(StoreError::BadUrl(url.to_string())),
+    if let Some(dir) = url.strip_prefix("file:") {
+        return Ok(Box::new(file::FileStore::open(std::path::Path::new(dir))?));
     }
+    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        return Ok(Box::new(postgres::PgStore::open(url)?));
+    }
+    Err(StoreError::BadUrl(url.to_string()))
 }

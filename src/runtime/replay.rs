@@ -85,7 +85,7 @@ impl Replay {
                     event: None,
                 };
                 let artifact = self.current_id();
-                records.push(rejected_record(&artifact, line, bytes, &rejection));
+                records.push(rejected_record(&artifact, line, bytes, &rejection, false));
                 let mut decision = rejected_decision(&rejection, artifact);
                 decision.line = Some(line);
                 Some(LineResult { decision, records })
@@ -120,17 +120,27 @@ impl Replay {
             }
             Err(rejection) => {
                 let artifact = self.current_id();
+                let live = self.is_live(rejection.run_id.as_deref());
                 records.push(rejected_record(
                     &artifact,
                     line,
                     text.as_bytes(),
                     &rejection,
+                    live,
                 ));
                 rejected_decision(&rejection, artifact)
             }
         };
         decision.line = Some(line);
         Some(LineResult { decision, records })
+    }
+
+    /// Whether a run is started in this replay and not ended: a rejected line of a live run
+    /// joins the run's chain; any other joins the store chain (DESIGN §7).
+    fn is_live(&self, run_id: Option<&str>) -> bool {
+        run_id
+            .and_then(|id| self.runs.get(id))
+            .is_some_and(|held| !held.run.ended)
     }
 
     /// The artifact record, once per artifact per replay (the store keeps one copy).
@@ -456,17 +466,18 @@ fn summary_record(artifact: &str, run: &Run, outcome: &Outcome) -> Record {
     }
 }
 
-fn rejected_record(artifact: &str, line: u64, text: &[u8], r: &Rejection) -> Record {
+fn rejected_record(artifact: &str, line: u64, text: &[u8], r: &Rejection, live: bool) -> Record {
     Record {
         kind: RecordKind::RejectedInput,
         artifact: artifact.to_string(),
-        run_id: r.run_id.clone(),
+        run_id: if live { r.run_id.clone() } else { None },
         seq: line,
         index: 0,
         // The line's hash, not its text: a rejected line may carry a prompt that no
         // policy allowed to be stored.
         body: serde_json::json!({
             "line": line,
+            "run_id": r.run_id,
             "reason": r.reason(),
             "input_blake3": blake3::hash(text).to_hex().to_string(),
         }),

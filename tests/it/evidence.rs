@@ -2,16 +2,16 @@
 
 use super::lever;
 use lever::evidence::EvidenceStore;
-use lever::evidence::file::{FileStore, parse_record};
+use lever::evidence::file::FileStore;
 use serde_json::Value;
 
 fn records(dir: &std::path::Path) -> Vec<Value> {
-    let store = FileStore::open(dir).unwrap();
+    let mut store = FileStore::open(dir).unwrap();
     store
         .read_all()
         .unwrap()
         .iter()
-        .map(|b| serde_json::to_value(parse_record(b).unwrap()).unwrap())
+        .map(|s| serde_json::to_value(&s.record).unwrap())
         .collect()
 }
 
@@ -72,10 +72,13 @@ policy closed {
     assert_eq!(step("logged")["body"]["prompt"], "hello");
     assert_eq!(step("pii")["body"]["redacted"], "pii_capture");
     assert_eq!(step("closed")["body"]["redacted"], "prompt_logging");
-    let log = std::fs::read_to_string(tmp.path().join("ev/evidence.log")).unwrap_or_else(|_| {
-        String::from_utf8_lossy(&std::fs::read(tmp.path().join("ev/evidence.log")).unwrap())
+    let log =
+        std::fs::read_to_string(tmp.path().join("ev/evidence-000000.log")).unwrap_or_else(|_| {
+            String::from_utf8_lossy(
+                &std::fs::read(tmp.path().join("ev/evidence-000000.log")).unwrap(),
+            )
             .into_owned()
-    });
+        });
     for secret in ["4111-1111", "secret plans", "rejected text"] {
         assert!(
             !log.contains(secret),
@@ -143,17 +146,24 @@ fn a_torn_final_frame_is_cut_off_and_other_damage_refuses_the_store() {
         "file:ev",
     ];
     assert_eq!(lever(tmp.path(), &args).status.code(), Some(0));
-    let log = tmp.path().join("ev/evidence.log");
+    let log = tmp.path().join("ev/evidence-000000.log");
     let full = std::fs::read(&log).unwrap();
+    let before = records(&tmp.path().join("ev")).len();
     std::fs::write(&log, &full[..full.len() - 7]).unwrap();
     let again = lever(tmp.path(), &args);
     assert_eq!(again.status.code(), Some(0));
     assert!(String::from_utf8_lossy(&again.stderr).contains("torn final frame"));
+    let after = records(&tmp.path().join("ev"));
     assert_eq!(
-        std::fs::read(&log).unwrap(),
-        full,
-        "the replay rewrote exactly the lost record"
+        after.len(),
+        before + 1,
+        "the replay wrote back exactly the lost record, after the recovery record"
     );
+    let recovery = after.iter().find(|r| r["kind"] == "recovery").unwrap();
+    assert!(recovery["body"]["bytes_cut"].as_u64().unwrap() > 0);
+    let verified = lever(tmp.path(), &["evidence", "verify", "--evidence", "file:ev"]);
+    assert_eq!(verified.status.code(), Some(0), "{:?}", verified);
+    let full = std::fs::read(&log).unwrap();
     let mut damaged = full.clone();
     damaged[40] ^= 0xff;
     std::fs::write(&log, &damaged).unwrap();

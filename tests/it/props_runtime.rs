@@ -185,8 +185,10 @@ fn artifact_paths_and_library_give_the_same_decisions() {
             library_decisions(&lines),
             "seed {seed}: CLI and library differ"
         );
-        let evidence_a = std::fs::read(tmp.path().join(format!("a{seed}/evidence.log"))).unwrap();
-        let evidence_b = std::fs::read(tmp.path().join(format!("b{seed}/evidence.log"))).unwrap();
+        let evidence_a =
+            std::fs::read(tmp.path().join(format!("a{seed}/evidence-000000.log"))).unwrap();
+        let evidence_b =
+            std::fs::read(tmp.path().join(format!("b{seed}/evidence-000000.log"))).unwrap();
         assert_eq!(evidence_a, evidence_b, "seed {seed}: evidence bytes differ");
     }
 }

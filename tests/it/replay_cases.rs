@@ -175,7 +175,7 @@ pub fn run_case(dir: &Path, engine: Option<&str>) -> (String, Vec<String>) {
         }
     }
     // Replaying the same input into the same store prints the same and adds nothing.
-    let log = store.path().join("evidence.log");
+    let log = store.path().join("evidence-000000.log");
     let before = std::fs::metadata(&log).map(|m| m.len()).unwrap_or(0);
     let again = lever(dir, &args);
     if String::from_utf8(again.stdout).unwrap() != stdout {

@@ -1,0 +1,104 @@
+//! `lever evidence`: verify, digest and show, over either store.
+
+use crate::cli::{EvidenceCommand, Format};
+use crate::evidence::{self, ChainId, EvidenceStore, audit};
+use std::io::Write;
+use std::process::ExitCode;
+
+pub fn run(command: EvidenceCommand) -> ExitCode {
+    match command {
+        EvidenceCommand::Verify {
+            run,
+            digest,
+            evidence,
+        } => with_store(&evidence, |store| {
+            verify(store, run.as_deref(), digest.as_deref())
+        }),
+        EvidenceCommand::Digest { evidence } => with_store(&evidence, digest),
+        EvidenceCommand::Show {
+            run,
+            format,
+            evidence,
+        } => with_store(&evidence, |store| show(store, &run, format)),
+    }
+}
+
+fn with_store(
+    url: &str,
+    f: impl FnOnce(&mut dyn EvidenceStore) -> Result<ExitCode, evidence::StoreError>,
+) -> ExitCode {
+    let result = evidence::open(url).and_then(|mut store| f(store.as_mut()));
+    match result {
+        Ok(code) => code,
+        // A store too damaged to open is a failed verification, not an I/O error.
+        Err(e @ evidence::StoreError::Corrupt { .. }) => {
+            eprintln!("error: {e}");
+            ExitCode::from(1)
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn verify(
+    store: &mut dyn EvidenceStore,
+    run: Option<&str>,
+    digest: Option<&str>,
+) -> Result<ExitCode, evidence::StoreError> {
+    Ok(match audit::verify(store, run, digest)? {
+        Ok(v) => {
+            let covered = digest.map_or(String::new(), |d| {
+                format!("; everything digest {d} covered is intact")
+            });
+            println!(
+                "verified: {} records in {} chains{covered}",
+                v.records, v.chains
+            );
+            ExitCode::SUCCESS
+        }
+        Err(problem) => {
+            eprintln!("error: verification failed: {problem}");
+            ExitCode::from(1)
+        }
+    })
+}
+
+fn digest(store: &mut dyn EvidenceStore) -> Result<ExitCode, evidence::StoreError> {
+    Ok(match audit::digest(store)? {
+        Ok(d) => {
+            println!("{d}");
+            ExitCode::SUCCESS
+        }
+        Err(problem) => {
+            eprintln!("error: no digest: the store does not verify: {problem}");
+            ExitCode::from(1)
+        }
+    })
+}
+
+fn show(
+    store: &mut dyn EvidenceStore,
+    run: &str,
+    format: Format,
+) -> Result<ExitCode, evidence::StoreError> {
+    let records = store.read_chain(&ChainId::Run(run.to_string()))?;
+    if records.is_empty() {
+        eprintln!("error: the store holds no record of run `{run}`");
+        return Ok(ExitCode::from(1));
+    }
+    let mut out = std::io::stdout().lock();
+    let written = match format {
+        Format::Human => out.write_all(audit::show_text(&records).as_bytes()),
+        Format::Json => records.iter().try_for_each(|s| {
+            out.write_all(&s.to_bytes())?;
+            out.write_all(b"\n")
+        }),
+    };
+    Ok(if written.and_then(|()| out.flush()).is_ok() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(2)
+    })
+}

@@ -1,0 +1,444 @@
+//! The PostgreSQL store (`--evidence postgres://...`), through the blocking `postgres` crate.
+//!
+//! One table of records in a schema of its own (`?schema=NAME` in the URL, default
+//! `lever`), created and upgraded by versioned migrations on first use. Every evidence
+//! table refuses UPDATE, DELETE and TRUNCATE with triggers enabled `ALWAYS`, so they fire
+//! under `session_replication_role = replica` too. A group commit is one transaction: it
+//! reads which ids are already stored and the heads of the chains it extends, links the
+//! new records, writes them with one binary COPY and commits. Record ids are the primary
+//! key and chain positions are unique, so a batch retried after a lost connection neither
+//! loses nor duplicates a record, and two writers can never fork a chain.
+
+use super::chain::{self, ChainId, Head, Stored};
+use super::{EvidenceStore, Record, RecordKey, StoreError};
+use postgres::binary_copy::BinaryCopyInWriter;
+use postgres::types::Type;
+use postgres::{Client, NoTls, Transaction};
+use std::collections::{HashMap, HashSet};
+use std::time::Duration;
+
+/// Connection attempts for one group commit before the store stops.
+const ATTEMPTS: u32 = 5;
+
+/// The migrations, in order; `{s}` is the quoted schema. Never edit one that has shipped:
+/// add the next.
+const MIGRATIONS: &[(i32, &str, &str)] = &[(
+    1,
+    "records, append-only triggers, indexes",
+    r#"
+CREATE TABLE {s}.records (
+    id bytea PRIMARY KEY,
+    chain text NOT NULL,
+    n bigint NOT NULL,
+    prev bytea NOT NULL,
+    hash bytea NOT NULL,
+    place bytea,
+    content bytea NOT NULL,
+    kind text NOT NULL,
+    run_id text,
+    seq bigint NOT NULL,
+    record bytea NOT NULL,
+    stored_at timestamptz NOT NULL DEFAULT now(),
+    UNIQUE (chain, n)
+);
+CREATE UNIQUE INDEX records_place ON {s}.records (place) WHERE place IS NOT NULL;
+CREATE INDEX records_alert_outbox ON {s}.records (stored_at, id) WHERE kind = 'alert';
+CREATE TRIGGER records_append_only BEFORE UPDATE OR DELETE ON {s}.records
+    FOR EACH ROW EXECUTE FUNCTION {s}.refuse_change();
+CREATE TRIGGER records_no_truncate BEFORE TRUNCATE ON {s}.records
+    FOR EACH STATEMENT EXECUTE FUNCTION {s}.refuse_change();
+ALTER TABLE {s}.records ENABLE ALWAYS TRIGGER records_append_only;
+ALTER TABLE {s}.records ENABLE ALWAYS TRIGGER records_no_truncate;
+"#,
+)];
+
+pub struct PgStore {
+    url: String,
+    /// The connection string given to the driver (the URL without `schema`).
+    conn: String,
+    /// The schema, quoted.
+    schema: String,
+    client: Client,
+    failed: bool,
+}
+
+/// The URL with any password replaced by `***`.
+pub fn redact(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_string();
+    };
+    match rest.split_once('@') {
+        Some((userinfo, host)) if userinfo.contains(':') => {
+            let user = userinfo.split(':').next().unwrap_or("");
+            format!("{scheme}://{user}:***@{host}")
+        }
+        _ => url.to_string(),
+    }
+}
+
+/// Splits `?schema=NAME` off a URL; the name must be a plain identifier.
+fn split_schema(url: &str) -> Result<(String, String), StoreError> {
+    let (base, query) = match url.split_once('?') {
+        Some((b, q)) => (b, q),
+        None => (url, ""),
+    };
+    let mut schema = "lever".to_string();
+    let mut rest = Vec::new();
+    for pair in query.split('&').filter(|p| !p.is_empty()) {
+        match pair.strip_prefix("schema=") {
+            Some(name) => schema = name.to_string(),
+            None => rest.push(pair),
+        }
+    }
+    let plain = !schema.is_empty()
+        && schema.len() <= 63
+        && schema
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+        && !schema.starts_with(|c: char| c.is_ascii_digit());
+    if !plain {
+        return Err(StoreError::database(
+            url,
+            format!("schema {schema:?} must be a lowercase identifier (a-z, 0-9, _)"),
+        ));
+    }
+    let conn = if rest.is_empty() {
+        base.to_string()
+    } else {
+        format!("{base}?{}", rest.join("&"))
+    };
+    Ok((conn, format!("\"{schema}\"")))
+}
+
+/// The place of a record, as stored: blake3 over run, seq, kind and index.
+fn place_id(key: &RecordKey) -> [u8; 32] {
+    let mut h = blake3::Hasher::new();
+    h.update(b"lever/record-place/v1\0");
+    h.update(key.run_id.as_bytes());
+    h.update(b"\0");
+    h.update(&key.seq.to_le_bytes());
+    h.update(key.kind.name().as_bytes());
+    h.update(b"\0");
+    h.update(&key.index.to_le_bytes());
+    *h.finalize().as_bytes()
+}
+
+fn to_i64(n: u64) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
+}
+
+fn array32(bytes: &[u8]) -> Option<[u8; 32]> {
+    bytes.try_into().ok()
+}
+
+impl PgStore {
+    /// Connects and applies any migration not yet applied.
+    pub fn open(url: &str) -> Result<PgStore, StoreError> {
+        let (conn, schema) = split_schema(url)?;
+        let client = Client::connect(&conn, NoTls).map_err(|e| StoreError::database(url, e))?;
+        let mut store = PgStore {
+            url: url.to_string(),
+            conn,
+            schema,
+            client,
+            failed: false,
+        };
+        store.migrate()?;
+        Ok(store)
+    }
+
+    fn db(&self, e: impl std::fmt::Display) -> StoreError {
+        StoreError::database(&self.url, e)
+    }
+
+    /// The schema's name as the connection sees it (quoted).
+    pub fn schema(&self) -> &str {
+        &self.schema
+    }
+
+    fn migrate(&mut self) -> Result<(), StoreError> {
+        let s = self.schema.clone();
+        let url = self.url.clone();
+        let db = |e: postgres::Error| StoreError::database(&url, e);
+        let mut tx = self.client.transaction().map_err(db)?;
+        // One migrator at a time per schema, across processes.
+        tx.execute(
+            "SELECT pg_advisory_xact_lock(hashtext($1))",
+            &[&format!("lever-migrate-{s}")],
+        )
+        .map_err(db)?;
+        tx.batch_execute(&format!(
+            "CREATE SCHEMA IF NOT EXISTS {s};
+             CREATE TABLE IF NOT EXISTS {s}.schema_migrations (
+                 version int PRIMARY KEY,
+                 description text NOT NULL,
+                 applied_at timestamptz NOT NULL DEFAULT now()
+             );
+             CREATE OR REPLACE FUNCTION {s}.refuse_change() RETURNS trigger LANGUAGE plpgsql AS $$
+             BEGIN
+                 RAISE EXCEPTION 'lever evidence is append-only: % on %.% refused', TG_OP, TG_TABLE_SCHEMA, TG_TABLE_NAME
+                     USING ERRCODE = 'insufficient_privilege';
+             END $$;"
+        ))
+        .map_err(db)?;
+        let applied: HashSet<i32> = tx
+            .query(&format!("SELECT version FROM {s}.schema_migrations"), &[])
+            .map_err(db)?
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+        if applied.is_empty() {
+            tx.batch_execute(&format!(
+                "CREATE TRIGGER migrations_append_only BEFORE UPDATE OR DELETE ON {s}.schema_migrations
+                     FOR EACH ROW EXECUTE FUNCTION {s}.refuse_change();
+                 CREATE TRIGGER migrations_no_truncate BEFORE TRUNCATE ON {s}.schema_migrations
+                     FOR EACH STATEMENT EXECUTE FUNCTION {s}.refuse_change();
+                 ALTER TABLE {s}.schema_migrations ENABLE ALWAYS TRIGGER migrations_append_only;
+                 ALTER TABLE {s}.schema_migrations ENABLE ALWAYS TRIGGER migrations_no_truncate;"
+            ))
+            .map_err(db)?;
+        }
+        for (version, description, sql) in MIGRATIONS {
+            if applied.contains(version) {
+                continue;
+            }
+            tx.batch_execute(&sql.replace("{s}", &s)).map_err(db)?;
+            tx.execute(
+                &format!(
+                    "INSERT INTO {s}.schema_migrations (version, description) VALUES ($1, $2)"
+                ),
+                &[version, description],
+            )
+            .map_err(db)?;
+        }
+        tx.commit().map_err(db)
+    }
+
+    fn reconnect(&mut self) -> Result<(), StoreError> {
+        self.client = Client::connect(&self.conn, NoTls).map_err(|e| self.db(e))?;
+        Ok(())
+    }
+
+    /// One group commit in one transaction; returns how many records were new.
+    fn try_append(&mut self, records: &[Record]) -> Result<usize, Failure> {
+        let s = self.schema.clone();
+        let mut tx = self.client.transaction()?;
+        let ids: Vec<[u8; 32]> = records.iter().map(Record::id).collect();
+        let id_refs: Vec<&[u8]> = ids.iter().map(|i| i.as_slice()).collect();
+        let existing: HashSet<Vec<u8>> = tx
+            .query(
+                &format!("SELECT id FROM {s}.records WHERE id = ANY($1)"),
+                &[&id_refs],
+            )?
+            .iter()
+            .map(|r| r.get::<_, Vec<u8>>(0))
+            .collect();
+        let mut seen: HashSet<[u8; 32]> = HashSet::new();
+        let fresh: Vec<Record> = records
+            .iter()
+            .zip(&ids)
+            .filter(|(_, id)| !existing.contains(id.as_slice()) && seen.insert(**id))
+            .map(|(r, _)| r.clone())
+            .collect();
+        if fresh.is_empty() {
+            return Ok(0);
+        }
+        let mut heads = heads(&mut tx, &s, &fresh)?;
+        let linked = chain::link(&mut heads, fresh).map_err(Failure::Store)?;
+        let sink = tx.copy_in(&format!(
+            "COPY {s}.records (id, chain, n, prev, hash, place, content, kind, run_id, seq, record) FROM STDIN BINARY"
+        ))?;
+        let types = [
+            Type::BYTEA,
+            Type::TEXT,
+            Type::INT8,
+            Type::BYTEA,
+            Type::BYTEA,
+            Type::BYTEA,
+            Type::BYTEA,
+            Type::TEXT,
+            Type::TEXT,
+            Type::INT8,
+            Type::BYTEA,
+        ];
+        let mut writer = BinaryCopyInWriter::new(sink, &types);
+        for stored in &linked {
+            let r = &stored.record;
+            let id = r.id();
+            let place = r.key().map(|k| place_id(&k));
+            let place_ref: Option<&[u8]> = place.as_ref().map(|p| p.as_slice());
+            let content = r.content_hash();
+            let bytes = r.canonical_bytes();
+            writer.write(&[
+                &id.as_slice(),
+                &r.chain().key(),
+                &to_i64(stored.n),
+                &stored.prev.as_slice(),
+                &stored.hash.as_slice(),
+                &place_ref,
+                &content.as_slice(),
+                &r.kind.name(),
+                &r.run_id.as_deref(),
+                &to_i64(r.seq),
+                &bytes.as_slice(),
+            ])?;
+        }
+        writer.finish()?;
+        tx.commit()?;
+        Ok(linked.len())
+    }
+
+    fn rows_to_stored(rows: &[postgres::Row]) -> Result<Vec<Stored>, String> {
+        rows.iter()
+            .map(|row| {
+                let n: i64 = row.get(0);
+                let prev: Vec<u8> = row.get(1);
+                let hash: Vec<u8> = row.get(2);
+                let bytes: Vec<u8> = row.get(3);
+                let value: serde_json::Value = serde_json::from_slice(&bytes)
+                    .map_err(|e| format!("a record is not JSON: {e}"))?;
+                Ok(Stored {
+                    record: chain::record_of(&value)
+                        .ok_or_else(|| "a row holds no evidence record".to_string())?,
+                    n: u64::try_from(n).unwrap_or(u64::MAX),
+                    prev: array32(&prev).unwrap_or([0xff; 32]),
+                    hash: array32(&hash).unwrap_or([0xff; 32]),
+                })
+            })
+            .collect()
+    }
+}
+
+/// Why a group commit failed: the database, or the records themselves.
+enum Failure {
+    Db(postgres::Error),
+    Store(StoreError),
+}
+
+impl From<postgres::Error> for Failure {
+    fn from(e: postgres::Error) -> Failure {
+        Failure::Db(e)
+    }
+}
+
+/// The heads of the chains `records` extend, read inside the transaction.
+fn heads(
+    tx: &mut Transaction<'_>,
+    s: &str,
+    records: &[Record],
+) -> Result<HashMap<ChainId, Head>, postgres::Error> {
+    let chains: Vec<String> = records
+        .iter()
+        .map(|r| r.chain().key())
+        .collect::<HashSet<_>>()
+        .into_iter()
+        .collect();
+    let rows = tx.query(
+        &format!(
+            "SELECT DISTINCT ON (chain) chain, n, hash, kind FROM {s}.records
+             WHERE chain = ANY($1) ORDER BY chain, n DESC"
+        ),
+        &[&chains],
+    )?;
+    let mut heads = HashMap::new();
+    for row in rows {
+        let key: String = row.get(0);
+        let n: i64 = row.get(1);
+        let hash: Vec<u8> = row.get(2);
+        let kind: String = row.get(3);
+        if let Some(chain) = ChainId::from_key(&key) {
+            heads.insert(
+                chain,
+                Head {
+                    len: u64::try_from(n).unwrap_or(0) + 1,
+                    hash: array32(&hash).unwrap_or([0; 32]),
+                    closed: kind == "run_summary",
+                },
+            );
+        }
+    }
+    Ok(heads)
+}
+
+impl EvidenceStore for PgStore {
+    fn first_conflict(&mut self, records: &[Record]) -> Result<Option<RecordKey>, StoreError> {
+        let keyed: Vec<(RecordKey, [u8; 32])> = records
+            .iter()
+            .filter_map(|r| r.key().map(|k| (k, r.content_hash())))
+            .collect();
+        let places: Vec<[u8; 32]> = keyed.iter().map(|(k, _)| place_id(k)).collect();
+        let refs: Vec<&[u8]> = places.iter().map(|p| p.as_slice()).collect();
+        let s = self.schema.clone();
+        let rows = self
+            .client
+            .query(
+                &format!("SELECT place, content FROM {s}.records WHERE place = ANY($1)"),
+                &[&refs],
+            )
+            .map_err(|e| self.db(e))?;
+        let stored: HashMap<Vec<u8>, Vec<u8>> = rows.iter().map(|r| (r.get(0), r.get(1))).collect();
+        Ok(keyed
+            .into_iter()
+            .zip(&places)
+            .find(|((_, content), place)| {
+                stored
+                    .get(place.as_slice())
+                    .is_some_and(|c| c.as_slice() != content.as_slice())
+            })
+            .map(|((key, _), _)| key))
+    }
+
+    fn append(&mut self, records: &[Record]) -> Result<usize, StoreError> {
+        if self.failed {
+            return Err(StoreError::Stopped(redact(&self.url)));
+        }
+        let mut last_error = String::new();
+        for attempt in 0..ATTEMPTS {
+            if attempt > 0 {
+                std::thread::sleep(Duration::from_millis(50 << attempt.min(6)));
+                if self.reconnect().is_err() {
+                    continue;
+                }
+            }
+            match self.try_append(records) {
+                Ok(n) => return Ok(n),
+                Err(Failure::Store(e)) => return Err(e),
+                Err(Failure::Db(e)) if self.client.is_closed() => last_error = e.to_string(),
+                Err(Failure::Db(e)) => {
+                    self.failed = true;
+                    return Err(self.db(e));
+                }
+            }
+        }
+        self.failed = true;
+        Err(self.db(format!(
+            "the connection was lost and {ATTEMPTS} attempts to write the batch failed: {last_error}"
+        )))
+    }
+
+    fn read_all(&mut self) -> Result<Vec<Stored>, StoreError> {
+        let s = self.schema.clone();
+        let rows = self
+            .client
+            .query(
+                &format!("SELECT n, prev, hash, record FROM {s}.records ORDER BY chain, n"),
+                &[],
+            )
+            .map_err(|e| self.db(e))?;
+        PgStore::rows_to_stored(&rows).map_err(|e| self.db(e))
+    }
+
+    fn read_chain(&mut self, chain: &ChainId) -> Result<Vec<Stored>, StoreError> {
+        let s = self.schema.clone();
+        let rows = self
+            .client
+            .query(
+                &format!(
+                    "SELECT n, prev, hash, record FROM {s}.records WHERE chain = $1 ORDER BY n"
+                ),
+                &[&chain.key()],
+            )
+            .map_err(|e| self.db(e))?;
+        PgStore::rows_to_stored(&rows).map_err(|e| self.db(e))
+    }
+}
