@@ -75,6 +75,10 @@ pub enum Command {
         /// Where evidence is written: `file:DIR` or `postgres://...` (`?schema=NAME`).
         #[arg(long, default_value = "file:./lever-evidence")]
         evidence: String,
+        /// Input lines per group commit: their records are written and made durable
+        /// together, then their decisions printed.
+        #[arg(long, default_value_t = 1024, value_parser = clap::value_parser!(u32).range(1..))]
+        group_commit: u32,
     },
     /// Audit an evidence store: verify its hash chains, take a digest, show a run.
     Evidence {
@@ -159,7 +163,8 @@ pub fn main() -> ExitCode {
             source,
             events,
             evidence,
-        } => crate::cli_run::run(&source, &events, &evidence),
+            group_commit,
+        } => crate::cli_run::run(&source, &events, &evidence, group_commit as usize),
         Command::Evidence { command } => crate::cli_evidence::run(command),
     }
 }

@@ -11,23 +11,30 @@ pub fn run(command: EvidenceCommand) -> ExitCode {
             run,
             digest,
             evidence,
-        } => with_store(&evidence, |store| {
+        } => with_store(&evidence, true, |store| {
             verify(store, run.as_deref(), digest.as_deref())
         }),
-        EvidenceCommand::Digest { evidence } => with_store(&evidence, digest),
+        EvidenceCommand::Digest { evidence } => with_store(&evidence, false, digest),
         EvidenceCommand::Show {
             run,
             format,
             evidence,
-        } => with_store(&evidence, |store| show(store, &run, format)),
+        } => with_store(&evidence, true, |store| show(store, &run, format)),
     }
 }
 
+/// Opens the store (read-only for an audit) and runs `f` on it.
 fn with_store(
     url: &str,
+    audit: bool,
     f: impl FnOnce(&mut dyn EvidenceStore) -> Result<ExitCode, evidence::StoreError>,
 ) -> ExitCode {
-    let result = evidence::open(url).and_then(|mut store| f(store.as_mut()));
+    let opened = if audit {
+        evidence::open_for_audit(url)
+    } else {
+        evidence::open(url)
+    };
+    let result = opened.and_then(|mut store| f(store.as_mut()));
     match result {
         Ok(code) => code,
         // A store too damaged to open is a failed verification, not an I/O error.

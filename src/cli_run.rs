@@ -20,7 +20,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 
-/// Lines per group commit.
+/// Lines per batch of the dry pass's comparison with the store.
 const BATCH_LINES: usize = 1024;
 
 fn is_artifact_file(path: &Path) -> bool {
@@ -86,13 +86,18 @@ fn io(message: String) -> ExitCode {
 }
 
 /// Runs `lever run`.
-pub fn run(paths: &[PathBuf], events: &str, evidence_url: &str) -> ExitCode {
-    match replay(paths, events, evidence_url) {
+pub fn run(paths: &[PathBuf], events: &str, evidence_url: &str, group: usize) -> ExitCode {
+    match replay(paths, events, evidence_url, group.max(1)) {
         Ok(code) | Err(code) => code,
     }
 }
 
-fn replay(paths: &[PathBuf], events: &str, evidence_url: &str) -> Result<ExitCode, ExitCode> {
+fn replay(
+    paths: &[PathBuf],
+    events: &str,
+    evidence_url: &str,
+    group: usize,
+) -> Result<ExitCode, ExitCode> {
     let artifact = Arc::new(artifact_for(paths)?);
     let (text, base) = read_events(events)?;
     let mut store = evidence::open(evidence_url).map_err(|e| io(e.to_string()))?;
@@ -114,9 +119,9 @@ fn replay(paths: &[PathBuf], events: &str, evidence_url: &str) -> Result<ExitCod
         rejected |= result.decision.action == Action::Rejected;
         decisions.push(result.decision.to_json());
         records.extend(result.records);
-        if (i + 1) % BATCH_LINES == 0 {
+        if (i + 1) % group == 0 {
             commit(store.as_mut(), &mut records, &mut decisions)?;
-            if progress && (i + 1) % 100_000 < BATCH_LINES {
+            if progress && (i + 1) % 100_000 < group {
                 eprint!("\rlever: {} of {} lines", i + 1, lines.len());
             }
         }

@@ -80,13 +80,27 @@ fn segments(dir: &Path) -> Result<Vec<u32>, StoreError> {
 }
 
 impl FileStore {
-    /// Opens (creating when missing) the store in `dir`.
+    /// Opens (creating when missing) the store in `dir`, cutting off a torn final frame.
     pub fn open(dir: &Path) -> Result<FileStore, StoreError> {
+        FileStore::open_mode(dir, false)
+    }
+
+    /// Opens an existing store for reading only, as an audit does: nothing is created or
+    /// cut, and a torn or damaged final frame is reported as corruption like any other.
+    pub fn open_read_only(dir: &Path) -> Result<FileStore, StoreError> {
+        FileStore::open_mode(dir, true)
+    }
+
+    fn open_mode(dir: &Path, read_only: bool) -> Result<FileStore, StoreError> {
         let io = |path: &Path| {
             let path = path.display().to_string();
             move |source| StoreError::Io { path, source }
         };
-        std::fs::create_dir_all(dir).map_err(io(dir))?;
+        if read_only {
+            std::fs::metadata(dir).map_err(io(dir))?;
+        } else {
+            std::fs::create_dir_all(dir).map_err(io(dir))?;
+        }
         let mut numbers = segments(dir)?;
         if numbers.is_empty() {
             numbers.push(0);
@@ -99,14 +113,24 @@ impl FileStore {
             let path = segment_path(dir, n);
             let mut file = OpenOptions::new()
                 .read(true)
-                .append(true)
-                .create(true)
+                .append(!read_only)
+                .create(!read_only)
                 .open(&path)
                 .map_err(io(&path))?;
             let mut bytes = Vec::new();
             file.read_to_end(&mut bytes).map_err(io(&path))?;
             let (frames, good_len) = scan(&bytes, &path)?;
             if good_len < bytes.len() {
+                if read_only {
+                    return Err(StoreError::Corrupt {
+                        path: path.display().to_string(),
+                        offset: good_len as u64,
+                        why: format!(
+                            "the final frame ({} bytes) is torn or damaged; a crash mid-write leaves this, and the next `lever run` cuts it off and records a recovery",
+                            bytes.len() - good_len
+                        ),
+                    });
+                }
                 if n != last {
                     return Err(StoreError::Corrupt {
                         path: path.display().to_string(),
@@ -135,7 +159,7 @@ impl FileStore {
                     ids: HashSet::new(),
                     places: HashMap::new(),
                     heads: HashMap::new(),
-                    failed: false,
+                    failed: read_only,
                     fail_next_sync: false,
                 });
             }

@@ -206,6 +206,17 @@ pub trait EvidenceStore {
     fn read_chain(&mut self, chain: &ChainId) -> Result<Vec<Stored>, StoreError>;
 }
 
+/// Opens a store for an audit: a file store read-only (nothing created, nothing cut); a
+/// PostgreSQL store as [`open`] does.
+pub fn open_for_audit(url: &str) -> Result<Box<dyn EvidenceStore>, StoreError> {
+    match url.strip_prefix("file:") {
+        Some(dir) => Ok(Box::new(file::FileStore::open_read_only(
+            std::path::Path::new(dir),
+        )?)),
+        None => open(url),
+    }
+}
+
 /// Opens a store from a `--evidence` URL: `file:DIR`, or `postgres://...` /
 /// `postgresql://...` (optionally `?schema=NAME`, default `lever`).
 pub fn open(url: &str) -> Result<Box<dyn EvidenceStore>, StoreError> {

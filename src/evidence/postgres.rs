@@ -135,7 +135,8 @@ impl PgStore {
     /// Connects and applies any migration not yet applied.
     pub fn open(url: &str) -> Result<PgStore, StoreError> {
         let (conn, schema) = split_schema(url)?;
-        let client = Client::connect(&conn, NoTls).map_err(|e| StoreError::database(url, e))?;
+        let client =
+            Client::connect(&conn, NoTls).map_err(|e| StoreError::database(url, error_text(&e)))?;
         let mut store = PgStore {
             url: url.to_string(),
             conn,
@@ -159,7 +160,7 @@ impl PgStore {
     fn migrate(&mut self) -> Result<(), StoreError> {
         let s = self.schema.clone();
         let url = self.url.clone();
-        let db = |e: postgres::Error| StoreError::database(&url, e);
+        let db = |e: postgres::Error| StoreError::database(&url, error_text(&e));
         let mut tx = self.client.transaction().map_err(db)?;
         // One migrator at a time per schema, across processes.
         tx.execute(
@@ -214,8 +215,18 @@ impl PgStore {
         tx.commit().map_err(db)
     }
 
+    /// The server process of the store's connection (for operators and for tests that
+    /// cut the connection).
+    pub fn backend_pid(&mut self) -> Result<i32, StoreError> {
+        let row = self
+            .client
+            .query_one("SELECT pg_backend_pid()", &[])
+            .map_err(|e| self.db(error_text(&e)))?;
+        Ok(row.get(0))
+    }
+
     fn reconnect(&mut self) -> Result<(), StoreError> {
-        self.client = Client::connect(&self.conn, NoTls).map_err(|e| self.db(e))?;
+        self.client = Client::connect(&self.conn, NoTls).map_err(|e| self.db(error_text(&e)))?;
         Ok(())
     }
 
@@ -309,6 +320,32 @@ impl PgStore {
     }
 }
 
+/// Whether an error means the connection is gone (SQLSTATE class 08, connection
+/// exception, or 57, operator intervention such as `pg_terminate_backend`), so that the
+/// batch may be retried on a new one.
+fn connection_lost(e: &postgres::Error) -> bool {
+    match e.as_db_error() {
+        Some(db) => {
+            let code = db.code().code();
+            code.starts_with("08") || code.starts_with("57")
+        }
+        None => {
+            e.is_closed() || std::error::Error::source(e).is_some_and(|s| s.is::<std::io::Error>())
+        }
+    }
+}
+
+/// A driver error with the server's message and SQLSTATE, not just "db error".
+pub fn error_text(e: &postgres::Error) -> String {
+    match e.as_db_error() {
+        Some(db) => format!("{} (SQLSTATE {})", db.message(), db.code().code()),
+        None => match std::error::Error::source(e) {
+            Some(source) => format!("{e}: {source}"),
+            None => e.to_string(),
+        },
+    }
+}
+
 /// Why a group commit failed: the database, or the records themselves.
 enum Failure {
     Db(postgres::Error),
@@ -375,7 +412,7 @@ impl EvidenceStore for PgStore {
                 &format!("SELECT place, content FROM {s}.records WHERE place = ANY($1)"),
                 &[&refs],
             )
-            .map_err(|e| self.db(e))?;
+            .map_err(|e| self.db(error_text(&e)))?;
         let stored: HashMap<Vec<u8>, Vec<u8>> = rows.iter().map(|r| (r.get(0), r.get(1))).collect();
         Ok(keyed
             .into_iter()
@@ -403,10 +440,12 @@ impl EvidenceStore for PgStore {
             match self.try_append(records) {
                 Ok(n) => return Ok(n),
                 Err(Failure::Store(e)) => return Err(e),
-                Err(Failure::Db(e)) if self.client.is_closed() => last_error = e.to_string(),
+                Err(Failure::Db(e)) if self.client.is_closed() || connection_lost(&e) => {
+                    last_error = error_text(&e);
+                }
                 Err(Failure::Db(e)) => {
                     self.failed = true;
-                    return Err(self.db(e));
+                    return Err(self.db(error_text(&e)));
                 }
             }
         }
@@ -424,7 +463,7 @@ impl EvidenceStore for PgStore {
                 &format!("SELECT n, prev, hash, record FROM {s}.records ORDER BY chain, n"),
                 &[],
             )
-            .map_err(|e| self.db(e))?;
+            .map_err(|e| self.db(error_text(&e)))?;
         PgStore::rows_to_stored(&rows).map_err(|e| self.db(e))
     }
 
@@ -438,7 +477,7 @@ impl EvidenceStore for PgStore {
                 ),
                 &[&chain.key()],
             )
-            .map_err(|e| self.db(e))?;
+            .map_err(|e| self.db(error_text(&e)))?;
         PgStore::rows_to_stored(&rows).map_err(|e| self.db(e))
     }
 }

@@ -9,6 +9,7 @@
 mod artifact;
 mod check_cases;
 mod cli;
+mod crash;
 mod docs;
 mod evidence;
 mod generate;
@@ -16,6 +17,7 @@ mod grammar;
 mod props;
 mod props_runtime;
 mod replay_cases;
+mod stores;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
