@@ -5,7 +5,8 @@
 //! hash of the record before it, 32 zero bytes for the first) and its own `hash`:
 //!
 //! ```text
-//! hash = blake3("lever/evidence/chain/v1\0" || prev (32 bytes) || n (8 bytes LE) || canonical bytes)
+//! hash = blake3("lever/evidence/chain/v1\0" || prev (32 bytes) || n (8 bytes LE) || content)
+//! content = blake3(canonical bytes)
 //! ```
 //!
 //! The canonical bytes are the record's own (see [`super::Record::canonical_bytes`]); no
@@ -13,7 +14,6 @@
 //! `run_summary` closes its run's chain.
 
 use super::{Record, RecordKind, StoreError};
-use serde::Serialize;
 use std::collections::HashMap;
 
 const DOMAIN: &[u8] = b"lever/evidence/chain/v1\0";
@@ -62,18 +62,29 @@ pub struct Stored {
     pub hash: [u8; 32],
 }
 
-/// The hash a record has at position `n` after `prev`.
-pub fn link_hash(prev: &[u8; 32], n: u64, canonical: &[u8]) -> [u8; 32] {
+/// The hash a record whose canonical bytes hash to `content` has at position `n` after
+/// `prev`.
+pub fn link_hash(prev: &[u8; 32], n: u64, content: &[u8; 32]) -> [u8; 32] {
     let mut h = blake3::Hasher::new();
     h.update(DOMAIN);
     h.update(prev);
     h.update(&n.to_le_bytes());
-    h.update(canonical);
+    h.update(content);
     *h.finalize().as_bytes()
 }
 
 pub fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+    let mut out = Vec::with_capacity(bytes.len() * 2);
+    push_hex(&mut out, bytes);
+    String::from_utf8(out).unwrap_or_default()
+}
+
+fn push_hex(out: &mut Vec<u8>, bytes: &[u8]) {
+    let digit = |x: u8| if x < 10 { b'0' + x } else { b'a' + x - 10 };
+    for b in bytes {
+        out.push(digit(b >> 4));
+        out.push(digit(b & 0x0f));
+    }
 }
 
 pub fn unhex(text: &str) -> Option<[u8; 32]> {
@@ -87,25 +98,69 @@ pub fn unhex(text: &str) -> Option<[u8; 32]> {
     Some(out)
 }
 
-#[derive(Serialize)]
-struct StoredJson<'a> {
-    #[serde(flatten)]
-    record: &'a Record,
+/// The stored form of a record from its canonical bytes: the same JSON object with `n`,
+/// `prev` and `hash` (hex) appended as its last fields.
+pub fn stored_bytes(canonical: &[u8], n: u64, prev: &[u8; 32], hash: &[u8; 32]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(canonical.len() + 180);
+    push_stored_bytes(&mut out, canonical, n, prev, hash);
+    out
+}
+
+/// [`stored_bytes`], appended to `out`.
+pub fn push_stored_bytes(
+    out: &mut Vec<u8>,
+    canonical: &[u8],
     n: u64,
-    prev: String,
-    hash: String,
+    prev: &[u8; 32],
+    hash: &[u8; 32],
+) {
+    let body = canonical.strip_suffix(b"}").unwrap_or(canonical);
+    out.extend_from_slice(body);
+    out.extend_from_slice(b",\"n\":");
+    out.extend_from_slice(n.to_string().as_bytes());
+    out.extend_from_slice(b",\"prev\":\"");
+    push_hex(out, prev);
+    out.extend_from_slice(b"\",\"hash\":\"");
+    push_hex(out, hash);
+    out.extend_from_slice(b"\"}");
+}
+
+/// A record linked into its chain, with what the stores need of it computed once.
+#[derive(Debug, Clone)]
+pub struct Linked<'a> {
+    pub record: &'a Record,
+    pub id: [u8; 32],
+    pub n: u64,
+    pub prev: [u8; 32],
+    pub hash: [u8; 32],
+    pub canonical: Vec<u8>,
+    /// blake3 over the canonical bytes.
+    pub content: [u8; 32],
+}
+
+impl Linked<'_> {
+    pub fn stored_bytes(&self) -> Vec<u8> {
+        stored_bytes(&self.canonical, self.n, &self.prev, &self.hash)
+    }
+
+    pub fn head(&self) -> Head {
+        Head {
+            len: self.n + 1,
+            hash: self.hash,
+            closed: self.record.kind == RecordKind::RunSummary,
+        }
+    }
 }
 
 impl Stored {
     /// The stored form: the canonical bytes with `n`, `prev` and `hash` (hex) appended.
     pub fn to_bytes(&self) -> Vec<u8> {
-        serde_json::to_vec(&StoredJson {
-            record: &self.record,
-            n: self.n,
-            prev: hex(&self.prev),
-            hash: hex(&self.hash),
-        })
-        .unwrap_or_default()
+        stored_bytes(
+            &self.record.canonical_bytes(),
+            self.n,
+            &self.prev,
+            &self.hash,
+        )
     }
 
     /// Reads a stored form back; `None` if it is not one.
@@ -121,7 +176,7 @@ impl Stored {
 
     /// The hash this record should have, from its own content and place.
     pub fn expected_hash(&self) -> [u8; 32] {
-        link_hash(&self.prev, self.n, &self.record.canonical_bytes())
+        link_hash(&self.prev, self.n, &self.record.content_hash())
     }
 }
 
@@ -162,13 +217,42 @@ impl Head {
     }
 }
 
+/// Each record's canonical bytes and their hash: the costly part of a group commit, and
+/// independent per record, so a large batch is encoded on every core.
+fn encode(records: &[(&Record, [u8; 32])]) -> Vec<(Vec<u8>, [u8; 32])> {
+    let one = |(r, _): &(&Record, [u8; 32])| {
+        let canonical = r.canonical_bytes();
+        let content = *blake3::hash(&canonical).as_bytes();
+        (canonical, content)
+    };
+    let threads = std::thread::available_parallelism().map_or(1, usize::from);
+    if records.len() < 256 || threads < 2 {
+        return records.iter().map(one).collect();
+    }
+    let chunk = records.len().div_ceil(threads);
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = records
+            .chunks(chunk)
+            .map(|part| scope.spawn(move || part.iter().map(one).collect::<Vec<_>>()))
+            .collect();
+        // A chunk whose thread failed is encoded again here, so nothing is lost.
+        handles
+            .into_iter()
+            .zip(records.chunks(chunk))
+            .flat_map(|(h, part)| h.join().unwrap_or_else(|_| part.iter().map(one).collect()))
+            .collect()
+    })
+}
+
 /// Links records onto chain heads (the heads are updated as records are linked).
-pub fn link(
+pub fn link<'a>(
     heads: &mut HashMap<ChainId, Head>,
-    records: Vec<Record>,
-) -> Result<Vec<Stored>, StoreError> {
+    records: impl IntoIterator<Item = (&'a Record, [u8; 32])>,
+) -> Result<Vec<Linked<'a>>, StoreError> {
+    let records: Vec<(&Record, [u8; 32])> = records.into_iter().collect();
+    let encoded = encode(&records);
     let mut out = Vec::with_capacity(records.len());
-    for record in records {
+    for ((record, id), (canonical, content)) in records.into_iter().zip(encoded) {
         let chain = record.chain();
         let head = heads.entry(chain).or_insert(Head::EMPTY);
         if head.closed {
@@ -176,16 +260,17 @@ pub fn link(
                 record.run_id.clone().unwrap_or_default(),
             ));
         }
-        let n = head.len;
-        let hash = link_hash(&head.hash, n, &record.canonical_bytes());
-        let stored = Stored {
-            prev: head.hash,
-            n,
-            hash,
+        let linked = Linked {
             record,
+            id,
+            n: head.len,
+            prev: head.hash,
+            hash: link_hash(&head.hash, head.len, &content),
+            content,
+            canonical,
         };
-        *head = Head::after(&stored);
-        out.push(stored);
+        *head = linked.head();
+        out.push(linked);
     }
     Ok(out)
 }
@@ -208,16 +293,21 @@ mod tests {
     #[test]
     fn chains_are_per_run_and_closed_by_the_summary() {
         let mut heads = HashMap::new();
-        let stored = link(
-            &mut heads,
-            vec![
-                record(Some("r"), 1, RecordKind::Decision),
-                record(None, 0, RecordKind::Deploy),
-                record(Some("r"), 2, RecordKind::Decision),
-                record(Some("r"), 2, RecordKind::RunSummary),
-            ],
-        )
-        .unwrap();
+        let records = [
+            record(Some("r"), 1, RecordKind::Decision),
+            record(None, 0, RecordKind::Deploy),
+            record(Some("r"), 2, RecordKind::Decision),
+            record(Some("r"), 2, RecordKind::RunSummary),
+        ];
+        let stored: Vec<Stored> = link(&mut heads, records.iter().map(|r| (r, r.id())))
+            .unwrap()
+            .into_iter()
+            .map(|l| {
+                let s = Stored::from_bytes(&l.stored_bytes()).unwrap();
+                assert_eq!(s.to_bytes(), l.stored_bytes());
+                s
+            })
+            .collect();
         assert_eq!(stored.iter().map(|s| s.n).collect::<Vec<_>>(), [0, 0, 1, 2]);
         assert_eq!(stored[0].prev, [0; 32]);
         assert_eq!(stored[2].prev, stored[0].hash);
@@ -226,7 +316,8 @@ mod tests {
             assert_eq!(s.expected_hash(), s.hash);
             assert_eq!(Stored::from_bytes(&s.to_bytes()).as_ref(), Some(s));
         }
-        let after = link(&mut heads, vec![record(Some("r"), 3, RecordKind::Decision)]);
+        let late = record(Some("r"), 3, RecordKind::Decision);
+        let after = link(&mut heads, [(&late, late.id())]);
         assert!(matches!(after, Err(StoreError::ChainClosed(r)) if r == "r"));
     }
 }

@@ -1,8 +1,8 @@
 //! The embedded file store: append-only segment files of checksummed frames.
 //!
 //! `DIR/evidence-NNNNNN.log`, numbered from 0; a new segment starts when the current one
-//! passes [`SEGMENT_BYTES`]. Frame: the payload's length as a little-endian `u32`, the first
-//! 8 bytes of blake3 over the payload, then the payload (a stored record: see
+//! passes [`SEGMENT_BYTES`]. Frame: the payload's length as a little-endian `u32`, the
+//! CRC-32 (IEEE) of the payload as a little-endian `u32`, then the payload (a stored record: see
 //! [`super::chain::Stored::to_bytes`]). An append is one write and one fsync of its batch
 //! (the group commit) before it returns.
 //!
@@ -12,13 +12,15 @@
 //! rewritten. After a failed write or fsync the store refuses every later call.
 
 use super::chain::{self, ChainId, Head, Stored};
-use super::{EvidenceStore, Record, RecordKey, RecordKind, StoreError};
+use super::{EvidenceStore, IdSet, Record, RecordKey, RecordKind, StoreError};
+use crate::runtime::Fnv1a;
 use std::collections::{HashMap, HashSet};
 use std::fs::{File, OpenOptions};
+use std::hash::BuildHasherDefault;
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 
-const FRAME_HEADER: usize = 12;
+const FRAME_HEADER: usize = 8;
 /// A segment is closed and a new one started once it holds this many bytes.
 pub const SEGMENT_BYTES: u64 = 64 << 20;
 
@@ -28,18 +30,16 @@ pub struct FileStore {
     segment: u32,
     file: File,
     len: u64,
-    ids: HashSet<[u8; 32]>,
-    places: HashMap<RecordKey, [u8; 32]>,
+    ids: IdSet,
+    places: HashMap<RecordKey, [u8; 32], BuildHasherDefault<Fnv1a>>,
     heads: HashMap<ChainId, Head>,
     failed: bool,
     fail_next_sync: bool,
 }
 
-fn checksum(payload: &[u8]) -> [u8; 8] {
-    let h = blake3::hash(payload);
-    let mut out = [0u8; 8];
-    out.copy_from_slice(h.as_bytes().get(..8).unwrap_or(&[0; 8]));
-    out
+/// The frame checksum: it finds torn and damaged frames; tampering is the hash chain's job.
+fn checksum(payload: &[u8]) -> [u8; 4] {
+    crc32fast::hash(payload).to_le_bytes()
 }
 
 fn segment_path(dir: &Path, n: u32) -> PathBuf {
@@ -156,8 +156,8 @@ impl FileStore {
                     segment: n,
                     file,
                     len: good_len as u64,
-                    ids: HashSet::new(),
-                    places: HashMap::new(),
+                    ids: IdSet::default(),
+                    places: HashMap::default(),
                     heads: HashMap::new(),
                     failed: read_only,
                     fail_next_sync: false,
@@ -301,38 +301,74 @@ impl EvidenceStore for FileStore {
             return Err(self.stopped());
         }
         let mut fresh = Vec::new();
-        let mut fresh_ids: HashSet<[u8; 32]> = HashSet::new();
+        let mut keys = Vec::new();
+        let mut fresh_ids = IdSet::default();
         for r in records {
             let id = r.id();
             if self.ids.contains(&id) || !fresh_ids.insert(id) {
                 continue;
             }
-            fresh.push(r.clone());
+            let key = r.key();
+            if let Some(stored) = key.as_ref().and_then(|k| self.places.get(k)) {
+                // The place is taken: by this very content (stored under another id only
+                // if the content differed, which is refused).
+                if *stored != r.content_hash() {
+                    return Err(StoreError::Contradicts(
+                        key.map(|k| {
+                            format!("run `{}` seq {} ({})", k.run_id, k.seq, k.kind.name())
+                        })
+                        .unwrap_or_default(),
+                    ));
+                }
+                continue;
+            }
+            fresh.push((r, id));
+            keys.push(key);
         }
         if fresh.is_empty() {
             return Ok(0);
         }
-        let mut heads = self.heads.clone();
+        let mut heads: HashMap<ChainId, Head> = fresh
+            .iter()
+            .map(|(r, _)| r.chain())
+            .collect::<HashSet<_>>()
+            .into_iter()
+            .filter_map(|c| Some((c.clone(), *self.heads.get(&c)?)))
+            .collect();
         let linked = chain::link(&mut heads, fresh)?;
-        let mut batch = Vec::new();
-        for stored in &linked {
-            let payload = stored.to_bytes();
+        let mut batch = Vec::with_capacity(linked.iter().map(|l| l.canonical.len() + 200).sum());
+        for l in &linked {
+            // The header is patched in once the payload is in place.
+            let start = batch.len();
+            batch.extend_from_slice(&[0; FRAME_HEADER]);
+            chain::push_stored_bytes(&mut batch, &l.canonical, l.n, &l.prev, &l.hash);
+            let payload = batch.get(start + FRAME_HEADER..).unwrap_or_default();
             let len = u32::try_from(payload.len()).map_err(|_| StoreError::Corrupt {
                 path: self.dir.display().to_string(),
                 offset: 0,
                 why: "record larger than 4 GiB".into(),
             })?;
-            batch.extend_from_slice(&len.to_le_bytes());
-            batch.extend_from_slice(&checksum(&payload));
-            batch.extend_from_slice(&payload);
+            let sum = checksum(payload);
+            let mut header = [0u8; FRAME_HEADER];
+            let (len_part, sum_part) = header.split_at_mut(4);
+            len_part.copy_from_slice(&len.to_le_bytes());
+            sum_part.copy_from_slice(&sum);
+            if let Some(slot) = batch.get_mut(start..start + FRAME_HEADER) {
+                slot.copy_from_slice(&header);
+            }
         }
         if let Err(e) = self.write_batch(&batch) {
             self.failed = true;
             return Err(e);
         }
-        for stored in &linked {
-            self.index(stored);
+        self.ids.reserve(linked.len());
+        for (l, key) in linked.iter().zip(keys) {
+            self.ids.insert(l.id);
+            if let Some(key) = key {
+                self.places.insert(key, l.content);
+            }
         }
+        self.heads.extend(heads);
         Ok(linked.len())
     }
 

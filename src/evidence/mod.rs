@@ -107,7 +107,11 @@ pub struct RecordKey {
 impl Record {
     /// The canonical bytes: what is stored, and what the content hash covers.
     pub fn canonical_bytes(&self) -> Vec<u8> {
-        serde_json::to_vec(self).unwrap_or_default()
+        let mut out = Vec::with_capacity(1024);
+        match serde_json::to_writer(&mut out, self) {
+            Ok(()) => out,
+            Err(_) => Vec::new(),
+        }
     }
 
     /// The record's id: blake3 over its place (and, for a rejected line, its content).
@@ -176,6 +180,8 @@ pub enum StoreError {
     Database { url: String, why: String },
     #[error("evidence store: run `{0}` is closed by its run_summary; no record may follow it")]
     ChainClosed(String),
+    #[error("evidence store: a record for {0} is already stored with different content")]
+    Contradicts(String),
     #[error("evidence store {0} stopped after a failed write; reopen it to continue")]
     Stopped(String),
 }
@@ -189,6 +195,26 @@ impl StoreError {
         }
     }
 }
+
+/// Hashes a key that is already a uniformly random hash (a record id) by taking its first
+/// 8 bytes: SipHash over it would buy nothing.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct IdHasher(u64);
+
+impl std::hash::Hasher for IdHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for (i, b) in bytes.iter().take(8).enumerate() {
+            self.0 ^= u64::from(*b) << (8 * i);
+        }
+    }
+}
+
+/// A set of record ids.
+pub type IdSet = std::collections::HashSet<[u8; 32], std::hash::BuildHasherDefault<IdHasher>>;
 
 /// An append-only evidence store.
 pub trait EvidenceStore {

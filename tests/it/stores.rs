@@ -245,8 +245,8 @@ fn frames(bytes: &[u8]) -> Vec<(usize, usize)> {
     let mut at = 0;
     while at < bytes.len() {
         let len = u32::from_le_bytes(bytes[at..at + 4].try_into().unwrap()) as usize;
-        out.push((at, at + 12 + len));
-        at += 12 + len;
+        out.push((at, at + 8 + len));
+        at += 8 + len;
     }
     out
 }
