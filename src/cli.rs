@@ -79,6 +79,9 @@ pub enum Command {
         /// together, then their decisions printed.
         #[arg(long, default_value_t = 1024, value_parser = clap::value_parser!(u32).range(1..))]
         group_commit: u32,
+        /// Seconds to wait for an unavailable evidence store before exiting 2.
+        #[arg(long, default_value_t = 30)]
+        store_wait: u64,
     },
     /// Audit an evidence store: verify its hash chains, take a digest, show a run.
     Evidence {
@@ -164,7 +167,16 @@ pub fn main() -> ExitCode {
             events,
             evidence,
             group_commit,
-        } => crate::cli_run::run(&source, &events, &evidence, group_commit as usize),
+            store_wait,
+        } => crate::cli_run::run(
+            &source,
+            &events,
+            &crate::cli_run::Writing {
+                url: &evidence,
+                group: group_commit as usize,
+                store_wait: std::time::Duration::from_secs(store_wait),
+            },
+        ),
         Command::Evidence { command } => crate::cli_evidence::run(command),
     }
 }

@@ -11,7 +11,8 @@ use crate::compile::{
     self,
     artifact::{Artifact, MAGIC},
 };
-use crate::evidence::{self, EvidenceStore, Record};
+use crate::evidence::durable::{Durable, WriteError};
+use crate::evidence::{EvidenceStore, Record};
 use crate::runtime::decision::Action;
 use crate::runtime::replay::Replay;
 use crate::source;
@@ -86,26 +87,36 @@ fn io(message: String) -> ExitCode {
 }
 
 /// Runs `lever run`.
-pub fn run(paths: &[PathBuf], events: &str, evidence_url: &str, group: usize) -> ExitCode {
-    match replay(paths, events, evidence_url, group.max(1)) {
+/// How `lever run` writes its evidence.
+pub struct Writing<'a> {
+    pub url: &'a str,
+    /// Input lines per group commit.
+    pub group: usize,
+    /// How long to wait for an unavailable store before giving up.
+    pub store_wait: std::time::Duration,
+}
+
+/// Runs `lever run`.
+pub fn run(paths: &[PathBuf], events: &str, writing: &Writing<'_>) -> ExitCode {
+    match replay(paths, events, writing) {
         Ok(code) | Err(code) => code,
     }
 }
 
-fn replay(
-    paths: &[PathBuf],
-    events: &str,
-    evidence_url: &str,
-    group: usize,
-) -> Result<ExitCode, ExitCode> {
+fn replay(paths: &[PathBuf], events: &str, writing: &Writing<'_>) -> Result<ExitCode, ExitCode> {
+    let group = writing.group.max(1);
     let artifact = Arc::new(artifact_for(paths)?);
     let (text, base) = read_events(events)?;
-    let mut store = evidence::open(evidence_url).map_err(|e| io(e.to_string()))?;
+    // One group commit waits in the queue at most: `lever run` waits for the store.
+    let mut store = Durable::open(writing.url, usize::MAX).map_err(|e| io(e.to_string()))?;
     let lines: Vec<&[u8]> = text
         .split(|b| *b == b'\n')
         .map(|l| l.strip_suffix(b"\r").unwrap_or(l))
         .collect();
-    check_against_store(&artifact, &base, &lines, store.as_mut())?;
+    match store.store() {
+        Some(s) => check_against_store(&artifact, &base, &lines, s)?,
+        None => return Err(io("the evidence store closed".into())),
+    }
 
     let mut replay = Replay::new(Arc::clone(&artifact), base, Box::new(deploy_loader));
     let mut rejected = false;
@@ -120,33 +131,52 @@ fn replay(
         decisions.push(result.decision.to_json());
         records.extend(result.records);
         if (i + 1) % group == 0 {
-            commit(store.as_mut(), &mut records, &mut decisions)?;
+            commit(&mut store, &mut records, &mut decisions, writing.store_wait)?;
             if progress && (i + 1) % 100_000 < group {
                 eprint!("\rlever: {} of {} lines", i + 1, lines.len());
             }
         }
     }
-    commit(store.as_mut(), &mut records, &mut decisions)?;
+    commit(&mut store, &mut records, &mut decisions, writing.store_wait)?;
     if progress {
         eprintln!("\rlever: {} of {} lines", lines.len(), lines.len());
     }
     Ok(ExitCode::from(if rejected { 1 } else { 0 }))
 }
 
-/// Writes a batch durably, then prints its decisions.
+/// Writes a batch durably, then prints its decisions. While the store is unavailable the
+/// batch waits (retrying with backoff) up to `wait`; then the command exits 2 naming the
+/// records it could not write. Nothing is printed that is not durable.
 fn commit(
-    store: &mut dyn EvidenceStore,
+    store: &mut Durable,
     records: &mut Vec<Record>,
     decisions: &mut Vec<String>,
+    wait: std::time::Duration,
 ) -> Result<(), ExitCode> {
-    store.append(records).map_err(|e| {
+    let started = std::time::Instant::now();
+    let mut pause = std::time::Duration::from_millis(100);
+    let mut result = store.append(std::mem::take(records));
+    let mut warned = false;
+    while let Err(WriteError::Unavailable { error, .. }) = &result {
+        if started.elapsed() >= wait {
+            break;
+        }
+        if !warned {
+            eprintln!("lever: evidence store unavailable ({error}); waiting up to {wait:?} for it");
+            warned = true;
+        }
+        std::thread::sleep(pause.min(wait.saturating_sub(started.elapsed())));
+        pause = (pause * 2).min(std::time::Duration::from_secs(1));
+        result = store.flush();
+    }
+    if let Err(e) = result {
         eprintln!(
-            "error: {e}; {} decisions of this batch were not printed",
+            "error: {e}; not written: {}; the {} decisions of this batch were not printed. Replay the same events once the store is back: what was stored is skipped.",
+            describe(store.queued()),
             decisions.len()
         );
-        ExitCode::from(2)
-    })?;
-    records.clear();
+        return Err(ExitCode::from(2));
+    }
     let mut out = std::io::stdout().lock();
     for d in decisions.drain(..) {
         if writeln!(out, "{d}").is_err() {
@@ -154,6 +184,26 @@ fn commit(
         }
     }
     out.flush().map_err(|_| ExitCode::from(2))
+}
+
+/// Names a list of records for an error message: how many, and the first and last.
+fn describe(records: &[Record]) -> String {
+    let name = |r: &Record| match &r.run_id {
+        Some(run) => format!("run `{run}` seq {} ({})", r.seq, r.kind.name()),
+        None => format!("{} record", r.kind.name()),
+    };
+    match (records.first(), records.last()) {
+        (Some(first), Some(last)) if records.len() > 1 => {
+            format!(
+                "{} records, from {} to {}",
+                records.len(),
+                name(first),
+                name(last)
+            )
+        }
+        (Some(only), _) => format!("1 record, {}", name(only)),
+        _ => "no records".into(),
+    }
 }
 
 /// The dry pass: refuses the replay if any record contradicts the store.

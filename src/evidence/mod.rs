@@ -13,6 +13,7 @@
 
 pub mod audit;
 pub mod chain;
+pub mod durable;
 pub mod file;
 pub mod postgres;
 

@@ -30,6 +30,7 @@ mod arbitrate;
 pub mod decision;
 pub mod event;
 pub mod format;
+mod outage;
 mod overrides;
 mod rebind;
 pub mod replay;

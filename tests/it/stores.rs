@@ -582,3 +582,355 @@ fn lever_run_and_lever_evidence_work_end_to_end_on_postgres() {
         "{err}"
     );
 }
+
+// ---- the bytes, pinned ----
+
+/// `xxd`-style lines: offset, 16 bytes in hex, printable ASCII.
+fn hex_dump(bytes: &[u8]) -> String {
+    let mut out = String::new();
+    for (i, line) in bytes.chunks(16).enumerate() {
+        let hex: Vec<String> = line.iter().map(|b| format!("{b:02x}")).collect();
+        let text: String = line
+            .iter()
+            .map(|&b| {
+                if (0x20..0x7f).contains(&b) {
+                    b as char
+                } else {
+                    '.'
+                }
+            })
+            .collect();
+        out.push_str(&format!("{:08x}: {:<47}  {text}\n", i * 16, hex.join(" ")));
+    }
+    out
+}
+
+#[test]
+fn the_canonical_bytes_chain_hashes_and_frames_of_three_records_are_pinned() {
+    // Bodies built with keys out of order: the canonical form sorts them at every depth.
+    let mut body = serde_json::Map::new();
+    body.insert("reason".into(), "breach: std.llm.cost of p".into());
+    body.insert("action".into(), "stop".into());
+    body.insert(
+        "input".into(),
+        serde_json::json!({"type": "step", "cost": "5.40"}),
+    );
+    let decision = Record {
+        kind: RecordKind::Decision,
+        artifact: "blake3:ab".into(),
+        run_id: Some("r1".into()),
+        seq: 2,
+        index: 0,
+        body: serde_json::Value::Object(body),
+    };
+    let signal = record(
+        Some("r1"),
+        2,
+        RecordKind::Signal,
+        serde_json::json!({"observed": "5.40", "kind": "breach", "percent": "108"}),
+    );
+    let deploy = record(
+        None,
+        0,
+        RecordKind::Deploy,
+        serde_json::json!({"to": "blake3:cd", "from": "blake3:ab", "actor": "replay"}),
+    );
+    // Hand-written from docs/evidence.md: field order, no whitespace, sorted body keys.
+    let expected = [
+        r#"{"kind":"decision","artifact":"blake3:ab","run_id":"r1","seq":2,"index":0,"body":{"action":"stop","input":{"cost":"5.40","type":"step"},"reason":"breach: std.llm.cost of p"}}"#,
+        r#"{"kind":"signal","artifact":"blake3:aa","run_id":"r1","seq":2,"index":0,"body":{"kind":"breach","observed":"5.40","percent":"108"}}"#,
+        r#"{"kind":"deploy","artifact":"blake3:aa","run_id":null,"seq":0,"index":0,"body":{"actor":"replay","from":"blake3:ab","to":"blake3:cd"}}"#,
+    ];
+    let records = [decision, signal, deploy];
+    for (r, want) in records.iter().zip(expected) {
+        assert_eq!(String::from_utf8(r.canonical_bytes()).unwrap(), want);
+    }
+
+    let tmp = tempfile::tempdir().unwrap();
+    let mut store = FileStore::open(tmp.path()).unwrap();
+    assert_eq!(store.append(&records).unwrap(), 3);
+    drop(store);
+    let log = std::fs::read(tmp.path().join("evidence-000000.log")).unwrap();
+
+    // The chain hashes, recomputed here from the documented formula.
+    let link = |prev: [u8; 32], n: u64, canonical: &str| -> [u8; 32] {
+        let mut h = blake3::Hasher::new();
+        h.update(b"lever/evidence/chain/v1\0");
+        h.update(&prev);
+        h.update(&n.to_le_bytes());
+        h.update(blake3::hash(canonical.as_bytes()).as_bytes());
+        *h.finalize().as_bytes()
+    };
+    let h0 = link([0; 32], 0, expected[0]);
+    let h1 = link(h0, 1, expected[1]);
+    let h2 = link([0; 32], 0, expected[2]);
+    let hex = |h: &[u8; 32]| h.iter().map(|b| format!("{b:02x}")).collect::<String>();
+    let zero = "0".repeat(64);
+    let payloads = [
+        format!(
+            "{},\"n\":0,\"prev\":\"{zero}\",\"hash\":\"{}\"}}",
+            &expected[0][..expected[0].len() - 1],
+            hex(&h0)
+        ),
+        format!(
+            "{},\"n\":1,\"prev\":\"{}\",\"hash\":\"{}\"}}",
+            &expected[1][..expected[1].len() - 1],
+            hex(&h0),
+            hex(&h1)
+        ),
+        format!(
+            "{},\"n\":0,\"prev\":\"{zero}\",\"hash\":\"{}\"}}",
+            &expected[2][..expected[2].len() - 1],
+            hex(&h2)
+        ),
+    ];
+    // Frames: length (u32 LE), CRC-32 of the payload (u32 LE), payload; in append order.
+    let mut want_log = Vec::new();
+    for p in &payloads {
+        want_log.extend_from_slice(&(p.len() as u32).to_le_bytes());
+        want_log.extend_from_slice(&crc32fast::hash(p.as_bytes()).to_le_bytes());
+        want_log.extend_from_slice(p.as_bytes());
+    }
+    assert_eq!(log, want_log);
+
+    // And the reviewed hex dump, for a reader of docs/evidence.md.
+    let dump = hex_dump(&log);
+    let golden = super::root().join("tests/evidence/three_records.hex");
+    if std::env::var_os("UPDATE_EXPECT").is_some() {
+        std::fs::write(&golden, &dump).unwrap();
+    }
+    assert_eq!(
+        std::fs::read_to_string(&golden)
+            .expect("tests/evidence/three_records.hex (UPDATE_EXPECT=1 writes it)"),
+        dump
+    );
+}
+
+// ---- outages ----
+
+/// A TCP proxy to the database that can be taken down (cutting every connection and
+/// refusing new ones) and brought back, as a network partition would.
+struct Proxy {
+    port: u16,
+    up: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    open: std::sync::Arc<std::sync::Mutex<Vec<std::net::TcpStream>>>,
+}
+
+impl Proxy {
+    fn start(target: String) -> Proxy {
+        use std::sync::atomic::AtomicBool;
+        use std::sync::{Arc, Mutex};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let up = Arc::new(AtomicBool::new(true));
+        let open: Arc<Mutex<Vec<std::net::TcpStream>>> = Arc::default();
+        let (up2, open2) = (up.clone(), open.clone());
+        std::thread::spawn(move || {
+            for client in listener.incoming() {
+                let Ok(client) = client else { continue };
+                if !up2.load(Ordering::SeqCst) {
+                    drop(client);
+                    continue;
+                }
+                let Ok(server) = std::net::TcpStream::connect(&target) else {
+                    continue;
+                };
+                // Without this, Nagle's algorithm and delayed ACKs add 40 ms a round trip.
+                let _ = client.set_nodelay(true);
+                let _ = server.set_nodelay(true);
+                let mut list = open2.lock().unwrap();
+                list.push(client.try_clone().unwrap());
+                list.push(server.try_clone().unwrap());
+                for (mut from, mut to) in [
+                    (client.try_clone().unwrap(), server.try_clone().unwrap()),
+                    (server, client),
+                ] {
+                    std::thread::spawn(move || {
+                        let _ = std::io::copy(&mut from, &mut to);
+                        let _ = to.shutdown(std::net::Shutdown::Both);
+                    });
+                }
+            }
+        });
+        Proxy { port, up, open }
+    }
+
+    fn down(&self) {
+        self.up.store(false, Ordering::SeqCst);
+        for s in self.open.lock().unwrap().drain(..) {
+            let _ = s.shutdown(std::net::Shutdown::Both);
+        }
+    }
+
+    fn up(&self) {
+        self.up.store(true, Ordering::SeqCst);
+    }
+}
+
+/// `url` with its host and port replaced by the proxy's; returns it and the old authority.
+fn through_proxy(url: &str) -> (String, impl Fn(u16) -> String) {
+    let (scheme, rest) = url.split_once("://").unwrap();
+    let (user, rest) = rest.split_once('@').unwrap();
+    let (authority, path) = rest.split_once('/').unwrap();
+    let target = if authority.contains(':') {
+        authority.to_string()
+    } else {
+        format!("{authority}:5432")
+    };
+    let (scheme, user, path) = (scheme.to_string(), user.to_string(), path.to_string());
+    (target, move |port| {
+        format!("{scheme}://{user}@127.0.0.1:{port}/{path}")
+    })
+}
+
+#[test]
+fn records_queued_during_a_postgres_outage_are_written_first_when_it_returns() {
+    use lever::evidence::durable::{Durable, WriteError};
+    let schema = Schema::new();
+    let (target, url_for) = through_proxy(&schema.url);
+    let proxy = Proxy::start(target);
+    let url = url_for(proxy.port);
+    let mut durable = Durable::open(&url, 100).unwrap();
+    assert_eq!(durable.append(decisions("r", 1..=2)).unwrap(), 2);
+
+    proxy.down();
+    for (batch, queued) in [(3..=4, 2), (5..=5, 3)] {
+        match durable.append(decisions("r", batch)) {
+            Err(WriteError::Unavailable { queued: q, .. }) => assert_eq!(q, queued),
+            other => panic!("expected an outage, got {other:?}"),
+        }
+    }
+    // The queue is bounded: past its capacity, records are refused, not dropped silently.
+    let full = durable.append(decisions("r", 6..=105));
+    assert!(
+        matches!(full, Err(WriteError::Full { queued: 3 })),
+        "{full:?}"
+    );
+
+    proxy.up();
+    assert_eq!(durable.append(decisions("r", 6..=6)).unwrap(), 4);
+    let mut store = schema.open();
+    let r = store.read_chain(&ChainId::Run("r".into())).unwrap();
+    assert_eq!(
+        r.iter().map(|s| s.record.seq).collect::<Vec<_>>(),
+        [1, 2, 3, 4, 5, 6]
+    );
+    assert!(audit::verify(&mut store, None, None).unwrap().is_ok());
+}
+
+#[test]
+fn lever_run_waits_for_an_unavailable_store_and_prints_only_what_is_durable() {
+    let schema = Schema::new();
+    let (target, url_for) = through_proxy(&schema.url);
+    let proxy = Proxy::start(target);
+    let url = url_for(proxy.port);
+    let tmp = tempfile::tempdir().unwrap();
+    std::fs::write(
+        tmp.path().join("p.policy"),
+        "import std.llm\npolicy p {\n  version 1\n  scope all\n  limit std.llm.cost to $100 { breach => stop }\n}\n",
+    )
+    .unwrap();
+    let mut events = String::from(
+        "{\"type\":\"run_start\",\"run_id\":\"r\",\"ts\":\"2026-01-20T10:00:00Z\",\"tenant\":\"t\"}\n",
+    );
+    for s in 1..=600 {
+        events.push_str(&format!(
+            "{{\"type\":\"step\",\"run_id\":\"r\",\"ts\":\"2026-01-20T{:02}:{:02}:{:02}Z\",\"cost\":\"0.01\"}}\n",
+            10 + s / 3600,
+            s / 60 % 60,
+            s % 60
+        ));
+    }
+    std::fs::write(tmp.path().join("events.jsonl"), events).unwrap();
+    let args = |wait: &'static str| {
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_lever"));
+        cmd.args([
+            "run",
+            "p.policy",
+            "--events",
+            "events.jsonl",
+            "--group-commit",
+            "5",
+        ])
+        .args(["--store-wait", wait, "--evidence", &url])
+        .current_dir(tmp.path())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+        cmd
+    };
+
+    // The store goes away mid-replay and comes back within the wait: nothing is lost.
+    let mut child = args("60").spawn().unwrap();
+    let mut out = std::io::BufReader::new(child.stdout.take().unwrap());
+    let mut first = String::new();
+    std::io::BufRead::read_line(&mut out, &mut first).unwrap();
+    proxy.down();
+    std::thread::sleep(std::time::Duration::from_millis(2500));
+    proxy.up();
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut out, &mut rest).unwrap();
+    let status = child.wait().unwrap();
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
+    assert_eq!(status.code(), Some(0), "{stderr}");
+    assert!(
+        stderr.contains("evidence store unavailable"),
+        "the outage was seen: {stderr}"
+    );
+    assert_eq!(1 + rest.lines().count(), 601);
+    let mut store = schema.open();
+    let r = store.read_chain(&ChainId::Run("r".into())).unwrap();
+    assert_eq!(
+        r.iter()
+            .filter(|s| s.record.kind == RecordKind::Decision)
+            .count(),
+        601
+    );
+    assert!(audit::verify(&mut store, None, None).unwrap().is_ok());
+
+    // A store that stays away: exit 2, naming what was not written, printing none of it.
+    let other = Schema::new();
+    let (target, url_for) = through_proxy(&other.url);
+    let proxy = Proxy::start(target);
+    let url = url_for(proxy.port);
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_lever"));
+    cmd.args([
+        "run",
+        "p.policy",
+        "--events",
+        "events.jsonl",
+        "--group-commit",
+        "5",
+    ])
+    .args(["--store-wait", "1", "--evidence", &url])
+    .current_dir(tmp.path())
+    .stdout(std::process::Stdio::piped())
+    .stderr(std::process::Stdio::piped());
+    let mut child = cmd.spawn().unwrap();
+    let mut out = std::io::BufReader::new(child.stdout.take().unwrap());
+    let mut first = String::new();
+    std::io::BufRead::read_line(&mut out, &mut first).unwrap();
+    proxy.down();
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut out, &mut rest).unwrap();
+    let status = child.wait().unwrap();
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
+    assert_eq!(status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("not written: "), "{stderr}");
+    assert!(stderr.contains("records, from run `r` seq "), "{stderr}");
+    let printed = 1 + rest.lines().count();
+    proxy.up();
+    let mut store = other.open();
+    let stored = store
+        .read_chain(&ChainId::Run("r".into()))
+        .unwrap()
+        .iter()
+        .filter(|s| s.record.kind == RecordKind::Decision)
+        .count();
+    assert!(
+        printed <= stored,
+        "printed {printed} decisions, stored {stored}"
+    );
+    assert!(printed < 601);
+}
