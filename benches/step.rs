@@ -81,9 +81,8 @@ fn step(ts: i64) -> Step {
     }
 }
 
-fn bench_step(c: &mut Criterion) {
-    let mut engine = engine();
-    let start = RunStart {
+fn run_start() -> RunStart {
+    RunStart {
         run_id: "bench".into(),
         ts: 0,
         tenant: "acme".into(),
@@ -91,7 +90,12 @@ fn bench_step(c: &mut Criterion) {
         api_key: String::new(),
         human_actor: String::new(),
         labels: Default::default(),
-    };
+    }
+}
+
+fn bench_step(c: &mut Criterion) {
+    let mut engine = engine();
+    let start = run_start();
     let mut s = step(0);
     let mut run = warmed_run(&mut engine, &start, &mut s);
     eprintln!(
@@ -110,16 +114,27 @@ fn bench_step(c: &mut Criterion) {
                 run = warmed_run(&mut engine, &start, &mut s);
                 ts = s.ts;
             }
-            let begin = std::time::Instant::now();
-            for _ in 0..iters {
-                ts += 1_000_000_000;
-                s.ts = ts;
-                let outcome = engine.step(&mut run, black_box(&s));
-                black_box(outcome.decision.action);
-            }
-            begin.elapsed()
+            timed_steps(&mut engine, &mut run, &mut s, &mut ts, iters)
         })
     });
+}
+
+/// Steps a run `iters` times, one step a second from `ts`, and returns the time it took.
+fn timed_steps(
+    engine: &mut Engine,
+    run: &mut lever::runtime::Run,
+    s: &mut Step,
+    ts: &mut i64,
+    iters: u64,
+) -> std::time::Duration {
+    let begin = std::time::Instant::now();
+    for _ in 0..iters {
+        *ts += 1_000_000_000;
+        s.ts = *ts;
+        let outcome = engine.step(run, black_box(s));
+        black_box(outcome.decision.action);
+    }
+    begin.elapsed()
 }
 
 /// A run with its one-minute window full (120 steps, one a second).
@@ -161,15 +176,7 @@ fn grant(engine: &mut Engine, run: &mut lever::runtime::Run, ts: i64, policy: &s
 
 fn bench_governed(c: &mut Criterion) {
     let mut engine = engine_of(&governed_set(10));
-    let start = RunStart {
-        run_id: "bench".into(),
-        ts: 0,
-        tenant: "acme".into(),
-        agent: "bot".into(),
-        api_key: String::new(),
-        human_actor: String::new(),
-        labels: Default::default(),
-    };
+    let start = run_start();
     let mut s = step(0);
     let fresh = |engine: &mut Engine, s: &mut Step| {
         let mut run = warmed_run(engine, &start, s);
@@ -191,14 +198,7 @@ fn bench_governed(c: &mut Criterion) {
                 run = fresh(&mut engine, &mut s);
                 ts = s.ts;
             }
-            let begin = std::time::Instant::now();
-            for _ in 0..iters {
-                ts += 1_000_000_000;
-                s.ts = ts;
-                let outcome = engine.step(&mut run, black_box(&s));
-                black_box(outcome.decision.action);
-            }
-            begin.elapsed()
+            timed_steps(&mut engine, &mut run, &mut s, &mut ts, iters)
         })
     });
 }

@@ -91,12 +91,18 @@ mod tests {
         }
     }
 
-    #[test]
-    fn all_fail_open_continues_with_an_error_signal_per_policy() {
-        let mut e = engine("fail_open");
+    /// A run's first step, answered during an outage.
+    fn outage_step(e: &mut Engine) -> (crate::runtime::Run, crate::runtime::Outcome) {
         let (mut run, _) = e.start_run(&start());
         let mut outcome = e.step(&mut run, &step());
         e.store_outage(&mut run, &mut outcome);
+        (run, outcome)
+    }
+
+    #[test]
+    fn all_fail_open_continues_with_an_error_signal_per_policy() {
+        let mut e = engine("fail_open");
+        let (_, outcome) = outage_step(&mut e);
         assert_eq!(outcome.decision.action, Action::Continue);
         let mut errors: Vec<_> = outcome
             .decision
@@ -117,9 +123,7 @@ mod tests {
     #[test]
     fn any_fail_closed_policy_stops_the_run() {
         let mut e = engine("fail_closed");
-        let (mut run, _) = e.start_run(&start());
-        let mut outcome = e.step(&mut run, &step());
-        e.store_outage(&mut run, &mut outcome);
+        let (mut run, outcome) = outage_step(&mut e);
         assert_eq!(outcome.decision.action, Action::Stop);
         assert_eq!(
             outcome.decision.reason.as_deref(),

@@ -5,7 +5,7 @@ use lever::evidence::file::FileStore;
 use lever::evidence::{EvidenceStore, RecordKind, audit};
 use std::collections::HashSet;
 use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 
 /// A small deterministic generator, so that a failure names a seed that reproduces it.
 struct Lcg(u64);
@@ -77,17 +77,7 @@ fn sigkill_at_random_moments_loses_and_duplicates_nothing() {
         .unwrap_or(20_261_126);
     let mut rng = Lcg(seed);
     // What an uninterrupted replay prints and stores.
-    let clean = super::lever(
-        tmp.path(),
-        &[
-            "run",
-            "p.policy",
-            "--events",
-            "events.jsonl",
-            "--evidence",
-            "file:clean",
-        ],
-    );
+    let clean = super::replay(tmp.path(), "file:clean");
     assert_eq!(clean.status.code(), Some(0));
     let reference: Vec<String> = String::from_utf8(clean.stdout.clone())
         .unwrap()
@@ -97,21 +87,21 @@ fn sigkill_at_random_moments_loses_and_duplicates_nothing() {
     assert_eq!(reference.len(), total);
     let mut kills = 0;
     for round in 0..24 {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_lever"))
-            .args([
+        let mut child = super::lever_command(
+            tmp.path(),
+            &[
                 "run",
                 "p.policy",
                 "--events",
                 "events.jsonl",
                 "--evidence",
                 "file:ev",
-            ])
-            .args(["--group-commit", "50"])
-            .current_dir(tmp.path())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
+            ],
+        )
+        .args(["--group-commit", "50"])
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
         // Kill after a random number of printed decisions: somewhere in the write phase,
         // between or inside group commits.
         let kill_after = 1 + (rng.next() as usize) % (total - 1);
@@ -152,17 +142,7 @@ fn sigkill_at_random_moments_loses_and_duplicates_nothing() {
         "only {kills} of 24 replays were killed mid-way"
     );
     // A last replay completes the store; it matches a replay that was never interrupted.
-    let finish = super::lever(
-        tmp.path(),
-        &[
-            "run",
-            "p.policy",
-            "--events",
-            "events.jsonl",
-            "--evidence",
-            "file:ev",
-        ],
-    );
+    let finish = super::replay(tmp.path(), "file:ev");
     assert_eq!(finish.status.code(), Some(0));
     assert_eq!(finish.stdout, clean.stdout);
     let records = |dir: &str| -> HashSet<Vec<u8>> {

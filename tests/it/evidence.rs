@@ -17,17 +17,7 @@ fn records(dir: &std::path::Path) -> Vec<Value> {
 
 /// `lever run p.policy --events events.jsonl --evidence file:ev` in `dir`.
 fn run_policy(dir: &std::path::Path) -> std::process::Output {
-    lever(
-        dir,
-        &[
-            "run",
-            "p.policy",
-            "--events",
-            "events.jsonl",
-            "--evidence",
-            "file:ev",
-        ],
-    )
+    super::replay(dir, "file:ev")
 }
 
 #[test]
@@ -93,18 +83,7 @@ policy closed {
 #[test]
 fn every_decision_has_its_record_before_exit_and_a_breach_leaves_an_incident() {
     let tmp = tempfile::tempdir().unwrap();
-    let root = super::root();
-    let out = lever(
-        tmp.path(),
-        &[
-            "run",
-            root.join("examples").to_str().unwrap(),
-            "--events",
-            root.join("examples/events/support.jsonl").to_str().unwrap(),
-            "--evidence",
-            "file:ev",
-        ],
-    );
+    let out = super::replay_examples(tmp.path(), "file:ev");
     assert_eq!(out.status.code(), Some(0));
     let printed = String::from_utf8(out.stdout).unwrap().lines().count();
     let all = records(&tmp.path().join("ev"));
@@ -132,25 +111,15 @@ fn every_decision_has_its_record_before_exit_and_a_breach_leaves_an_incident() {
 #[test]
 fn a_torn_final_frame_is_cut_off_and_other_damage_refuses_the_store() {
     let tmp = tempfile::tempdir().unwrap();
-    let root = super::root();
-    let (policies, events) = (
-        root.join("examples"),
-        root.join("examples/events/support.jsonl"),
+    assert_eq!(
+        super::replay_examples(tmp.path(), "file:ev").status.code(),
+        Some(0)
     );
-    let args = [
-        "run",
-        policies.to_str().unwrap(),
-        "--events",
-        events.to_str().unwrap(),
-        "--evidence",
-        "file:ev",
-    ];
-    assert_eq!(lever(tmp.path(), &args).status.code(), Some(0));
     let log = tmp.path().join("ev/evidence-000000.log");
     let full = std::fs::read(&log).unwrap();
     let before = records(&tmp.path().join("ev")).len();
     std::fs::write(&log, &full[..full.len() - 7]).unwrap();
-    let again = lever(tmp.path(), &args);
+    let again = super::replay_examples(tmp.path(), "file:ev");
     assert_eq!(again.status.code(), Some(0));
     assert!(String::from_utf8_lossy(&again.stderr).contains("torn final frame"));
     let after = records(&tmp.path().join("ev"));
@@ -167,7 +136,7 @@ fn a_torn_final_frame_is_cut_off_and_other_damage_refuses_the_store() {
     let mut damaged = full.clone();
     damaged[40] ^= 0xff;
     std::fs::write(&log, &damaged).unwrap();
-    let refused = lever(tmp.path(), &args);
+    let refused = super::replay_examples(tmp.path(), "file:ev");
     assert_eq!(refused.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&refused.stderr).contains("corrupt"));
     assert!(refused.stdout.is_empty());

@@ -37,6 +37,53 @@ pub fn lever(dir: &Path, args: &[&str]) -> Output {
         .expect("the lever binary built by cargo runs")
 }
 
+/// `lever run` in `dir` with extra arguments, standard output and error piped, not yet
+/// started: for tests that read decisions as they come or interrupt the command.
+pub fn lever_command(dir: &Path, args: &[&str]) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_lever"));
+    cmd.args(args)
+        .current_dir(dir)
+        .env("NO_COLOR", "1")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    cmd
+}
+
+/// `lever run p.policy --events events.jsonl --evidence EVIDENCE` in `dir`.
+pub fn replay(dir: &Path, evidence: &str) -> Output {
+    lever(
+        dir,
+        &[
+            "run",
+            "p.policy",
+            "--events",
+            "events.jsonl",
+            "--evidence",
+            evidence,
+        ],
+    )
+}
+
+/// The README's main job, `lever run examples --events examples/events/support.jsonl`,
+/// in `dir` with `--evidence EVIDENCE`.
+pub fn replay_examples(dir: &Path, evidence: &str) -> Output {
+    let (policies, events) = (
+        root().join("examples"),
+        root().join("examples/events/support.jsonl"),
+    );
+    lever(
+        dir,
+        &[
+            "run",
+            policies.to_str().expect("a UTF-8 checkout path"),
+            "--events",
+            events.to_str().expect("a UTF-8 checkout path"),
+            "--evidence",
+            evidence,
+        ],
+    )
+}
+
 /// Every `.policy` file under a directory, sorted.
 pub fn policy_files(dir: &Path) -> Vec<PathBuf> {
     let mut out = Vec::new();

@@ -221,18 +221,7 @@ fn a_failed_fsync_stops_the_file_store() {
 
 /// A store of a real replay in `dir/ev`, and its digest.
 fn replayed_file_store(dir: &std::path::Path) -> String {
-    let root = super::root();
-    let out = super::lever(
-        dir,
-        &[
-            "run",
-            root.join("examples").to_str().unwrap(),
-            "--events",
-            root.join("examples/events/support.jsonl").to_str().unwrap(),
-            "--evidence",
-            "file:ev",
-        ],
-    );
+    let out = super::replay_examples(dir, "file:ev");
     assert_eq!(out.status.code(), Some(0));
     let digest = super::lever(dir, &["evidence", "digest", "--evidence", "file:ev"]);
     assert_eq!(digest.status.code(), Some(0));
@@ -498,21 +487,8 @@ fn postgres_a_batch_retried_after_a_lost_connection_is_neither_lost_nor_doubled(
 #[test]
 fn lever_run_and_lever_evidence_work_end_to_end_on_postgres() {
     let schema = Schema::new();
-    let root = super::root();
     let tmp = tempfile::tempdir().unwrap();
-    let (policies, events) = (
-        root.join("examples"),
-        root.join("examples/events/support.jsonl"),
-    );
-    let run = [
-        "run",
-        policies.to_str().unwrap(),
-        "--events",
-        events.to_str().unwrap(),
-        "--evidence",
-        &schema.url,
-    ];
-    let first = super::lever(tmp.path(), &run);
+    let first = super::replay_examples(tmp.path(), &schema.url);
     assert_eq!(
         first.status.code(),
         Some(0),
@@ -536,7 +512,7 @@ fn lever_run_and_lever_evidence_work_end_to_end_on_postgres() {
         "{stored} records for {decisions} decisions"
     );
     // Replaying again prints the same and stores nothing new.
-    let again = super::lever(tmp.path(), &run);
+    let again = super::replay_examples(tmp.path(), &schema.url);
     assert_eq!(again.stdout, first.stdout);
     assert_eq!(count(&mut c), stored);
     let verify = super::lever(
@@ -768,7 +744,7 @@ impl Proxy {
 }
 
 /// `url` with its host and port replaced by the proxy's; returns it and the old authority.
-fn through_proxy(url: &str) -> (String, impl Fn(u16) -> String) {
+fn through_proxy(url: &str) -> (String, impl Fn(u16) -> String + use<>) {
     let (scheme, rest) = url.split_once("://").unwrap();
     let (user, rest) = rest.split_once('@').unwrap();
     let (authority, path) = rest.split_once('/').unwrap();
@@ -783,13 +759,19 @@ fn through_proxy(url: &str) -> (String, impl Fn(u16) -> String) {
     })
 }
 
-#[test]
-fn records_queued_during_a_postgres_outage_are_written_first_when_it_returns() {
-    use lever::evidence::durable::{Durable, WriteError};
+/// A schema of its own reached through a [`Proxy`]: the schema, the proxy, the store URL.
+fn proxied_schema() -> (Schema, Proxy, String) {
     let schema = Schema::new();
     let (target, url_for) = through_proxy(&schema.url);
     let proxy = Proxy::start(target);
     let url = url_for(proxy.port);
+    (schema, proxy, url)
+}
+
+#[test]
+fn records_queued_during_a_postgres_outage_are_written_first_when_it_returns() {
+    use lever::evidence::durable::{Durable, WriteError};
+    let (schema, proxy, url) = proxied_schema();
     let mut durable = Durable::open(&url, 100).unwrap();
     assert_eq!(durable.append(decisions("r", 1..=2)).unwrap(), 2);
 
@@ -820,10 +802,7 @@ fn records_queued_during_a_postgres_outage_are_written_first_when_it_returns() {
 
 #[test]
 fn lever_run_waits_for_an_unavailable_store_and_prints_only_what_is_durable() {
-    let schema = Schema::new();
-    let (target, url_for) = through_proxy(&schema.url);
-    let proxy = Proxy::start(target);
-    let url = url_for(proxy.port);
+    let (schema, proxy, url) = proxied_schema();
     let tmp = tempfile::tempdir().unwrap();
     std::fs::write(
         tmp.path().join("p.policy"),
@@ -842,42 +821,49 @@ fn lever_run_waits_for_an_unavailable_store_and_prints_only_what_is_durable() {
         ));
     }
     std::fs::write(tmp.path().join("events.jsonl"), events).unwrap();
-    let args = |wait: &'static str| {
-        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_lever"));
-        cmd.args([
-            "run",
-            "p.policy",
-            "--events",
-            "events.jsonl",
-            "--group-commit",
-            "5",
-        ])
-        .args(["--store-wait", wait, "--evidence", &url])
-        .current_dir(tmp.path())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped());
-        cmd
+    let replay = |url: &str, wait: &str| {
+        super::lever_command(
+            tmp.path(),
+            &[
+                "run",
+                "p.policy",
+                "--events",
+                "events.jsonl",
+                "--group-commit",
+                "5",
+            ],
+        )
+        .args(["--store-wait", wait, "--evidence", url])
+        .spawn()
+        .unwrap()
+    };
+    // Reads the first decision, takes the store away (for `outage` ms, or for good), and
+    // returns the exit code, the number of decisions printed, and standard error.
+    let interrupted = |mut child: std::process::Child, proxy: &Proxy, outage: Option<u64>| {
+        let mut out = std::io::BufReader::new(child.stdout.take().unwrap());
+        let mut first = String::new();
+        std::io::BufRead::read_line(&mut out, &mut first).unwrap();
+        proxy.down();
+        if let Some(ms) = outage {
+            std::thread::sleep(std::time::Duration::from_millis(ms));
+            proxy.up();
+        }
+        let mut rest = String::new();
+        std::io::Read::read_to_string(&mut out, &mut rest).unwrap();
+        let status = child.wait().unwrap();
+        let mut stderr = String::new();
+        std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
+        (status.code(), 1 + rest.lines().count(), stderr)
     };
 
     // The store goes away mid-replay and comes back within the wait: nothing is lost.
-    let mut child = args("60").spawn().unwrap();
-    let mut out = std::io::BufReader::new(child.stdout.take().unwrap());
-    let mut first = String::new();
-    std::io::BufRead::read_line(&mut out, &mut first).unwrap();
-    proxy.down();
-    std::thread::sleep(std::time::Duration::from_millis(2500));
-    proxy.up();
-    let mut rest = String::new();
-    std::io::Read::read_to_string(&mut out, &mut rest).unwrap();
-    let status = child.wait().unwrap();
-    let mut stderr = String::new();
-    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
-    assert_eq!(status.code(), Some(0), "{stderr}");
+    let (code, printed, stderr) = interrupted(replay(&url, "60"), &proxy, Some(2500));
+    assert_eq!(code, Some(0), "{stderr}");
     assert!(
         stderr.contains("evidence store unavailable"),
         "the outage was seen: {stderr}"
     );
-    assert_eq!(1 + rest.lines().count(), 601);
+    assert_eq!(printed, 601);
     let mut store = schema.open();
     let r = store.read_chain(&ChainId::Run("r".into())).unwrap();
     assert_eq!(
@@ -889,37 +875,11 @@ fn lever_run_waits_for_an_unavailable_store_and_prints_only_what_is_durable() {
     assert!(audit::verify(&mut store, None, None).unwrap().is_ok());
 
     // A store that stays away: exit 2, naming what was not written, printing none of it.
-    let other = Schema::new();
-    let (target, url_for) = through_proxy(&other.url);
-    let proxy = Proxy::start(target);
-    let url = url_for(proxy.port);
-    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_lever"));
-    cmd.args([
-        "run",
-        "p.policy",
-        "--events",
-        "events.jsonl",
-        "--group-commit",
-        "5",
-    ])
-    .args(["--store-wait", "1", "--evidence", &url])
-    .current_dir(tmp.path())
-    .stdout(std::process::Stdio::piped())
-    .stderr(std::process::Stdio::piped());
-    let mut child = cmd.spawn().unwrap();
-    let mut out = std::io::BufReader::new(child.stdout.take().unwrap());
-    let mut first = String::new();
-    std::io::BufRead::read_line(&mut out, &mut first).unwrap();
-    proxy.down();
-    let mut rest = String::new();
-    std::io::Read::read_to_string(&mut out, &mut rest).unwrap();
-    let status = child.wait().unwrap();
-    let mut stderr = String::new();
-    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
-    assert_eq!(status.code(), Some(2), "{stderr}");
+    let (other, proxy, url) = proxied_schema();
+    let (code, printed, stderr) = interrupted(replay(&url, "1"), &proxy, None);
+    assert_eq!(code, Some(2), "{stderr}");
     assert!(stderr.contains("not written: "), "{stderr}");
     assert!(stderr.contains("records, from run `r` seq "), "{stderr}");
-    let printed = 1 + rest.lines().count();
     proxy.up();
     let mut store = other.open();
     let stored = store
