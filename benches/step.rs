@@ -16,10 +16,14 @@
 //! shadowed: 31 limits judged instead of 40), and, in force during the measurement, a
 //! raise of one policy's cost limit and a suspension of another (both granted through the
 //! override rules, with a TTL past the run).
+//!
+//! `engines/*`: the interpreter and the Cranelift JIT side by side, on the 10 × 4 workload
+//! and on one expression-heavy policy of 20 monitors, each a filtered sum and a filtered
+//! one-minute rate combined with arithmetic (`docs/engines.md` has the figures).
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use lever::runtime::Engine;
 use lever::runtime::event::{RunStart, Step};
+use lever::runtime::{Engine, EngineKind};
 use std::fmt::Write;
 use std::hint::black_box;
 use std::sync::Arc;
@@ -56,12 +60,32 @@ fn engine() -> Engine {
     engine_of(&policy_set(10))
 }
 
+/// One policy of 20 monitors with filters, windows and arithmetic.
+pub fn expression_policy() -> String {
+    let mut text = String::from("import std.llm\npolicy heavy {\n  version 1\n  scope all\n");
+    for k in 0..20 {
+        let _ = write!(
+            text,
+            "  monitor m{k} = (sum(step.cost where step.model == \"model-{m}\" and step.latency < {lat}ms) * 2 + rate(step.cost where step.kind == \"llm_call\" or step.input_tokens > {tok} tokens, 1m)) / 3\n  limit m{k} to $1_000_000 {{ near 80% => alert(ui) breach => stop }}\n",
+            m = k % 4,
+            lat = 500 + 100 * k,
+            tok = 100 * k,
+        );
+    }
+    text.push_str("}\n");
+    text
+}
+
 fn engine_of(text: &str) -> Engine {
+    engine_kind(text, EngineKind::Interp)
+}
+
+fn engine_kind(text: &str, kind: EngineKind) -> Engine {
     let checked = lever::check::check(lever::source::SourceSet::from_text("bench.policy", text));
     assert!(!checked.has_errors());
     let artifact =
         lever::compile::build(&checked, &["bench.policy".into()]).expect("the bench set builds");
-    Engine::new(Arc::new(artifact))
+    Engine::of_kind(Arc::new(artifact), kind).expect("the engine is created")
 }
 
 fn step(ts: i64) -> Step {
@@ -203,5 +227,28 @@ fn bench_governed(c: &mut Criterion) {
     });
 }
 
-criterion_group!(benches, bench_step, bench_governed);
+fn bench_engines(c: &mut Criterion) {
+    let start = run_start();
+    for (workload, text) in [("10x4", policy_set(10)), ("expr20", expression_policy())] {
+        for kind in [EngineKind::Interp, EngineKind::Jit] {
+            let mut engine = engine_kind(&text, kind);
+            assert_eq!(engine.kind(), kind);
+            let mut s = step(0);
+            let mut run = warmed_run(&mut engine, &start, &mut s);
+            let mut ts = s.ts;
+            let name = format!("engines/{workload}/{kind:?}").to_lowercase();
+            c.bench_function(&name, |b| {
+                b.iter_custom(|iters| {
+                    if run.seq > 1_000_000 {
+                        run = warmed_run(&mut engine, &start, &mut s);
+                        ts = s.ts;
+                    }
+                    timed_steps(&mut engine, &mut run, &mut s, &mut ts, iters)
+                })
+            });
+        }
+    }
+}
+
+criterion_group!(benches, bench_step, bench_governed, bench_engines);
 criterion_main!(benches);

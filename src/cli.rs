@@ -32,6 +32,24 @@ pub enum Format {
     Json,
 }
 
+/// `--engine`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum EngineArg {
+    Interp,
+    Jit,
+    Auto,
+}
+
+impl From<EngineArg> for crate::runtime::EngineKind {
+    fn from(e: EngineArg) -> Self {
+        match e {
+            EngineArg::Interp => crate::runtime::EngineKind::Interp,
+            EngineArg::Jit => crate::runtime::EngineKind::Jit,
+            EngineArg::Auto => crate::runtime::EngineKind::Auto,
+        }
+    }
+}
+
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Parse, resolve, type-check and analyze a policy set.
@@ -82,6 +100,10 @@ pub enum Command {
         /// Seconds to wait for an unavailable evidence store before exiting 2.
         #[arg(long, default_value_t = 30)]
         store_wait: u64,
+        /// The engine: the portable bytecode interpreter, the Cranelift JIT, or the JIT
+        /// where the host supports it.
+        #[arg(long, value_enum, default_value_t = EngineArg::Interp)]
+        engine: EngineArg,
     },
     /// Audit an evidence store: verify its hash chains, take a digest, show a run.
     Evidence {
@@ -98,6 +120,10 @@ pub enum Command {
         /// Output format.
         #[arg(long, value_enum, default_value_t = Format::Human)]
         format: Format,
+        /// With `jit`, also compile the program to native code and report what was compiled
+        /// (every code block, or an error) and how long it took, per policy.
+        #[arg(long, value_enum, default_value_t = EngineArg::Interp)]
+        engine: EngineArg,
     },
 }
 
@@ -161,20 +187,26 @@ pub fn main() -> ExitCode {
             output,
             format,
         } => run_build(&paths, &output, format),
-        Command::Inspect { file, format } => run_inspect(&file, format),
+        Command::Inspect {
+            file,
+            format,
+            engine,
+        } => run_inspect(&file, format, engine),
         Command::Run {
             source,
             events,
             evidence,
             group_commit,
             store_wait,
+            engine,
         } => crate::cli_run::run(
             &source,
             &events,
-            &crate::cli_run::Writing {
+            &crate::cli_run::RunOptions {
                 url: &evidence,
                 group: group_commit as usize,
                 store_wait: std::time::Duration::from_secs(store_wait),
+                engine: engine.into(),
             },
         ),
         Command::Evidence { command } => crate::cli_evidence::run(command),
@@ -265,19 +297,65 @@ pub fn load_artifact(path: &std::path::Path) -> Result<compile::artifact::Artifa
     })
 }
 
-fn run_inspect(file: &std::path::Path, format: Format) -> ExitCode {
+fn run_inspect(file: &std::path::Path, format: Format, engine: EngineArg) -> ExitCode {
     let artifact = match load_artifact(file) {
         Ok(a) => a,
         Err(code) => return code,
     };
+    let stats = match engine {
+        EngineArg::Interp => None,
+        EngineArg::Jit | EngineArg::Auto => {
+            let kind = engine.into();
+            match crate::runtime::Engine::of_kind(std::sync::Arc::new(artifact.clone()), kind) {
+                Ok(e) => e.jit_stats().cloned(),
+                Err(e) => {
+                    eprintln!("error: --engine jit: {e}");
+                    return ExitCode::from(1);
+                }
+            }
+        }
+    };
     match format {
-        Format::Human => print!("{}", compile::disasm::text(&artifact)),
-        Format::Json => println!(
-            "{}",
-            serde_json::to_string_pretty(&compile::disasm::json(&artifact)).unwrap_or_default()
-        ),
+        Format::Human => {
+            print!("{}", compile::disasm::text(&artifact));
+            if let Some(s) = &stats {
+                print!("{}", jit_text(s));
+            }
+        }
+        Format::Json => {
+            let mut json = compile::disasm::json(&artifact);
+            if let (Some(s), Some(map)) = (&stats, json.as_object_mut()) {
+                map.insert("jit".into(), jit_json(s));
+            }
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&json).unwrap_or_default()
+            );
+        }
     }
     ExitCode::SUCCESS
+}
+
+fn jit_text(s: &crate::jit::Stats) -> String {
+    let mut out = format!(
+        "\njit: {} of {} code blocks compiled to native code in {} µs\n",
+        s.native, s.code_blocks, s.compile_micros
+    );
+    for (policy, monitors, blocks) in &s.policies {
+        out.push_str(&format!(
+            "  policy {policy}: {monitors} monitors, {blocks} native blocks\n"
+        ));
+    }
+    out
+}
+
+fn jit_json(s: &crate::jit::Stats) -> serde_json::Value {
+    serde_json::json!({
+        "code_blocks": s.code_blocks,
+        "native": s.native,
+        "compile_micros": u64::try_from(s.compile_micros).unwrap_or(u64::MAX),
+        "policies": s.policies.iter().map(|(p, m, b)| serde_json::json!({"policy": p, "monitors": m, "native_blocks": b})).collect::<Vec<_>>(),
+    })
 }
 
 /// Prints a check's diagnostics in the chosen format.

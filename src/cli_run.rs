@@ -87,23 +87,25 @@ fn io(message: String) -> ExitCode {
 }
 
 /// Runs `lever run`.
-/// How `lever run` writes its evidence.
-pub struct Writing<'a> {
+/// How `lever run` evaluates and writes its evidence.
+pub struct RunOptions<'a> {
     pub url: &'a str,
     /// Input lines per group commit.
     pub group: usize,
     /// How long to wait for an unavailable store before giving up.
     pub store_wait: std::time::Duration,
+    /// The engine that evaluates the bytecode.
+    pub engine: crate::runtime::EngineKind,
 }
 
 /// Runs `lever run`.
-pub fn run(paths: &[PathBuf], events: &str, writing: &Writing<'_>) -> ExitCode {
+pub fn run(paths: &[PathBuf], events: &str, writing: &RunOptions<'_>) -> ExitCode {
     match replay(paths, events, writing) {
         Ok(code) | Err(code) => code,
     }
 }
 
-fn replay(paths: &[PathBuf], events: &str, writing: &Writing<'_>) -> Result<ExitCode, ExitCode> {
+fn replay(paths: &[PathBuf], events: &str, writing: &RunOptions<'_>) -> Result<ExitCode, ExitCode> {
     let group = writing.group.max(1);
     let artifact = Arc::new(artifact_for(paths)?);
     let (text, base) = read_events(events)?;
@@ -114,11 +116,11 @@ fn replay(paths: &[PathBuf], events: &str, writing: &Writing<'_>) -> Result<Exit
         .map(|l| l.strip_suffix(b"\r").unwrap_or(l))
         .collect();
     match store.store() {
-        Some(s) => check_against_store(&artifact, &base, &lines, s)?,
+        Some(s) => check_against_store(&artifact, &base, &lines, s, writing.engine)?,
         None => return Err(io("the evidence store closed".into())),
     }
 
-    let mut replay = Replay::new(Arc::clone(&artifact), base, Box::new(deploy_loader));
+    let mut replay = new_replay(&artifact, &base, writing.engine)?;
     let mut rejected = false;
     let mut records: Vec<Record> = Vec::new();
     let mut decisions: Vec<String> = Vec::new();
@@ -206,18 +208,33 @@ fn describe(records: &[Record]) -> String {
     }
 }
 
+/// A replay of `artifact` on engines of `kind`.
+fn new_replay(
+    artifact: &Arc<Artifact>,
+    base: &Path,
+    kind: crate::runtime::EngineKind,
+) -> Result<Replay, ExitCode> {
+    Replay::with_engine(
+        Arc::clone(artifact),
+        base.to_path_buf(),
+        Box::new(deploy_loader),
+        kind,
+    )
+    .map_err(|e| {
+        eprintln!("error: --engine: {e}");
+        ExitCode::from(2)
+    })
+}
+
 /// The dry pass: refuses the replay if any record contradicts the store.
 fn check_against_store(
     artifact: &Arc<Artifact>,
     base: &Path,
     lines: &[&[u8]],
     store: &mut dyn EvidenceStore,
+    engine: crate::runtime::EngineKind,
 ) -> Result<(), ExitCode> {
-    let mut dry = Replay::new(
-        Arc::clone(artifact),
-        base.to_path_buf(),
-        Box::new(deploy_loader),
-    );
+    let mut dry = new_replay(artifact, base, engine)?;
     let mut batch: Vec<Record> = Vec::new();
     for (i, line) in lines.iter().enumerate() {
         if let Some(result) = dry.line_bytes(i as u64 + 1, line) {

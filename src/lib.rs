@@ -21,6 +21,7 @@ mod cli_run;
 pub mod compile;
 pub mod diag;
 pub mod evidence;
+pub mod jit;
 pub mod num;
 pub mod runtime;
 pub mod source;

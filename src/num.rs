@@ -41,6 +41,11 @@ pub fn neg(a: i64) -> Result<i64, ArithError> {
 
 /// Multiplies two fixed-point values: `a × b / 10⁹`, truncated toward zero.
 pub fn mul(a: i64, b: i64) -> Result<i64, ArithError> {
+    // The same truncating division in 64 bits when the product fits (division by a
+    // constant there is a multiplication; in 128 bits it is a library call).
+    if let Some(product) = a.checked_mul(b) {
+        return Ok(product / SCALE);
+    }
     let wide = i128::from(a) * i128::from(b) / i128::from(SCALE);
     i64::try_from(wide).map_err(|_| ArithError::Overflow)
 }
@@ -49,6 +54,10 @@ pub fn mul(a: i64, b: i64) -> Result<i64, ArithError> {
 pub fn div(a: i64, b: i64) -> Result<i64, ArithError> {
     if b == 0 {
         return Err(ArithError::DivisionByZero);
+    }
+    if let Some(scaled) = a.checked_mul(SCALE) {
+        // `i64::MIN / -1` is the one 64-bit quotient that overflows.
+        return scaled.checked_div(b).ok_or(ArithError::Overflow);
     }
     let wide = i128::from(a) * i128::from(SCALE) / i128::from(b);
     i64::try_from(wide).map_err(|_| ArithError::Overflow)
@@ -150,6 +159,45 @@ mod tests {
         let a = parse_decimal("0.1", SCALE).unwrap();
         let b = parse_decimal("0.2", SCALE).unwrap();
         assert_eq!(add(a, b).unwrap(), parse_decimal("0.3", SCALE).unwrap());
+    }
+
+    #[test]
+    fn the_64_bit_fast_paths_agree_with_128_bit_arithmetic() {
+        let wide_mul =
+            |a: i64, b: i64| i64::try_from(i128::from(a) * i128::from(b) / i128::from(SCALE)).ok();
+        let wide_div =
+            |a: i64, b: i64| i64::try_from(i128::from(a) * i128::from(SCALE) / i128::from(b)).ok();
+        let mut values = vec![
+            0,
+            1,
+            -1,
+            7,
+            -7,
+            SCALE,
+            -SCALE,
+            3 * SCALE + 1,
+            i64::MAX,
+            i64::MIN,
+            i64::MAX / SCALE,
+            i64::MIN / SCALE,
+            3_037_000_499,
+            -3_037_000_500,
+        ];
+        let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+        for _ in 0..2000 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            values.push((x as i64) >> (x % 63));
+        }
+        for &a in &values {
+            for &b in values.iter().step_by(7) {
+                assert_eq!(mul(a, b).ok(), wide_mul(a, b), "{a} * {b}");
+                if b != 0 {
+                    assert_eq!(div(a, b).ok(), wide_div(a, b), "{a} / {b}");
+                }
+            }
+        }
     }
 
     #[test]

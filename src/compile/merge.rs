@@ -35,6 +35,8 @@ pub enum MergeError {
     TooManyStringFields(usize),
     #[error("the merged program has more than 65535 {0}")]
     TooMany(&'static str),
+    #[error("the merged program does not compile to native code: {0}")]
+    Jit(String),
 }
 
 /// Index offsets of `current`'s parts in the merged program.

@@ -285,6 +285,21 @@ struct Scratch {
     bools: Vec<bool>,
     aggs: Vec<Slot>,
     monitors: Vec<Slot>,
+    /// The same values as native code reads them (JIT engine only).
+    flat_aggs: Vec<crate::jit::Flat>,
+    flat_monitors: Vec<crate::jit::Flat>,
+}
+
+/// Which engine evaluates a program's bytecode.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum EngineKind {
+    /// The bytecode interpreter: portable, the default.
+    #[default]
+    Interp,
+    /// Native code compiled with Cranelift; an error where the host has no backend.
+    Jit,
+    /// The JIT where the host supports it, else the interpreter.
+    Auto,
 }
 
 /// The interpreter engine over one artifact.
@@ -303,6 +318,8 @@ pub struct Engine {
     /// Merged engines only: where the current artifact's policies start, and the monitors
     /// that started at the deploy.
     merged: Option<rebind::MergedParts>,
+    /// Native code for the program, when this engine is the JIT.
+    jit: Option<Box<crate::jit::Compiled>>,
 }
 
 /// An enforcement candidate at one step: what, and why.
@@ -333,7 +350,47 @@ impl Engine {
             scratch: Scratch::default(),
             policy_artifacts,
             merged: None,
+            jit: None,
         }
+    }
+
+    /// An engine of the given kind: [`EngineKind::Jit`] compiles the whole program to
+    /// native code (once, here) or fails; [`EngineKind::Auto`] falls back to the
+    /// interpreter only where the host has no Cranelift backend.
+    pub fn of_kind(
+        artifact: Arc<Artifact>,
+        kind: EngineKind,
+    ) -> Result<Engine, crate::jit::JitError> {
+        let mut engine = Engine::new(artifact);
+        engine.set_kind(kind)?;
+        Ok(engine)
+    }
+
+    fn set_kind(&mut self, kind: EngineKind) -> Result<(), crate::jit::JitError> {
+        self.jit = match kind {
+            EngineKind::Interp => None,
+            EngineKind::Jit => Some(Box::new(crate::jit::compile(self.program())?)),
+            EngineKind::Auto => match crate::jit::compile(self.program()) {
+                Ok(c) => Some(Box::new(c)),
+                Err(crate::jit::JitError::Host(_)) => None,
+                Err(e) => return Err(e),
+            },
+        };
+        Ok(())
+    }
+
+    /// The engine's kind: `Jit` when it runs native code.
+    pub fn kind(&self) -> EngineKind {
+        if self.jit.is_some() {
+            EngineKind::Jit
+        } else {
+            EngineKind::Interp
+        }
+    }
+
+    /// What compiling to native code did, for a JIT engine.
+    pub fn jit_stats(&self) -> Option<&crate::jit::Stats> {
+        self.jit.as_ref().map(|c| &c.stats)
     }
 
     pub fn artifact(&self) -> &Arc<Artifact> {
@@ -597,7 +654,15 @@ impl Engine {
         s.bools.resize(usize::from(program.bool_fields), false);
         let mut strs: [&str; MAX_STR_FIELDS] = [""; MAX_STR_FIELDS];
         let mut str_ids = [NOT_INTERNED; MAX_STR_FIELDS];
-        for field in &program.fields {
+        let jit = self.jit.as_deref();
+        if jit.is_some() {
+            s.flat_aggs
+                .resize(program.aggregates.len(), crate::jit::Flat::NONE);
+            s.flat_monitors.clear();
+            s.flat_monitors
+                .resize(program.monitors.len(), crate::jit::Flat::NONE);
+        }
+        for (fi, field) in program.fields.iter().enumerate() {
             let slot = usize::from(field.slot);
             match &field.source {
                 FieldSource::Event(e) => match e {
@@ -630,7 +695,11 @@ impl Engine {
                 }
                 FieldSource::Derived(code) => {
                     let ctx = Ctx::step(program, &s.nums, &s.bools, &strs, &str_ids, &run.labels);
-                    let v = vm::eval(code, &ctx, &mut s.stack);
+                    let native = jit.and_then(|j| j.fields.get(fi).copied().flatten());
+                    let v = match native {
+                        Some(f) => crate::jit::run(f, &ctx, &s.flat_aggs, &s.flat_monitors),
+                        None => vm::eval(code, &ctx, &mut s.stack),
+                    };
                     match v {
                         Slot::Num(n) => {
                             if let Some(dst) = s.nums.get_mut(slot) {
@@ -658,14 +727,27 @@ impl Engine {
             }
         }
         let ctx = Ctx::step(program, &s.nums, &s.bools, &strs, &str_ids, &run.labels);
-        for (desc, state) in program.aggregates.iter().zip(run.aggs.iter_mut()) {
-            let matched = match &desc.filter {
-                Some(f) => vm::eval(f, &ctx, &mut s.stack),
-                None => Slot::Bool(true),
+        let env = crate::jit::Env::new(&ctx, s.flat_aggs.as_ptr(), s.flat_monitors.as_ptr());
+        for (ai, (desc, state)) in program
+            .aggregates
+            .iter()
+            .zip(run.aggs.iter_mut())
+            .enumerate()
+        {
+            let native = |table: &[Option<crate::jit::NativeFn>]| {
+                jit.and_then(|_| table.get(ai).copied().flatten())
+            };
+            let matched = match (&desc.filter, jit.and_then(|j| native(&j.filters))) {
+                (Some(_), Some(f)) => env.call(f).slot(),
+                (Some(code), None) => vm::eval(code, &ctx, &mut s.stack),
+                (None, _) => Slot::Bool(true),
             };
             let term = match (&desc.arg, matched) {
                 (_, Slot::Bool(false)) => Slot::None,
-                (Some(a), _) => vm::eval(a, &ctx, &mut s.stack),
+                (Some(code), _) => match jit.and_then(|j| native(&j.args)) {
+                    Some(f) => env.call(f).slot(),
+                    None => vm::eval(code, &ctx, &mut s.stack),
+                },
                 (None, _) => Slot::Num(SCALE),
             };
             state.update(desc, step.ts, matched, term);
@@ -673,11 +755,33 @@ impl Engine {
         s.aggs.clear();
         s.aggs.extend(run.aggs.iter().map(AggState::value));
         s.monitors.clear();
-        for m in &program.monitors {
-            let ctx = Ctx::step(program, &s.nums, &s.bools, &strs, &str_ids, &run.labels)
-                .with_values(&s.aggs, &s.monitors);
-            let v = vm::eval(&m.code, &ctx, &mut s.stack);
-            s.monitors.push(v);
+        match jit {
+            Some(j) => {
+                for (dst, v) in s.flat_aggs.iter_mut().zip(&s.aggs) {
+                    *dst = crate::jit::Flat::of(*v);
+                }
+                // One environment for every monitor; each result is written through the
+                // same pointer the next monitors read it by.
+                let monitors = s.flat_monitors.as_mut_ptr();
+                let env = crate::jit::Env::new(&ctx, s.flat_aggs.as_ptr(), monitors);
+                for (mi, f) in j.monitors.iter().enumerate() {
+                    let v = env.call(*f);
+                    if mi < s.flat_monitors.len() {
+                        // SAFETY: `mi` is in bounds of the buffer `monitors` points at,
+                        // which is not resized while `env` lives.
+                        unsafe { *monitors.add(mi) = v };
+                    }
+                    s.monitors.push(v.slot());
+                }
+            }
+            None => {
+                for m in &program.monitors {
+                    let ctx = Ctx::step(program, &s.nums, &s.bools, &strs, &str_ids, &run.labels)
+                        .with_values(&s.aggs, &s.monitors);
+                    let v = vm::eval(&m.code, &ctx, &mut s.stack);
+                    s.monitors.push(v);
+                }
+            }
         }
     }
 

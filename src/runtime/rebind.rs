@@ -66,6 +66,9 @@ impl Engine {
             current_policies: merged.current_policies,
             fresh_monitors: merged.fresh_monitors,
         });
+        engine
+            .set_kind(home.kind())
+            .map_err(|e| MergeError::Jit(e.to_string()))?;
         Ok(engine)
     }
 

@@ -23,6 +23,8 @@ pub struct Replay {
     current: usize,
     /// Each run, by id.
     runs: BTreeMap<String, Held>,
+    /// The engine every artifact of this replay runs on.
+    kind: super::EngineKind,
     /// Merged engines by (home engine, current artifact's engine), see [`Engine::merged`].
     merged: BTreeMap<(usize, usize), usize>,
     base_dir: PathBuf,
@@ -48,8 +50,27 @@ pub struct LineResult {
 impl Replay {
     /// `base_dir` resolves relative artifact paths of `deploy` events.
     pub fn new(artifact: Arc<Artifact>, base_dir: PathBuf, loader: Box<ArtifactLoader>) -> Replay {
+        Replay::of_engines(Engine::new(artifact), base_dir, loader)
+    }
+
+    /// A replay whose artifacts (the first and every deployed one) run on engines of `kind`.
+    pub fn with_engine(
+        artifact: Arc<Artifact>,
+        base_dir: PathBuf,
+        loader: Box<ArtifactLoader>,
+        kind: super::EngineKind,
+    ) -> Result<Replay, crate::jit::JitError> {
+        Ok(Replay::of_engines(
+            Engine::of_kind(artifact, kind)?,
+            base_dir,
+            loader,
+        ))
+    }
+
+    fn of_engines(first: Engine, base_dir: PathBuf, loader: Box<ArtifactLoader>) -> Replay {
         Replay {
-            engines: vec![Engine::new(artifact)],
+            kind: first.kind(),
+            engines: vec![first],
             current: 0,
             runs: BTreeMap::new(),
             merged: BTreeMap::new(),
@@ -57,6 +78,11 @@ impl Replay {
             loader,
             artifact_recorded: vec![false],
         }
+    }
+
+    /// The engine of the artifact deployed last.
+    pub fn current_engine(&self) -> Option<&Engine> {
+        self.engine()
     }
 
     fn engine(&self) -> Option<&Engine> {
@@ -248,7 +274,9 @@ impl Replay {
         {
             Some(i) => i,
             None => {
-                self.engines.push(Engine::new(Arc::new(artifact)));
+                let engine = Engine::of_kind(Arc::new(artifact), self.kind)
+                    .map_err(|e| format!("the artifact does not compile to native code: {e}"))?;
+                self.engines.push(engine);
                 self.artifact_recorded.push(false);
                 self.engines.len() - 1
             }

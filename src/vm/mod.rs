@@ -174,7 +174,7 @@ fn ordered(x: i64, y: i64, cmp: Cmp) -> bool {
     }
 }
 
-fn field_eq_str(ctx: &Ctx<'_>, field: u16, konst: u32, negate: bool) -> Slot {
+pub(crate) fn field_eq_str(ctx: &Ctx<'_>, field: u16, konst: u32, negate: bool) -> Slot {
     let equal = match ctx
         .str_ids
         .get(usize::from(field))
@@ -200,6 +200,53 @@ fn compare(a: Slot, b: Slot, cmp: Cmp) -> Slot {
     match (a, b) {
         (Slot::Num(x), Slot::Num(y)) => Slot::Bool(ordered(x, y, cmp)),
         _ => Slot::None,
+    }
+}
+
+/// `-a` and `not a` (both engines use this definition).
+pub(crate) fn unary(op: &Op, a: Slot) -> Slot {
+    match (op, a) {
+        (Op::Neg, Slot::Num(x)) => num::neg(x).map_or_else(Slot::Err, Slot::Num),
+        (Op::Neg, other) if gate(&[other]).is_err() => other,
+        (Op::Not, Slot::Bool(b)) => Slot::Bool(!b),
+        (Op::Not, Slot::Err(_)) => a,
+        _ => Slot::None,
+    }
+}
+
+/// `a OP b` for the arithmetic, ordering and equality instructions (both engines use this
+/// definition).
+pub(crate) fn binary(ctx: &Ctx<'_>, op: &Op, a: Slot, b: Slot) -> Slot {
+    match op {
+        Op::Add => arith(a, b, num::add),
+        Op::Sub => arith(a, b, num::sub),
+        Op::Mul => arith(a, b, num::mul),
+        Op::Div => arith(a, b, num::div),
+        Op::Cmp(c) => compare(a, b, *c),
+        Op::Eq(negate) => match gate(&[a, b]) {
+            Err(s) => s,
+            Ok(()) => ctx
+                .equal(a, b)
+                .map_or(Slot::None, |eq| Slot::Bool(eq != *negate)),
+        },
+        _ => Slot::None,
+    }
+}
+
+/// `value in [items]`: `operands` is the value then the items.
+pub(crate) fn in_list(ctx: &Ctx<'_>, operands: &[Slot]) -> Slot {
+    match gate(operands) {
+        Err(s) => s,
+        Ok(()) => {
+            let (value, items) = operands
+                .split_first()
+                .map_or((Slot::None, &[][..]), |(v, rest)| (*v, rest));
+            Slot::Bool(
+                items
+                    .iter()
+                    .any(|item| ctx.equal(value, *item) == Some(true)),
+            )
+        }
     }
 }
 
@@ -291,58 +338,18 @@ fn eval_stack(code: &Code, ctx: &Ctx<'_>, stack: &mut Vec<Slot>) -> Slot {
             Op::Monitor(i) => {
                 stack.push(ctx.monitors.get(*i as usize).copied().unwrap_or(Slot::None))
             }
-            Op::Neg => {
+            Op::Neg | Op::Not => {
                 let a = stack.pop().unwrap_or(Slot::None);
-                stack.push(match a {
-                    Slot::Num(x) => num::neg(x).map_or_else(Slot::Err, Slot::Num),
-                    other if gate(&[other]).is_err() => other,
-                    _ => Slot::None,
-                });
-            }
-            Op::Not => {
-                let a = stack.pop().unwrap_or(Slot::None);
-                stack.push(match a {
-                    Slot::Bool(b) => Slot::Bool(!b),
-                    Slot::Err(_) => a,
-                    _ => Slot::None,
-                });
+                stack.push(unary(op, a));
             }
             Op::Add | Op::Sub | Op::Mul | Op::Div | Op::Cmp(_) | Op::Eq(_) => {
                 let b = stack.pop().unwrap_or(Slot::None);
                 let a = stack.pop().unwrap_or(Slot::None);
-                stack.push(match op {
-                    Op::Add => arith(a, b, num::add),
-                    Op::Sub => arith(a, b, num::sub),
-                    Op::Mul => arith(a, b, num::mul),
-                    Op::Div => arith(a, b, num::div),
-                    Op::Cmp(c) => compare(a, b, *c),
-                    Op::Eq(negate) => match gate(&[a, b]) {
-                        Err(s) => s,
-                        Ok(()) => ctx
-                            .equal(a, b)
-                            .map_or(Slot::None, |eq| Slot::Bool(eq != *negate)),
-                    },
-                    _ => Slot::None,
-                });
+                stack.push(binary(ctx, op, a, b));
             }
             Op::In(n) => {
                 let at = stack.len().saturating_sub(usize::from(*n) + 1);
-                let result = match stack.get(at..) {
-                    Some(operands) => match gate(operands) {
-                        Err(s) => s,
-                        Ok(()) => {
-                            let (value, items) = operands
-                                .split_first()
-                                .map_or((Slot::None, &[][..]), |(v, rest)| (*v, rest));
-                            Slot::Bool(
-                                items
-                                    .iter()
-                                    .any(|item| ctx.equal(value, *item) == Some(true)),
-                            )
-                        }
-                    },
-                    None => Slot::None,
-                };
+                let result = stack.get(at..).map_or(Slot::None, |o| in_list(ctx, o));
                 stack.truncate(at);
                 stack.push(result);
             }

@@ -15,6 +15,7 @@ mod evidence;
 mod generate;
 mod grammar;
 mod props;
+mod props_jit;
 mod props_runtime;
 mod replay_cases;
 mod stores;

@@ -224,3 +224,74 @@ fn every_replay_case_meets_its_checks_and_its_golden() {
         failures.join("\n")
     );
 }
+
+/// The JIT's differential test: every case gives, byte for byte, the golden the
+/// interpreter gives, and meets its hand-written checks.
+#[test]
+fn every_replay_case_is_byte_identical_under_the_jit() {
+    let mut failures = Vec::new();
+    for dir in &case_dirs("replay") {
+        let name = dir.file_name().unwrap().to_string_lossy().into_owned();
+        let (stdout, mut case_failures) = run_case(dir, Some("jit"));
+        failures.append(&mut case_failures);
+        let golden = std::fs::read_to_string(dir.join("expected.jsonl")).unwrap_or_default();
+        if golden != stdout {
+            failures.push(format!(
+                "{name}: the JIT's output differs from expected.jsonl\n--- expected\n{golden}--- jit\n{stdout}"
+            ));
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "{} failures:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
+}
+
+/// So that a silent fallback to the interpreter cannot pass the test above: every program
+/// of the corpus (each case's policies and each artifact a case deploys) compiles to
+/// native code, every code block of it.
+#[test]
+fn every_program_of_the_replay_corpus_compiles_to_native_code() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut programs = 0;
+    for dir in &case_dirs("replay") {
+        let name = dir.file_name().unwrap().to_string_lossy().into_owned();
+        let mut sources = vec![".".to_string()];
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.extension().is_some_and(|e| e == "next") {
+                sources.push(path.file_name().unwrap().to_string_lossy().into_owned());
+            }
+        }
+        for (i, source) in sources.iter().enumerate() {
+            let out = tmp.path().join(format!("{name}-{i}.lvc"));
+            let built = lever(dir, &["build", source, "-o", out.to_str().unwrap()]);
+            if built.status.code() != Some(0) {
+                continue; // a case whose policies do not build (rejections) has no program
+            }
+            let inspect = lever(
+                dir,
+                &[
+                    "inspect",
+                    out.to_str().unwrap(),
+                    "--engine",
+                    "jit",
+                    "--format",
+                    "json",
+                ],
+            );
+            assert_eq!(inspect.status.code(), Some(0), "{name}: {source}");
+            let json: Value = serde_json::from_slice(&inspect.stdout).unwrap();
+            let (native, blocks) = (&json["jit"]["native"], &json["jit"]["code_blocks"]);
+            assert!(blocks.as_u64().unwrap() > 0, "{name}: {source}: no code");
+            assert_eq!(
+                native, blocks,
+                "{name}: {source}: not every block is native"
+            );
+            programs += 1;
+        }
+    }
+    assert!(programs >= 45, "only {programs} programs compiled");
+}

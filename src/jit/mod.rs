@@ -1,0 +1,282 @@
+//! The Cranelift engine: each piece of per-step bytecode compiled to native code.
+//!
+//! Every `Code` of a program (derived fields, aggregate filters and arguments, monitors) is
+//! compiled once, when an engine is created for an artifact, to a function
+//! `extern "C" fn(env: *const Env, out: *mut Flat)`. Values are tagged pairs ([`Flat`]);
+//! stack positions become SSA variables, so the generated code has no stack and no
+//! dispatch. Each instruction has an inline fast path for its common operands (numbers
+//! with overflow-checked `+` and `-`, comparisons, booleans, interned string ids), and
+//! everything else (no value, errors, strings, `*`, `/`, `in`) calls the interpreter's own
+//! Rust functions ([`crate::vm`]), so both engines share one definition of Lever's
+//! semantics. No generated code relies on a hardware trap.
+
+mod codegen;
+
+use crate::compile::bytecode::{FieldSource, Program};
+use crate::num::ArithError;
+use crate::vm::{Ctx, Slot, StrRef};
+
+pub use codegen::compile;
+
+/// Runs a native function on one step's context. `aggs` and `monitors` hold one value per
+/// aggregate and per monitor of the program it was compiled for.
+pub fn run(f: NativeFn, ctx: &Ctx<'_>, aggs: &[Flat], monitors: &[Flat]) -> Slot {
+    Env::new(ctx, aggs.as_ptr(), monitors.as_ptr())
+        .call(f)
+        .slot()
+}
+
+impl<'a> Env<'a> {
+    /// The environment of one step: `aggs` and `monitors` point at one value per aggregate
+    /// and per monitor of the program (the caller keeps them alive and in place).
+    pub fn new(ctx: &'a Ctx<'a>, aggs: *const Flat, monitors: *const Flat) -> Env<'a> {
+        Env {
+            nums: ctx.nums.as_ptr(),
+            bools: ctx.bools.as_ptr(),
+            str_ids: ctx.str_ids.as_ptr(),
+            aggs,
+            monitors,
+            ctx,
+        }
+    }
+
+    /// Runs one native function in this environment.
+    pub fn call(&self, f: NativeFn) -> Flat {
+        codegen::call(f, self)
+    }
+}
+
+/// A value as native code sees it: a tag and a payload.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Flat {
+    pub tag: i64,
+    pub val: i64,
+}
+
+pub const NUM: i64 = 0;
+pub const BOOL: i64 = 1;
+pub const STR_CONST: i64 = 2;
+pub const STR_FIELD: i64 = 3;
+pub const STR_LABEL: i64 = 4;
+pub const NONE: i64 = 5;
+pub const ERR_OVERFLOW: i64 = 6;
+pub const ERR_DIV_ZERO: i64 = 7;
+
+impl Flat {
+    pub const NONE: Flat = Flat { tag: NONE, val: 0 };
+
+    pub fn of(s: Slot) -> Flat {
+        let (tag, val) = match s {
+            Slot::Num(n) => (NUM, n),
+            Slot::Bool(b) => (BOOL, i64::from(b)),
+            Slot::Str(StrRef::Const(i)) => (STR_CONST, i64::from(i)),
+            Slot::Str(StrRef::Field(i)) => (STR_FIELD, i64::from(i)),
+            Slot::Str(StrRef::Label(i)) => (STR_LABEL, i64::from(i)),
+            Slot::None => (NONE, 0),
+            Slot::Err(ArithError::Overflow) => (ERR_OVERFLOW, 0),
+            Slot::Err(ArithError::DivisionByZero) => (ERR_DIV_ZERO, 0),
+        };
+        Flat { tag, val }
+    }
+
+    pub fn slot(self) -> Slot {
+        match self.tag {
+            NUM => Slot::Num(self.val),
+            BOOL => Slot::Bool(self.val != 0),
+            STR_CONST => Slot::Str(StrRef::Const(u32::try_from(self.val).unwrap_or(u32::MAX))),
+            STR_FIELD => Slot::Str(StrRef::Field(u16::try_from(self.val).unwrap_or(u16::MAX))),
+            STR_LABEL => Slot::Str(StrRef::Label(u16::try_from(self.val).unwrap_or(u16::MAX))),
+            ERR_OVERFLOW => Slot::Err(ArithError::Overflow),
+            ERR_DIV_ZERO => Slot::Err(ArithError::DivisionByZero),
+            _ => Slot::None,
+        }
+    }
+}
+
+/// What native code reads at one step. The pointers cover the program's field slots,
+/// every aggregate, and every monitor (those not computed yet hold no value).
+#[repr(C)]
+pub struct Env<'a> {
+    pub nums: *const i64,
+    pub bools: *const bool,
+    pub str_ids: *const u32,
+    pub aggs: *const Flat,
+    pub monitors: *const Flat,
+    /// The interpreter's context, for the slow paths (string values, labels).
+    pub ctx: *const Ctx<'a>,
+}
+
+/// A compiled function.
+pub type NativeFn = unsafe extern "C" fn(*const Env<'_>, *mut Flat);
+
+/// A program's native code, kept with the module that owns its memory.
+pub struct Compiled {
+    pub fields: Vec<Option<NativeFn>>,
+    pub filters: Vec<Option<NativeFn>>,
+    pub args: Vec<Option<NativeFn>>,
+    pub monitors: Vec<NativeFn>,
+    pub stats: Stats,
+    _module: cranelift_jit::JITModule,
+}
+
+impl std::fmt::Debug for Compiled {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Compiled")
+            .field("stats", &self.stats)
+            .finish()
+    }
+}
+
+/// What compiling a program did: how many code blocks it had and how many became native
+/// code (every one, or compiling fails: there is no silent fallback), and how long it took.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Stats {
+    pub code_blocks: usize,
+    pub native: usize,
+    pub compile_micros: u128,
+    /// Per policy: its name, how many monitors its limits reach, and the native blocks
+    /// those monitors (and the aggregates and fields they read) consist of.
+    pub policies: Vec<(String, usize, usize)>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum JitError {
+    #[error("this host has no Cranelift backend: {0}")]
+    Host(String),
+    #[error("native code generation failed: {0}")]
+    Codegen(String),
+    #[error("bytecode the JIT cannot compile: {0}")]
+    Bytecode(String),
+}
+
+/// Counts a program's code blocks, as [`compile`] compiles them.
+pub fn code_blocks(program: &Program) -> usize {
+    let fields = program
+        .fields
+        .iter()
+        .filter(|f| matches!(f.source, FieldSource::Derived(_)))
+        .count();
+    let aggs: usize = program
+        .aggregates
+        .iter()
+        .map(|a| usize::from(a.filter.is_some()) + usize::from(a.arg.is_some()))
+        .sum();
+    fields + aggs + program.monitors.len()
+}
+
+// ---- the slow paths, called from native code ----
+
+/// # Safety
+/// `env` is the `Env` the native function was called with; `out` is writable.
+unsafe extern "C" fn slow_binary(
+    env: *const Env<'_>,
+    op: i64,
+    at: i64,
+    av: i64,
+    bt: i64,
+    bv: i64,
+    out: *mut Flat,
+) {
+    use crate::compile::bytecode::{Cmp, Op};
+    let op = match op {
+        0 => Op::Add,
+        1 => Op::Sub,
+        2 => Op::Mul,
+        3 => Op::Div,
+        4 => Op::Cmp(Cmp::Lt),
+        5 => Op::Cmp(Cmp::Le),
+        6 => Op::Cmp(Cmp::Gt),
+        7 => Op::Cmp(Cmp::Ge),
+        8 => Op::Eq(false),
+        _ => Op::Eq(true),
+    };
+    // SAFETY: the caller passes the live `Env` of this step.
+    let ctx = unsafe { &*(*env).ctx };
+    let a = Flat { tag: at, val: av }.slot();
+    let b = Flat { tag: bt, val: bv }.slot();
+    // SAFETY: `out` points at a `Flat` in the caller's frame.
+    unsafe { *out = Flat::of(crate::vm::binary(ctx, &op, a, b)) };
+}
+
+/// # Safety
+/// `out` is writable.
+unsafe extern "C" fn slow_unary(op: i64, at: i64, av: i64, out: *mut Flat) {
+    use crate::compile::bytecode::Op;
+    let op = if op == 0 { Op::Neg } else { Op::Not };
+    let r = crate::vm::unary(&op, Flat { tag: at, val: av }.slot());
+    // SAFETY: `out` points at a `Flat` in the caller's frame.
+    unsafe { *out = Flat::of(r) };
+}
+
+/// # Safety
+/// `env` is live; `items` points at `count` values; `out` is writable.
+unsafe extern "C" fn slow_in(env: *const Env<'_>, items: *const Flat, count: i64, out: *mut Flat) {
+    // SAFETY: the caller passes the live `Env` and its own array of `count` values.
+    let (ctx, operands) = unsafe {
+        (
+            &*(*env).ctx,
+            std::slice::from_raw_parts(items, usize::try_from(count).unwrap_or(0)),
+        )
+    };
+    let slots: Vec<Slot> = operands.iter().map(|f| f.slot()).collect();
+    // SAFETY: `out` points at a `Flat` in the caller's frame.
+    unsafe { *out = Flat::of(crate::vm::in_list(ctx, &slots)) };
+}
+
+/// `field == "const"` when the field's value was not interned.
+///
+/// # Safety
+/// `env` is live.
+unsafe extern "C" fn slow_field_eq_str(
+    env: *const Env<'_>,
+    field: i64,
+    konst: i64,
+    negate: i64,
+) -> i64 {
+    // SAFETY: the caller passes the live `Env` of this step.
+    let ctx = unsafe { &*(*env).ctx };
+    let r = crate::vm::field_eq_str(
+        ctx,
+        u16::try_from(field).unwrap_or(u16::MAX),
+        u32::try_from(konst).unwrap_or(u32::MAX),
+        negate != 0,
+    );
+    i64::from(r == Slot::Bool(true))
+}
+
+/// `a * b` and `a / b` of two numbers: Lever's exact fixed-point arithmetic.
+///
+/// # Safety
+/// `out` is writable.
+unsafe extern "C" fn mul_div(op: i64, a: i64, b: i64, out: *mut Flat) {
+    let r = if op == 2 {
+        crate::num::mul(a, b)
+    } else {
+        crate::num::div(a, b)
+    };
+    // SAFETY: `out` points at a `Flat` in the caller's frame.
+    unsafe { *out = Flat::of(r.map_or_else(Slot::Err, Slot::Num)) };
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flat_round_trips_every_slot() {
+        for s in [
+            Slot::Num(-7),
+            Slot::Bool(true),
+            Slot::Bool(false),
+            Slot::Str(StrRef::Const(3)),
+            Slot::Str(StrRef::Field(2)),
+            Slot::Str(StrRef::Label(1)),
+            Slot::None,
+            Slot::Err(ArithError::Overflow),
+            Slot::Err(ArithError::DivisionByZero),
+        ] {
+            assert_eq!(Flat::of(s).slot(), s);
+        }
+    }
+}
