@@ -58,6 +58,36 @@ pub enum Op {
 }
 
 /// A straight-line (forward jumps only) code sequence leaving one value on the stack.
+impl Op {
+    /// How the instruction changes the stack depth when execution falls through it (a
+    /// taken `and`/`or` jump keeps its operand: one more than this).
+    pub fn stack_effect(&self) -> i64 {
+        match self {
+            Op::Num(_)
+            | Op::Bool(_)
+            | Op::Str(_)
+            | Op::NumField(_)
+            | Op::BoolField(_)
+            | Op::StrField(_)
+            | Op::Label(_)
+            | Op::Agg(_)
+            | Op::Monitor(_)
+            | Op::FieldEqStr(..)
+            | Op::FieldCmpNum(..) => 1,
+            Op::Neg | Op::Not => 0,
+            Op::Add
+            | Op::Sub
+            | Op::Mul
+            | Op::Div
+            | Op::Cmp(_)
+            | Op::Eq(_)
+            | Op::AndJump(_)
+            | Op::OrJump(_) => -1,
+            Op::In(n) => -i64::from(*n),
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct Code {
     pub ops: Vec<Op>,

@@ -518,29 +518,7 @@ impl Lowerer<'_> {
 pub fn max_stack(ops: &[Op]) -> u16 {
     let (mut depth, mut max) = (0i64, 0i64);
     for op in ops {
-        depth += match op {
-            Op::Num(_)
-            | Op::Bool(_)
-            | Op::Str(_)
-            | Op::NumField(_)
-            | Op::BoolField(_)
-            | Op::StrField(_)
-            | Op::Label(_)
-            | Op::Agg(_)
-            | Op::Monitor(_)
-            | Op::FieldEqStr(..)
-            | Op::FieldCmpNum(..) => 1,
-            Op::Neg | Op::Not => 0,
-            Op::Add
-            | Op::Sub
-            | Op::Mul
-            | Op::Div
-            | Op::Cmp(_)
-            | Op::Eq(_)
-            | Op::AndJump(_)
-            | Op::OrJump(_) => -1,
-            Op::In(n) => -i64::from(*n),
-        };
+        depth += op.stack_effect();
         max = max.max(depth);
     }
     u16::try_from(max).unwrap_or(u16::MAX)

@@ -196,34 +196,15 @@ fn depths(code: &Code) -> Result<Vec<usize>, JitError> {
             .copied()
             .flatten()
             .ok_or_else(|| bad("unreachable instruction"))?;
-        let after = match op {
-            Op::Num(_)
-            | Op::Bool(_)
-            | Op::Str(_)
-            | Op::NumField(_)
-            | Op::BoolField(_)
-            | Op::StrField(_)
-            | Op::Label(_)
-            | Op::Agg(_)
-            | Op::Monitor(_)
-            | Op::FieldEqStr(..)
-            | Op::FieldCmpNum(..) => d + 1,
-            Op::Neg | Op::Not => d,
-            Op::Add | Op::Sub | Op::Mul | Op::Div | Op::Cmp(_) | Op::Eq(_) => {
-                d.checked_sub(1).ok_or_else(|| bad("stack underflow"))?
+        if let Op::AndJump(t) | Op::OrJump(t) = op {
+            let t = *t as usize;
+            if t <= pc || t > n {
+                return Err(bad("a jump that does not go forward"));
             }
-            Op::In(k) => d
-                .checked_sub(usize::from(*k))
-                .ok_or_else(|| bad("stack underflow"))?,
-            Op::AndJump(t) | Op::OrJump(t) => {
-                let t = *t as usize;
-                if t <= pc || t > n {
-                    return Err(bad("a jump that does not go forward"));
-                }
-                set(&mut depth, t, d)?;
-                d.checked_sub(1).ok_or_else(|| bad("stack underflow"))?
-            }
-        };
+            set(&mut depth, t, d)?;
+        }
+        let after = usize::try_from(i64::try_from(d).unwrap_or(i64::MAX) + op.stack_effect())
+            .map_err(|_| bad("stack underflow"))?;
         if after > usize::from(code.max_stack).max(1) {
             return Err(bad("deeper than the code's declared stack"));
         }

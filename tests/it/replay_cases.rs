@@ -192,9 +192,9 @@ pub fn run_case(dir: &Path, engine: Option<&str>) -> (String, Vec<String>) {
     (stdout, failures)
 }
 
-#[test]
-fn every_replay_case_meets_its_checks_and_its_golden() {
-    let update = std::env::var_os("UPDATE_EXPECT").is_some();
+/// Replays every case with `engine` and returns what failed: a check, or a difference from
+/// the golden (which `update` rewrites instead, for the interpreter only).
+fn replay_corpus(engine: Option<&str>, update: bool) -> Vec<String> {
     let cases = case_dirs("replay");
     assert!(
         cases.len() >= 20,
@@ -204,19 +204,24 @@ fn every_replay_case_meets_its_checks_and_its_golden() {
     let mut failures = Vec::new();
     for dir in &cases {
         let name = dir.file_name().unwrap().to_string_lossy().into_owned();
-        let (stdout, mut case_failures) = run_case(dir, None);
+        let (stdout, mut case_failures) = run_case(dir, engine);
         failures.append(&mut case_failures);
         let golden = dir.join("expected.jsonl");
         if update {
             std::fs::write(&golden, &stdout).unwrap();
             continue;
         }
+        let engine = engine.unwrap_or("interp");
         match std::fs::read_to_string(&golden) {
             Ok(text) if text == stdout => {}
-            Ok(text) => failures.push(format!("{name}: output differs from expected.jsonl (UPDATE_EXPECT=1 refreshes)\n--- expected\n{text}--- got\n{stdout}")),
+            Ok(text) => failures.push(format!("{name}: output under --engine {engine} differs from expected.jsonl (UPDATE_EXPECT=1 refreshes)\n--- expected\n{text}--- got\n{stdout}")),
             Err(_) => failures.push(format!("{name}: no expected.jsonl (run with UPDATE_EXPECT=1 and review it)")),
         }
     }
+    failures
+}
+
+fn assert_none(failures: &[String]) {
     assert!(
         failures.is_empty(),
         "{} failures:\n{}",
@@ -225,28 +230,17 @@ fn every_replay_case_meets_its_checks_and_its_golden() {
     );
 }
 
+#[test]
+fn every_replay_case_meets_its_checks_and_its_golden() {
+    let update = std::env::var_os("UPDATE_EXPECT").is_some();
+    assert_none(&replay_corpus(None, update));
+}
+
 /// The JIT's differential test: every case gives, byte for byte, the golden the
 /// interpreter gives, and meets its hand-written checks.
 #[test]
 fn every_replay_case_is_byte_identical_under_the_jit() {
-    let mut failures = Vec::new();
-    for dir in &case_dirs("replay") {
-        let name = dir.file_name().unwrap().to_string_lossy().into_owned();
-        let (stdout, mut case_failures) = run_case(dir, Some("jit"));
-        failures.append(&mut case_failures);
-        let golden = std::fs::read_to_string(dir.join("expected.jsonl")).unwrap_or_default();
-        if golden != stdout {
-            failures.push(format!(
-                "{name}: the JIT's output differs from expected.jsonl\n--- expected\n{golden}--- jit\n{stdout}"
-            ));
-        }
-    }
-    assert!(
-        failures.is_empty(),
-        "{} failures:\n{}",
-        failures.len(),
-        failures.join("\n")
-    );
+    assert_none(&replay_corpus(Some("jit"), false));
 }
 
 /// So that a silent fallback to the interpreter cannot pass the test above: every program
