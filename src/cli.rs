@@ -105,6 +105,24 @@ pub enum Command {
         #[arg(long, value_enum, default_value_t = EngineArg::Interp)]
         engine: EngineArg,
     },
+    /// Serve the runtime over HTTP: runs, steps and their decisions, evidence durable first.
+    #[command(
+        after_help = "Example:\n  lever serve --artifact policies.lvc --evidence postgres://localhost/lever --listen 0.0.0.0:8080\n\nStops on SIGTERM or Ctrl-C after the requests in flight have answered. See docs/server.md.\nExit: 0 stopped, 1 the artifact does not verify or the policies have errors, 2 usage or I/O."
+    )]
+    Serve {
+        /// The artifact (`.lvc`), or `.policy` files and directories to compile.
+        #[arg(long, required = true, num_args = 1..)]
+        artifact: Vec<PathBuf>,
+        /// Where evidence is written: `file:DIR` or `postgres://...`.
+        #[arg(long, default_value = "file:./lever-evidence")]
+        evidence: String,
+        /// The address to listen on (`127.0.0.1:0` picks a free port, printed on stderr).
+        #[arg(long, default_value = "127.0.0.1:8080")]
+        listen: String,
+        /// The engine that evaluates the bytecode.
+        #[arg(long, value_enum, default_value_t = EngineArg::Interp)]
+        engine: EngineArg,
+    },
     /// Audit an evidence store: verify its hash chains, take a digest, show a run.
     Evidence {
         #[command(subcommand)]
@@ -210,6 +228,30 @@ pub fn main() -> ExitCode {
             },
         ),
         Command::Evidence { command } => crate::cli_evidence::run(command),
+        Command::Serve {
+            artifact,
+            evidence,
+            listen,
+            engine,
+        } => {
+            let artifact = match crate::cli_run::artifact_for(&artifact) {
+                Ok(a) => std::sync::Arc::new(a),
+                Err(code) => return code,
+            };
+            let options = crate::server::Options {
+                artifact,
+                evidence,
+                engine: engine.into(),
+                base_dir: PathBuf::from("."),
+            };
+            match crate::server::serve(options, &listen) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    ExitCode::from(2)
+                }
+            }
+        }
     }
 }
 

@@ -34,7 +34,7 @@ fn is_artifact_file(path: &Path) -> bool {
 }
 
 /// Loads the artifact a command names: an artifact file, or sources compiled in memory.
-fn artifact_for(paths: &[PathBuf]) -> Result<Artifact, ExitCode> {
+pub(crate) fn artifact_for(paths: &[PathBuf]) -> Result<Artifact, ExitCode> {
     if let [single] = paths
         && is_artifact_file(single)
     {
@@ -49,7 +49,7 @@ fn artifact_for(paths: &[PathBuf]) -> Result<Artifact, ExitCode> {
 }
 
 /// Loads what a `deploy` event names, as text for a `bad_artifact` rejection.
-fn deploy_loader(path: &Path) -> Result<Artifact, String> {
+pub fn deploy_loader(path: &Path) -> Result<Artifact, String> {
     if is_artifact_file(path) {
         let bytes = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
         return Artifact::from_bytes(bytes).map_err(|e| format!("{}: {e}", path.display()));

@@ -24,6 +24,7 @@ pub mod evidence;
 pub mod jit;
 pub mod num;
 pub mod runtime;
+pub mod server;
 pub mod source;
 pub mod stdlib;
 pub mod syntax;

@@ -218,7 +218,7 @@ impl std::hash::Hasher for IdHasher {
 pub type IdSet = std::collections::HashSet<[u8; 32], std::hash::BuildHasherDefault<IdHasher>>;
 
 /// An append-only evidence store.
-pub trait EvidenceStore {
+pub trait EvidenceStore: Send {
     /// The first record whose place (run, seq, kind, index) already holds different
     /// content in the store, if any.
     fn first_conflict(&mut self, records: &[Record]) -> Result<Option<RecordKey>, StoreError>;

@@ -121,7 +121,7 @@ pub fn compile(program: &Program) -> Result<Compiled, JitError> {
         args,
         monitors,
         stats,
-        _module: module,
+        _module: super::Owner::new(module),
     })
 }
 

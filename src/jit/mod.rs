@@ -117,8 +117,39 @@ pub struct Compiled {
     pub args: Vec<Option<NativeFn>>,
     pub monitors: Vec<NativeFn>,
     pub stats: Stats,
-    _module: cranelift_jit::JITModule,
+    _module: Owner,
 }
+
+/// Keeps the module that owns the native code's memory alive, and frees it on drop
+/// (a `JITModule` dropped on its own leaks its code, which a server that deploys often
+/// would accumulate).
+pub(crate) struct Owner {
+    module: Option<cranelift_jit::JITModule>,
+}
+
+impl Owner {
+    pub(crate) fn new(module: cranelift_jit::JITModule) -> Owner {
+        Owner {
+            module: Some(module),
+        }
+    }
+}
+
+impl Drop for Owner {
+    fn drop(&mut self) {
+        if let Some(module) = self.module.take() {
+            // SAFETY: the owner is dropped with the `Compiled` that holds every pointer
+            // into this module's code, so no native function can be called afterwards.
+            unsafe { module.free_memory() };
+        }
+    }
+}
+
+// SAFETY: after `finalize_definitions` the module is never used again, only kept alive
+// and dropped; its code memory is immutable and not tied to the thread that made it, and
+// the native functions read nothing but their arguments. So moving the owner to another
+// thread (a server moves its engines) is sound.
+unsafe impl Send for Owner {}
 
 impl std::fmt::Debug for Compiled {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {

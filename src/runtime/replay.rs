@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 /// Loads the artifact a `deploy` event names: a `.lvc` file, or policy sources to build.
-pub type ArtifactLoader = dyn Fn(&Path) -> Result<Artifact, String>;
+pub type ArtifactLoader = dyn Fn(&Path) -> Result<Artifact, String> + Send + Sync;
 
 /// The state of one replay.
 pub struct Replay {

@@ -18,6 +18,7 @@ mod props;
 mod props_jit;
 mod props_runtime;
 mod replay_cases;
+mod server;
 mod stores;
 
 use std::path::{Path, PathBuf};

@@ -1,0 +1,94 @@
+//! `GET /metrics`: Prometheus text exposition of what the server has done.
+
+use crate::runtime::decision::{Action, Decision};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+const ACTIONS: [&str; 7] = [
+    "continue", "pause", "stop", "kill", "refused", "rejected", "other",
+];
+const SIGNALS: [&str; 5] = ["near", "breach", "error", "conflict", "other"];
+
+#[derive(Debug, Default)]
+pub struct Metrics {
+    steps: AtomicU64,
+    decisions: [AtomicU64; 7],
+    signals: [AtomicU64; 5],
+    commits: AtomicU64,
+    commit_failures: AtomicU64,
+    commit_micros: AtomicU64,
+}
+
+fn action_index(a: Action) -> usize {
+    match a {
+        Action::Continue => 0,
+        Action::Pause => 1,
+        Action::Stop => 2,
+        Action::Kill => 3,
+        Action::Refused => 4,
+        Action::Rejected => 5,
+    }
+}
+
+impl Metrics {
+    pub fn decision(&self, d: &Decision) {
+        if d.event == Some("step") && d.action != Action::Rejected {
+            self.steps.fetch_add(1, Ordering::Relaxed);
+        }
+        if let Some(c) = self.decisions.get(action_index(d.action)) {
+            c.fetch_add(1, Ordering::Relaxed);
+        }
+        for s in &d.signals {
+            let i = SIGNALS
+                .iter()
+                .position(|k| *k == s.kind)
+                .unwrap_or(SIGNALS.len() - 1);
+            if let Some(c) = self.signals.get(i) {
+                c.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+
+    pub fn store_commit(&self, took: std::time::Duration, ok: bool) {
+        self.commits.fetch_add(1, Ordering::Relaxed);
+        if !ok {
+            self.commit_failures.fetch_add(1, Ordering::Relaxed);
+        }
+        let micros = u64::try_from(took.as_micros()).unwrap_or(u64::MAX);
+        self.commit_micros.fetch_add(micros, Ordering::Relaxed);
+    }
+
+    pub fn render(&self) -> String {
+        let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        let mut out = String::new();
+        out.push_str("# HELP lever_steps_total Steps judged.\n# TYPE lever_steps_total counter\n");
+        out.push_str(&format!("lever_steps_total {}\n", get(&self.steps)));
+        out.push_str("# HELP lever_decisions_total Decisions answered, by action.\n# TYPE lever_decisions_total counter\n");
+        for (name, c) in ACTIONS.iter().zip(&self.decisions) {
+            if *name != "other" {
+                out.push_str(&format!(
+                    "lever_decisions_total{{action=\"{name}\"}} {}\n",
+                    get(c)
+                ));
+            }
+        }
+        out.push_str("# HELP lever_signals_total Signals emitted, by kind.\n# TYPE lever_signals_total counter\n");
+        for (name, c) in SIGNALS.iter().zip(&self.signals) {
+            out.push_str(&format!(
+                "lever_signals_total{{kind=\"{name}\"}} {}\n",
+                get(c)
+            ));
+        }
+        out.push_str("# HELP lever_store_commit_seconds Evidence group commits and their duration.\n# TYPE lever_store_commit_seconds summary\n");
+        out.push_str(&format!(
+            "lever_store_commit_seconds_sum {:.6}\nlever_store_commit_seconds_count {}\n",
+            get(&self.commit_micros) as f64 / 1e6,
+            get(&self.commits)
+        ));
+        out.push_str("# HELP lever_store_commit_failures_total Evidence group commits that failed.\n# TYPE lever_store_commit_failures_total counter\n");
+        out.push_str(&format!(
+            "lever_store_commit_failures_total {}\n",
+            get(&self.commit_failures)
+        ));
+        out
+    }
+}

@@ -1,0 +1,373 @@
+//! `lever serve`: the runtime over HTTP (DESIGN §6).
+//!
+//! Every request becomes the event DESIGN §3 describes (the body, plus its `type`, plus the
+//! run id of the path) and goes through the same [`Replay`] as `lever run`, so the server
+//! and the replay decide alike by construction. Evaluation is serialized behind one lock;
+//! the evidence of each request goes to one writer thread, which commits whatever requests
+//! have queued as one group (one fsync or one transaction) and only then lets each request
+//! answer. The writer owns the store on a thread of its own: the blocking PostgreSQL client
+//! must not run inside the async runtime.
+
+mod metrics;
+
+use crate::compile::artifact::Artifact;
+use crate::evidence::durable::Durable;
+use crate::evidence::{ChainId, Record};
+use crate::runtime::EngineKind;
+use crate::runtime::decision::Action;
+use crate::runtime::replay::Replay;
+use axum::Router;
+use axum::extract::{Path, State};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use metrics::Metrics;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, mpsc};
+use tokio::sync::oneshot;
+
+/// How the server is started.
+pub struct Options {
+    pub artifact: Arc<Artifact>,
+    pub evidence: String,
+    pub engine: EngineKind,
+    /// Resolves relative artifact paths of deploys.
+    pub base_dir: std::path::PathBuf,
+}
+
+/// Work for the evidence writer.
+enum Job {
+    Commit {
+        records: Vec<Record>,
+        done: oneshot::Sender<Result<(), String>>,
+    },
+    ReadChain {
+        chain: ChainId,
+        done: oneshot::Sender<Result<Vec<u8>, String>>,
+    },
+}
+
+pub struct Server {
+    replay: Mutex<Replay>,
+    /// Requests so far: the "line" numbers of rejected inputs.
+    requests: AtomicU64,
+    writer: mpsc::Sender<Job>,
+    metrics: Arc<Metrics>,
+}
+
+/// The writer thread: drains every queued job, commits the records of all queued commits
+/// in one append, then answers each.
+fn writer(mut store: Durable, jobs: mpsc::Receiver<Job>, metrics: Arc<Metrics>) {
+    while let Ok(first) = jobs.recv() {
+        let mut batch = vec![first];
+        while let Ok(more) = jobs.try_recv() {
+            batch.push(more);
+        }
+        let mut records = Vec::new();
+        let mut waiting = Vec::new();
+        let mut reads = Vec::new();
+        for job in batch {
+            match job {
+                Job::Commit { records: r, done } => {
+                    records.extend(r);
+                    waiting.push(done);
+                }
+                Job::ReadChain { chain, done } => reads.push((chain, done)),
+            }
+        }
+        if !waiting.is_empty() {
+            let started = std::time::Instant::now();
+            let result = store.append(records).map(|_| ()).map_err(|e| e.to_string());
+            metrics.store_commit(started.elapsed(), result.is_ok());
+            for done in waiting {
+                let _ = done.send(result.clone());
+            }
+        }
+        for (chain, done) in reads {
+            let result = match store.store() {
+                Some(s) => s.read_chain(&chain).map_err(|e| e.to_string()),
+                None => Err("the evidence store is unavailable".into()),
+            };
+            let body = result.map(|records| {
+                let mut out = Vec::new();
+                for r in records {
+                    out.extend_from_slice(&r.to_bytes());
+                    out.push(b'\n');
+                }
+                out
+            });
+            let _ = done.send(body);
+        }
+    }
+}
+
+/// An error answer: a status and a JSON `{"error": ...}` body.
+fn error(status: StatusCode, why: &str) -> Response {
+    (
+        status,
+        [(header::CONTENT_TYPE, "application/json")],
+        serde_json::json!({ "error": why }).to_string(),
+    )
+        .into_response()
+}
+
+impl Server {
+    pub fn new(options: Options) -> Result<(Arc<Server>, std::thread::JoinHandle<()>), String> {
+        let replay = Replay::with_engine(
+            options.artifact,
+            options.base_dir,
+            Box::new(crate::cli_run::deploy_loader),
+            options.engine,
+        )
+        .map_err(|e| e.to_string())?;
+        let store = Durable::open(&options.evidence, 1_000_000).map_err(|e| e.to_string())?;
+        let (tx, rx) = mpsc::channel();
+        let metrics = Arc::new(Metrics::default());
+        let writer_metrics = Arc::clone(&metrics);
+        let handle = std::thread::Builder::new()
+            .name("lever-evidence".into())
+            .spawn(move || writer(store, rx, writer_metrics))
+            .map_err(|e| e.to_string())?;
+        let server = Arc::new(Server {
+            replay: Mutex::new(replay),
+            requests: AtomicU64::new(0),
+            writer: tx,
+            metrics,
+        });
+        Ok((server, handle))
+    }
+
+    pub fn router(self: &Arc<Self>) -> Router {
+        Router::new()
+            .route("/healthz", get(|| async { "ok\n" }))
+            .route("/metrics", get(metrics_text))
+            .route("/v1/policies", get(policies))
+            .route("/v1/runs", post(run_start))
+            .route("/v1/runs/{id}/steps", post(step))
+            .route("/v1/runs/{id}/end", post(run_end))
+            .route("/v1/runs/{id}/evidence", get(evidence))
+            .with_state(Arc::clone(self))
+    }
+
+    /// Judges one event and answers once its evidence is durable.
+    async fn event(&self, kind: &str, run_id: Option<&str>, body: &[u8]) -> Response {
+        let mut event: serde_json::Map<String, serde_json::Value> =
+            match serde_json::from_slice(body) {
+                Ok(serde_json::Value::Object(map)) => map,
+                Ok(_) => return error(StatusCode::BAD_REQUEST, "the body must be a JSON object"),
+                Err(e) => {
+                    return error(
+                        StatusCode::BAD_REQUEST,
+                        &format!("the body is not JSON: {e}"),
+                    );
+                }
+            };
+        if event.contains_key("type") {
+            return error(
+                StatusCode::BAD_REQUEST,
+                "`type` comes from the endpoint, not the body",
+            );
+        }
+        if let Some(id) = run_id {
+            // DESIGN §6: the path names the run; a body that names another is 422.
+            if let Some(given) = event.get("run_id")
+                && given.as_str() != Some(id)
+            {
+                return error(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    &format!("the body's `run_id` {given} is not the path's `{id}`"),
+                );
+            }
+            event.insert("run_id".into(), id.into());
+        }
+        event.insert("type".into(), kind.into());
+        let text = serde_json::Value::Object(event).to_string();
+        let line = self.requests.fetch_add(1, Ordering::SeqCst) + 1;
+        // Judge under the lock, and queue the evidence before releasing it, so that the
+        // writer receives every run's records in the order they were judged.
+        let (decision, done) = {
+            let Ok(mut replay) = self.replay.lock() else {
+                return error(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "the runtime lock is poisoned",
+                );
+            };
+            let Some(result) = replay.line(line, &text) else {
+                return error(StatusCode::BAD_REQUEST, "empty event");
+            };
+            let (tx, rx) = oneshot::channel();
+            let job = Job::Commit {
+                records: result.records,
+                done: tx,
+            };
+            if self.writer.send(job).is_err() {
+                return error(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "the evidence writer stopped",
+                );
+            }
+            (result.decision, rx)
+        };
+        match done.await {
+            Ok(Ok(())) => {}
+            Ok(Err(why)) => {
+                return error(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    &format!("evidence could not be made durable: {why}"),
+                );
+            }
+            Err(_) => {
+                return error(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "the evidence writer stopped",
+                );
+            }
+        }
+        self.metrics.decision(&decision);
+        let mut decision = decision;
+        decision.line = None;
+        let status = if decision.action == Action::Rejected {
+            StatusCode::UNPROCESSABLE_ENTITY
+        } else {
+            StatusCode::OK
+        };
+        (
+            status,
+            [(header::CONTENT_TYPE, "application/json")],
+            decision.to_json(),
+        )
+            .into_response()
+    }
+}
+
+async fn run_start(State(s): State<Arc<Server>>, body: axum::body::Bytes) -> Response {
+    s.event("run_start", None, &body).await
+}
+
+async fn step(
+    State(s): State<Arc<Server>>,
+    Path(id): Path<String>,
+    body: axum::body::Bytes,
+) -> Response {
+    s.event("step", Some(&id), &body).await
+}
+
+async fn run_end(
+    State(s): State<Arc<Server>>,
+    Path(id): Path<String>,
+    body: axum::body::Bytes,
+) -> Response {
+    s.event("run_end", Some(&id), &body).await
+}
+
+async fn evidence(State(s): State<Arc<Server>>, Path(id): Path<String>) -> Response {
+    let (tx, rx) = oneshot::channel();
+    let job = Job::ReadChain {
+        chain: ChainId::Run(id.clone()),
+        done: tx,
+    };
+    if s.writer.send(job).is_err() {
+        return error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the evidence writer stopped",
+        );
+    }
+    match rx.await {
+        Ok(Ok(body)) if body.is_empty() => {
+            error(StatusCode::NOT_FOUND, &format!("no evidence of run `{id}`"))
+        }
+        Ok(Ok(body)) => (
+            StatusCode::OK,
+            [(header::CONTENT_TYPE, "application/x-ndjson")],
+            body,
+        )
+            .into_response(),
+        Ok(Err(why)) => error(StatusCode::SERVICE_UNAVAILABLE, &why),
+        Err(_) => error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the evidence writer stopped",
+        ),
+    }
+}
+
+async fn policies(State(s): State<Arc<Server>>) -> Response {
+    let Ok(replay) = s.replay.lock() else {
+        return error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "the runtime lock is poisoned",
+        );
+    };
+    let Some(engine) = replay.current_engine() else {
+        return error(StatusCode::SERVICE_UNAVAILABLE, "no artifact is loaded");
+    };
+    let artifact = engine.artifact();
+    let json = crate::compile::disasm::json(artifact);
+    let body = serde_json::json!({
+        "artifact": artifact.id,
+        "engine": format!("{:?}", engine.kind()).to_lowercase(),
+        "policies": json.get("policies").cloned().unwrap_or_default(),
+    });
+    (
+        StatusCode::OK,
+        [(header::CONTENT_TYPE, "application/json")],
+        body.to_string(),
+    )
+        .into_response()
+}
+
+async fn metrics_text(State(s): State<Arc<Server>>) -> Response {
+    (
+        StatusCode::OK,
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        s.metrics.render(),
+    )
+        .into_response()
+}
+
+/// Runs the server until SIGTERM or Ctrl-C: then it stops accepting, lets requests in
+/// flight finish (their evidence included), and returns.
+pub fn serve(options: Options, listen: &str) -> Result<(), String> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| e.to_string())?;
+    let (server, writer) = Server::new(options)?;
+    runtime.block_on(async {
+        let listener = tokio::net::TcpListener::bind(listen)
+            .await
+            .map_err(|e| format!("{listen}: {e}"))?;
+        let addr = listener.local_addr().map_err(|e| e.to_string())?;
+        eprintln!("lever: serving on http://{addr}");
+        axum::serve(listener, server.router())
+            .with_graceful_shutdown(shutdown())
+            .await
+            .map_err(|e| e.to_string())
+    })?;
+    // Every request has answered; closing the channel lets the writer finish and exit.
+    drop(server);
+    writer
+        .join()
+        .map_err(|_| "the evidence writer panicked".to_string())
+}
+
+async fn shutdown() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = term => {},
+    }
+    eprintln!("lever: shutting down: draining requests in flight");
+}
