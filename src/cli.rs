@@ -122,6 +122,10 @@ pub enum Command {
         /// The engine that evaluates the bytecode.
         #[arg(long, value_enum, default_value_t = EngineArg::Interp)]
         engine: EngineArg,
+        /// TOML config: `[[tokens]]` with `token` or `token_env`, `actor`, `roles`, `admin`.
+        /// Without it, override and approval requests are refused (401).
+        #[arg(long)]
+        config: Option<PathBuf>,
     },
     /// Audit an evidence store: verify its hash chains, take a digest, show a run.
     Evidence {
@@ -233,7 +237,24 @@ pub fn main() -> ExitCode {
             evidence,
             listen,
             engine,
+            config,
         } => {
+            let tokens = match &config {
+                None => crate::server::Tokens::default(),
+                Some(path) => {
+                    let text = match std::fs::read_to_string(path) {
+                        Ok(t) => t,
+                        Err(e) => return io_error(format!("{}: {e}", path.display())),
+                    };
+                    match crate::server::Tokens::from_toml(&text, &path.display().to_string()) {
+                        Ok(t) => t,
+                        Err(e) => {
+                            eprintln!("error: {e}");
+                            return ExitCode::from(2);
+                        }
+                    }
+                }
+            };
             let artifact = match crate::cli_run::artifact_for(&artifact) {
                 Ok(a) => std::sync::Arc::new(a),
                 Err(code) => return code,
@@ -243,6 +264,7 @@ pub fn main() -> ExitCode {
                 evidence,
                 engine: engine.into(),
                 base_dir: PathBuf::from("."),
+                tokens,
             };
             match crate::server::serve(options, &listen) {
                 Ok(()) => ExitCode::SUCCESS,

@@ -40,6 +40,9 @@ pub enum RecordKind {
     Digest,
     /// A torn final frame cut off when the file store was opened, in the store chain.
     Recovery,
+    /// A request body that claimed an actor, roles or approvals other than its bearer
+    /// token's (`lever serve`): what it claimed, and who it was.
+    AuthMismatch,
 }
 
 impl RecordKind {
@@ -58,6 +61,7 @@ impl RecordKind {
             RecordKind::RunSummary => "run_summary",
             RecordKind::Digest => "digest",
             RecordKind::Recovery => "recovery",
+            RecordKind::AuthMismatch => "auth_mismatch",
         }
     }
 
@@ -76,6 +80,7 @@ impl RecordKind {
             "run_summary" => RecordKind::RunSummary,
             "digest" => RecordKind::Digest,
             "recovery" => RecordKind::Recovery,
+            "auth_mismatch" => RecordKind::AuthMismatch,
             _ => return None,
         })
     }

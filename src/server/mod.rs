@@ -8,11 +8,14 @@
 //! answer. The writer owns the store on a thread of its own: the blocking PostgreSQL client
 //! must not run inside the async runtime.
 
+mod auth;
 mod metrics;
+
+pub use auth::{Principal, Tokens};
 
 use crate::compile::artifact::Artifact;
 use crate::evidence::durable::Durable;
-use crate::evidence::{ChainId, Record};
+use crate::evidence::{ChainId, Record, RecordKind};
 use crate::runtime::EngineKind;
 use crate::runtime::decision::Action;
 use crate::runtime::replay::Replay;
@@ -33,6 +36,8 @@ pub struct Options {
     pub engine: EngineKind,
     /// Resolves relative artifact paths of deploys.
     pub base_dir: std::path::PathBuf,
+    /// Who may request and approve overrides (and deploy).
+    pub tokens: Tokens,
 }
 
 /// Work for the evidence writer.
@@ -53,6 +58,7 @@ pub struct Server {
     requests: AtomicU64,
     writer: mpsc::Sender<Job>,
     metrics: Arc<Metrics>,
+    tokens: Tokens,
 }
 
 /// The writer thread: drains every queued job, commits the records of all queued commits
@@ -133,6 +139,7 @@ impl Server {
             requests: AtomicU64::new(0),
             writer: tx,
             metrics,
+            tokens: options.tokens,
         });
         Ok((server, handle))
     }
@@ -145,23 +152,29 @@ impl Server {
             .route("/v1/runs", post(run_start))
             .route("/v1/runs/{id}/steps", post(step))
             .route("/v1/runs/{id}/end", post(run_end))
+            .route("/v1/runs/{id}/overrides", post(override_request))
+            .route("/v1/runs/{id}/overrides/{oid}/approvals", post(approval))
             .route("/v1/runs/{id}/evidence", get(evidence))
             .with_state(Arc::clone(self))
     }
 
     /// Judges one event and answers once its evidence is durable.
     async fn event(&self, kind: &str, run_id: Option<&str>, body: &[u8]) -> Response {
-        let mut event: serde_json::Map<String, serde_json::Value> =
-            match serde_json::from_slice(body) {
-                Ok(serde_json::Value::Object(map)) => map,
-                Ok(_) => return error(StatusCode::BAD_REQUEST, "the body must be a JSON object"),
-                Err(e) => {
-                    return error(
-                        StatusCode::BAD_REQUEST,
-                        &format!("the body is not JSON: {e}"),
-                    );
-                }
-            };
+        match parse_body(body) {
+            Ok(event) => self.judge(kind, run_id, event, None).await,
+            Err(r) => r,
+        }
+    }
+
+    /// Judges an event whose body is parsed; `mismatch` is what an authenticated body
+    /// claimed beyond its token, recorded beside the decision.
+    async fn judge(
+        &self,
+        kind: &str,
+        run_id: Option<&str>,
+        mut event: serde_json::Map<String, serde_json::Value>,
+        mismatch: Option<serde_json::Value>,
+    ) -> Response {
         if event.contains_key("type") {
             return error(
                 StatusCode::BAD_REQUEST,
@@ -195,11 +208,21 @@ impl Server {
             let Some(result) = replay.line(line, &text) else {
                 return error(StatusCode::BAD_REQUEST, "empty event");
             };
+            let mut records = result.records;
+            if let Some(claimed) = mismatch {
+                let d = &result.decision;
+                let judged = d.action != Action::Rejected;
+                records.push(Record {
+                    kind: RecordKind::AuthMismatch,
+                    artifact: d.artifact.as_deref().unwrap_or_default().to_string(),
+                    run_id: d.run_id.as_deref().filter(|_| judged).map(str::to_string),
+                    seq: if judged { d.seq.unwrap_or(line) } else { line },
+                    index: 0,
+                    body: claimed,
+                });
+            }
             let (tx, rx) = oneshot::channel();
-            let job = Job::Commit {
-                records: result.records,
-                done: tx,
-            };
+            let job = Job::Commit { records, done: tx };
             if self.writer.send(job).is_err() {
                 return error(
                     StatusCode::SERVICE_UNAVAILABLE,
@@ -238,6 +261,120 @@ impl Server {
         )
             .into_response()
     }
+}
+
+/// A request body as a JSON object, or the 400 answer.
+fn parse_body(body: &[u8]) -> Result<serde_json::Map<String, serde_json::Value>, Response> {
+    match serde_json::from_slice(body) {
+        Ok(serde_json::Value::Object(map)) => Ok(map),
+        Ok(_) => Err(error(
+            StatusCode::BAD_REQUEST,
+            "the body must be a JSON object",
+        )),
+        Err(e) => Err(error(
+            StatusCode::BAD_REQUEST,
+            &format!("the body is not JSON: {e}"),
+        )),
+    }
+}
+
+/// The principal of a request, or the 401 answer.
+fn authenticate<'a>(
+    s: &'a Server,
+    headers: &axum::http::HeaderMap,
+) -> Result<&'a Principal, Response> {
+    let given = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok());
+    s.tokens.principal(given).ok_or_else(|| {
+        error(
+            StatusCode::UNAUTHORIZED,
+            "a valid bearer token is required (Authorization: Bearer ...)",
+        )
+    })
+}
+
+/// Replaces what a body says of who is asking with the token's principal; returns what
+/// the body claimed that differs, for the evidence.
+fn impose(
+    event: &mut serde_json::Map<String, serde_json::Value>,
+    who: &Principal,
+    fields: &[&str],
+) -> Option<serde_json::Value> {
+    let mut claimed = serde_json::Map::new();
+    let actor = serde_json::Value::from(who.actor.clone());
+    let roles = serde_json::Value::from(who.roles.clone());
+    for field in fields {
+        let Some(value) = event.remove(*field) else {
+            continue;
+        };
+        let differs = match *field {
+            "actor" => value != actor,
+            "roles" => value != roles,
+            _ => value != serde_json::Value::Array(Vec::new()),
+        };
+        if differs {
+            claimed.insert((*field).to_string(), value);
+        }
+    }
+    event.insert("actor".into(), actor.clone());
+    if fields.contains(&"roles") {
+        event.insert("roles".into(), roles.clone());
+        event.insert("approvals".into(), serde_json::Value::Array(Vec::new()));
+    }
+    (!claimed.is_empty())
+        .then(|| serde_json::json!({"claimed": claimed, "actor": actor, "roles": roles}))
+}
+
+async fn override_request(
+    State(s): State<Arc<Server>>,
+    Path(id): Path<String>,
+    headers: axum::http::HeaderMap,
+    body: axum::body::Bytes,
+) -> Response {
+    let who = match authenticate(&s, &headers) {
+        Ok(p) => p.clone(),
+        Err(r) => return r,
+    };
+    let mut event = match parse_body(&body) {
+        Ok(e) => e,
+        Err(r) => return r,
+    };
+    let mismatch = impose(&mut event, &who, &["actor", "roles", "approvals"]);
+    s.judge("override", Some(&id), event, mismatch).await
+}
+
+async fn approval(
+    State(s): State<Arc<Server>>,
+    Path((id, oid)): Path<(String, String)>,
+    headers: axum::http::HeaderMap,
+    body: axum::body::Bytes,
+) -> Response {
+    let who = match authenticate(&s, &headers) {
+        Ok(p) => p.clone(),
+        Err(r) => return r,
+    };
+    let Ok(request) = oid.parse::<u64>() else {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "the override in the path must be the request's seq, a positive integer",
+        );
+    };
+    let mut event = match parse_body(&body) {
+        Ok(e) => e,
+        Err(r) => return r,
+    };
+    if let Some(given) = event.get("override")
+        && given.as_u64() != Some(request)
+    {
+        return error(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            &format!("the body's `override` {given} is not the path's {request}"),
+        );
+    }
+    event.insert("override".into(), request.into());
+    let mismatch = impose(&mut event, &who, &["actor"]);
+    s.judge("approval", Some(&id), event, mismatch).await
 }
 
 async fn run_start(State(s): State<Arc<Server>>, body: axum::body::Bytes) -> Response {

@@ -13,6 +13,10 @@ struct Served {
 
 impl Served {
     fn start(dir: &std::path::Path, evidence: &str) -> Served {
+        Served::start_with(dir, evidence, &[])
+    }
+
+    fn start_with(dir: &std::path::Path, evidence: &str, extra: &[&str]) -> Served {
         let root = super::root();
         let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_lever"))
             .args([
@@ -21,6 +25,8 @@ impl Served {
                 root.join("examples").to_str().unwrap(),
             ])
             .args(["--evidence", evidence, "--listen", "127.0.0.1:0"])
+            .args(extra)
+            .env("LEVER_TEST_TOKEN_DAVE", "dave-token-0123456789")
             .current_dir(dir)
             .stderr(Stdio::piped())
             .stdout(Stdio::null())
@@ -44,12 +50,18 @@ impl Served {
     }
 
     fn post(&self, path: &str, body: &str) -> (u16, String) {
-        let mut r = self
+        self.post_as(None, path, body)
+    }
+
+    fn post_as(&self, token: Option<&str>, path: &str, body: &str) -> (u16, String) {
+        let mut req = self
             .agent
             .post(&format!("{}{path}", self.base))
-            .header("content-type", "application/json")
-            .send(body)
-            .unwrap();
+            .header("content-type", "application/json");
+        if let Some(t) = token {
+            req = req.header("authorization", &format!("Bearer {t}"));
+        }
+        let mut r = req.send(body).unwrap();
         (r.status().as_u16(), r.body_mut().read_to_string().unwrap())
     }
 
@@ -277,4 +289,111 @@ fn concurrent_runs_are_each_answered_after_a_shared_group_commit() {
         assert_eq!(decisions, 41, "run c{t}");
     }
     use lever::evidence::EvidenceStore as _;
+}
+
+#[test]
+fn overrides_and_approvals_take_who_is_asking_from_the_token_only() {
+    let tmp = tempfile::tempdir().unwrap();
+    std::fs::write(
+        tmp.path().join("lever.toml"),
+        r#"
+[[tokens]]
+token = "bob-token-0123456789"
+actor = "bob@example.com"
+roles = ["sre-oncall"]
+
+[[tokens]]
+token = "sec-token-0123456789"
+actor = "sec@example.com"
+roles = ["security"]
+
+[[tokens]]
+token = "carol-token-0123456789"
+actor = "carol@example.com"
+
+[[tokens]]
+token_env = "LEVER_TEST_TOKEN_DAVE"
+actor = "dave@example.com"
+"#,
+    )
+    .unwrap();
+    let served = Served::start_with(tmp.path(), "file:ev", &["--config", "lever.toml"]);
+    let (status, _) = served.post(
+        "/v1/runs",
+        r#"{"run_id":"r","ts":"2026-01-20T10:00:00Z","tenant":"acme","agent":"support-bot"}"#,
+    );
+    assert_eq!(status, 200);
+    let raise = r#"{"ts":"2026-01-20T10:00:01Z","policy":"support_budget","kind":"raise","limit":"std.llm.cost","to":"8.00","reason":"INC-42","actor":"mallory","roles":["admin"],"approvals":["x","y"]}"#;
+
+    // No token, a wrong token: refused before anything is judged.
+    for token in [None, Some("bob-token-012345678X")] {
+        let (status, text) = served.post_as(token, "/v1/runs/r/overrides", raise);
+        assert_eq!(status, 401, "{text}");
+        assert!(text.contains("bearer token"), "{text}");
+    }
+
+    // Bob's token: bob, with bob's roles, whatever the body claims.
+    let (status, text) =
+        served.post_as(Some("bob-token-0123456789"), "/v1/runs/r/overrides", raise);
+    assert_eq!(status, 200, "{text}");
+    let d: serde_json::Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(d["override"]["status"], "granted", "{text}");
+    assert_eq!(d["seq"], 2);
+
+    // A suspension needs two approvals by others than the requester.
+    let suspend = r#"{"ts":"2026-01-20T10:00:02Z","policy":"support_budget","kind":"suspend","reason":"INC-43"}"#;
+    let (status, text) = served.post_as(
+        Some("sec-token-0123456789"),
+        "/v1/runs/r/overrides",
+        suspend,
+    );
+    assert_eq!(status, 200, "{text}");
+    let d: serde_json::Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(d["override"]["status"], "pending", "{text}");
+    let request = d["seq"].as_u64().unwrap();
+    let approve = |token: &str, ts: u32| {
+        served.post_as(
+            Some(token),
+            &format!("/v1/runs/r/overrides/{request}/approvals"),
+            &format!(r#"{{"ts":"2026-01-20T10:00:{ts:02}Z","actor":"someone-else"}}"#),
+        )
+    };
+    let (status, text) = approve("sec-token-0123456789", 3);
+    assert_eq!(status, 200, "{text}");
+    assert!(
+        text.contains("\"pending\""),
+        "the requester's own approval does not count: {text}"
+    );
+    let (_, text) = approve("carol-token-0123456789", 4);
+    assert!(text.contains("\"pending\""), "one approval of two: {text}");
+    let (_, text) = approve("dave-token-0123456789", 5);
+    assert!(text.contains("\"granted\""), "two approvals: {text}");
+    let (status, text) = served.post_as(
+        Some("dave-token-0123456789"),
+        "/v1/runs/r/overrides/abc/approvals",
+        r#"{"ts":"2026-01-20T10:00:06Z"}"#,
+    );
+    assert_eq!(status, 400, "{text}");
+
+    // The evidence names bob, and records what the body claimed.
+    let (_, evidence) = served.get("/v1/runs/r/evidence");
+    let records: Vec<serde_json::Value> = evidence
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let mismatch = records
+        .iter()
+        .find(|r| r["kind"] == "auth_mismatch")
+        .expect("a mismatch record");
+    assert_eq!(mismatch["seq"], 2);
+    assert_eq!(mismatch["body"]["actor"], "bob@example.com");
+    assert_eq!(mismatch["body"]["claimed"]["actor"], "mallory");
+    assert_eq!(mismatch["body"]["claimed"]["roles"][0], "admin");
+    assert_eq!(mismatch["body"]["claimed"]["approvals"][0], "x");
+    let decision = records
+        .iter()
+        .find(|r| r["kind"] == "decision" && r["seq"] == 2)
+        .unwrap();
+    assert_eq!(decision["body"]["input"]["actor"], "bob@example.com");
+    assert_eq!(served.stop(), Some(0));
 }
