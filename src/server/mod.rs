@@ -162,7 +162,7 @@ impl Server {
     async fn event(&self, kind: &str, run_id: Option<&str>, body: &[u8]) -> Response {
         match parse_body(body) {
             Ok(event) => self.judge(kind, run_id, event, None).await,
-            Err(r) => r,
+            Err(r) => r.into_response(),
         }
     }
 
@@ -263,17 +263,26 @@ impl Server {
     }
 }
 
+/// A request refused before it is judged: its status and why.
+struct Refusal(StatusCode, String);
+
+impl IntoResponse for Refusal {
+    fn into_response(self) -> Response {
+        error(self.0, &self.1)
+    }
+}
+
 /// A request body as a JSON object, or the 400 answer.
-fn parse_body(body: &[u8]) -> Result<serde_json::Map<String, serde_json::Value>, Response> {
+fn parse_body(body: &[u8]) -> Result<serde_json::Map<String, serde_json::Value>, Refusal> {
     match serde_json::from_slice(body) {
         Ok(serde_json::Value::Object(map)) => Ok(map),
-        Ok(_) => Err(error(
+        Ok(_) => Err(Refusal(
             StatusCode::BAD_REQUEST,
-            "the body must be a JSON object",
+            "the body must be a JSON object".into(),
         )),
-        Err(e) => Err(error(
+        Err(e) => Err(Refusal(
             StatusCode::BAD_REQUEST,
-            &format!("the body is not JSON: {e}"),
+            format!("the body is not JSON: {e}"),
         )),
     }
 }
@@ -282,14 +291,14 @@ fn parse_body(body: &[u8]) -> Result<serde_json::Map<String, serde_json::Value>,
 fn authenticate<'a>(
     s: &'a Server,
     headers: &axum::http::HeaderMap,
-) -> Result<&'a Principal, Response> {
+) -> Result<&'a Principal, Refusal> {
     let given = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok());
     s.tokens.principal(given).ok_or_else(|| {
-        error(
+        Refusal(
             StatusCode::UNAUTHORIZED,
-            "a valid bearer token is required (Authorization: Bearer ...)",
+            "a valid bearer token is required (Authorization: Bearer ...)".into(),
         )
     })
 }
@@ -334,11 +343,11 @@ async fn override_request(
 ) -> Response {
     let who = match authenticate(&s, &headers) {
         Ok(p) => p.clone(),
-        Err(r) => return r,
+        Err(r) => return r.into_response(),
     };
     let mut event = match parse_body(&body) {
         Ok(e) => e,
-        Err(r) => return r,
+        Err(r) => return r.into_response(),
     };
     let mismatch = impose(&mut event, &who, &["actor", "roles", "approvals"]);
     s.judge("override", Some(&id), event, mismatch).await
@@ -352,7 +361,7 @@ async fn approval(
 ) -> Response {
     let who = match authenticate(&s, &headers) {
         Ok(p) => p.clone(),
-        Err(r) => return r,
+        Err(r) => return r.into_response(),
     };
     let Ok(request) = oid.parse::<u64>() else {
         return error(
@@ -362,7 +371,7 @@ async fn approval(
     };
     let mut event = match parse_body(&body) {
         Ok(e) => e,
-        Err(r) => return r,
+        Err(r) => return r.into_response(),
     };
     if let Some(given) = event.get("override")
         && given.as_u64() != Some(request)
