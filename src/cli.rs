@@ -255,6 +255,17 @@ pub fn main() -> ExitCode {
                     }
                 }
             };
+            // A single artifact file is watched: replacing it deploys it.
+            let watch_path = match artifact.as_slice() {
+                [one]
+                    if one.is_file()
+                        && std::fs::read(one)
+                            .is_ok_and(|b| b.starts_with(compile::artifact::MAGIC)) =>
+                {
+                    Some(one.clone())
+                }
+                _ => None,
+            };
             let artifact = match crate::cli_run::artifact_for(&artifact) {
                 Ok(a) => std::sync::Arc::new(a),
                 Err(code) => return code,
@@ -265,6 +276,7 @@ pub fn main() -> ExitCode {
                 engine: engine.into(),
                 base_dir: PathBuf::from("."),
                 tokens,
+                watch: watch_path,
             };
             match crate::server::serve(options, &listen) {
                 Ok(()) => ExitCode::SUCCESS,

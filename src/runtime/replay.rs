@@ -265,6 +265,32 @@ impl Replay {
     fn deploy(&mut self, d: &event::Deploy) -> Result<(Outcome, Vec<Record>), String> {
         let path = self.base_dir.join(&d.artifact);
         let artifact = (self.loader)(&path)?;
+        self.install(artifact, d.ts, "replay")
+    }
+
+    /// Deploys a verified artifact at `ts` on behalf of `actor` (the server's deploys):
+    /// the decision and the records (the artifact, once, and the `deploy` record).
+    pub fn deploy_artifact(
+        &mut self,
+        artifact: Artifact,
+        ts: i64,
+        actor: &str,
+    ) -> Result<LineResult, String> {
+        let mut records = self.artifact_record();
+        let (outcome, more) = self.install(artifact, ts, actor)?;
+        records.extend(more);
+        Ok(LineResult {
+            decision: outcome.decision,
+            records,
+        })
+    }
+
+    fn install(
+        &mut self,
+        artifact: Artifact,
+        ts: i64,
+        actor: &str,
+    ) -> Result<(Outcome, Vec<Record>), String> {
         let old = self.current_id();
         let new = artifact.id.clone();
         let current = match self
@@ -290,13 +316,13 @@ impl Replay {
             run_id: None,
             seq: 0,
             index: 0,
-            body: serde_json::json!({"ts": super::format::timestamp(d.ts), "from": old, "to": new, "actor": "replay"}),
+            body: serde_json::json!({"ts": super::format::timestamp(ts), "from": old, "to": new, "actor": actor}),
         });
         let decision = Decision {
             line: None,
             run_id: None,
             seq: None,
-            ts: Some(d.ts),
+            ts: Some(ts),
             event: Some(EventKind::Deploy.name()),
             action: Action::Continue,
             reason: None,

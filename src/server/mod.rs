@@ -38,6 +38,8 @@ pub struct Options {
     pub base_dir: std::path::PathBuf,
     /// Who may request and approve overrides (and deploy).
     pub tokens: Tokens,
+    /// The artifact file to watch: replaced on disk, it is deployed (actor `local-file`).
+    pub watch: Option<std::path::PathBuf>,
 }
 
 /// Work for the evidence writer.
@@ -155,6 +157,7 @@ impl Server {
             .route("/v1/runs/{id}/overrides", post(override_request))
             .route("/v1/runs/{id}/overrides/{oid}/approvals", post(approval))
             .route("/v1/runs/{id}/evidence", get(evidence))
+            .route("/v1/artifacts", axum::routing::put(put_artifact))
             .with_state(Arc::clone(self))
     }
 
@@ -181,17 +184,10 @@ impl Server {
                 "`type` comes from the endpoint, not the body",
             );
         }
-        if let Some(id) = run_id {
-            // DESIGN §6: the path names the run; a body that names another is 422.
-            if let Some(given) = event.get("run_id")
-                && given.as_str() != Some(id)
-            {
-                return error(
-                    StatusCode::UNPROCESSABLE_ENTITY,
-                    &format!("the body's `run_id` {given} is not the path's `{id}`"),
-                );
-            }
-            event.insert("run_id".into(), id.into());
+        if let Some(id) = run_id
+            && let Err(r) = from_path(&mut event, "run_id", id.into())
+        {
+            return r.into_response();
         }
         event.insert("type".into(), kind.into());
         let text = serde_json::Value::Object(event).to_string();
@@ -263,6 +259,108 @@ impl Server {
     }
 }
 
+/// The time now, in the nanoseconds of event timestamps: deploys are server events.
+fn now_ns() -> i64 {
+    let since = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    i64::try_from(since.as_nanos()).unwrap_or(i64::MAX)
+}
+
+impl Server {
+    /// Deploys an artifact and waits until its records are durable; returns the deploy
+    /// record's body (`from`, `to`, `actor`, `ts`).
+    fn deploy(&self, artifact: Artifact, actor: &str) -> Result<serde_json::Value, Refusal> {
+        let refuse = |status, why: String| Refusal(status, why);
+        let (result, done) = {
+            let mut replay = self.replay.lock().map_err(|_| {
+                refuse(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "the runtime lock is poisoned".into(),
+                )
+            })?;
+            let result = replay
+                .deploy_artifact(artifact, now_ns(), actor)
+                .map_err(|why| refuse(StatusCode::UNPROCESSABLE_ENTITY, why))?;
+            let (tx, rx) = oneshot::channel();
+            let job = Job::Commit {
+                records: result.records.clone(),
+                done: tx,
+            };
+            self.writer.send(job).map_err(|_| {
+                refuse(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "the evidence writer stopped".into(),
+                )
+            })?;
+            (result, rx)
+        };
+        match done.blocking_recv() {
+            Ok(Ok(())) => {}
+            Ok(Err(why)) => return Err(refuse(StatusCode::SERVICE_UNAVAILABLE, why)),
+            Err(_) => {
+                return Err(refuse(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "the evidence writer stopped".into(),
+                ));
+            }
+        }
+        Ok(result
+            .records
+            .iter()
+            .find(|r| r.kind == RecordKind::Deploy)
+            .map(|r| r.body.clone())
+            .unwrap_or_default())
+    }
+}
+
+/// Watches the artifact file and deploys it when it is replaced (a new id); a file that
+/// does not verify is reported and the active artifact stays.
+fn watch(server: std::sync::Weak<Server>, path: std::path::PathBuf) {
+    let stamp = |p: &std::path::Path| {
+        std::fs::metadata(p)
+            .ok()
+            .map(|m| (m.modified().ok(), m.len()))
+    };
+    let mut last = stamp(&path);
+    loop {
+        std::thread::sleep(std::time::Duration::from_millis(250));
+        let Some(server) = server.upgrade() else {
+            return; // the server stopped
+        };
+        let now = stamp(&path);
+        if now == last || now.is_none() {
+            continue;
+        }
+        last = now;
+        let loaded = std::fs::read(&path)
+            .map_err(|e| e.to_string())
+            .and_then(|bytes| Artifact::from_bytes(bytes).map_err(|e| e.to_string()));
+        match loaded {
+            Ok(artifact) => {
+                let current = server
+                    .replay
+                    .lock()
+                    .ok()
+                    .and_then(|r| r.current_engine().map(|e| e.artifact().id.clone()));
+                if current.as_deref() == Some(artifact.id.as_str()) {
+                    continue;
+                }
+                match server.deploy(artifact, "local-file") {
+                    Ok(d) => eprintln!(
+                        "lever: deployed {} (replaced on disk)",
+                        d.get("to").cloned().unwrap_or_default()
+                    ),
+                    Err(Refusal(_, why)) => {
+                        eprintln!("lever: {}: not deployed: {why}", path.display())
+                    }
+                }
+            }
+            Err(why) => eprintln!("lever: {}: not deployed: {why}", path.display()),
+        }
+    }
+}
+
 /// A request refused before it is judged: its status and why.
 struct Refusal(StatusCode, String);
 
@@ -285,6 +383,24 @@ fn parse_body(body: &[u8]) -> Result<serde_json::Map<String, serde_json::Value>,
             format!("the body is not JSON: {e}"),
         )),
     }
+}
+
+/// Sets a field the path gives (DESIGN §6: a body that gives another value is 422).
+fn from_path(
+    event: &mut serde_json::Map<String, serde_json::Value>,
+    field: &str,
+    value: serde_json::Value,
+) -> Result<(), Refusal> {
+    if let Some(given) = event.get(field)
+        && *given != value
+    {
+        return Err(Refusal(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            format!("the body's `{field}` {given} is not the path's {value}"),
+        ));
+    }
+    event.insert(field.to_string(), value);
+    Ok(())
 }
 
 /// The principal of a request, or the 401 answer.
@@ -335,18 +451,24 @@ fn impose(
         .then(|| serde_json::json!({"claimed": claimed, "actor": actor, "roles": roles}))
 }
 
+/// The principal and the parsed body of an authenticated request.
+fn authenticated(
+    s: &Server,
+    headers: &axum::http::HeaderMap,
+    body: &[u8],
+) -> Result<(Principal, serde_json::Map<String, serde_json::Value>), Refusal> {
+    let who = authenticate(s, headers)?.clone();
+    Ok((who, parse_body(body)?))
+}
+
 async fn override_request(
     State(s): State<Arc<Server>>,
     Path(id): Path<String>,
     headers: axum::http::HeaderMap,
     body: axum::body::Bytes,
 ) -> Response {
-    let who = match authenticate(&s, &headers) {
-        Ok(p) => p.clone(),
-        Err(r) => return r.into_response(),
-    };
-    let mut event = match parse_body(&body) {
-        Ok(e) => e,
+    let (who, mut event) = match authenticated(&s, &headers, &body) {
+        Ok(x) => x,
         Err(r) => return r.into_response(),
     };
     let mismatch = impose(&mut event, &who, &["actor", "roles", "approvals"]);
@@ -359,8 +481,8 @@ async fn approval(
     headers: axum::http::HeaderMap,
     body: axum::body::Bytes,
 ) -> Response {
-    let who = match authenticate(&s, &headers) {
-        Ok(p) => p.clone(),
+    let (who, mut event) = match authenticated(&s, &headers, &body) {
+        Ok(x) => x,
         Err(r) => return r.into_response(),
     };
     let Ok(request) = oid.parse::<u64>() else {
@@ -369,21 +491,53 @@ async fn approval(
             "the override in the path must be the request's seq, a positive integer",
         );
     };
-    let mut event = match parse_body(&body) {
-        Ok(e) => e,
-        Err(r) => return r.into_response(),
-    };
-    if let Some(given) = event.get("override")
-        && given.as_u64() != Some(request)
-    {
-        return error(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            &format!("the body's `override` {given} is not the path's {request}"),
-        );
+    if let Err(r) = from_path(&mut event, "override", request.into()) {
+        return r.into_response();
     }
-    event.insert("override".into(), request.into());
     let mismatch = impose(&mut event, &who, &["actor"]);
     s.judge("approval", Some(&id), event, mismatch).await
+}
+
+/// `PUT /v1/artifacts`: an admin deploys a built artifact (its bytes as the body).
+async fn put_artifact(
+    State(s): State<Arc<Server>>,
+    headers: axum::http::HeaderMap,
+    body: axum::body::Bytes,
+) -> Response {
+    let who = match authenticate(&s, &headers) {
+        Ok(p) => p.clone(),
+        Err(r) => return r.into_response(),
+    };
+    if !who.admin {
+        return error(
+            StatusCode::FORBIDDEN,
+            &format!(
+                "{} may not deploy: the token is not an admin token",
+                who.actor
+            ),
+        );
+    }
+    let artifact = match Artifact::from_bytes(body.to_vec()) {
+        Ok(a) => a,
+        Err(e) => {
+            return error(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                &format!("not deployed: {e}"),
+            );
+        }
+    };
+    let server = Arc::clone(&s);
+    let deployed = tokio::task::spawn_blocking(move || server.deploy(artifact, &who.actor)).await;
+    match deployed {
+        Ok(Ok(body)) => (
+            StatusCode::OK,
+            [(header::CONTENT_TYPE, "application/json")],
+            body.to_string(),
+        )
+            .into_response(),
+        Ok(Err(r)) => r.into_response(),
+        Err(_) => error(StatusCode::INTERNAL_SERVER_ERROR, "the deploy task failed"),
+    }
 }
 
 async fn run_start(State(s): State<Arc<Server>>, body: axum::body::Bytes) -> Response {
@@ -477,7 +631,15 @@ pub fn serve(options: Options, listen: &str) -> Result<(), String> {
         .enable_all()
         .build()
         .map_err(|e| e.to_string())?;
+    let watched = options.watch.clone();
     let (server, writer) = Server::new(options)?;
+    if let Some(path) = watched {
+        let weak = Arc::downgrade(&server);
+        std::thread::Builder::new()
+            .name("lever-watch".into())
+            .spawn(move || watch(weak, path))
+            .map_err(|e| e.to_string())?;
+    }
     runtime.block_on(async {
         let listener = tokio::net::TcpListener::bind(listen)
             .await

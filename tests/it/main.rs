@@ -86,6 +86,20 @@ pub fn replay_examples(dir: &Path, evidence: &str) -> Output {
     )
 }
 
+/// Decisions printed by `lever run`, without their `line` field.
+pub fn decisions_without_line(stdout: &[u8]) -> Vec<serde_json::Value> {
+    String::from_utf8_lossy(stdout)
+        .lines()
+        .map(|l| {
+            let mut v: serde_json::Value = serde_json::from_str(l).expect("a decision line");
+            if let Some(map) = v.as_object_mut() {
+                map.remove("line");
+            }
+            v
+        })
+        .collect()
+}
+
 /// Every `.policy` file under a directory, sorted.
 pub fn policy_files(dir: &Path) -> Vec<PathBuf> {
     let mut out = Vec::new();

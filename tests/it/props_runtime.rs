@@ -171,15 +171,7 @@ fn artifact_paths_and_library_give_the_same_decisions() {
             by_artifact.stdout, by_paths.stdout,
             "seed {seed}: ARTIFACT and PATHS differ"
         );
-        let via_cli: Vec<serde_json::Value> = String::from_utf8(by_artifact.stdout)
-            .unwrap()
-            .lines()
-            .map(|l| {
-                let mut v: serde_json::Value = serde_json::from_str(l).unwrap();
-                v.as_object_mut().unwrap().remove("line");
-                v
-            })
-            .collect();
+        let via_cli = super::decisions_without_line(&by_artifact.stdout);
         assert_eq!(
             via_cli,
             library_decisions(&lines),

@@ -17,15 +17,23 @@ impl Served {
     }
 
     fn start_with(dir: &std::path::Path, evidence: &str, extra: &[&str]) -> Served {
-        let root = super::root();
+        let examples = super::root().join("examples");
+        let mut args = vec![
+            "--artifact",
+            examples.to_str().unwrap(),
+            "--evidence",
+            evidence,
+        ];
+        args.extend(extra);
+        Served::launch(dir, &args)
+    }
+
+    /// `lever serve ARGS --listen 127.0.0.1:0` in `dir`, once it is listening.
+    fn launch(dir: &std::path::Path, args: &[&str]) -> Served {
         let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_lever"))
-            .args([
-                "serve",
-                "--artifact",
-                root.join("examples").to_str().unwrap(),
-            ])
-            .args(["--evidence", evidence, "--listen", "127.0.0.1:0"])
-            .args(extra)
+            .arg("serve")
+            .args(args)
+            .args(["--listen", "127.0.0.1:0"])
             .env("LEVER_TEST_TOKEN_DAVE", "dave-token-0123456789")
             .current_dir(dir)
             .stderr(Stdio::piped())
@@ -72,6 +80,13 @@ impl Served {
             .call()
             .unwrap();
         (r.status().as_u16(), r.body_mut().read_to_string().unwrap())
+    }
+
+    /// The active artifact's id.
+    fn artifact_of_id(&self) -> String {
+        let (_, text) = self.get("/v1/policies");
+        let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+        v["artifact"].as_str().unwrap().to_string()
     }
 
     /// SIGTERM, and the exit code.
@@ -122,15 +137,7 @@ fn the_server_decides_as_lever_run_does_and_stores_the_evidence_first() {
 
     // The same events through `lever run` and through the server: the same decisions.
     let replayed = super::replay_examples(tmp.path(), "file:replayed");
-    let expected: Vec<serde_json::Value> = String::from_utf8(replayed.stdout)
-        .unwrap()
-        .lines()
-        .map(|l| {
-            let mut v: serde_json::Value = serde_json::from_str(l).unwrap();
-            v.as_object_mut().unwrap().remove("line");
-            v
-        })
-        .collect();
+    let expected = super::decisions_without_line(&replayed.stdout);
     let reqs = requests();
     assert_eq!(reqs.len(), expected.len());
     for ((path, body), want) in reqs.iter().zip(&expected) {
@@ -396,4 +403,122 @@ actor = "dave@example.com"
         .unwrap();
     assert_eq!(decision["body"]["input"]["actor"], "bob@example.com");
     assert_eq!(served.stop(), Some(0));
+}
+
+/// Builds `policy` (a cost cap of `cap` dollars) into `dir/name`; returns its bytes.
+fn build_cap(dir: &std::path::Path, name: &str, cap: u32) -> Vec<u8> {
+    let src = dir.join(format!("{name}.policy"));
+    std::fs::write(
+        &src,
+        format!("import std.llm\npolicy cap {{\n  version {cap}\n  scope all\n  limit std.llm.cost to ${cap} {{ breach => stop }}\n}}\n"),
+    )
+    .unwrap();
+    let out = dir.join(format!("{name}.lvc"));
+    let built = super::lever(
+        dir,
+        &["build", src.to_str().unwrap(), "-o", out.to_str().unwrap()],
+    );
+    assert_eq!(built.status.code(), Some(0));
+    std::fs::read(out).unwrap()
+}
+
+#[test]
+fn deploys_by_put_need_an_admin_token_and_a_replaced_file_is_deployed_too() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    build_cap(dir, "a", 5);
+    let b = build_cap(dir, "b", 1);
+    let c = build_cap(dir, "c", 2);
+    std::fs::write(
+        dir.join("lever.toml"),
+        "[[tokens]]\ntoken = \"admin-token-0123456789\"\nactor = \"ops@example.com\"\nadmin = true\n\n[[tokens]]\ntoken = \"bob-token-0123456789\"\nactor = \"bob@example.com\"\n",
+    )
+    .unwrap();
+    std::fs::copy(dir.join("a.lvc"), dir.join("active.lvc")).unwrap();
+    let served = Served::launch(
+        dir,
+        &[
+            "--artifact",
+            "active.lvc",
+            "--config",
+            "lever.toml",
+            "--evidence",
+            "file:ev",
+        ],
+    );
+    let start_a = served.artifact_of_id();
+    let put = |token: Option<&str>, body: &[u8]| {
+        let mut req = served.agent.put(&format!("{}/v1/artifacts", served.base));
+        if let Some(t) = token {
+            req = req.header("authorization", &format!("Bearer {t}"));
+        }
+        let mut r = req.send(body).unwrap();
+        (r.status().as_u16(), r.body_mut().read_to_string().unwrap())
+    };
+    // A run bound to the first artifact ($5 cap).
+    let (status, _) = served.post(
+        "/v1/runs",
+        r#"{"run_id":"old","ts":"2026-01-20T10:00:00Z","tenant":"t"}"#,
+    );
+    assert_eq!(status, 200);
+
+    assert_eq!(put(None, &b).0, 401);
+    let (status, text) = put(Some("bob-token-0123456789"), &b);
+    assert_eq!(status, 403, "{text}");
+    let mut tampered = b.clone();
+    let last = tampered.len() - 1;
+    tampered[last] ^= 1;
+    let (status, text) = put(Some("admin-token-0123456789"), &tampered);
+    assert_eq!(status, 422, "{text}");
+    assert!(text.contains("hash mismatch"), "{text}");
+    assert_eq!(served.artifact_of_id(), start_a, "nothing deployed");
+
+    let (status, text) = put(Some("admin-token-0123456789"), &b);
+    assert_eq!(status, 200, "{text}");
+    let deploy: serde_json::Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(deploy["actor"], "ops@example.com");
+    assert_eq!(deploy["from"].as_str().unwrap(), start_a);
+    let b_id = served.artifact_of_id();
+    assert_eq!(deploy["to"].as_str().unwrap(), b_id);
+    // New runs bind to the new artifact ($1 cap); the old run keeps its $5 cap.
+    served.post(
+        "/v1/runs",
+        r#"{"run_id":"new","ts":"2026-01-20T10:00:01Z","tenant":"t"}"#,
+    );
+    let (_, new_step) = served.post(
+        "/v1/runs/new/steps",
+        r#"{"ts":"2026-01-20T10:00:02Z","cost":"2"}"#,
+    );
+    assert!(new_step.contains("\"action\":\"stop\""), "{new_step}");
+    let (_, old_step) = served.post(
+        "/v1/runs/old/steps",
+        r#"{"ts":"2026-01-20T10:00:02Z","cost":"2"}"#,
+    );
+    assert!(old_step.contains("\"action\":\"continue\""), "{old_step}");
+
+    // Replacing the watched file deploys it, as `local-file`.
+    std::fs::write(dir.join("next.tmp"), &c).unwrap();
+    std::fs::rename(dir.join("next.tmp"), dir.join("active.lvc")).unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while served.artifact_of_id() == b_id {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the replaced file was not deployed"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    assert_eq!(served.stop(), Some(0));
+    let mut store = lever::evidence::file::FileStore::open(&dir.join("ev")).unwrap();
+    let deploys: Vec<serde_json::Value> =
+        lever::evidence::EvidenceStore::read_chain(&mut store, &lever::evidence::ChainId::Store)
+            .unwrap()
+            .into_iter()
+            .filter(|s| s.record.kind == lever::evidence::RecordKind::Deploy)
+            .map(|s| s.record.body)
+            .collect();
+    let actors: Vec<&str> = deploys
+        .iter()
+        .map(|d| d["actor"].as_str().unwrap())
+        .collect();
+    assert_eq!(actors, ["ops@example.com", "local-file"]);
 }
