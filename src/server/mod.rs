@@ -61,7 +61,13 @@ pub struct Server {
     writer: mpsc::Sender<Job>,
     metrics: Arc<Metrics>,
     tokens: Tokens,
+    /// The most recent delivered alerts (newest last), for `GET /v1/alerts`: seeded from
+    /// the store at start, then appended as decisions are answered.
+    feed: Mutex<std::collections::VecDeque<serde_json::Value>>,
 }
+
+/// How many alerts the feed keeps.
+const FEED: usize = 10_000;
 
 /// The writer thread: drains every queued job, commits the records of all queued commits
 /// in one append, then answers each.
@@ -128,7 +134,11 @@ impl Server {
             options.engine,
         )
         .map_err(|e| e.to_string())?;
-        let store = Durable::open(&options.evidence, 1_000_000).map_err(|e| e.to_string())?;
+        let mut store = Durable::open(&options.evidence, 1_000_000).map_err(|e| e.to_string())?;
+        let feed = match store.store() {
+            Some(s) => seed_feed(s).map_err(|e| e.to_string())?,
+            None => std::collections::VecDeque::new(),
+        };
         let (tx, rx) = mpsc::channel();
         let metrics = Arc::new(Metrics::default());
         let writer_metrics = Arc::clone(&metrics);
@@ -142,6 +152,7 @@ impl Server {
             writer: tx,
             metrics,
             tokens: options.tokens,
+            feed: Mutex::new(feed),
         });
         Ok((server, handle))
     }
@@ -158,6 +169,7 @@ impl Server {
             .route("/v1/runs/{id}/overrides/{oid}/approvals", post(approval))
             .route("/v1/runs/{id}/evidence", get(evidence))
             .route("/v1/artifacts", axum::routing::put(put_artifact))
+            .route("/v1/alerts", get(alerts))
             .with_state(Arc::clone(self))
     }
 
@@ -243,6 +255,7 @@ impl Server {
             }
         }
         self.metrics.decision(&decision);
+        self.remember_alerts(&decision);
         let mut decision = decision;
         decision.line = None;
         let status = if decision.action == Action::Rejected {
@@ -257,6 +270,115 @@ impl Server {
         )
             .into_response()
     }
+}
+
+/// An alert as the feed lists it.
+fn feed_entry(
+    run_id: &str,
+    seq: u64,
+    ts: &serde_json::Value,
+    alert: &serde_json::Value,
+) -> serde_json::Value {
+    serde_json::json!({
+        "run_id": run_id,
+        "seq": seq,
+        "ts": ts,
+        "policy": alert.get("policy"),
+        "limit": alert.get("limit"),
+        "kind": alert.get("kind"),
+        "channel": alert.get("channel"),
+    })
+}
+
+/// The feed's starting content: the newest delivered alerts in the store.
+fn seed_feed(
+    store: &mut dyn crate::evidence::EvidenceStore,
+) -> Result<std::collections::VecDeque<serde_json::Value>, crate::evidence::StoreError> {
+    let mut feed = std::collections::VecDeque::new();
+    for s in store.read_all()? {
+        let r = &s.record;
+        if r.kind != RecordKind::Decision {
+            continue;
+        }
+        let (Some(run), Some(alerts)) = (
+            r.run_id.as_deref(),
+            r.body.get("alerts").and_then(|a| a.as_array()),
+        ) else {
+            continue;
+        };
+        let ts = r.body.get("ts").cloned().unwrap_or_default();
+        for a in alerts
+            .iter()
+            .filter(|a| a.get("suppressed") != Some(&serde_json::Value::Bool(true)))
+        {
+            feed.push_back(feed_entry(run, r.seq, &ts, a));
+            if feed.len() > FEED {
+                feed.pop_front();
+            }
+        }
+    }
+    Ok(feed)
+}
+
+impl Server {
+    fn remember_alerts(&self, d: &crate::runtime::decision::Decision) {
+        let delivered: Vec<&crate::runtime::decision::Alert> =
+            d.alerts.iter().filter(|a| !a.suppressed).collect();
+        if delivered.is_empty() {
+            return;
+        }
+        let (Some(run), Some(seq)) = (d.run_id.as_deref(), d.seq) else {
+            return;
+        };
+        let ts = serde_json::Value::from(d.ts.map(crate::runtime::format::timestamp));
+        let Ok(mut feed) = self.feed.lock() else {
+            return;
+        };
+        for a in delivered {
+            let alert = serde_json::to_value(a).unwrap_or_default();
+            feed.push_back(feed_entry(run, seq, &ts, &alert));
+            if feed.len() > FEED {
+                feed.pop_front();
+            }
+        }
+    }
+}
+
+/// `GET /v1/alerts?channel=ui&limit=N`: the newest delivered alerts of a channel, newest
+/// first (the in-app notification feed).
+async fn alerts(
+    State(s): State<Arc<Server>>,
+    axum::extract::Query(q): axum::extract::Query<std::collections::HashMap<String, String>>,
+) -> Response {
+    let channel = q.get("channel").map_or("ui", String::as_str);
+    let limit = match q.get("limit").map(|l| l.parse::<usize>()) {
+        None => 100,
+        Some(Ok(n)) if (1..=FEED).contains(&n) => n,
+        Some(_) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                &format!("`limit` must be a number from 1 to {FEED}"),
+            );
+        }
+    };
+    let Ok(feed) = s.feed.lock() else {
+        return error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "the feed lock is poisoned",
+        );
+    };
+    let list: Vec<&serde_json::Value> = feed
+        .iter()
+        .rev()
+        .filter(|a| a.get("channel").and_then(|c| c.as_str()) == Some(channel))
+        .take(limit)
+        .collect();
+    (
+        StatusCode::OK,
+        [(header::CONTENT_TYPE, "application/json")],
+        serde_json::json!({ "channel": channel, "alerts": list }).to_string(),
+    )
+        .into_response()
 }
 
 /// The time now, in the nanoseconds of event timestamps: deploys are server events.

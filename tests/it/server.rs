@@ -232,9 +232,60 @@ fn the_server_decides_as_lever_run_does_and_stores_the_evidence_first() {
         "{metrics}"
     );
 
+    // The in-app feed: the `ui` alerts the decisions carried, newest first.
+    let want: Vec<(u64, String)> = expected
+        .iter()
+        .flat_map(|d| {
+            d["alerts"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter(|a| a["channel"] == "ui" && a["suppressed"] == false)
+                .map(|a| {
+                    (
+                        d["seq"].as_u64().unwrap(),
+                        a["kind"].as_str().unwrap().to_string(),
+                    )
+                })
+                .collect::<Vec<_>>()
+        })
+        .rev()
+        .collect();
+    assert!(!want.is_empty());
+    let feed = |s: &Served| -> Vec<(u64, String)> {
+        let (status, text) = s.get("/v1/alerts?channel=ui");
+        assert_eq!(status, 200, "{text}");
+        let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+        v["alerts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|a| {
+                (
+                    a["seq"].as_u64().unwrap(),
+                    a["kind"].as_str().unwrap().to_string(),
+                )
+            })
+            .collect()
+    };
+    assert_eq!(feed(&served), want);
+    assert_eq!(served.get("/v1/alerts?limit=0").0, 400);
+    let (_, one) = served.get("/v1/alerts?channel=ui&limit=1");
+    assert_eq!(
+        serde_json::from_str::<serde_json::Value>(&one).unwrap()["alerts"]
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+
     assert_eq!(served.stop(), Some(0), "a graceful stop");
     let verified = super::lever(tmp.path(), &["evidence", "verify", "--evidence", "file:ev"]);
     assert_eq!(verified.status.code(), Some(0));
+    // Restarted on the same store, the feed is read back from the evidence.
+    let again = Served::start(tmp.path(), "file:ev");
+    assert_eq!(feed(&again), want);
+    assert_eq!(again.stop(), Some(0));
 }
 
 #[test]
