@@ -66,6 +66,22 @@ pub struct Server {
     feed: Mutex<std::collections::VecDeque<serde_json::Value>>,
 }
 
+/// A request body: its fields with their JSON text kept exactly (DESIGN §3: a number is
+/// read from its text, never through a float).
+type Body = std::collections::BTreeMap<String, Box<serde_json::value::RawValue>>;
+
+/// A value as a body field.
+fn raw(v: &serde_json::Value) -> Box<serde_json::value::RawValue> {
+    serde_json::value::to_raw_value(v).unwrap_or_else(|_| {
+        serde_json::value::to_raw_value(&serde_json::Value::Null).unwrap_or_default()
+    })
+}
+
+/// A body field's value, for comparisons (never used to rewrite a number).
+fn value(r: &serde_json::value::RawValue) -> serde_json::Value {
+    serde_json::from_str(r.get()).unwrap_or_default()
+}
+
 /// How many alerts the feed keeps.
 const FEED: usize = 10_000;
 
@@ -187,7 +203,7 @@ impl Server {
         &self,
         kind: &str,
         run_id: Option<&str>,
-        mut event: serde_json::Map<String, serde_json::Value>,
+        mut event: Body,
         mismatch: Option<serde_json::Value>,
     ) -> Response {
         if event.contains_key("type") {
@@ -201,8 +217,8 @@ impl Server {
         {
             return r.into_response();
         }
-        event.insert("type".into(), kind.into());
-        let text = serde_json::Value::Object(event).to_string();
+        event.insert("type".into(), raw(&kind.into()));
+        let text = serde_json::to_string(&event).unwrap_or_default();
         let line = self.requests.fetch_add(1, Ordering::SeqCst) + 1;
         // Judge under the lock, and queue the evidence before releasing it, so that the
         // writer receives every run's records in the order they were judged.
@@ -493,10 +509,10 @@ impl IntoResponse for Refusal {
 }
 
 /// A request body as a JSON object, or the 400 answer.
-fn parse_body(body: &[u8]) -> Result<serde_json::Map<String, serde_json::Value>, Refusal> {
-    match serde_json::from_slice(body) {
-        Ok(serde_json::Value::Object(map)) => Ok(map),
-        Ok(_) => Err(Refusal(
+fn parse_body(body: &[u8]) -> Result<Body, Refusal> {
+    match serde_json::from_slice::<Body>(body) {
+        Ok(map) => Ok(map),
+        Err(_) if serde_json::from_slice::<serde::de::IgnoredAny>(body).is_ok() => Err(Refusal(
             StatusCode::BAD_REQUEST,
             "the body must be a JSON object".into(),
         )),
@@ -508,20 +524,16 @@ fn parse_body(body: &[u8]) -> Result<serde_json::Map<String, serde_json::Value>,
 }
 
 /// Sets a field the path gives (DESIGN §6: a body that gives another value is 422).
-fn from_path(
-    event: &mut serde_json::Map<String, serde_json::Value>,
-    field: &str,
-    value: serde_json::Value,
-) -> Result<(), Refusal> {
-    if let Some(given) = event.get(field)
-        && *given != value
+fn from_path(event: &mut Body, field: &str, value: serde_json::Value) -> Result<(), Refusal> {
+    if let Some(given) = event.get(field).map(|r| self::value(r))
+        && given != value
     {
         return Err(Refusal(
             StatusCode::UNPROCESSABLE_ENTITY,
             format!("the body's `{field}` {given} is not the path's {value}"),
         ));
     }
-    event.insert(field.to_string(), value);
+    event.insert(field.to_string(), raw(&value));
     Ok(())
 }
 
@@ -543,16 +555,12 @@ fn authenticate<'a>(
 
 /// Replaces what a body says of who is asking with the token's principal; returns what
 /// the body claimed that differs, for the evidence.
-fn impose(
-    event: &mut serde_json::Map<String, serde_json::Value>,
-    who: &Principal,
-    fields: &[&str],
-) -> Option<serde_json::Value> {
+fn impose(event: &mut Body, who: &Principal, fields: &[&str]) -> Option<serde_json::Value> {
     let mut claimed = serde_json::Map::new();
     let actor = serde_json::Value::from(who.actor.clone());
     let roles = serde_json::Value::from(who.roles.clone());
     for field in fields {
-        let Some(value) = event.remove(*field) else {
+        let Some(value) = event.remove(*field).map(|r| self::value(&r)) else {
             continue;
         };
         let differs = match *field {
@@ -564,10 +572,13 @@ fn impose(
             claimed.insert((*field).to_string(), value);
         }
     }
-    event.insert("actor".into(), actor.clone());
+    event.insert("actor".into(), raw(&actor));
     if fields.contains(&"roles") {
-        event.insert("roles".into(), roles.clone());
-        event.insert("approvals".into(), serde_json::Value::Array(Vec::new()));
+        event.insert("roles".into(), raw(&roles));
+        event.insert(
+            "approvals".into(),
+            raw(&serde_json::Value::Array(Vec::new())),
+        );
     }
     (!claimed.is_empty())
         .then(|| serde_json::json!({"claimed": claimed, "actor": actor, "roles": roles}))
@@ -578,7 +589,7 @@ fn authenticated(
     s: &Server,
     headers: &axum::http::HeaderMap,
     body: &[u8],
-) -> Result<(Principal, serde_json::Map<String, serde_json::Value>), Refusal> {
+) -> Result<(Principal, Body), Refusal> {
     let who = authenticate(s, headers)?.clone();
     Ok((who, parse_body(body)?))
 }

@@ -573,3 +573,27 @@ fn deploys_by_put_need_an_admin_token_and_a_replaced_file_is_deployed_too() {
         .collect();
     assert_eq!(actors, ["ops@example.com", "local-file"]);
 }
+
+#[test]
+fn numbers_in_request_bodies_are_read_from_their_text_never_through_a_float() {
+    let tmp = tempfile::tempdir().unwrap();
+    let served = Served::start(tmp.path(), "file:ev");
+    served.post(
+        "/v1/runs",
+        r#"{"run_id":"n","ts":"2026-01-20T10:00:00Z","tenant":"t"}"#,
+    );
+    // 17 significant digits: an f64 would change the last ones.
+    let (status, text) = served.post(
+        "/v1/runs/n/steps",
+        r#"{"ts":"2026-01-20T10:00:01Z","cost":12345678.123456789,"latency_ms":0.000001}"#,
+    );
+    assert_eq!(status, 200, "{text}");
+    let (_, evidence) = served.get("/v1/runs/n/evidence");
+    let step = evidence
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .find(|r| r["kind"] == "decision" && r["seq"] == 2)
+        .unwrap();
+    assert_eq!(step["body"]["input"]["cost"], "12345678.123456789");
+    assert_eq!(served.stop(), Some(0));
+}
