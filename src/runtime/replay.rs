@@ -80,6 +80,20 @@ impl Replay {
         }
     }
 
+    /// A channel of an artifact this replay loaded, by the artifact's id and the name.
+    pub fn channel(
+        &self,
+        artifact: &str,
+        name: &str,
+    ) -> Option<crate::compile::bytecode::ChannelDesc> {
+        self.engines
+            .iter()
+            .filter(|e| e.artifact().id == artifact)
+            .flat_map(|e| e.artifact().body.program.channels.iter())
+            .find(|c| c.name == name)
+            .cloned()
+    }
+
     /// The engine of the artifact deployed last.
     pub fn current_engine(&self) -> Option<&Engine> {
         self.engine()

@@ -9,6 +9,7 @@
 //! must not run inside the async runtime.
 
 mod auth;
+pub mod delivery;
 mod metrics;
 
 pub use auth::{Principal, Tokens};
@@ -54,6 +55,12 @@ enum Job {
     },
 }
 
+/// The threads a server runs besides its async runtime, joined when it stops.
+pub struct Threads {
+    writer: std::thread::JoinHandle<()>,
+    delivery: std::thread::JoinHandle<()>,
+}
+
 pub struct Server {
     replay: Mutex<Replay>,
     /// Requests so far: the "line" numbers of rejected inputs.
@@ -61,6 +68,8 @@ pub struct Server {
     writer: mpsc::Sender<Job>,
     metrics: Arc<Metrics>,
     tokens: Tokens,
+    /// Alerts for the delivery worker, sent once their evidence is durable.
+    deliver: mpsc::Sender<delivery::Delivery>,
     /// The most recent delivered alerts (newest last), for `GET /v1/alerts`: seeded from
     /// the store at start, then appended as decisions are answered.
     feed: Mutex<std::collections::VecDeque<serde_json::Value>>,
@@ -142,7 +151,8 @@ fn error(status: StatusCode, why: &str) -> Response {
 }
 
 impl Server {
-    pub fn new(options: Options) -> Result<(Arc<Server>, std::thread::JoinHandle<()>), String> {
+    /// The server, and its evidence writer and alert delivery threads.
+    pub fn new(options: Options) -> Result<(Arc<Server>, Threads), String> {
         let replay = Replay::with_engine(
             options.artifact,
             options.base_dir,
@@ -158,6 +168,20 @@ impl Server {
         let (tx, rx) = mpsc::channel();
         let metrics = Arc::new(Metrics::default());
         let writer_metrics = Arc::clone(&metrics);
+        let (deliver, deliveries) = mpsc::channel();
+        let recorder = tx.clone();
+        let delivery_thread = std::thread::Builder::new()
+            .name("lever-delivery".into())
+            .spawn(move || {
+                delivery::worker(deliveries, |record| {
+                    let (done, _) = oneshot::channel();
+                    let _ = recorder.send(Job::Commit {
+                        records: vec![record],
+                        done,
+                    });
+                })
+            })
+            .map_err(|e| e.to_string())?;
         let handle = std::thread::Builder::new()
             .name("lever-evidence".into())
             .spawn(move || writer(store, rx, writer_metrics))
@@ -168,9 +192,16 @@ impl Server {
             writer: tx,
             metrics,
             tokens: options.tokens,
+            deliver,
             feed: Mutex::new(feed),
         });
-        Ok((server, handle))
+        Ok((
+            server,
+            Threads {
+                writer: handle,
+                delivery: delivery_thread,
+            },
+        ))
     }
 
     pub fn router(self: &Arc<Self>) -> Router {
@@ -222,7 +253,7 @@ impl Server {
         let line = self.requests.fetch_add(1, Ordering::SeqCst) + 1;
         // Judge under the lock, and queue the evidence before releasing it, so that the
         // writer receives every run's records in the order they were judged.
-        let (decision, done) = {
+        let (decision, done, deliveries) = {
             let Ok(mut replay) = self.replay.lock() else {
                 return error(
                     StatusCode::INTERNAL_SERVER_ERROR,
@@ -232,6 +263,7 @@ impl Server {
             let Some(result) = replay.line(line, &text) else {
                 return error(StatusCode::BAD_REQUEST, "empty event");
             };
+            let deliveries = deliveries_of(&replay, &result.decision);
             let mut records = result.records;
             if let Some(claimed) = mismatch {
                 let d = &result.decision;
@@ -253,7 +285,7 @@ impl Server {
                     "the evidence writer stopped",
                 );
             }
-            (result.decision, rx)
+            (result.decision, rx, deliveries)
         };
         match done.await {
             Ok(Ok(())) => {}
@@ -272,6 +304,9 @@ impl Server {
         }
         self.metrics.decision(&decision);
         self.remember_alerts(&decision);
+        for d in deliveries {
+            let _ = self.deliver.send(d);
+        }
         let mut decision = decision;
         decision.line = None;
         let status = if decision.action == Action::Rejected {
@@ -395,6 +430,51 @@ async fn alerts(
         serde_json::json!({ "channel": channel, "alerts": list }).to_string(),
     )
         .into_response()
+}
+
+/// The webhook and Slack alerts of a decision, with their channels and payloads.
+fn deliveries_of(
+    replay: &Replay,
+    d: &crate::runtime::decision::Decision,
+) -> Vec<delivery::Delivery> {
+    let (Some(run), Some(seq), Some(artifact)) =
+        (d.run_id.as_deref(), d.seq, d.artifact.as_deref())
+    else {
+        return Vec::new();
+    };
+    d.alerts
+        .iter()
+        .filter(|a| !a.suppressed && a.channel != "ui")
+        .filter_map(|a| {
+            let channel = replay.channel(artifact, &a.channel)?;
+            if channel.kind == crate::syntax::ast::ChannelKind::Email {
+                return None; // email delivery is not supported yet (docs/server.md)
+            }
+            let signal = d.signals.iter().find(|s| {
+                s.kind == a.kind
+                    && s.policy == a.policy
+                    && s.limit.as_deref() == Some(a.limit.as_str())
+            });
+            let payload = serde_json::json!({
+                "run_id": run,
+                "seq": seq,
+                "ts": d.ts.map(crate::runtime::format::timestamp),
+                "artifact": artifact,
+                "policy": a.policy,
+                "version": signal.map(|s| s.version),
+                "limit": a.limit,
+                "kind": a.kind,
+                "channel": a.channel,
+                "observed": signal.and_then(|s| s.observed.clone()),
+                "limit_value": signal.and_then(|s| s.limit_value.clone()),
+            });
+            Some(delivery::Delivery {
+                channel,
+                payload,
+                artifact: artifact.to_string(),
+            })
+        })
+        .collect()
 }
 
 /// The time now, in the nanoseconds of event timestamps: deploys are server events.
@@ -765,7 +845,7 @@ pub fn serve(options: Options, listen: &str) -> Result<(), String> {
         .build()
         .map_err(|e| e.to_string())?;
     let watched = options.watch.clone();
-    let (server, writer) = Server::new(options)?;
+    let (server, threads) = Server::new(options)?;
     if let Some(path) = watched {
         let weak = Arc::downgrade(&server);
         std::thread::Builder::new()
@@ -784,9 +864,15 @@ pub fn serve(options: Options, listen: &str) -> Result<(), String> {
             .await
             .map_err(|e| e.to_string())
     })?;
-    // Every request has answered; closing the channel lets the writer finish and exit.
+    // Every request has answered. Dropping the server closes the delivery queue; the
+    // delivery worker finishes, and then the writer, once its last sender is gone.
     drop(server);
-    writer
+    threads
+        .delivery
+        .join()
+        .map_err(|_| "the delivery worker panicked".to_string())?;
+    threads
+        .writer
         .join()
         .map_err(|_| "the evidence writer panicked".to_string())
 }

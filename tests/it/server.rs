@@ -30,9 +30,14 @@ impl Served {
 
     /// `lever serve ARGS --listen 127.0.0.1:0` in `dir`, once it is listening.
     fn launch(dir: &std::path::Path, args: &[&str]) -> Served {
+        Served::launch_env(dir, args, &[])
+    }
+
+    fn launch_env(dir: &std::path::Path, args: &[&str], envs: &[(&str, String)]) -> Served {
         let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_lever"))
             .arg("serve")
             .args(args)
+            .envs(envs.iter().map(|(k, v)| (*k, v.as_str())))
             .args(["--listen", "127.0.0.1:0"])
             .env("LEVER_TEST_TOKEN_DAVE", "dave-token-0123456789")
             .current_dir(dir)
@@ -596,4 +601,167 @@ fn numbers_in_request_bodies_are_read_from_their_text_never_through_a_float() {
         .unwrap();
     assert_eq!(step["body"]["input"]["cost"], "12345678.123456789");
     assert_eq!(served.stop(), Some(0));
+}
+
+/// What a receiver saw: each request's path, headers and body.
+type Seen = std::sync::Arc<std::sync::Mutex<Vec<(String, String, String)>>>;
+
+/// A local HTTP receiver: records each request (path, headers, body) and answers 500 to
+/// the first `fail_first` requests on `/hook`, 200 to the rest.
+fn receiver(fail_first: usize) -> (u16, Seen) {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let seen: Seen = Default::default();
+    let log = seen.clone();
+    std::thread::spawn(move || {
+        let mut hooks = 0;
+        for stream in listener.incoming() {
+            let mut stream = stream.unwrap();
+            let mut reader = BufReader::new(stream.try_clone().unwrap());
+            let mut request_line = String::new();
+            reader.read_line(&mut request_line).unwrap();
+            let path = request_line
+                .split_whitespace()
+                .nth(1)
+                .unwrap_or("")
+                .to_string();
+            let mut headers = String::new();
+            let mut length = 0;
+            loop {
+                let mut line = String::new();
+                reader.read_line(&mut line).unwrap();
+                if line == "\r\n" || line.is_empty() {
+                    break;
+                }
+                if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                    length = v.trim().parse().unwrap();
+                }
+                headers.push_str(&line);
+            }
+            let mut body = vec![0; length];
+            reader.read_exact(&mut body).unwrap();
+            let status = if path == "/hook" {
+                hooks += 1;
+                if hooks <= fail_first { 500 } else { 200 }
+            } else {
+                200
+            };
+            log.lock()
+                .unwrap()
+                .push((path, headers, String::from_utf8(body).unwrap()));
+            let _ = write!(
+                stream,
+                "HTTP/1.1 {status} X\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
+            );
+        }
+    });
+    (port, seen)
+}
+
+#[test]
+fn alerts_are_delivered_to_webhooks_signed_and_to_slack_with_retries_recorded() {
+    use hmac::Mac;
+    let (port, seen) = receiver(1);
+    let tmp = tempfile::tempdir().unwrap();
+    let examples = super::root().join("examples");
+    let served = Served::launch_env(
+        tmp.path(),
+        &[
+            "--artifact",
+            examples.to_str().unwrap(),
+            "--evidence",
+            "file:ev",
+        ],
+        &[
+            ("OPS_WEBHOOK_URL", format!("http://127.0.0.1:{port}/hook")),
+            ("OPS_WEBHOOK_SECRET", "s3cret-webhook-key".to_string()),
+            ("SLACK_LLMOPS_URL", format!("http://127.0.0.1:{port}/slack")),
+        ],
+    );
+    for (path, body) in requests() {
+        assert_eq!(served.post(&path, &body).0, 200);
+    }
+    // The first webhook attempt gets a 500; the retry, half a second later, a 200.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let hooks = seen
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(p, _, _)| p == "/hook")
+            .count();
+        if hooks >= 2 {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "no retry arrived");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    assert_eq!(served.stop(), Some(0));
+    let requests = seen.lock().unwrap().clone();
+    let hooks: Vec<_> = requests.iter().filter(|(p, _, _)| p == "/hook").collect();
+    for (_, headers, body) in &hooks {
+        let sig = headers
+            .lines()
+            .find_map(|l| {
+                l.to_ascii_lowercase()
+                    .strip_prefix("lever-signature:")
+                    .map(|v| v.trim().to_string())
+            })
+            .expect("a signature header");
+        let t = sig
+            .split(',')
+            .next()
+            .unwrap()
+            .strip_prefix("t=")
+            .unwrap()
+            .to_string();
+        let v1 = sig
+            .split(',')
+            .nth(1)
+            .unwrap()
+            .strip_prefix("v1=")
+            .unwrap()
+            .to_string();
+        let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(b"s3cret-webhook-key").unwrap();
+        mac.update(format!("{t}.{body}").as_bytes());
+        let want: String = mac
+            .finalize()
+            .into_bytes()
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        assert_eq!(v1, want, "the signature verifies");
+        let alert: serde_json::Value = serde_json::from_str(body).unwrap();
+        assert_eq!(alert["channel"], "ops");
+        assert_eq!(alert["run_id"], "support-42");
+    }
+    let slack: Vec<_> = requests.iter().filter(|(p, _, _)| p == "/slack").collect();
+    assert!(!slack.is_empty());
+    let text: serde_json::Value = serde_json::from_str(&slack[0].2).unwrap();
+    assert!(
+        text["text"]
+            .as_str()
+            .unwrap()
+            .starts_with("Lever: NEAR of `std.llm.cost`"),
+        "{text}"
+    );
+
+    // Every attempt is in the evidence, the failed one with its status.
+    let mut store = lever::evidence::file::FileStore::open(&tmp.path().join("ev")).unwrap();
+    let attempts: Vec<serde_json::Value> =
+        lever::evidence::EvidenceStore::read_chain(&mut store, &lever::evidence::ChainId::Store)
+            .unwrap()
+            .into_iter()
+            .filter(|s| {
+                s.record.kind == lever::evidence::RecordKind::AlertDelivery
+                    && s.record.body["channel"] == "ops"
+            })
+            .map(|s| s.record.body)
+            .collect();
+    assert_eq!(attempts[0]["attempt"], 1);
+    assert_eq!(attempts[0]["delivered"], false);
+    assert_eq!(attempts[0]["error"], "HTTP 500");
+    assert_eq!(attempts[1]["attempt"], 2);
+    assert_eq!(attempts[1]["delivered"], true);
 }

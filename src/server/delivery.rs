@@ -1,0 +1,158 @@
+//! The alert delivery worker (DESIGN §8): `webhook` (JSON POST, signed) and `slack`
+//! (incoming-webhook JSON), on a thread of its own, so that a dead channel never slows
+//! evaluation. Alerts reach it only after their evidence is durable (the alert records are
+//! the outbox). Each attempt is recorded as an `alert_delivery` record in the store chain;
+//! a failed attempt is retried with exponential backoff (0.5 s doubling, at most 30 s
+//! apart) up to [`ATTEMPTS`] times.
+//!
+//! Webhook signature: `Lever-Signature: t=<unix seconds>,v1=<hex HMAC-SHA256(secret,
+//! "<t>.<body>")>`, the secret being the channel's `secret` argument.
+
+use crate::check::hir::ArgValue;
+use crate::compile::bytecode::ChannelDesc;
+use crate::evidence::{Record, RecordKind};
+use crate::syntax::ast::ChannelKind;
+use hmac::{Hmac, Mac};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+/// Attempts per alert.
+pub const ATTEMPTS: u32 = 6;
+
+/// One alert to deliver.
+#[derive(Debug, Clone)]
+pub struct Delivery {
+    pub channel: ChannelDesc,
+    /// What the receiver gets: the alert, its run, seq, time and artifact.
+    pub payload: serde_json::Value,
+    pub artifact: String,
+}
+
+/// A channel argument's value, `env("VAR")` resolved now.
+fn arg(channel: &ChannelDesc, name: &str) -> Result<String, String> {
+    match channel.args.iter().find(|(k, _)| k == name).map(|(_, v)| v) {
+        Some(ArgValue::Str(s)) => Ok(s.clone()),
+        Some(ArgValue::Env(var)) => std::env::var(var).map_err(|_| {
+            format!(
+                "channel `{}`: environment variable {var} is not set",
+                channel.name
+            )
+        }),
+        Some(ArgValue::List(_)) => Err(format!("channel `{}`: `{name}` is a list", channel.name)),
+        None => Err(format!("channel `{}` has no `{name}`", channel.name)),
+    }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    crate::evidence::chain::hex(bytes)
+}
+
+/// The `Lever-Signature` header value of a body.
+pub fn signature(secret: &str, t: u64, body: &str) -> String {
+    let mut mac = match Hmac::<sha2::Sha256>::new_from_slice(secret.as_bytes()) {
+        Ok(m) => m,
+        Err(_) => return String::new(),
+    };
+    mac.update(format!("{t}.{body}").as_bytes());
+    format!("t={t},v1={}", hex(&mac.finalize().into_bytes()))
+}
+
+/// One attempt: `Ok(status)` for a 2xx answer, `Err` with why otherwise. A `permanent`
+/// error (a missing argument) is not retried.
+fn attempt(agent: &ureq::Agent, d: &Delivery) -> Result<u16, (String, bool)> {
+    let url = arg(&d.channel, "url").map_err(|e| (e, true))?;
+    let body = match d.channel.kind {
+        ChannelKind::Webhook => d.payload.to_string(),
+        ChannelKind::Slack => {
+            let p = &d.payload;
+            let text = format!(
+                "Lever: {} of `{}` ({} v{}) in run `{}` at seq {}: observed {} of {}",
+                p["kind"].as_str().unwrap_or("").to_uppercase(),
+                p["limit"].as_str().unwrap_or(""),
+                p["policy"].as_str().unwrap_or(""),
+                p["version"],
+                p["run_id"].as_str().unwrap_or(""),
+                p["seq"],
+                p["observed"].as_str().unwrap_or("?"),
+                p["limit_value"].as_str().unwrap_or("?"),
+            );
+            serde_json::json!({ "text": text }).to_string()
+        }
+        ChannelKind::Email => return Err(("email delivery is not supported yet".into(), true)),
+    };
+    let mut req = agent.post(&url).header("content-type", "application/json");
+    if d.channel.kind == ChannelKind::Webhook {
+        let secret = arg(&d.channel, "secret").map_err(|e| (e, true))?;
+        let t = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        req = req.header("lever-signature", &signature(&secret, t, &body));
+    }
+    match req.send(body.as_str()) {
+        Ok(r) if r.status().is_success() => Ok(r.status().as_u16()),
+        Ok(r) => Err((format!("HTTP {}", r.status().as_u16()), false)),
+        Err(e) => Err((e.to_string(), false)),
+    }
+}
+
+/// Runs until every sender is gone and nothing is left to retry. `record` stores an
+/// attempt's record (without waiting for it).
+pub fn worker(jobs: mpsc::Receiver<Delivery>, record: impl Fn(Record)) {
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .timeout_global(Some(Duration::from_secs(5)))
+        .http_status_as_error(false)
+        .build()
+        .into();
+    // (due, attempt number, delivery)
+    let mut queue: Vec<(Instant, u32, Delivery)> = Vec::new();
+    // Retries still waiting when the server stops are dropped: their alerts stay in the
+    // evidence, with every attempt made so far.
+    let mut open = true;
+    while open {
+        let wait = queue
+            .iter()
+            .map(|(due, _, _)| due.saturating_duration_since(Instant::now()))
+            .min()
+            .unwrap_or(Duration::from_secs(3600));
+        match jobs.recv_timeout(wait) {
+            Ok(d) => queue.push((Instant::now(), 1, d)),
+            Err(mpsc::RecvTimeoutError::Timeout) => {}
+            Err(mpsc::RecvTimeoutError::Disconnected) => open = false,
+        }
+        let now = Instant::now();
+        let (due, later): (Vec<_>, Vec<_>) = queue.drain(..).partition(|(at, _, _)| *at <= now);
+        queue = later;
+        for (_, n, d) in due {
+            let result = attempt(&agent, &d);
+            let mut body = d.payload.clone();
+            if let Some(map) = body.as_object_mut() {
+                map.insert("attempt".into(), n.into());
+                map.insert("delivered".into(), result.is_ok().into());
+                match &result {
+                    Ok(status) => map.insert("status".into(), (*status).into()),
+                    Err((why, _)) => map.insert("error".into(), why.clone().into()),
+                };
+                map.insert(
+                    "at".into(),
+                    crate::runtime::format::timestamp(super::now_ns()).into(),
+                );
+            }
+            record(Record {
+                kind: RecordKind::AlertDelivery,
+                artifact: d.artifact.clone(),
+                run_id: None,
+                seq: 0,
+                index: n,
+                body,
+            });
+            if let Err((_, permanent)) = result
+                && !permanent
+                && n < ATTEMPTS
+            {
+                let backoff =
+                    Duration::from_millis(500 << (n - 1).min(6)).min(Duration::from_secs(30));
+                queue.push((Instant::now() + backoff, n + 1, d));
+            }
+        }
+    }
+}
