@@ -257,13 +257,7 @@ pub fn main() -> ExitCode {
             };
             // A single artifact file is watched: replacing it deploys it.
             let watch_path = match artifact.as_slice() {
-                [one]
-                    if one.is_file()
-                        && std::fs::read(one)
-                            .is_ok_and(|b| b.starts_with(compile::artifact::MAGIC)) =>
-                {
-                    Some(one.clone())
-                }
+                [one] if crate::cli_run::is_artifact_file(one) => Some(one.clone()),
                 _ => None,
             };
             let artifact = match crate::cli_run::artifact_for(&artifact) {

@@ -24,7 +24,7 @@ use std::sync::Arc;
 /// Lines per batch of the dry pass's comparison with the store.
 const BATCH_LINES: usize = 1024;
 
-fn is_artifact_file(path: &Path) -> bool {
+pub(crate) fn is_artifact_file(path: &Path) -> bool {
     let mut head = [0u8; 8];
     path.is_file()
         && std::fs::File::open(path)

@@ -217,42 +217,13 @@ impl Head {
     }
 }
 
-/// Each record's canonical bytes and their hash: the costly part of a group commit, and
-/// independent per record, so a large batch is encoded on every core.
-fn encode(records: &[(&Record, [u8; 32])]) -> Vec<(Vec<u8>, [u8; 32])> {
-    let one = |(r, _): &(&Record, [u8; 32])| {
-        let canonical = r.canonical_bytes();
-        let content = *blake3::hash(&canonical).as_bytes();
-        (canonical, content)
-    };
-    let threads = std::thread::available_parallelism().map_or(1, usize::from);
-    if records.len() < 256 || threads < 2 {
-        return records.iter().map(one).collect();
-    }
-    let chunk = records.len().div_ceil(threads);
-    std::thread::scope(|scope| {
-        let handles: Vec<_> = records
-            .chunks(chunk)
-            .map(|part| scope.spawn(move || part.iter().map(one).collect::<Vec<_>>()))
-            .collect();
-        // A chunk whose thread failed is encoded again here, so nothing is lost.
-        handles
-            .into_iter()
-            .zip(records.chunks(chunk))
-            .flat_map(|(h, part)| h.join().unwrap_or_else(|_| part.iter().map(one).collect()))
-            .collect()
-    })
-}
-
 /// Links records onto chain heads (the heads are updated as records are linked).
 pub fn link<'a>(
     heads: &mut HashMap<ChainId, Head>,
     records: impl IntoIterator<Item = (&'a Record, [u8; 32])>,
 ) -> Result<Vec<Linked<'a>>, StoreError> {
-    let records: Vec<(&Record, [u8; 32])> = records.into_iter().collect();
-    let encoded = encode(&records);
-    let mut out = Vec::with_capacity(records.len());
-    for ((record, id), (canonical, content)) in records.into_iter().zip(encoded) {
+    let mut out = Vec::new();
+    for (record, id) in records {
         let chain = record.chain();
         let head = heads.entry(chain).or_insert(Head::EMPTY);
         if head.closed {
@@ -260,6 +231,8 @@ pub fn link<'a>(
                 record.run_id.clone().unwrap_or_default(),
             ));
         }
+        let canonical = record.canonical_bytes();
+        let content = *blake3::hash(&canonical).as_bytes();
         let linked = Linked {
             record,
             id,

@@ -236,6 +236,13 @@ pub trait EvidenceStore: Send {
     fn read_all(&mut self) -> Result<Vec<Stored>, StoreError>;
     /// One chain's records in order, as stored.
     fn read_chain(&mut self, chain: &ChainId) -> Result<Vec<Stored>, StoreError>;
+    /// The newest `limit` records of a kind, oldest first (the alert outbox, say).
+    fn read_recent(&mut self, kind: RecordKind, limit: usize) -> Result<Vec<Stored>, StoreError> {
+        let mut all = self.read_all()?;
+        all.retain(|s| s.record.kind == kind);
+        let skip = all.len().saturating_sub(limit);
+        Ok(all.split_off(skip))
+    }
 }
 
 /// Opens a store for an audit: a file store read-only (nothing created, nothing cut); a

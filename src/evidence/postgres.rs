@@ -12,7 +12,7 @@
 //! one more costs about a third of the write throughput.
 
 use super::chain::{self, ChainId, Head, Stored};
-use super::{EvidenceStore, Record, RecordKey, StoreError};
+use super::{EvidenceStore, Record, RecordKey, RecordKind, StoreError};
 use postgres::binary_copy::BinaryCopyInWriter;
 use postgres::types::Type;
 use postgres::{Client, NoTls, Transaction};
@@ -43,7 +43,7 @@ CREATE TABLE {s}.records (
     stored_at timestamptz NOT NULL DEFAULT now(),
     PRIMARY KEY (chain, n)
 );
-CREATE INDEX records_alert_outbox ON {s}.records (stored_at, id) WHERE kind = 'alert';
+CREATE INDEX records_alert_outbox ON {s}.records (stored_at, chain, n) WHERE kind = 'alert';
 CREATE TRIGGER records_append_only BEFORE UPDATE OR DELETE ON {s}.records
     FOR EACH ROW EXECUTE FUNCTION {s}.refuse_change();
 CREATE TRIGGER records_no_truncate BEFORE TRUNCATE ON {s}.records
@@ -487,6 +487,28 @@ impl EvidenceStore for PgStore {
             )
             .map_err(|e| self.db(error_text(&e)))?;
         PgStore::rows_to_stored(&rows).map_err(|e| self.db(e))
+    }
+
+    /// Served by the partial index of the alert outbox for `alert` records.
+    fn read_recent(&mut self, kind: RecordKind, limit: usize) -> Result<Vec<Stored>, StoreError> {
+        let s = self.schema.clone();
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        // The kind is one of our own names, written into the query so that the planner
+        // can use the partial index.
+        let rows = self
+            .client
+            .query(
+                &format!(
+                    "SELECT n, prev, hash, record FROM {s}.records WHERE kind = '{}'
+                     ORDER BY stored_at DESC, chain DESC, n DESC LIMIT $1",
+                    kind.name()
+                ),
+                &[&limit],
+            )
+            .map_err(|e| self.db(error_text(&e)))?;
+        let mut recent = PgStore::rows_to_stored(&rows).map_err(|e| self.db(e))?;
+        recent.reverse();
+        Ok(recent)
     }
 
     fn read_chain(&mut self, chain: &ChainId) -> Result<Vec<Stored>, StoreError> {

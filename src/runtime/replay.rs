@@ -96,15 +96,11 @@ impl Replay {
 
     /// The engine of the artifact deployed last.
     pub fn current_engine(&self) -> Option<&Engine> {
-        self.engine()
-    }
-
-    fn engine(&self) -> Option<&Engine> {
         self.engines.get(self.current)
     }
 
     fn current_id(&self) -> String {
-        self.engine()
+        self.current_engine()
             .map(|e| e.artifact().id.clone())
             .unwrap_or_default()
     }
@@ -143,7 +139,7 @@ impl Replay {
             self.runs
                 .get(run_id)
                 .and_then(|held| self.engines.get(held.engine))
-                .or_else(|| self.engine())
+                .or_else(|| self.current_engine())
                 .map_or(&[], |e| &e.artifact().body.program.signals)
         };
         let parsed = event::parse(text, &signals);
@@ -445,12 +441,14 @@ impl Replay {
                 serde_json::to_value(s).unwrap_or_default(),
             ));
         }
+        // An alert record is the outbox entry: the alert as printed, and when it was raised.
+        let ts = serde_json::Value::from(d.ts.map(super::format::timestamp));
         for (i, a) in d.alerts.iter().enumerate() {
-            out.push(record(
-                RecordKind::Alert,
-                i,
-                serde_json::to_value(a).unwrap_or_default(),
-            ));
+            let mut body = serde_json::to_value(a).unwrap_or_default();
+            if let Some(map) = body.as_object_mut() {
+                map.insert("ts".into(), ts.clone());
+            }
+            out.push(record(RecordKind::Alert, i, body));
         }
         for (i, inc) in outcome.incidents.iter().enumerate() {
             out.push(record(

@@ -3,16 +3,14 @@
 use crate::runtime::decision::{Action, Decision};
 use std::sync::atomic::{AtomicU64, Ordering};
 
-const ACTIONS: [&str; 7] = [
-    "continue", "pause", "stop", "kill", "refused", "rejected", "other",
-];
-const SIGNALS: [&str; 5] = ["near", "breach", "error", "conflict", "other"];
+const ACTIONS: [&str; 6] = ["continue", "pause", "stop", "kill", "refused", "rejected"];
+const SIGNALS: [&str; 4] = ["near", "breach", "error", "conflict"];
 
 #[derive(Debug, Default)]
 pub struct Metrics {
     steps: AtomicU64,
-    decisions: [AtomicU64; 7],
-    signals: [AtomicU64; 5],
+    decisions: [AtomicU64; 6],
+    signals: [AtomicU64; 4],
     commits: AtomicU64,
     commit_failures: AtomicU64,
     commit_micros: AtomicU64,
@@ -38,11 +36,11 @@ impl Metrics {
             c.fetch_add(1, Ordering::Relaxed);
         }
         for s in &d.signals {
-            let i = SIGNALS
+            let counter = SIGNALS
                 .iter()
                 .position(|k| *k == s.kind)
-                .unwrap_or(SIGNALS.len() - 1);
-            if let Some(c) = self.signals.get(i) {
+                .and_then(|i| self.signals.get(i));
+            if let Some(c) = counter {
                 c.fetch_add(1, Ordering::Relaxed);
             }
         }
@@ -64,12 +62,10 @@ impl Metrics {
         out.push_str(&format!("lever_steps_total {}\n", get(&self.steps)));
         out.push_str("# HELP lever_decisions_total Decisions answered, by action.\n# TYPE lever_decisions_total counter\n");
         for (name, c) in ACTIONS.iter().zip(&self.decisions) {
-            if *name != "other" {
-                out.push_str(&format!(
-                    "lever_decisions_total{{action=\"{name}\"}} {}\n",
-                    get(c)
-                ));
-            }
+            out.push_str(&format!(
+                "lever_decisions_total{{action=\"{name}\"}} {}\n",
+                get(c)
+            ));
         }
         out.push_str("# HELP lever_signals_total Signals emitted, by kind.\n# TYPE lever_signals_total counter\n");
         for (name, c) in SIGNALS.iter().zip(&self.signals) {

@@ -345,30 +345,16 @@ fn feed_entry(
 fn seed_feed(
     store: &mut dyn crate::evidence::EvidenceStore,
 ) -> Result<std::collections::VecDeque<serde_json::Value>, crate::evidence::StoreError> {
-    let mut feed = std::collections::VecDeque::new();
-    for s in store.read_all()? {
-        let r = &s.record;
-        if r.kind != RecordKind::Decision {
-            continue;
-        }
-        let (Some(run), Some(alerts)) = (
-            r.run_id.as_deref(),
-            r.body.get("alerts").and_then(|a| a.as_array()),
-        ) else {
-            continue;
-        };
-        let ts = r.body.get("ts").cloned().unwrap_or_default();
-        for a in alerts
-            .iter()
-            .filter(|a| a.get("suppressed") != Some(&serde_json::Value::Bool(true)))
-        {
-            feed.push_back(feed_entry(run, r.seq, &ts, a));
-            if feed.len() > FEED {
-                feed.pop_front();
-            }
-        }
-    }
-    Ok(feed)
+    Ok(store
+        .read_recent(RecordKind::Alert, FEED)?
+        .iter()
+        .filter(|s| s.record.body.get("suppressed") != Some(&serde_json::Value::Bool(true)))
+        .filter_map(|s| {
+            let r = &s.record;
+            let ts = r.body.get("ts").cloned().unwrap_or_default();
+            Some(feed_entry(r.run_id.as_deref()?, r.seq, &ts, &r.body))
+        })
+        .collect())
 }
 
 impl Server {
@@ -490,7 +476,7 @@ impl Server {
     /// record's body (`from`, `to`, `actor`, `ts`).
     fn deploy(&self, artifact: Artifact, actor: &str) -> Result<serde_json::Value, Refusal> {
         let refuse = |status, why: String| Refusal(status, why);
-        let (result, done) = {
+        let (deployed, done) = {
             let mut replay = self.replay.lock().map_err(|_| {
                 refuse(
                     StatusCode::INTERNAL_SERVER_ERROR,
@@ -500,9 +486,15 @@ impl Server {
             let result = replay
                 .deploy_artifact(artifact, now_ns(), actor)
                 .map_err(|why| refuse(StatusCode::UNPROCESSABLE_ENTITY, why))?;
+            let deployed = result
+                .records
+                .iter()
+                .find(|r| r.kind == RecordKind::Deploy)
+                .map(|r| r.body.clone())
+                .unwrap_or_default();
             let (tx, rx) = oneshot::channel();
             let job = Job::Commit {
-                records: result.records.clone(),
+                records: result.records,
                 done: tx,
             };
             self.writer.send(job).map_err(|_| {
@@ -511,7 +503,7 @@ impl Server {
                     "the evidence writer stopped".into(),
                 )
             })?;
-            (result, rx)
+            (deployed, rx)
         };
         match done.blocking_recv() {
             Ok(Ok(())) => {}
@@ -523,12 +515,7 @@ impl Server {
                 ));
             }
         }
-        Ok(result
-            .records
-            .iter()
-            .find(|r| r.kind == RecordKind::Deploy)
-            .map(|r| r.body.clone())
-            .unwrap_or_default())
+        Ok(deployed)
     }
 }
 
