@@ -239,14 +239,14 @@ pub fn main() -> ExitCode {
             engine,
             config,
         } => {
-            let tokens = match &config {
-                None => crate::server::Tokens::default(),
+            let config = match &config {
+                None => crate::server::Config::default(),
                 Some(path) => {
                     let text = match std::fs::read_to_string(path) {
                         Ok(t) => t,
                         Err(e) => return io_error(format!("{}: {e}", path.display())),
                     };
-                    match crate::server::Tokens::from_toml(&text, &path.display().to_string()) {
+                    match crate::server::Config::from_toml(&text, &path.display().to_string()) {
                         Ok(t) => t,
                         Err(e) => {
                             eprintln!("error: {e}");
@@ -269,7 +269,7 @@ pub fn main() -> ExitCode {
                 evidence,
                 engine: engine.into(),
                 base_dir: PathBuf::from("."),
-                tokens,
+                config,
                 watch: watch_path,
             };
             match crate::server::serve(options, &listen) {

@@ -15,7 +15,7 @@ use subtle::ConstantTimeEq;
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct TokenEntry {
+pub(super) struct TokenEntry {
     token: Option<String>,
     token_env: Option<String>,
     actor: String,
@@ -23,13 +23,6 @@ struct TokenEntry {
     roles: Vec<String>,
     #[serde(default)]
     admin: bool,
-}
-
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct ConfigFile {
-    #[serde(default)]
-    tokens: Vec<TokenEntry>,
 }
 
 /// Who a request is.
@@ -47,11 +40,10 @@ pub struct Tokens {
 }
 
 impl Tokens {
-    /// Reads a config file; a token given by `token_env` must be set and non-empty.
-    pub fn from_toml(text: &str, origin: &str) -> Result<Tokens, String> {
-        let file: ConfigFile = toml::from_str(text).map_err(|e| format!("{origin}: {e}"))?;
+    /// The `[[tokens]]` of a config file; a token given by `token_env` must be set.
+    pub(super) fn from_entries(tokens: Vec<TokenEntry>, origin: &str) -> Result<Tokens, String> {
         let mut entries = Vec::new();
-        for (i, t) in file.tokens.into_iter().enumerate() {
+        for (i, t) in tokens.into_iter().enumerate() {
             let token = match (t.token, t.token_env) {
                 (Some(token), None) => token,
                 (None, Some(var)) => std::env::var(&var).map_err(|_| {
@@ -103,9 +95,13 @@ impl Tokens {
 mod tests {
     use super::*;
 
+    fn from_toml(text: &str, origin: &str) -> Result<Tokens, String> {
+        super::super::Config::from_toml(text, origin).map(|c| c.tokens)
+    }
+
     #[test]
     fn tokens_map_to_actors_and_bad_configs_say_why() {
-        let t = Tokens::from_toml(
+        let t = from_toml(
             "[[tokens]]\ntoken = \"0123456789abcdef\"\nactor = \"bob\"\nroles = [\"sre\"]\n",
             "c.toml",
         )
@@ -118,9 +114,9 @@ mod tests {
         assert!(t.principal(Some("Bearer 0123456789abcdeX")).is_none());
         assert!(t.principal(Some("0123456789abcdef")).is_none());
         assert!(t.principal(None).is_none());
-        let short = Tokens::from_toml("[[tokens]]\ntoken = \"x\"\nactor = \"a\"\n", "c.toml");
+        let short = from_toml("[[tokens]]\ntoken = \"x\"\nactor = \"a\"\n", "c.toml");
         assert!(short.unwrap_err().contains("at least 16"));
-        let unset = Tokens::from_toml(
+        let unset = from_toml(
             "[[tokens]]\ntoken_env = \"LEVER_TEST_SURELY_UNSET_VAR\"\nactor = \"a\"\n",
             "c.toml",
         );
@@ -129,7 +125,7 @@ mod tests {
                 .unwrap_err()
                 .contains("LEVER_TEST_SURELY_UNSET_VAR is not set")
         );
-        let unknown = Tokens::from_toml(
+        let unknown = from_toml(
             "[[tokens]]\ntoken = \"0123456789abcdef\"\nactor = \"a\"\nrole = \"x\"\n",
             "c.toml",
         );

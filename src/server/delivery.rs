@@ -1,5 +1,5 @@
-//! The alert delivery worker (DESIGN §8): `webhook` (JSON POST, signed) and `slack`
-//! (incoming-webhook JSON), on a thread of its own, so that a dead channel never slows
+//! The alert delivery worker (DESIGN §8): `webhook` (JSON POST, signed), `slack`
+//! (incoming-webhook JSON) and `email` (SMTP, see [`super::email`]), on a thread of its own, so that a dead channel never slows
 //! evaluation. Alerts reach it only after their evidence is durable (the alert records are
 //! the outbox). Each attempt is recorded as an `alert_delivery` record in the store chain;
 //! a failed attempt is retried with exponential backoff (0.5 s doubling, at most 30 s
@@ -8,6 +8,7 @@
 //! Webhook signature: `Lever-Signature: t=<unix seconds>,v1=<hex HMAC-SHA256(secret,
 //! "<t>.<body>")>`, the secret being the channel's `secret` argument.
 
+use super::email::SmtpRelay;
 use crate::check::hir::ArgValue;
 use crate::compile::bytecode::ChannelDesc;
 use crate::evidence::{Record, RecordKind};
@@ -57,29 +58,69 @@ pub fn signature(secret: &str, t: u64, body: &str) -> String {
     format!("t={t},v1={}", hex(&mac.finalize().into_bytes()))
 }
 
-/// One attempt: `Ok(status)` for a 2xx answer, `Err` with why otherwise. A `permanent`
-/// error (a missing argument) is not retried.
-fn attempt(agent: &ureq::Agent, d: &Delivery) -> Result<u16, (String, bool)> {
-    let url = arg(&d.channel, "url").map_err(|e| (e, true))?;
+/// The alert as one readable line (Slack's text, an email's first line).
+fn summary(p: &serde_json::Value) -> String {
+    format!(
+        "Lever: {} of `{}` ({} v{}) in run `{}` at seq {}: observed {} of {}",
+        p["kind"].as_str().unwrap_or("").to_uppercase(),
+        p["limit"].as_str().unwrap_or(""),
+        p["policy"].as_str().unwrap_or(""),
+        p["version"],
+        p["run_id"].as_str().unwrap_or(""),
+        p["seq"],
+        p["observed"].as_str().unwrap_or("?"),
+        p["limit_value"].as_str().unwrap_or("?"),
+    )
+}
+
+/// An email channel's message: its `subject` (or the alert's own), the summary line and
+/// the alert's fields.
+fn email(relay: Option<&SmtpRelay>, d: &Delivery) -> Result<u16, (String, bool)> {
+    let relay = relay.ok_or_else(|| ("no [smtp] relay is configured".to_string(), true))?;
+    let to: Vec<String> = match d.channel.args.iter().find(|(k, _)| k == "to") {
+        Some((_, ArgValue::List(list))) => list.clone(),
+        _ => {
+            return Err((
+                format!("channel `{}` has no `to` list", d.channel.name),
+                true,
+            ));
+        }
+    };
+    let from = match d.channel.args.iter().any(|(k, _)| k == "from") {
+        true => Some(arg(&d.channel, "from").map_err(|e| (e, true))?),
+        false => None,
+    };
+    let line = summary(&d.payload);
+    let subject = match d.channel.args.iter().any(|(k, _)| k == "subject") {
+        true => arg(&d.channel, "subject").map_err(|e| (e, true))?,
+        false => line.clone(),
+    };
+    let details = serde_json::to_string_pretty(&d.payload).unwrap_or_default();
+    super::email::send(
+        relay,
+        super::email::Email {
+            from: from.as_deref(),
+            to: &to,
+            subject: &subject,
+            // Mail lines end in CRLF (RFC 5322).
+            text: format!("{line}\n\n{details}\n").replace('\n', "\r\n"),
+        },
+    )
+}
+
+/// One attempt: `Ok(status)` for a 2xx answer (an email: the relay's reply code), `Err`
+/// with why otherwise. A `permanent` error (a missing argument) is not retried.
+fn attempt(
+    agent: &ureq::Agent,
+    relay: Option<&SmtpRelay>,
+    d: &Delivery,
+) -> Result<u16, (String, bool)> {
     let body = match d.channel.kind {
         ChannelKind::Webhook => d.payload.to_string(),
-        ChannelKind::Slack => {
-            let p = &d.payload;
-            let text = format!(
-                "Lever: {} of `{}` ({} v{}) in run `{}` at seq {}: observed {} of {}",
-                p["kind"].as_str().unwrap_or("").to_uppercase(),
-                p["limit"].as_str().unwrap_or(""),
-                p["policy"].as_str().unwrap_or(""),
-                p["version"],
-                p["run_id"].as_str().unwrap_or(""),
-                p["seq"],
-                p["observed"].as_str().unwrap_or("?"),
-                p["limit_value"].as_str().unwrap_or("?"),
-            );
-            serde_json::json!({ "text": text }).to_string()
-        }
-        ChannelKind::Email => return Err(("email delivery is not supported yet".into(), true)),
+        ChannelKind::Slack => serde_json::json!({ "text": summary(&d.payload) }).to_string(),
+        ChannelKind::Email => return email(relay, d),
     };
+    let url = arg(&d.channel, "url").map_err(|e| (e, true))?;
     let mut req = agent.post(&url).header("content-type", "application/json");
     if d.channel.kind == ChannelKind::Webhook {
         let secret = arg(&d.channel, "secret").map_err(|e| (e, true))?;
@@ -97,7 +138,12 @@ fn attempt(agent: &ureq::Agent, d: &Delivery) -> Result<u16, (String, bool)> {
 
 /// Runs until every sender is gone and nothing is left to retry. `record` stores an
 /// attempt's record (without waiting for it).
-pub fn worker(jobs: mpsc::Receiver<Delivery>, record: impl Fn(Record)) {
+pub fn worker(
+    jobs: mpsc::Receiver<Delivery>,
+    relay: Option<SmtpRelay>,
+    metrics: &super::Metrics,
+    record: impl Fn(Record),
+) {
     let agent: ureq::Agent = ureq::Agent::config_builder()
         .timeout_global(Some(Duration::from_secs(5)))
         .http_status_as_error(false)
@@ -123,7 +169,8 @@ pub fn worker(jobs: mpsc::Receiver<Delivery>, record: impl Fn(Record)) {
         let (due, later): (Vec<_>, Vec<_>) = queue.drain(..).partition(|(at, _, _)| *at <= now);
         queue = later;
         for (_, n, d) in due {
-            let result = attempt(&agent, &d);
+            let result = attempt(&agent, relay.as_ref(), &d);
+            metrics.delivery(d.channel.kind.name(), result.is_ok());
             let mut body = d.payload.clone();
             if let Some(map) = body.as_object_mut() {
                 map.insert("attempt".into(), n.into());

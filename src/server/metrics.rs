@@ -5,6 +5,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 const ACTIONS: [&str; 6] = ["continue", "pause", "stop", "kill", "refused", "rejected"];
 const SIGNALS: [&str; 4] = ["near", "breach", "error", "conflict"];
+const CHANNELS: [&str; 3] = ["webhook", "slack", "email"];
 
 #[derive(Debug, Default)]
 pub struct Metrics {
@@ -14,6 +15,8 @@ pub struct Metrics {
     commits: AtomicU64,
     commit_failures: AtomicU64,
     commit_micros: AtomicU64,
+    /// Delivery attempts by channel kind: delivered, then failed.
+    deliveries: [[AtomicU64; 2]; 3],
 }
 
 fn action_index(a: Action) -> usize {
@@ -55,6 +58,18 @@ impl Metrics {
         self.commit_micros.fetch_add(micros, Ordering::Relaxed);
     }
 
+    /// One delivery attempt to a channel of `kind` (`webhook`, `slack`, `email`).
+    pub fn delivery(&self, kind: &str, delivered: bool) {
+        let slot = CHANNELS
+            .iter()
+            .position(|k| *k == kind)
+            .and_then(|i| self.deliveries.get(i))
+            .and_then(|pair| pair.get(usize::from(!delivered)));
+        if let Some(c) = slot {
+            c.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
     pub fn render(&self) -> String {
         let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
         let mut out = String::new();
@@ -85,6 +100,15 @@ impl Metrics {
             "lever_store_commit_failures_total {}\n",
             get(&self.commit_failures)
         ));
+        out.push_str("# HELP lever_alert_deliveries_total Alert delivery attempts, by channel kind and result.\n# TYPE lever_alert_deliveries_total counter\n");
+        for (kind, pair) in CHANNELS.iter().zip(&self.deliveries) {
+            for (result, c) in ["delivered", "failed"].iter().zip(pair) {
+                out.push_str(&format!(
+                    "lever_alert_deliveries_total{{channel_kind=\"{kind}\",result=\"{result}\"}} {}\n",
+                    get(c)
+                ));
+            }
+        }
         out
     }
 }

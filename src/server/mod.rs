@@ -9,10 +9,13 @@
 //! must not run inside the async runtime.
 
 mod auth;
+mod config;
 pub mod delivery;
+mod email;
 mod metrics;
 
 pub use auth::{Principal, Tokens};
+pub use config::Config;
 
 use crate::compile::artifact::Artifact;
 use crate::evidence::durable::Durable;
@@ -37,8 +40,8 @@ pub struct Options {
     pub engine: EngineKind,
     /// Resolves relative artifact paths of deploys.
     pub base_dir: std::path::PathBuf,
-    /// Who may request and approve overrides (and deploy).
-    pub tokens: Tokens,
+    /// Who may request and approve overrides (and deploy), and the SMTP relay.
+    pub config: Config,
     /// The artifact file to watch: replaced on disk, it is deployed (actor `local-file`).
     pub watch: Option<std::path::PathBuf>,
 }
@@ -170,10 +173,12 @@ impl Server {
         let writer_metrics = Arc::clone(&metrics);
         let (deliver, deliveries) = mpsc::channel();
         let recorder = tx.clone();
+        let relay = options.config.smtp;
+        let delivery_metrics = Arc::clone(&metrics);
         let delivery_thread = std::thread::Builder::new()
             .name("lever-delivery".into())
             .spawn(move || {
-                delivery::worker(deliveries, |record| {
+                delivery::worker(deliveries, relay, &delivery_metrics, |record| {
                     let (done, _) = oneshot::channel();
                     let _ = recorder.send(Job::Commit {
                         records: vec![record],
@@ -191,7 +196,7 @@ impl Server {
             requests: AtomicU64::new(0),
             writer: tx,
             metrics,
-            tokens: options.tokens,
+            tokens: options.config.tokens,
             deliver,
             feed: Mutex::new(feed),
         });
@@ -418,7 +423,7 @@ async fn alerts(
         .into_response()
 }
 
-/// The webhook and Slack alerts of a decision, with their channels and payloads.
+/// The webhook, Slack and email alerts of a decision, with their channels and payloads.
 fn deliveries_of(
     replay: &Replay,
     d: &crate::runtime::decision::Decision,
@@ -433,9 +438,6 @@ fn deliveries_of(
         .filter(|a| !a.suppressed && a.channel != "ui")
         .filter_map(|a| {
             let channel = replay.channel(artifact, &a.channel)?;
-            if channel.kind == crate::syntax::ast::ChannelKind::Email {
-                return None; // email delivery is not supported yet (docs/server.md)
-            }
             let signal = d.signals.iter().find(|s| {
                 s.kind == a.kind
                     && s.policy == a.policy

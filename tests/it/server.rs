@@ -659,11 +659,69 @@ fn receiver(fail_first: usize) -> (u16, Seen) {
     (port, seen)
 }
 
+/// A local SMTP receiver (plain SMTP, as a relay on the same host): records each message
+/// as its envelope lines and data.
+fn smtp_receiver() -> (u16, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
+    use std::io::Write;
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let seen: std::sync::Arc<std::sync::Mutex<Vec<String>>> = Default::default();
+    let log = seen.clone();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let mut stream = stream.unwrap();
+            let mut reader = BufReader::new(stream.try_clone().unwrap());
+            write!(stream, "220 receiver ESMTP\r\n").unwrap();
+            let mut message = String::new();
+            loop {
+                let mut line = String::new();
+                if reader.read_line(&mut line).unwrap() == 0 {
+                    break;
+                }
+                let verb = line.get(..4).unwrap_or("").to_ascii_uppercase();
+                let reply = match verb.as_str() {
+                    "EHLO" | "HELO" => "250 receiver",
+                    "MAIL" | "RCPT" => {
+                        message.push_str(&line);
+                        "250 OK"
+                    }
+                    "DATA" => {
+                        write!(stream, "354 go ahead\r\n").unwrap();
+                        loop {
+                            let mut data = String::new();
+                            reader.read_line(&mut data).unwrap();
+                            if data == ".\r\n" {
+                                break;
+                            }
+                            message.push_str(&data);
+                        }
+                        log.lock().unwrap().push(std::mem::take(&mut message));
+                        "250 queued"
+                    }
+                    "QUIT" => {
+                        write!(stream, "221 bye\r\n").unwrap();
+                        break;
+                    }
+                    _ => "250 OK",
+                };
+                write!(stream, "{reply}\r\n").unwrap();
+            }
+        }
+    });
+    (port, seen)
+}
+
 #[test]
-fn alerts_are_delivered_to_webhooks_signed_and_to_slack_with_retries_recorded() {
+fn alerts_are_delivered_to_webhooks_signed_to_slack_and_by_email_with_retries_recorded() {
     use hmac::Mac;
     let (port, seen) = receiver(1);
+    let (smtp_port, mail) = smtp_receiver();
     let tmp = tempfile::tempdir().unwrap();
+    std::fs::write(
+        tmp.path().join("lever.toml"),
+        format!("[smtp]\nhost = \"127.0.0.1\"\nport = {smtp_port}\ntls = \"none\"\n"),
+    )
+    .unwrap();
     let examples = super::root().join("examples");
     let served = Served::launch_env(
         tmp.path(),
@@ -672,6 +730,8 @@ fn alerts_are_delivered_to_webhooks_signed_and_to_slack_with_retries_recorded() 
             examples.to_str().unwrap(),
             "--evidence",
             "file:ev",
+            "--config",
+            "lever.toml",
         ],
         &[
             ("OPS_WEBHOOK_URL", format!("http://127.0.0.1:{port}/hook")),
@@ -691,7 +751,7 @@ fn alerts_are_delivered_to_webhooks_signed_and_to_slack_with_retries_recorded() 
             .iter()
             .filter(|(p, _, _)| p == "/hook")
             .count();
-        if hooks >= 2 {
+        if hooks >= 2 && !mail.lock().unwrap().is_empty() {
             break;
         }
         assert!(std::time::Instant::now() < deadline, "no retry arrived");
@@ -747,6 +807,29 @@ fn alerts_are_delivered_to_webhooks_signed_and_to_slack_with_retries_recorded() 
         "{text}"
     );
 
+    // The email: the channel's sender and both recipients in the envelope and headers,
+    // the alert as the subject (the channel names none) and first line.
+    let mail = mail.lock().unwrap().clone();
+    assert_eq!(mail.len(), 1, "{mail:?}");
+    // Long header lines are folded, and the body is quoted-printable: undo both.
+    let m = &mail[0].replace("\r\n ", " ");
+    assert!(m.starts_with("MAIL FROM:<lever@example.com>"), "{m}");
+    assert!(m.contains("RCPT TO:<oncall@example.com>"), "{m}");
+    assert!(m.contains("RCPT TO:<llm-platform@example.com>"), "{m}");
+    assert!(m.contains("From: lever@example.com\r\n"), "{m}");
+    assert!(
+        m.contains("To: oncall@example.com, llm-platform@example.com\r\n"),
+        "{m}"
+    );
+    let summary = "Lever: BREACH of `std.llm.cost` (support_budget v3) in run `support-42`";
+    assert!(m.contains(&format!("Subject: {summary}")), "{m}");
+    let body = m.split_once("\r\n\r\n").unwrap().1.replace("=\r\n", "");
+    assert!(
+        body.starts_with(&format!("{summary} at seq 13: observed 5.40 of 5.00\r\n")),
+        "{body:?}"
+    );
+    assert!(body.contains("\"limit_value\": \"5.00\""), "{body}");
+
     // Every attempt is in the evidence, the failed one with its status.
     let mut store = lever::evidence::file::FileStore::open(&tmp.path().join("ev")).unwrap();
     let attempts: Vec<serde_json::Value> =
@@ -764,4 +847,98 @@ fn alerts_are_delivered_to_webhooks_signed_and_to_slack_with_retries_recorded() 
     assert_eq!(attempts[0]["error"], "HTTP 500");
     assert_eq!(attempts[1]["attempt"], 2);
     assert_eq!(attempts[1]["delivered"], true);
+    let emails =
+        lever::evidence::EvidenceStore::read_chain(&mut store, &lever::evidence::ChainId::Store)
+            .unwrap()
+            .into_iter()
+            .filter(|s| s.record.body["channel"] == "oncall")
+            .map(|s| s.record.body)
+            .collect::<Vec<_>>();
+    assert_eq!(emails.len(), 1);
+    assert_eq!(
+        (&emails[0]["delivered"], &emails[0]["status"]),
+        (&serde_json::json!(true), &serde_json::json!(250))
+    );
+}
+
+#[test]
+fn a_dead_channel_is_retried_and_recorded_without_slowing_decisions() {
+    // A port nothing listens on: every webhook and Slack attempt is refused.
+    let dead = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let examples = super::root().join("examples");
+    let served = Served::launch_env(
+        tmp.path(),
+        &[
+            "--artifact",
+            examples.to_str().unwrap(),
+            "--evidence",
+            "file:ev",
+        ],
+        &[
+            ("OPS_WEBHOOK_URL", format!("http://127.0.0.1:{dead}/hook")),
+            ("OPS_WEBHOOK_SECRET", "s3cret-webhook-key".to_string()),
+            ("SLACK_LLMOPS_URL", format!("http://127.0.0.1:{dead}/slack")),
+        ],
+    );
+    // Every step is answered while the channels are down.
+    for (path, body) in requests() {
+        assert_eq!(served.post(&path, &body).0, 200, "{path}");
+    }
+    // Wait for the second webhook attempt (0.5 s after the first).
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let (_, text) = served.get("/metrics");
+        let failed = text
+            .lines()
+            .find(|l| {
+                l.starts_with(
+                    "lever_alert_deliveries_total{channel_kind=\"webhook\",result=\"failed\"}",
+                )
+            })
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|n| n.parse::<u64>().ok())
+            .unwrap();
+        if failed >= 2 {
+            assert!(text.contains(
+                "lever_alert_deliveries_total{channel_kind=\"webhook\",result=\"delivered\"} 0\n"
+            ));
+            // No [smtp] relay is configured: the email alert fails once, for good.
+            assert!(text.contains(
+                "lever_alert_deliveries_total{channel_kind=\"email\",result=\"failed\"} 1\n"
+            ));
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "no retry was made");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    // Stopping drops the retries still waiting; the attempts made are in the evidence.
+    assert_eq!(served.stop(), Some(0));
+    let mut store = lever::evidence::file::FileStore::open(&tmp.path().join("ev")).unwrap();
+    let attempts: Vec<serde_json::Value> =
+        lever::evidence::EvidenceStore::read_chain(&mut store, &lever::evidence::ChainId::Store)
+            .unwrap()
+            .into_iter()
+            .filter(|s| s.record.kind == lever::evidence::RecordKind::AlertDelivery)
+            .map(|s| s.record.body)
+            .collect();
+    let of = |channel: &str| -> Vec<&serde_json::Value> {
+        attempts
+            .iter()
+            .filter(|a| a["channel"] == channel)
+            .collect()
+    };
+    let hooks = of("ops");
+    assert!(hooks.len() >= 2);
+    for (i, a) in hooks.iter().enumerate() {
+        assert_eq!(a["attempt"], i as u64 + 1);
+        assert_eq!(a["delivered"], false);
+        assert!(a["error"].as_str().unwrap().contains("onnect"), "{a}");
+    }
+    let email = of("oncall");
+    assert_eq!(email.len(), 1);
+    assert_eq!(email[0]["error"], "no [smtp] relay is configured");
 }
