@@ -189,7 +189,7 @@ fn commit(
 }
 
 /// Names a list of records for an error message: how many, and the first and last.
-fn describe(records: &[Record]) -> String {
+pub(crate) fn describe(records: &[Record]) -> String {
     let name = |r: &Record| match &r.run_id {
         Some(run) => format!("run `{run}` seq {} ({})", r.seq, r.kind.name()),
         None => format!("{} record", r.kind.name()),

@@ -53,13 +53,26 @@ impl Durable {
 
     /// Queues `records` and writes everything queued; `Ok` once all of it is durable.
     pub fn append(&mut self, records: Vec<Record>) -> Result<usize, WriteError> {
+        self.enqueue(records)?;
+        self.flush()
+    }
+
+    /// Queues `records` without writing (during an outage, between attempts to reopen);
+    /// `Full` when the queue cannot take them all, and then none are queued.
+    pub fn enqueue(&mut self, records: Vec<Record>) -> Result<(), WriteError> {
         if self.queue.len() + records.len() > self.capacity && !records.is_empty() {
             return Err(WriteError::Full {
                 queued: self.queue.len(),
             });
         }
         self.queue.extend(records);
-        self.flush()
+        Ok(())
+    }
+
+    /// Takes every queued record back out of the queue (after a [`WriteError::Refused`],
+    /// to write the records of a group one part at a time).
+    pub fn take_queued(&mut self) -> Vec<Record> {
+        std::mem::take(&mut self.queue)
     }
 
     /// Writes everything queued, reopening the store if an outage closed it.

@@ -303,16 +303,20 @@ impl EvidenceStore for FileStore {
         let mut fresh = Vec::new();
         let mut keys = Vec::new();
         let mut fresh_ids = IdSet::default();
+        let mut fresh_places: HashMap<RecordKey, &Record> = HashMap::new();
         for r in records {
             let id = r.id();
-            if self.ids.contains(&id) || !fresh_ids.insert(id) {
-                continue;
-            }
             let key = r.key();
-            if let Some(stored) = key.as_ref().and_then(|k| self.places.get(k)) {
-                // The place is taken: by this very content (stored under another id only
-                // if the content differed, which is refused).
-                if *stored != r.content_hash() {
+            // A place already taken (in the store or earlier in this batch) must hold this
+            // very content: an id names a place, not a content, so it is compared first.
+            let taken = key.as_ref().and_then(|k| {
+                self.places
+                    .get(k)
+                    .copied()
+                    .or_else(|| fresh_places.get(k).map(|earlier| earlier.content_hash()))
+            });
+            if let Some(stored) = taken {
+                if stored != r.content_hash() {
                     return Err(StoreError::Contradicts(
                         key.map(|k| {
                             format!("run `{}` seq {} ({})", k.run_id, k.seq, k.kind.name())
@@ -321,6 +325,12 @@ impl EvidenceStore for FileStore {
                     ));
                 }
                 continue;
+            }
+            if self.ids.contains(&id) || !fresh_ids.insert(id) {
+                continue;
+            }
+            if let Some(k) = &key {
+                fresh_places.insert(k.clone(), r);
             }
             fresh.push((r, id));
             keys.push(key);

@@ -256,11 +256,19 @@ impl PgStore {
             .iter()
             .map(|r| (r.get(0), r.get(1)))
             .collect();
-        let mut seen: HashSet<[u8; 32]> = HashSet::new();
+        let mut seen: HashMap<[u8; 32], &Record> = HashMap::new();
         let mut fresh: Vec<(&Record, [u8; 32])> = Vec::new();
         for ((r, id), key) in records.iter().zip(&ids).zip(&keys) {
-            match existing.get(key.as_slice()) {
-                Some(content) if content.as_slice() != r.content_hash().as_slice() => {
+            // A place stored, or taken earlier in this batch, must hold this very content.
+            let taken = existing
+                .get(key.as_slice())
+                .map(|content| content.as_slice() == r.content_hash().as_slice())
+                .or_else(|| {
+                    seen.get(key)
+                        .map(|earlier| earlier.content_hash() == r.content_hash())
+                });
+            match taken {
+                Some(false) => {
                     return Err(Failure::Store(StoreError::Contradicts(
                         r.key()
                             .map(|k| {
@@ -269,11 +277,10 @@ impl PgStore {
                             .unwrap_or_default(),
                     )));
                 }
-                Some(_) => {}
+                Some(true) => {}
                 None => {
-                    if seen.insert(*key) {
-                        fresh.push((r, *id));
-                    }
+                    seen.insert(*key, r);
+                    fresh.push((r, *id));
                 }
             }
         }

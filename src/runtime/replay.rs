@@ -30,6 +30,9 @@ pub struct Replay {
     base_dir: PathBuf,
     loader: Box<ArtifactLoader>,
     artifact_recorded: Vec<bool>,
+    /// Whether the evidence store is down: run starts and steps are then judged under the
+    /// outage rule ([`Engine::store_outage`]) before their records are made.
+    store_outage: bool,
 }
 
 /// A run and the engines it is bound to.
@@ -77,6 +80,7 @@ impl Replay {
             base_dir,
             loader,
             artifact_recorded: vec![false],
+            store_outage: false,
         }
     }
 
@@ -92,6 +96,12 @@ impl Replay {
             .flat_map(|e| e.artifact().body.program.channels.iter())
             .find(|c| c.name == name)
             .cloned()
+    }
+
+    /// Judges the run starts and steps that follow under the store-outage rule (DESIGN §7),
+    /// or, with `false`, normally again.
+    pub fn set_store_outage(&mut self, down: bool) {
+        self.store_outage = down;
     }
 
     /// The engine of the artifact deployed last.
@@ -228,7 +238,13 @@ impl Replay {
         let (run, engine) = checked_run(&mut self.runs, &mut self.engines, &e)
             .map_err(|(code, why)| reject(code, why))?;
         match run_event {
-            RunEvent::Step(step) => Ok((engine.step(run, step), Vec::new())),
+            RunEvent::Step(step) => {
+                let mut outcome = engine.step(run, step);
+                if self.store_outage {
+                    engine.store_outage(run, &mut outcome);
+                }
+                Ok((outcome, Vec::new()))
+            }
             RunEvent::End(end) => {
                 let outcome = engine.end_run(run, end);
                 let summary = summary_record(&engine.artifact().id, run, &outcome);
@@ -262,7 +278,10 @@ impl Replay {
             .engines
             .get_mut(index)
             .ok_or((RejectCode::BadArtifact, "no artifact is loaded".to_string()))?;
-        let (run, outcome) = engine.start_run(start);
+        let (mut run, mut outcome) = engine.start_run(start);
+        if self.store_outage {
+            engine.store_outage(&mut run, &mut outcome);
+        }
         let held = Held {
             run,
             engine: index,

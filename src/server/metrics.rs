@@ -1,7 +1,7 @@
 //! `GET /metrics`: Prometheus text exposition of what the server has done.
 
 use crate::runtime::decision::{Action, Decision};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 const ACTIONS: [&str; 6] = ["continue", "pause", "stop", "kill", "refused", "rejected"];
 const SIGNALS: [&str; 4] = ["near", "breach", "error", "conflict"];
@@ -15,6 +15,10 @@ pub struct Metrics {
     commits: AtomicU64,
     commit_failures: AtomicU64,
     commit_micros: AtomicU64,
+    /// Whether the evidence store is down (set and cleared by the writer).
+    store_down: AtomicBool,
+    /// Records waiting for the store.
+    queued: AtomicU64,
     /// Delivery attempts by channel kind: delivered, then failed.
     deliveries: [[AtomicU64; 2]; 3],
 }
@@ -58,6 +62,23 @@ impl Metrics {
         self.commit_micros.fetch_add(micros, Ordering::Relaxed);
     }
 
+    pub fn store_down(&self) -> bool {
+        self.store_down.load(Ordering::SeqCst)
+    }
+
+    pub fn set_store_down(&self, down: bool) {
+        self.store_down.store(down, Ordering::SeqCst);
+    }
+
+    pub fn queued(&self) -> u64 {
+        self.queued.load(Ordering::SeqCst)
+    }
+
+    pub fn set_queued(&self, n: usize) {
+        self.queued
+            .store(u64::try_from(n).unwrap_or(u64::MAX), Ordering::SeqCst);
+    }
+
     /// One delivery attempt to a channel of `kind` (`webhook`, `slack`, `email`).
     pub fn delivery(&self, kind: &str, delivered: bool) {
         let slot = CHANNELS
@@ -99,6 +120,14 @@ impl Metrics {
         out.push_str(&format!(
             "lever_store_commit_failures_total {}\n",
             get(&self.commit_failures)
+        ));
+        out.push_str(&format!(
+            "# HELP lever_store_up Whether the evidence store is available.\n# TYPE lever_store_up gauge\nlever_store_up {}\n",
+            u8::from(!self.store_down())
+        ));
+        out.push_str(&format!(
+            "# HELP lever_store_queued_records Records waiting for the evidence store.\n# TYPE lever_store_queued_records gauge\nlever_store_queued_records {}\n",
+            self.queued()
         ));
         out.push_str("# HELP lever_alert_deliveries_total Alert delivery attempts, by channel kind and result.\n# TYPE lever_alert_deliveries_total counter\n");
         for (kind, pair) in CHANNELS.iter().zip(&self.deliveries) {

@@ -18,7 +18,7 @@ pub use auth::{Principal, Tokens};
 pub use config::Config;
 
 use crate::compile::artifact::Artifact;
-use crate::evidence::durable::Durable;
+use crate::evidence::durable::{Durable, WriteError};
 use crate::evidence::{ChainId, Record, RecordKind};
 use crate::runtime::EngineKind;
 use crate::runtime::decision::Action;
@@ -60,7 +60,7 @@ enum Job {
 
 /// The threads a server runs besides its async runtime, joined when it stops.
 pub struct Threads {
-    writer: std::thread::JoinHandle<()>,
+    writer: std::thread::JoinHandle<Result<(), String>>,
     delivery: std::thread::JoinHandle<()>,
 }
 
@@ -97,34 +97,74 @@ fn value(r: &serde_json::value::RawValue) -> serde_json::Value {
 /// How many alerts the feed keeps.
 const FEED: usize = 10_000;
 
+/// During a store outage, requests are judged while fewer records than this wait for the
+/// store; past it they are refused before judging (503), so that no record is ever judged
+/// and then dropped.
+const QUEUE_LIMIT: u64 = 1_000_000;
+
+/// How long a stopping server keeps trying to write records queued during an outage.
+const SHUTDOWN_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// What a commit job is answered.
+type Done = oneshot::Sender<Result<(), String>>;
+
 /// The writer thread: drains every queued job, commits the records of all queued commits
-/// in one append, then answers each.
-fn writer(mut store: Durable, jobs: mpsc::Receiver<Job>, metrics: Arc<Metrics>) {
-    while let Ok(first) = jobs.recv() {
-        let mut batch = vec![first];
+/// in one append, then answers each. When the store fails it marks the outage (see
+/// [`Metrics::store_down`]), keeps the records queued and tries to reopen the store about
+/// once a second, writing the queue first when it returns. `Err` at exit names the
+/// records that could not be written.
+fn writer(
+    mut store: Durable,
+    jobs: mpsc::Receiver<Job>,
+    metrics: Arc<Metrics>,
+) -> Result<(), String> {
+    let retry = std::time::Duration::from_secs(1);
+    let mut last_try = std::time::Instant::now();
+    loop {
+        let first = if metrics.store_down() {
+            match jobs.recv_timeout(retry.saturating_sub(last_try.elapsed())) {
+                Ok(job) => Some(job),
+                Err(mpsc::RecvTimeoutError::Timeout) => None,
+                Err(mpsc::RecvTimeoutError::Disconnected) => break,
+            }
+        } else {
+            match jobs.recv() {
+                Ok(job) => Some(job),
+                Err(_) => break,
+            }
+        };
+        let mut batch: Vec<Job> = first.into_iter().collect();
         while let Ok(more) = jobs.try_recv() {
             batch.push(more);
         }
-        let mut records = Vec::new();
-        let mut waiting = Vec::new();
+        let mut commits = Vec::new();
         let mut reads = Vec::new();
         for job in batch {
             match job {
-                Job::Commit { records: r, done } => {
-                    records.extend(r);
-                    waiting.push(done);
-                }
+                Job::Commit { records, done } => commits.push((records, done)),
                 Job::ReadChain { chain, done } => reads.push((chain, done)),
             }
         }
-        if !waiting.is_empty() {
-            let started = std::time::Instant::now();
-            let result = store.append(records).map(|_| ()).map_err(|e| e.to_string());
-            metrics.store_commit(started.elapsed(), result.is_ok());
-            for done in waiting {
-                let _ = done.send(result.clone());
+        if metrics.store_down() {
+            // Queue, and try the store again about once a second.
+            for (records, done) in commits {
+                let _ = store.enqueue(records);
+                let _ = done.send(Err(
+                    "the evidence store is unavailable; the records are queued".into(),
+                ));
             }
+            if last_try.elapsed() >= retry {
+                last_try = std::time::Instant::now();
+                if flush(&mut store, &metrics).is_ok() {
+                    eprintln!("lever: the evidence store is back; the queued records are written");
+                    metrics.set_store_down(false);
+                }
+            }
+        } else if !commits.is_empty() {
+            commit(&mut store, &metrics, commits);
+            last_try = std::time::Instant::now();
         }
+        metrics.set_queued(store.queued().len());
         for (chain, done) in reads {
             let result = match store.store() {
                 Some(s) => s.read_chain(&chain).map_err(|e| e.to_string()),
@@ -141,6 +181,95 @@ fn writer(mut store: Durable, jobs: mpsc::Receiver<Job>, metrics: Arc<Metrics>) 
             let _ = done.send(body);
         }
     }
+    // Stopping: records queued during an outage get a last chance.
+    let started = std::time::Instant::now();
+    while !store.queued().is_empty() {
+        match store.flush() {
+            Ok(_) => break,
+            Err(e) if started.elapsed() >= SHUTDOWN_WAIT => {
+                return Err(format!(
+                    "{e}; not written: {}",
+                    crate::cli_run::describe(store.queued())
+                ));
+            }
+            Err(_) => std::thread::sleep(std::time::Duration::from_millis(500)),
+        }
+    }
+    Ok(())
+}
+
+/// Writes what is queued, timing it for the metrics.
+fn flush(store: &mut Durable, metrics: &Metrics) -> Result<usize, WriteError> {
+    let started = std::time::Instant::now();
+    let result = store.flush();
+    metrics.store_commit(started.elapsed(), result.is_ok());
+    result
+}
+
+/// Commits a group of requests' records as one append (the queue is empty before it).
+/// When the store refuses the group (one request's records contradict it: a run id that
+/// an earlier server closed), each request is committed on its own, so that only the
+/// offending one fails.
+fn commit(store: &mut Durable, metrics: &Metrics, commits: Vec<(Vec<Record>, Done)>) {
+    let sizes: Vec<usize> = commits.iter().map(|(r, _)| r.len()).collect();
+    let mut waiting = Vec::new();
+    for (records, done) in commits {
+        let _ = store.enqueue(records);
+        waiting.push(done);
+    }
+    match flush(store, metrics) {
+        Ok(_) => {
+            for done in waiting {
+                let _ = done.send(Ok(()));
+            }
+        }
+        Err(e @ WriteError::Unavailable { .. }) => {
+            eprintln!(
+                "lever: evidence store unavailable ({e}); fail_open runs continue, other runs are stopped, until it returns"
+            );
+            metrics.set_store_down(true);
+            for done in waiting {
+                let _ = done.send(Err(e.to_string()));
+            }
+        }
+        Err(_) => {
+            let mut all = store.take_queued().into_iter();
+            for (size, done) in sizes.into_iter().zip(waiting) {
+                let records: Vec<Record> = all.by_ref().take(size).collect();
+                if metrics.store_down() {
+                    let _ = store.enqueue(records);
+                    let _ = done.send(Err(
+                        "the evidence store is unavailable; the records are queued".into(),
+                    ));
+                    continue;
+                }
+                let _ = store.enqueue(records);
+                let result = match flush(store, metrics) {
+                    Ok(_) => Ok(()),
+                    Err(e @ WriteError::Refused(_)) => {
+                        store.take_queued();
+                        Err(format!("{REFUSED}{e}"))
+                    }
+                    Err(e) => {
+                        metrics.set_store_down(true);
+                        Err(e.to_string())
+                    }
+                };
+                let _ = done.send(result);
+            }
+        }
+    }
+}
+
+/// How a commit error says the store refused the records themselves (answered 409).
+const REFUSED: &str = "the evidence store refused this request's records: ";
+
+/// A 503 answer while the evidence store is down: retry after a second.
+fn unavailable(why: &str) -> Response {
+    let mut r = error(StatusCode::SERVICE_UNAVAILABLE, why);
+    r.headers_mut()
+        .insert(header::RETRY_AFTER, header::HeaderValue::from_static("1"));
+    r
 }
 
 /// An error answer: a status and a JSON `{"error": ...}` body.
@@ -163,7 +292,8 @@ impl Server {
             options.engine,
         )
         .map_err(|e| e.to_string())?;
-        let mut store = Durable::open(&options.evidence, 1_000_000).map_err(|e| e.to_string())?;
+        // The server bounds the queue itself (QUEUE_LIMIT), before judging.
+        let mut store = Durable::open(&options.evidence, usize::MAX).map_err(|e| e.to_string())?;
         let feed = match store.store() {
             Some(s) => seed_feed(s).map_err(|e| e.to_string())?,
             None => std::collections::VecDeque::new(),
@@ -211,7 +341,7 @@ impl Server {
 
     pub fn router(self: &Arc<Self>) -> Router {
         Router::new()
-            .route("/healthz", get(|| async { "ok\n" }))
+            .route("/healthz", get(healthz))
             .route("/metrics", get(metrics_text))
             .route("/v1/policies", get(policies))
             .route("/v1/runs", post(run_start))
@@ -254,6 +384,20 @@ impl Server {
             return r.into_response();
         }
         event.insert("type".into(), raw(&kind.into()));
+        // During a store outage only run starts and steps are judged (under the outage
+        // rule), and only while the queue has room; the rest wait for the store.
+        let down = self.metrics.store_down();
+        if down && !matches!(kind, "run_start" | "step") {
+            return unavailable(&format!(
+                "the evidence store is unavailable; a {kind} is judged only once its evidence can be made durable: retry when /healthz answers ok"
+            ));
+        }
+        if down && self.metrics.queued() >= QUEUE_LIMIT {
+            return unavailable(&format!(
+                "the evidence store is unavailable and {} records wait for it: retry when /healthz answers ok",
+                self.metrics.queued()
+            ));
+        }
         let text = serde_json::to_string(&event).unwrap_or_default();
         let line = self.requests.fetch_add(1, Ordering::SeqCst) + 1;
         // Judge under the lock, and queue the evidence before releasing it, so that the
@@ -265,6 +409,7 @@ impl Server {
                     "the runtime lock is poisoned",
                 );
             };
+            replay.set_store_outage(down);
             let Some(result) = replay.line(line, &text) else {
                 return error(StatusCode::BAD_REQUEST, "empty event");
             };
@@ -292,13 +437,17 @@ impl Server {
             }
             (result.decision, rx, deliveries)
         };
-        match done.await {
+        // Judged under the outage rule: answered now, the records queued for the store.
+        let result = if down { Ok(Ok(())) } else { done.await };
+        match result {
             Ok(Ok(())) => {}
+            Ok(Err(why)) if why.starts_with(REFUSED) => {
+                return error(StatusCode::CONFLICT, &why);
+            }
             Ok(Err(why)) => {
-                return error(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    &format!("evidence could not be made durable: {why}"),
-                );
+                return unavailable(&format!(
+                    "the evidence of this request could not be made durable, so its decision is not answered: {why}"
+                ));
             }
             Err(_) => {
                 return error(
@@ -478,6 +627,12 @@ impl Server {
     /// record's body (`from`, `to`, `actor`, `ts`).
     fn deploy(&self, artifact: Artifact, actor: &str) -> Result<serde_json::Value, Refusal> {
         let refuse = |status, why: String| Refusal(status, why);
+        if self.metrics.store_down() {
+            return Err(refuse(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "the evidence store is unavailable; a deploy is made only once its evidence can be made durable".into(),
+            ));
+        }
         let (deployed, done) = {
             let mut replay = self.replay.lock().map_err(|_| {
                 refuse(
@@ -509,7 +664,14 @@ impl Server {
         };
         match done.blocking_recv() {
             Ok(Ok(())) => {}
-            Ok(Err(why)) => return Err(refuse(StatusCode::SERVICE_UNAVAILABLE, why)),
+            Ok(Err(why)) => {
+                return Err(refuse(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    format!(
+                        "the artifact is deployed, but the store failed as its evidence was written (it is queued): {why}"
+                    ),
+                ));
+            }
             Err(_) => {
                 return Err(refuse(
                     StatusCode::SERVICE_UNAVAILABLE,
@@ -817,6 +979,18 @@ async fn policies(State(s): State<Arc<Server>>) -> Response {
         .into_response()
 }
 
+/// `GET /healthz`: 200 `ok`, or 503 while the evidence store is unavailable.
+async fn healthz(State(s): State<Arc<Server>>) -> Response {
+    if s.metrics.store_down() {
+        let why = format!(
+            "degraded: the evidence store is unavailable; {} records queued\n",
+            s.metrics.queued()
+        );
+        return (StatusCode::SERVICE_UNAVAILABLE, why).into_response();
+    }
+    (StatusCode::OK, "ok\n").into_response()
+}
+
 async fn metrics_text(State(s): State<Arc<Server>>) -> Response {
     (
         StatusCode::OK,
@@ -863,7 +1037,7 @@ pub fn serve(options: Options, listen: &str) -> Result<(), String> {
     threads
         .writer
         .join()
-        .map_err(|_| "the evidence writer panicked".to_string())
+        .map_err(|_| "the evidence writer panicked".to_string())?
 }
 
 async fn shutdown() {

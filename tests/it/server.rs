@@ -942,3 +942,160 @@ fn a_dead_channel_is_retried_and_recorded_without_slowing_decisions() {
     assert_eq!(email.len(), 1);
     assert_eq!(email[0]["error"], "no [smtp] relay is configured");
 }
+
+#[test]
+fn during_a_store_outage_fail_open_runs_continue_and_other_runs_stop() {
+    use lever::evidence::{ChainId, EvidenceStore};
+    let (schema, proxy, url) = super::stores::proxied_schema();
+    let tmp = tempfile::tempdir().unwrap();
+    std::fs::write(
+        tmp.path().join("p.policy"),
+        "import std.llm\n\
+         policy open_cap { version 1 scope agent == \"open-bot\" on_error fail_open\n\
+           limit std.llm.cost to $10 { breach => stop } }\n\
+         policy closed_cap { version 1 scope agent == \"closed-bot\"\n\
+           limit std.llm.cost to $10 { breach => stop } }\n",
+    )
+    .unwrap();
+    let served = Served::launch(tmp.path(), &["--artifact", "p.policy", "--evidence", &url]);
+    let step = |run: &str, minute: u32| {
+        served.post(
+            &format!("/v1/runs/{run}/steps"),
+            &format!(r#"{{"ts":"2026-01-20T10:{minute:02}:00Z","cost":"0.10"}}"#),
+        )
+    };
+    for (run, agent) in [("o", "open-bot"), ("c", "closed-bot")] {
+        let start = format!(
+            r#"{{"run_id":"{run}","ts":"2026-01-20T10:00:00Z","tenant":"acme","agent":"{agent}"}}"#
+        );
+        let (status, text) = served.post("/v1/runs", &start);
+        assert_eq!(status, 200, "{text}");
+        assert_eq!(step(run, 1).0, 200);
+    }
+    assert_eq!(served.get("/healthz"), (200, "ok\n".to_string()));
+
+    proxy.down();
+    // The step whose commit meets the outage is not answered: its evidence is queued.
+    let (status, text) = step("o", 2);
+    assert_eq!(status, 503, "{text}");
+    assert!(text.contains("could not be made durable"), "{text}");
+    let (status, health) = served.get("/healthz");
+    assert_eq!(status, 503);
+    assert!(
+        health.starts_with("degraded: the evidence store is unavailable"),
+        "{health}"
+    );
+
+    // A run whose policies are all fail_open continues, with an error signal.
+    let (status, text) = step("o", 3);
+    assert_eq!(status, 200, "{text}");
+    let d: serde_json::Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(
+        (d["seq"].as_u64(), d["action"].as_str()),
+        (Some(4), Some("continue"))
+    );
+    assert_eq!(d["signals"][0]["kind"], "error");
+    assert_eq!(d["signals"][0]["policy"], "open_cap");
+    assert_eq!(d["signals"][0]["error"], "store_unavailable");
+    // Any other run is stopped at once.
+    let (status, text) = step("c", 3);
+    assert_eq!(status, 200, "{text}");
+    let d: serde_json::Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(
+        (d["action"].as_str(), d["reason"].as_str()),
+        (Some("stop"), Some("store_unavailable"))
+    );
+    // Ends, overrides and deploys wait for the store.
+    let (status, text) = served.post("/v1/runs/o/end", r#"{"ts":"2026-01-20T10:09:00Z"}"#);
+    assert_eq!(status, 503, "{text}");
+    assert!(text.contains("a run_end is judged only once"), "{text}");
+    let (_, metrics) = served.get("/metrics");
+    assert!(metrics.contains("lever_store_up 0\n"), "{metrics}");
+
+    proxy.up();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while served.get("/healthz").0 != 200 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the server did not see the store return"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let (status, text) = served.post("/v1/runs/o/end", r#"{"ts":"2026-01-20T10:09:00Z"}"#);
+    assert_eq!(status, 200, "{text}");
+    assert_eq!(served.stop(), Some(0));
+
+    // Everything judged is in the store, in order, and the store verifies.
+    let mut store = schema.open();
+    let kinds_and_seqs = |store: &mut lever::evidence::postgres::PgStore, run: &str| {
+        store
+            .read_chain(&ChainId::Run(run.into()))
+            .unwrap()
+            .into_iter()
+            .filter(|s| s.record.kind == lever::evidence::RecordKind::Decision)
+            .map(|s| {
+                (
+                    s.record.seq,
+                    s.record.body["action"].as_str().unwrap().to_string(),
+                )
+            })
+            .collect::<Vec<_>>()
+    };
+    let open: Vec<(u64, String)> = kinds_and_seqs(&mut store, "o");
+    assert_eq!(
+        open,
+        [
+            (1, "continue"),
+            (2, "continue"),
+            (3, "continue"),
+            (4, "continue"),
+            (5, "continue")
+        ]
+        .map(|(n, a)| (n, a.to_string()))
+    );
+    let closed = kinds_and_seqs(&mut store, "c");
+    assert_eq!(closed.last().unwrap(), &(3, "stop".to_string()));
+    let error_signals = store
+        .read_chain(&ChainId::Run("o".into()))
+        .unwrap()
+        .into_iter()
+        .filter(|s| s.record.kind == lever::evidence::RecordKind::Signal && s.record.seq == 4)
+        .map(|s| s.record.body["error"].clone())
+        .collect::<Vec<_>>();
+    assert_eq!(error_signals, [serde_json::json!("store_unavailable")]);
+    assert!(
+        lever::evidence::audit::verify(&mut store, None, None)
+            .unwrap()
+            .is_ok()
+    );
+}
+
+#[test]
+fn a_run_id_closed_by_an_earlier_server_is_refused_alone() {
+    let tmp = tempfile::tempdir().unwrap();
+    let start =
+        |id: &str| format!(r#"{{"run_id":"{id}","ts":"2026-01-20T10:00:00Z","tenant":"acme"}}"#);
+    let served = Served::start(tmp.path(), "file:ev");
+    assert_eq!(served.post("/v1/runs", &start("r")).0, 200);
+    assert_eq!(
+        served
+            .post("/v1/runs/r/end", r#"{"ts":"2026-01-20T10:01:00Z"}"#)
+            .0,
+        200
+    );
+    assert_eq!(served.stop(), Some(0));
+
+    // A new server does not know run `r`, but its store has closed r's chain. The same
+    // start again is the record already stored (records are identified by their place),
+    // so it is answered; a step after it would extend a closed chain.
+    let served = Served::start(tmp.path(), "file:ev");
+    assert_eq!(served.post("/v1/runs", &start("r")).0, 200);
+    let (status, text) = served.post("/v1/runs/r/steps", r#"{"ts":"2026-01-20T10:02:00Z"}"#);
+    assert_eq!(status, 409, "{text}");
+    assert!(text.contains("refused this request's records"), "{text}");
+    // Other requests are unaffected.
+    assert_eq!(served.post("/v1/runs", &start("q")).0, 200);
+    let (status, text) = served.post("/v1/runs/q/steps", r#"{"ts":"2026-01-20T10:01:00Z"}"#);
+    assert_eq!(status, 200, "{text}");
+    assert_eq!(served.stop(), Some(0));
+}

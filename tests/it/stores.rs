@@ -135,6 +135,39 @@ fn conformance(open: &dyn Fn() -> Box<dyn EvidenceStore>) {
     let key = store.first_conflict(&changed).unwrap().unwrap();
     assert_eq!((key.run_id.as_str(), key.seq), ("a", 2));
     assert_eq!(store.first_conflict(&decisions("a", 1..=4)).unwrap(), None);
+    // Appending it is refused (same artifact, so the same id: the content decides), alone
+    // or after a new record of the same batch, and nothing of the batch is written.
+    for batch in [changed.clone(), [decisions("d", 1..=1), changed].concat()] {
+        let refused = store.append(&batch);
+        assert!(
+            matches!(&refused, Err(StoreError::Contradicts(w)) if w.contains("run `a` seq 2")),
+            "{refused:?}"
+        );
+    }
+    assert!(
+        store
+            .read_chain(&ChainId::Run("d".into()))
+            .unwrap()
+            .is_empty()
+    );
+    // Two different records for one place in one batch are refused too.
+    let mut twice = decisions("d", 1..=2);
+    twice.push(record(
+        Some("d"),
+        2,
+        RecordKind::Decision,
+        serde_json::json!({"action": "kill"}),
+    ));
+    assert!(matches!(
+        store.append(&twice),
+        Err(StoreError::Contradicts(_))
+    ));
+    assert!(
+        store
+            .read_chain(&ChainId::Run("d".into()))
+            .unwrap()
+            .is_empty()
+    );
 
     // run_summary closes a run's chain.
     let summary = record(
@@ -686,14 +719,14 @@ fn the_canonical_bytes_chain_hashes_and_frames_of_three_records_are_pinned() {
 
 /// A TCP proxy to the database that can be taken down (cutting every connection and
 /// refusing new ones) and brought back, as a network partition would.
-struct Proxy {
+pub(crate) struct Proxy {
     port: u16,
     up: std::sync::Arc<std::sync::atomic::AtomicBool>,
     open: std::sync::Arc<std::sync::Mutex<Vec<std::net::TcpStream>>>,
 }
 
 impl Proxy {
-    fn start(target: String) -> Proxy {
+    pub(crate) fn start(target: String) -> Proxy {
         use std::sync::atomic::AtomicBool;
         use std::sync::{Arc, Mutex};
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
@@ -731,14 +764,14 @@ impl Proxy {
         Proxy { port, up, open }
     }
 
-    fn down(&self) {
+    pub(crate) fn down(&self) {
         self.up.store(false, Ordering::SeqCst);
         for s in self.open.lock().unwrap().drain(..) {
             let _ = s.shutdown(std::net::Shutdown::Both);
         }
     }
 
-    fn up(&self) {
+    pub(crate) fn up(&self) {
         self.up.store(true, Ordering::SeqCst);
     }
 }
@@ -760,7 +793,7 @@ fn through_proxy(url: &str) -> (String, impl Fn(u16) -> String + use<>) {
 }
 
 /// A schema of its own reached through a [`Proxy`]: the schema, the proxy, the store URL.
-fn proxied_schema() -> (Schema, Proxy, String) {
+pub(crate) fn proxied_schema() -> (Schema, Proxy, String) {
     let schema = Schema::new();
     let (target, url_for) = through_proxy(&schema.url);
     let proxy = Proxy::start(target);
