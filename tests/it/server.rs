@@ -1099,3 +1099,120 @@ fn a_run_id_closed_by_an_earlier_server_is_refused_alone() {
     assert_eq!(status, 200, "{text}");
     assert_eq!(served.stop(), Some(0));
 }
+
+#[test]
+fn a_file_replaced_under_load_is_deployed_without_losing_or_mixing_a_step() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let caps = [("a", 50), ("b", 40), ("c", 30)];
+    let built: Vec<Vec<u8>> = caps.iter().map(|(n, c)| build_cap(dir, n, *c)).collect();
+    std::fs::copy(dir.join("a.lvc"), dir.join("active.lvc")).unwrap();
+    let served = Served::launch(dir, &["--artifact", "active.lvc", "--evidence", "file:ev"]);
+    let first = served.artifact_of_id();
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    // Four clients, each starting runs of ten steps one after another until told to stop.
+    // Each keeps every decision it was answered, by run.
+    let answered: Vec<Vec<(String, Vec<serde_json::Value>)>> = std::thread::scope(|scope| {
+        let clients: Vec<_> = (0..4)
+            .map(|client| {
+                let (served, stop) = (&served, &stop);
+                scope.spawn(move || {
+                    let mut runs = Vec::new();
+                    for n in 0.. {
+                        if stop.load(std::sync::atomic::Ordering::SeqCst) {
+                            break;
+                        }
+                        let id = format!("c{client}-{n}");
+                        let mut decisions = Vec::new();
+                        let (status, text) = served.post(
+                            "/v1/runs",
+                            &format!(
+                                r#"{{"run_id":"{id}","ts":"2026-01-20T10:00:00Z","tenant":"t"}}"#
+                            ),
+                        );
+                        assert_eq!(status, 200, "{text}");
+                        decisions.push(serde_json::from_str(&text).unwrap());
+                        for s in 1..=10 {
+                            let (status, text) = served.post(
+                                &format!("/v1/runs/{id}/steps"),
+                                &format!(r#"{{"ts":"2026-01-20T10:00:{s:02}Z","cost":"4"}}"#),
+                            );
+                            assert_eq!(status, 200, "{text}");
+                            decisions.push(serde_json::from_str(&text).unwrap());
+                        }
+                        runs.push((id, decisions));
+                    }
+                    runs
+                })
+            })
+            .collect();
+        // Replace the file twice while the clients run.
+        let mut seen = vec![first.clone()];
+        for (i, bytes) in built.iter().enumerate().skip(1) {
+            std::thread::sleep(std::time::Duration::from_millis(600));
+            let tmp_path = dir.join(format!("next{i}.tmp"));
+            std::fs::write(&tmp_path, bytes).unwrap();
+            std::fs::rename(&tmp_path, dir.join("active.lvc")).unwrap();
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+            while served.artifact_of_id() == *seen.last().unwrap() {
+                assert!(std::time::Instant::now() < deadline, "not deployed");
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            seen.push(served.artifact_of_id());
+        }
+        std::thread::sleep(std::time::Duration::from_millis(600));
+        stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        clients.into_iter().map(|c| c.join().unwrap()).collect()
+    });
+    let runs: Vec<&(String, Vec<serde_json::Value>)> = answered.iter().flatten().collect();
+    // Each run is judged by one artifact from start to end, and stopped where its cap
+    // says (BREACH when spend >= cap, LANGUAGE §8): a $50 cap never in ten $4 steps, $40
+    // at the 10th, $30 at the 8th.
+    let mut by_artifact = std::collections::BTreeMap::<String, usize>::new();
+    for (id, decisions) in &runs {
+        let artifact = decisions[0]["artifact"].as_str().unwrap();
+        assert!(
+            decisions.iter().all(|d| d["artifact"] == artifact),
+            "run {id} mixes artifacts"
+        );
+        *by_artifact.entry(artifact.to_string()).or_default() += 1;
+        let stopped_at = decisions
+            .iter()
+            .position(|d| d["action"] == "stop")
+            .map(|i| i as u32);
+        let cap = caps
+            .iter()
+            .zip(&built)
+            .find(|(_, bytes)| {
+                lever::compile::artifact::Artifact::from_bytes(bytes.to_vec())
+                    .unwrap()
+                    .id
+                    == artifact
+            })
+            .map(|((_, cap), _)| *cap)
+            .unwrap();
+        // Decision i (step i) has spent 4*i dollars.
+        let expected = (1..=10).find(|i| 4 * i >= cap);
+        assert_eq!(stopped_at, expected, "run {id} with a ${cap} cap");
+    }
+    assert_eq!(
+        by_artifact.len(),
+        3,
+        "runs on every artifact: {by_artifact:?}"
+    );
+    assert_eq!(served.stop(), Some(0));
+
+    // Every answered decision is in the store, which verifies.
+    let mut store = lever::evidence::file::FileStore::open(&dir.join("ev")).unwrap();
+    let stored = lever::evidence::EvidenceStore::read_all(&mut store)
+        .unwrap()
+        .into_iter()
+        .filter(|s| s.record.kind == lever::evidence::RecordKind::Decision)
+        .count();
+    assert_eq!(stored, runs.iter().map(|(_, d)| d.len()).sum::<usize>());
+    assert!(
+        lever::evidence::audit::verify(&mut store, None, None)
+            .unwrap()
+            .is_ok()
+    );
+}
