@@ -51,18 +51,44 @@ pub fn timestamp(ns: i64) -> String {
     let Ok(t) = time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ns)) else {
         return ns.to_string();
     };
-    let base = format!(
-        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}",
-        t.year(),
-        u8::from(t.month()),
-        t.day(),
-        t.hour(),
-        t.minute(),
-        t.second()
-    );
-    match t.nanosecond() {
-        0 => format!("{base}Z"),
-        n => format!("{base}.{}Z", format!("{n:09}").trim_end_matches('0')),
+    // Written digit by digit: every decision and record carries timestamps, and `format!`
+    // was a visible share of the server's time.
+    let year = t.year().unsigned_abs();
+    if year > 9999 {
+        return ns.to_string();
+    }
+    let mut out = String::with_capacity(30);
+    push_digits(&mut out, year, 4);
+    for (sep, value) in [
+        ('-', u32::from(u8::from(t.month()))),
+        ('-', u32::from(t.day())),
+        ('T', u32::from(t.hour())),
+        (':', u32::from(t.minute())),
+        (':', u32::from(t.second())),
+    ] {
+        out.push(sep);
+        push_digits(&mut out, value, 2);
+    }
+    let nanos = t.nanosecond();
+    if nanos != 0 {
+        out.push('.');
+        let mut n = nanos;
+        let mut width = 9;
+        while n % 10 == 0 {
+            n /= 10;
+            width -= 1;
+        }
+        push_digits(&mut out, n, width);
+    }
+    out.push('Z');
+    out
+}
+
+/// The last `width` decimal digits of `value`, zero-padded.
+fn push_digits(out: &mut String, value: u32, width: u32) {
+    for place in (0..width).rev() {
+        let digit = value / 10u32.pow(place) % 10;
+        out.push(char::from(b'0' + u8::try_from(digit).unwrap_or(0)));
     }
 }
 
@@ -101,5 +127,33 @@ mod tests {
             "2026-01-20T10:00:00Z"
         );
         assert!(parse_timestamp("2026-01-20 10:00").is_none());
+        // Digit by digit, as `format!` would write it.
+        for ns in [
+            0,
+            1,
+            10,
+            123_456_789,
+            1_768_903_200_000_000_001,
+            1_768_903_200_120_000_000,
+            -1,
+            -86_400_000_000_000,
+            i64::MAX,
+        ] {
+            let t = time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ns)).unwrap();
+            let base = format!(
+                "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}",
+                t.year(),
+                u8::from(t.month()),
+                t.day(),
+                t.hour(),
+                t.minute(),
+                t.second()
+            );
+            let want = match t.nanosecond() {
+                0 => format!("{base}Z"),
+                n => format!("{base}.{}Z", format!("{n:09}").trim_end_matches('0')),
+            };
+            assert_eq!(timestamp(ns), want, "{ns}");
+        }
     }
 }
