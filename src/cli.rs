@@ -32,6 +32,17 @@ pub enum Format {
     Json,
 }
 
+/// `--format` of the commands that report diagnostics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum DiagFormat {
+    /// Readable diagnostics on stderr.
+    Human,
+    /// A JSON array of diagnostics on stdout.
+    Json,
+    /// A SARIF 2.1.0 log on stdout, for code-scanning tools.
+    Sarif,
+}
+
 /// `--engine`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum EngineArg {
@@ -61,8 +72,8 @@ pub enum Command {
         #[arg(required = true)]
         paths: Vec<PathBuf>,
         /// Output format.
-        #[arg(long, value_enum, default_value_t = Format::Human)]
-        format: Format,
+        #[arg(long, value_enum, default_value_t = DiagFormat::Human)]
+        format: DiagFormat,
     },
     /// Compile a policy set to one content-hashed artifact; prints its id.
     #[command(
@@ -76,8 +87,8 @@ pub enum Command {
         #[arg(short, long)]
         output: PathBuf,
         /// Format of diagnostics.
-        #[arg(long, value_enum, default_value_t = Format::Human)]
-        format: Format,
+        #[arg(long, value_enum, default_value_t = DiagFormat::Human)]
+        format: DiagFormat,
     },
     /// Replay events through a policy set: one decision per line, evidence stored first.
     #[command(
@@ -286,13 +297,13 @@ pub fn main() -> ExitCode {
 /// Reads and checks a policy set, reporting its diagnostics. `Err` is the exit code.
 pub fn load_and_check(
     paths: &[PathBuf],
-    format: Format,
+    format: DiagFormat,
 ) -> Result<(check::Checked, Vec<PathBuf>), ExitCode> {
     let files = source::expand_paths(paths).map_err(io_error)?;
     let sources = source::load_files(&files).map_err(io_error)?;
     let file_count = sources.files.len();
     let checked = check::check(sources);
-    if checked.has_errors() || !checked.diagnostics.is_empty() || format == Format::Json {
+    if checked.has_errors() || !checked.diagnostics.is_empty() || format != DiagFormat::Human {
         report(&checked, format, file_count);
     }
     if checked.has_errors() {
@@ -306,7 +317,7 @@ pub fn io_error(e: impl std::fmt::Display) -> ExitCode {
     ExitCode::from(2)
 }
 
-fn run_check(paths: &[PathBuf], format: Format) -> ExitCode {
+fn run_check(paths: &[PathBuf], format: DiagFormat) -> ExitCode {
     let files = match source::expand_paths(paths).and_then(|files| source::load_files(&files)) {
         Ok(s) => s,
         Err(e) => return io_error(e),
@@ -317,7 +328,7 @@ fn run_check(paths: &[PathBuf], format: Format) -> ExitCode {
     ExitCode::from(if checked.has_errors() { 1 } else { 0 })
 }
 
-fn run_build(paths: &[PathBuf], output: &std::path::Path, format: Format) -> ExitCode {
+fn run_build(paths: &[PathBuf], output: &std::path::Path, format: DiagFormat) -> ExitCode {
     let (checked, files) = match load_and_check(paths, format) {
         Ok(x) => x,
         Err(code) => return code,
@@ -429,9 +440,15 @@ fn jit_json(s: &crate::jit::Stats) -> serde_json::Value {
 }
 
 /// Prints a check's diagnostics in the chosen format.
-fn report(checked: &check::Checked, format: Format, file_count: usize) {
+fn report(checked: &check::Checked, format: DiagFormat, file_count: usize) {
     match format {
-        Format::Json => {
+        DiagFormat::Sarif => {
+            let log = diag::sarif(&checked.diagnostics, &checked.sources);
+            let text = serde_json::to_string_pretty(&log).unwrap_or_default();
+            let mut out = std::io::stdout().lock();
+            let _ = writeln!(out, "{text}");
+        }
+        DiagFormat::Json => {
             let list: Vec<JsonDiagnostic> = checked
                 .diagnostics
                 .iter()
@@ -441,7 +458,7 @@ fn report(checked: &check::Checked, format: Format, file_count: usize) {
             let mut out = std::io::stdout().lock();
             let _ = writeln!(out, "{text}");
         }
-        Format::Human => {
+        DiagFormat::Human => {
             let color = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none();
             let text = diag::render(&checked.diagnostics, &checked.sources, color);
             let errors = checked

@@ -6,7 +6,7 @@
 //! then prints that batch's decisions. Replaying the same input into the same store adds
 //! nothing and prints the same decisions.
 
-use crate::cli::{Format, load_and_check, load_artifact};
+use crate::cli::{DiagFormat, load_and_check, load_artifact};
 use crate::compile::{
     self,
     artifact::{Artifact, MAGIC},
@@ -40,7 +40,7 @@ pub(crate) fn artifact_for(paths: &[PathBuf]) -> Result<Artifact, ExitCode> {
     {
         return load_artifact(single);
     }
-    let (checked, files) = load_and_check(paths, Format::Human)?;
+    let (checked, files) = load_and_check(paths, DiagFormat::Human)?;
     let stored = compile::artifact::stored_paths(&files);
     compile::build(&checked, &stored).map_err(|e| {
         eprintln!("error: {e}");

@@ -254,3 +254,85 @@ fn char_range(file: &crate::source::SourceFile, span: Span) -> std::ops::Range<u
     let end = to_chars(span.end as usize).max(start);
     start..end
 }
+
+/// A SARIF 2.1.0 log of diagnostics (`lever check --format sarif`), for code-scanning
+/// tools: one run of the `lever` tool, every code as a rule, one result per diagnostic
+/// with its primary location and its labels as related locations. Columns count Unicode
+/// code points, as in the other formats; paths are as given on the command line.
+pub fn sarif(diagnostics: &[Diagnostic], sources: &SourceSet) -> serde_json::Value {
+    use serde_json::json;
+    let level = |s: Severity| match s {
+        Severity::Error => "error",
+        Severity::Warning => "warning",
+    };
+    let location = |span: Span, message: Option<&str>| {
+        let file = sources.get(span.file);
+        let (line, column) = file.map_or((1, 1), |f| f.line_col(span.start as usize));
+        let (end_line, end_column) = file.map_or((1, 1), |f| f.line_col(span.end as usize));
+        let mut loc = json!({
+            "physicalLocation": {
+                "artifactLocation": { "uri": file.map_or("", |f| f.path.as_str()) },
+                "region": {
+                    "startLine": line, "startColumn": column,
+                    "endLine": end_line, "endColumn": end_column,
+                },
+            },
+        });
+        if let (Some(text), Some(map)) = (message, loc.as_object_mut()) {
+            map.insert("message".into(), json!({ "text": text }));
+        }
+        loc
+    };
+    let rules: Vec<serde_json::Value> = Code::ALL
+        .iter()
+        .map(|c| {
+            json!({
+                "id": c.as_str(),
+                "name": c.title(),
+                "shortDescription": { "text": c.title() },
+                "help": { "text": format!(
+                    "docs/diagnostics.md, \"{} {}\": the rule and a failing example",
+                    c.as_str(),
+                    c.title()
+                ) },
+                "defaultConfiguration": { "level": level(c.severity()) },
+            })
+        })
+        .collect();
+    let results: Vec<serde_json::Value> = diagnostics
+        .iter()
+        .map(|d| {
+            let text = match &d.help {
+                Some(help) => format!("{}\nhelp: {help}", d.message),
+                None => d.message.clone(),
+            };
+            json!({
+                "ruleId": d.code.as_str(),
+                "ruleIndex": Code::ALL.iter().position(|c| *c == d.code),
+                "level": level(d.severity()),
+                "message": { "text": text },
+                "locations": [location(d.span, None)],
+                "relatedLocations": d.labels.iter().enumerate().map(|(i, l)| {
+                    let mut loc = location(l.span, Some(&l.message));
+                    if let Some(map) = loc.as_object_mut() {
+                        map.insert("id".into(), json!(i));
+                    }
+                    loc
+                }).collect::<Vec<_>>(),
+            })
+        })
+        .collect();
+    json!({
+        "$schema": "https://json.schemastore.org/sarif-2.1.0.json",
+        "version": "2.1.0",
+        "runs": [{
+            "tool": { "driver": {
+                "name": "lever",
+                "version": env!("CARGO_PKG_VERSION"),
+                "rules": rules,
+            }},
+            "columnKind": "unicodeCodePoints",
+            "results": results,
+        }],
+    })
+}

@@ -175,3 +175,55 @@ fn nesting_up_to_the_limit_checks_clean() {
         String::from_utf8_lossy(&out.stdout)
     );
 }
+
+#[test]
+fn sarif_output_locates_each_diagnostic_and_its_labels() {
+    // The case marks E0315 on line 5 by hand; `alert(ui, ui)` has its second `ui` at
+    // column 52 and its first at column 48.
+    let case = root().join("tests/check/alert_lists_channel_twice");
+    let out = lever(
+        &root(),
+        &["check", case.to_str().unwrap(), "--format", "sarif"],
+    );
+    assert_eq!(out.status.code(), Some(1), "errors still exit 1");
+    let log: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(log["version"], "2.1.0");
+    let run = &log["runs"][0];
+    assert_eq!(run["tool"]["driver"]["name"], "lever");
+    let results = run["results"].as_array().unwrap();
+    assert_eq!(results.len(), 1);
+    let r = &results[0];
+    assert_eq!(r["ruleId"], "E0315");
+    assert_eq!(r["level"], "error");
+    assert_eq!(r["message"]["text"], "channel `ui` listed twice");
+    let rule = &run["tool"]["driver"]["rules"][r["ruleIndex"].as_u64().unwrap() as usize];
+    assert_eq!(rule["id"], "E0315");
+    let loc = &r["locations"][0]["physicalLocation"];
+    assert!(
+        loc["artifactLocation"]["uri"]
+            .as_str()
+            .unwrap()
+            .ends_with("alert_lists_channel_twice/main.policy")
+    );
+    assert_eq!(
+        (
+            &loc["region"]["startLine"],
+            &loc["region"]["startColumn"],
+            &loc["region"]["endColumn"]
+        ),
+        (
+            &serde_json::json!(5),
+            &serde_json::json!(52),
+            &serde_json::json!(54)
+        )
+    );
+    let related = &r["relatedLocations"][0];
+    assert_eq!(related["message"]["text"], "first listed here");
+    assert_eq!(related["physicalLocation"]["region"]["startColumn"], 48);
+
+    // A clean set is a log with no results, exit 0; warnings are `warning` results.
+    let clean = lever(&root(), &["check", "examples", "--format", "sarif"]);
+    assert_eq!(clean.status.code(), Some(0));
+    let log: serde_json::Value = serde_json::from_slice(&clean.stdout).unwrap();
+    assert_eq!(log["runs"][0]["results"], serde_json::json!([]));
+}
