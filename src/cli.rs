@@ -158,6 +158,20 @@ pub enum Command {
         #[arg(long, value_enum, default_value_t = EngineArg::Interp)]
         engine: EngineArg,
     },
+    /// What changed between two artifacts: policies added and removed, limits raised or
+    /// lowered, thresholds and actions, scopes widened or narrowed, channels.
+    #[command(
+        after_help = "Example:\n  lever diff main.lvc pr.lvc\n\nExit: 0 no policy changes, 1 changes listed, 2 usage, I/O, or an artifact that does not verify."
+    )]
+    Diff {
+        /// The artifact before.
+        old: PathBuf,
+        /// The artifact after.
+        new: PathBuf,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = Format::Human)]
+        format: Format,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -225,6 +239,7 @@ pub fn main() -> ExitCode {
             format,
             engine,
         } => run_inspect(&file, format, engine),
+        Command::Diff { old, new, format } => run_diff(&old, &new, format),
         Command::Run {
             source,
             events,
@@ -376,6 +391,23 @@ pub fn load_artifact(path: &std::path::Path) -> Result<compile::artifact::Artifa
         eprintln!("error: {}: {e}", path.display());
         ExitCode::from(1)
     })
+}
+
+fn run_diff(old: &std::path::Path, new: &std::path::Path, format: Format) -> ExitCode {
+    let load = |path: &std::path::Path| load_artifact(path).map_err(|_| ExitCode::from(2));
+    let (a, b) = match (load(old), load(new)) {
+        (Ok(a), Ok(b)) => (a, b),
+        (Err(code), _) | (_, Err(code)) => return code,
+    };
+    let diff = crate::author::diff::diff(&a, &b);
+    match format {
+        Format::Human => print!("{}", crate::author::diff::text(&diff)),
+        Format::Json => println!(
+            "{}",
+            serde_json::to_string_pretty(&diff).unwrap_or_default()
+        ),
+    }
+    ExitCode::from(if diff.is_empty() { 0 } else { 1 })
 }
 
 fn run_inspect(file: &std::path::Path, format: Format, engine: EngineArg) -> ExitCode {

@@ -14,6 +14,7 @@
     )
 )]
 
+pub mod author;
 pub mod check;
 pub mod cli;
 mod cli_evidence;

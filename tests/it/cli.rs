@@ -227,3 +227,75 @@ fn sarif_output_locates_each_diagnostic_and_its_labels() {
     let log: serde_json::Value = serde_json::from_slice(&clean.stdout).unwrap();
     assert_eq!(log["runs"][0]["results"], serde_json::json!([]));
 }
+
+#[test]
+fn diff_lists_what_changed_between_two_artifacts() {
+    let tmp = tempfile::tempdir().unwrap();
+    let build = |name: &str| {
+        let out = tmp.path().join(format!("{name}.lvc"));
+        let src = root().join(format!("tests/diff/{name}.policy"));
+        let built = lever(
+            &root(),
+            &["build", src.to_str().unwrap(), "-o", out.to_str().unwrap()],
+        );
+        assert_eq!(built.status.code(), Some(0));
+        out.to_str().unwrap().to_string()
+    };
+    let (old, new) = (build("old"), build("new"));
+    let out = lever(&root(), &["diff", &old, &new]);
+    assert_eq!(out.status.code(), Some(1), "changes exit 1");
+    let text = String::from_utf8(out.stdout).unwrap();
+    // Written by hand from the two files.
+    let expected = "\
++ policy fresh v1 (scope agent == \"x\")
+- policy gone v1 (scope all)
+~ policy cap v1 -> v2
+    scope widened: tenant == \"acme\" -> tenant in [\"acme\", \"globex\"]
+    precedence changed: 10 -> 5
+    limit raised std.llm.cost: $5.00 -> $8.00
+    near changed std.llm.cost: 80% -> 90%
+    breach actions changed std.llm.cost: stop, alert(ops) -> kill, alert(ops)
+    limit removed std.llm.tokens: was 1000 tokens
+    limit added std.llm.burn_1m: $1.00
+    override rule removed: was role \"sre\" may raise std.llm.cost up to $10.00 for 1h
+channel changed ops: webhook(url: env(\"U\"), secret: env(\"S\")) -> webhook(url: env(\"U2\"), secret: env(\"S\"))
+";
+    let (first, rest) = text.split_once('\n').unwrap();
+    assert!(
+        first.starts_with("artifact blake3:") && first.contains(" -> blake3:"),
+        "{first}"
+    );
+    assert_eq!(rest, expected);
+
+    // JSON, and the reverse direction: a narrowed scope and a lowered limit.
+    let out = lever(&root(), &["diff", &new, &old, "--format", "json"]);
+    let d: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let kinds: Vec<&str> = d["changed"][0]["changes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["kind"].as_str().unwrap())
+        .collect();
+    assert!(
+        kinds.contains(&"scope_narrowed") && kinds.contains(&"limit_lowered"),
+        "{kinds:?}"
+    );
+    assert_eq!(d["added"][0]["policy"], "gone");
+
+    // The same artifact twice: nothing, exit 0. A damaged artifact: exit 2.
+    let same = lever(&root(), &["diff", &old, &old]);
+    assert_eq!(same.status.code(), Some(0));
+    assert!(
+        String::from_utf8(same.stdout)
+            .unwrap()
+            .ends_with("no policy changes\n")
+    );
+    let mut bytes = std::fs::read(&old).unwrap();
+    let last = bytes.len() - 1;
+    bytes[last] ^= 1;
+    let bad = tmp.path().join("bad.lvc");
+    std::fs::write(&bad, bytes).unwrap();
+    let out = lever(&root(), &["diff", bad.to_str().unwrap(), &new]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8(out.stderr).unwrap().contains("bad.lvc"));
+}

@@ -1,0 +1,460 @@
+//! `lever diff OLD.lvc NEW.lvc`: what changed between two artifacts, for review in pull
+//! requests: policies added and removed, and for each policy in both, limits raised,
+//! lowered, added or removed, thresholds and actions, scopes widened or narrowed (decided
+//! exactly, as the analyzer decides overlap), precedence, binding, error handling,
+//! override rules and throttling; channels added, removed or changed.
+
+use crate::check::analyze;
+use crate::check::hir::{ArgValue, ChannelRef, Enforcement, Grantee};
+use crate::compile::artifact::Artifact;
+use crate::compile::bytecode::{ActionsDesc, PolicyDesc, Program, RuleDesc, RuleKindDesc};
+use crate::compile::meaning::scope_text;
+use crate::runtime::format;
+use crate::syntax::ast::{OnError, Unit};
+use serde::Serialize;
+
+/// One change to a policy.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Change {
+    /// What kind of change: `limit_raised`, `scope_widened`, ... (docs/cli.md lists them).
+    pub kind: &'static str,
+    /// The limit it concerns, if any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub limit: Option<String>,
+    pub from: Option<String>,
+    pub to: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct PolicyChange {
+    pub policy: String,
+    pub from_version: u64,
+    pub to_version: u64,
+    pub from_hash: String,
+    pub to_hash: String,
+    pub changes: Vec<Change>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Summary {
+    pub policy: String,
+    pub version: u64,
+    pub hash: String,
+    pub scope: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Diff {
+    pub from: String,
+    pub to: String,
+    pub added: Vec<Summary>,
+    pub removed: Vec<Summary>,
+    pub changed: Vec<PolicyChange>,
+    /// Channels: `channel_added`, `channel_removed`, `channel_changed`, with the name as
+    /// `limit` left empty and the declaration as `from`/`to`.
+    pub channels: Vec<Change>,
+}
+
+impl Diff {
+    pub fn is_empty(&self) -> bool {
+        self.added.is_empty()
+            && self.removed.is_empty()
+            && self.changed.is_empty()
+            && self.channels.is_empty()
+    }
+}
+
+fn summary(p: &PolicyDesc) -> Summary {
+    Summary {
+        policy: p.name.clone(),
+        version: p.version,
+        hash: p.hash.clone(),
+        scope: scope_text(&p.scope),
+    }
+}
+
+/// What changed from `old` to `new`.
+pub fn diff(old: &Artifact, new: &Artifact) -> Diff {
+    let (a, b) = (&old.body.program, &new.body.program);
+    let find =
+        |program: &Program, name: &str| program.policies.iter().find(|p| p.name == name).cloned();
+    let added = b
+        .policies
+        .iter()
+        .filter(|p| find(a, &p.name).is_none())
+        .map(summary)
+        .collect();
+    let removed = a
+        .policies
+        .iter()
+        .filter(|p| find(b, &p.name).is_none())
+        .map(summary)
+        .collect();
+    let changed = a
+        .policies
+        .iter()
+        .filter_map(|p| {
+            let q = find(b, &p.name)?;
+            (p.hash != q.hash).then(|| PolicyChange {
+                policy: p.name.clone(),
+                from_version: p.version,
+                to_version: q.version,
+                from_hash: p.hash.clone(),
+                to_hash: q.hash.clone(),
+                changes: policy_changes(a, p, b, &q),
+            })
+        })
+        .collect();
+    Diff {
+        from: old.id.clone(),
+        to: new.id.clone(),
+        added,
+        removed,
+        changed,
+        channels: channel_changes(a, b),
+    }
+}
+
+fn change(
+    kind: &'static str,
+    limit: Option<&str>,
+    from: Option<String>,
+    to: Option<String>,
+) -> Change {
+    Change {
+        kind,
+        limit: limit.map(str::to_string),
+        from,
+        to,
+    }
+}
+
+/// A value as the policy writes it: `$5.00`, `50000 tokens`, `30000ms`, `10`.
+fn shown(unit: Unit, v: i64) -> String {
+    match unit {
+        Unit::Usd => format!("${}", format::money(v)),
+        Unit::Tokens => format!("{} tokens", format::value(unit, v)),
+        _ => format::value(unit, v),
+    }
+}
+
+fn actions_text(program: &Program, a: &ActionsDesc) -> String {
+    let mut parts: Vec<String> = a
+        .enforcement
+        .map(Enforcement::name)
+        .map(str::to_string)
+        .into_iter()
+        .collect();
+    let channels: Vec<String> = a
+        .alerts
+        .iter()
+        .map(|c| match c {
+            ChannelRef::Ui => "ui".to_string(),
+            ChannelRef::Declared(i) => program
+                .channels
+                .get(*i as usize)
+                .map_or_else(|| "?".into(), |c| c.name.clone()),
+        })
+        .collect();
+    if !channels.is_empty() {
+        parts.push(format!("alert({})", channels.join(", ")));
+    }
+    if parts.is_empty() {
+        "nothing".into()
+    } else {
+        parts.join(", ")
+    }
+}
+
+/// A duration as the policy language writes it: `1h`, `15m`, `30s`, `250ms`.
+fn duration_text(ns: i64) -> String {
+    const MS: i64 = 1_000_000;
+    for (unit, size) in [
+        ("d", 86_400_000 * MS),
+        ("h", 3_600_000 * MS),
+        ("m", 60_000 * MS),
+        ("s", 1_000 * MS),
+    ] {
+        if ns != 0 && ns % size == 0 {
+            return format!("{}{unit}", ns / size);
+        }
+    }
+    format::millis(ns)
+}
+
+fn percent_text(p: i64) -> String {
+    format!("{}%", crate::num::Decimal(p))
+}
+
+fn on_error_text(e: OnError) -> &'static str {
+    match e {
+        OnError::FailClosed => "fail_closed",
+        OnError::FailOpen => "fail_open",
+    }
+}
+
+fn rule_text(policy: &PolicyDesc, r: &RuleDesc) -> String {
+    let who = match &r.grantee {
+        Grantee::Role(role) => format!("role {role:?}"),
+        Grantee::Actor(actor) => format!("actor {actor:?}"),
+    };
+    let what = match &r.kind {
+        RuleKindDesc::Raise { limit, ceiling } => match policy.limits.get(usize::from(*limit)) {
+            Some(l) => format!("may raise {} up to {}", l.name, shown(l.unit, *ceiling)),
+            None => format!("may raise limit #{limit}"),
+        },
+        RuleKindDesc::Suspend => "may suspend".into(),
+        RuleKindDesc::Resume => "may resume".into(),
+    };
+    let mut text = format!("{who} {what}");
+    if let Some(ttl) = r.ttl {
+        text.push_str(&format!(" for {}", duration_text(ttl)));
+    }
+    if r.requires_reason {
+        text.push_str(", reason required");
+    }
+    if r.approvals > 0 {
+        text.push_str(&format!(", {} approvals", r.approvals));
+    }
+    text
+}
+
+fn policy_changes(a: &Program, p: &PolicyDesc, b: &Program, q: &PolicyDesc) -> Vec<Change> {
+    let mut out = Vec::new();
+    if p.scope != q.scope {
+        let kind = match (
+            analyze::implies(&p.scope, &q.scope),
+            analyze::implies(&q.scope, &p.scope),
+        ) {
+            (Some(true), Some(false)) => "scope_widened",
+            (Some(false), Some(true)) => "scope_narrowed",
+            (Some(true), Some(true)) => "scope_rewritten",
+            _ => "scope_changed",
+        };
+        out.push(change(
+            kind,
+            None,
+            Some(scope_text(&p.scope)),
+            Some(scope_text(&q.scope)),
+        ));
+    }
+    let mut setting = |kind, from: String, to: String| {
+        if from != to {
+            out.push(change(kind, None, Some(from), Some(to)));
+        }
+    };
+    setting(
+        "precedence_changed",
+        p.precedence.to_string(),
+        q.precedence.to_string(),
+    );
+    setting(
+        "conflict_changed",
+        p.conflict.name().into(),
+        q.conflict.name().into(),
+    );
+    setting("bind_changed", p.bind.name().into(), q.bind.name().into());
+    setting(
+        "on_error_changed",
+        on_error_text(p.on_error).into(),
+        on_error_text(q.on_error).into(),
+    );
+    setting(
+        "max_per_run_changed",
+        p.max_per_run.map_or("none".into(), |n| n.to_string()),
+        q.max_per_run.map_or("none".into(), |n| n.to_string()),
+    );
+    setting(
+        "min_interval_changed",
+        duration_text(p.min_interval),
+        duration_text(q.min_interval),
+    );
+    setting(
+        "prompt_logging_changed",
+        p.prompt_logging.to_string(),
+        q.prompt_logging.to_string(),
+    );
+    setting(
+        "pii_capture_changed",
+        p.pii_capture.to_string(),
+        q.pii_capture.to_string(),
+    );
+    for l in &p.limits {
+        let Some(m) = q.limits.iter().find(|m| m.name == l.name) else {
+            out.push(change(
+                "limit_removed",
+                Some(&l.name),
+                Some(shown(l.unit, l.value)),
+                None,
+            ));
+            continue;
+        };
+        let name = Some(l.name.as_str());
+        if l.unit != m.unit || l.value != m.value {
+            let kind = match (l.unit == m.unit, m.value > l.value) {
+                (true, true) => "limit_raised",
+                (true, false) => "limit_lowered",
+                (false, _) => "limit_changed",
+            };
+            out.push(change(
+                kind,
+                name,
+                Some(shown(l.unit, l.value)),
+                Some(shown(m.unit, m.value)),
+            ));
+        }
+        match (&l.near, &m.near) {
+            (Some(x), Some(y)) if x.percent != y.percent => out.push(change(
+                "near_changed",
+                name,
+                Some(percent_text(x.percent)),
+                Some(percent_text(y.percent)),
+            )),
+            (Some(x), None) => out.push(change(
+                "near_removed",
+                name,
+                Some(percent_text(x.percent)),
+                None,
+            )),
+            (None, Some(y)) => out.push(change(
+                "near_added",
+                name,
+                None,
+                Some(percent_text(y.percent)),
+            )),
+            _ => {}
+        }
+        if let (Some(x), Some(y)) = (&l.near, &m.near) {
+            let (from, to) = (actions_text(a, &x.actions), actions_text(b, &y.actions));
+            if from != to {
+                out.push(change("near_actions_changed", name, Some(from), Some(to)));
+            }
+        }
+        let (from, to) = (actions_text(a, &l.breach), actions_text(b, &m.breach));
+        if from != to {
+            out.push(change("breach_actions_changed", name, Some(from), Some(to)));
+        }
+    }
+    for m in &q.limits {
+        if !p.limits.iter().any(|l| l.name == m.name) {
+            out.push(change(
+                "limit_added",
+                Some(&m.name),
+                None,
+                Some(shown(m.unit, m.value)),
+            ));
+        }
+    }
+    let rules = |policy: &PolicyDesc| -> Vec<String> {
+        policy.rules.iter().map(|r| rule_text(policy, r)).collect()
+    };
+    let (from, to) = (rules(p), rules(q));
+    for r in from.iter().filter(|r| !to.contains(r)) {
+        out.push(change("override_rule_removed", None, Some(r.clone()), None));
+    }
+    for r in to.iter().filter(|r| !from.contains(r)) {
+        out.push(change("override_rule_added", None, None, Some(r.clone())));
+    }
+    if out.is_empty() {
+        // The hash covers what monitors compute; nothing above shows it.
+        out.push(change("definition_changed", None, None, None));
+    }
+    out
+}
+
+fn channel_text(c: &crate::compile::bytecode::ChannelDesc) -> String {
+    let args: Vec<String> = c
+        .args
+        .iter()
+        .map(|(k, v)| {
+            let v = match v {
+                ArgValue::Str(s) => format!("{s:?}"),
+                ArgValue::Env(var) => format!("env({var:?})"),
+                ArgValue::List(items) => format!("{items:?}"),
+            };
+            format!("{k}: {v}")
+        })
+        .collect();
+    format!("{}({})", c.kind.name(), args.join(", "))
+}
+
+fn channel_changes(a: &Program, b: &Program) -> Vec<Change> {
+    let mut out = Vec::new();
+    for c in &a.channels {
+        match b.channels.iter().find(|d| d.name == c.name) {
+            None => out.push(change(
+                "channel_removed",
+                Some(&c.name),
+                Some(channel_text(c)),
+                None,
+            )),
+            Some(d) if channel_text(c) != channel_text(d) => out.push(change(
+                "channel_changed",
+                Some(&c.name),
+                Some(channel_text(c)),
+                Some(channel_text(d)),
+            )),
+            Some(_) => {}
+        }
+    }
+    for d in &b.channels {
+        if !a.channels.iter().any(|c| c.name == d.name) {
+            out.push(change(
+                "channel_added",
+                Some(&d.name),
+                None,
+                Some(channel_text(d)),
+            ));
+        }
+    }
+    out
+}
+
+/// The diff as text for a pull request: one line per change.
+pub fn text(d: &Diff) -> String {
+    let mut out = format!("artifact {} -> {}\n", d.from, d.to);
+    if d.is_empty() {
+        out.push_str("no policy changes\n");
+        return out;
+    }
+    for p in &d.added {
+        out.push_str(&format!(
+            "+ policy {} v{} (scope {})\n",
+            p.policy, p.version, p.scope
+        ));
+    }
+    for p in &d.removed {
+        out.push_str(&format!(
+            "- policy {} v{} (scope {})\n",
+            p.policy, p.version, p.scope
+        ));
+    }
+    for p in &d.changed {
+        out.push_str(&format!(
+            "~ policy {} v{} -> v{}\n",
+            p.policy, p.from_version, p.to_version
+        ));
+        for c in &p.changes {
+            out.push_str(&format!("    {}\n", change_text(c)));
+        }
+    }
+    for c in &d.channels {
+        out.push_str(&format!("{}\n", change_text(c)));
+    }
+    out
+}
+
+fn change_text(c: &Change) -> String {
+    let subject = c
+        .limit
+        .as_deref()
+        .map(|l| format!(" {l}"))
+        .unwrap_or_default();
+    let words = c.kind.replace('_', " ");
+    match (&c.from, &c.to) {
+        (Some(f), Some(t)) => format!("{words}{subject}: {f} -> {t}"),
+        (Some(f), None) => format!("{words}{subject}: was {f}"),
+        (None, Some(t)) => format!("{words}{subject}: {t}"),
+        (None, None) => format!("{words}{subject}: what its monitors compute differs"),
+    }
+}
