@@ -172,6 +172,28 @@ pub enum Command {
         #[arg(long, value_enum, default_value_t = Format::Human)]
         format: Format,
     },
+    /// Why a decision came out as it did: the policies that applied and why, the
+    /// arbitration, each limit's value and zone, the overrides in force.
+    #[command(
+        after_help = "Example:\n  lever explain examples --events examples/events/support.jsonl --run support-42 --step 13\n\nThe events are replayed in memory; no evidence is written.\nExit: 0 explained, 1 no such event (or the policies have errors), 2 usage or I/O."
+    )]
+    Explain {
+        /// An artifact (`.lvc`), or `.policy` files and directories to compile.
+        #[arg(required = true)]
+        source: Vec<PathBuf>,
+        /// The events, one JSON object a line; `-` reads standard input.
+        #[arg(long)]
+        events: String,
+        /// The run.
+        #[arg(long)]
+        run: String,
+        /// The event's `seq` in the run, as its decision shows it (1 is the run start).
+        #[arg(long)]
+        step: u64,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = Format::Human)]
+        format: Format,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -239,7 +261,14 @@ pub fn main() -> ExitCode {
             format,
             engine,
         } => run_inspect(&file, format, engine),
-        Command::Diff { old, new, format } => run_diff(&old, &new, format),
+        Command::Diff { old, new, format } => crate::cli_author::diff(&old, &new, format),
+        Command::Explain {
+            source,
+            events,
+            run,
+            step,
+            format,
+        } => crate::cli_author::explain(&source, &events, &run, step, format),
         Command::Run {
             source,
             events,
@@ -391,23 +420,6 @@ pub fn load_artifact(path: &std::path::Path) -> Result<compile::artifact::Artifa
         eprintln!("error: {}: {e}", path.display());
         ExitCode::from(1)
     })
-}
-
-fn run_diff(old: &std::path::Path, new: &std::path::Path, format: Format) -> ExitCode {
-    let load = |path: &std::path::Path| load_artifact(path).map_err(|_| ExitCode::from(2));
-    let (a, b) = match (load(old), load(new)) {
-        (Ok(a), Ok(b)) => (a, b),
-        (Err(code), _) | (_, Err(code)) => return code,
-    };
-    let diff = crate::author::diff::diff(&a, &b);
-    match format {
-        Format::Human => print!("{}", crate::author::diff::text(&diff)),
-        Format::Json => println!(
-            "{}",
-            serde_json::to_string_pretty(&diff).unwrap_or_default()
-        ),
-    }
-    ExitCode::from(if diff.is_empty() { 0 } else { 1 })
 }
 
 fn run_inspect(file: &std::path::Path, format: Format, engine: EngineArg) -> ExitCode {

@@ -65,7 +65,7 @@ pub fn deploy_loader(path: &Path) -> Result<Artifact, String> {
     compile::build(&checked, &stored).map_err(|e| e.to_string())
 }
 
-fn read_events(events: &str) -> Result<(Vec<u8>, PathBuf), ExitCode> {
+pub(crate) fn read_events(events: &str) -> Result<(Vec<u8>, PathBuf), ExitCode> {
     if events == "-" {
         let mut bytes = Vec::new();
         std::io::stdin()

@@ -17,6 +17,7 @@
 pub mod author;
 pub mod check;
 pub mod cli;
+mod cli_author;
 mod cli_evidence;
 mod cli_run;
 pub mod compile;

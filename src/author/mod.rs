@@ -1,4 +1,6 @@
 //! Author tooling: what policy authors and reviewers run besides `check` and `build`:
-//! [`diff`] (what changed between two artifacts).
+//! [`diff`] (what changed between two artifacts) and [`explain`] (why a decision came out
+//! as it did).
 
 pub mod diff;
+pub mod explain;

@@ -397,8 +397,13 @@ impl Engine {
         &self.artifact
     }
 
-    fn program(&self) -> &Program {
+    pub fn program(&self) -> &Program {
         &self.artifact.body.program
+    }
+
+    /// Every monitor's value at the step this engine evaluated last (`lever explain`).
+    pub fn monitor_values(&self) -> &[Slot] {
+        &self.scratch.monitors
     }
 
     /// Starts a run: binds every policy whose scope matches (LANGUAGE §9).

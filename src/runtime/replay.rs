@@ -104,6 +104,12 @@ impl Replay {
         self.store_outage = down;
     }
 
+    /// A run of this replay and the engine that judges it.
+    pub fn run(&self, id: &str) -> Option<(&Engine, &Run)> {
+        let held = self.runs.get(id)?;
+        Some((self.engines.get(held.engine)?, &held.run))
+    }
+
     /// The engine of the artifact deployed last.
     pub fn current_engine(&self) -> Option<&Engine> {
         self.engines.get(self.current)

@@ -299,3 +299,103 @@ channel changed ops: webhook(url: env(\"U\"), secret: env(\"S\")) -> webhook(url
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8(out.stderr).unwrap().contains("bad.lvc"));
 }
+
+#[test]
+fn explain_says_which_policies_applied_and_where_each_limit_stood() {
+    let events = root().join("examples/events/support.jsonl");
+    let explain = |extra: &[&str]| {
+        let mut args = vec![
+            "explain",
+            "examples",
+            "--events",
+            events.to_str().unwrap(),
+            "--run",
+            "support-42",
+        ];
+        args.extend(extra);
+        lever(&root(), &args)
+    };
+    // Seq 13 is the step whose cost reaches $5.40 against support_budget's $5 cap.
+    let out = explain(&["--step", "13", "--format", "json"]);
+    assert_eq!(out.status.code(), Some(0));
+    let e: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(e["decision"]["action"], "stop");
+    let policy = |name: &str| {
+        e["policies"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["policy"] == name)
+            .unwrap()
+            .clone()
+    };
+    // support-bot is in support_budget's agent list; the run has no `plan` label.
+    let budget = policy("support_budget");
+    assert_eq!(
+        (budget["status"].as_str(), budget["scope_matches"].as_bool()),
+        (Some("bound"), Some(true))
+    );
+    assert_eq!(
+        budget["read"],
+        serde_json::json!([{"attribute": "agent", "value": "support-bot"}])
+    );
+    assert_eq!(policy("free_tier_cap")["status"], "out of scope");
+    assert_eq!(policy("human_sessions")["status"], "out of scope");
+    let limit = e["limits"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|l| l["policy"] == "support_budget" && l["limit"] == "std.llm.cost")
+        .unwrap();
+    assert_eq!(
+        (
+            limit["observed"].as_str(),
+            limit["effective_value"].as_str(),
+            limit["zone"].as_str()
+        ),
+        (Some("5.40"), Some("5.00"), Some("breach"))
+    );
+    // Both support_budget (precedence 10) and tenant_default (1000) limit std.llm.cost;
+    // the lead is most_restrictive, so both are judged.
+    let group = &e["arbitration"][0];
+    assert_eq!(group["monitor"], "std.llm.cost");
+    assert_eq!(group["lead"], serde_json::json!(["support_budget"]));
+    assert!(
+        group["members"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|m| m["judged"] == true)
+    );
+
+    // A raise in force shows its effective value and when it ends.
+    let case = root()
+        .join("tests/replay/override_raise_expires_at_exactly_until_and_the_limit_fires_again");
+    let out = lever(
+        &root(),
+        &[
+            "explain",
+            case.join("p.policy").to_str().unwrap(),
+            "--events",
+            case.join("events.jsonl").to_str().unwrap(),
+            "--run",
+            "r1",
+            "--step",
+            "3",
+        ],
+    );
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        text.contains("p / std.llm.cost: observed 6.00, limit 8.00 (raised from 5.00 until 2026-01-20T10:30:01Z), zone BELOW"),
+        "{text}"
+    );
+
+    // No such event: exit 1, saying which seqs the run has.
+    let out = explain(&["--step", "99"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        String::from_utf8(out.stderr)
+            .unwrap()
+            .contains("has no event with seq 99")
+    );
+}

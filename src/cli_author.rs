@@ -1,0 +1,89 @@
+//! `lever diff` and `lever explain`: reading artifacts and replays for reviewers.
+
+use crate::cli::{Format, load_artifact};
+use crate::cli_run::{artifact_for, deploy_loader, read_events};
+use crate::runtime::EngineKind;
+use crate::runtime::replay::Replay;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+
+/// `lever diff OLD NEW`: exit 0 without policy changes, 1 with.
+pub fn diff(old: &Path, new: &Path, format: Format) -> ExitCode {
+    let load = |path: &Path| load_artifact(path).map_err(|_| ExitCode::from(2));
+    let (a, b) = match (load(old), load(new)) {
+        (Ok(a), Ok(b)) => (a, b),
+        (Err(code), _) | (_, Err(code)) => return code,
+    };
+    let diff = crate::author::diff::diff(&a, &b);
+    match format {
+        Format::Human => print!("{}", crate::author::diff::text(&diff)),
+        Format::Json => println!(
+            "{}",
+            serde_json::to_string_pretty(&diff).unwrap_or_default()
+        ),
+    }
+    ExitCode::from(if diff.is_empty() { 0 } else { 1 })
+}
+
+/// `lever explain`: replays `events` in memory up to the run's event `seq` and explains
+/// its decision.
+pub fn explain(
+    source: &[PathBuf],
+    events: &str,
+    run_id: &str,
+    seq: u64,
+    format: Format,
+) -> ExitCode {
+    let artifact = match artifact_for(source) {
+        Ok(a) => Arc::new(a),
+        Err(code) => return code,
+    };
+    let (bytes, base) = match read_events(events) {
+        Ok(e) => e,
+        Err(code) => return code,
+    };
+    let mut replay =
+        match Replay::with_engine(artifact, base, Box::new(deploy_loader), EngineKind::Interp) {
+            Ok(r) => r,
+            Err(e) => {
+                eprintln!("error: {e}");
+                return ExitCode::from(1);
+            }
+        };
+    let mut last_seq = None;
+    for (n, line) in bytes.split(|b| *b == b'\n').enumerate() {
+        let Some(result) = replay.line_bytes(n as u64 + 1, line) else {
+            continue;
+        };
+        let d = result.decision;
+        if d.run_id.as_deref() != Some(run_id)
+            || d.action == crate::runtime::decision::Action::Rejected
+        {
+            continue;
+        }
+        last_seq = d.seq;
+        if d.seq != Some(seq) {
+            continue;
+        }
+        let Some((engine, run)) = replay.run(run_id) else {
+            break;
+        };
+        let explained = crate::author::explain::explain(engine, run, &d, d.event == Some("step"));
+        match format {
+            Format::Human => print!("{}", crate::author::explain::text(&explained)),
+            Format::Json => println!(
+                "{}",
+                serde_json::to_string_pretty(&explained).unwrap_or_default()
+            ),
+        }
+        return ExitCode::SUCCESS;
+    }
+    match last_seq {
+        None => eprintln!("error: {events}: run `{run_id}` has no accepted event"),
+        Some(last) => eprintln!(
+            "error: {events}: run `{run_id}` has no event with seq {seq} (its events run from seq 1 to {last})"
+        ),
+    }
+    ExitCode::from(1)
+}
