@@ -172,6 +172,21 @@ pub enum Command {
         #[arg(long, value_enum, default_value_t = Format::Human)]
         format: Format,
     },
+    /// Run the policy tests (`test "name" { ... }`) of a policy set.
+    #[command(
+        after_help = "Example:\n  lever test examples --coverage\n\nExit: 0 every test passed, 1 a test failed or the policies have errors, 2 usage or I/O."
+    )]
+    Test {
+        /// `.policy` files and directories (searched recursively).
+        #[arg(required = true)]
+        paths: Vec<PathBuf>,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = Format::Human)]
+        format: Format,
+        /// Also report which thresholds and override rules the tests reached.
+        #[arg(long)]
+        coverage: bool,
+    },
     /// Why a decision came out as it did: the policies that applied and why, the
     /// arbitration, each limit's value and zone, the overrides in force.
     #[command(
@@ -261,6 +276,11 @@ pub fn main() -> ExitCode {
             format,
             engine,
         } => run_inspect(&file, format, engine),
+        Command::Test {
+            paths,
+            format,
+            coverage,
+        } => crate::cli_author::test(&paths, format, coverage),
         Command::Diff { old, new, format } => crate::cli_author::diff(&old, &new, format),
         Command::Explain {
             source,

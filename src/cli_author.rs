@@ -1,4 +1,4 @@
-//! `lever diff` and `lever explain`: reading artifacts and replays for reviewers.
+//! `lever test`, `lever diff` and `lever explain`: what authors and reviewers run.
 
 use crate::cli::{Format, load_artifact};
 use crate::cli_run::{artifact_for, deploy_loader, read_events};
@@ -86,4 +86,57 @@ pub fn explain(
         ),
     }
     ExitCode::from(1)
+}
+
+/// `lever test`: checks and builds the set, then runs every test of its files.
+pub fn test(paths: &[PathBuf], format: Format, coverage: bool) -> ExitCode {
+    let (checked, files) = match crate::cli::load_and_check(paths, crate::cli::DiagFormat::Human) {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    let stored = crate::compile::artifact::stored_paths(&files);
+    let artifact = match crate::compile::build(&checked, &stored) {
+        Ok(a) => Arc::new(a),
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    let sources = &checked.sources;
+    let trees: Vec<crate::syntax::ast::File> = sources
+        .ids()
+        .filter_map(|id| {
+            sources
+                .get(id)
+                .map(|f| crate::syntax::parse_file(id, &f.text).0)
+        })
+        .collect();
+    let (tests, _) = crate::testing::collect(sources, &trees);
+    let line_of = |span: crate::source::Span| {
+        sources
+            .get(span.file)
+            .map_or(0, |f| f.line_col(span.start as usize).0)
+    };
+    let outcomes: Vec<_> = tests
+        .iter()
+        .map(|t| crate::testing::run::run(&artifact, t, &line_of))
+        .collect();
+    let cover =
+        coverage.then(|| crate::testing::report::coverage(&artifact.body.program, &outcomes));
+    match format {
+        Format::Human => print!(
+            "{}",
+            crate::testing::report::text(&outcomes, cover.as_ref())
+        ),
+        Format::Json => println!(
+            "{}",
+            serde_json::to_string_pretty(&crate::testing::report::json(&outcomes, cover.as_ref()))
+                .unwrap_or_default()
+        ),
+    }
+    ExitCode::from(if outcomes.iter().all(|o| o.passed()) {
+        0
+    } else {
+        1
+    })
 }

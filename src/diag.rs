@@ -94,6 +94,9 @@ codes! {
     DuplicateChannel = "E0315", Error, "channel listed twice";
     BadDuration = "E0316", Error, "duration out of range";
     BadCount = "E0317", Error, "integer out of range";
+    // Policy tests (`test "name" { ... }`, docs/testing.md).
+    TestSyntax = "E0501", Error, "malformed test";
+    TestUnknownName = "E0502", Error, "test names an unknown policy, limit or channel";
     // Analysis (warnings).
     TieConflict = "W0401", Warning, "overlapping scopes tie with disagreeing limits";
     NonPositiveLimit = "W0402", Warning, "limit at or below zero";

@@ -30,4 +30,5 @@ pub mod server;
 pub mod source;
 pub mod stdlib;
 pub mod syntax;
+pub mod testing;
 pub mod vm;

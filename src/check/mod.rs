@@ -36,12 +36,15 @@ impl Checked {
 /// Checks a policy set.
 pub fn check(sources: SourceSet) -> Checked {
     let (sources, files, mut diagnostics) = load(sources);
+    let (tests, test_diags) = crate::testing::collect(&sources, &files);
+    diagnostics.extend(test_diags);
     let mut checker = Checker::new(&sources, &files);
     checker.declare_all();
     let program = checker.finish();
     diagnostics.append(&mut checker.diags);
     if let Some(p) = &program {
         diagnostics.extend(analyze::analyze(p));
+        diagnostics.extend(crate::testing::validate(&tests, p));
     }
     diag::sort(&mut diagnostics);
     let has_errors = diagnostics.iter().any(Diagnostic::is_error);

@@ -22,6 +22,20 @@ pub enum Action {
     Rejected,
 }
 
+impl Action {
+    /// As decisions print it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Action::Continue => "continue",
+            Action::Pause => "pause",
+            Action::Stop => "stop",
+            Action::Kill => "kill",
+            Action::Refused => "refused",
+            Action::Rejected => "rejected",
+        }
+    }
+}
+
 /// A signal: an immutable record of a threshold crossing, an error or a conflict.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Signal {

@@ -37,12 +37,46 @@ fn blocks(text: &str, info: &str) -> Vec<String> {
     out
 }
 
+/// Every Markdown file of the docs and the README.
+fn doc_files() -> Vec<std::path::PathBuf> {
+    let mut files: Vec<_> = std::fs::read_dir(root().join("docs"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "md"))
+        .collect();
+    files.push(root().join("README.md"));
+    files.sort();
+    files
+}
+
 #[test]
-fn every_policy_example_in_the_language_reference_checks_clean() {
-    let doc = std::fs::read_to_string(root().join("docs/language.md")).unwrap();
-    let examples = blocks(&doc, "policy");
-    assert!(examples.len() >= 10, "only {} examples", examples.len());
-    for (i, text) in examples.iter().enumerate() {
+fn every_policy_block_in_the_docs_checks_clean_and_its_tests_pass() {
+    let language = std::fs::read_to_string(root().join("docs/language.md")).unwrap();
+    assert!(
+        blocks(&language, "policy").len() >= 10,
+        "the language reference lost its examples"
+    );
+    let mut examples = Vec::new();
+    for file in doc_files() {
+        let doc = std::fs::read_to_string(&file).unwrap();
+        for text in blocks(&doc, "policy") {
+            examples.push((file.display().to_string(), text));
+        }
+    }
+    for (i, (doc, text)) in examples.iter().enumerate() {
+        if text.contains("test \"") {
+            let tmp = tempfile::tempdir().unwrap();
+            let path = tmp.path().join("example.policy");
+            std::fs::write(&path, text).unwrap();
+            let out = super::lever(&root(), &["test", path.to_str().unwrap()]);
+            assert_eq!(
+                out.status.code(),
+                Some(0),
+                "{doc}: an example's tests fail:\n{text}\n{}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
         let mut set = SourceSet::default();
         set.add(SourceFile::new(
             format!("example{i}.policy"),
@@ -55,7 +89,10 @@ fn every_policy_example_in_the_language_reference_checks_clean() {
             .iter()
             .map(|d| d.code.as_str())
             .collect();
-        assert!(codes.is_empty(), "example {i} reports {codes:?}:\n{text}");
+        assert!(
+            codes.is_empty(),
+            "{doc}: example {i} reports {codes:?}:\n{text}"
+        );
     }
 }
 

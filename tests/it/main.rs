@@ -14,6 +14,7 @@ mod docs;
 mod evidence;
 mod generate;
 mod grammar;
+mod policy_tests;
 mod props;
 mod props_jit;
 mod props_runtime;

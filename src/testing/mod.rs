@@ -1,0 +1,267 @@
+//! Policy tests: `test "name" { ... }` items in `.policy` files, run by `lever test`
+//! (docs/testing.md). A test drives one run through the compiled policy set, in memory,
+//! and checks the decisions its `expect` statements name.
+//!
+//! [`syntax`] reads test bodies; [`collect`] finds them and checks their shape and names
+//! (also for `lever check`); [`run`] executes them; [`report`] prints results and coverage.
+
+pub mod report;
+pub mod run;
+pub mod syntax;
+
+use crate::diag::{Code, Diagnostic};
+use crate::source::{FileId, FileRole, SourceSet, Span};
+use crate::syntax::ast;
+use std::collections::BTreeMap;
+
+/// One test.
+#[derive(Debug, Clone)]
+pub struct Test {
+    pub name: String,
+    /// The file's path as given.
+    pub path: String,
+    /// The `test` keyword's line.
+    pub line: usize,
+    pub statements: Vec<Statement>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Statement {
+    pub kind: StmtKind,
+    pub span: Span,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OverrideKind {
+    Raise,
+    Suspend,
+    Resume,
+}
+
+impl OverrideKind {
+    pub fn name(self) -> &'static str {
+        match self {
+            OverrideKind::Raise => "raise",
+            OverrideKind::Suspend => "suspend",
+            OverrideKind::Resume => "resume",
+        }
+    }
+}
+
+/// Event fields hold JSON text (numbers exactly as their decimal text).
+#[derive(Debug, Clone)]
+pub enum StmtKind {
+    Run {
+        attrs: BTreeMap<String, String>,
+        labels: BTreeMap<String, String>,
+    },
+    Step {
+        /// Time since the previous event (default 1 s).
+        after: Option<i64>,
+        fields: BTreeMap<String, String>,
+        metrics: BTreeMap<String, String>,
+        repeat: u32,
+    },
+    Override {
+        after: Option<i64>,
+        kind: OverrideKind,
+        policy: String,
+        limit: Option<String>,
+        to: Option<String>,
+        by: String,
+        roles: Vec<String>,
+        ttl: Option<String>,
+        reason: Option<String>,
+    },
+    /// Approves the test's latest override request.
+    Approve {
+        after: Option<i64>,
+        by: String,
+    },
+    End {
+        after: Option<i64>,
+    },
+    Expect(Expectation),
+}
+
+/// What the decision of the latest event must show.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Expectation {
+    Action(String),
+    /// A signal of this kind, for this limit and policy when given.
+    Signal {
+        kind: String,
+        limit: Option<String>,
+        policy: Option<String>,
+    },
+    NoSignals,
+    Alert {
+        channel: String,
+        suppressed: bool,
+    },
+    NoAlerts,
+    Override(String),
+}
+
+impl Expectation {
+    /// As written in the test.
+    pub fn text(&self) -> String {
+        match self {
+            Expectation::Action(a) => format!("expect action {a}"),
+            Expectation::Signal {
+                kind,
+                limit,
+                policy,
+            } => {
+                let mut t = format!("expect {kind}");
+                if let Some(l) = limit {
+                    t.push_str(&format!(" {l}"));
+                }
+                if let Some(p) = policy {
+                    t.push_str(&format!(" of {p}"));
+                }
+                t
+            }
+            Expectation::NoSignals => "expect no signals".into(),
+            Expectation::Alert {
+                channel,
+                suppressed,
+            } => {
+                format!(
+                    "expect alert {channel}{}",
+                    if *suppressed { " suppressed" } else { "" }
+                )
+            }
+            Expectation::NoAlerts => "expect no alerts".into(),
+            Expectation::Override(s) => format!("expect override {s}"),
+        }
+    }
+}
+
+/// The tests of the set's own files (not the stdlib's), parsed from the trees `files`
+/// (`files[i]` is `FileId(i)`), with a diagnostic for each body that does not parse or
+/// is not shaped as a test: `run` first and once, an event before any `expect`.
+pub fn collect(sources: &SourceSet, files: &[ast::File]) -> (Vec<Test>, Vec<Diagnostic>) {
+    let mut tests = Vec::new();
+    let mut diags = Vec::new();
+    for (i, tree) in files.iter().enumerate() {
+        let id = FileId(u32::try_from(i).unwrap_or(u32::MAX));
+        let Some(file) = sources.get(id) else {
+            continue;
+        };
+        if file.role != FileRole::User {
+            continue;
+        }
+        let mut tokens = None;
+        for item in &tree.items {
+            let ast::ItemKind::Test { name, body } = &item.kind else {
+                continue;
+            };
+            let all = tokens.get_or_insert_with(|| crate::syntax::lexer::lex(id, &file.text).0);
+            // The body's tokens, without its braces.
+            let inner: Vec<_> = all
+                .iter()
+                .filter(|t| t.span.start > body.start && t.span.end < body.end)
+                .cloned()
+                .collect();
+            let end = Span::new(id, body.end.saturating_sub(1) as usize, body.end as usize);
+            match syntax::parse(&inner, &file.text, end) {
+                Ok(statements) => {
+                    if let Some(d) = shape(&statements, name.span) {
+                        diags.push(d);
+                        continue;
+                    }
+                    tests.push(Test {
+                        name: name.value.clone(),
+                        path: file.path.clone(),
+                        line: file.line_col(item.span.start as usize).0,
+                        statements,
+                    });
+                }
+                Err(d) => diags.push(d),
+            }
+        }
+    }
+    (tests, diags)
+}
+
+fn shape(statements: &[Statement], name: Span) -> Option<Diagnostic> {
+    let bad =
+        |span: Span, why: &str| Some(Diagnostic::new(Code::TestSyntax, span, why.to_string()));
+    match statements.first() {
+        Some(Statement {
+            kind: StmtKind::Run { .. },
+            ..
+        }) => {}
+        Some(s) => return bad(s.span, "a test starts with `run`: the run it drives"),
+        None => return bad(name, "an empty test: start it with `run`"),
+    }
+    let mut ended = false;
+    for s in statements.iter().skip(1) {
+        match &s.kind {
+            StmtKind::Run { .. } => {
+                return bad(s.span, "a test drives one run: `run` only once, first");
+            }
+            StmtKind::Expect(_) => {}
+            _ if ended => return bad(s.span, "nothing but `expect` after `end`"),
+            StmtKind::End { .. } => ended = true,
+            _ => {}
+        }
+    }
+    None
+}
+
+/// The names tests refer to that the checked program does not declare (E0502): policies,
+/// their limits, and channels.
+pub fn validate(tests: &[Test], program: &crate::check::hir::Program) -> Vec<Diagnostic> {
+    let mut out = Vec::new();
+    let policy = |name: &str| program.policies.iter().find(|p| p.name == name);
+    let limit_known = |limit: &str, of: Option<&str>| {
+        program
+            .policies
+            .iter()
+            .filter(|p| of.is_none_or(|name| p.name == name))
+            .any(|p| p.limits.iter().any(|l| l.name == limit))
+    };
+    for t in tests {
+        for s in &t.statements {
+            let unknown = |what: String| Diagnostic::new(Code::TestUnknownName, s.span, what);
+            match &s.kind {
+                StmtKind::Override {
+                    policy: p, limit, ..
+                } => {
+                    if policy(p).is_none() {
+                        out.push(unknown(format!("no policy `{p}`")));
+                    } else if let Some(l) = limit
+                        && !limit_known(l, Some(p))
+                    {
+                        out.push(unknown(format!("policy `{p}` has no limit `{l}`")));
+                    }
+                }
+                StmtKind::Expect(Expectation::Signal {
+                    limit, policy: of, ..
+                }) => {
+                    if let Some(p) = of
+                        && policy(p).is_none()
+                    {
+                        out.push(unknown(format!("no policy `{p}`")));
+                    } else if let Some(l) = limit
+                        && !limit_known(l, of.as_deref())
+                    {
+                        let whose = of
+                            .as_deref()
+                            .map_or("any policy".to_string(), |p| format!("policy `{p}`"));
+                        out.push(unknown(format!("{whose} has no limit `{l}`")));
+                    }
+                }
+                StmtKind::Expect(Expectation::Alert { channel, .. })
+                    if channel != "ui" && !program.channels.iter().any(|c| &c.name == channel) =>
+                {
+                    out.push(unknown(format!("no channel `{channel}`")));
+                }
+                _ => {}
+            }
+        }
+    }
+    out
+}
