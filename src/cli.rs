@@ -172,6 +172,18 @@ pub enum Command {
         #[arg(long, value_enum, default_value_t = Format::Human)]
         format: Format,
     },
+    /// Lay out `.policy` files canonically, in place (comments kept, meaning unchanged).
+    #[command(
+        after_help = "Examples:\n  lever fmt policies\n  lever fmt --check policies     # in CI\n  lever fmt - < a.policy         # standard input to standard output\n\nExit: 0 formatted (with --check: nothing to change), 1 a file would change (--check) or does\nnot parse (left untouched), 2 usage or I/O."
+    )]
+    Fmt {
+        /// `.policy` files and directories (searched recursively), or `-` for standard input.
+        #[arg(required = true)]
+        paths: Vec<PathBuf>,
+        /// Change nothing; list the files that are not formatted and exit 1 if any.
+        #[arg(long)]
+        check: bool,
+    },
     /// Run the policy tests (`test "name" { ... }`) of a policy set.
     #[command(
         after_help = "Example:\n  lever test examples --coverage\n\nExit: 0 every test passed, 1 a test failed or the policies have errors, 2 usage or I/O."
@@ -276,6 +288,7 @@ pub fn main() -> ExitCode {
             format,
             engine,
         } => run_inspect(&file, format, engine),
+        Command::Fmt { paths, check } => crate::cli_author::fmt(&paths, check),
         Command::Test {
             paths,
             format,

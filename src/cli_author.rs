@@ -1,4 +1,4 @@
-//! `lever test`, `lever diff` and `lever explain`: what authors and reviewers run.
+//! `lever fmt`, `lever test`, `lever diff` and `lever explain`: what authors and reviewers run.
 
 use crate::cli::{Format, load_artifact};
 use crate::cli_run::{artifact_for, deploy_loader, read_events};
@@ -139,4 +139,78 @@ pub fn test(paths: &[PathBuf], format: Format, coverage: bool) -> ExitCode {
     } else {
         1
     })
+}
+
+/// `lever fmt`: formats files in place (each written whole, by rename), or with `check`
+/// lists those that would change. A file that does not parse is reported and untouched.
+pub fn fmt(paths: &[PathBuf], check: bool) -> ExitCode {
+    use std::io::{Read, Write};
+    if let [single] = paths
+        && single.as_os_str() == "-"
+    {
+        let mut text = String::new();
+        if let Err(e) = std::io::stdin().read_to_string(&mut text) {
+            eprintln!("error: standard input: {e}");
+            return ExitCode::from(2);
+        }
+        return match crate::author::fmt::format(&text) {
+            Ok(out) => {
+                let _ = std::io::stdout().write_all(out.as_bytes());
+                ExitCode::from(if check && out != text { 1 } else { 0 })
+            }
+            Err(diags) => {
+                report_syntax("<stdin>", &text, &diags);
+                ExitCode::from(1)
+            }
+        };
+    }
+    let files = match crate::source::expand_paths(paths) {
+        Ok(f) => f,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let mut failed = false;
+    for file in files {
+        let shown = file.display().to_string();
+        let text = match std::fs::read_to_string(&file) {
+            Ok(t) => t,
+            Err(e) => {
+                eprintln!("error: {shown}: {e}");
+                return ExitCode::from(2);
+            }
+        };
+        let out = match crate::author::fmt::format(&text) {
+            Ok(out) => out,
+            Err(diags) => {
+                report_syntax(&shown, &text, &diags);
+                failed = true;
+                continue;
+            }
+        };
+        if out == text {
+            continue;
+        }
+        if check {
+            println!("would reformat {shown}");
+            failed = true;
+            continue;
+        }
+        let tmp = file.with_extension("policy.fmt-tmp");
+        let written = std::fs::write(&tmp, &out).and_then(|()| std::fs::rename(&tmp, &file));
+        if let Err(e) = written {
+            let _ = std::fs::remove_file(&tmp);
+            eprintln!("error: {shown}: {e}");
+            return ExitCode::from(2);
+        }
+        println!("formatted {shown}");
+    }
+    ExitCode::from(if failed { 1 } else { 0 })
+}
+
+fn report_syntax(path: &str, text: &str, diags: &[crate::diag::Diagnostic]) {
+    let sources = crate::source::SourceSet::from_text(path, text);
+    eprint!("{}", crate::diag::render(diags, &sources, false));
+    eprintln!("error: {path} does not parse; it was left as it is");
 }

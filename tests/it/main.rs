@@ -12,6 +12,7 @@ mod cli;
 mod crash;
 mod docs;
 mod evidence;
+mod fmt;
 mod generate;
 mod grammar;
 mod policy_tests;
