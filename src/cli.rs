@@ -184,6 +184,9 @@ pub enum Command {
         #[arg(long)]
         check: bool,
     },
+    /// A language server over stdio: diagnostics as you type, hover, go to definition,
+    /// completion and formatting (docs/lsp.md).
+    Lsp,
     /// Run the policy tests (`test "name" { ... }`) of a policy set.
     #[command(
         after_help = "Example:\n  lever test examples --coverage\n\nExit: 0 every test passed, 1 a test failed or the policies have errors, 2 usage or I/O."
@@ -288,6 +291,13 @@ pub fn main() -> ExitCode {
             format,
             engine,
         } => run_inspect(&file, format, engine),
+        Command::Lsp => match crate::lsp::serve() {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("error: lever lsp: {e}");
+                ExitCode::from(2)
+            }
+        },
         Command::Fmt { paths, check } => crate::cli_author::fmt(&paths, check),
         Command::Test {
             paths,

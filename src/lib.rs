@@ -24,6 +24,7 @@ pub mod compile;
 pub mod diag;
 pub mod evidence;
 pub mod jit;
+pub mod lsp;
 pub mod num;
 pub mod runtime;
 pub mod server;

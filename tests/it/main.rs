@@ -15,6 +15,7 @@ mod evidence;
 mod fmt;
 mod generate;
 mod grammar;
+mod lsp;
 mod policy_tests;
 mod props;
 mod props_jit;
