@@ -19,6 +19,7 @@ pub mod check;
 pub mod cli;
 mod cli_author;
 mod cli_evidence;
+pub mod cli_reference;
 mod cli_run;
 pub mod compile;
 pub mod diag;
