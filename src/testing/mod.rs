@@ -81,7 +81,9 @@ pub enum StmtKind {
     End {
         after: Option<i64>,
     },
-    Expect(Expectation),
+    /// An expectation on the latest event's decision, or with `at seq N` on the run's
+    /// decision at that `seq`.
+    Expect(Expectation, Option<u64>),
 }
 
 /// What the decision of the latest event must show.
@@ -202,7 +204,7 @@ fn shape(statements: &[Statement], name: Span) -> Option<Diagnostic> {
             StmtKind::Run { .. } => {
                 return bad(s.span, "a test drives one run: `run` only once, first");
             }
-            StmtKind::Expect(_) => {}
+            StmtKind::Expect(..) => {}
             _ if ended => return bad(s.span, "nothing but `expect` after `end`"),
             StmtKind::End { .. } => ended = true,
             _ => {}
@@ -238,9 +240,12 @@ pub fn validate(tests: &[Test], program: &crate::check::hir::Program) -> Vec<Dia
                         out.push(unknown(format!("policy `{p}` has no limit `{l}`")));
                     }
                 }
-                StmtKind::Expect(Expectation::Signal {
-                    limit, policy: of, ..
-                }) => {
+                StmtKind::Expect(
+                    Expectation::Signal {
+                        limit, policy: of, ..
+                    },
+                    _,
+                ) => {
                     if let Some(p) = of
                         && policy(p).is_none()
                     {
@@ -254,7 +259,7 @@ pub fn validate(tests: &[Test], program: &crate::check::hir::Program) -> Vec<Dia
                         out.push(unknown(format!("{whose} has no limit `{l}`")));
                     }
                 }
-                StmtKind::Expect(Expectation::Alert { channel, .. })
+                StmtKind::Expect(Expectation::Alert { channel, .. }, _)
                     if channel != "ui" && !program.channels.iter().any(|c| &c.name == channel) =>
                 {
                     out.push(unknown(format!("no channel `{channel}`")));

@@ -93,7 +93,7 @@ pub fn text(outcomes: &[Outcome], coverage: Option<&Coverage>) -> String {
                         o.path, f.line, f.expected
                     )),
                     None => out.push_str(&format!(
-                        "{}:{}: {}: no event was judged before it\n",
+                        "{}:{}: {}: there is no such decision (no event before it, or none with that seq)\n",
                         o.path, f.line, f.expected
                     )),
                 }

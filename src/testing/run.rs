@@ -157,9 +157,10 @@ pub fn run(
         overrides: BTreeSet::new(),
     };
     let mut ts = START;
-    let mut last: Option<Decision> = None;
+    // Every decision of the test so far (`expect at seq N` reads back).
+    let mut history: Vec<Decision> = Vec::new();
     let mut last_override: Option<u64> = None;
-    let mut send = |text: String, out: &mut Outcome, last: &mut Option<Decision>| {
+    let mut send = |text: String, out: &mut Outcome, history: &mut Vec<Decision>| {
         out.events += 1;
         if let Some(result) = replay.line(out.events as u64, &text) {
             let d = result.decision;
@@ -175,7 +176,7 @@ pub fn run(
                     out.rules.insert(rule.clone());
                 }
             }
-            *last = Some(d);
+            history.push(d);
         }
     };
     let mut advance = |after: Option<i64>| -> String {
@@ -207,7 +208,7 @@ pub fn run(
                     ));
                 }
                 text.push('}');
-                send(text, &mut out, &mut last);
+                send(text, &mut out, &mut history);
             }
             StmtKind::Step {
                 after,
@@ -231,7 +232,7 @@ pub fn run(
                         text.push_str(&format!(r#","metrics":{{{}}}"#, list.join(",")));
                     }
                     text.push('}');
-                    send(text, &mut out, &mut last);
+                    send(text, &mut out, &mut history);
                 }
             }
             StmtKind::Override {
@@ -264,8 +265,8 @@ pub fn run(
                     }
                 }
                 text.push('}');
-                send(text, &mut out, &mut last);
-                last_override = last.as_ref().and_then(|d| d.seq);
+                send(text, &mut out, &mut history);
+                last_override = history.last().and_then(|d| d.seq);
             }
             StmtKind::Approve { after, by } => {
                 let text = format!(
@@ -274,23 +275,30 @@ pub fn run(
                     last_override.unwrap_or(0),
                     json_str(by)
                 );
-                send(text, &mut out, &mut last);
+                send(text, &mut out, &mut history);
             }
             StmtKind::End { after } => {
                 let text = format!(
                     r#"{{"type":"run_end","run_id":"{RUN}","ts":{}}}"#,
                     advance(*after)
                 );
-                send(text, &mut out, &mut last);
+                send(text, &mut out, &mut history);
             }
-            StmtKind::Expect(e) => {
-                let ok = last.as_ref().is_some_and(|d| holds(e, d));
-                if !ok {
+            StmtKind::Expect(e, at) => {
+                let decision = match at {
+                    None => history.last(),
+                    Some(seq) => history.iter().rev().find(|d| d.seq == Some(*seq)),
+                };
+                if !decision.is_some_and(|d| holds(e, d)) {
+                    let mut expected = e.text();
+                    if let Some(seq) = at {
+                        expected = expected.replacen("expect", &format!("expect at seq {seq}"), 1);
+                    }
                     out.failures.push(Failure {
                         line: line_of(s.span),
-                        expected: e.text(),
-                        actual: last.as_ref().map(summary).unwrap_or_default(),
-                        seq: last.as_ref().and_then(|d| d.seq),
+                        expected,
+                        actual: decision.map(summary).unwrap_or_default(),
+                        seq: decision.and_then(|d| d.seq),
                     });
                 }
             }

@@ -201,7 +201,15 @@ impl Parser<'_> {
             "end" => StmtKind::End {
                 after: self.after()?,
             },
-            "expect" => StmtKind::Expect(self.expectation()?),
+            "expect" => {
+                let at = if self.eat_word("at") {
+                    self.expect_word("seq")?;
+                    Some(u64::from(self.count("a seq")?))
+                } else {
+                    None
+                };
+                StmtKind::Expect(self.expectation()?, at)
+            }
             _ => {
                 self.at -= 1;
                 return Err(self.error(

@@ -69,10 +69,6 @@ fn a_failing_test_shows_the_expectation_against_the_decision_and_exits_1() {
     // $1.00 is BREACH, and the policy says stop, not pause.
     let expected = format!(
         "\
-test {path}:24 \"expects a breach one step too early\" ... FAILED
-
-failures:
-
 ---- {path}:24 \"expects a breach one step too early\" ----
 {path}:27: expect breach std.llm.cost does not hold for the decision at seq 2
 -   expect breach std.llm.cost
@@ -87,13 +83,33 @@ failures:
     );
     assert!(text.contains(&expected), "{text}");
     assert!(
+        text.contains(&format!(
+            "test {path}:24 \"expects a breach one step too early\" ... FAILED\n"
+        )),
+        "{text}"
+    );
+    assert!(
         text.contains(&format!("test {path}:17 \"passes\" ... ok\n")),
         "{text}"
     );
     // Both thresholds of the one limit were reached; its one override rule was not.
     assert!(text.contains("\ncoverage: 2 of 2 thresholds, 0 of 1 override rules\n  not reached: override rule cap#1\n"), "{text}");
+    // `expect at seq N` reads back the run's earlier decisions: $0.40 at seq 3 is below
+    // 50% of $1.00, and $0.60 at seq 4 is NEAR.
+    let at_seq = format!(
+        "\
+{path}:36: expect at seq 3 near std.llm.cost does not hold for the decision at seq 3
+-   expect at seq 3 near std.llm.cost
++   action continue
+{path}:37: expect at seq 4 no signals does not hold for the decision at seq 4
+-   expect at seq 4 no signals
++   action continue
++   signal near std.llm.cost of cap (observed 0.60 of 1.00)
+"
+    );
+    assert!(text.contains(&at_seq), "{text}");
     assert!(
-        text.ends_with("\ntest result: FAILED. 1 passed; 1 failed\n"),
+        text.ends_with("\ntest result: FAILED. 1 passed; 2 failed\n"),
         "{text}"
     );
 }
