@@ -5,9 +5,10 @@
 //! override rules and throttling; channels added, removed or changed.
 
 use crate::check::analyze;
-use crate::check::hir::{ArgValue, ChannelRef, Enforcement, Grantee};
+use crate::check::hir::{ArgValue, Grantee};
 use crate::compile::artifact::Artifact;
-use crate::compile::bytecode::{ActionsDesc, PolicyDesc, Program, RuleDesc, RuleKindDesc};
+use crate::compile::bytecode::{PolicyDesc, Program, RuleDesc, RuleKindDesc};
+use crate::compile::disasm::actions_text;
 use crate::compile::meaning::scope_text;
 use crate::runtime::format;
 use crate::syntax::ast::{OnError, Unit};
@@ -135,34 +136,6 @@ fn shown(unit: Unit, v: i64) -> String {
         Unit::Usd => format!("${}", format::money(v)),
         Unit::Tokens => format!("{} tokens", format::value(unit, v)),
         _ => format::value(unit, v),
-    }
-}
-
-fn actions_text(program: &Program, a: &ActionsDesc) -> String {
-    let mut parts: Vec<String> = a
-        .enforcement
-        .map(Enforcement::name)
-        .map(str::to_string)
-        .into_iter()
-        .collect();
-    let channels: Vec<String> = a
-        .alerts
-        .iter()
-        .map(|c| match c {
-            ChannelRef::Ui => "ui".to_string(),
-            ChannelRef::Declared(i) => program
-                .channels
-                .get(*i as usize)
-                .map_or_else(|| "?".into(), |c| c.name.clone()),
-        })
-        .collect();
-    if !channels.is_empty() {
-        parts.push(format!("alert({})", channels.join(", ")));
-    }
-    if parts.is_empty() {
-        "nothing".into()
-    } else {
-        parts.join(", ")
     }
 }
 

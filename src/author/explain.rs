@@ -162,25 +162,21 @@ pub fn explain(engine: &Engine, run: &Run, decision: &Decision, stepped: bool) -
 /// Groups of bound limits on one shared monitor: the lead (lowest precedence number) and
 /// its strategy decide which limits are judged (LANGUAGE §9).
 fn arbitration(program: &Program, run: &Run) -> Vec<Value> {
-    let mut groups: std::collections::BTreeMap<u16, Vec<(&PolicyDesc, usize, usize)>> =
-        Default::default();
-    for b in &run.bound {
-        let Some(p) = policy_of(program, b.policy) else {
-            continue;
-        };
-        for (i, l) in p.limits.iter().enumerate() {
-            let shared = program
-                .monitors
-                .get(usize::from(l.monitor))
-                .is_some_and(|m| !m.id_name.contains('/'));
-            if shared {
-                groups
-                    .entry(l.monitor)
-                    .or_default()
-                    .push((p, i, usize::from(b.first_limit) + i));
-            }
-        }
-    }
+    let groups = crate::runtime::arbitrate::groups(program, &run.bound)
+        .into_iter()
+        .map(|(monitor, members)| {
+            let members: Vec<(&PolicyDesc, usize, usize)> = members
+                .into_iter()
+                .filter_map(|(b, i, flat)| {
+                    let policy = run
+                        .bound
+                        .get(b)
+                        .and_then(|b| policy_of(program, b.policy))?;
+                    Some((policy, i, flat))
+                })
+                .collect();
+            (monitor, members)
+        });
     groups
         .into_iter()
         .filter(|(_, members)| members.len() > 1)

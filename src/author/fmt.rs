@@ -17,25 +17,8 @@
 use crate::diag::Diagnostic;
 use crate::source::FileId;
 use crate::syntax::lexer::{self, TokenKind};
-use crate::syntax::parser::is_reserved;
+use crate::syntax::parser::{CLAUSE_KEYWORDS, ITEM_KEYWORDS, is_reserved};
 
-const ITEM_KEYWORDS: &[&str] = &[
-    "import", "signal", "monitor", "const", "channel", "policy", "test", "extern", "let",
-];
-const CLAUSE_KEYWORDS: &[&str] = &[
-    "version",
-    "description",
-    "scope",
-    "precedence",
-    "conflict",
-    "bind",
-    "on_error",
-    "inspect",
-    "monitor",
-    "limit",
-    "alerts",
-    "override",
-];
 const TEST_STATEMENTS: &[&str] = &["run", "step", "override", "approve", "end", "expect"];
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

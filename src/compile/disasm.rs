@@ -68,7 +68,8 @@ pub fn code_lines(program: &Program, code: &Code) -> Vec<String> {
         .collect()
 }
 
-fn actions_text(program: &Program, a: &ActionsDesc) -> String {
+/// A threshold's actions as a policy writes them: `stop, alert(ops)`, or `nothing`.
+pub fn actions_text(program: &Program, a: &ActionsDesc) -> String {
     let mut parts: Vec<String> = a.enforcement.iter().map(|e| e.name().to_string()).collect();
     let channels: Vec<String> = a
         .alerts

@@ -27,7 +27,7 @@ pub struct Arbitration {
 }
 
 /// A member of a group: (index into bound, limit index in its policy, flat index).
-type Member = (usize, usize, usize);
+pub type Member = (usize, usize, usize);
 
 fn disagree(a: &LimitDesc, b: &LimitDesc) -> bool {
     a.value != b.value || a.breach.enforcement != b.breach.enforcement
@@ -40,6 +40,15 @@ pub fn arbitrate(program: &Program, bound: &[Bound], limits: usize) -> Arbitrati
         conflicts: Vec::new(),
         stop: None,
     };
+    for members in groups(program, bound).values().filter(|m| m.len() > 1) {
+        judge_group(program, bound, members, &mut out);
+    }
+    out
+}
+
+/// The bound limits on each shared (top-level or stdlib) monitor, by monitor index: the
+/// groups arbitration judges when they have two members or more.
+pub fn groups(program: &Program, bound: &[Bound]) -> BTreeMap<u16, Vec<Member>> {
     let mut groups: BTreeMap<u16, Vec<Member>> = BTreeMap::new();
     for (bi, b) in bound.iter().enumerate() {
         let Some(p) = program.policies.get(usize::from(b.policy)) else {
@@ -59,10 +68,7 @@ pub fn arbitrate(program: &Program, bound: &[Bound], limits: usize) -> Arbitrati
             }
         }
     }
-    for members in groups.values().filter(|m| m.len() > 1) {
-        judge_group(program, bound, members, &mut out);
-    }
-    out
+    groups
 }
 
 fn judge_group(program: &Program, bound: &[Bound], members: &[Member], out: &mut Arbitration) {

@@ -26,7 +26,7 @@
 //! assert_eq!(second.signals[0].kind, "breach");
 //! ```
 
-mod arbitrate;
+pub mod arbitrate;
 pub mod decision;
 pub mod event;
 pub mod format;

@@ -49,7 +49,7 @@ pub const RESERVED: &[&str] = &[
     "where",
 ];
 
-const ITEM_KEYWORDS: &[&str] = &[
+pub const ITEM_KEYWORDS: &[&str] = &[
     "import", "signal", "monitor", "const", "channel", "policy", "test", "extern", "let",
 ];
 
@@ -58,7 +58,7 @@ const ITEM_ONLY_KEYWORDS: &[&str] = &[
     "import", "signal", "const", "channel", "policy", "test", "extern", "let",
 ];
 
-const CLAUSE_KEYWORDS: &[&str] = &[
+pub const CLAUSE_KEYWORDS: &[&str] = &[
     "version",
     "description",
     "scope",

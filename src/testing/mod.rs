@@ -10,6 +10,7 @@ pub mod run;
 pub mod syntax;
 
 use crate::diag::{Code, Diagnostic};
+pub use crate::runtime::event::OverrideKind;
 use crate::source::{FileId, FileRole, SourceSet, Span};
 use crate::syntax::ast;
 use std::collections::BTreeMap;
@@ -29,23 +30,6 @@ pub struct Test {
 pub struct Statement {
     pub kind: StmtKind,
     pub span: Span,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum OverrideKind {
-    Raise,
-    Suspend,
-    Resume,
-}
-
-impl OverrideKind {
-    pub fn name(self) -> &'static str {
-        match self {
-            OverrideKind::Raise => "raise",
-            OverrideKind::Suspend => "suspend",
-            OverrideKind::Resume => "resume",
-        }
-    }
 }
 
 /// Event fields hold JSON text (numbers exactly as their decimal text).

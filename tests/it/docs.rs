@@ -37,6 +37,25 @@ fn blocks(text: &str, info: &str) -> Vec<String> {
     out
 }
 
+/// The codes `lever check` reports for a set of (path, text) files; a file under
+/// `stdlib/std/NAME.policy` is checked as the module `std.NAME`.
+fn codes_of(files: &[(String, String)]) -> Vec<String> {
+    let mut set = SourceSet::default();
+    for (name, text) in files {
+        let role = name
+            .strip_prefix("stdlib/std/")
+            .and_then(|n| n.strip_suffix(".policy"))
+            .map_or(FileRole::User, |m| FileRole::Stdlib(format!("std.{m}")));
+        set.add(SourceFile::new(name.clone(), text.clone(), role));
+    }
+    let checked = lever::check::check(set);
+    checked
+        .diagnostics
+        .iter()
+        .map(|d| d.code.as_str().to_string())
+        .collect()
+}
+
 /// Every Markdown file of the docs and the README.
 fn doc_files() -> Vec<std::path::PathBuf> {
     let mut files: Vec<_> = std::fs::read_dir(root().join("docs"))
@@ -77,18 +96,7 @@ fn every_policy_block_in_the_docs_checks_clean_and_its_tests_pass() {
                 String::from_utf8_lossy(&out.stderr)
             );
         }
-        let mut set = SourceSet::default();
-        set.add(SourceFile::new(
-            format!("example{i}.policy"),
-            text.as_str(),
-            FileRole::User,
-        ));
-        let checked = lever::check::check(set);
-        let codes: Vec<&str> = checked
-            .diagnostics
-            .iter()
-            .map(|d| d.code.as_str())
-            .collect();
+        let codes = codes_of(&[(format!("example{i}.policy"), text.clone())]);
         assert!(
             codes.is_empty(),
             "{doc}: example {i} reports {codes:?}:\n{text}"
@@ -236,23 +244,9 @@ fn every_diagnostics_example_reports_its_code() {
     }
     let mut seen = 0;
     for (code, files) in examples.iter().filter(|(_, f)| !f.is_empty()) {
-        let mut set = SourceSet::default();
-        for (name, text) in files {
-            // `stdlib/std/NAME.policy` is checked as the module `std.NAME`.
-            let role = name
-                .strip_prefix("stdlib/std/")
-                .and_then(|n| n.strip_suffix(".policy"))
-                .map_or(FileRole::User, |m| FileRole::Stdlib(format!("std.{m}")));
-            set.add(SourceFile::new(name.clone(), text.clone(), role));
-        }
-        let checked = lever::check::check(set);
-        let codes: Vec<&str> = checked
-            .diagnostics
-            .iter()
-            .map(|d| d.code.as_str())
-            .collect();
+        let codes = codes_of(files);
         assert!(
-            codes.contains(&code.as_str()),
+            codes.contains(code),
             "the {code} example reports {codes:?}:\n{files:?}"
         );
         seen += 1;

@@ -33,6 +33,28 @@ impl Served {
         Served::launch_env(dir, args, &[])
     }
 
+    /// The examples on a file store, their webhook (`/hook`, secret
+    /// `s3cret-webhook-key`) and Slack (`/slack`) channels at a local port.
+    fn with_channels(dir: &std::path::Path, port: u16, extra: &[&str]) -> Served {
+        let examples = super::root().join("examples");
+        let mut args = vec![
+            "--artifact",
+            examples.to_str().unwrap(),
+            "--evidence",
+            "file:ev",
+        ];
+        args.extend(extra);
+        Served::launch_env(
+            dir,
+            &args,
+            &[
+                ("OPS_WEBHOOK_URL", format!("http://127.0.0.1:{port}/hook")),
+                ("OPS_WEBHOOK_SECRET", "s3cret-webhook-key".to_string()),
+                ("SLACK_LLMOPS_URL", format!("http://127.0.0.1:{port}/slack")),
+            ],
+        )
+    }
+
     fn launch_env(dir: &std::path::Path, args: &[&str], envs: &[(&str, String)]) -> Served {
         let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_lever"))
             .arg("serve")
@@ -722,23 +744,7 @@ fn alerts_are_delivered_to_webhooks_signed_to_slack_and_by_email_with_retries_re
         format!("[smtp]\nhost = \"127.0.0.1\"\nport = {smtp_port}\ntls = \"none\"\n"),
     )
     .unwrap();
-    let examples = super::root().join("examples");
-    let served = Served::launch_env(
-        tmp.path(),
-        &[
-            "--artifact",
-            examples.to_str().unwrap(),
-            "--evidence",
-            "file:ev",
-            "--config",
-            "lever.toml",
-        ],
-        &[
-            ("OPS_WEBHOOK_URL", format!("http://127.0.0.1:{port}/hook")),
-            ("OPS_WEBHOOK_SECRET", "s3cret-webhook-key".to_string()),
-            ("SLACK_LLMOPS_URL", format!("http://127.0.0.1:{port}/slack")),
-        ],
-    );
+    let served = Served::with_channels(tmp.path(), port, &["--config", "lever.toml"]);
     for (path, body) in requests() {
         assert_eq!(served.post(&path, &body).0, 200);
     }
@@ -869,21 +875,7 @@ fn a_dead_channel_is_retried_and_recorded_without_slowing_decisions() {
         l.local_addr().unwrap().port()
     };
     let tmp = tempfile::tempdir().unwrap();
-    let examples = super::root().join("examples");
-    let served = Served::launch_env(
-        tmp.path(),
-        &[
-            "--artifact",
-            examples.to_str().unwrap(),
-            "--evidence",
-            "file:ev",
-        ],
-        &[
-            ("OPS_WEBHOOK_URL", format!("http://127.0.0.1:{dead}/hook")),
-            ("OPS_WEBHOOK_SECRET", "s3cret-webhook-key".to_string()),
-            ("SLACK_LLMOPS_URL", format!("http://127.0.0.1:{dead}/slack")),
-        ],
-    );
+    let served = Served::with_channels(tmp.path(), dead, &[]);
     // Every step is answered while the channels are down.
     for (path, body) in requests() {
         assert_eq!(served.post(&path, &body).0, 200, "{path}");
