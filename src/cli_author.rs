@@ -103,15 +103,8 @@ pub fn test(paths: &[PathBuf], format: Format, coverage: bool) -> ExitCode {
         }
     };
     let sources = &checked.sources;
-    let trees: Vec<crate::syntax::ast::File> = sources
-        .ids()
-        .filter_map(|id| {
-            sources
-                .get(id)
-                .map(|f| crate::syntax::parse_file(id, &f.text).0)
-        })
-        .collect();
-    let (tests, _) = crate::testing::collect(sources, &trees);
+    // The tests `lever check` read from the set's files.
+    let tests = &checked.tests;
     let line_of = |span: crate::source::Span| {
         sources
             .get(span.file)

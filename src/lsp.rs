@@ -31,6 +31,9 @@ pub fn serve() -> Result<(), String> {
         .initialize(capabilities)
         .map_err(|e| e.to_string())?;
     let mut docs: BTreeMap<String, String> = BTreeMap::new();
+    // Each open document's analysis since the last edit of any buffer: requests between
+    // edits reuse it instead of reading the directory and checking the set again.
+    let mut analyses: BTreeMap<String, Analysis> = BTreeMap::new();
     for message in &connection.receiver {
         match message {
             Message::Request(req) => {
@@ -40,7 +43,16 @@ pub fn serve() -> Result<(), String> {
                 {
                     break;
                 }
-                let response = answer(&docs, &req);
+                let uri = at(&req.params, &["textDocument", "uri"])
+                    .as_str()
+                    .unwrap_or("")
+                    .to_string();
+                if !analyses.contains_key(&uri)
+                    && let Some(a) = Analysis::of(&docs, &uri)
+                {
+                    analyses.insert(uri.clone(), a);
+                }
+                let response = answer(analyses.get(&uri), &req);
                 connection
                     .sender
                     .send(Message::Response(response))
@@ -73,8 +85,14 @@ pub fn serve() -> Result<(), String> {
                     }
                     _ => continue,
                 }
-                let diagnostics = match docs.get(&uri) {
-                    Some(_) => Analysis::of(&docs, &uri).map_or_else(Vec::new, |a| a.diagnostics()),
+                // One buffer's text is part of every other open document's set.
+                analyses.clear();
+                let diagnostics = match Analysis::of(&docs, &uri) {
+                    Some(a) => {
+                        let d = a.diagnostics();
+                        analyses.insert(uri.clone(), a);
+                        d
+                    }
                     None => Vec::new(),
                 };
                 let note = Notification::new(
@@ -94,11 +112,7 @@ pub fn serve() -> Result<(), String> {
     io.join().map_err(|e| e.to_string())
 }
 
-fn answer(docs: &BTreeMap<String, String>, req: &Request) -> Response {
-    let uri = at(&req.params, &["textDocument", "uri"])
-        .as_str()
-        .unwrap_or("");
-    let analysis = Analysis::of(docs, uri);
+fn answer(analysis: Option<&Analysis>, req: &Request) -> Response {
     let position = at(&req.params, &["position"]);
     let result = match (req.method.as_str(), analysis) {
         (_, None) => Value::Null,

@@ -74,11 +74,14 @@ fn summary(p: &PolicyDesc) -> Summary {
     }
 }
 
+/// A policy of a program by name.
+fn find<'a>(program: &'a Program, name: &str) -> Option<&'a PolicyDesc> {
+    program.policies.iter().find(|p| p.name == name)
+}
+
 /// What changed from `old` to `new`.
 pub fn diff(old: &Artifact, new: &Artifact) -> Diff {
     let (a, b) = (&old.body.program, &new.body.program);
-    let find =
-        |program: &Program, name: &str| program.policies.iter().find(|p| p.name == name).cloned();
     let added = b
         .policies
         .iter()
@@ -102,7 +105,7 @@ pub fn diff(old: &Artifact, new: &Artifact) -> Diff {
                 to_version: q.version,
                 from_hash: p.hash.clone(),
                 to_hash: q.hash.clone(),
-                changes: policy_changes(a, p, b, &q),
+                changes: policy_changes(a, p, b, q),
             })
         })
         .collect();

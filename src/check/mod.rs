@@ -25,6 +25,8 @@ pub struct Checked {
     pub program: Option<hir::Program>,
     /// Errors and warnings, sorted by file and position.
     pub diagnostics: Vec<Diagnostic>,
+    /// The policy tests of the set's own files whose bodies read cleanly (`lever test`).
+    pub tests: Vec<crate::testing::Test>,
 }
 
 impl Checked {
@@ -52,6 +54,7 @@ pub fn check(sources: SourceSet) -> Checked {
         sources,
         program: if has_errors { None } else { program },
         diagnostics,
+        tests,
     }
 }
 

@@ -29,23 +29,25 @@ pub struct Delivery {
     pub artifact: String,
 }
 
-/// A channel argument's value, `env("VAR")` resolved now.
-fn arg(channel: &ChannelDesc, name: &str) -> Result<String, String> {
+/// A channel argument's value, `env("VAR")` resolved now; `None` when it is not given.
+fn optional_arg(channel: &ChannelDesc, name: &str) -> Result<Option<String>, String> {
     match channel.args.iter().find(|(k, _)| k == name).map(|(_, v)| v) {
-        Some(ArgValue::Str(s)) => Ok(s.clone()),
-        Some(ArgValue::Env(var)) => std::env::var(var).map_err(|_| {
+        Some(ArgValue::Str(s)) => Ok(Some(s.clone())),
+        Some(ArgValue::Env(var)) => std::env::var(var).map(Some).map_err(|_| {
             format!(
                 "channel `{}`: environment variable {var} is not set",
                 channel.name
             )
         }),
         Some(ArgValue::List(_)) => Err(format!("channel `{}`: `{name}` is a list", channel.name)),
-        None => Err(format!("channel `{}` has no `{name}`", channel.name)),
+        None => Ok(None),
     }
 }
 
-fn hex(bytes: &[u8]) -> String {
-    crate::evidence::chain::hex(bytes)
+/// A required channel argument's value.
+fn arg(channel: &ChannelDesc, name: &str) -> Result<String, String> {
+    optional_arg(channel, name)?
+        .ok_or_else(|| format!("channel `{}` has no `{name}`", channel.name))
 }
 
 /// The `Lever-Signature` header value of a body.
@@ -55,7 +57,10 @@ pub fn signature(secret: &str, t: u64, body: &str) -> String {
         Err(_) => return String::new(),
     };
     mac.update(format!("{t}.{body}").as_bytes());
-    format!("t={t},v1={}", hex(&mac.finalize().into_bytes()))
+    format!(
+        "t={t},v1={}",
+        crate::evidence::chain::hex(&mac.finalize().into_bytes())
+    )
 }
 
 /// The alert as one readable line (Slack's text, an email's first line).
@@ -86,15 +91,11 @@ fn email(relay: Option<&SmtpRelay>, d: &Delivery) -> Result<u16, (String, bool)>
             ));
         }
     };
-    let from = match d.channel.args.iter().any(|(k, _)| k == "from") {
-        true => Some(arg(&d.channel, "from").map_err(|e| (e, true))?),
-        false => None,
-    };
+    let from = optional_arg(&d.channel, "from").map_err(|e| (e, true))?;
     let line = summary(&d.payload);
-    let subject = match d.channel.args.iter().any(|(k, _)| k == "subject") {
-        true => arg(&d.channel, "subject").map_err(|e| (e, true))?,
-        false => line.clone(),
-    };
+    let subject = optional_arg(&d.channel, "subject")
+        .map_err(|e| (e, true))?
+        .unwrap_or_else(|| line.clone());
     let details = serde_json::to_string_pretty(&d.payload).unwrap_or_default();
     super::email::send(
         relay,
