@@ -102,6 +102,7 @@ fn step(ts: i64) -> Step {
         pii: false,
         metrics: Vec::new(),
         prompt: None,
+        meta: None,
     }
 }
 
@@ -114,6 +115,7 @@ fn run_start() -> RunStart {
         api_key: String::new(),
         human_actor: String::new(),
         labels: Default::default(),
+        meta: None,
     }
 }
 
@@ -186,10 +188,14 @@ fn grant(engine: &mut Engine, run: &mut lever::runtime::Run, ts: i64, policy: &s
             OverrideKind::Suspend
         },
         limit: raise.then(|| "std.llm.cost".to_string()),
-        to: raise.then(|| "1500000".to_string()),
+        to: raise.then(|| lever::runtime::event::RaiseTarget {
+            text: "1500000".into(),
+            to: lever::runtime::event::RaiseTo::parse("1500000").expect("a value"),
+        }),
         ttl: None,
         reason: None,
         approvals: Vec::new(),
+        meta: None,
     };
     let outcome = engine
         .override_request(run, &request)

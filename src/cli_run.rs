@@ -13,7 +13,6 @@ use crate::compile::{
 };
 use crate::evidence::durable::{Durable, WriteError};
 use crate::evidence::{EvidenceStore, Record};
-use crate::runtime::decision::Action;
 use crate::runtime::replay::Replay;
 use crate::source;
 use std::io::{IsTerminal, Read, Write};
@@ -129,7 +128,7 @@ fn replay(paths: &[PathBuf], events: &str, writing: &RunOptions<'_>) -> Result<E
         let Some(result) = replay.line_bytes(i as u64 + 1, line) else {
             continue;
         };
-        rejected |= result.decision.action == Action::Rejected;
+        rejected |= result.rejected;
         decisions.push(result.decision.to_json());
         records.extend(result.records);
         if (i + 1) % group == 0 {

@@ -3,16 +3,17 @@
 //!
 //! - lead `explicit_priority`: only the lead's limit is judged; the others are shadowed;
 //! - lead `most_restrictive`: every limit is judged on its own;
-//! - lead `fail_closed`: limits that disagree (different values, or different breach
-//!   enforcement) stop the run at binding with one `conflict` signal, and the group is
-//!   judged as `most_restrictive` from then on;
+//! - lead `fail_closed`: limits that disagree (different effective values, raises
+//!   included, or different breach enforcement) stop the run at binding with one
+//!   `conflict` signal, and the group is judged as `most_restrictive` for the rest of the
+//!   run, whatever binds later (no limit of it shadowed, no further conflict);
 //! - a tie of leads conflicts only when the tied policies differ in strategy or their limits
 //!   disagree: one `conflict` signal, the group judged as `most_restrictive`, and a stop when
 //!   any tied lead is `fail_closed` and the limits disagree. Tied leads that agree under
 //!   `explicit_priority` are each judged; the rest is shadowed.
 
-use super::Bound;
 use super::decision::Signal;
+use super::{Bound, Grant};
 use crate::compile::bytecode::{LimitDesc, PolicyDesc, Program};
 use crate::syntax::ast::Conflict;
 use std::collections::BTreeMap;
@@ -24,25 +25,71 @@ pub struct Arbitration {
     pub conflicts: Vec<Signal>,
     /// A `fail_closed` disagreement: the run stops at binding, with this reason.
     pub stop: Option<String>,
+    /// The groups (by monitor identity) a `fail_closed` disagreement put under
+    /// `most_restrictive` for the rest of the run: the ones given, and any new.
+    pub forced: Vec<String>,
+}
+
+/// What a run brings to arbitration beyond its bound policies.
+#[derive(Clone, Copy)]
+pub struct RunTerms<'r> {
+    /// Raises in force, by flat limit index: limits are compared at their effective values.
+    pub raises: &'r [(u16, Grant)],
+    /// Groups a `fail_closed` disagreement already put under `most_restrictive`.
+    pub forced: &'r [String],
+}
+
+impl RunTerms<'_> {
+    /// A run just starting: no raise, no group forced.
+    pub const NONE: RunTerms<'static> = RunTerms {
+        raises: &[],
+        forced: &[],
+    };
 }
 
 /// A member of a group: (index into bound, limit index in its policy, flat index).
 pub type Member = (usize, usize, usize);
 
-fn disagree(a: &LimitDesc, b: &LimitDesc) -> bool {
-    a.value != b.value || a.breach.enforcement != b.breach.enforcement
+/// A group member's limit as arbitration compares it: its effective value (a raise in
+/// force, else the compiled value) and its breach enforcement.
+struct Terms<'p> {
+    limit: &'p LimitDesc,
+    effective: i64,
+}
+
+fn disagree(a: &Terms, b: &Terms) -> bool {
+    a.effective != b.effective || a.limit.breach.enforcement != b.limit.breach.enforcement
 }
 
 /// Arbitrates the bound policies of a run.
-pub fn arbitrate(program: &Program, bound: &[Bound], limits: usize) -> Arbitration {
+pub fn arbitrate(program: &Program, bound: &[Bound], limits: usize, run: RunTerms) -> Arbitration {
     let mut out = Arbitration {
         shadowed: vec![false; limits],
         conflicts: Vec::new(),
         stop: None,
+        forced: run.forced.to_vec(),
     };
-    for members in groups(program, bound).values().filter(|m| m.len() > 1) {
-        judge_group(program, bound, members, &mut out);
+    for (monitor, members) in groups(program, bound).iter().filter(|(_, m)| m.len() > 1) {
+        let identity = program
+            .monitors
+            .get(usize::from(*monitor))
+            .map(|m| m.id_name.as_str())
+            .unwrap_or_default();
+        if run.forced.iter().any(|f| f == identity) {
+            continue; // most_restrictive for the rest of the run
+        }
+        let group = Group {
+            program,
+            bound,
+            raises: run.raises,
+            members,
+        };
+        if group.judge(&mut out) {
+            out.forced.push(identity.to_string());
+        }
     }
+    out.forced.sort();
+    out.forced.dedup();
     out
 }
 
@@ -71,91 +118,131 @@ pub fn groups(program: &Program, bound: &[Bound]) -> BTreeMap<u16, Vec<Member>> 
     groups
 }
 
-fn judge_group(program: &Program, bound: &[Bound], members: &[Member], out: &mut Arbitration) {
-    let policy = |m: &Member| {
-        bound
+/// One group of a run's bound limits on a shared monitor.
+struct Group<'a> {
+    program: &'a Program,
+    bound: &'a [Bound],
+    raises: &'a [(u16, Grant)],
+    members: &'a [Member],
+}
+
+impl<'a> Group<'a> {
+    fn policy(&self, m: &Member) -> Option<&'a PolicyDesc> {
+        self.bound
             .get(m.0)
-            .and_then(|b| program.policies.get(usize::from(b.policy)))
-    };
-    let limit = |m: &Member| policy(m).and_then(|p| p.limits.get(m.1));
-    let lead_precedence = members
-        .iter()
-        .filter_map(&policy)
-        .map(|p| p.precedence)
-        .min()
-        .unwrap_or(u32::MAX);
-    let leads: Vec<&Member> = members
-        .iter()
-        .filter(|m| policy(m).is_some_and(|p| p.precedence == lead_precedence))
-        .collect();
-    let any_disagreement = members.iter().any(|a| {
-        members
-            .iter()
-            .any(|b| matches!((limit(a), limit(b)), (Some(x), Some(y)) if disagree(x, y)))
-    });
-    let Some(first_lead) = leads.first().and_then(|m| policy(m)) else {
-        return;
-    };
-    let Some(lead_limit) = leads.first().and_then(|m| limit(m)) else {
-        return;
-    };
-    let names = |ms: &mut dyn Iterator<Item = &Member>| -> Vec<String> {
-        ms.filter_map(&policy).map(|p| p.name.clone()).collect()
-    };
-    if leads.len() > 1 {
-        let strategies_differ = leads
-            .iter()
-            .any(|m| policy(m).is_some_and(|p| p.conflict != first_lead.conflict));
-        let leads_disagree = leads.iter().any(|a| {
-            leads
-                .iter()
-                .any(|b| matches!((limit(a), limit(b)), (Some(x), Some(y)) if disagree(x, y)))
-        });
-        if strategies_differ || leads_disagree {
-            let with = names(&mut leads.iter().skip(1).copied());
-            out.conflicts
-                .push(conflict_signal(first_lead, lead_limit, "tie", with.clone()));
-            let fail_closed = leads
-                .iter()
-                .any(|m| policy(m).is_some_and(|p| p.conflict == Conflict::FailClosed));
-            if fail_closed && any_disagreement && out.stop.is_none() {
-                out.stop = Some(format!(
-                    "conflict: tie on {} between {} and {}",
-                    lead_limit.name,
-                    first_lead.name,
-                    with.join(", ")
-                ));
-            }
-            return; // judged as most_restrictive
-        }
+            .and_then(|b| self.program.policies.get(usize::from(b.policy)))
     }
-    match first_lead.conflict {
-        Conflict::MostRestrictive => {}
-        Conflict::ExplicitPriority => {
-            for m in members.iter().filter(|m| !leads.contains(m)) {
-                if let Some(s) = out.shadowed.get_mut(m.2) {
-                    *s = true;
+
+    fn terms(&self, m: &Member) -> Option<Terms<'a>> {
+        let limit = self.policy(m)?.limits.get(m.1)?;
+        let raise = self
+            .raises
+            .iter()
+            .find(|(k, _)| usize::from(*k) == m.2)
+            .map(|(_, g)| g.value);
+        Some(Terms {
+            limit,
+            effective: raise.unwrap_or(limit.value),
+        })
+    }
+
+    fn any_disagreement(&self, among: &[&Member]) -> bool {
+        among.iter().any(|a| {
+            among.iter().any(|b| {
+                matches!((self.terms(a), self.terms(b)), (Some(x), Some(y)) if disagree(&x, &y))
+            })
+        })
+    }
+
+    fn names(&self, members: &mut dyn Iterator<Item = &Member>) -> Vec<String> {
+        members
+            .filter_map(|m| self.policy(m))
+            .map(|p| p.name.clone())
+            .collect()
+    }
+
+    /// Judges the group by its lead's strategy; `true` when a `fail_closed` disagreement
+    /// stops the run (the group is then `most_restrictive` for the rest of the run).
+    fn judge(&self, out: &mut Arbitration) -> bool {
+        let lead_precedence = self
+            .members
+            .iter()
+            .filter_map(|m| self.policy(m))
+            .map(|p| p.precedence)
+            .min()
+            .unwrap_or(u32::MAX);
+        let leads: Vec<&Member> = self
+            .members
+            .iter()
+            .filter(|m| {
+                self.policy(m)
+                    .is_some_and(|p| p.precedence == lead_precedence)
+            })
+            .collect();
+        let everyone: Vec<&Member> = self.members.iter().collect();
+        let any_disagreement = self.any_disagreement(&everyone);
+        let (Some(first_lead), Some(lead_limit)) = (
+            leads.first().and_then(|m| self.policy(m)),
+            leads.first().and_then(|m| self.terms(m)).map(|t| t.limit),
+        ) else {
+            return false;
+        };
+        if leads.len() > 1 {
+            let strategies_differ = leads.iter().any(|m| {
+                self.policy(m)
+                    .is_some_and(|p| p.conflict != first_lead.conflict)
+            });
+            if strategies_differ || self.any_disagreement(&leads) {
+                let with = self.names(&mut leads.iter().skip(1).copied());
+                out.conflicts
+                    .push(conflict_signal(first_lead, lead_limit, "tie", with.clone()));
+                let fail_closed = leads.iter().any(|m| {
+                    self.policy(m)
+                        .is_some_and(|p| p.conflict == Conflict::FailClosed)
+                });
+                if !(fail_closed && any_disagreement) {
+                    return false; // judged as most_restrictive
                 }
+                out.stop.get_or_insert_with(|| {
+                    format!(
+                        "conflict: tie on {} between {} and {}",
+                        lead_limit.name,
+                        first_lead.name,
+                        with.join(", ")
+                    )
+                });
+                return true;
             }
         }
-        Conflict::FailClosed => {
-            if any_disagreement {
-                let with = names(&mut members.iter().filter(|m| !leads.contains(m)));
+        match first_lead.conflict {
+            Conflict::MostRestrictive => false,
+            Conflict::ExplicitPriority => {
+                for m in self.members.iter().filter(|m| !leads.contains(m)) {
+                    if let Some(s) = out.shadowed.get_mut(m.2) {
+                        *s = true;
+                    }
+                }
+                false
+            }
+            Conflict::FailClosed if any_disagreement => {
+                let with = self.names(&mut self.members.iter().filter(|m| !leads.contains(m)));
                 out.conflicts.push(conflict_signal(
                     first_lead,
                     lead_limit,
                     "disagreement",
                     with.clone(),
                 ));
-                if out.stop.is_none() {
-                    out.stop = Some(format!(
+                out.stop.get_or_insert_with(|| {
+                    format!(
                         "conflict: {} of {} disagrees with {}",
                         lead_limit.name,
                         first_lead.name,
                         with.join(", ")
-                    ));
-                }
+                    )
+                });
+                true
             }
+            Conflict::FailClosed => false,
         }
     }
 }

@@ -14,11 +14,11 @@
 //! let artifact = lever::compile::build(&checked, &["p.policy".into()]).unwrap();
 //! let mut engine = Engine::new(std::sync::Arc::new(artifact));
 //! let start = RunStart { run_id: "r1".into(), ts: 0, tenant: "acme".into(), agent: "bot".into(),
-//!     api_key: String::new(), human_actor: String::new(), labels: Default::default() };
+//!     api_key: String::new(), human_actor: String::new(), labels: Default::default(), meta: None };
 //! let (mut run, _) = engine.start_run(&start);
 //! let mut step = Step { run_id: "r1".into(), ts: 1_000_000_000, input_tokens: 0, output_tokens: 0,
 //!     cost: 600_000_000, latency: 0, kind: "llm_call".into(), model: String::new(), tool: String::new(),
-//!     pii: false, metrics: vec![], prompt: None };
+//!     pii: false, metrics: vec![], prompt: None, meta: None };
 //! assert_eq!(engine.step(&mut run, &step).decision.action, lever::runtime::decision::Action::Continue);
 //! step.ts += 1_000_000_000;
 //! let second = engine.step(&mut run, &step).decision;
@@ -33,6 +33,7 @@ pub mod format;
 mod outage;
 mod overrides;
 mod rebind;
+mod rejected;
 pub mod replay;
 pub mod scope;
 
@@ -168,7 +169,10 @@ pub struct Run {
     labels: Vec<String>,
     /// Events of the run accepted so far (the last one's `seq`).
     pub seq: u64,
-    pub last_ts: i64,
+    /// The run's clock: the latest `ts` among its accepted events. Every event is judged
+    /// at it, so an event stamped earlier (a late parallel tool call) is judged at the
+    /// clock, never rejected or set apart.
+    pub clock: i64,
     pub state: RunState,
     /// Why the run entered its state (`breach: ...`).
     pub state_reason: Option<String>,
@@ -185,6 +189,9 @@ pub struct Run {
     pub awaiting: Vec<u16>,
     /// Conflicts already signalled, so re-arbitrating to the same one emits nothing.
     conflicts_seen: Vec<String>,
+    /// Groups (by monitor identity) a `fail_closed` disagreement put under
+    /// `most_restrictive` for the rest of the run (precise rule 4).
+    forced_groups: Vec<String>,
     /// A step with `output_tokens > 0` was seen: `first_token` policies bound, or none to bind.
     pub first_token_passed: bool,
     /// A re-binding prepared by a deploy, carried out at the run's next step.
@@ -435,7 +442,8 @@ impl Engine {
             .map(|k| start.labels.get(k).cloned().unwrap_or_default())
             .collect();
         let aggs = program.aggregates.iter().map(AggState::new).collect();
-        let arbitration = arbitrate::arbitrate(program, &bound, zones.len());
+        let arbitration =
+            arbitrate::arbitrate(program, &bound, zones.len(), arbitrate::RunTerms::NONE);
         let snapshot = self.snapshot(&bound, &arbitration.shadowed, &[]);
         let (state, state_reason) = match &arbitration.stop {
             Some(reason) => (RunState::Stopped, Some(reason.clone())),
@@ -446,7 +454,7 @@ impl Engine {
             attrs: start.clone(),
             labels,
             seq: 1,
-            last_ts: start.ts,
+            clock: start.ts,
             state,
             state_reason: state_reason.clone(),
             ended: false,
@@ -457,6 +465,7 @@ impl Engine {
             shadowed: arbitration.shadowed,
             awaiting,
             conflicts_seen: arbitration.conflicts.iter().map(conflict_key).collect(),
+            forced_groups: arbitration.forced,
             first_token_passed: false,
             rebind: None,
             started: Vec::new(),
@@ -552,7 +561,7 @@ impl Engine {
     /// Ends a run; the decision carries its final state.
     pub fn end_run(&mut self, run: &mut Run, end: &RunEnd) -> Outcome {
         run.seq += 1;
-        run.last_ts = end.ts;
+        run.clock = run.clock.max(end.ts);
         run.ended = true;
         run.pending.clear(); // pending requests lapse when the run ends
         let decision = self.decision(
@@ -567,11 +576,14 @@ impl Engine {
 
     /// Judges one step. A step of a paused or finished run is still counted and judged,
     /// and is `refused` unless an enforcement more severe than the run's state fires.
+    /// The step is judged at the run's clock (its own `ts` when that is later); its
+    /// decision keeps its own `ts`.
     pub fn step(&mut self, run: &mut Run, step: &Step) -> Outcome {
         run.seq += 1;
-        run.last_ts = step.ts;
-        overrides::expire(run, step.ts);
-        self.evaluate(run, step);
+        run.clock = run.clock.max(step.ts);
+        let at = run.clock;
+        overrides::expire(run, at);
+        self.evaluate(run, step, at);
         let mut signals = Vec::new();
         let mut alerts = Vec::new();
         let mut candidates: Vec<Candidate> = Vec::new();
@@ -582,7 +594,7 @@ impl Engine {
         if run.rebind.is_some() || (first_token && !run.awaiting.is_empty()) {
             snapshot = self.rebind(run, first_token, &mut signals, &mut candidates);
         }
-        self.judge(step.ts, run, &mut signals, &mut alerts, &mut candidates);
+        self.judge(at, run, &mut signals, &mut alerts, &mut candidates);
         let prior = run.state;
         let strongest = candidates
             .iter()
@@ -648,8 +660,9 @@ impl Engine {
         Some(PromptRecord::Stored(prompt.clone()))
     }
 
-    /// Takes a step into every aggregate and computes every monitor's value.
-    fn evaluate(&mut self, run: &mut Run, step: &Step) {
+    /// Takes a step into every aggregate at `at`, the time it is judged at, and computes
+    /// every monitor's value.
+    fn evaluate(&mut self, run: &mut Run, step: &Step, at: i64) {
         let artifact = Arc::clone(&self.artifact);
         let program = &artifact.body.program;
         let s = &mut self.scratch;
@@ -689,7 +702,7 @@ impl Engine {
                     }
                     _ => {
                         if let Some(dst) = s.nums.get_mut(slot) {
-                            *dst = event_num(*e, step);
+                            *dst = event_num(*e, step, at);
                         }
                     }
                 },
@@ -755,7 +768,7 @@ impl Engine {
                 },
                 (None, _) => Slot::Num(SCALE),
             };
-            state.update(desc, step.ts, matched, term);
+            state.update(desc, at, matched, term);
         }
         s.aggs.clear();
         s.aggs.extend(run.aggs.iter().map(AggState::value));
@@ -1047,13 +1060,14 @@ fn event_str<'a>(field: EventField, step: &'a Step, run: &'a RunStart) -> &'a st
     }
 }
 
-fn event_num(field: EventField, step: &Step) -> i64 {
+/// A numeric step field; `step.ts` reads the time the step is judged at.
+fn event_num(field: EventField, step: &Step, at: i64) -> i64 {
     match field {
         EventField::InputTokens => step.input_tokens,
         EventField::OutputTokens => step.output_tokens,
         EventField::Cost => step.cost,
         EventField::Latency => step.latency,
-        EventField::Ts => step.ts,
+        EventField::Ts => at,
         _ => 0,
     }
 }

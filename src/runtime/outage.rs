@@ -76,6 +76,7 @@ mod tests {
             pii: false,
             metrics: vec![],
             prompt: None,
+            meta: None,
         }
     }
 
@@ -88,6 +89,7 @@ mod tests {
             api_key: String::new(),
             human_actor: String::new(),
             labels: Default::default(),
+            meta: None,
         }
     }
 

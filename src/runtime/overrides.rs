@@ -3,18 +3,18 @@
 //! event time, never the wall clock.
 
 use super::decision::{Action, Decision, OverrideOutcome};
-use super::event::{Approval, OverrideKind, OverrideRequest, parse_duration};
+use super::event::{Approval, OverrideKind, OverrideRequest};
 use super::{Engine, Grant, Outcome, Run, RunState, Zone, format};
 use crate::check::hir::Grantee;
 use crate::compile::bytecode::{PolicyDesc, RuleDesc, RuleKindDesc};
-use crate::num::{self, SCALE};
-use crate::syntax::ast::Unit;
 use std::collections::BTreeSet;
 
 /// A request waiting for approvals.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(super) struct Pending {
     seq: u64,
+    /// The time the request was judged at (the run's clock then): its TTL runs from it.
+    at: i64,
     request: OverrideRequest,
     approvers: BTreeSet<String>,
 }
@@ -58,6 +58,7 @@ enum Verdict {
     },
     Pending {
         rule: usize,
+        detail: String,
     },
     Denied {
         check: Check,
@@ -107,28 +108,6 @@ fn names(rule: &RuleDesc, req: &OverrideRequest) -> bool {
     }
 }
 
-/// Reads a raise's `to` in the limit's unit (LANGUAGE appendix, 15).
-fn parse_to(text: &str, unit: Unit, compiled: i64) -> Result<i64, String> {
-    let unfit = || format!("`to` {text:?} does not fit a `{}` limit", unit.name());
-    if let Some(p) = text.strip_suffix('%') {
-        let pct = num::parse_decimal(p.trim(), SCALE).map_err(|_| unfit())?;
-        let v = i128::from(compiled) * i128::from(pct) / (100 * i128::from(SCALE));
-        return i64::try_from(v).map_err(|_| unfit());
-    }
-    let plain = |t: &str| num::parse_decimal(t.trim(), SCALE).map_err(|_| unfit());
-    match unit {
-        Unit::Usd => plain(
-            text.strip_prefix('$')
-                .or_else(|| text.strip_suffix("usd"))
-                .unwrap_or(text),
-        ),
-        Unit::Tokens => plain(text.strip_suffix("tokens").unwrap_or(text)),
-        Unit::Count => plain(text),
-        Unit::Duration => parse_duration(text.trim()).ok_or_else(unfit),
-        _ => Err(unfit()),
-    }
-}
-
 fn approvals_of(req: &OverrideRequest, extra: &BTreeSet<String>) -> usize {
     req.approvals
         .iter()
@@ -138,11 +117,45 @@ fn approvals_of(req: &OverrideRequest, extra: &BTreeSet<String>) -> usize {
         .len()
 }
 
-/// Runs the checks for a request against a run; `Err` rejects the line.
+/// The limit a raise names in a policy and the value it asks for, with the limit's
+/// compiled value. `Err` rejects the line: a `to` that does not fit the limit's unit is
+/// an invalid field whatever the run's state.
+fn requested(
+    policy: Option<(usize, &PolicyDesc)>,
+    req: &OverrideRequest,
+) -> Result<Option<(usize, i64, i64)>, String> {
+    let (Some((_, policy)), OverrideKind::Raise, Some(to)) = (policy, req.kind, &req.to) else {
+        return Ok(None);
+    };
+    let Some((index, limit)) = policy
+        .limits
+        .iter()
+        .enumerate()
+        .find(|(_, l)| Some(&l.name) == req.limit.as_ref())
+    else {
+        return Ok(None);
+    };
+    let unfit = || {
+        format!(
+            "`to` {:?} does not fit the `{}` limit {}",
+            to.text,
+            limit.unit.name(),
+            limit.name
+        )
+    };
+    if !to.to.fits(limit.unit) {
+        return Err(unfit());
+    }
+    let value = to.to.value(limit.value).ok_or_else(unfit)?;
+    Ok(Some((index, value, limit.value)))
+}
+
+/// Runs the checks for a request judged at `at` (the run's clock); `Err` rejects the line.
 fn judge(
     policy: Option<(usize, &PolicyDesc)>,
     run: &Run,
     req: &OverrideRequest,
+    at: i64,
     approvers: &BTreeSet<String>,
 ) -> Result<Verdict, String> {
     let denied = |check, rule, detail: &str| {
@@ -152,6 +165,7 @@ fn judge(
             detail: detail.to_string(),
         })
     };
+    let requested = requested(policy, req)?;
     if matches!(run.state, RunState::Stopped | RunState::Killed) {
         return denied(Check::RunOver, None, "the run is over; nothing restarts it");
     }
@@ -162,13 +176,13 @@ fn judge(
             &format!("policy `{}` is not bound to this run", req.policy),
         );
     };
-    let limit = match req.kind {
+    let limit = requested.map(|(l, _, _)| l).or_else(|| match req.kind {
         OverrideKind::Raise => policy
             .limits
             .iter()
             .position(|l| Some(&l.name) == req.limit.as_ref()),
         _ => None,
-    };
+    });
     let candidates: Vec<(usize, &RuleDesc)> = policy
         .rules
         .iter()
@@ -183,10 +197,7 @@ fn judge(
             _ => false,
         })
         .collect();
-    let requested = match (limit.and_then(|l| policy.limits.get(l)), &req.to) {
-        (Some(l), Some(to)) => Some((parse_to(to, l.unit, l.value)?, l.value)),
-        _ => None,
-    };
+    let requested = requested.map(|(_, value, compiled)| (value, compiled));
     if candidates.is_empty() {
         return denied(
             Check::NoRule,
@@ -207,7 +218,7 @@ fn judge(
         let failure = rule_failure(rule, req, requested, holds_pause, approvers);
         let Some((check, detail)) = failure else {
             let value = requested.map_or(0, |(v, _)| v);
-            let until = req.ttl.or(rule.ttl).map(|t| req.ts.saturating_add(t));
+            let until = req.ttl.or(rule.ttl).map(|t| at.saturating_add(t));
             return Ok(Verdict::Granted {
                 rule: index,
                 value,
@@ -219,7 +230,7 @@ fn judge(
         }
     }
     match furthest {
-        Some((Check::TooFewApprovals, rule, _)) => Ok(Verdict::Pending { rule }),
+        Some((Check::TooFewApprovals, rule, detail)) => Ok(Verdict::Pending { rule, detail }),
         Some((check, rule, detail)) => Ok(Verdict::Denied {
             check,
             rule: Some(rule),
@@ -342,12 +353,12 @@ impl Engine {
                 until: until.map(format::timestamp),
                 why: None,
             },
-            Verdict::Pending { rule } => OverrideOutcome {
+            Verdict::Pending { rule, detail } => OverrideOutcome {
                 status: "pending",
                 id,
                 rule: rule_name(*rule),
                 until: None,
-                why: None,
+                why: Some(format!("{}: {detail}", Check::TooFewApprovals.code())),
             },
             Verdict::Denied {
                 check,
@@ -385,14 +396,16 @@ impl Engine {
         req: &OverrideRequest,
     ) -> Result<Outcome, String> {
         let policy = self.bound_policy(run, &req.policy);
-        let verdict = judge(policy, run, req, &BTreeSet::new())?;
+        let at = run.clock.max(req.ts);
+        let verdict = judge(policy, run, req, at, &BTreeSet::new())?;
         run.seq += 1;
-        run.last_ts = req.ts;
+        run.clock = at;
         let seq = run.seq;
         match &verdict {
             Verdict::Granted { value, until, .. } => self.grant(run, req, *value, *until),
             Verdict::Pending { .. } => run.pending.push(Pending {
                 seq,
+                at,
                 request: req.clone(),
                 approvers: BTreeSet::new(),
             }),
@@ -414,7 +427,7 @@ impl Engine {
             ));
         };
         run.seq += 1;
-        run.last_ts = a.ts;
+        run.clock = run.clock.max(a.ts);
         let Some(at) = run.pending.iter().position(|p| p.seq == a.request) else {
             // Already decided: the approval changes nothing.
             return Ok(Outcome::of(
@@ -424,7 +437,13 @@ impl Engine {
         let mut pending = run.pending.remove(at);
         pending.approvers.insert(a.actor.clone());
         let policy = self.bound_policy(run, &pending.request.policy);
-        let verdict = judge(policy, run, &pending.request, &pending.approvers)?;
+        let verdict = judge(
+            policy,
+            run,
+            &pending.request,
+            pending.at,
+            &pending.approvers,
+        )?;
         match &verdict {
             Verdict::Granted { value, until, .. } => {
                 self.grant(run, &pending.request, *value, *until)

@@ -224,8 +224,13 @@ impl Engine {
                 None => false,
             }
         });
-        let arbitration = arbitrate::arbitrate(self.program(), &run.bound, run.zones.len());
+        let terms = arbitrate::RunTerms {
+            raises: &run.raises,
+            forced: &run.forced_groups,
+        };
+        let arbitration = arbitrate::arbitrate(self.program(), &run.bound, run.zones.len(), terms);
         run.shadowed = arbitration.shadowed;
+        run.forced_groups = arbitration.forced;
         for conflict in arbitration.conflicts {
             let key = conflict_key(&conflict);
             if !run.conflicts_seen.contains(&key) {

@@ -1,9 +1,10 @@
 //! Replay: events in, decisions and evidence records out, one line at a time.
 //!
-//! Owns the run checks of DESIGN §3 (`duplicate_run`, `unknown_run`, `run_ended`,
-//! `ts_backwards`, "already started" judged within one replay), the runs of a replay,
-//! and the artifacts deployed during it: new runs bind to the artifact deployed last, and
-//! a run in progress re-binds its `each_step` policies against it (see `rebind`).
+//! Owns the run checks (`duplicate_run`, `unknown_run`, `run_ended`; "already started" is
+//! judged within one replay), the runs of a replay, and the artifacts deployed during it:
+//! new runs bind to the artifact deployed last, and a run in progress re-binds its
+//! `each_step` policies against it (see `rebind`). A rejected step of a live run is judged
+//! as an error of that run (see `rejected`).
 
 use super::decision::{Action, Decision};
 use super::event::{self, Event, EventKind, RejectCode, Rejection};
@@ -48,6 +49,9 @@ struct Held {
 pub struct LineResult {
     pub decision: Decision,
     pub records: Vec<Record>,
+    /// The line was rejected (its action is `rejected`, or `stop` when the rejected step
+    /// stopped its run).
+    pub rejected: bool,
 }
 
 impl Replay {
@@ -137,10 +141,14 @@ impl Replay {
                     event: None,
                 };
                 let artifact = self.current_id();
-                records.push(rejected_record(&artifact, line, bytes, &rejection, false));
+                records.push(rejected_record(&artifact, line, bytes, &rejection, None));
                 let mut decision = rejected_decision(&rejection, artifact);
                 decision.line = Some(line);
-                Some(LineResult { decision, records })
+                Some(LineResult {
+                    decision,
+                    records,
+                    rejected: true,
+                })
             }
         }
     }
@@ -150,20 +158,21 @@ impl Replay {
             return None;
         }
         let mut records = self.artifact_record();
-        // A step's metrics are read for the program that judges its run.
-        let signals = |run_id: &str| -> &[(String, crate::syntax::ast::Unit)] {
+        // A step's metrics, and a raise's `to`, are read for the program that judges its run.
+        let program_of = |run_id: &str| {
             self.runs
                 .get(run_id)
                 .and_then(|held| self.engines.get(held.engine))
                 .or_else(|| self.current_engine())
-                .map_or(&[], |e| &e.artifact().body.program.signals)
+                .map(Engine::program)
         };
-        let parsed = event::parse(text, &signals);
+        let parsed = event::parse(text, &program_of);
         let result = parsed.and_then(|e| {
             let input = event::evidence_json(&e);
             self.apply(e)
                 .map(|(outcome, extra)| (outcome, extra, input))
         });
+        let rejected = result.is_err();
         let mut decision = match result {
             Ok((outcome, extra, input)) => {
                 records.extend(self.outcome_records(&outcome, input));
@@ -171,28 +180,48 @@ impl Replay {
                 outcome.decision
             }
             Err(rejection) => {
-                let artifact = self.current_id();
-                let live = self.is_live(rejection.run_id.as_deref());
-                records.push(rejected_record(
-                    &artifact,
-                    line,
-                    text.as_bytes(),
-                    &rejection,
-                    live,
-                ));
-                rejected_decision(&rejection, artifact)
+                let (decision, record) = self.rejected(line, text.as_bytes(), &rejection);
+                records.push(record);
+                decision
             }
         };
         decision.line = Some(line);
-        Some(LineResult { decision, records })
+        Some(LineResult {
+            decision,
+            records,
+            rejected,
+        })
     }
 
-    /// Whether a run is started in this replay and not ended: a rejected line of a live run
-    /// joins the run's chain; any other joins the store chain (DESIGN §7).
-    fn is_live(&self, run_id: Option<&str>) -> bool {
-        run_id
-            .and_then(|id| self.runs.get(id))
-            .is_some_and(|held| !held.run.ended)
+    /// A rejected line's decision and record. A line of a live run (started in this
+    /// replay and not ended) joins the run's chain, and a rejected step of it is judged as
+    /// an error of the run; any other line joins the store chain and affects no run.
+    fn rejected(&mut self, line: u64, text: &[u8], rejection: &Rejection) -> (Decision, Record) {
+        let live = rejection
+            .run_id
+            .as_deref()
+            .and_then(|id| self.runs.get_mut(id))
+            .filter(|held| !held.run.ended);
+        let Some(held) = live else {
+            let artifact = self.current_id();
+            let record = rejected_record(&artifact, line, text, rejection, None);
+            return (rejected_decision(rejection, artifact), record);
+        };
+        let Some(engine) = self.engines.get(held.engine) else {
+            let artifact = self.current_id();
+            let record = rejected_record(&artifact, line, text, rejection, None);
+            return (rejected_decision(rejection, artifact), record);
+        };
+        let decision = if super::rejected::judged_as_error(rejection) {
+            engine.rejected_step(&mut held.run, rejection)
+        } else {
+            let mut d = rejected_decision(rejection, engine.artifact().id.clone());
+            d.run_id = Some(Arc::clone(&held.run.id));
+            d
+        };
+        let artifact = decision.artifact.as_deref().unwrap_or_default().to_string();
+        let record = rejected_record(&artifact, line, text, rejection, Some(&decision));
+        (decision, record)
     }
 
     /// The artifact record, once per artifact per replay (the store keeps one copy).
@@ -317,6 +346,7 @@ impl Replay {
         Ok(LineResult {
             decision: outcome.decision,
             records,
+            rejected: false,
         })
     }
 
@@ -501,8 +531,8 @@ enum RunEvent<'e> {
     End(&'e event::RunEnd),
 }
 
-/// The run an event names and the engine it is bound to, after the run checks of
-/// DESIGN §3 (`unknown_run`, `run_ended`, `ts_backwards`).
+/// The run an event names and the engine it is bound to, after the run checks
+/// (`unknown_run`, `run_ended`). An event stamped before the run's clock is accepted.
 fn checked_run<'a>(
     runs: &'a mut BTreeMap<String, Held>,
     engines: &'a mut [Engine],
@@ -522,13 +552,6 @@ fn checked_run<'a>(
     };
     if run.ended {
         return Err((RejectCode::RunEnded, format!("run `{run_id}` has ended")));
-    }
-    if e.ts() < run.last_ts {
-        let previous = super::format::timestamp(run.last_ts);
-        return Err((
-            RejectCode::TsBackwards,
-            format!("earlier than the run's previous event at {previous}"),
-        ));
     }
     let engine = engines.get_mut(*engine_index).ok_or((
         RejectCode::BadArtifact,
@@ -557,21 +580,42 @@ fn summary_record(artifact: &str, run: &Run, outcome: &Outcome) -> Record {
     }
 }
 
-fn rejected_record(artifact: &str, line: u64, text: &[u8], r: &Rejection, live: bool) -> Record {
+/// The record of a rejected line: in the chain of the live run it names (`judged`: the
+/// decision the run gave it), else in the store chain.
+fn rejected_record(
+    artifact: &str,
+    line: u64,
+    text: &[u8],
+    r: &Rejection,
+    judged: Option<&Decision>,
+) -> Record {
+    // The line's hash, not its text: a rejected line may carry a prompt that no policy
+    // allowed to be stored.
+    let mut body = serde_json::json!({
+        "line": line,
+        "run_id": r.run_id,
+        "reason": r.reason(),
+        "input_blake3": blake3::hash(text).to_hex().to_string(),
+    });
+    if let (Some(d), Some(map)) = (judged, body.as_object_mut())
+        && !d.signals.is_empty()
+    {
+        map.insert(
+            "action".into(),
+            serde_json::to_value(d.action).unwrap_or_default(),
+        );
+        map.insert(
+            "signals".into(),
+            serde_json::to_value(&d.signals).unwrap_or_default(),
+        );
+    }
     Record {
         kind: RecordKind::RejectedInput,
         artifact: artifact.to_string(),
-        run_id: if live { r.run_id.clone() } else { None },
+        run_id: judged.and(r.run_id.clone()),
         seq: line,
         index: 0,
-        // The line's hash, not its text: a rejected line may carry a prompt that no
-        // policy allowed to be stored.
-        body: serde_json::json!({
-            "line": line,
-            "run_id": r.run_id,
-            "reason": r.reason(),
-            "input_blake3": blake3::hash(text).to_hex().to_string(),
-        }),
+        body,
     }
 }
 

@@ -36,7 +36,7 @@ fn action_index(a: Action) -> usize {
 
 impl Metrics {
     pub fn decision(&self, d: &Decision) {
-        if d.event == Some("step") && d.action != Action::Rejected {
+        if d.event == Some("step") && d.seq.is_some() {
             self.steps.fetch_add(1, Ordering::Relaxed);
         }
         if let Some(c) = self.decisions.get(action_index(d.action)) {

@@ -21,7 +21,6 @@ use crate::compile::artifact::Artifact;
 use crate::evidence::durable::{Durable, WriteError};
 use crate::evidence::{ChainId, Record, RecordKind};
 use crate::runtime::EngineKind;
-use crate::runtime::decision::Action;
 use crate::runtime::replay::Replay;
 use axum::Router;
 use axum::extract::{Path, State};
@@ -402,7 +401,7 @@ impl Server {
         let line = self.requests.fetch_add(1, Ordering::SeqCst) + 1;
         // Judge under the lock, and queue the evidence before releasing it, so that the
         // writer receives every run's records in the order they were judged.
-        let (decision, done, deliveries) = {
+        let (decision, done, deliveries, rejected) = {
             let Ok(mut replay) = self.replay.lock() else {
                 return error(
                     StatusCode::INTERNAL_SERVER_ERROR,
@@ -417,7 +416,7 @@ impl Server {
             let mut records = result.records;
             if let Some(claimed) = mismatch {
                 let d = &result.decision;
-                let judged = d.action != Action::Rejected;
+                let judged = !result.rejected;
                 records.push(Record {
                     kind: RecordKind::AuthMismatch,
                     artifact: d.artifact.as_deref().unwrap_or_default().to_string(),
@@ -435,7 +434,7 @@ impl Server {
                     "the evidence writer stopped",
                 );
             }
-            (result.decision, rx, deliveries)
+            (result.decision, rx, deliveries, result.rejected)
         };
         // Judged under the outage rule: answered now, the records queued for the store.
         let result = if down { Ok(Ok(())) } else { done.await };
@@ -463,7 +462,7 @@ impl Server {
         }
         let mut decision = decision;
         decision.line = None;
-        let status = if decision.action == Action::Rejected {
+        let status = if rejected {
             StatusCode::UNPROCESSABLE_ENTITY
         } else {
             StatusCode::OK

@@ -5,7 +5,8 @@
 //! that the decisions are identical and nothing was added.
 //!
 //! `checks.json`: `{"exit": 0|1, "lines": {"N": CHECK}, "others": CHECK}` where a CHECK
-//! may give `action`, `reason` (a prefix), `signals` (`"kind policy limit"` in order),
+//! may give `action`, `ts`, `seq`, `reason` (a prefix), `signals` (`"kind policy limit"`
+//! in order, with ` error:CODE` or ` conflict:KIND`), `observed` (each signal's, in order),
 //! `alerts` (`"kind channel"` or `"kind channel suppressed:why"` in order) and `override`
 //! (`{"status": .., "why": prefix, "rule": .., "until": ..}`) and `snapshot` (`"changed"`
 //! or `"same"`, against the run's previous decision). `others` applies to every line not
@@ -55,10 +56,21 @@ fn check_line(
             "{name} line {line}: {what} expected {want}, got {got}"
         ))
     };
-    if let Some(want) = check.get("action")
-        && &decision["action"] != want
-    {
-        fail("action", want, &decision["action"]);
+    for key in ["action", "ts", "seq"] {
+        if let Some(want) = check.get(key)
+            && &decision[key] != want
+        {
+            fail(key, want, &decision[key]);
+        }
+    }
+    if let Some(want) = check.get("observed") {
+        let got: Vec<Value> = decision["signals"]
+            .as_array()
+            .map(|a| a.iter().map(|s| s["observed"].clone()).collect())
+            .unwrap_or_default();
+        if &Value::from(got.clone()) != want {
+            fail("observed", want, &Value::from(got));
+        }
     }
     if let Some(want) = check.get("reason") {
         let got = decision["reason"].as_str().unwrap_or("null");

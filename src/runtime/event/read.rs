@@ -1,0 +1,467 @@
+//! Reading one event line: JSON, `type`, required fields, defined fields, then each field's
+//! type and value, in that order; the first failure is the line's rejection.
+//!
+//! Every number is read from its JSON text. Token counts and `latency_ms` must be JSON
+//! numbers; only money (and money-valued metrics) may also be written as a decimal string.
+
+use super::fields;
+use super::{
+    Approval, Deploy, Event, EventKind, OverrideKind, OverrideRequest, RaiseTarget, RaiseTo,
+    RejectCode, Rejection, RunEnd, RunStart, Step, parse_duration,
+};
+use crate::compile::bytecode::Program;
+use crate::num::{self, DecimalError, SCALE};
+use crate::runtime::format::parse_timestamp;
+use crate::syntax::ast::Unit;
+use serde_json::value::RawValue;
+use std::collections::BTreeMap;
+
+/// The largest `meta` object, as JSON text.
+pub const META_LIMIT: usize = 4096;
+
+/// The program that judges a run, by run id (the current one for a run it does not know):
+/// a step's `metrics` are read for that program's signals, and a raise's `to` against the
+/// unit of the limit it names.
+pub type ProgramOf<'s> = dyn Fn(&str) -> Option<&'s Program> + 's;
+
+/// Reads one line.
+pub fn parse<'s>(line: &str, program_of: &ProgramOf<'s>) -> Result<Event, Rejection> {
+    let map: BTreeMap<String, Box<RawValue>> =
+        serde_json::from_str(line).map_err(|e| Rejection {
+            code: RejectCode::MalformedJson,
+            detail: format!("not a JSON object ({e})"),
+            run_id: None,
+            ts: None,
+            event: None,
+        })?;
+    let mut r = Reader {
+        map,
+        rejection: Rejection {
+            code: RejectCode::MissingField,
+            detail: String::new(),
+            run_id: None,
+            ts: None,
+            event: None,
+        },
+    };
+    // Read what can be read first, so that a rejection reports it.
+    r.rejection.run_id = r.peek_string("run_id");
+    r.rejection.ts = r.peek_string("ts").and_then(|t| parse_timestamp(&t));
+    let kind_text = match r.map.get("type") {
+        None => return Err(r.reject(RejectCode::MissingField, "`type` is required")),
+        Some(raw) => serde_json::from_str::<String>(raw.get())
+            .map_err(|_| r.reject(RejectCode::InvalidField, "`type` must be a string"))?,
+    };
+    let kind = EventKind::from_name(&kind_text).ok_or_else(|| {
+        r.reject(
+            RejectCode::UnknownType,
+            &format!("unknown event type `{kind_text}`"),
+        )
+    })?;
+    r.rejection.event = Some(kind);
+    let program = |run_id: &str| program_of(run_id);
+    match kind {
+        EventKind::RunStart => r.run_start().map(Event::RunStart),
+        EventKind::Step => r.step(&program).map(Event::Step),
+        EventKind::Override => r.override_request(&program).map(Event::Override),
+        EventKind::Approval => r.approval().map(Event::Approval),
+        EventKind::Deploy => r.deploy().map(Event::Deploy),
+        EventKind::RunEnd => r.run_end().map(Event::RunEnd),
+    }
+}
+
+struct Reader {
+    map: BTreeMap<String, Box<RawValue>>,
+    rejection: Rejection,
+}
+
+/// How a number field may be written.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Written {
+    /// A JSON number only.
+    Number,
+    /// A JSON number or a decimal string (money).
+    NumberOrString,
+}
+
+/// A raw JSON value's text, with the quotes of a string removed where strings are allowed:
+/// numbers are read from this text either way.
+fn number_text(raw: &RawValue, written: Written) -> Option<String> {
+    let text = raw.get();
+    if text.starts_with('"') {
+        return (written == Written::NumberOrString)
+            .then(|| serde_json::from_str::<String>(text).ok())
+            .flatten();
+    }
+    let plain = text
+        .bytes()
+        .all(|b| b.is_ascii_digit() || b == b'.' || b == b'-');
+    plain.then(|| text.to_string())
+}
+
+impl Reader {
+    fn reject(&self, code: RejectCode, detail: &str) -> Rejection {
+        Rejection {
+            code,
+            detail: detail.to_string(),
+            ..self.rejection.clone()
+        }
+    }
+
+    fn invalid(&self, detail: &str) -> Rejection {
+        self.reject(RejectCode::InvalidField, detail)
+    }
+
+    fn peek_string(&self, key: &str) -> Option<String> {
+        self.map
+            .get(key)
+            .and_then(|raw| serde_json::from_str::<String>(raw.get()).ok())
+    }
+
+    /// A required field's value; when it is missing and the line has a field that looks
+    /// like a misspelling of it, the rejection says so.
+    fn required<T>(&self, key: &str, value: Result<Option<T>, Rejection>) -> Result<T, Rejection> {
+        value?.ok_or_else(|| {
+            let kind = self.rejection.event;
+            let misspelled = self.map.keys().find(|k| {
+                kind.is_some_and(|kind| fields::suggestion(kind, k) == Some(key))
+                    && !kind.is_some_and(|kind| fields::defined(kind).contains(&k.as_str()))
+            });
+            let detail = match misspelled {
+                Some(k) => {
+                    format!("`{key}` is required; the line has {k:?}: did you mean \"{key}\"?")
+                }
+                None => format!("`{key}` is required"),
+            };
+            self.reject(RejectCode::MissingField, &detail)
+        })
+    }
+
+    /// The run id and timestamp every run event requires.
+    fn run_head(&self) -> Result<(String, i64), Rejection> {
+        let run_id = self.required("run_id", self.string("run_id"))?;
+        let ts = self.required("ts", self.timestamp())?;
+        Ok((run_id, ts))
+    }
+
+    /// Rejects the first field (in key order) that `kind` does not define.
+    fn defined_only(&self, kind: EventKind) -> Result<(), Rejection> {
+        let defined = fields::defined(kind);
+        match self.map.keys().find(|k| !defined.contains(&k.as_str())) {
+            Some(unknown) => Err(self.invalid(&fields::unknown_field(kind, unknown))),
+            None => Ok(()),
+        }
+    }
+
+    fn string(&self, key: &str) -> Result<Option<String>, Rejection> {
+        match self.map.get(key) {
+            None => Ok(None),
+            Some(raw) => serde_json::from_str::<String>(raw.get())
+                .map(Some)
+                .map_err(|_| self.invalid(&format!("`{key}` must be a string"))),
+        }
+    }
+
+    fn string_list(&self, key: &str) -> Result<Vec<String>, Rejection> {
+        match self.map.get(key) {
+            None => Ok(Vec::new()),
+            Some(raw) => serde_json::from_str::<Vec<String>>(raw.get())
+                .map_err(|_| self.invalid(&format!("`{key}` must be an array of strings"))),
+        }
+    }
+
+    fn timestamp(&self) -> Result<Option<i64>, Rejection> {
+        match self.string("ts")? {
+            None => Ok(None),
+            Some(t) => parse_timestamp(&t)
+                .map(Some)
+                .ok_or_else(|| self.invalid(&format!("`ts` is not an RFC 3339 timestamp: {t:?}"))),
+        }
+    }
+
+    /// `meta`: an object of at most [`META_LIMIT`] bytes of JSON, stored and never read.
+    fn meta(&self) -> Result<Option<serde_json::Value>, Rejection> {
+        let Some(raw) = self.map.get("meta") else {
+            return Ok(None);
+        };
+        if raw.get().len() > META_LIMIT {
+            return Err(self.invalid(&format!(
+                "`meta` is {} bytes of JSON, more than {META_LIMIT}",
+                raw.get().len()
+            )));
+        }
+        match serde_json::from_str::<serde_json::Value>(raw.get()) {
+            Ok(v @ serde_json::Value::Object(_)) => Ok(Some(v)),
+            _ => Err(self.invalid("`meta` must be an object")),
+        }
+    }
+
+    /// A non-negative JSON integer token count.
+    fn tokens(&self, key: &str) -> Result<i64, Rejection> {
+        let Some(raw) = self.map.get(key) else {
+            return Ok(0);
+        };
+        let text = raw.get();
+        if !text.bytes().all(|b| b.is_ascii_digit() || b == b'-') || text.is_empty() {
+            return Err(self.invalid(&format!("`{key}` must be a JSON integer, found {text}")));
+        }
+        if text.starts_with('-') {
+            return Err(self.invalid(&format!("`{key}` must not be negative")));
+        }
+        num::parse_decimal(text, SCALE)
+            .map_err(|_| self.invalid(&format!("`{key}` is out of range")))
+    }
+
+    /// A non-negative decimal scaled by `per_unit`, with at most `places` decimals.
+    fn decimal(
+        &self,
+        key: &str,
+        per_unit: i64,
+        places: usize,
+        written: Written,
+    ) -> Result<i64, Rejection> {
+        let Some(raw) = self.map.get(key) else {
+            return Ok(0);
+        };
+        let Some(text) = number_text(raw, written) else {
+            let what = match written {
+                Written::Number => "a JSON number",
+                Written::NumberOrString => "a decimal",
+            };
+            return Err(self.invalid(&format!("`{key}` must be {what}, found {}", raw.get())));
+        };
+        if text.starts_with('-') {
+            return Err(self.invalid(&format!("`{key}` must not be negative")));
+        }
+        num::parse_decimal(&text, per_unit).map_err(|e| {
+            self.invalid(&match e {
+                DecimalError::TooManyDecimals => {
+                    format!("`{key}` has more than {places} decimal places")
+                }
+                DecimalError::OutOfRange => format!("`{key}` is out of range"),
+                DecimalError::Malformed => format!("`{key}` must be a decimal, found {text:?}"),
+            })
+        })
+    }
+
+    fn bool(&self, key: &str) -> Result<bool, Rejection> {
+        match self.map.get(key) {
+            None => Ok(false),
+            Some(raw) => serde_json::from_str::<bool>(raw.get())
+                .map_err(|_| self.invalid(&format!("`{key}` must be true or false"))),
+        }
+    }
+
+    fn run_start(&self) -> Result<RunStart, Rejection> {
+        let (run_id, ts) = self.run_head()?;
+        let tenant = self.required("tenant", self.string("tenant"))?;
+        self.defined_only(EventKind::RunStart)?;
+        let labels = match self.map.get("labels") {
+            None => BTreeMap::new(),
+            Some(raw) => serde_json::from_str::<BTreeMap<String, String>>(raw.get())
+                .map_err(|_| self.invalid("`labels` must be an object of strings"))?,
+        };
+        Ok(RunStart {
+            run_id,
+            ts,
+            tenant,
+            agent: self.string("agent")?.unwrap_or_default(),
+            api_key: self.string("api_key")?.unwrap_or_default(),
+            human_actor: self.string("human_actor")?.unwrap_or_default(),
+            labels,
+            meta: self.meta()?,
+        })
+    }
+
+    fn step<'s>(
+        &self,
+        program_of: &dyn Fn(&str) -> Option<&'s Program>,
+    ) -> Result<Step, Rejection> {
+        let (run_id, ts) = self.run_head()?;
+        self.defined_only(EventKind::Step)?;
+        let signals = program_of(&run_id).map_or(&[][..], |p| &p.signals[..]);
+        Ok(Step {
+            input_tokens: self.tokens("input_tokens")?,
+            output_tokens: self.tokens("output_tokens")?,
+            cost: self.decimal("cost", SCALE, 9, Written::NumberOrString)?,
+            latency: self.decimal("latency_ms", 1_000_000, 6, Written::Number)?,
+            kind: self
+                .string("kind")?
+                .unwrap_or_else(|| "llm_call".to_string()),
+            model: self.string("model")?.unwrap_or_default(),
+            tool: self.string("tool")?.unwrap_or_default(),
+            pii: self.bool("pii")?,
+            metrics: self.metrics(signals)?,
+            prompt: self.string("prompt")?,
+            meta: self.meta()?,
+            run_id,
+            ts,
+        })
+    }
+
+    /// The declared signals' values from `metrics` (0 when absent); keys no signal of the
+    /// program declares are not read.
+    fn metrics(&self, signals: &[(String, Unit)]) -> Result<Vec<i64>, Rejection> {
+        let map: BTreeMap<String, Box<RawValue>> = match self.map.get("metrics") {
+            None => BTreeMap::new(),
+            Some(raw) => serde_json::from_str(raw.get())
+                .map_err(|_| self.invalid("`metrics` must be an object"))?,
+        };
+        let sub = Reader {
+            map,
+            rejection: self.rejection.clone(),
+        };
+        signals
+            .iter()
+            .map(|(name, unit)| {
+                let key = name.as_str();
+                match unit {
+                    Unit::Duration => sub.decimal(key, 1_000_000, 6, Written::Number),
+                    Unit::Tokens => sub.tokens(key),
+                    Unit::Usd => sub.decimal(key, SCALE, 9, Written::NumberOrString),
+                    _ => sub.decimal(key, SCALE, 9, Written::Number),
+                }
+                .map_err(|mut r| {
+                    r.detail = format!("metrics: {}", r.detail);
+                    r
+                })
+            })
+            .collect()
+    }
+
+    fn override_kind(&self) -> Result<OverrideKind, Rejection> {
+        let text = self.required("kind", self.string("kind"))?;
+        match text.as_str() {
+            "raise" => Ok(OverrideKind::Raise),
+            "suspend" => Ok(OverrideKind::Suspend),
+            "resume" => Ok(OverrideKind::Resume),
+            other => Err(self.invalid(&format!(
+                "`kind` must be raise, suspend or resume, found {other:?}"
+            ))),
+        }
+    }
+
+    fn override_request<'s>(
+        &self,
+        program_of: &dyn Fn(&str) -> Option<&'s Program>,
+    ) -> Result<OverrideRequest, Rejection> {
+        let (run_id, ts) = self.run_head()?;
+        let actor = self.required("actor", self.string("actor"))?;
+        let policy = self.required("policy", self.string("policy"))?;
+        let kind = self.override_kind()?;
+        let limit = self.string("limit")?;
+        let to_text = self.string("to")?;
+        if kind == OverrideKind::Raise {
+            if limit.is_none() {
+                return Err(
+                    self.reject(RejectCode::MissingField, "`limit` is required for a raise")
+                );
+            }
+            if to_text.is_none() {
+                return Err(self.reject(RejectCode::MissingField, "`to` is required for a raise"));
+            }
+        }
+        self.defined_only(EventKind::Override)?;
+        let to = match to_text {
+            None => None,
+            Some(text) => Some(self.raise_target(text, program_of(&run_id), &policy, &limit)?),
+        };
+        let ttl = match self.string("ttl")? {
+            None => None,
+            Some(t) => Some(parse_duration(&t).ok_or_else(|| {
+                self.invalid(&format!("`ttl` is not a duration such as \"30m\": {t:?}"))
+            })?),
+        };
+        Ok(OverrideRequest {
+            run_id,
+            ts,
+            actor,
+            roles: self.string_list("roles")?,
+            policy,
+            kind,
+            limit,
+            to,
+            ttl,
+            reason: self.string("reason")?,
+            approvals: self.string_list("approvals")?,
+            meta: self.meta()?,
+        })
+    }
+
+    /// A raise's `to`: one of the accepted forms, and of the named limit's unit when the
+    /// program knows that limit (whatever the run's state: a value is checked before the run).
+    fn raise_target(
+        &self,
+        text: String,
+        program: Option<&Program>,
+        policy: &str,
+        limit: &Option<String>,
+    ) -> Result<RaiseTarget, Rejection> {
+        let Some(to) = RaiseTo::parse(&text) else {
+            return Err(self.invalid(&format!(
+                "`to` {text:?} is not a value such as \"8.00\", \"$8.00\", \"2000 tokens\", \"90s\" or \"150%\""
+            )));
+        };
+        let unit = limit
+            .as_deref()
+            .and_then(|l| limit_unit(program?, policy, l));
+        if let Some(unit) = unit
+            && !to.fits(unit)
+        {
+            return Err(self.invalid(&format!(
+                "`to` {text:?} does not fit the `{}` limit {}",
+                unit.name(),
+                limit.as_deref().unwrap_or_default()
+            )));
+        }
+        Ok(RaiseTarget { text, to })
+    }
+
+    fn approval(&self) -> Result<Approval, Rejection> {
+        let (run_id, ts) = self.run_head()?;
+        let request = match self.map.get("override") {
+            None => return Err(self.reject(RejectCode::MissingField, "`override` is required")),
+            Some(raw) => serde_json::from_str::<u64>(raw.get()).map_err(|_| {
+                self.invalid("`override` must be the request's seq, a positive integer")
+            })?,
+        };
+        let actor = self.required("actor", self.string("actor"))?;
+        self.defined_only(EventKind::Approval)?;
+        Ok(Approval {
+            run_id,
+            ts,
+            request,
+            actor,
+            meta: self.meta()?,
+        })
+    }
+
+    fn deploy(&self) -> Result<Deploy, Rejection> {
+        let ts = self.required("ts", self.timestamp())?;
+        let artifact = self.required("artifact", self.string("artifact"))?;
+        self.defined_only(EventKind::Deploy)?;
+        Ok(Deploy { ts, artifact })
+    }
+
+    fn run_end(&self) -> Result<RunEnd, Rejection> {
+        let (run_id, ts) = self.run_head()?;
+        self.defined_only(EventKind::RunEnd)?;
+        Ok(RunEnd {
+            run_id,
+            ts,
+            meta: self.meta()?,
+        })
+    }
+}
+
+/// The unit of a policy's limit in a program, when the program has that policy and limit
+/// (a merged program may hold two policies of one name: the first is the run's own).
+fn limit_unit(program: &Program, policy: &str, limit: &str) -> Option<Unit> {
+    program
+        .policies
+        .iter()
+        .filter(|p| p.name == policy)
+        .flat_map(|p| p.limits.iter())
+        .find(|l| l.name == limit)
+        .map(|l| l.unit)
+}
