@@ -179,8 +179,13 @@ pub fn run(
             history.push(d);
         }
     };
+    // A negative gap (`before`) stamps a late event without moving the test's clock.
     let mut advance = |after: Option<i64>| -> String {
-        ts = ts.saturating_add(after.unwrap_or(GAP));
+        let gap = after.unwrap_or(GAP);
+        if gap < 0 {
+            return json_str(&crate::runtime::format::timestamp(ts.saturating_add(gap)));
+        }
+        ts = ts.saturating_add(gap);
         json_str(&crate::runtime::format::timestamp(ts))
     };
     for s in &test.statements {

@@ -42,7 +42,7 @@ pub fn parse(tokens: &[Token], text: &str, end: Span) -> Result<Vec<Statement>, 
     Ok(out)
 }
 
-const STEP_FIELDS: &str = "`cost`, `input_tokens`, `output_tokens`, `latency`, `model`, `tool`, `kind`, `pii`, `metric`, `after` or `repeat`";
+const STEP_FIELDS: &str = "`cost`, `input_tokens`, `output_tokens`, `latency`, `model`, `tool`, `kind`, `pii`, `metric`, `after`, `before` or `repeat`";
 
 impl Parser<'_> {
     fn peek(&self) -> Option<&Token> {
@@ -334,6 +334,12 @@ impl Parser<'_> {
                 "after" => {
                     self.at += 1;
                     after = Some(self.duration()?);
+                    continue;
+                }
+                "before" => {
+                    // A late step: stamped before the latest event (a parallel call).
+                    self.at += 1;
+                    after = Some(self.duration()?.saturating_neg());
                     continue;
                 }
                 "repeat" => {

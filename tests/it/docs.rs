@@ -57,7 +57,7 @@ fn codes_of(files: &[(String, String)]) -> Vec<String> {
 }
 
 /// Every Markdown file of the docs and the README.
-fn doc_files() -> Vec<std::path::PathBuf> {
+pub fn doc_files() -> Vec<std::path::PathBuf> {
     let mut files: Vec<_> = std::fs::read_dir(root().join("docs"))
         .unwrap()
         .map(|e| e.unwrap().path())
@@ -125,7 +125,7 @@ fn every_source_module_starts_with_a_module_doc() {
 }
 
 /// Every fenced block of a Markdown file: (info string, body).
-fn all_blocks(text: &str) -> Vec<(String, String)> {
+pub fn all_blocks(text: &str) -> Vec<(String, String)> {
     let mut out = Vec::new();
     let mut current: Option<(String, String)> = None;
     for line in text.lines() {

@@ -11,6 +11,7 @@ mod check_cases;
 mod cli;
 mod crash;
 mod docs;
+mod docs_formats;
 mod evidence;
 mod fmt;
 mod generate;

@@ -625,6 +625,78 @@ fn numbers_in_request_bodies_are_read_from_their_text_never_through_a_float() {
     assert_eq!(served.stop(), Some(0));
 }
 
+#[test]
+fn an_unknown_field_answers_422_with_a_suggestion_and_stops_a_fail_closed_run() {
+    let tmp = tempfile::tempdir().unwrap();
+    let served = Served::start(tmp.path(), "file:ev");
+    served.post(
+        "/v1/runs",
+        r#"{"run_id":"typo","ts":"2026-01-20T10:00:00Z","tenant":"acme","agent":"support-bot","meta":{"trace":"t-1"}}"#,
+    );
+    // Late by a second: accepted and judged at the run's clock.
+    let (status, text) = served.post(
+        "/v1/runs/typo/steps",
+        r#"{"ts":"2026-01-20T10:00:02Z","cost":"0.10"}"#,
+    );
+    assert_eq!(status, 200, "{text}");
+    let (status, text) = served.post(
+        "/v1/runs/typo/steps",
+        r#"{"ts":"2026-01-20T10:00:01Z","cost":"0.10"}"#,
+    );
+    assert_eq!(status, 200, "a late step is accepted: {text}");
+    let late: serde_json::Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(late["ts"], "2026-01-20T10:00:01Z");
+    assert_eq!(late["seq"], 3);
+
+    // Every policy of the examples that binds this run is fail_closed: the run stops.
+    let (status, text) = served.post(
+        "/v1/runs/typo/steps",
+        r#"{"ts":"2026-01-20T10:00:03Z","cost_usd":"3.00"}"#,
+    );
+    assert_eq!(status, 422, "{text}");
+    let d: serde_json::Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(d["action"], "stop");
+    assert_eq!(
+        d["reason"],
+        r#"invalid_field: unknown field "cost_usd"; did you mean "cost"?"#
+    );
+    assert_eq!(d["seq"], serde_json::Value::Null);
+    assert!(
+        d["signals"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|s| s["kind"] == "error" && s["error"] == "rejected_input"),
+        "{text}"
+    );
+    let (status, text) = served.post(
+        "/v1/runs/typo/steps",
+        r#"{"ts":"2026-01-20T10:00:04Z","cost":"0.10"}"#,
+    );
+    assert_eq!(status, 200, "{text}");
+    let refused: serde_json::Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(refused["action"], "refused");
+    assert_eq!(refused["reason"], "run_stopped");
+
+    // The rejected line is in the run's chain, with what it did to the run.
+    let (_, evidence) = served.get("/v1/runs/typo/evidence");
+    let records: Vec<serde_json::Value> = evidence
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let rejected = records
+        .iter()
+        .find(|r| r["kind"] == "rejected_input")
+        .expect("the rejected line is evidence of the run");
+    assert_eq!(rejected["body"]["action"], "stop");
+    let start = records
+        .iter()
+        .find(|r| r["kind"] == "decision" && r["seq"] == 1)
+        .unwrap();
+    assert_eq!(start["body"]["input"]["meta"]["trace"], "t-1");
+    assert_eq!(served.stop(), Some(0));
+}
+
 /// What a receiver saw: each request's path, headers and body.
 type Seen = std::sync::Arc<std::sync::Mutex<Vec<(String, String, String)>>>;
 

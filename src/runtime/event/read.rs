@@ -19,6 +19,9 @@ use std::collections::BTreeMap;
 /// The largest `meta` object, as JSON text.
 pub const META_LIMIT: usize = 4096;
 
+/// The longest run id, in characters.
+pub const MAX_RUN_ID: usize = 256;
+
 /// The program that judges a run, by run id (the current one for a run it does not know):
 /// a step's `metrics` are read for that program's signals, and a raise's `to` against the
 /// unit of the limit it names.
@@ -89,9 +92,13 @@ enum Written {
 fn number_text(raw: &RawValue, written: Written) -> Option<String> {
     let text = raw.get();
     if text.starts_with('"') {
-        return (written == Written::NumberOrString)
+        let inner = (written == Written::NumberOrString)
             .then(|| serde_json::from_str::<String>(text).ok())
-            .flatten();
+            .flatten()?;
+        let decimal = inner
+            .bytes()
+            .all(|b| b.is_ascii_digit() || b == b'.' || b == b'-');
+        return decimal.then_some(inner);
     }
     let plain = text
         .bytes()
@@ -141,6 +148,12 @@ impl Reader {
     fn run_head(&self) -> Result<(String, i64), Rejection> {
         let run_id = self.required("run_id", self.string("run_id"))?;
         let ts = self.required("ts", self.timestamp())?;
+        let length = run_id.chars().count();
+        if !(1..=MAX_RUN_ID).contains(&length) || run_id.chars().any(char::is_control) {
+            return Err(self.invalid(&format!(
+                "`run_id` must be 1 to {MAX_RUN_ID} printable characters (it has {length})"
+            )));
+        }
         Ok((run_id, ts))
     }
 
@@ -171,12 +184,21 @@ impl Reader {
     }
 
     fn timestamp(&self) -> Result<Option<i64>, Rejection> {
-        match self.string("ts")? {
-            None => Ok(None),
-            Some(t) => parse_timestamp(&t)
-                .map(Some)
-                .ok_or_else(|| self.invalid(&format!("`ts` is not an RFC 3339 timestamp: {t:?}"))),
+        let Some(t) = self.string("ts")? else {
+            return Ok(None);
+        };
+        if let Some(ns) = parse_timestamp(&t) {
+            return Ok(Some(ns));
         }
+        let rfc3339 = &time::format_description::well_known::Rfc3339;
+        Err(
+            self.invalid(&match time::OffsetDateTime::parse(&t, rfc3339) {
+                Ok(_) => format!(
+                    "`ts` {t:?} is out of range: timestamps run from 1677-09-21 to 2262-04-11"
+                ),
+                Err(_) => format!("`ts` is not an RFC 3339 timestamp: {t:?}"),
+            }),
+        )
     }
 
     /// `meta`: an object of at most [`META_LIMIT`] bytes of JSON, stored and never read.
