@@ -16,7 +16,8 @@
 
 use super::chain::{ChainId, Head, Stored, hex, unhex};
 use super::{EvidenceStore, Record, RecordKind, StoreError};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::ops::ControlFlow;
 
 /// The first problem `verify` found.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -57,50 +58,118 @@ fn problem(s: &Stored, chain: &ChainId, what: String) -> Problem {
     }
 }
 
+/// Checks records as they stream in: each chain's records in order, chains interleaved.
+/// Memory holds the heads of the chains still open; a chain closed by its `run_summary`
+/// leaves only a short hash behind (enough to catch a record inserted after it), unless
+/// every head is kept (for a digest).
+pub struct ChainCheck {
+    open: HashMap<ChainId, Head>,
+    closed: HashSet<[u8; 16]>,
+    /// Closed chains' heads, when kept.
+    kept: Option<BTreeMap<ChainId, Head>>,
+    pub chains: usize,
+    pub records: usize,
+}
+
+fn short_key(chain: &ChainId) -> [u8; 16] {
+    let h = blake3::hash(chain.key().as_bytes());
+    let mut out = [0u8; 16];
+    out.copy_from_slice(h.as_bytes().get(..16).unwrap_or(&[0; 16]));
+    out
+}
+
+impl ChainCheck {
+    /// A checker; `keep_heads` keeps every chain's head for [`ChainCheck::heads`].
+    pub fn new(keep_heads: bool) -> ChainCheck {
+        ChainCheck {
+            open: HashMap::new(),
+            closed: HashSet::new(),
+            kept: keep_heads.then(BTreeMap::new),
+            chains: 0,
+            records: 0,
+        }
+    }
+
+    /// Checks the next record of its chain.
+    pub fn take(&mut self, s: &Stored) -> Result<(), Problem> {
+        let chain = s.record.chain();
+        let head = match self.open.get(&chain) {
+            Some(h) => *h,
+            None if self.closed.contains(&short_key(&chain)) => {
+                return Err(problem(
+                    s,
+                    &chain,
+                    "a record follows the run's run_summary, which closed the chain (inserted)"
+                        .into(),
+                ));
+            }
+            None => {
+                self.chains += 1;
+                Head::EMPTY
+            }
+        };
+        check_link(s, &chain, &head)?;
+        self.records += 1;
+        let next = Head::after(s);
+        if next.closed {
+            self.open.remove(&chain);
+            self.closed.insert(short_key(&chain));
+            if let Some(kept) = self.kept.as_mut() {
+                kept.insert(chain, next);
+            }
+        } else {
+            self.open.insert(chain, next);
+        }
+        Ok(())
+    }
+
+    /// Every chain's head (open and, when kept, closed), in chain order.
+    pub fn heads(self) -> BTreeMap<ChainId, Head> {
+        let mut all = self.kept.unwrap_or_default();
+        all.extend(self.open);
+        all
+    }
+}
+
+fn check_link(s: &Stored, chain: &ChainId, head: &Head) -> Result<(), Problem> {
+    if s.n != head.len {
+        return Err(problem(
+            s,
+            chain,
+            format!(
+                "stored at position {} where position {} was expected: a record was deleted, inserted or reordered",
+                s.n, head.len
+            ),
+        ));
+    }
+    if s.prev != head.hash {
+        return Err(problem(
+            s,
+            chain,
+            "its `prev` is not the hash of the record before it: a record was deleted, inserted or reordered".into(),
+        ));
+    }
+    if s.expected_hash() != s.hash {
+        return Err(problem(
+            s,
+            chain,
+            format!(
+                "its content does not match its hash (altered): it hashes to {}, the chain says {}",
+                hex(&s.expected_hash()),
+                hex(&s.hash)
+            ),
+        ));
+    }
+    Ok(())
+}
+
 /// Checks chains given chain by chain, each in stored order; returns each chain's head.
 pub fn check_chains(records: &[Stored]) -> Result<BTreeMap<ChainId, Head>, Problem> {
-    let mut heads: BTreeMap<ChainId, Head> = BTreeMap::new();
+    let mut check = ChainCheck::new(true);
     for s in records {
-        let chain = s.record.chain();
-        let head = heads.entry(chain.clone()).or_insert(Head::EMPTY);
-        if head.closed {
-            return Err(problem(
-                s,
-                &chain,
-                "a record follows the run's run_summary, which closed the chain (inserted)".into(),
-            ));
-        }
-        if s.n != head.len {
-            return Err(problem(
-                s,
-                &chain,
-                format!(
-                    "stored at position {} where position {} was expected: a record was deleted, inserted or reordered",
-                    s.n, head.len
-                ),
-            ));
-        }
-        if s.prev != head.hash {
-            return Err(problem(
-                s,
-                &chain,
-                "its `prev` is not the hash of the record before it: a record was deleted, inserted or reordered".into(),
-            ));
-        }
-        if s.expected_hash() != s.hash {
-            return Err(problem(
-                s,
-                &chain,
-                format!(
-                    "its content does not match its hash (altered): it hashes to {}, the chain says {}",
-                    hex(&s.expected_hash()),
-                    hex(&s.hash)
-                ),
-            ));
-        }
-        *head = Head::after(s);
+        check.take(s)?;
     }
-    Ok(heads)
+    Ok(check.heads())
 }
 
 fn leaf(chain: &ChainId, head: &Head) -> [u8; 32] {
@@ -150,16 +219,63 @@ pub fn verify(
     run: Option<&str>,
     digest: Option<&str>,
 ) -> Result<Result<Verified, Problem>, StoreError> {
-    let records = match run {
-        Some(id) => store.read_chain(&ChainId::Run(id.to_string()))?,
-        None => store.read_all()?,
+    verify_with_progress(store, run, digest, &mut |_, _| {})
+}
+
+/// [`verify`], streaming the store through in bounded memory; `progress` hears (done,
+/// total) as the store is read.
+pub fn verify_with_progress(
+    store: &mut dyn EvidenceStore,
+    run: Option<&str>,
+    digest: Option<&str>,
+    progress: &mut dyn FnMut(u64, u64),
+) -> Result<Result<Verified, Problem>, StoreError> {
+    let mut covered = match digest {
+        Some(d) => {
+            let store_chain = store.read_chain(&ChainId::Store)?;
+            let mut c = match Covered::of(&store_chain, d, run) {
+                Ok(c) => c,
+                Err(p) => return Ok(Err(p)),
+            };
+            // One run's verification streams that run only: the store chain is checked here.
+            if run.is_some()
+                && let Some(Err(p)) = store_chain.iter().map(|s| c.take(s)).find(Result::is_err)
+            {
+                return Ok(Err(p));
+            }
+            Some(c)
+        }
+        None => None,
     };
-    let heads = match check_chains(&records) {
-        Ok(h) => h,
-        Err(p) => return Ok(Err(p)),
+    let mut check = ChainCheck::new(false);
+    let mut found: Option<Problem> = None;
+    let mut take = |s: Stored| {
+        let result = check
+            .take(&s)
+            .and_then(|()| covered.as_mut().map_or(Ok(()), |c| c.take(&s)));
+        match result {
+            Ok(()) => ControlFlow::Continue(()),
+            Err(p) => {
+                found = Some(p);
+                ControlFlow::Break(())
+            }
+        }
     };
+    match run {
+        Some(id) => {
+            for s in store.read_chain(&ChainId::Run(id.to_string()))? {
+                if take(s).is_break() {
+                    break;
+                }
+            }
+        }
+        None => store.visit_all(&mut take, progress)?,
+    }
+    if let Some(p) = found {
+        return Ok(Err(p));
+    }
     if let Some(run) = run
-        && heads.is_empty()
+        && check.records == 0
     {
         return Ok(Err(Problem {
             chain: ChainId::Run(run.to_string()),
@@ -168,121 +284,130 @@ pub fn verify(
             what: "the store holds no record of this run".into(),
         }));
     }
-    if let Some(d) = digest {
-        let checked = if run.is_some() {
-            let mut all = store.read_chain(&ChainId::Store)?;
-            all.extend(records.iter().cloned());
-            all
-        } else {
-            records.clone()
-        };
-        if let Err(p) = covers(&checked, d, run) {
-            return Ok(Err(p));
-        }
+    if let Some(Err(p)) = covered.map(Covered::finish) {
+        return Ok(Err(p));
     }
     Ok(Ok(Verified {
-        chains: heads.len(),
-        records: records.len(),
+        chains: check.chains,
+        records: check.records,
     }))
 }
 
-/// Checks a digest against the store's records: its checkpoint is present and intact, and
-/// each chain it covered still holds, at the same position, the head it recorded.
-fn covers(records: &[Stored], digest: &str, run: Option<&str>) -> Result<(), Problem> {
-    let gone = |what: String| Problem {
-        chain: ChainId::Store,
-        n: None,
-        seq: None,
-        what,
-    };
-    let checkpoint = records
-        .iter()
-        .filter(|s| s.record.kind == RecordKind::Digest && s.record.run_id.is_none())
-        .find(|s| s.record.body.get("root").and_then(|r| r.as_str()) == Some(digest))
-        .ok_or_else(|| {
-            gone(format!(
-                "digest {digest} is not recorded in this store: the checkpoint it was taken with was deleted or altered, and with it what it covered cannot be shown intact"
-            ))
-        })?;
-    let mut covered: BTreeMap<ChainId, Head> = BTreeMap::new();
-    for entry in checkpoint
-        .record
-        .body
-        .get("chains")
-        .and_then(|c| c.as_array())
-        .into_iter()
-        .flatten()
-    {
-        let chain = entry
-            .get("chain")
-            .and_then(|c| c.as_str())
-            .and_then(ChainId::from_key);
-        let len = entry.get("len").and_then(serde_json::Value::as_u64);
-        let head = entry.get("head").and_then(|h| h.as_str()).and_then(unhex);
-        let (Some(chain), Some(len), Some(hash)) = (chain, len, head) else {
-            return Err(gone(format!(
-                "the checkpoint of digest {digest} is malformed"
-            )));
+/// What a digest covered, checked against records as they stream in: each covered
+/// chain's head record must still be stored, unchanged, at the same position.
+struct Covered {
+    digest: String,
+    heads: BTreeMap<ChainId, Head>,
+    seen: HashSet<ChainId>,
+}
+
+impl Covered {
+    /// Finds the digest's checkpoint in the store chain and checks that it hashes to it.
+    fn of(store_chain: &[Stored], digest: &str, run: Option<&str>) -> Result<Covered, Problem> {
+        let gone = |what: String| Problem {
+            chain: ChainId::Store,
+            n: None,
+            seq: None,
+            what,
         };
-        covered.insert(
-            chain,
-            Head {
-                len,
-                hash,
-                closed: false,
-            },
-        );
-    }
-    if digest_text(&root(&covered)) != digest {
-        return Err(gone(format!(
-            "the checkpoint of digest {digest} lists chain heads that do not hash to it (altered)"
-        )));
-    }
-    let mut by_chain: BTreeMap<ChainId, Vec<&Stored>> = BTreeMap::new();
-    for s in records {
-        by_chain.entry(s.record.chain()).or_default().push(s);
-    }
-    for (chain, head) in &covered {
-        if let (Some(run), ChainId::Run(id)) = (run, chain)
-            && id != run
+        let checkpoint = store_chain
+            .iter()
+            .filter(|s| s.record.kind == RecordKind::Digest)
+            .find(|s| s.record.body.get("root").and_then(|r| r.as_str()) == Some(digest))
+            .ok_or_else(|| {
+                gone(format!(
+                    "digest {digest} is not recorded in this store: the checkpoint it was taken with was deleted or altered, and with it what it covered cannot be shown intact"
+                ))
+            })?;
+        let mut heads: BTreeMap<ChainId, Head> = BTreeMap::new();
+        for entry in checkpoint
+            .record
+            .body
+            .get("chains")
+            .and_then(|c| c.as_array())
+            .into_iter()
+            .flatten()
         {
-            continue;
+            let chain = entry
+                .get("chain")
+                .and_then(|c| c.as_str())
+                .and_then(ChainId::from_key);
+            let len = entry.get("len").and_then(serde_json::Value::as_u64);
+            let head = entry.get("head").and_then(|h| h.as_str()).and_then(unhex);
+            let (Some(chain), Some(len), Some(hash)) = (chain, len, head) else {
+                return Err(gone(format!(
+                    "the checkpoint of digest {digest} is malformed"
+                )));
+            };
+            heads.insert(
+                chain,
+                Head {
+                    len,
+                    hash,
+                    closed: false,
+                },
+            );
         }
-        let last = head.len.checked_sub(1);
-        let stored = last.and_then(|n| {
-            by_chain
-                .get(chain)
-                .and_then(|list| list.iter().find(|s| s.n == n))
-        });
-        match stored {
-            Some(s) if s.hash == head.hash => {}
-            Some(s) => {
-                return Err(problem(
-                    s,
-                    chain,
-                    format!(
-                        "digest {digest} covered this record with hash {}, the store now holds {}: the chain was rewritten",
-                        hex(&head.hash),
-                        hex(&s.hash)
-                    ),
-                ));
-            }
-            None if head.len == 0 => {}
-            None => {
-                return Err(Problem {
-                    chain: chain.clone(),
-                    n: last,
-                    seq: None,
-                    what: format!(
-                        "digest {digest} covered {} records of this chain; record {} is gone",
-                        head.len,
-                        head.len.saturating_sub(1)
-                    ),
-                });
-            }
+        if digest_text(&root(&heads)) != digest {
+            return Err(gone(format!(
+                "the checkpoint of digest {digest} lists chain heads that do not hash to it (altered)"
+            )));
         }
+        if let Some(run) = run {
+            heads.retain(|c, _| *c == ChainId::Store || *c == ChainId::Run(run.to_string()));
+        }
+        heads.retain(|_, h| h.len > 0);
+        Ok(Covered {
+            digest: digest.to_string(),
+            heads,
+            seen: HashSet::new(),
+        })
     }
-    Ok(())
+
+    fn take(&mut self, s: &Stored) -> Result<(), Problem> {
+        let chain = s.record.chain();
+        let Some(head) = self.heads.get(&chain) else {
+            return Ok(());
+        };
+        if s.n + 1 != head.len {
+            return Ok(());
+        }
+        if s.hash != head.hash {
+            return Err(problem(
+                s,
+                &chain,
+                format!(
+                    "digest {} covered this record with hash {}, the store now holds {}: the chain was rewritten",
+                    self.digest,
+                    hex(&head.hash),
+                    hex(&s.hash)
+                ),
+            ));
+        }
+        self.seen.insert(chain);
+        Ok(())
+    }
+
+    /// A covered chain whose head record never came is a chain cut short.
+    fn finish(self) -> Result<(), Problem> {
+        for (chain, head) in &self.heads {
+            if self.seen.contains(chain) {
+                continue;
+            }
+            return Err(Problem {
+                chain: chain.clone(),
+                n: Some(head.len - 1),
+                seq: None,
+                what: format!(
+                    "digest {} covered {} records of this chain; record {} is gone",
+                    self.digest,
+                    head.len,
+                    head.len - 1
+                ),
+            });
+        }
+        Ok(())
+    }
 }
 
 /// Verifies the store, then records a checkpoint of every chain head and returns the

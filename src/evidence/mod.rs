@@ -120,20 +120,47 @@ impl Record {
         }
     }
 
-    /// The record's id: blake3 over its place (and, for a rejected line, its content).
+    /// The record's id: blake3 over its place (and, for a record of no place, such as a
+    /// rejected line, its content).
     pub fn id(&self) -> [u8; 32] {
+        let keyless = self.key().is_none();
+        let content = if keyless {
+            self.content_hash()
+        } else {
+            [0; 32]
+        };
+        Record::id_of(
+            &self.artifact,
+            self.run_id.as_deref(),
+            self.seq,
+            self.kind,
+            self.index,
+            &content,
+        )
+    }
+
+    /// [`Record::id`] from a record's parts and content hash (read only for a record of
+    /// no place).
+    pub fn id_of(
+        artifact: &str,
+        run_id: Option<&str>,
+        seq: u64,
+        kind: RecordKind,
+        index: u32,
+        content: &[u8; 32],
+    ) -> [u8; 32] {
         let mut h = blake3::Hasher::new();
         h.update(b"lever/record-id/v1\0");
-        h.update(self.artifact.as_bytes());
+        h.update(artifact.as_bytes());
         h.update(b"\0");
-        h.update(self.run_id.as_deref().unwrap_or("").as_bytes());
+        h.update(run_id.unwrap_or("").as_bytes());
         h.update(b"\0");
-        h.update(&self.seq.to_le_bytes());
-        h.update(self.kind.name().as_bytes());
+        h.update(&seq.to_le_bytes());
+        h.update(kind.name().as_bytes());
         h.update(b"\0");
-        h.update(&self.index.to_le_bytes());
-        if self.key().is_none() {
-            h.update(&self.content_hash());
+        h.update(&index.to_le_bytes());
+        if run_id.is_none() || kind == RecordKind::RejectedInput {
+            h.update(content);
         }
         *h.finalize().as_bytes()
     }
@@ -190,6 +217,10 @@ pub enum StoreError {
     Contradicts(String),
     #[error("evidence store {0} stopped after a failed write; reopen it to continue")]
     Stopped(String),
+    #[error(
+        "evidence store {path} is in use by another writer ({holder}): stop it first, or give this one another store (--evidence file:DIR)"
+    )]
+    Locked { path: String, holder: String },
 }
 
 impl StoreError {
@@ -232,8 +263,27 @@ pub trait EvidenceStore: Send {
     /// the store refuses every later call: it never acknowledges after a failure.
     fn append(&mut self, records: &[Record]) -> Result<usize, StoreError>;
     /// Every stored record, chain by chain (the store chain first, then runs by id), each
-    /// chain in order, as stored: nothing is checked or repaired here.
-    fn read_all(&mut self) -> Result<Vec<Stored>, StoreError>;
+    /// chain in order, as stored: nothing is checked or repaired here. Holds the whole
+    /// store in memory: [`EvidenceStore::visit_all`] streams instead.
+    fn read_all(&mut self) -> Result<Vec<Stored>, StoreError> {
+        let mut all = Vec::new();
+        self.visit_all(
+            &mut |s| {
+                all.push(s);
+                std::ops::ControlFlow::Continue(())
+            },
+            &mut |_, _| {},
+        )?;
+        all.sort_by_key(|s| s.record.chain());
+        Ok(all)
+    }
+    /// Calls `visit` with every stored record, each chain's records in order (chains may
+    /// interleave), until it answers `Break`; `progress` hears (done, total) as it goes.
+    fn visit_all(
+        &mut self,
+        visit: &mut dyn FnMut(Stored) -> std::ops::ControlFlow<()>,
+        progress: &mut dyn FnMut(u64, u64),
+    ) -> Result<(), StoreError>;
     /// One chain's records in order, as stored.
     fn read_chain(&mut self, chain: &ChainId) -> Result<Vec<Stored>, StoreError>;
     /// The newest `limit` records of a kind, oldest first (the alert outbox, say).

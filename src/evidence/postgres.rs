@@ -484,16 +484,43 @@ impl EvidenceStore for PgStore {
         )))
     }
 
-    fn read_all(&mut self) -> Result<Vec<Stored>, StoreError> {
+    /// Pages through the records by their key `(chain, n)`, so that memory holds one page.
+    fn visit_all(
+        &mut self,
+        visit: &mut dyn FnMut(Stored) -> std::ops::ControlFlow<()>,
+        progress: &mut dyn FnMut(u64, u64),
+    ) -> Result<(), StoreError> {
+        const PAGE: i64 = 10_000;
         let s = self.schema.clone();
-        let rows = self
+        let total: i64 = self
             .client
-            .query(
-                &format!("SELECT n, prev, hash, record FROM {s}.records ORDER BY chain, n"),
-                &[],
-            )
-            .map_err(|e| self.db(error_text(&e)))?;
-        PgStore::rows_to_stored(&rows).map_err(|e| self.db(e))
+            .query_one(&format!("SELECT count(*) FROM {s}.records"), &[])
+            .map_err(|e| self.db(error_text(&e)))?
+            .get(0);
+        let (mut chain, mut n, mut done) = (String::new(), -1i64, 0u64);
+        loop {
+            let rows = self
+                .client
+                .query(
+                    &format!(
+                        "SELECT n, prev, hash, record, chain FROM {s}.records
+                         WHERE (chain, n) > ($1, $2) ORDER BY chain, n LIMIT $3"
+                    ),
+                    &[&chain, &n, &PAGE],
+                )
+                .map_err(|e| self.db(error_text(&e)))?;
+            let Some(last) = rows.last() else {
+                return Ok(());
+            };
+            (chain, n) = (last.get(4), last.get(0));
+            for stored in PgStore::rows_to_stored(&rows).map_err(|e| self.db(e))? {
+                if visit(stored).is_break() {
+                    return Ok(());
+                }
+            }
+            done += rows.len() as u64;
+            progress(done, u64::try_from(total).unwrap_or(0));
+        }
     }
 
     /// Served by the partial index of the alert outbox for `alert` records.

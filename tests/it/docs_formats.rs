@@ -194,9 +194,19 @@ fn no_page_of_the_docs_sends_a_reader_to_the_design_contracts() {
     }
 }
 
+/// A started `lever serve`, killed if the test fails before it is stopped.
+struct Child(std::process::Child);
+
+impl Drop for Child {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 /// Runs one command of getting-started in `dir`: `lever ...` through the real binary,
 /// `curl ...` through the shell. `lever serve` is started and left running (returned).
-fn run_documented(dir: &std::path::Path, line: &str) -> Option<std::process::Child> {
+fn run_documented(dir: &std::path::Path, line: &str) -> Option<Child> {
     if let Some(rest) = line.strip_prefix("lever serve ") {
         use std::io::BufRead;
         let args: Vec<&str> = std::iter::once("serve")
@@ -208,7 +218,7 @@ fn run_documented(dir: &std::path::Path, line: &str) -> Option<std::process::Chi
         err.read_line(&mut first).unwrap();
         assert!(first.contains("serving on"), "{line}: {first}");
         std::thread::spawn(move || for _ in err.lines() {});
-        return Some(child);
+        return Some(Child(child));
     }
     let out = if let Some(rest) = line.strip_prefix("lever ") {
         let args: Vec<&str> = rest.split_whitespace().collect();
@@ -260,12 +270,14 @@ fn every_command_of_getting_started_runs_as_written() {
     std::fs::write(dir.join("policies/budget.policy"), &policy.1).unwrap();
     let events = blocks.iter().find(|(i, _)| i == "jsonl").unwrap();
     std::fs::write(dir.join("events.jsonl"), &events.1).unwrap();
-    let mut served = Vec::new();
     let mut ran = 0;
     for (info, body) in &blocks {
         if !info.is_empty() {
             continue;
         }
+        // A server started in a block serves the rest of the block, then is stopped (the
+        // page says Ctrl-C) before the next block's commands.
+        let mut served = Vec::new();
         for line in body.lines().map(str::trim) {
             if line.starts_with("cargo ") || line.starts_with("export ") || line.is_empty() {
                 continue; // building Lever itself: what this test runs on
@@ -273,12 +285,12 @@ fn every_command_of_getting_started_runs_as_written() {
             served.extend(run_documented(dir, line));
             ran += 1;
         }
-    }
-    for mut child in served {
-        let _ = std::process::Command::new("kill")
-            .args(["-TERM", &child.id().to_string()])
-            .status();
-        assert_eq!(child.wait().unwrap().code(), Some(0));
+        for mut child in served {
+            let _ = std::process::Command::new("kill")
+                .args(["-TERM", &child.0.id().to_string()])
+                .status();
+            assert_eq!(child.0.wait().unwrap().code(), Some(0));
+        }
     }
     assert!(ran >= 12, "only {ran} commands");
 }

@@ -13,6 +13,7 @@ mod crash;
 mod docs;
 mod docs_formats;
 mod evidence;
+mod file_store;
 mod fmt;
 mod generate;
 mod grammar;
