@@ -36,7 +36,11 @@ pub struct Replay {
     store_outage: bool,
 }
 
+/// A run's state saved before an event, to put back when the event's evidence is refused.
+pub struct SavedRun(Option<Held>);
+
 /// A run and the engines it is bound to.
+#[derive(Clone)]
 struct Held {
     run: Run,
     /// The engine that judges the run.
@@ -106,6 +110,24 @@ impl Replay {
     /// or, with `false`, normally again.
     pub fn set_store_outage(&mut self, down: bool) {
         self.store_outage = down;
+    }
+
+    /// Saves a run's state (or that there is no such run) before an event of it is judged.
+    pub fn save_run(&self, id: &str) -> SavedRun {
+        SavedRun(self.runs.get(id).cloned())
+    }
+
+    /// Puts a run back as it was saved: the event judged since is undone (its evidence was
+    /// refused, so it never happened). A run that did not exist is forgotten.
+    pub fn restore_run(&mut self, id: &str, saved: SavedRun) {
+        match saved.0 {
+            Some(held) => {
+                self.runs.insert(id.to_string(), held);
+            }
+            None => {
+                self.runs.remove(id);
+            }
+        }
     }
 
     /// A run of this replay and the engine that judges it.

@@ -13,6 +13,7 @@ mod config;
 pub mod delivery;
 mod email;
 mod metrics;
+mod run_locks;
 
 pub use auth::{Principal, Tokens};
 pub use config::Config;
@@ -75,6 +76,8 @@ pub struct Server {
     /// The most recent delivered alerts (newest last), for `GET /v1/alerts`: seeded from
     /// the store at start, then appended as decisions are answered.
     feed: Mutex<std::collections::VecDeque<serde_json::Value>>,
+    /// One request at a time per run, until its evidence is committed or refused.
+    run_locks: run_locks::RunLocks,
 }
 
 /// A request body: its fields with their JSON text kept exactly (DESIGN §3: a number is
@@ -328,6 +331,7 @@ impl Server {
             tokens: options.config.tokens,
             deliver,
             feed: Mutex::new(feed),
+            run_locks: run_locks::RunLocks::default(),
         });
         Ok((
             server,
@@ -398,10 +402,20 @@ impl Server {
             ));
         }
         let text = serde_json::to_string(&event).unwrap_or_default();
+        // The run's turn: its previous request's evidence is committed or refused by now.
+        let run_key = run_id.map(str::to_string).or_else(|| {
+            event
+                .get("run_id")
+                .and_then(|r| serde_json::from_str::<String>(r.get()).ok())
+        });
+        let _turn = match &run_key {
+            Some(k) => Some(self.run_locks.turn(k).await),
+            None => None,
+        };
         let line = self.requests.fetch_add(1, Ordering::SeqCst) + 1;
         // Judge under the lock, and queue the evidence before releasing it, so that the
         // writer receives every run's records in the order they were judged.
-        let (decision, done, deliveries, rejected) = {
+        let (decision, done, deliveries, rejected, saved) = {
             let Ok(mut replay) = self.replay.lock() else {
                 return error(
                     StatusCode::INTERNAL_SERVER_ERROR,
@@ -409,6 +423,7 @@ impl Server {
                 );
             };
             replay.set_store_outage(down);
+            let saved = run_key.as_deref().map(|k| (k, replay.save_run(k)));
             let Some(result) = replay.line(line, &text) else {
                 return error(StatusCode::BAD_REQUEST, "empty event");
             };
@@ -434,13 +449,17 @@ impl Server {
                     "the evidence writer stopped",
                 );
             }
-            (result.decision, rx, deliveries, result.rejected)
+            (result.decision, rx, deliveries, result.rejected, saved)
         };
         // Judged under the outage rule: answered now, the records queued for the store.
         let result = if down { Ok(Ok(())) } else { done.await };
         match result {
             Ok(Ok(())) => {}
             Ok(Err(why)) if why.starts_with(REFUSED) => {
+                // The store took none of it: the run is put back as it was.
+                if let (Some((key, saved)), Ok(mut replay)) = (saved, self.replay.lock()) {
+                    replay.restore_run(key, saved);
+                }
                 return error(StatusCode::CONFLICT, &why);
             }
             Ok(Err(why)) => {

@@ -1165,6 +1165,77 @@ fn a_run_id_closed_by_an_earlier_server_is_refused_alone() {
 }
 
 #[test]
+fn a_request_the_store_refuses_leaves_its_run_as_it_was() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    std::fs::write(
+        dir.join("p.policy"),
+        "import std.llm\npolicy cap { version 1 scope all limit std.llm.cost to $1.00 { near 50% => alert(ui) breach => stop } }\n",
+    )
+    .unwrap();
+    // An earlier process left run `r1` in the store: started, $0.25 spent.
+    std::fs::write(
+        dir.join("events.jsonl"),
+        "{\"type\":\"run_start\",\"run_id\":\"r1\",\"ts\":\"2026-01-20T10:00:00Z\",\"tenant\":\"acme\"}\n{\"type\":\"step\",\"run_id\":\"r1\",\"ts\":\"2026-01-20T10:00:01Z\",\"cost\":\"0.25\"}\n",
+    )
+    .unwrap();
+    assert_eq!(super::replay(dir, "file:ev").status.code(), Some(0));
+    let served = Served::launch(dir, &["--artifact", "p.policy", "--evidence", "file:ev"]);
+    // Requests whose records contradict the store are refused; none may shape a later one.
+    let requests = [
+        (
+            "/v1/runs",
+            r#"{"run_id":"r1","ts":"2026-01-20T10:00:00.5Z","tenant":"acme"}"#,
+        ),
+        (
+            "/v1/runs/r1/steps",
+            r#"{"ts":"2026-01-20T10:00:02Z","cost":"0.80"}"#,
+        ),
+        (
+            "/v1/runs/r1/steps",
+            r#"{"ts":"2026-01-20T10:00:03Z","cost":"0.25"}"#,
+        ),
+    ];
+    for (path, body) in requests {
+        let (status, text) = served.post(path, body);
+        assert!(
+            status != 200 || !text.contains("\"seq\":3"),
+            "{path}: {status} {text}"
+        );
+    }
+    assert_eq!(served.stop(), Some(0));
+    // What is stored agrees with itself: every observed value is the sum of the stored
+    // inputs up to it.
+    use lever::evidence::{ChainId, EvidenceStore};
+    let mut store = lever::evidence::file::FileStore::open(&dir.join("ev")).unwrap();
+    let chain = store.read_chain(&ChainId::Run("r1".into())).unwrap();
+    let mut spent = 0.0f64;
+    for s in chain
+        .iter()
+        .filter(|s| s.record.kind == lever::evidence::RecordKind::Decision)
+    {
+        let body = &s.record.body;
+        if let Some(cost) = body["input"]["cost"].as_str() {
+            spent += cost.parse::<f64>().unwrap();
+        }
+        for signal in body["signals"].as_array().unwrap() {
+            let observed: f64 = signal["observed"].as_str().unwrap().parse().unwrap();
+            assert!(
+                (observed - spent).abs() < 1e-9,
+                "observed {observed}, stored inputs {spent}"
+            );
+        }
+    }
+    assert_eq!(
+        chain
+            .iter()
+            .filter(|s| s.record.kind == lever::evidence::RecordKind::Decision)
+            .count(),
+        2
+    );
+}
+
+#[test]
 fn a_file_replaced_under_load_is_deployed_without_losing_or_mixing_a_step() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
