@@ -109,7 +109,7 @@ fn replay(paths: &[PathBuf], events: &str, writing: &RunOptions<'_>) -> Result<E
     let artifact = Arc::new(artifact_for(paths)?);
     let (text, base) = read_events(events)?;
     // One group commit waits in the queue at most: `lever run` waits for the store.
-    let mut store = Durable::open(writing.url, usize::MAX).map_err(|e| io(e.to_string()))?;
+    let mut store = Durable::open(writing.url, usize::MAX, None).map_err(|e| io(e.to_string()))?;
     let lines: Vec<&[u8]> = text
         .split(|b| *b == b'\n')
         .map(|l| l.strip_suffix(b"\r").unwrap_or(l))
@@ -189,6 +189,12 @@ fn commit(
 
 /// Names a list of records for an error message: how many, and the first and last.
 pub(crate) fn describe(records: &[Record]) -> String {
+    // An outage's own record is bookkeeping, not what a user lost.
+    let skip = records
+        .iter()
+        .take_while(|r| r.kind == crate::evidence::RecordKind::Outage)
+        .count();
+    let records = records.get(skip..).unwrap_or_default();
     let name = |r: &Record| match &r.run_id {
         Some(run) => format!("run `{run}` seq {} ({})", r.seq, r.kind.name()),
         None => format!("{} record", r.kind.name()),

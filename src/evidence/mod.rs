@@ -43,6 +43,9 @@ pub enum RecordKind {
     /// A request body that claimed an actor, roles or approvals other than its bearer
     /// token's (`lever serve`): what it claimed, and who it was.
     AuthMismatch,
+    /// The start or end of an evidence-store outage, in the store chain: records judged
+    /// during it were written late.
+    Outage,
 }
 
 impl RecordKind {
@@ -62,6 +65,7 @@ impl RecordKind {
             RecordKind::Digest => "digest",
             RecordKind::Recovery => "recovery",
             RecordKind::AuthMismatch => "auth_mismatch",
+            RecordKind::Outage => "outage",
         }
     }
 
@@ -81,6 +85,7 @@ impl RecordKind {
             "digest" => RecordKind::Digest,
             "recovery" => RecordKind::Recovery,
             "auth_mismatch" => RecordKind::AuthMismatch,
+            "outage" => RecordKind::Outage,
             _ => return None,
         })
     }

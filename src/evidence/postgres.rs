@@ -63,18 +63,33 @@ pub struct PgStore {
     failed: bool,
 }
 
-/// The URL with any password replaced by `***`.
+/// The URL with any password (`user:PASSWORD@` or `?password=`) replaced by `***`.
 pub fn redact(url: &str) -> String {
-    let Some((scheme, rest)) = url.split_once("://") else {
-        return url.to_string();
+    let (base, query) = match url.split_once('?') {
+        Some((b, q)) => (b, Some(q)),
+        None => (url, None),
     };
-    match rest.split_once('@') {
-        Some((userinfo, host)) if userinfo.contains(':') => {
-            let user = userinfo.split(':').next().unwrap_or("");
-            format!("{scheme}://{user}:***@{host}")
-        }
-        _ => url.to_string(),
-    }
+    let base = match base.split_once("://") {
+        Some((scheme, rest)) => match rest.split_once('@') {
+            Some((userinfo, host)) if userinfo.contains(':') => {
+                let user = userinfo.split(':').next().unwrap_or("");
+                format!("{scheme}://{user}:***@{host}")
+            }
+            _ => base.to_string(),
+        },
+        None => base.to_string(),
+    };
+    let Some(query) = query else {
+        return base;
+    };
+    let pairs: Vec<String> = query
+        .split('&')
+        .map(|pair| match pair.split_once('=') {
+            Some((key, _)) if key.eq_ignore_ascii_case("password") => format!("{key}=***"),
+            _ => pair.to_string(),
+        })
+        .collect();
+    format!("{base}?{}", pairs.join("&"))
 }
 
 /// Splits `?schema=NAME` off a URL; the name must be a plain identifier.
@@ -557,5 +572,20 @@ impl EvidenceStore for PgStore {
             )
             .map_err(|e| self.db(error_text(&e)))?;
         PgStore::rows_to_stored(&rows).map_err(|e| self.db(e))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn passwords_are_redacted_wherever_the_url_gives_them() {
+        assert_eq!(
+            super::redact("postgres://lever:s3cret@db:5432/x?schema=a"),
+            "postgres://lever:***@db:5432/x?schema=a"
+        );
+        assert_eq!(
+            super::redact("postgres://lever@db/x?sslmode=require&password=s3cret"),
+            "postgres://lever@db/x?sslmode=require&password=***"
+        );
     }
 }

@@ -1,4 +1,7 @@
-//! Bearer tokens (DESIGN §6): each maps to an actor and roles in the server's TOML config.
+//! Bearer tokens: each maps to an actor and roles in the server's TOML config. The role
+//! `read` may read evidence, alerts and run state (`[server] public_reads` opens them to
+//! everyone); the role `ingest` may start runs and send steps when `[server]
+//! require_ingest_token` is set; `admin` tokens may deploy, and read.
 //!
 //! ```toml
 //! [[tokens]]
@@ -33,6 +36,18 @@ pub struct Principal {
     pub admin: bool,
 }
 
+impl Principal {
+    /// May read evidence, alerts and run state.
+    pub fn may_read(&self) -> bool {
+        self.admin || self.roles.iter().any(|r| r == "read")
+    }
+
+    /// May start runs and send steps when ingest needs a token.
+    pub fn may_ingest(&self) -> bool {
+        self.roles.iter().any(|r| r == "ingest")
+    }
+}
+
 /// The tokens a server accepts.
 #[derive(Debug, Clone, Default)]
 pub struct Tokens {
@@ -63,6 +78,15 @@ impl Tokens {
                 return Err(format!(
                     "{origin}: tokens[{i}] ({}): a token must be at least 16 characters",
                     t.actor
+                ));
+            }
+            if let Some((_, other)) = entries
+                .iter()
+                .find(|(known, _): &&(Vec<u8>, Principal)| known.as_slice() == token.as_bytes())
+            {
+                return Err(format!(
+                    "{origin}: tokens[{i}] ({}) has the same token as the one of {}: every token must name one actor",
+                    t.actor, other.actor
                 ));
             }
             entries.push((
@@ -130,5 +154,14 @@ mod tests {
             "c.toml",
         );
         assert!(unknown.unwrap_err().contains("unknown field"));
+        let twice = from_toml(
+            "[[tokens]]\ntoken = \"0123456789abcdef\"\nactor = \"a\"\n[[tokens]]\ntoken = \"0123456789abcdef\"\nactor = \"b\"\n",
+            "c.toml",
+        );
+        assert!(
+            twice
+                .unwrap_err()
+                .contains("the same token as the one of a")
+        );
     }
 }

@@ -26,6 +26,66 @@ struct ConfigFile {
     #[serde(default)]
     tokens: Vec<TokenEntry>,
     smtp: Option<SmtpEntry>,
+    #[serde(default)]
+    server: Settings,
+}
+
+/// A duration in the config: `"10s"`, `"500ms"`, `"2m"`.
+fn duration<'de, D: serde::Deserializer<'de>>(d: D) -> Result<std::time::Duration, D::Error> {
+    let text = String::deserialize(d)?;
+    crate::runtime::event::parse_duration(&text)
+        .and_then(|ns| u64::try_from(ns).ok())
+        .map(std::time::Duration::from_nanos)
+        .ok_or_else(|| {
+            serde::de::Error::custom(format!("{text:?} is not a duration such as \"10s\""))
+        })
+}
+
+/// The `[server]` table: who may read and ingest, and the limits and timeouts that keep
+/// the server answering (every one documented in docs/security.md with its default).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Settings {
+    /// Evidence, alerts and run state readable without a token (a warning at start).
+    pub public_reads: bool,
+    /// Run starts and steps need a token with the `ingest` role.
+    pub require_ingest_token: bool,
+    /// The largest request body (and event line).
+    pub max_body_bytes: usize,
+    /// The largest artifact a `PUT /v1/artifacts` takes.
+    pub max_artifact_bytes: usize,
+    /// How long a client has to send a request's headers.
+    #[serde(deserialize_with = "duration")]
+    pub header_read_timeout: std::time::Duration,
+    /// How long an idle keep-alive connection is kept.
+    #[serde(deserialize_with = "duration")]
+    pub idle_timeout: std::time::Duration,
+    /// How long a request may take, body and evidence included.
+    #[serde(deserialize_with = "duration")]
+    pub request_timeout: std::time::Duration,
+    /// Connections served at once; past it, new ones get a 503.
+    pub max_connections: usize,
+    /// Bytes of evidence that may wait for an unavailable store.
+    pub outage_queue_bytes: usize,
+    /// The spill file that makes those records durable.
+    pub spill: std::path::PathBuf,
+}
+
+impl Default for Settings {
+    fn default() -> Settings {
+        Settings {
+            public_reads: false,
+            require_ingest_token: false,
+            max_body_bytes: 1 << 20,
+            max_artifact_bytes: 64 << 20,
+            header_read_timeout: std::time::Duration::from_secs(10),
+            idle_timeout: std::time::Duration::from_secs(60),
+            request_timeout: std::time::Duration::from_secs(30),
+            max_connections: 512,
+            outage_queue_bytes: 256 << 20,
+            spill: std::path::PathBuf::from("lever-spill/outage.spill"),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -47,13 +107,14 @@ pub struct Config {
     /// Where `email` channels are sent; without it, email alerts are recorded as not
     /// delivered ("no [smtp] relay is configured").
     pub smtp: Option<SmtpRelay>,
+    pub server: Settings,
 }
 
 impl Config {
     /// Reads a config file; `origin` names it in errors. Every environment variable it
     /// names must be set.
     pub fn from_toml(text: &str, origin: &str) -> Result<Config, String> {
-        let file: ConfigFile = toml::from_str(text).map_err(|e| format!("{origin}: {e}"))?;
+        let file: ConfigFile = toml::from_str(text).map_err(|e| toml_error(text, origin, &e))?;
         let tokens = Tokens::from_entries(file.tokens, origin)?;
         let smtp = match file.smtp {
             None => None,
@@ -84,8 +145,23 @@ impl Config {
                 })
             }
         };
-        Ok(Config { tokens, smtp })
+        Ok(Config {
+            tokens,
+            smtp,
+            server: file.server,
+        })
     }
+}
+
+/// A TOML error without the line it quotes: the line may hold a token.
+fn toml_error(text: &str, origin: &str, e: &toml::de::Error) -> String {
+    let at = e.span().map(|span| {
+        let before = text.get(..span.start).unwrap_or_default();
+        let line = before.matches('\n').count() + 1;
+        let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+        format!(":{line}:{column}")
+    });
+    format!("{origin}{}: {}", at.unwrap_or_default(), e.message())
 }
 
 #[cfg(test)]
@@ -120,5 +196,13 @@ mod tests {
             "c.toml",
         );
         assert!(from.unwrap_err().contains("from `not an address`"));
+        // A syntax error names the place, never the line: it may hold a token.
+        let leaky = Config::from_toml(
+            "[[tokens]]\ntoken = \"s3cret-token-value-123\" actor = \"a\"\n",
+            "c.toml",
+        )
+        .unwrap_err();
+        assert!(leaky.starts_with("c.toml:2:"), "{leaky}");
+        assert!(!leaky.contains("s3cret"), "{leaky}");
     }
 }

@@ -17,8 +17,9 @@ pub struct Metrics {
     commit_micros: AtomicU64,
     /// Whether the evidence store is down (set and cleared by the writer).
     store_down: AtomicBool,
-    /// Records waiting for the store.
+    /// Records, and their bytes, waiting for the store.
     queued: AtomicU64,
+    queued_bytes: AtomicU64,
     /// Delivery attempts by channel kind: delivered, then failed.
     deliveries: [[AtomicU64; 2]; 3],
 }
@@ -74,9 +75,15 @@ impl Metrics {
         self.queued.load(Ordering::SeqCst)
     }
 
-    pub fn set_queued(&self, n: usize) {
+    pub fn queued_bytes(&self) -> u64 {
+        self.queued_bytes.load(Ordering::SeqCst)
+    }
+
+    pub fn set_queued(&self, n: usize, bytes: usize) {
         self.queued
             .store(u64::try_from(n).unwrap_or(u64::MAX), Ordering::SeqCst);
+        self.queued_bytes
+            .store(u64::try_from(bytes).unwrap_or(u64::MAX), Ordering::SeqCst);
     }
 
     /// One delivery attempt to a channel of `kind` (`webhook`, `slack`, `email`).
@@ -128,6 +135,10 @@ impl Metrics {
         out.push_str(&format!(
             "# HELP lever_store_queued_records Records waiting for the evidence store.\n# TYPE lever_store_queued_records gauge\nlever_store_queued_records {}\n",
             self.queued()
+        ));
+        out.push_str(&format!(
+            "# HELP lever_store_queued_bytes Bytes of evidence waiting for the store (spilled).\n# TYPE lever_store_queued_bytes gauge\nlever_store_queued_bytes {}\n",
+            self.queued_bytes()
         ));
         out.push_str("# HELP lever_alert_deliveries_total Alert delivery attempts, by channel kind and result.\n# TYPE lever_alert_deliveries_total counter\n");
         for (kind, pair) in CHANNELS.iter().zip(&self.deliveries) {

@@ -23,7 +23,9 @@ mod props;
 mod props_jit;
 mod props_runtime;
 mod replay_cases;
+mod served;
 mod server;
+mod server_limits;
 mod stores;
 
 use std::path::{Path, PathBuf};

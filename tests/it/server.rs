@@ -2,130 +2,8 @@
 //! decisions identical to `lever run`'s for the same events, concurrent runs with group
 //! commit, and a graceful stop on SIGTERM that leaves a store that verifies.
 
+use super::served::Served;
 use std::io::{BufRead, BufReader};
-use std::process::{Child, Stdio};
-
-struct Served {
-    child: Child,
-    base: String,
-    agent: ureq::Agent,
-}
-
-impl Served {
-    fn start(dir: &std::path::Path, evidence: &str) -> Served {
-        Served::start_with(dir, evidence, &[])
-    }
-
-    fn start_with(dir: &std::path::Path, evidence: &str, extra: &[&str]) -> Served {
-        let examples = super::root().join("examples");
-        let mut args = vec![
-            "--artifact",
-            examples.to_str().unwrap(),
-            "--evidence",
-            evidence,
-        ];
-        args.extend(extra);
-        Served::launch(dir, &args)
-    }
-
-    /// `lever serve ARGS --listen 127.0.0.1:0` in `dir`, once it is listening.
-    fn launch(dir: &std::path::Path, args: &[&str]) -> Served {
-        Served::launch_env(dir, args, &[])
-    }
-
-    /// The examples on a file store, their webhook (`/hook`, secret
-    /// `s3cret-webhook-key`) and Slack (`/slack`) channels at a local port.
-    fn with_channels(dir: &std::path::Path, port: u16, extra: &[&str]) -> Served {
-        let examples = super::root().join("examples");
-        let mut args = vec![
-            "--artifact",
-            examples.to_str().unwrap(),
-            "--evidence",
-            "file:ev",
-        ];
-        args.extend(extra);
-        Served::launch_env(
-            dir,
-            &args,
-            &[
-                ("OPS_WEBHOOK_URL", format!("http://127.0.0.1:{port}/hook")),
-                ("OPS_WEBHOOK_SECRET", "s3cret-webhook-key".to_string()),
-                ("SLACK_LLMOPS_URL", format!("http://127.0.0.1:{port}/slack")),
-            ],
-        )
-    }
-
-    fn launch_env(dir: &std::path::Path, args: &[&str], envs: &[(&str, String)]) -> Served {
-        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_lever"))
-            .arg("serve")
-            .args(args)
-            .envs(envs.iter().map(|(k, v)| (*k, v.as_str())))
-            .args(["--listen", "127.0.0.1:0"])
-            .env("LEVER_TEST_TOKEN_DAVE", "dave-token-0123456789")
-            .current_dir(dir)
-            .stderr(Stdio::piped())
-            .stdout(Stdio::null())
-            .spawn()
-            .unwrap();
-        let mut stderr = BufReader::new(child.stderr.take().unwrap());
-        let mut line = String::new();
-        stderr.read_line(&mut line).unwrap();
-        let base = line
-            .trim()
-            .strip_prefix("lever: serving on ")
-            .unwrap_or_else(|| panic!("unexpected first line: {line}"))
-            .to_string();
-        // Keep reading standard error so that the server never blocks on it.
-        std::thread::spawn(move || for _ in stderr.lines() {});
-        let agent: ureq::Agent = ureq::Agent::config_builder()
-            .http_status_as_error(false)
-            .build()
-            .into();
-        Served { child, base, agent }
-    }
-
-    fn post(&self, path: &str, body: &str) -> (u16, String) {
-        self.post_as(None, path, body)
-    }
-
-    fn post_as(&self, token: Option<&str>, path: &str, body: &str) -> (u16, String) {
-        let mut req = self
-            .agent
-            .post(&format!("{}{path}", self.base))
-            .header("content-type", "application/json");
-        if let Some(t) = token {
-            req = req.header("authorization", &format!("Bearer {t}"));
-        }
-        let mut r = req.send(body).unwrap();
-        (r.status().as_u16(), r.body_mut().read_to_string().unwrap())
-    }
-
-    fn get(&self, path: &str) -> (u16, String) {
-        let mut r = self
-            .agent
-            .get(&format!("{}{path}", self.base))
-            .call()
-            .unwrap();
-        (r.status().as_u16(), r.body_mut().read_to_string().unwrap())
-    }
-
-    /// The active artifact's id.
-    fn artifact_of_id(&self) -> String {
-        let (_, text) = self.get("/v1/policies");
-        let v: serde_json::Value = serde_json::from_str(&text).unwrap();
-        v["artifact"].as_str().unwrap().to_string()
-    }
-
-    /// SIGTERM, and the exit code.
-    fn stop(mut self) -> Option<i32> {
-        let pid = self.child.id().to_string();
-        std::process::Command::new("kill")
-            .args(["-TERM", &pid])
-            .status()
-            .unwrap();
-        self.child.wait().unwrap().code()
-    }
-}
 
 /// The example events as (endpoint, body) requests.
 fn requests() -> Vec<(String, String)> {
@@ -1039,14 +917,18 @@ fn during_a_store_outage_fail_open_runs_continue_and_other_runs_stop() {
     assert_eq!(served.get("/healthz"), (200, "ok\n".to_string()));
 
     proxy.down();
-    // The step whose commit meets the outage is not answered: its evidence is queued.
+    // The step whose commit meets the outage is answered: its evidence is in the spill file.
     let (status, text) = step("o", 2);
-    assert_eq!(status, 503, "{text}");
-    assert!(text.contains("could not be made durable"), "{text}");
+    assert_eq!(status, 200, "{text}");
+    assert!(tmp.path().join("lever-spill/outage.spill").exists());
     let (status, health) = served.get("/healthz");
     assert_eq!(status, 503);
+    let health: serde_json::Value = serde_json::from_str(&health).unwrap();
     assert!(
-        health.starts_with("degraded: the evidence store is unavailable"),
+        health["error"]
+            .as_str()
+            .unwrap()
+            .starts_with("degraded: the evidence store is unavailable"),
         "{health}"
     );
 
@@ -1127,6 +1009,65 @@ fn during_a_store_outage_fail_open_runs_continue_and_other_runs_stop() {
         .map(|s| s.record.body["error"].clone())
         .collect::<Vec<_>>();
     assert_eq!(error_signals, [serde_json::json!("store_unavailable")]);
+    assert!(
+        lever::evidence::audit::verify(&mut store, None, None)
+            .unwrap()
+            .is_ok()
+    );
+}
+
+#[test]
+fn answers_given_during_an_outage_survive_a_kill() {
+    use lever::evidence::{ChainId, EvidenceStore, RecordKind};
+    let (schema, proxy, url) = super::stores::proxied_schema();
+    let tmp = tempfile::tempdir().unwrap();
+    std::fs::write(
+        tmp.path().join("p.policy"),
+        "import std.llm\npolicy open_cap { version 1 scope all on_error fail_open limit std.llm.cost to $100 { breach => stop } }\n",
+    )
+    .unwrap();
+    let args = ["--artifact", "p.policy", "--evidence", url.as_str()];
+    let mut served = Served::launch(tmp.path(), &args);
+    let step = |served: &Served, second: u32| {
+        served.post(
+            "/v1/runs/o/steps",
+            &format!(r#"{{"ts":"2026-01-20T10:00:{second:02}Z","cost":"0.10"}}"#),
+        )
+    };
+    let start = r#"{"run_id":"o","ts":"2026-01-20T10:00:00Z","tenant":"acme"}"#;
+    assert_eq!(served.post("/v1/runs", start).0, 200);
+    proxy.down();
+    for second in 1..=20 {
+        let (status, text) = step(&served, second);
+        assert_eq!(status, 200, "{text}");
+    }
+    // kill -9 while the store is away: the answers live only in the spill file.
+    served.child.kill().unwrap();
+    served.child.wait().unwrap();
+    proxy.up();
+    let served = Served::launch(tmp.path(), &args);
+    assert_eq!(served.stop(), Some(0));
+    let mut store = schema.open();
+    let seqs: Vec<u64> = store
+        .read_chain(&ChainId::Run("o".into()))
+        .unwrap()
+        .iter()
+        .filter(|s| s.record.kind == RecordKind::Decision)
+        .map(|s| s.record.seq)
+        .collect();
+    assert_eq!(
+        seqs,
+        (1..=21).collect::<Vec<u64>>(),
+        "every answered step is stored, once"
+    );
+    let outage: Vec<String> = store
+        .read_chain(&ChainId::Store)
+        .unwrap()
+        .iter()
+        .filter(|s| s.record.kind == RecordKind::Outage)
+        .map(|s| s.record.body["event"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(outage, ["start", "end"]);
     assert!(
         lever::evidence::audit::verify(&mut store, None, None)
             .unwrap()

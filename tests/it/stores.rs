@@ -802,34 +802,60 @@ pub(crate) fn proxied_schema() -> (Schema, Proxy, String) {
 }
 
 #[test]
-fn records_queued_during_a_postgres_outage_are_written_first_when_it_returns() {
+fn records_queued_during_a_postgres_outage_are_spilled_and_survive_a_crash() {
     use lever::evidence::durable::{Durable, WriteError};
     let (schema, proxy, url) = proxied_schema();
-    let mut durable = Durable::open(&url, 100).unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let spill = tmp.path().join("spill/outage.spill");
+    let one = decisions("r", 1..=1)[0].canonical_bytes().len();
+    let mut durable = Durable::open(&url, 20 * one, Some(&spill)).unwrap();
     assert_eq!(durable.append(decisions("r", 1..=2)).unwrap(), 2);
 
     proxy.down();
-    for (batch, queued) in [(3..=4, 2), (5..=5, 3)] {
+    // The outage's start is queued first; everything queued is spilled before it returns.
+    for (batch, queued) in [(3..=4, 3), (5..=5, 4)] {
         match durable.append(decisions("r", batch)) {
-            Err(WriteError::Unavailable { queued: q, .. }) => assert_eq!(q, queued),
+            Err(WriteError::Unavailable {
+                queued: q,
+                spilled: true,
+                ..
+            }) => assert_eq!(q, queued),
             other => panic!("expected an outage, got {other:?}"),
         }
     }
-    // The queue is bounded: past its capacity, records are refused, not dropped silently.
+    assert!(std::fs::metadata(&spill).unwrap().len() > (3 * one) as u64);
+    // The queue is bounded in bytes: past it, records are refused, not dropped silently.
     let full = durable.append(decisions("r", 6..=105));
     assert!(
-        matches!(full, Err(WriteError::Full { queued: 3 })),
+        matches!(full, Err(WriteError::NotQueued { .. })),
         "{full:?}"
     );
 
+    // The process dies with the store down: what it queued is in the spill file.
+    drop(durable);
     proxy.up();
-    assert_eq!(durable.append(decisions("r", 6..=6)).unwrap(), 4);
+    let durable = Durable::open(&url, 20 * one, Some(&spill)).unwrap();
+    assert!(durable.queued().is_empty());
+    assert_eq!(
+        std::fs::metadata(&spill).unwrap().len(),
+        0,
+        "the spill is emptied once written"
+    );
     let mut store = schema.open();
     let r = store.read_chain(&ChainId::Run("r".into())).unwrap();
     assert_eq!(
         r.iter().map(|s| s.record.seq).collect::<Vec<_>>(),
-        [1, 2, 3, 4, 5, 6]
+        [1, 2, 3, 4, 5]
     );
+    // The store chain shows the gap.
+    let outage: Vec<String> = store
+        .read_chain(&ChainId::Store)
+        .unwrap()
+        .iter()
+        .filter(|s| s.record.kind == RecordKind::Outage)
+        .map(|s| s.record.body["event"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(outage, ["start", "end"]);
     assert!(audit::verify(&mut store, None, None).unwrap().is_ok());
 }
 

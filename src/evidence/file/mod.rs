@@ -30,6 +30,21 @@ use std::path::{Path, PathBuf};
 
 pub use segment::MAX_BATCH_BYTES as MAX_APPEND_BYTES;
 
+/// Frames around each payload, as segments hold them (the outage spill file reuses them).
+pub fn segment_frames(payloads: impl IntoIterator<Item = Vec<u8>>) -> Vec<u8> {
+    let mut out = Vec::new();
+    for p in payloads {
+        segment::push_frame(&mut out, &p);
+    }
+    out
+}
+
+/// The whole frames of a file of frames, each with its offset; a torn end is left out.
+pub fn scan_frames(bytes: &[u8]) -> (Vec<(usize, &[u8])>, bool) {
+    let (frames, end) = segment::scan(bytes);
+    (frames, end == segment::End::Clean)
+}
+
 /// A segment is sealed and a new one started once it holds this many bytes.
 pub const SEGMENT_BYTES: u64 = 64 << 20;
 
@@ -425,6 +440,7 @@ impl EvidenceStore for FileStore {
     }
 
     fn read_chain(&mut self, chain: &ChainId) -> Result<Vec<super::Stored>, StoreError> {
+        self.refresh()?;
         self.read_chain_records(chain)
     }
 
@@ -433,6 +449,7 @@ impl EvidenceStore for FileStore {
         kind: RecordKind,
         limit: usize,
     ) -> Result<Vec<super::Stored>, StoreError> {
+        self.refresh()?;
         self.recent(kind, limit)
     }
 
@@ -441,6 +458,7 @@ impl EvidenceStore for FileStore {
         visit: &mut dyn FnMut(super::Stored) -> std::ops::ControlFlow<()>,
         progress: &mut dyn FnMut(u64, u64),
     ) -> Result<(), StoreError> {
+        self.refresh()?;
         self.visit_segments(visit, progress)
     }
 }

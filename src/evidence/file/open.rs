@@ -239,3 +239,66 @@ impl FileStore {
         self.append(&[recovery]).map(|_| ())
     }
 }
+
+impl FileStore {
+    /// A read-only store catches up with its writer: records appended since it looked,
+    /// and segments sealed since (their indexes opened). An append still in progress is
+    /// left for the next look.
+    pub(super) fn refresh(&mut self) -> Result<(), StoreError> {
+        if self._lock.is_some() {
+            return Ok(()); // the writer knows what it wrote
+        }
+        loop {
+            self.read_new_tail_frames()?;
+            let next = self.tail.number.saturating_add(1);
+            if !segment_path(&self.dir, next).exists() {
+                return Ok(());
+            }
+            // The tail was sealed: take its index, then follow the next segment.
+            let (sealed, ids) = open_sealed(&self.dir, self.tail.number, true)?;
+            self.keyless.extend(ids);
+            self.sealed.push(sealed);
+            let OpenedTail { tail, .. } = open_tail(&self.dir, next, true)?;
+            self.keyless.extend(tail.contents.keyless.iter().copied());
+            self.tail = tail;
+            self.chains.clear();
+        }
+    }
+
+    fn read_new_tail_frames(&mut self) -> Result<(), StoreError> {
+        use std::os::unix::fs::FileExt;
+        let path = segment_path(&self.dir, self.tail.number);
+        let len = self.tail.file.metadata().map_err(io_error(&path))?.len();
+        if len <= self.tail.len {
+            return Ok(());
+        }
+        let mut fresh = vec![0u8; usize::try_from(len - self.tail.len).unwrap_or(0)];
+        self.tail
+            .file
+            .read_exact_at(&mut fresh, self.tail.len)
+            .map_err(io_error(&path))?;
+        let (frames, _) = segment::scan(&fresh);
+        let base = self.tail.len;
+        let mut end = base;
+        for (offset, payload) in frames {
+            let at = base + offset as u64;
+            let summary = Summary::of(payload).ok_or_else(|| {
+                corrupt(
+                    &path,
+                    at as usize,
+                    "a frame holds no evidence record".into(),
+                )
+            })?;
+            self.tail
+                .contents
+                .add(u32::try_from(at).unwrap_or(u32::MAX), &summary);
+            if summary.keyless() {
+                self.keyless.insert(index::short(&summary.id()));
+            }
+            end = at + (segment::FRAME_HEADER + payload.len()) as u64;
+        }
+        self.tail.len = end;
+        self.chains.clear();
+        Ok(())
+    }
+}

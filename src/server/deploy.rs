@@ -1,0 +1,125 @@
+//! Deploys: by `PUT /v1/artifacts` and by replacing the watched artifact file; each is
+//! verified first and recorded as a `deploy` record before it is answered.
+
+use super::routes::Refusal;
+use super::*;
+
+/// The time now, in the nanoseconds of event timestamps: deploys are server events.
+pub(super) fn now_ns() -> i64 {
+    let since = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    i64::try_from(since.as_nanos()).unwrap_or(i64::MAX)
+}
+
+impl Server {
+    /// Deploys an artifact and waits until its records are durable; returns the deploy
+    /// record's body (`from`, `to`, `actor`, `ts`).
+    pub(super) fn deploy(
+        &self,
+        artifact: Artifact,
+        actor: &str,
+    ) -> Result<serde_json::Value, Refusal> {
+        let refuse = |status, why: String| Refusal(status, why);
+        if self.metrics.store_down() {
+            return Err(refuse(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "the evidence store is unavailable; a deploy is made only once its evidence can be made durable".into(),
+            ));
+        }
+        let (deployed, done) = {
+            let mut replay = self.replay.lock().map_err(|_| {
+                refuse(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "the runtime lock is poisoned".into(),
+                )
+            })?;
+            let result = replay
+                .deploy_artifact(artifact, now_ns(), actor)
+                .map_err(|why| refuse(StatusCode::UNPROCESSABLE_ENTITY, why))?;
+            let deployed = result
+                .records
+                .iter()
+                .find(|r| r.kind == RecordKind::Deploy)
+                .map(|r| r.body.clone())
+                .unwrap_or_default();
+            let (tx, rx) = oneshot::channel();
+            let job = writer::Commit {
+                records: result.records,
+                done: tx,
+            };
+            self.writer.send(job).map_err(|_| {
+                refuse(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "the evidence writer stopped".into(),
+                )
+            })?;
+            (deployed, rx)
+        };
+        match done.blocking_recv() {
+            Ok(Committed::Stored | Committed::Spilled) => {}
+            Ok(Committed::Refused(why) | Committed::Lost(why)) => {
+                return Err(refuse(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    format!(
+                        "the artifact is deployed, but its evidence could not be written: {why}"
+                    ),
+                ));
+            }
+            Err(_) => {
+                return Err(refuse(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "the evidence writer stopped".into(),
+                ));
+            }
+        }
+        Ok(deployed)
+    }
+}
+
+/// Watches the artifact file and deploys it when it is replaced (a new id); a file that
+/// does not verify is reported and the active artifact stays.
+pub(super) fn watch(server: std::sync::Weak<Server>, path: std::path::PathBuf) {
+    let stamp = |p: &std::path::Path| {
+        std::fs::metadata(p)
+            .ok()
+            .map(|m| (m.modified().ok(), m.len()))
+    };
+    let mut last = stamp(&path);
+    loop {
+        std::thread::sleep(std::time::Duration::from_millis(250));
+        let Some(server) = server.upgrade() else {
+            return; // the server stopped
+        };
+        let now = stamp(&path);
+        if now == last || now.is_none() {
+            continue;
+        }
+        last = now;
+        let loaded = std::fs::read(&path)
+            .map_err(|e| e.to_string())
+            .and_then(|bytes| Artifact::from_bytes(bytes).map_err(|e| e.to_string()));
+        match loaded {
+            Ok(artifact) => {
+                let current = server
+                    .replay
+                    .lock()
+                    .ok()
+                    .and_then(|r| r.current_engine().map(|e| e.artifact().id.clone()));
+                if current.as_deref() == Some(artifact.id.as_str()) {
+                    continue;
+                }
+                match server.deploy(artifact, "local-file") {
+                    Ok(d) => eprintln!(
+                        "lever: deployed {} (replaced on disk)",
+                        d.get("to").cloned().unwrap_or_default()
+                    ),
+                    Err(Refusal(_, why)) => {
+                        eprintln!("lever: {}: not deployed: {why}", path.display())
+                    }
+                }
+            }
+            Err(why) => eprintln!("lever: {}: not deployed: {why}", path.display()),
+        }
+    }
+}
