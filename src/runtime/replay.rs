@@ -215,6 +215,21 @@ impl Replay {
         })
     }
 
+    /// Judges a line rejected before it could be read (a request body the server does
+    /// not read, such as one with a duplicate key) as any rejected line: `rejection` names
+    /// its run and type, so that a rejected step of a live run is an error of that run.
+    pub fn rejected_line(&mut self, line: u64, text: &[u8], rejection: &Rejection) -> LineResult {
+        let mut records = self.artifact_record();
+        let (mut decision, record) = self.rejected(line, text, rejection);
+        records.push(record);
+        decision.line = Some(line);
+        LineResult {
+            decision,
+            records,
+            rejected: true,
+        }
+    }
+
     /// A rejected line's decision and record. A line of a live run (started in this
     /// replay and not ended) joins the run's chain, and a rejected step of it is judged as
     /// an error of the run; any other line joins the store chain and affects no run.

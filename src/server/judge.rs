@@ -10,7 +10,24 @@ impl Server {
     /// Judges one event and answers once its evidence is durable.
     pub(super) async fn event(&self, kind: &str, run_id: Option<&str>, body: &[u8]) -> Response {
         match parse_body(body) {
-            Ok(event) => self.judge(kind, run_id, event, None).await,
+            Ok(event) => self.judge(kind, run_id, Ok(event), None).await,
+            // A body no reader can agree on is still a rejected event of its run.
+            Err(r) if r.0 == StatusCode::UNPROCESSABLE_ENTITY && run_id.is_some() => {
+                let lenient: std::collections::BTreeMap<String, serde_json::Value> =
+                    serde_json::from_slice(body).unwrap_or_default();
+                let rejection = crate::runtime::event::Rejection {
+                    code: crate::runtime::event::RejectCode::InvalidField,
+                    detail: r.1.trim_start_matches("invalid_field: ").to_string(),
+                    run_id: run_id.map(str::to_string),
+                    ts: lenient
+                        .get("ts")
+                        .and_then(|t| t.as_str())
+                        .and_then(crate::runtime::format::parse_timestamp),
+                    event: crate::runtime::event::EventKind::from_name(kind),
+                };
+                self.judge(kind, run_id, Err((rejection, body.to_vec())), None)
+                    .await
+            }
             Err(r) => r.into_response(),
         }
     }
@@ -21,21 +38,24 @@ impl Server {
         &self,
         kind: &str,
         run_id: Option<&str>,
-        mut event: Body,
+        input: Result<Body, (crate::runtime::event::Rejection, Vec<u8>)>,
         mismatch: Option<serde_json::Value>,
     ) -> Response {
-        if event.contains_key("type") {
-            return error(
-                StatusCode::BAD_REQUEST,
-                "`type` comes from the endpoint, not the body",
-            );
+        let mut event = input;
+        if let Ok(event) = &mut event {
+            if event.contains_key("type") {
+                return error(
+                    StatusCode::BAD_REQUEST,
+                    "`type` comes from the endpoint, not the body",
+                );
+            }
+            if let Some(id) = run_id
+                && let Err(r) = from_path(event, "run_id", id.into())
+            {
+                return r.into_response();
+            }
+            event.insert("type".into(), raw(&kind.into()));
         }
-        if let Some(id) = run_id
-            && let Err(r) = from_path(&mut event, "run_id", id.into())
-        {
-            return r.into_response();
-        }
-        event.insert("type".into(), raw(&kind.into()));
         // During a store outage only run starts and steps are judged (under the outage
         // rule), and only while the queue has room; the rest wait for the store.
         let down = self.metrics.store_down();
@@ -51,10 +71,11 @@ impl Server {
                 self.metrics.queued_bytes()
             ));
         }
-        let text = serde_json::to_string(&event).unwrap_or_default();
         // The run's turn: its previous request's evidence is committed or refused by now.
         let run_key = run_id.map(str::to_string).or_else(|| {
             event
+                .as_ref()
+                .ok()?
                 .get("run_id")
                 .and_then(|r| serde_json::from_str::<String>(r.get()).ok())
         });
@@ -74,7 +95,14 @@ impl Server {
             };
             replay.set_store_outage(down);
             let saved = run_key.as_deref().map(|k| (k, replay.save_run(k)));
-            let Some(result) = replay.line(line, &text) else {
+            let result = match &event {
+                Ok(body) => {
+                    let text = serde_json::to_string(body).unwrap_or_default();
+                    replay.line(line, &text)
+                }
+                Err((rejection, bytes)) => Some(replay.rejected_line(line, bytes, rejection)),
+            };
+            let Some(result) = result else {
                 return error(StatusCode::BAD_REQUEST, "empty event");
             };
             let deliveries = deliveries_of(&replay, &result.decision);

@@ -202,15 +202,20 @@ pub(super) fn parse_body(body: &[u8]) -> Result<Body, Refusal> {
             format!("the body is not UTF-8: {e}"),
         ));
     }
-    match serde_json::from_slice::<Body>(body) {
+    let text = String::from_utf8_lossy(body);
+    match crate::runtime::event::object_fields(&text) {
         Ok(map) => Ok(map),
+        Err((true, why)) => Err(Refusal(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            format!("invalid_field: {why}"),
+        )),
         Err(_) if serde_json::from_slice::<serde::de::IgnoredAny>(body).is_ok() => Err(Refusal(
             StatusCode::BAD_REQUEST,
             "the body must be a JSON object".into(),
         )),
-        Err(e) => Err(Refusal(
+        Err((false, why)) => Err(Refusal(
             StatusCode::BAD_REQUEST,
-            format!("the body is not JSON: {e}"),
+            format!("the body is not JSON: {why}"),
         )),
     }
 }
@@ -305,7 +310,7 @@ async fn override_request(
         Err(r) => return r.into_response(),
     };
     let mismatch = impose(&mut event, &who, &["actor", "roles", "approvals"]);
-    s.judge("override", Some(&id), event, mismatch).await
+    s.judge("override", Some(&id), Ok(event), mismatch).await
 }
 
 async fn approval(
@@ -328,7 +333,7 @@ async fn approval(
         return r.into_response();
     }
     let mismatch = impose(&mut event, &who, &["actor"]);
-    s.judge("approval", Some(&id), event, mismatch).await
+    s.judge("approval", Some(&id), Ok(event), mismatch).await
 }
 
 /// `PUT /v1/artifacts`: an admin deploys a built artifact (its bytes as the body).

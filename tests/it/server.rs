@@ -526,6 +526,19 @@ fn an_unknown_field_answers_422_with_a_suggestion_and_stops_a_fail_closed_run() 
     assert_eq!(late["ts"], "2026-01-20T10:00:01Z");
     assert_eq!(late["seq"], 3);
 
+    // Two values for one field: no reader may choose, so it is rejected, and judged.
+    served.post(
+        "/v1/runs",
+        r#"{"run_id":"twice","ts":"2026-01-20T10:00:00Z","tenant":"acme","agent":"support-bot"}"#,
+    );
+    let (status, text) = served.post(
+        "/v1/runs/twice/steps",
+        r#"{"ts":"2026-01-20T10:00:01Z","cost":"0.01","cost":"100.00"}"#,
+    );
+    assert_eq!(status, 422, "{text}");
+    let d: serde_json::Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(d["action"], "stop", "{text}");
+    assert_eq!(d["reason"], r#"invalid_field: duplicate key "cost""#);
     // Every policy of the examples that binds this run is fail_closed: the run stops.
     let (status, text) = served.post(
         "/v1/runs/typo/steps",

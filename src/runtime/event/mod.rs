@@ -8,7 +8,7 @@
 mod fields;
 mod read;
 
-pub use read::parse;
+pub use read::{object_fields, parse};
 
 use crate::num::{self, SCALE};
 use crate::syntax::ast::Unit;
@@ -37,7 +37,7 @@ impl EventKind {
         }
     }
 
-    fn from_name(name: &str) -> Option<EventKind> {
+    pub fn from_name(name: &str) -> Option<EventKind> {
         Some(match name {
             "run_start" => EventKind::RunStart,
             "step" => EventKind::Step,

@@ -27,16 +27,88 @@ pub const MAX_RUN_ID: usize = 256;
 /// unit of the limit it names.
 pub type ProgramOf<'s> = dyn Fn(&str) -> Option<&'s Program> + 's;
 
+/// A JSON object whose duplicate keys are refused: JSON readers disagree on which of two
+/// `"cost"` fields counts, so no reader of Lever's input may be asked to choose.
+pub struct Unique<V>(pub BTreeMap<String, V>);
+
+/// The message of a duplicate key, as serde reports it.
+const DUPLICATE: &str = "duplicate key ";
+
+impl<'de, V: serde::Deserialize<'de>> serde::Deserialize<'de> for Unique<V> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Visit<V>(std::marker::PhantomData<V>);
+        impl<'de, V: serde::Deserialize<'de>> serde::de::Visitor<'de> for Visit<V> {
+            type Value = Unique<V>;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<Unique<V>, A::Error> {
+                let mut out = BTreeMap::new();
+                while let Some((key, value)) = map.next_entry::<String, V>()? {
+                    if out.contains_key(&key) {
+                        return Err(serde::de::Error::custom(format!("{DUPLICATE}{key:?}")));
+                    }
+                    out.insert(key, value);
+                }
+                Ok(Unique(out))
+            }
+        }
+        d.deserialize_map(Visit(std::marker::PhantomData))
+    }
+}
+
+/// Reads a JSON object's fields, each with its text kept; a duplicate key is named.
+pub fn object_fields(text: &str) -> Result<BTreeMap<String, Box<RawValue>>, (bool, String)> {
+    serde_json::from_str::<Unique<Box<RawValue>>>(text)
+        .map(|u| u.0)
+        .map_err(|e| {
+            let why = e.to_string();
+            match why.strip_prefix(DUPLICATE) {
+                Some(rest) => (
+                    true,
+                    format!(
+                        "{DUPLICATE}{}",
+                        rest.split(" at line").next().unwrap_or(rest)
+                    ),
+                ),
+                None => (false, why),
+            }
+        })
+}
+
+/// A line with a duplicate key: rejected, with what can still be read of it (its run,
+/// type and time, as the last of each) so that it is judged against its run.
+fn duplicate_key(line: &str, why: String) -> Rejection {
+    let lenient: BTreeMap<String, Box<RawValue>> = serde_json::from_str(line).unwrap_or_default();
+    let text = |key: &str| {
+        lenient
+            .get(key)
+            .and_then(|raw| serde_json::from_str::<String>(raw.get()).ok())
+    };
+    Rejection {
+        code: RejectCode::InvalidField,
+        detail: why,
+        run_id: text("run_id"),
+        ts: text("ts").and_then(|t| parse_timestamp(&t)),
+        event: text("type").and_then(|t| EventKind::from_name(&t)),
+    }
+}
+
 /// Reads one line.
 pub fn parse<'s>(line: &str, program_of: &ProgramOf<'s>) -> Result<Event, Rejection> {
-    let map: BTreeMap<String, Box<RawValue>> =
-        serde_json::from_str(line).map_err(|e| Rejection {
+    let map = object_fields(line).map_err(|(duplicate, why)| match duplicate {
+        true => duplicate_key(line, why),
+        false => Rejection {
             code: RejectCode::MalformedJson,
-            detail: format!("not a JSON object ({e})"),
+            detail: format!("not a JSON object ({why})"),
             run_id: None,
             ts: None,
             event: None,
-        })?;
+        },
+    })?;
     let mut r = Reader {
         map,
         rejection: Rejection {
@@ -280,8 +352,16 @@ impl Reader {
         self.defined_only(EventKind::RunStart)?;
         let labels = match self.map.get("labels") {
             None => BTreeMap::new(),
-            Some(raw) => serde_json::from_str::<BTreeMap<String, String>>(raw.get())
-                .map_err(|_| self.invalid("`labels` must be an object of strings"))?,
+            Some(raw) => match serde_json::from_str::<Unique<String>>(raw.get()) {
+                Ok(labels) => labels.0,
+                Err(e) if e.to_string().starts_with(DUPLICATE) => {
+                    return Err(self.invalid(&format!(
+                        "`labels` has a {}",
+                        e.to_string().split(" at line").next().unwrap_or_default()
+                    )));
+                }
+                Err(_) => return Err(self.invalid("`labels` must be an object of strings")),
+            },
         };
         Ok(RunStart {
             run_id,
@@ -326,8 +406,10 @@ impl Reader {
     fn metrics(&self, signals: &[(String, Unit)]) -> Result<Vec<i64>, Rejection> {
         let map: BTreeMap<String, Box<RawValue>> = match self.map.get("metrics") {
             None => BTreeMap::new(),
-            Some(raw) => serde_json::from_str(raw.get())
-                .map_err(|_| self.invalid("`metrics` must be an object"))?,
+            Some(raw) => object_fields(raw.get()).map_err(|(duplicate, why)| match duplicate {
+                true => self.invalid(&format!("`metrics` has a {why}")),
+                false => self.invalid("`metrics` must be an object"),
+            })?,
         };
         let sub = Reader {
             map,
