@@ -13,6 +13,8 @@ use std::collections::BTreeSet;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(super) struct Pending {
     seq: u64,
+    /// The rule the request waits on: an approval counts only from an actor it names.
+    rule: usize,
     /// The time the request was judged at (the run's clock then): its TTL runs from it.
     at: i64,
     request: OverrideRequest,
@@ -102,9 +104,22 @@ pub(super) fn expire(run: &mut Run, ts: i64) {
 }
 
 fn names(rule: &RuleDesc, req: &OverrideRequest) -> bool {
+    names_actor(rule, &req.actor, &req.roles)
+}
+
+/// Whether a rule names an actor, by one of its roles or by name.
+fn names_actor(rule: &RuleDesc, actor: &str, roles: &[String]) -> bool {
     match &rule.grantee {
-        Grantee::Role(r) => req.roles.iter().any(|x| x == r),
-        Grantee::Actor(a) => *a == req.actor,
+        Grantee::Role(r) => roles.iter().any(|x| x == r),
+        Grantee::Actor(a) => a == actor,
+    }
+}
+
+/// Whom a rule names, in words.
+fn grantee_text(rule: &RuleDesc) -> String {
+    match &rule.grantee {
+        Grantee::Role(r) => format!("role {r:?}"),
+        Grantee::Actor(a) => format!("actor {a:?}"),
     }
 }
 
@@ -403,8 +418,9 @@ impl Engine {
         let seq = run.seq;
         match &verdict {
             Verdict::Granted { value, until, .. } => self.grant(run, req, *value, *until),
-            Verdict::Pending { .. } => run.pending.push(Pending {
+            Verdict::Pending { rule, .. } => run.pending.push(Pending {
                 seq,
+                rule: *rule,
                 at,
                 request: req.clone(),
                 approvers: BTreeSet::new(),
@@ -416,6 +432,32 @@ impl Engine {
         Ok(Outcome::of(
             self.state_decision(run, req.ts, "override", outcome),
         ))
+    }
+
+    /// Counts an approval toward a pending request when its rule names the approver (by
+    /// role or actor) and the approver is not the requester; otherwise says why it does not
+    /// count (the requester's own approval is accepted silently and never counts).
+    fn count_approval(&self, run: &Run, pending: &mut Pending, a: &Approval) -> Option<String> {
+        if a.actor == pending.request.actor {
+            return None;
+        }
+        let rule = self
+            .bound_policy(run, &pending.request.policy)
+            .and_then(|(_, p)| p.rules.get(pending.rule));
+        match rule {
+            Some(rule) if names_actor(rule, &a.actor, &a.roles) => {
+                pending.approvers.insert(a.actor.clone());
+                None
+            }
+            Some(rule) => Some(format!(
+                "the approval of {:?} does not count: rule {}#{} names {}",
+                a.actor,
+                pending.request.policy,
+                pending.rule + 1,
+                grantee_text(rule)
+            )),
+            None => None,
+        }
     }
 
     /// Takes an approval of a pending request. `Err` rejects the line (no such request).
@@ -435,7 +477,7 @@ impl Engine {
             ));
         };
         let mut pending = run.pending.remove(at);
-        pending.approvers.insert(a.actor.clone());
+        let not_counted = self.count_approval(run, &mut pending, a);
         let policy = self.bound_policy(run, &pending.request.policy);
         let verdict = judge(
             policy,
@@ -452,8 +494,12 @@ impl Engine {
                 let seq = pending.seq;
                 run.pending
                     .insert(at.min(run.pending.len()), pending.clone());
-                let outcome = self.outcome(run, &pending.request, seq, &verdict);
+                let mut outcome = self.outcome(run, &pending.request, seq, &verdict);
                 run.requests.insert(seq, outcome.clone());
+                if let (Some(note), Some(why)) = (not_counted, outcome.why.as_mut()) {
+                    why.push_str("; ");
+                    why.push_str(&note);
+                }
                 return Ok(Outcome::of(
                     self.state_decision(run, a.ts, "approval", outcome),
                 ));

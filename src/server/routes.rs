@@ -280,6 +280,8 @@ pub(super) fn impose(
     event.insert("actor".into(), raw(&actor));
     if fields.contains(&"roles") {
         event.insert("roles".into(), raw(&roles));
+    }
+    if fields.contains(&"approvals") {
         event.insert(
             "approvals".into(),
             raw(&serde_json::Value::Array(Vec::new())),
@@ -332,7 +334,7 @@ async fn approval(
     if let Err(r) = from_path(&mut event, "override", request.into()) {
         return r.into_response();
     }
-    let mismatch = impose(&mut event, &who, &["actor"]);
+    let mismatch = impose(&mut event, &who, &["actor", "roles"]);
     s.judge("approval", Some(&id), Ok(event), mismatch).await
 }
 

@@ -61,6 +61,7 @@ pub enum StmtKind {
     Approve {
         after: Option<i64>,
         by: String,
+        roles: Vec<String>,
     },
     End {
         after: Option<i64>,

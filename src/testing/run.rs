@@ -273,11 +273,12 @@ pub fn run(
                 send(text, &mut out, &mut history);
                 last_override = history.last().and_then(|d| d.seq);
             }
-            StmtKind::Approve { after, by } => {
+            StmtKind::Approve { after, by, roles } => {
                 let text = format!(
-                    r#"{{"type":"approval","run_id":"{RUN}","ts":{},"override":{},"actor":{}}}"#,
+                    r#"{{"type":"approval","run_id":"{RUN}","ts":{},"override":{},"roles":{},"actor":{}}}"#,
                     advance(*after),
                     last_override.unwrap_or(0),
+                    serde_json::Value::from(roles.clone()),
                     json_str(by)
                 );
                 send(text, &mut out, &mut history);

@@ -193,10 +193,16 @@ impl Parser<'_> {
             "step" => self.step()?,
             "override" => self.override_request()?,
             "approve" => {
-                let after = self.after()?;
+                let mut after = self.after()?;
                 self.expect_word("by")?;
                 let by = self.string()?;
-                StmtKind::Approve { after, by }
+                let roles = if self.eat_word("roles") {
+                    self.strings()?
+                } else {
+                    Vec::new()
+                };
+                after = after.or(self.after()?);
+                StmtKind::Approve { after, by, roles }
             }
             "end" => StmtKind::End {
                 after: self.after()?,

@@ -273,10 +273,17 @@ roles = ["security"]
 [[tokens]]
 token = "carol-token-0123456789"
 actor = "carol@example.com"
+roles = ["security"]
 
 [[tokens]]
 token_env = "LEVER_TEST_TOKEN_DAVE"
 actor = "dave@example.com"
+roles = ["security"]
+
+[[tokens]]
+token = "admin-token-0123456789"
+actor = "root@example.com"
+admin = true
 "#,
     )
     .unwrap();
@@ -326,6 +333,17 @@ actor = "dave@example.com"
     assert!(
         text.contains("\"pending\""),
         "the requester's own approval does not count: {text}"
+    );
+    // An admin token names no role the rule names: its approval does not count.
+    let (_, text) = approve("admin-token-0123456789", 4);
+    assert!(
+        text.contains("\"pending\"") && text.contains("does not count"),
+        "{text}"
+    );
+    let (_, text) = approve("bob-token-0123456789", 4);
+    assert!(
+        text.contains("0 of 2 approvals"),
+        "bob holds no security role: {text}"
     );
     let (_, text) = approve("carol-token-0123456789", 4);
     assert!(text.contains("\"pending\""), "one approval of two: {text}");

@@ -51,7 +51,7 @@ pub fn defined(kind: EventKind) -> &'static [&'static str] {
             "approvals",
             "meta",
         ],
-        EventKind::Approval => &["type", "run_id", "ts", "override", "actor", "meta"],
+        EventKind::Approval => &["type", "run_id", "ts", "override", "actor", "roles", "meta"],
         EventKind::Deploy => &["type", "ts", "artifact"],
         EventKind::RunEnd => &["type", "run_id", "ts", "meta"],
     }

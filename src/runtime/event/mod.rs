@@ -242,6 +242,9 @@ pub struct Approval {
     /// The `seq` of the override request approved.
     pub request: u64,
     pub actor: String,
+    /// The approver's roles (in `lever serve`, its token's): an approval counts only from
+    /// an actor the request's rule names.
+    pub roles: Vec<String>,
     pub meta: Option<serde_json::Value>,
 }
 
@@ -354,7 +357,7 @@ pub fn evidence_json(e: &Event) -> serde_json::Value {
             &o.meta,
         ),
         Event::Approval(a) => (
-            json!({"type": "approval", "run_id": a.run_id, "ts": timestamp(a.ts), "override": a.request, "actor": a.actor}),
+            json!({"type": "approval", "run_id": a.run_id, "ts": timestamp(a.ts), "override": a.request, "actor": a.actor, "roles": a.roles}),
             &a.meta,
         ),
         Event::Deploy(d) => (

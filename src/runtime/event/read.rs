@@ -536,6 +536,7 @@ impl Reader {
             ts,
             request,
             actor,
+            roles: self.string_list("roles")?,
             meta: self.meta()?,
         })
     }
