@@ -115,6 +115,10 @@ pub enum Command {
         /// where the host supports it.
         #[arg(long, value_enum, default_value_t = EngineArg::Interp)]
         engine: EngineArg,
+        /// Accept a policy set (or an artifact, deployed ones included) with no policy,
+        /// which governs nothing.
+        #[arg(long)]
+        allow_empty: bool,
     },
     /// Serve the runtime over HTTP: runs, steps and their decisions, evidence durable first.
     #[command(
@@ -133,10 +137,14 @@ pub enum Command {
         /// The engine that evaluates the bytecode.
         #[arg(long, value_enum, default_value_t = EngineArg::Interp)]
         engine: EngineArg,
-        /// TOML config: `[[tokens]]` with `token` or `token_env`, `actor`, `roles`, `admin`.
-        /// Without it, override and approval requests are refused (401).
+        /// TOML config: `[[tokens]]` with `token` or `token_env`, `actor`, `roles`, `admin`,
+        /// and `[server]` settings (docs/security.md). Without it, override, approval and
+        /// read requests are refused (401).
         #[arg(long)]
         config: Option<PathBuf>,
+        /// Accept an artifact (at start or deployed) with no policy, which governs nothing.
+        #[arg(long)]
+        allow_empty: bool,
     },
     /// Audit an evidence store: verify its hash chains, take a digest, show a run.
     Evidence {
@@ -157,6 +165,11 @@ pub enum Command {
         /// (every code block, or an error) and how long it took, per policy.
         #[arg(long, value_enum, default_value_t = EngineArg::Interp)]
         engine: EngineArg,
+        /// Also recompile the embedded sources and require the artifact's own program and
+        /// policy hashes (as `lever run` and `lever serve` do on load); exit 1 naming the
+        /// first policy that differs.
+        #[arg(long)]
+        verify: bool,
     },
     /// What changed between two artifacts: policies added and removed, limits raised or
     /// lowered, thresholds and actions, scopes widened or narrowed, channels.
@@ -290,7 +303,8 @@ pub fn main() -> ExitCode {
             file,
             format,
             engine,
-        } => run_inspect(&file, format, engine),
+            verify,
+        } => run_inspect(&file, format, engine, verify),
         Command::Lsp => match crate::lsp::serve() {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
@@ -319,6 +333,7 @@ pub fn main() -> ExitCode {
             group_commit,
             store_wait,
             engine,
+            allow_empty,
         } => crate::cli_run::run(
             &source,
             &events,
@@ -327,6 +342,7 @@ pub fn main() -> ExitCode {
                 group: group_commit as usize,
                 store_wait: std::time::Duration::from_secs(store_wait),
                 engine: engine.into(),
+                load: compile::load::LoadOptions { allow_empty },
             },
         ),
         Command::Evidence { command } => crate::cli_evidence::run(command),
@@ -336,6 +352,7 @@ pub fn main() -> ExitCode {
             listen,
             engine,
             config,
+            allow_empty,
         } => {
             let config = match &config {
                 None => crate::server::Config::default(),
@@ -355,10 +372,11 @@ pub fn main() -> ExitCode {
             };
             // A single artifact file is watched: replacing it deploys it.
             let watch_path = match artifact.as_slice() {
-                [one] if crate::cli_run::is_artifact_file(one) => Some(one.clone()),
+                [one] if compile::load::is_artifact_path(one) => Some(one.clone()),
                 _ => None,
             };
-            let artifact = match crate::cli_run::artifact_for(&artifact) {
+            let load = compile::load::LoadOptions { allow_empty };
+            let artifact = match crate::cli_run::artifact_for(&artifact, load) {
                 Ok(a) => std::sync::Arc::new(a),
                 Err(code) => return code,
             };
@@ -369,6 +387,7 @@ pub fn main() -> ExitCode {
                 base_dir: PathBuf::from("."),
                 config,
                 watch: watch_path,
+                load,
             };
             match crate::server::serve(options, &listen) {
                 Ok(()) => ExitCode::SUCCESS,
@@ -459,17 +478,33 @@ pub fn write_atomically(path: &std::path::Path, bytes: &[u8]) -> std::io::Result
 /// Reads and verifies an artifact file.
 pub fn load_artifact(path: &std::path::Path) -> Result<compile::artifact::Artifact, ExitCode> {
     let bytes = std::fs::read(path).map_err(|e| io_error(format!("{}: {e}", path.display())))?;
+    if bytes.is_empty() {
+        eprintln!(
+            "error: {}: not a Lever artifact: the file is empty",
+            path.display()
+        );
+        return Err(ExitCode::from(1));
+    }
     compile::artifact::Artifact::from_bytes(bytes).map_err(|e| {
         eprintln!("error: {}: {e}", path.display());
         ExitCode::from(1)
     })
 }
 
-fn run_inspect(file: &std::path::Path, format: Format, engine: EngineArg) -> ExitCode {
+fn run_inspect(
+    file: &std::path::Path,
+    format: Format,
+    engine: EngineArg,
+    verify: bool,
+) -> ExitCode {
     let artifact = match load_artifact(file) {
         Ok(a) => a,
         Err(code) => return code,
     };
+    if verify && let Err(e) = compile::load::verify_sources(&artifact) {
+        eprintln!("error: {}: {e}", file.display());
+        return ExitCode::from(1);
+    }
     let stats = match engine {
         EngineArg::Interp => None,
         EngineArg::Jit | EngineArg::Auto => {

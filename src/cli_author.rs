@@ -1,7 +1,8 @@
 //! `lever fmt`, `lever test`, `lever diff` and `lever explain`: what authors and reviewers run.
 
 use crate::cli::{Format, load_artifact};
-use crate::cli_run::{artifact_for, deploy_loader, read_events};
+use crate::cli_run::{artifact_for, read_events};
+use crate::compile::load::{self, LoadOptions};
 use crate::runtime::EngineKind;
 use crate::runtime::replay::Replay;
 use std::path::{Path, PathBuf};
@@ -35,7 +36,7 @@ pub fn explain(
     seq: u64,
     format: Format,
 ) -> ExitCode {
-    let artifact = match artifact_for(source) {
+    let artifact = match artifact_for(source, LoadOptions::default()) {
         Ok(a) => Arc::new(a),
         Err(code) => return code,
     };
@@ -43,14 +44,18 @@ pub fn explain(
         Ok(e) => e,
         Err(code) => return code,
     };
-    let mut replay =
-        match Replay::with_engine(artifact, base, Box::new(deploy_loader), EngineKind::Interp) {
-            Ok(r) => r,
-            Err(e) => {
-                eprintln!("error: {e}");
-                return ExitCode::from(1);
-            }
-        };
+    let mut replay = match Replay::with_engine(
+        artifact,
+        base,
+        load::deploy_loader(LoadOptions::default()),
+        EngineKind::Interp,
+    ) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(1);
+        }
+    };
     let mut last_seq = None;
     for (n, line) in bytes.split(|b| *b == b'\n').enumerate() {
         let Some(result) = replay.line_bytes(n as u64 + 1, line) else {

@@ -6,15 +6,12 @@
 //! then prints that batch's decisions. Replaying the same input into the same store adds
 //! nothing and prints the same decisions.
 
-use crate::cli::{DiagFormat, load_and_check, load_artifact};
-use crate::compile::{
-    self,
-    artifact::{Artifact, MAGIC},
-};
+use crate::cli::{DiagFormat, load_and_check};
+use crate::compile::load::{self, LoadOptions};
+use crate::compile::{self, artifact::Artifact};
 use crate::evidence::durable::{Durable, WriteError};
 use crate::evidence::{EvidenceStore, Record};
 use crate::runtime::replay::Replay;
-use crate::source;
 use std::io::{IsTerminal, Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -23,45 +20,28 @@ use std::sync::Arc;
 /// Lines per batch of the dry pass's comparison with the store.
 const BATCH_LINES: usize = 1024;
 
-pub(crate) fn is_artifact_file(path: &Path) -> bool {
-    let mut head = [0u8; 8];
-    path.is_file()
-        && std::fs::File::open(path)
-            .and_then(|mut f| f.read_exact(&mut head))
-            .is_ok()
-        && &head == MAGIC
-}
-
-/// Loads the artifact a command names: an artifact file, or sources compiled in memory.
-pub(crate) fn artifact_for(paths: &[PathBuf]) -> Result<Artifact, ExitCode> {
+/// Loads the artifact a command names: an artifact file (checked whole: hash, sources,
+/// not empty), or sources compiled in memory.
+pub(crate) fn artifact_for(paths: &[PathBuf], options: LoadOptions) -> Result<Artifact, ExitCode> {
     if let [single] = paths
-        && is_artifact_file(single)
+        && load::is_artifact_path(single)
     {
-        return load_artifact(single);
+        return load::load_file(single, options).map_err(|e| {
+            eprintln!("error: {}: {e}", single.display());
+            ExitCode::from(1)
+        });
     }
     let (checked, files) = load_and_check(paths, DiagFormat::Human)?;
     let stored = compile::artifact::stored_paths(&files);
-    compile::build(&checked, &stored).map_err(|e| {
+    let artifact = compile::build(&checked, &stored).map_err(|e| {
         eprintln!("error: {e}");
         ExitCode::from(1)
-    })
-}
-
-/// Loads what a `deploy` event names, as text for a `bad_artifact` rejection.
-pub fn deploy_loader(path: &Path) -> Result<Artifact, String> {
-    if is_artifact_file(path) {
-        let bytes = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
-        return Artifact::from_bytes(bytes).map_err(|e| format!("{}: {e}", path.display()));
+    })?;
+    if artifact.body.program.policies.is_empty() && !options.allow_empty {
+        eprintln!("error: {}", load::LoadError::Empty);
+        return Err(ExitCode::from(1));
     }
-    let files = source::expand_paths(&[path.to_path_buf()]).map_err(|e| e.to_string())?;
-    let sources = source::load_files(&files).map_err(|e| e.to_string())?;
-    let checked = crate::check::check(sources);
-    if checked.has_errors() {
-        let n = checked.diagnostics.iter().filter(|d| d.is_error()).count();
-        return Err(format!("{} does not check ({n} errors)", path.display()));
-    }
-    let stored = compile::artifact::stored_paths(&files);
-    compile::build(&checked, &stored).map_err(|e| e.to_string())
+    Ok(artifact)
 }
 
 pub(crate) fn read_events(events: &str) -> Result<(Vec<u8>, PathBuf), ExitCode> {
@@ -95,6 +75,8 @@ pub struct RunOptions<'a> {
     pub store_wait: std::time::Duration,
     /// The engine that evaluates the bytecode.
     pub engine: crate::runtime::EngineKind,
+    /// What an artifact must be to be loaded (deployed ones included).
+    pub load: LoadOptions,
 }
 
 /// Runs `lever run`.
@@ -106,7 +88,7 @@ pub fn run(paths: &[PathBuf], events: &str, writing: &RunOptions<'_>) -> ExitCod
 
 fn replay(paths: &[PathBuf], events: &str, writing: &RunOptions<'_>) -> Result<ExitCode, ExitCode> {
     let group = writing.group.max(1);
-    let artifact = Arc::new(artifact_for(paths)?);
+    let artifact = Arc::new(artifact_for(paths, writing.load)?);
     let (text, base) = read_events(events)?;
     // One group commit waits in the queue at most: `lever run` waits for the store.
     let mut store = Durable::open(writing.url, usize::MAX, None).map_err(|e| io(e.to_string()))?;
@@ -115,11 +97,11 @@ fn replay(paths: &[PathBuf], events: &str, writing: &RunOptions<'_>) -> Result<E
         .map(|l| l.strip_suffix(b"\r").unwrap_or(l))
         .collect();
     match store.store() {
-        Some(s) => check_against_store(&artifact, &base, &lines, s, writing.engine)?,
+        Some(s) => check_against_store(&artifact, &base, &lines, s, writing)?,
         None => return Err(io("the evidence store closed".into())),
     }
 
-    let mut replay = new_replay(&artifact, &base, writing.engine)?;
+    let mut replay = new_replay(&artifact, &base, writing)?;
     let mut rejected = false;
     let mut records: Vec<Record> = Vec::new();
     let mut decisions: Vec<String> = Vec::new();
@@ -217,13 +199,13 @@ pub(crate) fn describe(records: &[Record]) -> String {
 fn new_replay(
     artifact: &Arc<Artifact>,
     base: &Path,
-    kind: crate::runtime::EngineKind,
+    writing: &RunOptions<'_>,
 ) -> Result<Replay, ExitCode> {
     Replay::with_engine(
         Arc::clone(artifact),
         base.to_path_buf(),
-        Box::new(deploy_loader),
-        kind,
+        load::deploy_loader(writing.load),
+        writing.engine,
     )
     .map_err(|e| {
         eprintln!("error: --engine: {e}");
@@ -237,9 +219,9 @@ fn check_against_store(
     base: &Path,
     lines: &[&[u8]],
     store: &mut dyn EvidenceStore,
-    engine: crate::runtime::EngineKind,
+    writing: &RunOptions<'_>,
 ) -> Result<(), ExitCode> {
-    let mut dry = new_replay(artifact, base, engine)?;
+    let mut dry = new_replay(artifact, base, writing)?;
     let mut batch: Vec<Record> = Vec::new();
     for (i, line) in lines.iter().enumerate() {
         if let Some(result) = dry.line_bytes(i as u64 + 1, line) {

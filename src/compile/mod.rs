@@ -7,6 +7,7 @@
 pub mod artifact;
 pub mod bytecode;
 pub mod disasm;
+pub mod load;
 pub mod lower;
 pub mod meaning;
 pub mod merge;

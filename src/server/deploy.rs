@@ -98,7 +98,9 @@ pub(super) fn watch(server: std::sync::Weak<Server>, path: std::path::PathBuf) {
         last = now;
         let loaded = std::fs::read(&path)
             .map_err(|e| e.to_string())
-            .and_then(|bytes| Artifact::from_bytes(bytes).map_err(|e| e.to_string()));
+            .and_then(|bytes| {
+                crate::compile::load::load_bytes(bytes, server.load).map_err(|e| e.to_string())
+            });
         match loaded {
             Ok(artifact) => {
                 let current = server

@@ -52,6 +52,8 @@ pub struct Options {
     pub config: Config,
     /// The artifact file to watch: replaced on disk, it is deployed (actor `local-file`).
     pub watch: Option<std::path::PathBuf>,
+    /// What a deployed artifact must be.
+    pub load: crate::compile::load::LoadOptions,
 }
 
 /// The threads a server runs besides its async runtime, joined when it stops.
@@ -69,6 +71,8 @@ pub struct Server {
     reader: Arc<Mutex<Box<dyn EvidenceStore>>>,
     /// The `[server]` settings.
     settings: config::Settings,
+    /// What a deployed artifact must be.
+    load: crate::compile::load::LoadOptions,
     metrics: Arc<Metrics>,
     tokens: Tokens,
     /// Alerts for the delivery worker, sent once their evidence is durable.
@@ -86,7 +90,7 @@ impl Server {
         let replay = Replay::with_engine(
             options.artifact,
             options.base_dir,
-            Box::new(crate::cli_run::deploy_loader),
+            crate::compile::load::deploy_loader(options.load),
             options.engine,
         )
         .map_err(|e| e.to_string())?;
@@ -132,6 +136,7 @@ impl Server {
             writer: tx,
             reader: Arc::new(Mutex::new(reader)),
             settings,
+            load: options.load,
             metrics,
             tokens: options.config.tokens,
             deliver,

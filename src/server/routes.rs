@@ -357,7 +357,7 @@ async fn put_artifact(
             ),
         );
     }
-    let artifact = match Artifact::from_bytes(body.to_vec()) {
+    let artifact = match crate::compile::load::load_bytes(body.to_vec(), s.load) {
         Ok(a) => a,
         Err(e) => {
             return error(

@@ -186,3 +186,112 @@ fn build_with_errors_writes_nothing() {
     assert_eq!(r.status.code(), Some(1));
     assert!(!out.exists());
 }
+
+/// `lever run ARTIFACT` of the example events in `dir`, with extra flags.
+fn run_with(dir: &Path, artifact: &str, extra: &[&str]) -> std::process::Output {
+    let events = root().join("examples/events/support.jsonl");
+    let evidence = format!("file:{}", dir.join("ev").display());
+    let mut args = vec![
+        "run",
+        artifact,
+        "--events",
+        events.to_str().unwrap(),
+        "--evidence",
+        evidence.as_str(),
+    ];
+    args.extend(extra);
+    lever(dir, &args)
+}
+
+#[test]
+fn an_empty_or_truncated_artifact_is_refused_and_an_artifact_without_policies_needs_allow_empty() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let built = dir.join("p.lvc");
+    assert_eq!(
+        lever(
+            &root(),
+            &["build", "examples", "-o", built.to_str().unwrap()]
+        )
+        .status
+        .code(),
+        Some(0)
+    );
+    let whole = std::fs::read(&built).unwrap();
+    for (name, bytes) in [
+        ("empty.lvc", &whole[..0]),
+        ("five.lvc", &whole[..5]),
+        ("half.lvc", &whole[..whole.len() / 2]),
+    ] {
+        std::fs::write(dir.join(name), bytes).unwrap();
+        let out = run_with(dir, name, &[]);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{name}: {stderr}");
+        assert!(out.stdout.is_empty(), "{name}: no decision");
+        assert!(
+            stderr.contains("not a Lever artifact")
+                || stderr.contains("hash mismatch")
+                || stderr.contains("empty"),
+            "{name}: {stderr}"
+        );
+    }
+    // Sources that declare no policy: an artifact that governs nothing.
+    std::fs::write(dir.join("nothing.policy"), "import std.llm\n").unwrap();
+    let empty = dir.join("nothing.lvc");
+    assert_eq!(
+        lever(
+            dir,
+            &["build", "nothing.policy", "-o", empty.to_str().unwrap()]
+        )
+        .status
+        .code(),
+        Some(0)
+    );
+    let refused = run_with(dir, "nothing.lvc", &[]);
+    assert_eq!(refused.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("holds no policy"));
+    let allowed = run_with(dir, "nothing.lvc", &["--allow-empty"]);
+    assert_eq!(allowed.status.code(), Some(0), "{allowed:?}");
+}
+
+#[test]
+fn an_artifact_whose_bytecode_lies_about_its_sources_is_refused_naming_the_policy() {
+    use lever::compile::artifact::Artifact;
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let honest = dir.join("p.lvc");
+    lever(
+        &root(),
+        &["build", "examples", "-o", honest.to_str().unwrap()],
+    );
+    let artifact = Artifact::from_bytes(std::fs::read(&honest).unwrap()).unwrap();
+    // The bytecode enforces $9.00 where the source, and the policy's hash, say $5.00.
+    let mut body = artifact.body.clone();
+    let policy = body
+        .program
+        .policies
+        .iter_mut()
+        .find(|p| p.name == "support_budget")
+        .unwrap();
+    let cost = policy
+        .limits
+        .iter_mut()
+        .find(|l| l.name == "std.llm.cost")
+        .unwrap();
+    assert_eq!(cost.value, 5_000_000_000);
+    cost.value = 9_000_000_000;
+    let lying = Artifact::new(body).unwrap();
+    std::fs::write(dir.join("lying.lvc"), &lying.bytes).unwrap();
+    let out = run_with(dir, "lying.lvc", &[]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("policy `support_budget`"), "{stderr}");
+    assert!(out.stdout.is_empty());
+    let inspect = lever(dir, &["inspect", "lying.lvc", "--verify"]);
+    assert_eq!(inspect.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&inspect.stderr).contains("support_budget"));
+    assert_eq!(
+        lever(dir, &["inspect", "p.lvc", "--verify"]).status.code(),
+        Some(0)
+    );
+}

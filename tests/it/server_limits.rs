@@ -186,3 +186,40 @@ fn connections_that_never_finish_their_headers_are_closed_and_the_limit_answers_
     );
     assert_eq!(served.stop(), Some(0));
 }
+
+#[test]
+fn an_empty_or_policy_free_artifact_is_never_deployed() {
+    let tmp = tempfile::tempdir().unwrap();
+    std::fs::write(
+        tmp.path().join("lever.toml"),
+        "[[tokens]]\ntoken = \"admin-token-0123456789\"\nactor = \"ops@example.com\"\nadmin = true\n",
+    )
+    .unwrap();
+    std::fs::write(tmp.path().join("nothing.policy"), "import std.llm\n").unwrap();
+    let out = super::lever(
+        tmp.path(),
+        &["build", "nothing.policy", "-o", "nothing.lvc"],
+    );
+    assert_eq!(out.status.code(), Some(0));
+    let served = start(tmp.path());
+    let put = |bytes: Vec<u8>| {
+        let mut r = served
+            .agent
+            .put(&format!("{}/v1/artifacts", served.base))
+            .header("authorization", "Bearer admin-token-0123456789")
+            .send(&bytes[..])
+            .unwrap();
+        (r.status().as_u16(), r.body_mut().read_to_string().unwrap())
+    };
+    let (status, body) = put(Vec::new());
+    assert_eq!(status, 422, "{body}");
+    assert!(json_error(&body).contains("empty"), "{body}");
+    let (status, body) = put(std::fs::read(tmp.path().join("nothing.lvc")).unwrap());
+    assert_eq!(status, 422, "{body}");
+    assert!(json_error(&body).contains("holds no policy"), "{body}");
+    // The active policies still govern.
+    let (status, text) = served.post("/v1/runs", RUN);
+    assert_eq!(status, 200, "{text}");
+    assert!(text.contains("\"snapshot\":\"blake3:"), "{text}");
+    assert_eq!(served.stop(), Some(0));
+}
