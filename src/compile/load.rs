@@ -18,7 +18,7 @@ use std::path::Path;
 /// Why an artifact was refused.
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {
-    #[error("{path}: {source}")]
+    #[error("{path}: {}", io_text(source))]
     Io {
         path: String,
         source: std::io::Error,
@@ -32,6 +32,17 @@ pub enum LoadError {
     #[error("the artifact's embedded sources do not compile to its program: {0}")]
     Lies(String),
 }
+
+fn io_text(e: &std::io::Error) -> String {
+    match e.kind() {
+        std::io::ErrorKind::NotFound => "no such file or directory".into(),
+        std::io::ErrorKind::PermissionDenied => "permission denied".into(),
+        _ => e.to_string(),
+    }
+}
+
+/// A loader of the artifacts `deploy` events name.
+pub type DeployLoader = dyn Fn(&Path) -> Result<Artifact, String> + Send + Sync;
 
 /// What a loader accepts.
 #[derive(Debug, Clone, Copy, Default)]
@@ -143,7 +154,10 @@ fn first_difference(artifact: &Artifact, rebuilt: &Artifact) -> String {
 /// errors as text, for a `bad_artifact` rejection.
 pub fn load_path(path: &Path, options: LoadOptions) -> Result<Artifact, String> {
     if is_artifact_path(path) {
-        return load_file(path, options).map_err(|e| format!("{}: {e}", path.display()));
+        return load_file(path, options).map_err(|e| match e {
+            LoadError::Io { .. } => e.to_string(),
+            _ => format!("{}: {e}", path.display()),
+        });
     }
     let files = crate::source::expand_paths(&[path.to_path_buf()]).map_err(|e| e.to_string())?;
     let sources = crate::source::load_files(&files).map_err(|e| e.to_string())?;
@@ -161,8 +175,6 @@ pub fn load_path(path: &Path, options: LoadOptions) -> Result<Artifact, String> 
 }
 
 /// A loader for the artifacts `deploy` events name.
-pub fn deploy_loader(
-    options: LoadOptions,
-) -> Box<dyn Fn(&Path) -> Result<Artifact, String> + Send + Sync> {
+pub fn deploy_loader(options: LoadOptions) -> Box<DeployLoader> {
     Box::new(move |path| load_path(path, options))
 }
