@@ -188,6 +188,8 @@ fn main() {
             let schema = format!("lever_load_{}_{n}", std::process::id());
             let sep = if base_url.contains('?') { '&' } else { '?' };
             let url = format!("{base_url}{sep}schema={schema}");
+            lever::evidence::postgres::migrate::migrate(&url, None)
+                .expect("the PostgreSQL store can be created");
             let dir = tempfile::tempdir().unwrap();
             let (child, base) = serve(dir.path(), &url);
             report(

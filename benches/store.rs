@@ -92,6 +92,8 @@ fn bench_postgres(c: &mut Criterion) {
     let schema = format!("lever_bench_{}", std::process::id());
     let sep = if base.contains('?') { '&' } else { '?' };
     let url = format!("{base}{sep}schema={schema}");
+    lever::evidence::postgres::migrate::migrate(&url, None)
+        .expect("PostgreSQL (DATABASE_URL) is reachable and the store can be created");
     sustained(c, "postgres_group_commit_1024", &|| {
         Box::new(
             lever::evidence::postgres::PgStore::open(&url)

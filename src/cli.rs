@@ -266,6 +266,27 @@ pub enum EvidenceCommand {
         #[arg(long, default_value = "file:./lever-evidence")]
         evidence: String,
     },
+    /// Create or upgrade a PostgreSQL store, as the schema's owner: the versioned
+    /// migrations, and a writer role (INSERT and SELECT: what `lever serve` and `lever run`
+    /// connect as) and an auditor role (SELECT) with their grants. Nothing else creates or
+    /// alters the store.
+    #[command(
+        after_help = "Example:\n  lever evidence migrate --evidence 'postgres://owner@db/lever?schema=lever'\n  # then: lever serve --evidence 'postgres://lever_writer@db/lever?schema=lever' ...\n\nExit: 0 migrated (or up to date), 2 the database refused, or usage or I/O."
+    )]
+    Migrate {
+        /// The store: `postgres://...` (`?schema=NAME`, default `lever`).
+        #[arg(long)]
+        evidence: String,
+        /// The writer role to create or grant to (default `<schema>_writer`).
+        #[arg(long)]
+        writer_role: Option<String>,
+        /// The auditor role to create or grant to (default `<schema>_auditor`).
+        #[arg(long)]
+        auditor_role: Option<String>,
+        /// Apply the migrations only: create and grant no role.
+        #[arg(long)]
+        no_roles: bool,
+    },
     /// Print a run's evidence: one line per record, or the stored records as JSON lines.
     #[command(
         after_help = "Example:\n  lever evidence show --run r1 --format json\n\nExit: 0 shown, 1 no such run, 2 usage or I/O."

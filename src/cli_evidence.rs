@@ -15,6 +15,12 @@ pub fn run(command: EvidenceCommand) -> ExitCode {
             verify(store, run.as_deref(), digest.as_deref())
         }),
         EvidenceCommand::Digest { evidence } => with_store(&evidence, false, digest),
+        EvidenceCommand::Migrate {
+            evidence,
+            writer_role,
+            auditor_role,
+            no_roles,
+        } => migrate(&evidence, writer_role, auditor_role, no_roles),
         EvidenceCommand::Show {
             run,
             format,
@@ -49,12 +55,49 @@ fn with_store(
     }
 }
 
+fn migrate(url: &str, writer: Option<String>, auditor: Option<String>, no_roles: bool) -> ExitCode {
+    use crate::evidence::postgres::migrate::{self, Roles};
+    if url.starts_with("file:") {
+        println!("a file store needs no migration: `lever run` and `lever serve` create it");
+        return ExitCode::SUCCESS;
+    }
+    let roles = match migrate::schema_name(url) {
+        Ok(schema) => {
+            let defaults = Roles::for_schema(&schema);
+            Roles {
+                writer: writer.unwrap_or(defaults.writer),
+                auditor: auditor.unwrap_or(defaults.auditor),
+            }
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    match migrate::migrate(url, (!no_roles).then_some(&roles)) {
+        Ok(done) => {
+            for line in done {
+                println!("{line}");
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::from(2)
+        }
+    }
+}
+
 fn verify(
     store: &mut dyn EvidenceStore,
     run: Option<&str>,
     digest: Option<&str>,
 ) -> Result<ExitCode, evidence::StoreError> {
     Ok(match audit::verify(store, run, digest)? {
+        Ok(v) if v.records == 0 => {
+            eprintln!("error: the store holds no evidence: nothing to verify");
+            ExitCode::from(1)
+        }
         Ok(v) => {
             let covered = digest.map_or(String::new(), |d| {
                 format!("; everything digest {d} covered is intact")

@@ -235,7 +235,11 @@ impl Durable {
                 self.end_outage(n)?;
                 Ok(n)
             }
-            Err(e @ (StoreError::ChainClosed(_) | StoreError::Contradicts(_))) => {
+            Err(
+                e @ (StoreError::ChainClosed(_)
+                | StoreError::Contradicts(_)
+                | StoreError::Fenced(_)),
+            ) => {
                 // Nothing was written; the queue stays as it was for the caller to report.
                 Err(WriteError::Refused(e))
             }

@@ -226,6 +226,10 @@ pub enum StoreError {
         "evidence store {path} is in use by another writer ({holder}): stop it first, or give this one another store (--evidence file:DIR)"
     )]
     Locked { path: String, holder: String },
+    #[error(
+        "evidence store: another writer extended a chain of this batch first ({0}); nothing was written"
+    )]
+    Fenced(String),
 }
 
 impl StoreError {
@@ -300,15 +304,17 @@ pub trait EvidenceStore: Send {
     }
 }
 
-/// Opens a store for an audit: a file store read-only (nothing created, nothing cut); a
-/// PostgreSQL store as [`open`] does.
+/// Opens a store for an audit, read-only: nothing created, written or cut.
 pub fn open_for_audit(url: &str) -> Result<Box<dyn EvidenceStore>, StoreError> {
-    match url.strip_prefix("file:") {
-        Some(dir) => Ok(Box::new(file::FileStore::open_read_only(
+    if let Some(dir) = url.strip_prefix("file:") {
+        return Ok(Box::new(file::FileStore::open_read_only(
             std::path::Path::new(dir),
-        )?)),
-        None => open(url),
+        )?));
     }
+    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        return Ok(Box::new(postgres::PgStore::open_read_only(url)?));
+    }
+    Err(StoreError::BadUrl(url.to_string()))
 }
 
 /// Opens a store from a `--evidence` URL: `file:DIR`, or `postgres://...` /

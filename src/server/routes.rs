@@ -134,10 +134,13 @@ async fn require_json(request: axum::extract::Request, next: axum::middleware::N
         .get(header::CONTENT_TYPE)
         .map(|v| String::from_utf8_lossy(v.as_bytes()).to_ascii_lowercase());
     match kind {
-        Some(k) if !k.starts_with("application/json") => error(
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            &format!("the body must be JSON (content-type: application/json), not {k}"),
-        ),
+        Some(k) if !k.starts_with("application/json") => {
+            let answer = error(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                &format!("the body must be JSON (content-type: application/json), not {k}"),
+            );
+            refuse_after_reading(request, 1 << 20, answer).await
+        }
         _ => next.run(request).await,
     }
 }
@@ -172,8 +175,8 @@ async fn require_ingest(
     if !s.settings.require_ingest_token {
         return next.run(request).await;
     }
-    match authenticate(&s, request.headers()) {
-        Ok(p) if p.may_ingest() => next.run(request).await,
+    let answer = match authenticate(&s, request.headers()) {
+        Ok(p) if p.may_ingest() => return next.run(request).await,
         Ok(p) => error(
             StatusCode::FORBIDDEN,
             &format!(
@@ -182,7 +185,19 @@ async fn require_ingest(
             ),
         ),
         Err(r) => r.into_response(),
-    }
+    };
+    refuse_after_reading(request, s.settings.max_body_bytes, answer).await
+}
+
+/// Answers a refused request once its body is read, so that the connection stays usable
+/// for the client's next request.
+async fn refuse_after_reading(
+    request: axum::extract::Request,
+    limit: usize,
+    answer: Response,
+) -> Response {
+    let _ = axum::body::to_bytes(request.into_body(), limit).await;
+    answer
 }
 
 /// A request refused before it is judged: its status and why.

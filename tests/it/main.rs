@@ -18,6 +18,7 @@ mod fmt;
 mod generate;
 mod grammar;
 mod lsp;
+mod pg_roles;
 mod policy_tests;
 mod props;
 mod props_jit;

@@ -8,6 +8,7 @@
 use lever::evidence::audit;
 use lever::evidence::file::FileStore;
 use lever::evidence::postgres::PgStore;
+use lever::evidence::postgres::migrate::Roles;
 use lever::evidence::{ChainId, EvidenceStore, Record, RecordKind, StoreError};
 use std::sync::atomic::{AtomicU32, Ordering};
 
@@ -42,7 +43,31 @@ impl Schema {
                 "PostgreSQL is not reachable at {base} (set DATABASE_URL to a server this test may create schemas in): {e}"
             );
         }
+        let roles = Roles::for_schema(&name);
+        lever::evidence::postgres::migrate::migrate(&url, Some(&roles)).unwrap();
         Schema { name, url }
+    }
+
+    /// A schema name and URL for a test, with nothing created yet.
+    pub fn unmigrated() -> Schema {
+        let migrated = Schema::new();
+        let mut c = migrated.client();
+        let roles = Roles::for_schema(&migrated.name);
+        c.batch_execute(&format!(
+            "DROP SCHEMA \"{}\" CASCADE; DROP ROLE \"{}\"; DROP ROLE \"{}\";",
+            migrated.name, roles.writer, roles.auditor
+        ))
+        .unwrap();
+        migrated
+    }
+
+    /// The schema's URL, connecting as `role` (the writer or auditor the migration made).
+    pub fn url_as(&self, role: &str) -> String {
+        let host = self
+            .url
+            .split_once('@')
+            .map_or(self.url.as_str(), |(_, h)| h);
+        format!("postgres://{role}@{host}")
     }
 
     pub fn client(&self) -> postgres::Client {
@@ -57,7 +82,11 @@ impl Schema {
 impl Drop for Schema {
     fn drop(&mut self) {
         if let Ok(mut c) = postgres::Client::connect(&database_url(), postgres::NoTls) {
-            let _ = c.batch_execute(&format!("DROP SCHEMA IF EXISTS \"{}\" CASCADE", self.name));
+            let roles = Roles::for_schema(&self.name);
+            let _ = c.batch_execute(&format!(
+                "DROP SCHEMA IF EXISTS \"{}\" CASCADE; DROP ROLE IF EXISTS \"{}\"; DROP ROLE IF EXISTS \"{}\";",
+                self.name, roles.writer, roles.auditor
+            ));
         }
     }
 }

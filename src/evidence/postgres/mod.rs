@@ -1,7 +1,9 @@
 //! The PostgreSQL store (`--evidence postgres://...`), through the blocking `postgres` crate.
 //!
 //! One table of records in a schema of its own (`?schema=NAME` in the URL, default
-//! `lever`), created and upgraded by versioned migrations on first use. Every evidence
+//! `lever`), created and upgraded by versioned migrations that only `lever evidence
+//! migrate` applies ([`migrate`]), as the schema's owner; the store itself connects as a
+//! role that may only insert and read. Every evidence
 //! table refuses UPDATE, DELETE and TRUNCATE with triggers enabled `ALWAYS`, so they fire
 //! under `session_replication_role = replica` too. A group commit is one transaction: it
 //! reads which records are already stored and the heads of the chains it extends, links
@@ -10,6 +12,8 @@
 //! the primary key, so a batch retried after a lost connection neither loses nor
 //! duplicates a record, and two writers can never fork a chain. Two indexes only: each
 //! one more costs about a third of the write throughput.
+
+pub mod migrate;
 
 use super::chain::{self, ChainId, Head, Stored};
 use super::{EvidenceStore, Record, RecordKey, RecordKind, StoreError};
@@ -154,20 +158,33 @@ fn array32(bytes: &[u8]) -> Option<[u8; 32]> {
 }
 
 impl PgStore {
-    /// Connects and applies any migration not yet applied.
+    /// Connects to a migrated store, to write it; creates and alters nothing (see
+    /// [`migrate::migrate`]), and warns when the role could rewrite evidence.
     pub fn open(url: &str) -> Result<PgStore, StoreError> {
+        let mut store = PgStore::connect(url)?;
+        store.check_schema(true)?;
+        Ok(store)
+    }
+
+    /// Connects to a migrated store to read it (an audit): creates and alters nothing.
+    pub fn open_read_only(url: &str) -> Result<PgStore, StoreError> {
+        let mut store = PgStore::connect(url)?;
+        store.check_schema(false)?;
+        store.failed = true;
+        Ok(store)
+    }
+
+    fn connect(url: &str) -> Result<PgStore, StoreError> {
         let (conn, schema) = split_schema(url)?;
         let client =
             Client::connect(&conn, NoTls).map_err(|e| StoreError::database(url, error_text(&e)))?;
-        let mut store = PgStore {
+        Ok(PgStore {
             url: url.to_string(),
             conn,
             schema,
             client,
             failed: false,
-        };
-        store.migrate()?;
-        Ok(store)
+        })
     }
 
     fn db(&self, e: impl std::fmt::Display) -> StoreError {
@@ -177,64 +194,6 @@ impl PgStore {
     /// The schema's name as the connection sees it (quoted).
     pub fn schema(&self) -> &str {
         &self.schema
-    }
-
-    fn migrate(&mut self) -> Result<(), StoreError> {
-        let s = self.schema.clone();
-        let url = self.url.clone();
-        let db = |e: postgres::Error| StoreError::database(&url, error_text(&e));
-        let mut tx = self.client.transaction().map_err(db)?;
-        // One migrator at a time per schema, across processes.
-        tx.execute(
-            "SELECT pg_advisory_xact_lock(hashtext($1))",
-            &[&format!("lever-migrate-{s}")],
-        )
-        .map_err(db)?;
-        tx.batch_execute(&format!(
-            "CREATE SCHEMA IF NOT EXISTS {s};
-             CREATE TABLE IF NOT EXISTS {s}.schema_migrations (
-                 version int PRIMARY KEY,
-                 description text NOT NULL,
-                 applied_at timestamptz NOT NULL DEFAULT now()
-             );
-             CREATE OR REPLACE FUNCTION {s}.refuse_change() RETURNS trigger LANGUAGE plpgsql AS $$
-             BEGIN
-                 RAISE EXCEPTION 'lever evidence is append-only: % on %.% refused', TG_OP, TG_TABLE_SCHEMA, TG_TABLE_NAME
-                     USING ERRCODE = 'insufficient_privilege';
-             END $$;"
-        ))
-        .map_err(db)?;
-        let applied: HashSet<i32> = tx
-            .query(&format!("SELECT version FROM {s}.schema_migrations"), &[])
-            .map_err(db)?
-            .iter()
-            .map(|r| r.get(0))
-            .collect();
-        if applied.is_empty() {
-            tx.batch_execute(&format!(
-                "CREATE TRIGGER migrations_append_only BEFORE UPDATE OR DELETE ON {s}.schema_migrations
-                     FOR EACH ROW EXECUTE FUNCTION {s}.refuse_change();
-                 CREATE TRIGGER migrations_no_truncate BEFORE TRUNCATE ON {s}.schema_migrations
-                     FOR EACH STATEMENT EXECUTE FUNCTION {s}.refuse_change();
-                 ALTER TABLE {s}.schema_migrations ENABLE ALWAYS TRIGGER migrations_append_only;
-                 ALTER TABLE {s}.schema_migrations ENABLE ALWAYS TRIGGER migrations_no_truncate;"
-            ))
-            .map_err(db)?;
-        }
-        for (version, description, sql) in MIGRATIONS {
-            if applied.contains(version) {
-                continue;
-            }
-            tx.batch_execute(&sql.replace("{s}", &s)).map_err(db)?;
-            tx.execute(
-                &format!(
-                    "INSERT INTO {s}.schema_migrations (version, description) VALUES ($1, $2)"
-                ),
-                &[version, description],
-            )
-            .map_err(db)?;
-        }
-        tx.commit().map_err(db)
     }
 
     /// The server process of the store's connection (for operators and for tests that
@@ -379,6 +338,12 @@ fn connection_lost(e: &postgres::Error) -> bool {
     }
 }
 
+/// Whether an error is a unique violation (SQLSTATE 23505): a place or a chain position
+/// another writer took first.
+fn unique_violation(e: &postgres::Error) -> bool {
+    e.as_db_error().is_some_and(|d| d.code().code() == "23505")
+}
+
 /// A driver error with the server's message and SQLSTATE, not just "db error".
 pub fn error_text(e: &postgres::Error) -> String {
     match e.as_db_error() {
@@ -486,6 +451,11 @@ impl EvidenceStore for PgStore {
                 Err(Failure::Store(e)) => return Err(e),
                 Err(Failure::Db(e)) if self.client.is_closed() || connection_lost(&e) => {
                     last_error = error_text(&e);
+                }
+                // Another writer took a position of a chain this batch extends (the primary
+                // key `(chain, n)` fences it): nothing of the batch was written.
+                Err(Failure::Db(e)) if unique_violation(&e) => {
+                    return Err(StoreError::Fenced(error_text(&e)));
                 }
                 Err(Failure::Db(e)) => {
                     self.failed = true;
