@@ -128,11 +128,37 @@ pub struct Diagnostic {
     pub help: Option<String>,
 }
 
+/// The longest run of non-blank characters a message echoes whole.
+const ECHO: usize = 60;
+
+/// A message with every over-long word (an echoed token, a pasted blob) cut to an excerpt,
+/// so that a 10 MB token is never repeated into a report.
+fn bounded(text: String) -> String {
+    if !text.split_whitespace().any(|w| w.chars().count() > ECHO) {
+        return text;
+    }
+    let mut out = String::with_capacity(text.len().min(4 * ECHO));
+    for (i, word) in text.split(' ').enumerate() {
+        if i > 0 {
+            out.push(' ');
+        }
+        let n = word.chars().count();
+        if n <= ECHO {
+            out.push_str(word);
+            continue;
+        }
+        out.extend(word.chars().take(ECHO / 2));
+        out.push_str(&format!("…({n} characters)…"));
+        out.extend(word.chars().skip(n - 8));
+    }
+    out
+}
+
 impl Diagnostic {
     pub fn new(code: Code, span: Span, message: impl Into<String>) -> Diagnostic {
         Diagnostic {
             code,
-            message: message.into(),
+            message: bounded(message.into()),
             span,
             labels: Vec::new(),
             help: None,
@@ -142,13 +168,13 @@ impl Diagnostic {
     pub fn with_label(mut self, span: Span, message: impl Into<String>) -> Diagnostic {
         self.labels.push(Label {
             span,
-            message: message.into(),
+            message: bounded(message.into()),
         });
         self
     }
 
     pub fn with_help(mut self, help: impl Into<String>) -> Diagnostic {
-        self.help = Some(help.into());
+        self.help = Some(bounded(help.into()));
         self
     }
 
@@ -209,6 +235,10 @@ pub fn render(diags: &[Diagnostic], sources: &SourceSet, color: bool) -> String 
         let Some(file) = sources.get(d.span.file) else {
             continue;
         };
+        if touches_long_line(d, sources) {
+            out.extend_from_slice(render_without_source(d, sources).as_bytes());
+            continue;
+        }
         let kind = match d.severity() {
             Severity::Error => ReportKind::Error,
             Severity::Warning => ReportKind::Warning,
@@ -245,6 +275,58 @@ pub fn render(diags: &[Diagnostic], sources: &SourceSet, color: bool) -> String 
         let _ = report.finish().write(ariadne::sources(cache), &mut out);
     }
     String::from_utf8_lossy(&out).into_owned()
+}
+
+/// Lines longer than this are not shown: a report quotes its source lines whole.
+const LONG_LINE: usize = 1000;
+
+fn touches_long_line(d: &Diagnostic, sources: &SourceSet) -> bool {
+    std::iter::once(d.span)
+        .chain(d.labels.iter().map(|l| l.span))
+        .any(|span| {
+            sources.get(span.file).is_some_and(|f| {
+                let text = f.text.as_str();
+                let at = (span.start as usize).min(text.len());
+                let begin = text
+                    .get(..at)
+                    .and_then(|t| t.rfind('\n'))
+                    .map_or(0, |i| i + 1);
+                let end = text
+                    .get(at..)
+                    .and_then(|t| t.find('\n'))
+                    .map_or(text.len(), |i| at + i);
+                end - begin > LONG_LINE
+            })
+        })
+}
+
+/// A report that names its places but quotes no source line (a line too long to show).
+fn render_without_source(d: &Diagnostic, sources: &SourceSet) -> String {
+    let kind = match d.severity() {
+        Severity::Error => "Error",
+        Severity::Warning => "Warning",
+    };
+    let place = |span: Span| {
+        sources.get(span.file).map_or(String::new(), |f| {
+            let (line, column) = f.line_col(span.start as usize);
+            format!("{}:{line}:{column}", f.path)
+        })
+    };
+    let mut out = format!(
+        "[{}] {kind}: {}\n   ╭─[ {} ]\n",
+        d.code.as_str(),
+        d.message,
+        place(d.span)
+    );
+    out.push_str("   │ (the source line is too long to show)\n");
+    for label in &d.labels {
+        out.push_str(&format!("   │ {}: {}\n", place(label.span), label.message));
+    }
+    if let Some(help) = &d.help {
+        out.push_str(&format!("   │ Help: {help}\n"));
+    }
+    out.push_str("───╯\n");
+    out
 }
 
 fn char_range(file: &crate::source::SourceFile, span: Span) -> std::ops::Range<usize> {

@@ -98,6 +98,47 @@ fn monitor_name(program: &Program, id: u32) -> &str {
         .map_or("?", |m| m.id_name.as_str())
 }
 
+/// At most this many policies are named in one `W0401`, and labelled.
+const NAMED: usize = 8;
+
+/// Disjoint sets over bucket members: the groups of policies joined by ties.
+struct Groups {
+    parent: Vec<usize>,
+}
+
+impl Groups {
+    fn new(n: usize) -> Groups {
+        Groups {
+            parent: (0..n).collect(),
+        }
+    }
+
+    fn find(&mut self, mut i: usize) -> usize {
+        while let Some(&p) = self.parent.get(i) {
+            if p == i {
+                break;
+            }
+            let grand = self.parent.get(p).copied().unwrap_or(p);
+            if let Some(slot) = self.parent.get_mut(i) {
+                *slot = grand;
+            }
+            i = grand;
+        }
+        i
+    }
+
+    fn union(&mut self, a: usize, b: usize) {
+        let (ra, rb) = (self.find(a), self.find(b));
+        if let Some(slot) = self.parent.get_mut(ra.max(rb)) {
+            *slot = ra.min(rb);
+        }
+    }
+}
+
+/// `W0401`: one warning per group of policies whose overlapping scopes tie at one
+/// precedence with disagreeing limits on one monitor, naming the group's members. A pair
+/// already in one group is never compared again, so a set of thousands of overlapping
+/// policies costs a pass, not a comparison per pair.
 fn ties(program: &Program, entries: &[Entry<'_>], out: &mut Vec<Diagnostic>) {
     let mut buckets: BTreeMap<(u32, u32), Vec<usize>> = BTreeMap::new();
     for (i, e) in entries.iter().enumerate() {
@@ -107,37 +148,82 @@ fn ties(program: &Program, entries: &[Entry<'_>], out: &mut Vec<Diagnostic>) {
             .push(i);
     }
     for ((monitor, precedence), members) in buckets {
-        for (a, b) in candidate_pairs(entries, &members) {
-            let (Some(x), Some(y)) = (entries.get(a), entries.get(b)) else {
-                continue;
+        let mut groups = Groups::new(members.len());
+        for_candidate_pairs(entries, &members, |a, b| {
+            if groups.find(a) == groups.find(b) {
+                return;
+            }
+            let (Some(x), Some(y)) = (
+                members.get(a).and_then(|i| entries.get(*i)),
+                members.get(b).and_then(|i| entries.get(*i)),
+            ) else {
+                return;
             };
             let disagree = x.value != y.value
                 || x.enforcement != y.enforcement
                 || x.policy.conflict != y.policy.conflict;
-            if !disagree || overlaps(&x.policy.scope, &y.policy.scope) != Some(true) {
-                continue;
+            if disagree && overlaps(&x.policy.scope, &y.policy.scope) == Some(true) {
+                groups.union(a, b);
             }
-            out.push(
-                Diagnostic::new(
-                    Code::TieConflict,
-                    y.span,
-                    format!(
-                        "policies `{}` and `{}` tie at precedence {precedence} with disagreeing limits on `{}`",
-                        x.policy.name,
-                        y.policy.name,
-                        monitor_name(program, monitor)
-                    ),
-                )
-                .with_label(x.span, "the other limit")
-                .with_help("runs in both scopes get a `conflict` signal and both limits judged on their own; give one policy a lower precedence number"),
-            );
+        });
+        let mut by_root: BTreeMap<usize, Vec<&Entry<'_>>> = BTreeMap::new();
+        for (slot, i) in members.iter().enumerate() {
+            if let Some(e) = entries.get(*i) {
+                by_root.entry(groups.find(slot)).or_default().push(e);
+            }
+        }
+        for group in by_root.values().filter(|g| g.len() > 1) {
+            out.extend(tie_warning(program, monitor, precedence, group));
         }
     }
 }
 
-/// Pairs of bucket members whose scopes might overlap, using an index on the selector
-/// most members constrain.
-fn candidate_pairs(entries: &[Entry<'_>], members: &[usize]) -> BTreeSet<(usize, usize)> {
+fn tie_warning(
+    program: &Program,
+    monitor: u32,
+    precedence: u32,
+    group: &[&Entry<'_>],
+) -> Option<Diagnostic> {
+    let (last, others) = group.split_last()?;
+    let names: Vec<String> = group
+        .iter()
+        .take(NAMED)
+        .map(|e| format!("`{}`", e.policy.name))
+        .collect();
+    let who = match names.as_slice() {
+        [a, b] if group.len() == 2 => format!("{a} and {b}"),
+        _ if group.len() > NAMED => {
+            format!("{} and {} more", names.join(", "), group.len() - NAMED)
+        }
+        _ => names.join(", "),
+    };
+    let label = if others.len() == 1 {
+        "the other limit"
+    } else {
+        "a limit of the group"
+    };
+    let mut d = Diagnostic::new(
+        Code::TieConflict,
+        last.span,
+        format!(
+            "policies {who} tie at precedence {precedence} with disagreeing limits on `{}`",
+            monitor_name(program, monitor)
+        ),
+    );
+    for e in others.iter().take(NAMED) {
+        d = d.with_label(e.span, label);
+    }
+    Some(d.with_help("runs in both scopes get a `conflict` signal and both limits judged on their own; give one policy a lower precedence number"))
+}
+
+/// Calls `visit` with each pair of bucket members (as positions in `members`) whose scopes
+/// might overlap, using an index on the selector most members constrain; never builds the
+/// list of pairs.
+fn for_candidate_pairs(
+    entries: &[Entry<'_>],
+    members: &[usize],
+    mut visit: impl FnMut(usize, usize),
+) {
     let mut counts: BTreeMap<&Selector, usize> = BTreeMap::new();
     for i in members {
         for s in entries
@@ -155,31 +241,28 @@ fn candidate_pairs(entries: &[Entry<'_>], members: &[usize]) -> BTreeSet<(usize,
         .map(|(s, _)| s.clone());
     let mut by_value: BTreeMap<&str, Vec<usize>> = BTreeMap::new();
     let mut wild = Vec::new();
-    for i in members {
+    for (slot, i) in members.iter().enumerate() {
         match key.as_ref().and_then(|k| entries.get(*i)?.required.get(k)) {
             Some(values) => values
                 .iter()
-                .for_each(|v| by_value.entry(v.as_str()).or_default().push(*i)),
-            None => wild.push(*i),
+                .for_each(|v| by_value.entry(v.as_str()).or_default().push(slot)),
+            None => wild.push(slot),
         }
     }
-    let mut pairs = BTreeSet::new();
-    let ordered = |a: usize, b: usize| if a < b { (a, b) } else { (b, a) };
     for list in by_value.values() {
         for (n, a) in list.iter().enumerate() {
             for b in list.iter().skip(n + 1) {
-                pairs.insert(ordered(*a, *b));
+                visit(*a, *b);
             }
         }
     }
     for w in &wild {
-        for m in members {
-            if m != w {
-                pairs.insert(ordered(*w, *m));
+        for m in 0..members.len() {
+            if m != *w {
+                visit((*w).min(m), (*w).max(m));
             }
         }
     }
-    pairs
 }
 
 fn shadowing(program: &Program, entries: &[Entry<'_>], out: &mut Vec<Diagnostic>) {

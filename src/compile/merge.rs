@@ -39,14 +39,16 @@ pub enum MergeError {
     Jit(String),
 }
 
-/// Index offsets of `current`'s parts in the merged program.
+/// Where `current`'s parts stand in the merged program: offsets, and for fields a slot
+/// each (an event field home already reads shares home's slot).
 struct Offsets {
     strings: u32,
     labels: u16,
     metrics: u16,
-    num: u16,
-    bool: u16,
-    str: u16,
+    /// Merged slot of each of `current`'s number, bool and string field slots.
+    num: Vec<u16>,
+    bool: Vec<u16>,
+    str: Vec<u16>,
     monitors: u16,
     channels: u32,
     /// Merged index of each of `current`'s aggregates.
@@ -57,8 +59,58 @@ fn offset<T>(items: &[T], what: &'static str) -> Result<u16, MergeError> {
     u16::try_from(items.len()).map_err(|_| MergeError::TooMany(what))
 }
 
+/// Which kind of slot a field takes.
+fn slot_kind(unit: crate::syntax::ast::Unit) -> usize {
+    match unit {
+        crate::syntax::ast::Unit::Bool => 1,
+        crate::syntax::ast::Unit::String => 2,
+        _ => 0,
+    }
+}
+
+/// The merged slot of every field slot of `current`: an event field home reads too keeps
+/// home's slot (so merging never grows the fields both read, and a rollback merges as
+/// well as a deploy); any other field takes the next free slot of its kind. Returns the
+/// slot maps, the fields to add, and the merged counts.
+fn field_slots(home: &Program, current: &Program) -> ([Vec<u16>; 3], Vec<(usize, u16)>, [u16; 3]) {
+    let mut counts = [home.num_fields, home.bool_fields, home.str_fields];
+    let mut maps = [
+        vec![u16::MAX; usize::from(current.num_fields)],
+        vec![u16::MAX; usize::from(current.bool_fields)],
+        vec![u16::MAX; usize::from(current.str_fields)],
+    ];
+    let mut added = Vec::new();
+    for (i, f) in current.fields.iter().enumerate() {
+        let kind = slot_kind(f.unit);
+        let shared = match &f.source {
+            FieldSource::Event(e) => home
+                .fields
+                .iter()
+                .find(|h| slot_kind(h.unit) == kind && h.source == FieldSource::Event(*e))
+                .map(|h| h.slot),
+            _ => None,
+        };
+        let slot = shared.unwrap_or_else(|| {
+            let next = counts.get(kind).copied().unwrap_or(0);
+            if let Some(c) = counts.get_mut(kind) {
+                *c = c.saturating_add(1);
+            }
+            added.push((i, next));
+            next
+        });
+        if let Some(entry) = maps
+            .get_mut(kind)
+            .and_then(|m| m.get_mut(usize::from(f.slot)))
+        {
+            *entry = slot;
+        }
+    }
+    (maps, added, counts)
+}
+
 pub fn merge(home: &Program, current: &Program) -> Result<Merged, MergeError> {
-    let str_total = usize::from(home.str_fields) + usize::from(current.str_fields);
+    let ([num, bool, str], added, counts) = field_slots(home, current);
+    let str_total = usize::from(counts[2]);
     if str_total > MAX_STR_FIELDS {
         return Err(MergeError::TooManyStringFields(str_total));
     }
@@ -66,9 +118,9 @@ pub fn merge(home: &Program, current: &Program) -> Result<Merged, MergeError> {
         strings: u32::try_from(home.strings.len()).map_err(|_| MergeError::TooMany("strings"))?,
         labels: offset(&home.labels, "labels")?,
         metrics: offset(&home.signals, "signals")?,
-        num: home.num_fields,
-        bool: home.bool_fields,
-        str: home.str_fields,
+        num,
+        bool,
+        str,
         monitors: offset(&home.monitors, "monitors")?,
         channels: u32::try_from(home.channels.len())
             .map_err(|_| MergeError::TooMany("channels"))?,
@@ -78,12 +130,11 @@ pub fn merge(home: &Program, current: &Program) -> Result<Merged, MergeError> {
     program.strings.extend(current.strings.iter().cloned());
     program.labels.extend(current.labels.iter().cloned());
     program.signals.extend(current.signals.iter().cloned());
-    program.num_fields = home.num_fields.saturating_add(current.num_fields);
-    program.bool_fields = home.bool_fields.saturating_add(current.bool_fields);
-    program.str_fields = home.str_fields.saturating_add(current.str_fields);
-    for f in &current.fields {
-        let moved = relocate_field(f, &off);
-        program.fields.push(moved);
+    [program.num_fields, program.bool_fields, program.str_fields] = counts;
+    for (i, _) in &added {
+        if let Some(f) = current.fields.get(*i) {
+            program.fields.push(relocate_field(f, &off));
+        }
     }
     let home_keys: Vec<String> = home
         .aggregates
@@ -196,9 +247,9 @@ fn relocate(code: &Code, off: &Offsets) -> Code {
         .iter()
         .map(|op| match *op {
             Op::Str(i) => Op::Str(i.saturating_add(off.strings)),
-            Op::NumField(s) => Op::NumField(s.saturating_add(off.num)),
-            Op::BoolField(s) => Op::BoolField(s.saturating_add(off.bool)),
-            Op::StrField(s) => Op::StrField(s.saturating_add(off.str)),
+            Op::NumField(s) => Op::NumField(moved(&off.num, s)),
+            Op::BoolField(s) => Op::BoolField(moved(&off.bool, s)),
+            Op::StrField(s) => Op::StrField(moved(&off.str, s)),
             Op::Label(i) => Op::Label(i.saturating_add(off.labels)),
             Op::Agg(i) => Op::Agg(
                 off.aggregates
@@ -208,9 +259,9 @@ fn relocate(code: &Code, off: &Offsets) -> Code {
             ),
             Op::Monitor(i) => Op::Monitor(i.saturating_add(off.monitors)),
             Op::FieldEqStr(f, s, ne) => {
-                Op::FieldEqStr(f.saturating_add(off.str), s.saturating_add(off.strings), ne)
+                Op::FieldEqStr(moved(&off.str, f), s.saturating_add(off.strings), ne)
             }
-            Op::FieldCmpNum(f, c, n) => Op::FieldCmpNum(f.saturating_add(off.num), c, n),
+            Op::FieldCmpNum(f, c, n) => Op::FieldCmpNum(moved(&off.num, f), c, n),
             ref other => other.clone(),
         })
         .collect();
@@ -220,11 +271,16 @@ fn relocate(code: &Code, off: &Offsets) -> Code {
     }
 }
 
+/// A field slot of `current` in the merged program.
+fn moved(map: &[u16], slot: u16) -> u16 {
+    map.get(usize::from(slot)).copied().unwrap_or(u16::MAX)
+}
+
 fn relocate_field(f: &FieldDesc, off: &Offsets) -> FieldDesc {
     let slot = match f.unit {
-        crate::syntax::ast::Unit::Bool => f.slot.saturating_add(off.bool),
-        crate::syntax::ast::Unit::String => f.slot.saturating_add(off.str),
-        _ => f.slot.saturating_add(off.num),
+        crate::syntax::ast::Unit::Bool => moved(&off.bool, f.slot),
+        crate::syntax::ast::Unit::String => moved(&off.str, f.slot),
+        _ => moved(&off.num, f.slot),
     };
     let source = match &f.source {
         FieldSource::Event(e) => FieldSource::Event(*e),
@@ -332,5 +388,25 @@ mod tests {
             aggregate_key(p, fresh),
             aggregate_key(&current, current.aggregates.last().unwrap())
         );
+        // The event fields both read are read once.
+        assert_eq!(p.str_fields, home.str_fields.max(current.str_fields));
+    }
+
+    #[test]
+    fn deploys_and_rollbacks_merge_again_and_again() {
+        let a = program(
+            r#"import std.llm
+            policy a { version 1 scope agent == "x" bind each_step limit std.llm.cost to $5 { breach => stop } }"#,
+        );
+        let b = program(
+            r#"import std.llm
+            policy b { version 1 scope tenant == "t" bind each_step limit std.llm.cost to $3 { breach => stop } }"#,
+        );
+        let mut home = a.clone();
+        for round in 0..20 {
+            let next = if round % 2 == 0 { &b } else { &a };
+            home = merge(&home, next).unwrap().program;
+        }
+        assert!(usize::from(home.str_fields) <= MAX_STR_FIELDS);
     }
 }

@@ -399,3 +399,29 @@ fn explain_says_which_policies_applied_and_where_each_limit_stood() {
             .contains("has no event with seq 99")
     );
 }
+
+#[test]
+fn a_huge_token_is_never_echoed_whole() {
+    let tmp = tempfile::tempdir().unwrap();
+    let huge = "y".repeat(10_000_000);
+    std::fs::write(
+        tmp.path().join("big.policy"),
+        format!("policy p {{ version 1 scope agent == \"{huge}\" limit {huge} to $1 {{ breach => stop }} }}\n"),
+    )
+    .unwrap();
+    for format in ["human", "json", "sarif"] {
+        let out = lever(tmp.path(), &["check", "big.policy", "--format", format]);
+        assert_eq!(out.status.code(), Some(1));
+        let text = String::from_utf8_lossy(&out.stderr).into_owned()
+            + &String::from_utf8_lossy(&out.stdout);
+        assert!(
+            !text.contains(&"y".repeat(100)),
+            "{format}: the token is echoed"
+        );
+        assert!(text.len() < 100_000, "{format}: {} bytes", text.len());
+        assert!(
+            text.contains("10000002 characters") || text.contains("too long"),
+            "{format}: {text}"
+        );
+    }
+}
