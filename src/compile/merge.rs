@@ -59,6 +59,10 @@ fn offset<T>(items: &[T], what: &'static str) -> Result<u16, MergeError> {
     u16::try_from(items.len()).map_err(|_| MergeError::TooMany(what))
 }
 
+/// The field slot maps (number, bool, string), `current`'s fields that take a new slot
+/// (index and slot), and the merged counts of each kind.
+type FieldSlots = ([Vec<u16>; 3], Vec<(usize, u16)>, [u16; 3]);
+
 /// Which kind of slot a field takes.
 fn slot_kind(unit: crate::syntax::ast::Unit) -> usize {
     match unit {
@@ -72,7 +76,7 @@ fn slot_kind(unit: crate::syntax::ast::Unit) -> usize {
 /// home's slot (so merging never grows the fields both read, and a rollback merges as
 /// well as a deploy); any other field takes the next free slot of its kind. Returns the
 /// slot maps, the fields to add, and the merged counts.
-fn field_slots(home: &Program, current: &Program) -> ([Vec<u16>; 3], Vec<(usize, u16)>, [u16; 3]) {
+fn field_slots(home: &Program, current: &Program) -> FieldSlots {
     let mut counts = [home.num_fields, home.bool_fields, home.str_fields];
     let mut maps = [
         vec![u16::MAX; usize::from(current.num_fields)],
