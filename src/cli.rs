@@ -119,6 +119,9 @@ pub enum Command {
         /// which governs nothing.
         #[arg(long)]
         allow_empty: bool,
+        /// The longest event line read, in bytes; a longer one is rejected unread.
+        #[arg(long, default_value_t = 1 << 20)]
+        max_line_bytes: usize,
     },
     /// Serve the runtime over HTTP: runs, steps and their decisions, evidence durable first.
     #[command(
@@ -355,6 +358,7 @@ pub fn main() -> ExitCode {
             store_wait,
             engine,
             allow_empty,
+            max_line_bytes,
         } => crate::cli_run::run(
             &source,
             &events,
@@ -364,6 +368,7 @@ pub fn main() -> ExitCode {
                 store_wait: std::time::Duration::from_secs(store_wait),
                 engine: engine.into(),
                 load: compile::load::LoadOptions { allow_empty },
+                max_line_bytes,
             },
         ),
         Command::Evidence { command } => crate::cli_evidence::run(command),

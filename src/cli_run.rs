@@ -77,6 +77,8 @@ pub struct RunOptions<'a> {
     pub engine: crate::runtime::EngineKind,
     /// What an artifact must be to be loaded (deployed ones included).
     pub load: LoadOptions,
+    /// The longest event line read.
+    pub max_line_bytes: usize,
 }
 
 /// Runs `lever run`.
@@ -201,7 +203,7 @@ fn new_replay(
     base: &Path,
     writing: &RunOptions<'_>,
 ) -> Result<Replay, ExitCode> {
-    Replay::with_engine(
+    let mut replay = Replay::with_engine(
         Arc::clone(artifact),
         base.to_path_buf(),
         load::deploy_loader(writing.load),
@@ -210,7 +212,9 @@ fn new_replay(
     .map_err(|e| {
         eprintln!("error: --engine: {e}");
         ExitCode::from(2)
-    })
+    })?;
+    replay.set_line_limit(writing.max_line_bytes);
+    Ok(replay)
 }
 
 /// The dry pass: refuses the replay if any record contradicts the store.

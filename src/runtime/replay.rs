@@ -34,6 +34,8 @@ pub struct Replay {
     /// Whether the evidence store is down: run starts and steps are then judged under the
     /// outage rule ([`Engine::store_outage`]) before their records are made.
     store_outage: bool,
+    /// The longest line read (`line_bytes`).
+    line_limit: usize,
 }
 
 /// A run's state saved before an event, to put back when the event's evidence is refused.
@@ -89,6 +91,7 @@ impl Replay {
             loader,
             artifact_recorded: vec![false],
             store_outage: false,
+            line_limit: 1 << 20,
         }
     }
 
@@ -151,28 +154,49 @@ impl Replay {
     /// Processes one line given as bytes: a line that is not UTF-8 is rejected on its own
     /// (`malformed_json`), never failing the lines around it.
     pub fn line_bytes(&mut self, line: u64, bytes: &[u8]) -> Option<LineResult> {
+        if bytes.len() > self.line_limit {
+            let detail = format!(
+                "the line is {} bytes, more than the {} an event may take; it is not read",
+                bytes.len(),
+                self.line_limit
+            );
+            return Some(self.unread(line, bytes, RejectCode::InvalidField, detail));
+        }
         match std::str::from_utf8(bytes) {
             Ok(text) => self.line(line, text),
-            Err(e) => {
-                let mut records = self.artifact_record();
-                let rejection = Rejection {
-                    code: RejectCode::MalformedJson,
-                    detail: format!("not UTF-8 ({e})"),
-                    run_id: None,
-                    ts: None,
-                    event: None,
-                };
-                let artifact = self.current_id();
-                records.push(rejected_record(&artifact, line, bytes, &rejection, None));
-                let mut decision = rejected_decision(&rejection, artifact);
-                decision.line = Some(line);
-                Some(LineResult {
-                    decision,
-                    records,
-                    rejected: true,
-                })
-            }
+            Err(e) => Some(self.unread(
+                line,
+                bytes,
+                RejectCode::MalformedJson,
+                format!("not UTF-8 ({e})"),
+            )),
         }
+    }
+
+    /// A line rejected before it is read: it names no run and affects none.
+    fn unread(&mut self, line: u64, bytes: &[u8], code: RejectCode, detail: String) -> LineResult {
+        let mut records = self.artifact_record();
+        let rejection = Rejection {
+            code,
+            detail,
+            run_id: None,
+            ts: None,
+            event: None,
+        };
+        let artifact = self.current_id();
+        records.push(rejected_record(&artifact, line, bytes, &rejection, None));
+        let mut decision = rejected_decision(&rejection, artifact);
+        decision.line = Some(line);
+        LineResult {
+            decision,
+            records,
+            rejected: true,
+        }
+    }
+
+    /// Lines longer than `bytes` are rejected unread (default 1 MiB).
+    pub fn set_line_limit(&mut self, bytes: usize) {
+        self.line_limit = bytes;
     }
 
     pub fn line(&mut self, line: u64, text: &str) -> Option<LineResult> {

@@ -173,3 +173,39 @@ fn a_line_that_is_not_utf8_is_rejected_alone() {
     assert_eq!(lines[2]["action"], "stop");
     assert_eq!(lines[2]["seq"], 2);
 }
+
+#[test]
+fn a_line_over_the_limit_is_rejected_unread_and_stores_only_its_hash() {
+    let tmp = tempfile::tempdir().unwrap();
+    std::fs::write(
+        tmp.path().join("p.policy"),
+        "import std.llm\npolicy p { version 1 scope all limit std.llm.cost to $1 { breach => stop } }\n",
+    )
+    .unwrap();
+    let huge = format!(
+        r#"{{"type":"step","run_id":"r","ts":"2026-01-20T10:00:01Z","prompt":"{}"}}"#,
+        "x".repeat(3 << 20)
+    );
+    let events = format!(
+        "{}\n{huge}\n{}\n",
+        r#"{"type":"run_start","run_id":"r","ts":"2026-01-20T10:00:00Z","tenant":"t"}"#,
+        r#"{"type":"step","run_id":"r","ts":"2026-01-20T10:00:02Z","cost":"0.1"}"#
+    );
+    std::fs::write(tmp.path().join("events.jsonl"), events).unwrap();
+    let out = run_policy(tmp.path());
+    assert_eq!(out.status.code(), Some(1));
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    let second: Value = serde_json::from_str(stdout.lines().nth(1).unwrap()).unwrap();
+    assert_eq!(second["action"], "rejected");
+    assert!(
+        second["reason"]
+            .as_str()
+            .unwrap()
+            .starts_with(&format!("invalid_field: the line is {} bytes", huge.len())),
+        "{second}"
+    );
+    let stored = std::fs::metadata(tmp.path().join("ev/evidence-000000.log"))
+        .unwrap()
+        .len();
+    assert!(stored < 100_000, "the store holds {stored} bytes");
+}
