@@ -22,6 +22,12 @@ mod run_locks;
 mod writer;
 
 pub use auth::{Principal, Tokens};
+
+/// Decodes a request body as the server does before judging it (for fuzzing): its fields
+/// with their JSON text, or why it is refused.
+pub fn decode_body(body: &[u8]) -> Result<usize, String> {
+    routes::parse_body(body).map(|b| b.len()).map_err(|r| r.1)
+}
 pub use config::Config;
 use deploy::watch;
 use feed::seed_feed;

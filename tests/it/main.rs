@@ -15,6 +15,7 @@ mod docs_formats;
 mod evidence;
 mod file_store;
 mod fmt;
+mod fuzz;
 mod generate;
 mod grammar;
 mod lsp;
