@@ -93,26 +93,40 @@ fn verify(
     run: Option<&str>,
     digest: Option<&str>,
 ) -> Result<ExitCode, evidence::StoreError> {
-    Ok(match audit::verify(store, run, digest)? {
-        Ok(v) if v.records == 0 => {
-            eprintln!("error: the store holds no evidence: nothing to verify");
-            ExitCode::from(1)
+    let tty = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let mut last = std::time::Instant::now();
+    let mut progress = |done: u64, total: u64| {
+        if tty && (last.elapsed().as_millis() >= 200 || done == total) {
+            last = std::time::Instant::now();
+            let pct = (done * 100).checked_div(total).unwrap_or(100);
+            eprint!("\rverifying: {pct:>3}%");
+            if done == total {
+                eprintln!();
+            }
         }
-        Ok(v) => {
-            let covered = digest.map_or(String::new(), |d| {
-                format!("; everything digest {d} covered is intact")
-            });
-            println!(
-                "verified: {} records in {} chains{covered}",
-                v.records, v.chains
-            );
-            ExitCode::SUCCESS
-        }
-        Err(problem) => {
-            eprintln!("error: verification failed: {problem}");
-            ExitCode::from(1)
-        }
-    })
+    };
+    Ok(
+        match audit::verify_with_progress(store, run, digest, &mut progress)? {
+            Ok(v) if v.records == 0 => {
+                eprintln!("error: the store holds no evidence: nothing to verify");
+                ExitCode::from(1)
+            }
+            Ok(v) => {
+                let covered = digest.map_or(String::new(), |d| {
+                    format!("; everything digest {d} covered is intact")
+                });
+                println!(
+                    "verified: {} records in {} chains{covered}",
+                    v.records, v.chains
+                );
+                ExitCode::SUCCESS
+            }
+            Err(problem) => {
+                eprintln!("error: verification failed: {problem}");
+                ExitCode::from(1)
+            }
+        },
+    )
 }
 
 fn digest(store: &mut dyn EvidenceStore) -> Result<ExitCode, evidence::StoreError> {

@@ -14,7 +14,7 @@
 //! that `verify --digest D` can later check that every record D covered is still there,
 //! unchanged, even after a rewrite that recomputed every hash.
 
-use super::chain::{ChainId, Head, Stored, hex, unhex};
+use super::chain::{ChainId, Head, Link, Stored, hex, unhex};
 use super::{EvidenceStore, Record, RecordKind, StoreError};
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::ops::ControlFlow;
@@ -49,11 +49,11 @@ pub struct Verified {
     pub records: usize,
 }
 
-fn problem(s: &Stored, chain: &ChainId, what: String) -> Problem {
+fn problem(s: &Link, chain: &ChainId, what: String) -> Problem {
     Problem {
         chain: chain.clone(),
         n: Some(s.n),
-        seq: Some(s.record.seq),
+        seq: Some(s.seq),
         what,
     }
 }
@@ -91,8 +91,8 @@ impl ChainCheck {
     }
 
     /// Checks the next record of its chain.
-    pub fn take(&mut self, s: &Stored) -> Result<(), Problem> {
-        let chain = s.record.chain();
+    pub fn take(&mut self, s: &Link) -> Result<(), Problem> {
+        let chain = s.chain.clone();
         let head = match self.open.get(&chain) {
             Some(h) => *h,
             None if self.closed.contains(&short_key(&chain)) => {
@@ -110,7 +110,7 @@ impl ChainCheck {
         };
         check_link(s, &chain, &head)?;
         self.records += 1;
-        let next = Head::after(s);
+        let next = Head::after_link(s);
         if next.closed {
             self.open.remove(&chain);
             self.closed.insert(short_key(&chain));
@@ -131,7 +131,7 @@ impl ChainCheck {
     }
 }
 
-fn check_link(s: &Stored, chain: &ChainId, head: &Head) -> Result<(), Problem> {
+fn check_link(s: &Link, chain: &ChainId, head: &Head) -> Result<(), Problem> {
     if s.n != head.len {
         return Err(problem(
             s,
@@ -167,7 +167,7 @@ fn check_link(s: &Stored, chain: &ChainId, head: &Head) -> Result<(), Problem> {
 pub fn check_chains(records: &[Stored]) -> Result<BTreeMap<ChainId, Head>, Problem> {
     let mut check = ChainCheck::new(true);
     for s in records {
-        check.take(s)?;
+        check.take(&s.link())?;
     }
     Ok(check.heads())
 }
@@ -239,7 +239,10 @@ pub fn verify_with_progress(
             };
             // One run's verification streams that run only: the store chain is checked here.
             if run.is_some()
-                && let Some(Err(p)) = store_chain.iter().map(|s| c.take(s)).find(Result::is_err)
+                && let Some(Err(p)) = store_chain
+                    .iter()
+                    .map(|s| c.take(&s.link()))
+                    .find(Result::is_err)
             {
                 return Ok(Err(p));
             }
@@ -249,7 +252,7 @@ pub fn verify_with_progress(
     };
     let mut check = ChainCheck::new(false);
     let mut found: Option<Problem> = None;
-    let mut take = |s: Stored| {
+    let mut take = |s: Link| {
         let result = check
             .take(&s)
             .and_then(|()| covered.as_mut().map_or(Ok(()), |c| c.take(&s)));
@@ -264,12 +267,12 @@ pub fn verify_with_progress(
     match run {
         Some(id) => {
             for s in store.read_chain(&ChainId::Run(id.to_string()))? {
-                if take(s).is_break() {
+                if take(s.link()).is_break() {
                     break;
                 }
             }
         }
-        None => store.visit_all(&mut take, progress)?,
+        None => store.visit_links(&mut take, progress)?,
     }
     if let Some(p) = found {
         return Ok(Err(p));
@@ -364,8 +367,8 @@ impl Covered {
         })
     }
 
-    fn take(&mut self, s: &Stored) -> Result<(), Problem> {
-        let chain = s.record.chain();
+    fn take(&mut self, s: &Link) -> Result<(), Problem> {
+        let chain = s.chain.clone();
         let Some(head) = self.heads.get(&chain) else {
             return Ok(());
         };

@@ -192,6 +192,42 @@ pub fn record_of(v: &serde_json::Value) -> Option<Record> {
     })
 }
 
+/// What verification needs of a stored record, read without parsing its body: its chain,
+/// kind and seq, its place in the chain, and the hash of its canonical bytes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Link {
+    pub chain: ChainId,
+    pub kind: RecordKind,
+    pub seq: u64,
+    pub n: u64,
+    pub prev: [u8; 32],
+    pub hash: [u8; 32],
+    /// blake3 over the canonical bytes.
+    pub content: [u8; 32],
+}
+
+impl Link {
+    /// The hash this record should have, from its content and place.
+    pub fn expected_hash(&self) -> [u8; 32] {
+        link_hash(&self.prev, self.n, &self.content)
+    }
+}
+
+impl Stored {
+    /// The record's link.
+    pub fn link(&self) -> Link {
+        Link {
+            chain: self.record.chain(),
+            kind: self.record.kind,
+            seq: self.record.seq,
+            n: self.n,
+            prev: self.prev,
+            hash: self.hash,
+            content: self.record.content_hash(),
+        }
+    }
+}
+
 /// The head of one chain: how many records it holds, the last one's hash, and whether a
 /// `run_summary` closed it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -213,6 +249,14 @@ impl Head {
             len: stored.n + 1,
             hash: stored.hash,
             closed: stored.record.kind == RecordKind::RunSummary,
+        }
+    }
+
+    pub fn after_link(link: &Link) -> Head {
+        Head {
+            len: link.n + 1,
+            hash: link.hash,
+            closed: link.kind == RecordKind::RunSummary,
         }
     }
 }

@@ -293,6 +293,15 @@ pub trait EvidenceStore: Send {
         visit: &mut dyn FnMut(Stored) -> std::ops::ControlFlow<()>,
         progress: &mut dyn FnMut(u64, u64),
     ) -> Result<(), StoreError>;
+    /// [`EvidenceStore::visit_all`], each record as its [`chain::Link`] only: what
+    /// verification reads, without every body parsed.
+    fn visit_links(
+        &mut self,
+        visit: &mut dyn FnMut(chain::Link) -> std::ops::ControlFlow<()>,
+        progress: &mut dyn FnMut(u64, u64),
+    ) -> Result<(), StoreError> {
+        self.visit_all(&mut |s| visit(s.link()), progress)
+    }
     /// One chain's records in order, as stored.
     fn read_chain(&mut self, chain: &ChainId) -> Result<Vec<Stored>, StoreError>;
     /// The newest `limit` records of a kind, oldest first (the alert outbox, say).

@@ -333,6 +333,7 @@ impl FileStore {
                 seq: r.seq,
                 index: r.index,
                 n: l.n,
+                prev: l.prev,
                 hash: l.hash,
                 content: l.content,
             };
@@ -460,5 +461,14 @@ impl EvidenceStore for FileStore {
     ) -> Result<(), StoreError> {
         self.refresh()?;
         self.visit_segments(visit, progress)
+    }
+
+    fn visit_links(
+        &mut self,
+        visit: &mut dyn FnMut(chain::Link) -> std::ops::ControlFlow<()>,
+        progress: &mut dyn FnMut(u64, u64),
+    ) -> Result<(), StoreError> {
+        self.refresh()?;
+        self.visit_segment_links(visit, progress)
     }
 }

@@ -4,7 +4,7 @@
 use super::index::ChainPart;
 use super::segment::{self, FRAME_HEADER, Summary, segment_path};
 use super::{FileStore, io_error};
-use crate::evidence::chain::{ChainId, Stored};
+use crate::evidence::chain::{ChainId, Link, Stored};
 use crate::evidence::{RecordKind, StoreError};
 use std::fs::File;
 use std::ops::ControlFlow;
@@ -80,11 +80,11 @@ impl FileStore {
             .collect()
     }
 
-    /// Every record, segment by segment in commit order: each chain's records in order,
-    /// chains interleaved. `progress` hears (bytes read, bytes in all).
-    pub(super) fn visit_segments(
+    /// Every record's payload, segment by segment in commit order: each chain's records in
+    /// order, chains interleaved. `progress` hears (bytes read, bytes in all).
+    fn visit_payloads(
         &self,
-        visit: &mut dyn FnMut(Stored) -> ControlFlow<()>,
+        visit: &mut dyn FnMut(u32, u32, &[u8]) -> Result<ControlFlow<()>, StoreError>,
         progress: &mut dyn FnMut(u64, u64),
     ) -> Result<(), StoreError> {
         let numbers: Vec<u32> = self
@@ -126,13 +126,8 @@ impl FileStore {
                 });
             }
             for (offset, payload) in frames {
-                let stored = parse(
-                    &self.dir,
-                    *n,
-                    u32::try_from(offset).unwrap_or(u32::MAX),
-                    payload,
-                )?;
-                if visit(stored).is_break() {
+                let offset = u32::try_from(offset).unwrap_or(u32::MAX);
+                if visit(*n, offset, payload)?.is_break() {
                     return Ok(());
                 }
             }
@@ -140,6 +135,33 @@ impl FileStore {
             progress(done, total);
         }
         Ok(())
+    }
+
+    /// Every record, parsed whole.
+    pub(super) fn visit_segments(
+        &self,
+        visit: &mut dyn FnMut(Stored) -> ControlFlow<()>,
+        progress: &mut dyn FnMut(u64, u64),
+    ) -> Result<(), StoreError> {
+        self.visit_payloads(
+            &mut |n, offset, payload| Ok(visit(parse(&self.dir, n, offset, payload)?)),
+            progress,
+        )
+    }
+
+    /// Every record's link, its body hashed but not parsed.
+    pub(super) fn visit_segment_links(
+        &self,
+        visit: &mut dyn FnMut(Link) -> ControlFlow<()>,
+        progress: &mut dyn FnMut(u64, u64),
+    ) -> Result<(), StoreError> {
+        self.visit_payloads(
+            &mut |n, offset, payload| {
+                let s = Summary::of(payload).ok_or_else(|| not_a_record(&self.dir, n, offset))?;
+                Ok(visit(s.link()))
+            },
+            progress,
+        )
     }
 
     /// The newest `limit` records of a kind, oldest first.

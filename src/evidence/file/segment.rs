@@ -125,6 +125,7 @@ pub struct Summary {
     pub seq: u64,
     pub index: u32,
     pub n: u64,
+    pub prev: [u8; 32],
     pub hash: [u8; 32],
     /// blake3 over the canonical bytes.
     pub content: [u8; 32],
@@ -142,18 +143,24 @@ struct Fields<'a> {
     index: u32,
 }
 
-/// The length of the stored-form suffix `,"n":N,"prev":"<64 hex>","hash":"<64 hex>"}` and
-/// its parts, read from the end of a payload.
-fn split_suffix(payload: &[u8]) -> Option<(&[u8], u64, [u8; 32])> {
+/// The stored-form suffix `,"n":N,"prev":"<64 hex>","hash":"<64 hex>"}` read from the end
+/// of a payload: what comes before it, and `n`, `prev` and `hash`.
+fn split_suffix(payload: &[u8]) -> Option<(&[u8], u64, [u8; 32], [u8; 32])> {
     let hash_end = payload.len().checked_sub(2)?;
-    let hash = std::str::from_utf8(payload.get(hash_end - 64..hash_end)?).ok()?;
+    let hash = std::str::from_utf8(payload.get(hash_end.checked_sub(64)?..hash_end)?).ok()?;
     let before_hash = hash_end.checked_sub(64 + 10)?; // `","hash":"`
     let prev_start = before_hash.checked_sub(64)?;
+    let prev = std::str::from_utf8(payload.get(prev_start..before_hash)?).ok()?;
     let before_prev = prev_start.checked_sub(9)?; // `,"prev":"`
     let n_field = payload.get(..before_prev)?;
     let n_at = find_last(n_field, b",\"n\":")?;
     let n_text = std::str::from_utf8(n_field.get(n_at + 5..)?).ok()?;
-    Some((payload.get(..n_at)?, n_text.parse().ok()?, unhex(hash)?))
+    Some((
+        payload.get(..n_at)?,
+        n_text.parse().ok()?,
+        unhex(prev)?,
+        unhex(hash)?,
+    ))
 }
 
 fn find_last(haystack: &[u8], needle: &[u8]) -> Option<usize> {
@@ -163,7 +170,7 @@ fn find_last(haystack: &[u8], needle: &[u8]) -> Option<usize> {
 impl Summary {
     /// Reads a payload's summary; `None` if it is not a stored record.
     pub fn of(payload: &[u8]) -> Option<Summary> {
-        let (body, n, hash) = split_suffix(payload)?;
+        let (body, n, prev, hash) = split_suffix(payload)?;
         let mut canonical = Vec::with_capacity(body.len() + 1);
         canonical.extend_from_slice(body);
         canonical.push(b'}');
@@ -175,9 +182,26 @@ impl Summary {
             seq: fields.seq,
             index: fields.index,
             n,
+            prev,
             hash,
             content: *blake3::hash(&canonical).as_bytes(),
         })
+    }
+
+    /// What verification reads of the record.
+    pub fn link(&self) -> crate::evidence::chain::Link {
+        crate::evidence::chain::Link {
+            chain: match &self.run_id {
+                Some(run) => crate::evidence::ChainId::Run(run.clone()),
+                None => crate::evidence::ChainId::Store,
+            },
+            kind: self.kind,
+            seq: self.seq,
+            n: self.n,
+            prev: self.prev,
+            hash: self.hash,
+            content: self.content,
+        }
     }
 
     /// The record's id, as [`Record::id`] computes it.
