@@ -31,6 +31,9 @@ fn read_frame(file: &File, path: &std::path::Path, offset: u32) -> Result<Vec<u8
     Ok(payload)
 }
 
+/// Called with each payload: its segment, offset and bytes.
+type PayloadVisit<'a> = dyn FnMut(u32, u32, &[u8]) -> Result<ControlFlow<()>, StoreError> + 'a;
+
 impl FileStore {
     /// Each segment holding records of a chain, oldest first, with the chain's part in it.
     fn parts_of(&self, chain: &ChainId) -> Result<Vec<(u32, ChainPart)>, StoreError> {
@@ -84,7 +87,7 @@ impl FileStore {
     /// order, chains interleaved. `progress` hears (bytes read, bytes in all).
     fn visit_payloads(
         &self,
-        visit: &mut dyn FnMut(u32, u32, &[u8]) -> Result<ControlFlow<()>, StoreError>,
+        visit: &mut PayloadVisit<'_>,
         progress: &mut dyn FnMut(u64, u64),
     ) -> Result<(), StoreError> {
         let numbers: Vec<u32> = self

@@ -143,9 +143,13 @@ struct Fields<'a> {
     index: u32,
 }
 
+/// A payload split at its stored-form suffix: the canonical bytes without their closing
+/// brace, then `n`, `prev` and `hash`.
+type Suffix<'a> = (&'a [u8], u64, [u8; 32], [u8; 32]);
+
 /// The stored-form suffix `,"n":N,"prev":"<64 hex>","hash":"<64 hex>"}` read from the end
 /// of a payload: what comes before it, and `n`, `prev` and `hash`.
-fn split_suffix(payload: &[u8]) -> Option<(&[u8], u64, [u8; 32], [u8; 32])> {
+fn split_suffix(payload: &[u8]) -> Option<Suffix<'_>> {
     let hash_end = payload.len().checked_sub(2)?;
     let hash = std::str::from_utf8(payload.get(hash_end.checked_sub(64)?..hash_end)?).ok()?;
     let before_hash = hash_end.checked_sub(64 + 10)?; // `","hash":"`
