@@ -6,8 +6,8 @@
 
 use crate::check;
 use crate::compile;
-use crate::diag::{self, JsonDiagnostic, Severity};
-use crate::source;
+use crate::base::diag::{self, JsonDiagnostic, Severity};
+use crate::base::source;
 use clap::{Parser, Subcommand, ValueEnum};
 use std::io::{IsTerminal, Write};
 use std::path::PathBuf;

@@ -110,7 +110,7 @@ pub fn test(paths: &[PathBuf], format: Format, coverage: bool) -> ExitCode {
     let sources = &checked.sources;
     // The tests `lever check` read from the set's files.
     let tests = &checked.tests;
-    let line_of = |span: crate::source::Span| {
+    let line_of = |span: crate::base::source::Span| {
         sources
             .get(span.file)
             .map_or(0, |f| f.line_col(span.start as usize).0)
@@ -162,7 +162,7 @@ pub fn fmt(paths: &[PathBuf], check: bool) -> ExitCode {
             }
         };
     }
-    let files = match crate::source::expand_paths(paths) {
+    let files = match crate::base::source::expand_paths(paths) {
         Ok(f) => f,
         Err(e) => {
             eprintln!("error: {e}");
@@ -207,8 +207,8 @@ pub fn fmt(paths: &[PathBuf], check: bool) -> ExitCode {
     ExitCode::from(if failed { 1 } else { 0 })
 }
 
-fn report_syntax(path: &str, text: &str, diags: &[crate::diag::Diagnostic]) {
-    let sources = crate::source::SourceSet::from_text(path, text);
-    eprint!("{}", crate::diag::render(diags, &sources, false));
+fn report_syntax(path: &str, text: &str, diags: &[crate::base::diag::Diagnostic]) {
+    let sources = crate::base::source::SourceSet::from_text(path, text);
+    eprint!("{}", crate::base::diag::render(diags, &sources, false));
     eprintln!("error: {path} does not parse; it was left as it is");
 }

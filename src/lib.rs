@@ -15,6 +15,7 @@
 )]
 
 pub mod author;
+pub mod base;
 pub mod check;
 pub mod cli;
 mod cli_author;
@@ -22,15 +23,15 @@ mod cli_evidence;
 pub mod cli_reference;
 mod cli_run;
 pub mod compile;
-pub mod diag;
 pub mod evidence;
 pub mod jit;
 pub mod lsp;
-pub mod num;
 pub mod runtime;
 pub mod server;
-pub mod source;
 pub mod stdlib;
 pub mod syntax;
 pub mod testing;
 pub mod vm;
+
+/// The floor's parts most callers use, at the crate's root.
+pub use base::{diag, num, source};

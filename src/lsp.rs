@@ -8,8 +8,8 @@
 //! Positions are UTF-16 code units, as the protocol's default says.
 
 use crate::check::{self, Checked};
-use crate::diag::{Diagnostic, Severity};
-use crate::source::{FileId, FileRole, SourceFile, SourceSet};
+use crate::base::diag::{Diagnostic, Severity};
+use crate::base::source::{FileId, FileRole, SourceFile, SourceSet};
 use crate::syntax::ast::{ClauseKind, ItemKind};
 use crate::syntax::lexer::{self, TokenKind};
 use lsp_server::{Connection, Message, Notification, Request, Response};
@@ -177,8 +177,8 @@ struct Decl {
     name: String,
     file: FileId,
     /// The declared name's span, and the whole declaration's.
-    at: crate::source::Span,
-    whole: crate::source::Span,
+    at: crate::base::source::Span,
+    whole: crate::base::source::Span,
     what: &'static str,
 }
 

@@ -10,7 +10,7 @@ use crate::compile::artifact::Artifact;
 use crate::compile::bytecode::{PolicyDesc, Program, RuleDesc, RuleKindDesc};
 use crate::compile::disasm::actions_text;
 use crate::compile::meaning::scope_text;
-use crate::runtime::format;
+use crate::base::format;
 use crate::syntax::ast::{OnError, Unit};
 use serde::Serialize;
 
@@ -159,7 +159,7 @@ fn duration_text(ns: i64) -> String {
 }
 
 fn percent_text(p: i64) -> String {
-    format!("{}%", crate::num::Decimal(p))
+    format!("{}%", crate::base::num::Decimal(p))
 }
 
 fn on_error_text(e: OnError) -> &'static str {

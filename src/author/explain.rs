@@ -8,7 +8,8 @@ use crate::check::hir::{Scope, Selector};
 use crate::compile::bytecode::{PolicyDesc, Program};
 use crate::compile::meaning::scope_text;
 use crate::runtime::decision::Decision;
-use crate::runtime::{Engine, Run, Zone, format};
+use crate::base::format;
+use crate::runtime::{Engine, Run, Zone};
 use crate::vm::Slot;
 use serde_json::{Value, json};
 
@@ -130,7 +131,7 @@ pub fn explain(engine: &Engine, run: &Run, decision: &Decision, stepped: bool) -
                 "observed": observed,
                 "limit_value": format::value(l.unit, l.value),
                 "effective_value": format::value(l.unit, raise.map_or(l.value, |g| g.value)),
-                "near_percent": l.near.as_ref().map(|n| format!("{}%", crate::num::Decimal(n.percent))),
+                "near_percent": l.near.as_ref().map(|n| format!("{}%", crate::base::num::Decimal(n.percent))),
                 "zone": run.zones.get(flat).map(|z| zone_name(*z)),
                 "shadowed": run.shadowed.get(flat).copied().unwrap_or(false),
                 "raised_until": raise.and_then(|g| g.until).map(format::timestamp),

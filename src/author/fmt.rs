@@ -14,8 +14,8 @@
 //! - comments where they were: a comment on a line of its own stays on its own line, a
 //!   trailing one stays at the end of its line; no trailing whitespace; one final newline.
 
-use crate::diag::Diagnostic;
-use crate::source::FileId;
+use crate::base::diag::Diagnostic;
+use crate::base::source::FileId;
 use crate::syntax::lexer::{self, TokenKind};
 use crate::syntax::parser::{CLAUSE_KEYWORDS, ITEM_KEYWORDS, is_reserved};
 

@@ -12,9 +12,9 @@
 //! values the scopes mention (plus one value none of them mentions), up to a budget.
 
 use super::hir::{Enforcement, Program, Scope, Selector};
-use crate::diag::{Code, Diagnostic};
-use crate::num::Decimal;
-use crate::source::Span;
+use crate::base::diag::{Code, Diagnostic};
+use crate::base::num::Decimal;
+use crate::base::source::Span;
 use crate::syntax::ast::{Bind, Conflict};
 use std::collections::{BTreeMap, BTreeSet};
 

@@ -1,9 +1,10 @@
 //! The checked program: every name resolved, every expression typed, every constant folded.
 //!
 //! This is the boundary between the front end and the compiler. Values are fixed-point
-//! 10⁻⁹ units ([`crate::num`]); monitors, fields and channels are referred to by index.
+//! 10⁻⁹ units ([`crate::base::num`]); monitors, fields and channels are referred to by index.
 
-use crate::source::Span;
+use crate::base::source::Span;
+pub use crate::base::lang::Enforcement;
 use crate::syntax::ast::{AggFunc, BinOp, Bind, ChannelKind, Conflict, OnError, Unit};
 
 /// Index into [`Program::fields`].
@@ -187,26 +188,6 @@ impl Scope {
             Scope::Not(x) => !x.matches(get),
             Scope::And(a, b) => a.matches(get) && b.matches(get),
             Scope::Or(a, b) => a.matches(get) || b.matches(get),
-        }
-    }
-}
-
-/// An enforcement, ordered by severity.
-#[derive(
-    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
-)]
-pub enum Enforcement {
-    Pause,
-    Stop,
-    Kill,
-}
-
-impl Enforcement {
-    pub fn name(self) -> &'static str {
-        match self {
-            Enforcement::Pause => "pause",
-            Enforcement::Stop => "stop",
-            Enforcement::Kill => "kill",
         }
     }
 }

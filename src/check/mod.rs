@@ -10,8 +10,8 @@ pub mod hir;
 mod policy;
 mod types;
 
-use crate::diag::{self, Code, Diagnostic};
-use crate::source::{FileId, FileRole, SourceFile, SourceSet, Span};
+use crate::base::diag::{self, Code, Diagnostic};
+use crate::base::source::{FileId, FileRole, SourceFile, SourceSet, Span};
 use crate::stdlib;
 use crate::syntax::{self, ast};
 use std::collections::{BTreeMap, BTreeSet};

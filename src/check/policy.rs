@@ -4,9 +4,9 @@
 use super::hir::{self, ChannelRef, Enforcement};
 use super::types::{Cx, Place};
 use super::{Checker, Decl, Ns};
-use crate::diag::{Code, Diagnostic};
-use crate::num::SCALE;
-use crate::source::Span;
+use crate::base::diag::{Code, Diagnostic};
+use crate::base::num::SCALE;
+use crate::base::source::Span;
 use crate::syntax::ast::{self, ChannelKind, ClauseKind, Unit};
 use std::collections::BTreeMap;
 
@@ -105,7 +105,7 @@ impl<'a> Checker<'a> {
         &mut self,
         kind: ChannelKind,
         arg: &ast::ChannelArg,
-        file: crate::source::FileId,
+        file: crate::base::source::FileId,
         ns: Ns,
     ) -> Option<hir::ArgValue> {
         let name = arg.name.text.as_str();

@@ -6,9 +6,9 @@
 
 use super::hir::{self, ExprKind, Value};
 use super::{Checker, Decl, Ns, State};
-use crate::diag::{Code, Diagnostic};
-use crate::num::{self, ArithError};
-use crate::source::{FileId, Span};
+use crate::base::diag::{Code, Diagnostic};
+use crate::base::num::{self, ArithError};
+use crate::base::source::{FileId, Span};
 use crate::syntax::ast::{self, AggFunc, BinOp, Literal, NumUnit, Unit};
 
 /// Where an expression stands, which decides what it may read.

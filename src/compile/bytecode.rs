@@ -194,7 +194,7 @@ pub struct NearDesc {
 /// The least `M` with `M × 100 >= value × percent` (`percent` in 10⁻⁹ units), exactly.
 pub fn near_threshold(value: i64, percent: i64) -> Option<i64> {
     let a = i128::from(value) * i128::from(percent);
-    let b = 100 * i128::from(crate::num::SCALE);
+    let b = 100 * i128::from(crate::base::num::SCALE);
     let ceil = a.div_euclid(b) + i128::from(a.rem_euclid(b) != 0);
     if ceil > i128::from(i64::MAX) {
         return None;
@@ -282,7 +282,7 @@ pub struct Program {
 #[cfg(test)]
 mod tests {
     use super::near_threshold;
-    use crate::num::SCALE;
+    use crate::base::num::SCALE;
 
     /// The precomputed threshold agrees with the exact 128-bit test on both sides.
     #[test]

@@ -12,7 +12,7 @@
 //! - An artifact with no policy governs nothing: refused unless the operator allows it.
 
 use super::artifact::{Artifact, ArtifactError, MAGIC};
-use crate::source::{FileRole, SourceFile, SourceSet};
+use crate::base::source::{FileRole, SourceFile, SourceSet};
 use std::path::Path;
 
 /// Why an artifact was refused.
@@ -159,8 +159,8 @@ pub fn load_path(path: &Path, options: LoadOptions) -> Result<Artifact, String> 
             _ => format!("{}: {e}", path.display()),
         });
     }
-    let files = crate::source::expand_paths(&[path.to_path_buf()]).map_err(|e| e.to_string())?;
-    let sources = crate::source::load_files(&files).map_err(|e| e.to_string())?;
+    let files = crate::base::source::expand_paths(&[path.to_path_buf()]).map_err(|e| e.to_string())?;
+    let sources = crate::base::source::load_files(&files).map_err(|e| e.to_string())?;
     let checked = crate::check::check(sources);
     if checked.has_errors() {
         let n = checked.diagnostics.iter().filter(|d| d.is_error()).count();

@@ -9,7 +9,7 @@
 use crate::check::hir::{
     self, ArgValue, ChannelRef, ExprKind, Grantee, RuleKind, Scope, Selector, Value,
 };
-use crate::num::Decimal;
+use crate::base::num::Decimal;
 use std::collections::BTreeSet;
 use std::fmt::Write;
 

@@ -351,7 +351,7 @@ fn fresh_monitors(program: &Program, first_fresh: usize) -> Vec<bool> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::source::SourceSet;
+    use crate::base::source::SourceSet;
 
     fn program(text: &str) -> Program {
         let checked = crate::check::check(SourceSet::from_text("p.policy", text));

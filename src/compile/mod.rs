@@ -13,7 +13,7 @@ pub mod meaning;
 pub mod merge;
 
 use crate::check::Checked;
-use crate::source::FileRole;
+use crate::base::source::FileRole;
 use artifact::{Artifact, ArtifactBody, ArtifactError, SourceEntry};
 
 #[derive(Debug, thiserror::Error)]

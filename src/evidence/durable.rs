@@ -79,7 +79,7 @@ fn now_ns() -> i64 {
 fn outage_record(event: &str, at: i64, extra: serde_json::Value) -> Record {
     let mut body = serde_json::json!({
         "event": event,
-        "at": crate::runtime::format::timestamp(at),
+        "at": crate::base::format::timestamp(at),
     });
     if let (Some(map), serde_json::Value::Object(more)) = (body.as_object_mut(), extra) {
         map.extend(more);
@@ -127,7 +127,7 @@ impl Durable {
                     left.first()
                         .filter(|r| r.kind == RecordKind::Outage)
                         .and_then(|r| r.body.get("at")?.as_str())
-                        .and_then(crate::runtime::format::parse_timestamp)
+                        .and_then(crate::base::format::parse_timestamp)
                         .unwrap_or_else(now_ns),
                 );
                 durable.queue = left;
@@ -380,7 +380,7 @@ impl Durable {
             "end",
             now_ns(),
             serde_json::json!({
-                "started": crate::runtime::format::timestamp(started),
+                "started": crate::base::format::timestamp(started),
                 "records_written_late": self.written_late,
             }),
         );

@@ -13,7 +13,7 @@
 mod codegen;
 
 use crate::compile::bytecode::{FieldSource, Program};
-use crate::num::ArithError;
+use crate::base::num::ArithError;
 use crate::vm::{Ctx, Slot, StrRef};
 
 pub use codegen::compile;
@@ -282,9 +282,9 @@ unsafe extern "C" fn slow_field_eq_str(
 /// `out` is writable.
 unsafe extern "C" fn mul_div(op: i64, a: i64, b: i64, out: *mut Flat) {
     let r = if op == 2 {
-        crate::num::mul(a, b)
+        crate::base::num::mul(a, b)
     } else {
-        crate::num::div(a, b)
+        crate::base::num::div(a, b)
     };
     // SAFETY: `out` points at a `Flat` in the caller's frame.
     unsafe { *out = Flat::of(r.map_or_else(Slot::Err, Slot::Num)) };

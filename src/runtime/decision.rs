@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 fn rfc3339<S: Serializer>(ts: &Option<i64>, s: S) -> Result<S::Ok, S::Error> {
     match ts {
-        Some(t) => s.serialize_str(&super::format::timestamp(*t)),
+        Some(t) => s.serialize_str(&crate::base::format::timestamp(*t)),
         None => s.serialize_none(),
     }
 }

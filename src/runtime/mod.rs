@@ -29,7 +29,6 @@
 pub mod arbitrate;
 pub mod decision;
 pub mod event;
-pub mod format;
 mod outage;
 mod overrides;
 mod rebind;
@@ -42,9 +41,11 @@ use crate::compile::artifact::Artifact;
 use crate::compile::bytecode::{
     ActionsDesc, EventField, FieldSource, LimitDesc, PolicyDesc, Program,
 };
-use crate::num::SCALE;
+use crate::base::num::SCALE;
 use crate::syntax::ast::OnError;
 use crate::vm::{self, AggState, Ctx, MAX_STR_FIELDS, NOT_A_CONSTANT, NOT_INTERNED, Slot};
+use crate::base::format;
+use crate::base::hash::Fnv1a;
 use decision::{Action, Alert, Decision, Signal};
 use event::{RunEnd, RunStart, Step};
 use std::sync::Arc;
@@ -913,29 +914,6 @@ impl Engine {
     }
 }
 
-/// FNV-1a: the keys are the program's own string constants and the values a step's short
-/// fields, so a keyed hash (SipHash) buys nothing here and costs a tenth of a step.
-#[derive(Debug, Clone, Copy)]
-pub struct Fnv1a(u64);
-
-impl Default for Fnv1a {
-    fn default() -> Fnv1a {
-        Fnv1a(0xcbf2_9ce4_8422_2325)
-    }
-}
-
-impl std::hash::Hasher for Fnv1a {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-
-    fn write(&mut self, bytes: &[u8]) {
-        for b in bytes {
-            self.0 = (self.0 ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3);
-        }
-    }
-}
-
 /// String fields that some `field == "const"` instruction compares.
 fn compared_string_fields(program: &Program) -> Vec<u16> {
     let mut codes: Vec<&crate::compile::bytecode::Code> = Vec::new();
@@ -972,10 +950,10 @@ fn conflict_key(s: &Signal) -> String {
     )
 }
 
-fn error_name(e: crate::num::ArithError) -> &'static str {
+fn error_name(e: crate::base::num::ArithError) -> &'static str {
     match e {
-        crate::num::ArithError::Overflow => "overflow",
-        crate::num::ArithError::DivisionByZero => "division_by_zero",
+        crate::base::num::ArithError::Overflow => "overflow",
+        crate::base::num::ArithError::DivisionByZero => "division_by_zero",
     }
 }
 

@@ -442,7 +442,7 @@ impl Replay {
             run_id: None,
             seq: 0,
             index: 0,
-            body: serde_json::json!({"ts": super::format::timestamp(ts), "from": old, "to": new, "actor": actor}),
+            body: serde_json::json!({"ts": crate::base::format::timestamp(ts), "from": old, "to": new, "actor": actor}),
         });
         let decision = Decision {
             line: None,
@@ -558,7 +558,7 @@ impl Replay {
             ));
         }
         // An alert record is the outbox entry: the alert as printed, and when it was raised.
-        let ts = serde_json::Value::from(d.ts.map(super::format::timestamp));
+        let ts = serde_json::Value::from(d.ts.map(crate::base::format::timestamp));
         for (i, a) in d.alerts.iter().enumerate() {
             let mut body = serde_json::to_value(a).unwrap_or_default();
             if let Some(map) = body.as_object_mut() {
@@ -570,7 +570,7 @@ impl Replay {
             out.push(record(
                 RecordKind::Incident,
                 i,
-                serde_json::json!({"policy": inc.policy, "limit": inc.limit, "enforcement": inc.enforcement.name(), "ts": d.ts.map(super::format::timestamp)}),
+                serde_json::json!({"policy": inc.policy, "limit": inc.limit, "enforcement": inc.enforcement.name(), "ts": d.ts.map(crate::base::format::timestamp)}),
             ));
         }
         if let Some(o) = &d.override_outcome {
@@ -632,9 +632,9 @@ fn summary_record(artifact: &str, run: &Run, outcome: &Outcome) -> Record {
         body: serde_json::json!({
             "steps": t.steps,
             "refused": t.refused,
-            "input_tokens": super::format::value(crate::syntax::ast::Unit::Tokens, t.input_tokens),
-            "output_tokens": super::format::value(crate::syntax::ast::Unit::Tokens, t.output_tokens),
-            "cost": super::format::money(t.cost),
+            "input_tokens": crate::base::format::value(crate::syntax::ast::Unit::Tokens, t.input_tokens),
+            "output_tokens": crate::base::format::value(crate::syntax::ast::Unit::Tokens, t.output_tokens),
+            "cost": crate::base::format::money(t.cost),
             "final_action": outcome.decision.action,
             "final_reason": outcome.decision.reason,
         }),

@@ -182,7 +182,7 @@ pub fn worker(
                 };
                 map.insert(
                     "at".into(),
-                    crate::runtime::format::timestamp(super::deploy::now_ns()).into(),
+                    crate::base::format::timestamp(super::deploy::now_ns()).into(),
                 );
             }
             record(Record {

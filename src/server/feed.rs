@@ -51,7 +51,7 @@ impl Server {
         let (Some(run), Some(seq)) = (d.run_id.as_deref(), d.seq) else {
             return;
         };
-        let ts = serde_json::Value::from(d.ts.map(crate::runtime::format::timestamp));
+        let ts = serde_json::Value::from(d.ts.map(crate::base::format::timestamp));
         let Ok(mut feed) = self.feed.lock() else {
             return;
         };
@@ -125,7 +125,7 @@ pub(super) fn deliveries_of(
             let payload = serde_json::json!({
                 "run_id": run,
                 "seq": seq,
-                "ts": d.ts.map(crate::runtime::format::timestamp),
+                "ts": d.ts.map(crate::base::format::timestamp),
                 "artifact": artifact,
                 "policy": a.policy,
                 "version": signal.map(|s| s.version),

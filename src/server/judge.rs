@@ -22,7 +22,7 @@ impl Server {
                     ts: lenient
                         .get("ts")
                         .and_then(|t| t.as_str())
-                        .and_then(crate::runtime::format::parse_timestamp),
+                        .and_then(crate::base::format::parse_timestamp),
                     event: crate::runtime::event::EventKind::from_name(kind),
                 };
                 self.judge(kind, run_id, Err((rejection, body.to_vec())), None)

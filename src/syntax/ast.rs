@@ -3,7 +3,8 @@
 //! Nothing here is resolved or typed; names are as written. The checker turns this into
 //! the checked program ([`crate::check::hir`]).
 
-use crate::source::{FileId, Span};
+use crate::base::source::{FileId, Span};
+pub use crate::base::lang::{AggFunc, BinOp, Bind, ChannelKind, Conflict, OnError, Unit};
 
 /// A single identifier as written.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -93,56 +94,6 @@ pub enum ItemKind {
 }
 
 /// The types a field, monitor or expression can have (LANGUAGE §4).
-#[derive(
-    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
-)]
-pub enum Unit {
-    Count,
-    Tokens,
-    Usd,
-    Duration,
-    Bool,
-    String,
-    Timestamp,
-    Map,
-}
-
-impl Unit {
-    pub fn from_word(word: &str) -> Option<Unit> {
-        Some(match word {
-            "count" => Unit::Count,
-            "tokens" => Unit::Tokens,
-            "usd" => Unit::Usd,
-            "duration" => Unit::Duration,
-            "bool" => Unit::Bool,
-            "string" => Unit::String,
-            "timestamp" => Unit::Timestamp,
-            "map" => Unit::Map,
-            _ => return None,
-        })
-    }
-
-    pub fn name(self) -> &'static str {
-        match self {
-            Unit::Count => "count",
-            Unit::Tokens => "tokens",
-            Unit::Usd => "usd",
-            Unit::Duration => "duration",
-            Unit::Bool => "bool",
-            Unit::String => "string",
-            Unit::Timestamp => "timestamp",
-            Unit::Map => "map",
-        }
-    }
-
-    /// Quantities that `+`, `-`, `*`, `/`, `sum` and limits apply to.
-    pub fn is_number(self) -> bool {
-        matches!(
-            self,
-            Unit::Count | Unit::Tokens | Unit::Usd | Unit::Duration
-        )
-    }
-}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct UnitName {
@@ -157,22 +108,6 @@ pub struct MonitorDecl {
     pub span: Span,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub enum ChannelKind {
-    Webhook,
-    Slack,
-    Email,
-}
-
-impl ChannelKind {
-    pub fn name(self) -> &'static str {
-        match self {
-            ChannelKind::Webhook => "webhook",
-            ChannelKind::Slack => "slack",
-            ChannelKind::Email => "email",
-        }
-    }
-}
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ChannelDecl {
@@ -211,51 +146,8 @@ pub struct Clause {
     pub span: Span,
 }
 
-#[derive(
-    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
-)]
-pub enum Conflict {
-    MostRestrictive,
-    ExplicitPriority,
-    FailClosed,
-}
 
-impl Conflict {
-    pub fn name(self) -> &'static str {
-        match self {
-            Conflict::MostRestrictive => "most_restrictive",
-            Conflict::ExplicitPriority => "explicit_priority",
-            Conflict::FailClosed => "fail_closed",
-        }
-    }
-}
 
-#[derive(
-    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
-)]
-pub enum Bind {
-    RunStart,
-    FirstToken,
-    EachStep,
-}
-
-impl Bind {
-    pub fn name(self) -> &'static str {
-        match self {
-            Bind::RunStart => "run_start",
-            Bind::FirstToken => "first_token",
-            Bind::EachStep => "each_step",
-        }
-    }
-}
-
-#[derive(
-    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
-)]
-pub enum OnError {
-    FailClosed,
-    FailOpen,
-}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum InspectKey {
@@ -408,78 +300,7 @@ pub enum ScopeKind {
     Or(Box<Scope>, Box<Scope>),
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
-pub enum BinOp {
-    Or,
-    And,
-    Eq,
-    Ne,
-    Lt,
-    Le,
-    Gt,
-    Ge,
-    Add,
-    Sub,
-    Mul,
-    Div,
-}
 
-impl BinOp {
-    pub fn symbol(self) -> &'static str {
-        match self {
-            BinOp::Or => "or",
-            BinOp::And => "and",
-            BinOp::Eq => "==",
-            BinOp::Ne => "!=",
-            BinOp::Lt => "<",
-            BinOp::Le => "<=",
-            BinOp::Gt => ">",
-            BinOp::Ge => ">=",
-            BinOp::Add => "+",
-            BinOp::Sub => "-",
-            BinOp::Mul => "*",
-            BinOp::Div => "/",
-        }
-    }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
-pub enum AggFunc {
-    Sum,
-    Count,
-    Max,
-    Min,
-    Last,
-    Avg,
-    Rate,
-}
-
-impl AggFunc {
-    pub fn from_word(word: &str) -> Option<AggFunc> {
-        Some(match word {
-            "sum" => AggFunc::Sum,
-            "count" => AggFunc::Count,
-            "max" => AggFunc::Max,
-            "min" => AggFunc::Min,
-            "last" => AggFunc::Last,
-            "avg" => AggFunc::Avg,
-            "rate" => AggFunc::Rate,
-            _ => return None,
-        })
-    }
-
-    pub fn name(self) -> &'static str {
-        match self {
-            AggFunc::Sum => "sum",
-            AggFunc::Count => "count",
-            AggFunc::Max => "max",
-            AggFunc::Min => "min",
-            AggFunc::Last => "last",
-            AggFunc::Avg => "avg",
-            AggFunc::Rate => "rate",
-        }
-    }
-}
 
 /// The unit a number literal was written in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -2,14 +2,14 @@
 //! exact value.
 //!
 //! Quantities (`$5.00`, `5.00 usd`, `200_000 tokens`, `250ms`, `80%`, `0.50`) become
-//! fixed-point 10⁻⁹ values through [`crate::num`], never through a float. Lexing never
+//! fixed-point 10⁻⁹ values through [`crate::base::num`], never through a float. Lexing never
 //! fails as a whole: a bad token becomes a diagnostic and, where the parser can still use
 //! it, a token without a value. Words are not classified here; whether a word is a keyword
 //! depends on where the parser is (LANGUAGE §2: most keywords are contextual).
 
-use crate::diag::{Code, Diagnostic};
-use crate::num::{self, DecimalError, SCALE};
-use crate::source::{FileId, Span};
+use crate::base::diag::{Code, Diagnostic};
+use crate::base::num::{self, DecimalError, SCALE};
+use crate::base::source::{FileId, Span};
 use logos::Logos;
 
 /// The kind of a cooked token.

@@ -8,8 +8,8 @@ pub mod grammar;
 pub mod lexer;
 pub mod parser;
 
-use crate::diag::Diagnostic;
-use crate::source::FileId;
+use crate::base::diag::Diagnostic;
+use crate::base::source::FileId;
 
 /// Lexes and parses one file.
 pub fn parse_file(file: FileId, text: &str) -> (ast::File, Vec<Diagnostic>) {

@@ -7,8 +7,8 @@
 
 use super::ast::*;
 use super::lexer::{Token, TokenKind, TokenValue};
-use crate::diag::{Code, Diagnostic};
-use crate::source::{FileId, Span};
+use crate::base::diag::{Code, Diagnostic};
+use crate::base::source::{FileId, Span};
 
 /// How deep expressions and scopes may nest (parentheses, `not`, `-`, and operator
 /// chains, which build left-deep trees). A resource limit, not grammar: it keeps every

@@ -9,9 +9,9 @@ pub mod report;
 pub mod run;
 pub mod syntax;
 
-use crate::diag::{Code, Diagnostic};
+use crate::base::diag::{Code, Diagnostic};
 pub use crate::runtime::event::OverrideKind;
-use crate::source::{FileId, FileRole, SourceSet, Span};
+use crate::base::source::{FileId, FileRole, SourceSet, Span};
 use crate::syntax::ast;
 use std::collections::BTreeMap;
 

@@ -139,7 +139,7 @@ fn json_str(s: &str) -> String {
 pub fn run(
     artifact: &Arc<Artifact>,
     test: &Test,
-    line_of: &dyn Fn(crate::source::Span) -> usize,
+    line_of: &dyn Fn(crate::base::source::Span) -> usize,
 ) -> Outcome {
     let mut replay = Replay::new(
         Arc::clone(artifact),
@@ -183,17 +183,17 @@ pub fn run(
     let mut advance = |after: Option<i64>| -> String {
         let gap = after.unwrap_or(GAP);
         if gap < 0 {
-            return json_str(&crate::runtime::format::timestamp(ts.saturating_add(gap)));
+            return json_str(&crate::base::format::timestamp(ts.saturating_add(gap)));
         }
         ts = ts.saturating_add(gap);
-        json_str(&crate::runtime::format::timestamp(ts))
+        json_str(&crate::base::format::timestamp(ts))
     };
     for s in &test.statements {
         match &s.kind {
             StmtKind::Run { attrs, labels } => {
                 let mut text = format!(
                     r#"{{"type":"run_start","run_id":"{RUN}","ts":{}"#,
-                    json_str(&crate::runtime::format::timestamp(START))
+                    json_str(&crate::base::format::timestamp(START))
                 );
                 for (k, v) in attrs {
                     text.push_str(&format!(",{}:{}", json_str(k), json_str(v)));

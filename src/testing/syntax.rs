@@ -11,9 +11,9 @@
 //! ```
 
 use super::{Expectation, OverrideKind, Statement, StmtKind};
-use crate::diag::{Code, Diagnostic};
-use crate::num::Decimal;
-use crate::source::Span;
+use crate::base::diag::{Code, Diagnostic};
+use crate::base::num::Decimal;
+use crate::base::source::Span;
 use crate::syntax::lexer::{Token, TokenKind, TokenValue};
 use std::collections::BTreeMap;
 
@@ -168,9 +168,9 @@ impl Parser<'_> {
     fn count(&mut self, what: &str) -> PResult<u32> {
         let span = self.span();
         let v = self.number(&[TokenKind::Int], what)?;
-        u32::try_from(v / crate::num::SCALE)
+        u32::try_from(v / crate::base::num::SCALE)
             .ok()
-            .filter(|n| *n >= 1 && v % crate::num::SCALE == 0)
+            .filter(|n| *n >= 1 && v % crate::base::num::SCALE == 0)
             .ok_or_else(|| {
                 Diagnostic::new(
                     Code::TestSyntax,

@@ -8,7 +8,7 @@
 
 use super::Slot;
 use crate::compile::bytecode::AggDesc;
-use crate::num::{self, ArithError, SCALE};
+use crate::base::num::{self, ArithError, SCALE};
 use crate::syntax::ast::AggFunc;
 use std::collections::VecDeque;
 

@@ -3,7 +3,7 @@
 //! Values are tri-state ([`Slot`]): a value, no value (an aggregate that matched no step),
 //! or an evaluation error. Operators combine them by one rule (LANGUAGE appendix, 9): any
 //! no-value operand gives no value, even where it would divide by zero; otherwise the
-//! leftmost error wins; otherwise the operator computes with [`crate::num`]. `and` and
+//! leftmost error wins; otherwise the operator computes with [`crate::base::num`]. `and` and
 //! `or` evaluate left to right and stop once the result is known. Evaluation reads no
 //! clock and allocates nothing once its buffers have grown.
 
@@ -12,7 +12,7 @@ mod aggregate;
 pub use aggregate::AggState;
 
 use crate::compile::bytecode::{Cmp, Code, Op, Program};
-use crate::num::{self, ArithError};
+use crate::base::num::{self, ArithError};
 
 /// A string an instruction refers to, resolved against the step when compared.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -10,7 +10,7 @@ mod read;
 
 pub use read::{object_fields, parse};
 
-use crate::num::{self, SCALE};
+use crate::base::num::{self, SCALE};
 use crate::syntax::ast::Unit;
 use std::collections::BTreeMap;
 
@@ -328,7 +328,7 @@ pub fn parse_duration(text: &str) -> Option<i64> {
 /// The event as evidence records it: normalized values, without the prompt (whose
 /// storage the policies govern), with `meta` as given.
 pub fn evidence_json(e: &Event) -> serde_json::Value {
-    use super::format::{millis, money, timestamp, value};
+    use crate::base::format::{millis, money, timestamp, value};
     use serde_json::json;
     let (mut body, meta) = match e {
         Event::RunStart(s) => (
@@ -343,7 +343,7 @@ pub fn evidence_json(e: &Event) -> serde_json::Value {
                 "type": "step", "run_id": s.run_id, "ts": timestamp(s.ts),
                 "input_tokens": value(Unit::Tokens, s.input_tokens), "output_tokens": value(Unit::Tokens, s.output_tokens),
                 "cost": money(s.cost), "latency": millis(s.latency), "kind": s.kind, "model": s.model, "tool": s.tool,
-                "pii": s.pii, "metrics": s.metrics.iter().map(|m| crate::num::Decimal(*m).to_string()).collect::<Vec<_>>(),
+                "pii": s.pii, "metrics": s.metrics.iter().map(|m| crate::base::num::Decimal(*m).to_string()).collect::<Vec<_>>(),
                 "has_prompt": s.prompt.is_some(),
             }),
             &s.meta,

@@ -10,8 +10,8 @@ use super::{
     RejectCode, Rejection, RunEnd, RunStart, Step, parse_duration,
 };
 use crate::compile::bytecode::Program;
-use crate::num::{self, DecimalError, SCALE};
-use crate::runtime::format::parse_timestamp;
+use crate::base::num::{self, DecimalError, SCALE};
+use crate::base::format::parse_timestamp;
 use crate::syntax::ast::Unit;
 use serde_json::value::RawValue;
 use std::collections::BTreeMap;

@@ -4,7 +4,7 @@
 //! an optional help line. Only the CLI edge renders them: ariadne for people, JSON for
 //! machines, both from the same value. Codes are documented in `docs/diagnostics.md`.
 
-use crate::source::{SourceSet, Span};
+use crate::base::source::{SourceSet, Span};
 use serde::Serialize;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
@@ -329,7 +329,7 @@ fn render_without_source(d: &Diagnostic, sources: &SourceSet) -> String {
     out
 }
 
-fn char_range(file: &crate::source::SourceFile, span: Span) -> std::ops::Range<usize> {
+fn char_range(file: &crate::base::source::SourceFile, span: Span) -> std::ops::Range<usize> {
     let to_chars = |byte: usize| {
         file.text
             .get(..byte.min(file.text.len()))

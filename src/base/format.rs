@@ -2,7 +2,7 @@
 //! and counts as minimal decimals, durations in milliseconds, timestamps as RFC 3339 UTC
 //! with the shortest fraction.
 
-use crate::num::Decimal;
+use crate::base::num::Decimal;
 use crate::syntax::ast::Unit;
 
 /// A value of a limit's unit as a decision prints it.
@@ -102,7 +102,7 @@ pub fn parse_timestamp(text: &str) -> Option<i64> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::num::SCALE;
+    use crate::base::num::SCALE;
 
     #[test]
     fn formats_follow_the_decision_contract() {
