@@ -18,19 +18,13 @@ pub mod author;
 pub mod base;
 pub mod check;
 pub mod cli;
-mod cli_author;
-mod cli_evidence;
-pub mod cli_reference;
-mod cli_run;
 pub mod compile;
 pub mod evidence;
 pub mod jit;
-pub mod lsp;
 pub mod runtime;
 pub mod server;
 pub mod stdlib;
 pub mod syntax;
-pub mod testing;
 pub mod vm;
 
 /// The floor's parts most callers use, at the crate's root.

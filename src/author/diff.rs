@@ -4,13 +4,13 @@
 //! exactly, as the analyzer decides overlap), precedence, binding, error handling,
 //! override rules and throttling; channels added, removed or changed.
 
+use crate::base::format;
 use crate::check::analyze;
 use crate::check::hir::{ArgValue, Grantee};
 use crate::compile::artifact::Artifact;
 use crate::compile::bytecode::{PolicyDesc, Program, RuleDesc, RuleKindDesc};
 use crate::compile::disasm::actions_text;
 use crate::compile::meaning::scope_text;
-use crate::base::format;
 use crate::syntax::ast::{OnError, Unit};
 use serde::Serialize;
 

@@ -4,11 +4,11 @@
 //! arbitration of limits that share a monitor, each bound limit's observed value, effective
 //! value and zone, and the overrides in force.
 
+use crate::base::format;
 use crate::check::hir::{Scope, Selector};
 use crate::compile::bytecode::{PolicyDesc, Program};
 use crate::compile::meaning::scope_text;
 use crate::runtime::decision::Decision;
-use crate::base::format;
 use crate::runtime::{Engine, Run, Zone};
 use crate::vm::Slot;
 use serde_json::{Value, json};

@@ -6,7 +6,16 @@
 //! silently change the artifact format.
 
 #[derive(
-    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde_repr::Serialize_repr, serde_repr::Deserialize_repr,
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    serde_repr::Serialize_repr,
+    serde_repr::Deserialize_repr,
 )]
 #[repr(u8)]
 pub enum Unit {
@@ -57,7 +66,9 @@ impl Unit {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde_repr::Serialize_repr, serde_repr::Deserialize_repr)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, serde_repr::Serialize_repr, serde_repr::Deserialize_repr,
+)]
 #[repr(u8)]
 pub enum ChannelKind {
     Webhook = 0,
@@ -76,7 +87,16 @@ impl ChannelKind {
 }
 
 #[derive(
-    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde_repr::Serialize_repr, serde_repr::Deserialize_repr,
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    serde_repr::Serialize_repr,
+    serde_repr::Deserialize_repr,
 )]
 #[repr(u8)]
 pub enum Conflict {
@@ -96,7 +116,16 @@ impl Conflict {
 }
 
 #[derive(
-    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde_repr::Serialize_repr, serde_repr::Deserialize_repr,
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    serde_repr::Serialize_repr,
+    serde_repr::Deserialize_repr,
 )]
 #[repr(u8)]
 pub enum Bind {
@@ -116,7 +145,16 @@ impl Bind {
 }
 
 #[derive(
-    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde_repr::Serialize_repr, serde_repr::Deserialize_repr,
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    serde_repr::Serialize_repr,
+    serde_repr::Deserialize_repr,
 )]
 #[repr(u8)]
 pub enum OnError {
@@ -124,7 +162,16 @@ pub enum OnError {
     FailOpen = 1,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde_repr::Serialize_repr, serde_repr::Deserialize_repr)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    serde_repr::Serialize_repr,
+    serde_repr::Deserialize_repr,
+)]
 #[repr(u8)]
 pub enum BinOp {
     Or = 0,
@@ -160,7 +207,16 @@ impl BinOp {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde_repr::Serialize_repr, serde_repr::Deserialize_repr)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    serde_repr::Serialize_repr,
+    serde_repr::Deserialize_repr,
+)]
 #[repr(u8)]
 pub enum AggFunc {
     Sum = 0,
@@ -201,7 +257,16 @@ impl AggFunc {
 
 /// An enforcement, ordered by severity.
 #[derive(
-    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde_repr::Serialize_repr, serde_repr::Deserialize_repr,
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    serde_repr::Serialize_repr,
+    serde_repr::Deserialize_repr,
 )]
 #[repr(u8)]
 pub enum Enforcement {
@@ -216,6 +281,24 @@ impl Enforcement {
             Enforcement::Pause => "pause",
             Enforcement::Stop => "stop",
             Enforcement::Kill => "kill",
+        }
+    }
+}
+
+/// What an override asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum OverrideKind {
+    Raise,
+    Suspend,
+    Resume,
+}
+
+impl OverrideKind {
+    pub fn name(self) -> &'static str {
+        match self {
+            OverrideKind::Raise => "raise",
+            OverrideKind::Suspend => "suspend",
+            OverrideKind::Resume => "resume",
         }
     }
 }

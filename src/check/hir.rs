@@ -3,8 +3,8 @@
 //! This is the boundary between the front end and the compiler. Values are fixed-point
 //! 10⁻⁹ units ([`crate::base::num`]); monitors, fields and channels are referred to by index.
 
-use crate::base::source::Span;
 pub use crate::base::lang::Enforcement;
+use crate::base::source::Span;
 use crate::syntax::ast::{AggFunc, BinOp, Bind, ChannelKind, Conflict, OnError, Unit};
 
 /// Index into [`Program::fields`].

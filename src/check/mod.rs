@@ -8,6 +8,7 @@
 pub mod analyze;
 pub mod hir;
 mod policy;
+pub mod testing;
 mod types;
 
 use crate::base::diag::{self, Code, Diagnostic};
@@ -26,7 +27,7 @@ pub struct Checked {
     /// Errors and warnings, sorted by file and position.
     pub diagnostics: Vec<Diagnostic>,
     /// The policy tests of the set's own files whose bodies read cleanly (`lever test`).
-    pub tests: Vec<crate::testing::Test>,
+    pub tests: Vec<crate::syntax::testing::Test>,
 }
 
 impl Checked {
@@ -38,7 +39,7 @@ impl Checked {
 /// Checks a policy set.
 pub fn check(sources: SourceSet) -> Checked {
     let (sources, files, mut diagnostics) = load(sources);
-    let (tests, test_diags) = crate::testing::collect(&sources, &files);
+    let (tests, test_diags) = testing::collect(&sources, &files);
     diagnostics.extend(test_diags);
     let mut checker = Checker::new(&sources, &files);
     checker.declare_all();
@@ -46,7 +47,7 @@ pub fn check(sources: SourceSet) -> Checked {
     diagnostics.append(&mut checker.diags);
     if let Some(p) = &program {
         diagnostics.extend(analyze::analyze(p));
-        diagnostics.extend(crate::testing::validate(&tests, p));
+        diagnostics.extend(testing::validate(&tests, p));
     }
     diag::sort(&mut diagnostics);
     let has_errors = diagnostics.iter().any(Diagnostic::is_error);

@@ -4,8 +4,8 @@
 use super::artifact::{Artifact, FORMAT_VERSION};
 use super::bytecode::{ActionsDesc, Code, Op, Program, RuleKindDesc};
 use super::meaning::scope_text;
-use crate::check::hir::{ChannelRef, Grantee};
 use crate::base::num::Decimal;
+use crate::check::hir::{ChannelRef, Grantee};
 use std::fmt::Write;
 
 fn op_text(program: &Program, op: &Op) -> String {

@@ -159,7 +159,8 @@ pub fn load_path(path: &Path, options: LoadOptions) -> Result<Artifact, String> 
             _ => format!("{}: {e}", path.display()),
         });
     }
-    let files = crate::base::source::expand_paths(&[path.to_path_buf()]).map_err(|e| e.to_string())?;
+    let files =
+        crate::base::source::expand_paths(&[path.to_path_buf()]).map_err(|e| e.to_string())?;
     let sources = crate::base::source::load_files(&files).map_err(|e| e.to_string())?;
     let checked = crate::check::check(sources);
     if checked.has_errors() {

@@ -6,10 +6,10 @@
 //! (scope, clauses, limits, the code of every monitor and derived field it reads, its
 //! channels, its override rules) changes it.
 
+use crate::base::num::Decimal;
 use crate::check::hir::{
     self, ArgValue, ChannelRef, ExprKind, Grantee, RuleKind, Scope, Selector, Value,
 };
-use crate::base::num::Decimal;
 use std::collections::BTreeSet;
 use std::fmt::Write;
 

@@ -12,8 +12,8 @@ pub mod lower;
 pub mod meaning;
 pub mod merge;
 
-use crate::check::Checked;
 use crate::base::source::FileRole;
+use crate::check::Checked;
 use artifact::{Artifact, ArtifactBody, ArtifactError, SourceEntry};
 
 #[derive(Debug, thiserror::Error)]

@@ -12,8 +12,8 @@
 
 mod codegen;
 
-use crate::compile::bytecode::{FieldSource, Program};
 use crate::base::num::ArithError;
+use crate::compile::bytecode::{FieldSource, Program};
 use crate::vm::{Ctx, Slot, StrRef};
 
 pub use codegen::compile;

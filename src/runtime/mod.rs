@@ -36,16 +36,16 @@ mod rejected;
 pub mod replay;
 pub mod scope;
 
+use crate::base::format;
+use crate::base::hash::Fnv1a;
+use crate::base::num::SCALE;
 use crate::check::hir::{ChannelRef, Enforcement};
 use crate::compile::artifact::Artifact;
 use crate::compile::bytecode::{
     ActionsDesc, EventField, FieldSource, LimitDesc, PolicyDesc, Program,
 };
-use crate::base::num::SCALE;
 use crate::syntax::ast::OnError;
 use crate::vm::{self, AggState, Ctx, MAX_STR_FIELDS, NOT_A_CONSTANT, NOT_INTERNED, Slot};
-use crate::base::format;
-use crate::base::hash::Fnv1a;
 use decision::{Action, Alert, Decision, Signal};
 use event::{RunEnd, RunStart, Step};
 use std::sync::Arc;

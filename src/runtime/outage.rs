@@ -56,7 +56,8 @@ mod tests {
         let text = format!(
             "import std.llm\npolicy a {{ version 1 scope all on_error {on_error} limit std.llm.cost to $10 {{ breach => stop }} }}\npolicy b {{ version 1 scope all on_error fail_open precedence 5 limit std.llm.tokens to 1000 tokens {{ breach => stop }} }}"
         );
-        let checked = crate::check::check(crate::base::source::SourceSet::from_text("p.policy", &text));
+        let checked =
+            crate::check::check(crate::base::source::SourceSet::from_text("p.policy", &text));
         Engine::new(Arc::new(
             crate::compile::build(&checked, &["p.policy".into()]).unwrap(),
         ))

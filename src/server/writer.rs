@@ -101,7 +101,7 @@ fn drain_on_exit(store: &mut Durable) -> Result<(), String> {
             Err(e) if started.elapsed() >= SHUTDOWN_WAIT => {
                 return Err(format!(
                     "{e}; not written: {} (kept in the spill file, written at the next start)",
-                    crate::cli_run::describe(store.queued())
+                    crate::cli::run::describe(store.queued())
                 ));
             }
             Err(_) => std::thread::sleep(Duration::from_millis(500)),

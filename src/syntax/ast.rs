@@ -3,8 +3,8 @@
 //! Nothing here is resolved or typed; names are as written. The checker turns this into
 //! the checked program ([`crate::check::hir`]).
 
-use crate::base::source::{FileId, Span};
 pub use crate::base::lang::{AggFunc, BinOp, Bind, ChannelKind, Conflict, OnError, Unit};
+use crate::base::source::{FileId, Span};
 
 /// A single identifier as written.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -108,7 +108,6 @@ pub struct MonitorDecl {
     pub span: Span,
 }
 
-
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ChannelDecl {
     pub name: Name,
@@ -145,9 +144,6 @@ pub struct Clause {
     pub kind: ClauseKind,
     pub span: Span,
 }
-
-
-
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum InspectKey {
@@ -299,8 +295,6 @@ pub enum ScopeKind {
     And(Box<Scope>, Box<Scope>),
     Or(Box<Scope>, Box<Scope>),
 }
-
-
 
 /// The unit a number literal was written in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

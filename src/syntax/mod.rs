@@ -1,12 +1,14 @@
 //! Syntax: lexing and parsing `.policy` source into a tree with spans.
 //!
-//! Owns tokens, the AST and the recursive-descent parser. Knows nothing of names, units or
+//! Owns tokens, the AST, the recursive-descent parser, and the statements of test bodies
+//! (`testing`). Knows nothing of names, units or
 //! policies' meaning; never fails as a whole (it returns a tree and diagnostics).
 
 pub mod ast;
 pub mod grammar;
 pub mod lexer;
 pub mod parser;
+pub mod testing;
 
 use crate::base::diag::Diagnostic;
 use crate::base::source::FileId;

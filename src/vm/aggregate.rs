@@ -7,8 +7,8 @@
 //! error while a failed step is in the window or the window's sum is out of range.
 
 use super::Slot;
-use crate::compile::bytecode::AggDesc;
 use crate::base::num::{self, ArithError, SCALE};
+use crate::compile::bytecode::AggDesc;
 use crate::syntax::ast::AggFunc;
 use std::collections::VecDeque;
 

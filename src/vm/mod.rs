@@ -11,8 +11,8 @@ mod aggregate;
 
 pub use aggregate::AggState;
 
-use crate::compile::bytecode::{Cmp, Code, Op, Program};
 use crate::base::num::{self, ArithError};
+use crate::compile::bytecode::{Cmp, Code, Op, Program};
 
 /// A string an instruction refers to, resolved against the step when compared.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

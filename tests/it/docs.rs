@@ -337,7 +337,7 @@ fn the_documented_schema_is_the_schema_the_store_creates() {
 #[test]
 fn the_cli_reference_is_generated_from_the_command_definitions() {
     let path = root().join("docs/cli-reference.md");
-    let generated = lever::cli_reference::markdown();
+    let generated = lever::cli::reference::markdown();
     if std::env::var_os("UPDATE_EXPECT").is_some() {
         std::fs::write(&path, &generated).unwrap();
     }

@@ -10,6 +10,7 @@ mod read;
 
 pub use read::{object_fields, parse};
 
+pub use crate::base::lang::OverrideKind;
 use crate::base::num::{self, SCALE};
 use crate::syntax::ast::Unit;
 use std::collections::BTreeMap;
@@ -125,23 +126,6 @@ pub struct Step {
     pub metrics: Vec<i64>,
     pub prompt: Option<String>,
     pub meta: Option<serde_json::Value>,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum OverrideKind {
-    Raise,
-    Suspend,
-    Resume,
-}
-
-impl OverrideKind {
-    pub fn name(self) -> &'static str {
-        match self {
-            OverrideKind::Raise => "raise",
-            OverrideKind::Suspend => "suspend",
-            OverrideKind::Resume => "resume",
-        }
-    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -9,9 +9,9 @@ use super::{
     Approval, Deploy, Event, EventKind, OverrideKind, OverrideRequest, RaiseTarget, RaiseTo,
     RejectCode, Rejection, RunEnd, RunStart, Step, parse_duration,
 };
-use crate::compile::bytecode::Program;
-use crate::base::num::{self, DecimalError, SCALE};
 use crate::base::format::parse_timestamp;
+use crate::base::num::{self, DecimalError, SCALE};
+use crate::compile::bytecode::Program;
 use crate::syntax::ast::Unit;
 use serde_json::value::RawValue;
 use std::collections::BTreeMap;

@@ -1,7 +1,7 @@
 //! `lever fmt`, `lever test`, `lever diff` and `lever explain`: what authors and reviewers run.
 
+use crate::cli::run::{artifact_for, read_events};
 use crate::cli::{Format, load_artifact};
-use crate::cli_run::{artifact_for, read_events};
 use crate::compile::load::{self, LoadOptions};
 use crate::runtime::EngineKind;
 use crate::runtime::replay::Replay;
@@ -117,19 +117,22 @@ pub fn test(paths: &[PathBuf], format: Format, coverage: bool) -> ExitCode {
     };
     let outcomes: Vec<_> = tests
         .iter()
-        .map(|t| crate::testing::run::run(&artifact, t, &line_of))
+        .map(|t| crate::author::testing::run::run(&artifact, t, &line_of))
         .collect();
-    let cover =
-        coverage.then(|| crate::testing::report::coverage(&artifact.body.program, &outcomes));
+    let cover = coverage
+        .then(|| crate::author::testing::report::coverage(&artifact.body.program, &outcomes));
     match format {
         Format::Human => print!(
             "{}",
-            crate::testing::report::text(&outcomes, cover.as_ref())
+            crate::author::testing::report::text(&outcomes, cover.as_ref())
         ),
         Format::Json => println!(
             "{}",
-            serde_json::to_string_pretty(&crate::testing::report::json(&outcomes, cover.as_ref()))
-                .unwrap_or_default()
+            serde_json::to_string_pretty(&crate::author::testing::report::json(
+                &outcomes,
+                cover.as_ref()
+            ))
+            .unwrap_or_default()
         ),
     }
     ExitCode::from(if outcomes.iter().all(|o| o.passed()) {

@@ -4,10 +4,16 @@
 //! the policies), 2 usage or I/O. Diagnostics go to stderr for people (ariadne) or to
 //! stdout as JSON for machines (`--format json`).
 
-use crate::check;
-use crate::compile;
+mod author;
+mod evidence;
+mod lsp;
+pub mod reference;
+pub(crate) mod run;
+
 use crate::base::diag::{self, JsonDiagnostic, Severity};
 use crate::base::source;
+use crate::check;
+use crate::compile;
 use clap::{Parser, Subcommand, ValueEnum};
 use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
@@ -329,27 +335,27 @@ pub fn main() -> ExitCode {
             engine,
             verify,
         } => run_inspect(&file, format, engine, verify),
-        Command::Lsp => match crate::lsp::serve() {
+        Command::Lsp => match crate::cli::lsp::serve() {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
                 eprintln!("error: lever lsp: {e}");
                 ExitCode::from(2)
             }
         },
-        Command::Fmt { paths, check } => crate::cli_author::fmt(&paths, check),
+        Command::Fmt { paths, check } => crate::cli::author::fmt(&paths, check),
         Command::Test {
             paths,
             format,
             coverage,
-        } => crate::cli_author::test(&paths, format, coverage),
-        Command::Diff { old, new, format } => crate::cli_author::diff(&old, &new, format),
+        } => crate::cli::author::test(&paths, format, coverage),
+        Command::Diff { old, new, format } => crate::cli::author::diff(&old, &new, format),
         Command::Explain {
             source,
             events,
             run,
             step,
             format,
-        } => crate::cli_author::explain(&source, &events, &run, step, format),
+        } => crate::cli::author::explain(&source, &events, &run, step, format),
         Command::Run {
             source,
             events,
@@ -359,10 +365,10 @@ pub fn main() -> ExitCode {
             engine,
             allow_empty,
             max_line_bytes,
-        } => crate::cli_run::run(
+        } => crate::cli::run::run(
             &source,
             &events,
-            &crate::cli_run::RunOptions {
+            &crate::cli::run::RunOptions {
                 url: &evidence,
                 group: group_commit as usize,
                 store_wait: std::time::Duration::from_secs(store_wait),
@@ -371,7 +377,7 @@ pub fn main() -> ExitCode {
                 max_line_bytes,
             },
         ),
-        Command::Evidence { command } => crate::cli_evidence::run(command),
+        Command::Evidence { command } => crate::cli::evidence::run(command),
         Command::Serve {
             artifact,
             evidence,
@@ -402,7 +408,7 @@ pub fn main() -> ExitCode {
                 _ => None,
             };
             let load = compile::load::LoadOptions { allow_empty };
-            let artifact = match crate::cli_run::artifact_for(&artifact, load) {
+            let artifact = match crate::cli::run::artifact_for(&artifact, load) {
                 Ok(a) => std::sync::Arc::new(a),
                 Err(code) => return code,
             };

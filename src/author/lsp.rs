@@ -1,4 +1,5 @@
-//! `lever lsp`: a language server over stdio (lsp-server, JSON-RPC; docs/lsp.md).
+//! The language server's analysis (`lever lsp`; docs/lsp.md); the stdio loop around it is
+//! the command line's (`cli::lsp`).
 //!
 //! An open document is checked together with the other `.policy` files of its directory
 //! (one namespace spans a set), the open buffers taking the place of their files. The
@@ -7,135 +8,14 @@
 //! policies), completion (keywords and declared names) and formatting (`lever fmt`).
 //! Positions are UTF-16 code units, as the protocol's default says.
 
-use crate::check::{self, Checked};
 use crate::base::diag::{Diagnostic, Severity};
 use crate::base::source::{FileId, FileRole, SourceFile, SourceSet};
+use crate::check::{self, Checked};
 use crate::syntax::ast::{ClauseKind, ItemKind};
 use crate::syntax::lexer::{self, TokenKind};
-use lsp_server::{Connection, Message, Notification, Request, Response};
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-
-/// Runs the server until the client says `exit`.
-pub fn serve() -> Result<(), String> {
-    let (connection, io) = Connection::stdio();
-    let capabilities = json!({
-        "textDocumentSync": 1,
-        "hoverProvider": true,
-        "definitionProvider": true,
-        "completionProvider": { "triggerCharacters": ["."] },
-        "documentFormattingProvider": true,
-    });
-    connection
-        .initialize(capabilities)
-        .map_err(|e| e.to_string())?;
-    let mut docs: BTreeMap<String, String> = BTreeMap::new();
-    // Each open document's analysis since the last edit of any buffer: requests between
-    // edits reuse it instead of reading the directory and checking the set again.
-    let mut analyses: BTreeMap<String, Analysis> = BTreeMap::new();
-    for message in &connection.receiver {
-        match message {
-            Message::Request(req) => {
-                if connection
-                    .handle_shutdown(&req)
-                    .map_err(|e| e.to_string())?
-                {
-                    break;
-                }
-                let uri = at(&req.params, &["textDocument", "uri"])
-                    .as_str()
-                    .unwrap_or("")
-                    .to_string();
-                if !analyses.contains_key(&uri)
-                    && let Some(a) = Analysis::of(&docs, &uri)
-                {
-                    analyses.insert(uri.clone(), a);
-                }
-                let response = answer(analyses.get(&uri), &req);
-                connection
-                    .sender
-                    .send(Message::Response(response))
-                    .map_err(|e| e.to_string())?;
-            }
-            Message::Notification(n) => {
-                let uri = at(&n.params, &["textDocument", "uri"])
-                    .as_str()
-                    .map(str::to_string);
-                let Some(uri) = uri else { continue };
-                match n.method.as_str() {
-                    "textDocument/didOpen" => {
-                        let text = at(&n.params, &["textDocument", "text"])
-                            .as_str()
-                            .unwrap_or("");
-                        docs.insert(uri.clone(), text.to_string());
-                    }
-                    "textDocument/didChange" => {
-                        // Full synchronization: the last change holds the whole text.
-                        let changes = at(&n.params, &["contentChanges"]).as_array();
-                        if let Some(text) = changes
-                            .and_then(|c| c.last())
-                            .and_then(|c| at(c, &["text"]).as_str())
-                        {
-                            docs.insert(uri.clone(), text.to_string());
-                        }
-                    }
-                    "textDocument/didClose" => {
-                        docs.remove(&uri);
-                    }
-                    _ => continue,
-                }
-                // One buffer's text is part of every other open document's set.
-                analyses.clear();
-                let diagnostics = match Analysis::of(&docs, &uri) {
-                    Some(a) => {
-                        let d = a.diagnostics();
-                        analyses.insert(uri.clone(), a);
-                        d
-                    }
-                    None => Vec::new(),
-                };
-                let note = Notification::new(
-                    "textDocument/publishDiagnostics".into(),
-                    json!({ "uri": uri, "diagnostics": diagnostics }),
-                );
-                connection
-                    .sender
-                    .send(Message::Notification(note))
-                    .map_err(|e| e.to_string())?;
-            }
-            Message::Response(_) => {}
-        }
-    }
-    // The writer thread ends once the connection's sender is gone.
-    drop(connection);
-    io.join().map_err(|e| e.to_string())
-}
-
-fn answer(analysis: Option<&Analysis>, req: &Request) -> Response {
-    let position = at(&req.params, &["position"]);
-    let result = match (req.method.as_str(), analysis) {
-        (_, None) => Value::Null,
-        ("textDocument/hover", Some(a)) => a.hover(position),
-        ("textDocument/definition", Some(a)) => a.definition(position),
-        ("textDocument/completion", Some(a)) => a.completion(),
-        ("textDocument/formatting", Some(a)) => a.formatting(),
-        (method, Some(_)) => {
-            return Response::new_err(
-                req.id.clone(),
-                lsp_server::ErrorCode::MethodNotFound as i32,
-                format!("`{method}` is not supported"),
-            );
-        }
-    };
-    Response::new_ok(req.id.clone(), result)
-}
-
-/// The value at a path of object keys, or `null`.
-fn at<'a>(v: &'a Value, path: &[&str]) -> &'a Value {
-    static NULL: Value = Value::Null;
-    path.iter().try_fold(v, |v, k| v.get(k)).unwrap_or(&NULL)
-}
 
 /// `file:///a/b%20c.policy` as a path.
 fn uri_path(uri: &str) -> Option<PathBuf> {
@@ -183,14 +63,14 @@ struct Decl {
 }
 
 /// One document checked with its set.
-struct Analysis {
+pub(crate) struct Analysis {
     checked: Checked,
     doc: FileId,
     decls: Vec<Decl>,
 }
 
 impl Analysis {
-    fn of(docs: &BTreeMap<String, String>, uri: &str) -> Option<Analysis> {
+    pub(crate) fn of(docs: &BTreeMap<String, String>, uri: &str) -> Option<Analysis> {
         let text = docs.get(uri)?;
         let path = uri_path(uri).unwrap_or_else(|| PathBuf::from(uri));
         let mut set = SourceSet::default();
@@ -235,7 +115,7 @@ impl Analysis {
             .map_or("", |f| f.text.as_str())
     }
 
-    fn diagnostics(&self) -> Vec<Value> {
+    pub(crate) fn diagnostics(&self) -> Vec<Value> {
         self.checked
             .diagnostics
             .iter()
@@ -304,7 +184,7 @@ impl Analysis {
             })
     }
 
-    fn hover(&self, position: &Value) -> Value {
+    pub(crate) fn hover(&self, position: &Value) -> Value {
         let Some(name) = self.name_at(position) else {
             return Value::Null;
         };
@@ -329,7 +209,7 @@ impl Analysis {
         json!({ "contents": { "kind": "markdown", "value": value } })
     }
 
-    fn definition(&self, position: &Value) -> Value {
+    pub(crate) fn definition(&self, position: &Value) -> Value {
         let Some(d) = self.name_at(position).and_then(|n| self.decl(&n)) else {
             return Value::Null;
         };
@@ -346,7 +226,7 @@ impl Analysis {
         })
     }
 
-    fn completion(&self) -> Value {
+    pub(crate) fn completion(&self) -> Value {
         let mut items: Vec<Value> = Vec::new();
         let keyword = |w: &str| json!({ "label": w, "kind": 14 });
         for w in crate::syntax::parser::RESERVED {
@@ -403,7 +283,7 @@ impl Analysis {
         Value::Array(items)
     }
 
-    fn formatting(&self) -> Value {
+    pub(crate) fn formatting(&self) -> Value {
         let text = self.text();
         match crate::author::fmt::format(text) {
             Ok(out) if out != text => json!([{
@@ -508,4 +388,10 @@ fn offset(text: &str, position: &Value) -> Option<usize> {
         at += l.len() + 1;
     }
     None
+}
+
+/// The value at a path of object keys, or `null`.
+pub(crate) fn at<'a>(v: &'a Value, path: &[&str]) -> &'a Value {
+    static NULL: Value = Value::Null;
+    path.iter().try_fold(v, |v, k| v.get(k)).unwrap_or(&NULL)
 }

@@ -1,129 +1,11 @@
-//! Policy tests: `test "name" { ... }` items in `.policy` files, run by `lever test`
-//! (docs/testing.md). A test drives one run through the compiled policy set, in memory,
-//! and checks the decisions its `expect` statements name.
-//!
-//! [`syntax`] reads test bodies; [`collect`] finds them and checks their shape and names
-//! (also for `lever check`); [`run`] executes them; [`report`] prints results and coverage.
-
-pub mod report;
-pub mod run;
-pub mod syntax;
+//! Policy tests in `lever check`: each body parsed (E0501 when it does not parse or is not
+//! shaped as a test) and every policy, limit and channel it names checked against the set
+//! (E0502).
 
 use crate::base::diag::{Code, Diagnostic};
-pub use crate::runtime::event::OverrideKind;
 use crate::base::source::{FileId, FileRole, SourceSet, Span};
 use crate::syntax::ast;
-use std::collections::BTreeMap;
-
-/// One test.
-#[derive(Debug, Clone)]
-pub struct Test {
-    pub name: String,
-    /// The file's path as given.
-    pub path: String,
-    /// The `test` keyword's line.
-    pub line: usize,
-    pub statements: Vec<Statement>,
-}
-
-#[derive(Debug, Clone)]
-pub struct Statement {
-    pub kind: StmtKind,
-    pub span: Span,
-}
-
-/// Event fields hold JSON text (numbers exactly as their decimal text).
-#[derive(Debug, Clone)]
-pub enum StmtKind {
-    Run {
-        attrs: BTreeMap<String, String>,
-        labels: BTreeMap<String, String>,
-    },
-    Step {
-        /// Time since the previous event (default 1 s).
-        after: Option<i64>,
-        fields: BTreeMap<String, String>,
-        metrics: BTreeMap<String, String>,
-        repeat: u32,
-    },
-    Override {
-        after: Option<i64>,
-        kind: OverrideKind,
-        policy: String,
-        limit: Option<String>,
-        to: Option<String>,
-        by: String,
-        roles: Vec<String>,
-        ttl: Option<String>,
-        reason: Option<String>,
-    },
-    /// Approves the test's latest override request.
-    Approve {
-        after: Option<i64>,
-        by: String,
-        roles: Vec<String>,
-    },
-    End {
-        after: Option<i64>,
-    },
-    /// An expectation on the latest event's decision, or with `at seq N` on the run's
-    /// decision at that `seq`.
-    Expect(Expectation, Option<u64>),
-}
-
-/// What the decision of the latest event must show.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Expectation {
-    Action(String),
-    /// A signal of this kind, for this limit and policy when given.
-    Signal {
-        kind: String,
-        limit: Option<String>,
-        policy: Option<String>,
-    },
-    NoSignals,
-    Alert {
-        channel: String,
-        suppressed: bool,
-    },
-    NoAlerts,
-    Override(String),
-}
-
-impl Expectation {
-    /// As written in the test.
-    pub fn text(&self) -> String {
-        match self {
-            Expectation::Action(a) => format!("expect action {a}"),
-            Expectation::Signal {
-                kind,
-                limit,
-                policy,
-            } => {
-                let mut t = format!("expect {kind}");
-                if let Some(l) = limit {
-                    t.push_str(&format!(" {l}"));
-                }
-                if let Some(p) = policy {
-                    t.push_str(&format!(" of {p}"));
-                }
-                t
-            }
-            Expectation::NoSignals => "expect no signals".into(),
-            Expectation::Alert {
-                channel,
-                suppressed,
-            } => {
-                format!(
-                    "expect alert {channel}{}",
-                    if *suppressed { " suppressed" } else { "" }
-                )
-            }
-            Expectation::NoAlerts => "expect no alerts".into(),
-            Expectation::Override(s) => format!("expect override {s}"),
-        }
-    }
-}
+use crate::syntax::testing::{Expectation, Statement, StmtKind, Test};
 
 /// The tests of the set's own files (not the stdlib's), parsed from the trees `files`
 /// (`files[i]` is `FileId(i)`), with a diagnostic for each body that does not parse or
@@ -152,7 +34,7 @@ pub fn collect(sources: &SourceSet, files: &[ast::File]) -> (Vec<Test>, Vec<Diag
                 .cloned()
                 .collect();
             let end = Span::new(id, body.end.saturating_sub(1) as usize, body.end as usize);
-            match syntax::parse(&inner, &file.text, end) {
+            match crate::syntax::testing::parse(&inner, &file.text, end) {
                 Ok(statements) => {
                     if let Some(d) = shape(&statements, name.span) {
                         diags.push(d);

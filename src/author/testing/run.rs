@@ -2,10 +2,10 @@
 //! compiled policy set (the same [`Replay`] as `lever run`, without a store), and each
 //! `expect` is checked against the decision of the event before it.
 
-use super::{Expectation, StmtKind, Test};
 use crate::compile::artifact::Artifact;
 use crate::runtime::decision::Decision;
 use crate::runtime::replay::Replay;
+use crate::syntax::testing::{Expectation, StmtKind, Test};
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
