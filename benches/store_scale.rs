@@ -14,7 +14,7 @@
 //! `cargo bench --bench store_scale`; `LEVER_SCALE_RUNS=20000` for a quick look.
 
 use lever::evidence::file::FileStore;
-use lever::evidence::{EvidenceStore, Record, RecordKind};
+use lever::evidence::{EvidenceStore, Record, RecordKind, Sealed};
 use std::path::Path;
 use std::time::Instant;
 
@@ -69,11 +69,10 @@ fn build(dir: &Path, runs: u64) {
     for i in 0..runs {
         batch.extend(run_records(i));
         if batch.len() >= 4096 {
-            store.append(&batch).unwrap();
-            batch.clear();
+            store.append(&Sealed::all(batch.drain(..))).unwrap();
         }
     }
-    store.append(&batch).unwrap();
+    store.append(&Sealed::all(batch)).unwrap();
     eprintln!(
         "built {runs} runs in {:.1} s",
         started.elapsed().as_secs_f64()

@@ -2,8 +2,8 @@
 //! and counts as minimal decimals, durations in milliseconds, timestamps as RFC 3339 UTC
 //! with the shortest fraction.
 
+use crate::base::lang::Unit;
 use crate::base::num::Decimal;
-use crate::syntax::ast::Unit;
 
 /// A value of a limit's unit as a decision prints it.
 pub fn value(unit: Unit, v: i64) -> String {

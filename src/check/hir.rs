@@ -3,7 +3,7 @@
 //! This is the boundary between the front end and the compiler. Values are fixed-point
 //! 10⁻⁹ units ([`crate::base::num`]); monitors, fields and channels are referred to by index.
 
-pub use crate::base::lang::Enforcement;
+pub use crate::base::lang::{ArgValue, ChannelRef, Enforcement, Grantee, Scope, Selector};
 use crate::base::source::Span;
 use crate::syntax::ast::{AggFunc, BinOp, Bind, ChannelKind, Conflict, OnError, Unit};
 
@@ -13,15 +13,6 @@ pub struct FieldId(pub u32);
 /// Index into [`Program::monitors`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct MonitorId(pub u32);
-/// Index into [`Program::channels`]; `ui` is built in and has no index.
-#[derive(
-    Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
-)]
-pub enum ChannelRef {
-    Ui,
-    Declared(u32),
-}
-
 /// A checked policy set.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Program {
@@ -147,51 +138,6 @@ pub struct Channel {
     pub span: Span,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub enum ArgValue {
-    Str(String),
-    /// `env("VAR")`, resolved by the runtime at delivery time.
-    Env(String),
-    List(Vec<String>),
-}
-
-/// A run attribute a scope compares.
-#[derive(
-    Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
-)]
-pub enum Selector {
-    Tenant,
-    Agent,
-    ApiKey,
-    HumanActor,
-    Label(String),
-}
-
-/// Which runs a policy applies to.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub enum Scope {
-    All,
-    Eq(Selector, String),
-    In(Selector, Vec<String>),
-    Not(Box<Scope>),
-    And(Box<Scope>, Box<Scope>),
-    Or(Box<Scope>, Box<Scope>),
-}
-
-impl Scope {
-    /// Whether a run whose attributes `get` reads is in the scope (absent ones are `""`).
-    pub fn matches<'a>(&self, get: &impl Fn(&Selector) -> &'a str) -> bool {
-        match self {
-            Scope::All => true,
-            Scope::Eq(s, v) => get(s) == v,
-            Scope::In(s, vs) => vs.iter().any(|v| v == get(s)),
-            Scope::Not(x) => !x.matches(get),
-            Scope::And(a, b) => a.matches(get) && b.matches(get),
-            Scope::Or(a, b) => a.matches(get) || b.matches(get),
-        }
-    }
-}
-
 /// What a threshold does when crossed.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Actions {
@@ -218,12 +164,6 @@ pub struct Limit {
     /// Without a `breach` clause the BREACH signal is still emitted, with no action.
     pub breach: Actions,
     pub span: Span,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub enum Grantee {
-    Role(String),
-    Actor(String),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -10,7 +10,7 @@ use crate::cli::{DiagFormat, load_and_check};
 use crate::compile::load::{self, LoadOptions};
 use crate::compile::{self, artifact::Artifact};
 use crate::evidence::durable::{Durable, WriteError};
-use crate::evidence::{EvidenceStore, Record};
+use crate::evidence::{EvidenceStore, Sealed, describe};
 use crate::runtime::replay::Replay;
 use std::io::{IsTerminal, Read, Write};
 use std::path::{Path, PathBuf};
@@ -105,7 +105,7 @@ fn replay(paths: &[PathBuf], events: &str, writing: &RunOptions<'_>) -> Result<E
 
     let mut replay = new_replay(&artifact, &base, writing)?;
     let mut rejected = false;
-    let mut records: Vec<Record> = Vec::new();
+    let mut records: Vec<Sealed> = Vec::new();
     let mut decisions: Vec<String> = Vec::new();
     let progress = std::io::stderr().is_terminal() && lines.len() > 200_000;
     for (i, line) in lines.iter().enumerate() {
@@ -114,7 +114,7 @@ fn replay(paths: &[PathBuf], events: &str, writing: &RunOptions<'_>) -> Result<E
         };
         rejected |= result.rejected;
         decisions.push(result.decision.to_json());
-        records.extend(result.records);
+        records.extend(result.records.into_iter().map(Sealed::new));
         if (i + 1) % group == 0 {
             commit(&mut store, &mut records, &mut decisions, writing.store_wait)?;
             if progress && (i + 1) % 100_000 < group {
@@ -134,7 +134,7 @@ fn replay(paths: &[PathBuf], events: &str, writing: &RunOptions<'_>) -> Result<E
 /// records it could not write. Nothing is printed that is not durable.
 fn commit(
     store: &mut Durable,
-    records: &mut Vec<Record>,
+    records: &mut Vec<Sealed>,
     decisions: &mut Vec<String>,
     wait: std::time::Duration,
 ) -> Result<(), ExitCode> {
@@ -171,32 +171,6 @@ fn commit(
     out.flush().map_err(|_| ExitCode::from(2))
 }
 
-/// Names a list of records for an error message: how many, and the first and last.
-pub(crate) fn describe(records: &[Record]) -> String {
-    // An outage's own record is bookkeeping, not what a user lost.
-    let skip = records
-        .iter()
-        .take_while(|r| r.kind == crate::evidence::RecordKind::Outage)
-        .count();
-    let records = records.get(skip..).unwrap_or_default();
-    let name = |r: &Record| match &r.run_id {
-        Some(run) => format!("run `{run}` seq {} ({})", r.seq, r.kind.name()),
-        None => format!("{} record", r.kind.name()),
-    };
-    match (records.first(), records.last()) {
-        (Some(first), Some(last)) if records.len() > 1 => {
-            format!(
-                "{} records, from {} to {}",
-                records.len(),
-                name(first),
-                name(last)
-            )
-        }
-        (Some(only), _) => format!("1 record, {}", name(only)),
-        _ => "no records".into(),
-    }
-}
-
 /// A replay of `artifact` on engines of `kind`.
 fn new_replay(
     artifact: &Arc<Artifact>,
@@ -226,10 +200,16 @@ fn check_against_store(
     writing: &RunOptions<'_>,
 ) -> Result<(), ExitCode> {
     let mut dry = new_replay(artifact, base, writing)?;
-    let mut batch: Vec<Record> = Vec::new();
+    let mut batch: Vec<Sealed> = Vec::new();
     for (i, line) in lines.iter().enumerate() {
         if let Some(result) = dry.line_bytes(i as u64 + 1, line) {
-            batch.extend(result.records.into_iter().filter(|r| r.key().is_some()));
+            batch.extend(
+                result
+                    .records
+                    .into_iter()
+                    .filter(|r| r.key().is_some())
+                    .map(Sealed::new),
+            );
         }
         if (i + 1) % BATCH_LINES == 0 || i + 1 == lines.len() {
             let conflict = store

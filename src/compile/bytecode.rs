@@ -5,9 +5,15 @@
 //! neither hashes nor allocates. Values are fixed-point `i64` (10⁻⁹ units, timestamps in
 //! nanoseconds), booleans and references to strings.
 
-use crate::check::hir::{ArgValue, ChannelRef, Enforcement, Grantee, Scope};
-use crate::syntax::ast::{AggFunc, Bind, ChannelKind, Conflict, OnError, Unit};
+use crate::base::lang::{
+    AggFunc, ArgValue, Bind, ChannelKind, ChannelRef, Conflict, Enforcement, Grantee, OnError,
+    Scope, Unit,
+};
 use serde::{Deserialize, Serialize};
+
+/// The most string fields a program can have (they all come from the prelude); the
+/// engines keep their values in fixed arrays of this size.
+pub const MAX_STR_FIELDS: usize = 16;
 
 /// A comparison of two numbers (counts, quantities, durations, timestamps).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]

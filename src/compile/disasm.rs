@@ -4,8 +4,8 @@
 use super::artifact::{Artifact, FORMAT_VERSION};
 use super::bytecode::{ActionsDesc, Code, Op, Program, RuleKindDesc};
 use super::meaning::scope_text;
+use crate::base::lang::{ChannelRef, Grantee};
 use crate::base::num::Decimal;
-use crate::check::hir::{ChannelRef, Grantee};
 use std::fmt::Write;
 
 fn op_text(program: &Program, op: &Op) -> String {
@@ -50,8 +50,8 @@ fn op_text(program: &Program, op: &Op) -> String {
     }
 }
 
-fn kind_name(unit: crate::syntax::ast::Unit) -> &'static str {
-    use crate::syntax::ast::Unit;
+fn kind_name(unit: crate::base::lang::Unit) -> &'static str {
+    use crate::base::lang::Unit;
     match unit {
         Unit::Bool => "bool",
         Unit::String => "str",

@@ -7,8 +7,8 @@
 
 use super::bytecode::*;
 use super::meaning;
+use crate::base::lang::{BinOp, Unit};
 use crate::check::hir::{self, ExprKind, FieldId, MonitorId, Value};
-use crate::syntax::ast::{BinOp, Unit};
 use std::collections::{BTreeMap, HashMap};
 
 /// Why a checked program could not be lowered.
@@ -413,7 +413,7 @@ impl<'p> Lowerer<'p> {
                     window: window.unwrap_or(0),
                 };
                 // `count(cond)` is a count with a filter.
-                let desc = if *func == crate::syntax::ast::AggFunc::Count {
+                let desc = if *func == crate::base::lang::AggFunc::Count {
                     AggDesc {
                         arg: None,
                         filter: desc.arg.or(desc.filter),

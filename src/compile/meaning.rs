@@ -297,8 +297,8 @@ pub fn expr_text(program: &hir::Program, e: &hir::Expr) -> String {
     }
 }
 
-fn unit_suffix(unit: crate::syntax::ast::Unit) -> &'static str {
-    use crate::syntax::ast::Unit;
+fn unit_suffix(unit: crate::base::lang::Unit) -> &'static str {
+    use crate::base::lang::Unit;
     match unit {
         Unit::Usd => " usd",
         Unit::Tokens => " tokens",

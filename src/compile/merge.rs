@@ -11,11 +11,11 @@
 //! monitor the run already had keeps accumulating from the run's first step; any other
 //! starts fresh (LANGUAGE §6: a monitor first seen in a deploy starts after it).
 
+use super::bytecode::MAX_STR_FIELDS;
 use super::bytecode::{
     ActionsDesc, AggDesc, Code, FieldDesc, FieldSource, LimitDesc, Op, PolicyDesc, Program,
 };
-use crate::check::hir::ChannelRef;
-use crate::vm::MAX_STR_FIELDS;
+use crate::base::lang::ChannelRef;
 
 /// A merged program and what the runtime needs to know about it.
 #[derive(Debug, Clone)]
@@ -64,10 +64,10 @@ fn offset<T>(items: &[T], what: &'static str) -> Result<u16, MergeError> {
 type FieldSlots = ([Vec<u16>; 3], Vec<(usize, u16)>, [u16; 3]);
 
 /// Which kind of slot a field takes.
-fn slot_kind(unit: crate::syntax::ast::Unit) -> usize {
+fn slot_kind(unit: crate::base::lang::Unit) -> usize {
     match unit {
-        crate::syntax::ast::Unit::Bool => 1,
-        crate::syntax::ast::Unit::String => 2,
+        crate::base::lang::Unit::Bool => 1,
+        crate::base::lang::Unit::String => 2,
         _ => 0,
     }
 }
@@ -201,8 +201,8 @@ fn code_key(program: &Program, code: &Code) -> String {
         let found = program.fields.iter().find(|f| {
             f.slot == slot
                 && match f.unit {
-                    crate::syntax::ast::Unit::Bool => kind == 1,
-                    crate::syntax::ast::Unit::String => kind == 2,
+                    crate::base::lang::Unit::Bool => kind == 1,
+                    crate::base::lang::Unit::String => kind == 2,
                     _ => kind == 0,
                 }
         });
@@ -282,8 +282,8 @@ fn moved(map: &[u16], slot: u16) -> u16 {
 
 fn relocate_field(f: &FieldDesc, off: &Offsets) -> FieldDesc {
     let slot = match f.unit {
-        crate::syntax::ast::Unit::Bool => moved(&off.bool, f.slot),
-        crate::syntax::ast::Unit::String => moved(&off.str, f.slot),
+        crate::base::lang::Unit::Bool => moved(&off.bool, f.slot),
+        crate::base::lang::Unit::String => moved(&off.str, f.slot),
         _ => moved(&off.num, f.slot),
     };
     let source = match &f.source {

@@ -434,7 +434,7 @@ pub fn digest(store: &mut dyn EvidenceStore) -> Result<Result<String, Problem>, 
         index: 0,
         body: serde_json::json!({"root": r, "chains": chains}),
     };
-    store.append(&[checkpoint])?;
+    store.append(&[super::Sealed::new(checkpoint)])?;
     Ok(Ok(r))
 }
 

@@ -13,7 +13,7 @@
 //! storage time is hashed, so the same events give the same chains on every machine. A
 //! `run_summary` closes its run's chain.
 
-use super::{Record, RecordKind, StoreError};
+use super::{Record, RecordKind, Sealed, StoreError};
 use std::collections::HashMap;
 
 const DOMAIN: &[u8] = b"lever/evidence/chain/v1\0";
@@ -125,29 +125,29 @@ pub fn push_stored_bytes(
     out.extend_from_slice(b"\"}");
 }
 
-/// A record linked into its chain, with what the stores need of it computed once.
+/// A record linked into its chain: the sealed record and its place.
 #[derive(Debug, Clone)]
 pub struct Linked<'a> {
-    pub record: &'a Record,
-    pub id: [u8; 32],
+    pub sealed: &'a Sealed,
     pub n: u64,
     pub prev: [u8; 32],
     pub hash: [u8; 32],
-    pub canonical: Vec<u8>,
-    /// blake3 over the canonical bytes.
-    pub content: [u8; 32],
 }
 
 impl Linked<'_> {
+    pub fn record(&self) -> &Record {
+        self.sealed.record()
+    }
+
     pub fn stored_bytes(&self) -> Vec<u8> {
-        stored_bytes(&self.canonical, self.n, &self.prev, &self.hash)
+        stored_bytes(self.sealed.canonical(), self.n, &self.prev, &self.hash)
     }
 
     pub fn head(&self) -> Head {
         Head {
             len: self.n + 1,
             hash: self.hash,
-            closed: self.record.kind == RecordKind::RunSummary,
+            closed: self.record().kind == RecordKind::RunSummary,
         }
     }
 }
@@ -264,27 +264,22 @@ impl Head {
 /// Links records onto chain heads (the heads are updated as records are linked).
 pub fn link<'a>(
     heads: &mut HashMap<ChainId, Head>,
-    records: impl IntoIterator<Item = (&'a Record, [u8; 32])>,
+    records: impl IntoIterator<Item = &'a Sealed>,
 ) -> Result<Vec<Linked<'a>>, StoreError> {
     let mut out = Vec::new();
-    for (record, id) in records {
-        let chain = record.chain();
-        let head = heads.entry(chain).or_insert(Head::EMPTY);
+    for sealed in records {
+        let record = sealed.record();
+        let head = heads.entry(record.chain()).or_insert(Head::EMPTY);
         if head.closed {
             return Err(StoreError::ChainClosed(
                 record.run_id.clone().unwrap_or_default(),
             ));
         }
-        let canonical = record.canonical_bytes();
-        let content = *blake3::hash(&canonical).as_bytes();
         let linked = Linked {
-            record,
-            id,
+            sealed,
             n: head.len,
             prev: head.hash,
-            hash: link_hash(&head.hash, head.len, &content),
-            content,
-            canonical,
+            hash: link_hash(&head.hash, head.len, &sealed.content()),
         };
         *head = linked.head();
         out.push(linked);
@@ -316,7 +311,8 @@ mod tests {
             record(Some("r"), 2, RecordKind::Decision),
             record(Some("r"), 2, RecordKind::RunSummary),
         ];
-        let stored: Vec<Stored> = link(&mut heads, records.iter().map(|r| (r, r.id())))
+        let records = Sealed::all(records);
+        let stored: Vec<Stored> = link(&mut heads, &records)
             .unwrap()
             .into_iter()
             .map(|l| {
@@ -333,8 +329,8 @@ mod tests {
             assert_eq!(s.expected_hash(), s.hash);
             assert_eq!(Stored::from_bytes(&s.to_bytes()).as_ref(), Some(s));
         }
-        let late = record(Some("r"), 3, RecordKind::Decision);
-        let after = link(&mut heads, [(&late, late.id())]);
+        let late = Sealed::new(record(Some("r"), 3, RecordKind::Decision));
+        let after = link(&mut heads, [&late]);
         assert!(matches!(after, Err(StoreError::ChainClosed(r)) if r == "r"));
     }
 }

@@ -11,7 +11,7 @@
 //! A process started with records in the spill writes them first.
 
 use super::file::segment_frames;
-use super::{EvidenceStore, Record, RecordKind, StoreError, open};
+use super::{EvidenceStore, Record, RecordKind, Sealed, StoreError, open};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
@@ -26,10 +26,20 @@ pub enum WriteError {
         queued: usize,
         spilled: bool,
     },
-    /// The queue is full, or the spill file could not take the records: these records
-    /// were not queued, and nothing holds them.
-    #[error("{why}")]
-    NotQueued { why: String },
+    /// The queue is full: these records were not queued, and nothing holds them.
+    #[error("the evidence queue is full ({queued} bytes wait for the store, the limit is {limit})")]
+    QueueFull { queued: usize, limit: usize },
+    /// The store is unavailable and the spill file could not take the records: they were
+    /// not queued, and nothing holds them.
+    #[error("the evidence store is unavailable and the spill file {path} failed: {source}")]
+    SpillFailed {
+        path: String,
+        source: std::io::Error,
+    },
+    /// The store is unavailable and the records could not be spilled (`cause` says why the
+    /// store is unavailable, or that no spill file is set): nothing holds them.
+    #[error("the evidence store is unavailable ({cause}) and the records could not be spilled")]
+    NotSpilled { cause: String },
     /// The store refused the records themselves (a closed chain, a contradiction): not an
     /// outage, and retrying will not help.
     #[error(transparent)]
@@ -37,17 +47,25 @@ pub enum WriteError {
 }
 
 /// What became of one group of records (one request's) given to [`Durable::commit_groups`].
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug)]
 pub enum Committed {
     /// Durable in the store.
     Stored,
     /// The store is unavailable: durable in the spill file, and written to the store, in
     /// order, when it returns.
     Spilled,
-    /// The store refused them (they contradict what it holds): nothing holds them.
-    Refused(String),
+    /// The store refused them (they contradict what it holds, or another writer extended
+    /// their chain first): nothing holds them.
+    Refused(StoreError),
     /// Neither the store nor the spill file holds them.
-    Lost(String),
+    Lost(WriteError),
+}
+
+impl Committed {
+    /// Durable somewhere: in the store, or in the spill file.
+    pub fn is_durable(&self) -> bool {
+        matches!(self, Committed::Stored | Committed::Spilled)
+    }
 }
 
 /// The spill file: frames of queued records' canonical bytes.
@@ -59,7 +77,7 @@ struct Spill {
 pub struct Durable {
     url: String,
     store: Option<Box<dyn EvidenceStore>>,
-    queue: Vec<Record>,
+    queue: Vec<Sealed>,
     queued_bytes: usize,
     capacity_bytes: usize,
     spill: Option<Spill>,
@@ -121,10 +139,11 @@ impl Durable {
                     path.display(),
                     left.len()
                 );
-                durable.queued_bytes = left.iter().map(|r| r.canonical_bytes().len()).sum();
+                durable.queued_bytes = left.iter().map(|r| r.canonical().len()).sum();
                 // The outage these records waited through ends when they are written.
                 durable.outage = Some(
                     left.first()
+                        .map(Sealed::record)
                         .filter(|r| r.kind == RecordKind::Outage)
                         .and_then(|r| r.body.get("at")?.as_str())
                         .and_then(crate::base::format::parse_timestamp)
@@ -152,7 +171,7 @@ impl Durable {
     }
 
     /// Records waiting for the store, oldest first.
-    pub fn queued(&self) -> &[Record] {
+    pub fn queued(&self) -> &[Sealed] {
         &self.queue
     }
 
@@ -167,21 +186,19 @@ impl Durable {
     }
 
     /// Queues `records` and writes everything queued; `Ok` once all of it is durable.
-    pub fn append(&mut self, records: Vec<Record>) -> Result<usize, WriteError> {
+    pub fn append(&mut self, records: Vec<Sealed>) -> Result<usize, WriteError> {
         self.enqueue(records)?;
         self.flush()
     }
 
     /// Queues `records` without writing; during an outage they are spilled (fsynced) first.
-    /// `NotQueued` when the queue or the spill cannot take them all: then none are queued.
-    pub fn enqueue(&mut self, records: Vec<Record>) -> Result<(), WriteError> {
-        let bytes: usize = records.iter().map(|r| r.canonical_bytes().len()).sum();
+    /// An error when the queue or the spill cannot take them all: then none are queued.
+    pub fn enqueue(&mut self, records: Vec<Sealed>) -> Result<(), WriteError> {
+        let bytes: usize = records.iter().map(|r| r.canonical().len()).sum();
         if self.queued_bytes + bytes > self.capacity_bytes && !records.is_empty() {
-            return Err(WriteError::NotQueued {
-                why: format!(
-                    "the evidence queue is full ({} bytes wait for the store, the limit is {})",
-                    self.queued_bytes, self.capacity_bytes
-                ),
+            return Err(WriteError::QueueFull {
+                queued: self.queued_bytes,
+                limit: self.capacity_bytes,
             });
         }
         if self.outage.is_some() {
@@ -193,26 +210,24 @@ impl Durable {
     }
 
     /// Appends records to the spill file and fsyncs it.
-    fn spill_records(&mut self, records: &[Record]) -> Result<(), WriteError> {
+    fn spill_records(&mut self, records: &[Sealed]) -> Result<(), WriteError> {
         let Some(spill) = self.spill.as_mut() else {
             return Ok(());
         };
-        let frames = segment_frames(records.iter().map(Record::canonical_bytes));
+        let frames = segment_frames(records.iter().map(Sealed::canonical));
         let written = spill
             .file
             .write_all(&frames)
             .and_then(|()| spill.file.sync_data());
-        written.map_err(|e| WriteError::NotQueued {
-            why: format!(
-                "the evidence store is unavailable and the spill file {} failed: {e}",
-                spill.path.display()
-            ),
+        written.map_err(|source| WriteError::SpillFailed {
+            path: spill.path.display().to_string(),
+            source,
         })
     }
 
     /// Takes every queued record back out of the queue (after a [`WriteError::Refused`],
     /// to write the records of a group one part at a time).
-    pub fn take_queued(&mut self) -> Vec<Record> {
+    pub fn take_queued(&mut self) -> Vec<Sealed> {
         self.queued_bytes = 0;
         std::mem::take(&mut self.queue)
     }
@@ -266,7 +281,11 @@ impl Durable {
         let at = now_ns();
         self.outage = Some(at);
         self.written_late = 0;
-        let start = outage_record("start", at, serde_json::json!({"error": error.to_string()}));
+        let start = Sealed::new(outage_record(
+            "start",
+            at,
+            serde_json::json!({"error": error.to_string()}),
+        ));
         let mut unspilled = std::mem::take(&mut self.queue);
         unspilled.insert(0, start);
         let spilled = match self.spill_records(&unspilled) {
@@ -281,7 +300,7 @@ impl Durable {
         } else {
             // Only what is durable somewhere stays queued (the outage's start is kept).
             self.queue = unspilled.into_iter().take(1).collect();
-            self.queued_bytes = self.queue.iter().map(|r| r.canonical_bytes().len()).sum();
+            self.queued_bytes = self.queue.iter().map(|r| r.canonical().len()).sum();
         }
         WriteError::Unavailable {
             error,
@@ -292,76 +311,65 @@ impl Durable {
 
     /// Commits groups of records (one per request) together; what became of each. A group
     /// the store refuses fails alone: the others are committed without it.
-    pub fn commit_groups(&mut self, groups: Vec<Vec<Record>>) -> Vec<Committed> {
+    pub fn commit_groups(&mut self, groups: Vec<Vec<Sealed>>) -> Vec<Committed> {
         if self.outage.is_some() {
             return groups.into_iter().map(|g| self.spill_group(g)).collect();
         }
-        let mut fates = vec![Committed::Stored; groups.len()];
         let sizes: Vec<usize> = groups.iter().map(Vec::len).collect();
-        for (group, fate) in groups.into_iter().zip(fates.iter_mut()) {
-            if let Err(e) = self.enqueue(group) {
-                *fate = Committed::Lost(e.to_string());
-            }
-        }
+        let mut fates: Vec<Committed> = groups
+            .into_iter()
+            .map(|group| match self.enqueue(group) {
+                Ok(()) => Committed::Stored,
+                Err(e) => Committed::Lost(e),
+            })
+            .collect();
         match self.flush() {
-            Ok(_) => fates,
+            Ok(_) => {}
             Err(WriteError::Unavailable { spilled, error, .. }) => {
-                let fate = outage_fate(spilled, &error);
-                fates
-                    .into_iter()
-                    .map(|f| {
-                        if f == Committed::Stored {
-                            fate.clone()
-                        } else {
-                            f
-                        }
-                    })
-                    .collect()
+                for fate in fates.iter_mut().filter(|f| matches!(f, Committed::Stored)) {
+                    *fate = outage_fate(spilled, &error);
+                }
             }
             Err(_) => {
                 // A group contradicts the store: commit them one at a time.
                 let mut queued = self.take_queued().into_iter();
-                fates
-                    .into_iter()
-                    .zip(sizes)
-                    .map(|(fate, size)| match fate {
-                        Committed::Stored => {
-                            let group: Vec<Record> = queued.by_ref().take(size).collect();
-                            self.commit_one(group)
-                        }
-                        other => other,
-                    })
-                    .collect()
+                for (fate, size) in fates.iter_mut().zip(sizes) {
+                    if matches!(fate, Committed::Stored) {
+                        let group: Vec<Sealed> = queued.by_ref().take(size).collect();
+                        *fate = self.commit_one(group);
+                    }
+                }
             }
         }
+        fates
     }
 
-    fn commit_one(&mut self, group: Vec<Record>) -> Committed {
+    fn commit_one(&mut self, group: Vec<Sealed>) -> Committed {
         if self.outage.is_some() {
             return self.spill_group(group);
         }
         if let Err(e) = self.enqueue(group) {
-            return Committed::Lost(e.to_string());
+            return Committed::Lost(e);
         }
         match self.flush() {
             Ok(_) => Committed::Stored,
             Err(WriteError::Refused(e)) => {
                 self.take_queued();
-                Committed::Refused(e.to_string())
+                Committed::Refused(e)
             }
             Err(WriteError::Unavailable { spilled, error, .. }) => outage_fate(spilled, &error),
-            Err(e) => Committed::Lost(e.to_string()),
+            Err(e) => Committed::Lost(e),
         }
     }
 
     /// During an outage: queues and spills a group.
-    fn spill_group(&mut self, group: Vec<Record>) -> Committed {
+    fn spill_group(&mut self, group: Vec<Sealed>) -> Committed {
         match self.enqueue(group) {
             Ok(()) if self.spill.is_some() => Committed::Spilled,
-            Ok(()) => {
-                Committed::Lost("the evidence store is unavailable and no spill file is set".into())
-            }
-            Err(e) => Committed::Lost(e.to_string()),
+            Ok(()) => Committed::Lost(WriteError::NotSpilled {
+                cause: "no spill file is set".into(),
+            }),
+            Err(e) => Committed::Lost(e),
         }
     }
 
@@ -387,7 +395,7 @@ impl Durable {
         let Some(store) = self.store.as_mut() else {
             return Ok(());
         };
-        match store.append(&[end]) {
+        match store.append(&[Sealed::new(end)]) {
             Ok(_) => {
                 self.outage = None;
                 if let Some(spill) = self.spill.as_mut() {
@@ -414,9 +422,9 @@ fn outage_fate(spilled: bool, error: &StoreError) -> Committed {
     if spilled {
         Committed::Spilled
     } else {
-        Committed::Lost(format!(
-            "the evidence store is unavailable ({error}) and the records could not be spilled"
-        ))
+        Committed::Lost(WriteError::NotSpilled {
+            cause: error.to_string(),
+        })
     }
 }
 
@@ -443,7 +451,7 @@ fn open_spill(path: &Path) -> Result<Spill, StoreError> {
 }
 
 /// The records of a spill file; a torn final frame (never acknowledged) is left out.
-fn read_spill(path: &Path) -> Result<Vec<Record>, StoreError> {
+fn read_spill(path: &Path) -> Result<Vec<Sealed>, StoreError> {
     let bytes = match std::fs::read(path) {
         Ok(b) => b,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
@@ -456,6 +464,7 @@ fn read_spill(path: &Path) -> Result<Vec<Record>, StoreError> {
             serde_json::from_slice::<serde_json::Value>(payload)
                 .ok()
                 .and_then(|v| super::chain::record_of(&v))
+                .map(Sealed::new)
                 .ok_or_else(|| StoreError::Corrupt {
                     path: path.display().to_string(),
                     offset: offset as u64,

@@ -14,8 +14,8 @@
 
 use super::decision::Signal;
 use super::{Bound, Grant};
+use crate::base::lang::Conflict;
 use crate::compile::bytecode::{LimitDesc, PolicyDesc, Program};
-use crate::syntax::ast::Conflict;
 use std::collections::BTreeMap;
 
 /// What binding decided beyond which policies apply.

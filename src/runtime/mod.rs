@@ -38,13 +38,13 @@ pub mod scope;
 
 use crate::base::format;
 use crate::base::hash::Fnv1a;
+use crate::base::lang::OnError;
+use crate::base::lang::{ChannelRef, Enforcement};
 use crate::base::num::SCALE;
-use crate::check::hir::{ChannelRef, Enforcement};
 use crate::compile::artifact::Artifact;
 use crate::compile::bytecode::{
     ActionsDesc, EventField, FieldSource, LimitDesc, PolicyDesc, Program,
 };
-use crate::syntax::ast::OnError;
 use crate::vm::{self, AggState, Ctx, MAX_STR_FIELDS, NOT_A_CONSTANT, NOT_INTERNED, Slot};
 use decision::{Action, Alert, Decision, Signal};
 use event::{RunEnd, RunStart, Step};
@@ -424,7 +424,7 @@ impl Engine {
             if !scope::matches(&p.scope, start) {
                 continue;
             }
-            if p.bind == crate::syntax::ast::Bind::FirstToken {
+            if p.bind == crate::base::lang::Bind::FirstToken {
                 awaiting.push(u16::try_from(i).unwrap_or(u16::MAX));
                 continue;
             }

@@ -7,7 +7,7 @@
 
 use super::decision::{Action, Signal};
 use super::{Engine, Outcome, Run, RunState};
-use crate::syntax::ast::OnError;
+use crate::base::lang::OnError;
 
 impl Engine {
     /// Turns a judged step's outcome into the one answered during a store outage.

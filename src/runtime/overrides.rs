@@ -5,7 +5,7 @@
 use super::decision::{Action, Decision, OverrideOutcome};
 use super::event::{Approval, OverrideKind, OverrideRequest};
 use super::{Engine, Grant, Outcome, Run, RunState, Zone, format};
-use crate::check::hir::Grantee;
+use crate::base::lang::Grantee;
 use crate::compile::bytecode::{PolicyDesc, RuleDesc, RuleKindDesc};
 use std::collections::BTreeSet;
 

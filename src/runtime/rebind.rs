@@ -9,11 +9,11 @@
 //! unchanged (precise rule 5).
 
 use super::{Bound, Candidate, Engine, Run, Snapshot, Throttle, Zone, arbitrate, conflict_key};
-use crate::check::hir::Enforcement;
+use crate::base::lang::Bind;
+use crate::base::lang::Enforcement;
 use crate::compile::artifact::{Artifact, ArtifactBody};
 use crate::compile::bytecode::PolicyDesc;
 use crate::compile::merge::{self, MergeError};
-use crate::syntax::ast::Bind;
 use crate::vm::AggState;
 use std::sync::Arc;
 

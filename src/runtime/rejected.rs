@@ -9,7 +9,7 @@
 use super::decision::{Action, Decision, Signal};
 use super::event::{EventKind, Rejection};
 use super::{Engine, Run, RunState};
-use crate::syntax::ast::OnError;
+use crate::base::lang::OnError;
 use std::sync::Arc;
 
 /// Whether a rejected line is judged as an error of its run, when that run is live: a

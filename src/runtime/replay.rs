@@ -632,8 +632,8 @@ fn summary_record(artifact: &str, run: &Run, outcome: &Outcome) -> Record {
         body: serde_json::json!({
             "steps": t.steps,
             "refused": t.refused,
-            "input_tokens": crate::base::format::value(crate::syntax::ast::Unit::Tokens, t.input_tokens),
-            "output_tokens": crate::base::format::value(crate::syntax::ast::Unit::Tokens, t.output_tokens),
+            "input_tokens": crate::base::format::value(crate::base::lang::Unit::Tokens, t.input_tokens),
+            "output_tokens": crate::base::format::value(crate::base::lang::Unit::Tokens, t.output_tokens),
             "cost": crate::base::format::money(t.cost),
             "final_action": outcome.decision.action,
             "final_reason": outcome.decision.reason,

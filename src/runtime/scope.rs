@@ -1,6 +1,6 @@
 //! Scope resolution: whether a policy applies to a run, from the run's attributes.
 
-use crate::check::hir::{Scope, Selector};
+use crate::base::lang::{Scope, Selector};
 use crate::runtime::event::RunStart;
 
 /// Evaluates a scope against a run's attributes (absent ones are `""`).

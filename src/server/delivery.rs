@@ -9,10 +9,10 @@
 //! "<t>.<body>")>`, the secret being the channel's `secret` argument.
 
 use super::email::SmtpRelay;
-use crate::check::hir::ArgValue;
+use crate::base::lang::ArgValue;
+use crate::base::lang::ChannelKind;
 use crate::compile::bytecode::ChannelDesc;
 use crate::evidence::{Record, RecordKind};
-use crate::syntax::ast::ChannelKind;
 use hmac::{Hmac, Mac};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};

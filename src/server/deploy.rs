@@ -45,7 +45,7 @@ impl Server {
                 .unwrap_or_default();
             let (tx, rx) = oneshot::channel();
             let job = writer::Commit {
-                records: result.records,
+                records: Sealed::all(result.records),
                 done: tx,
             };
             self.writer.send(job).map_err(|_| {
@@ -58,7 +58,12 @@ impl Server {
         };
         match done.blocking_recv() {
             Ok(Committed::Stored | Committed::Spilled) => {}
-            Ok(Committed::Refused(why) | Committed::Lost(why)) => {
+            Ok(fate @ (Committed::Refused(_) | Committed::Lost(_))) => {
+                let why = match fate {
+                    Committed::Refused(e) => e.to_string(),
+                    Committed::Lost(e) => e.to_string(),
+                    _ => String::new(),
+                };
                 return Err(refuse(
                     StatusCode::SERVICE_UNAVAILABLE,
                     format!(

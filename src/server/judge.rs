@@ -84,9 +84,10 @@ impl Server {
             None => None,
         };
         let line = self.requests.fetch_add(1, Ordering::SeqCst) + 1;
-        // Judge under the lock, and queue the evidence before releasing it, so that the
-        // writer receives every run's records in the order they were judged.
-        let (decision, done, deliveries, rejected, saved) = {
+        // Judge under the lock; the records are rendered and queued after it, in the run's
+        // turn, so that the writer receives every run's records in the order they were
+        // judged.
+        let (decision, records, deliveries, rejected, saved) = {
             let Ok(mut replay) = self.replay.lock() else {
                 return error(
                     StatusCode::INTERNAL_SERVER_ERROR,
@@ -119,27 +120,28 @@ impl Server {
                     body: claimed,
                 });
             }
-            let (tx, rx) = oneshot::channel();
-            let job = writer::Commit { records, done: tx };
-            if self.writer.send(job).is_err() {
-                return error(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "the evidence writer stopped",
-                );
-            }
-            (result.decision, rx, deliveries, result.rejected, saved)
+            (result.decision, records, deliveries, result.rejected, saved)
+        };
+        let (tx, done) = oneshot::channel();
+        let job = writer::Commit {
+            records: Sealed::all(records),
+            done: tx,
+        };
+        let fate = match self.writer.send(job) {
+            Ok(()) => done.await.ok(),
+            Err(_) => None,
         };
         // Answered once the evidence is durable: in the store, or spilled during an outage.
-        let refusal = match done.await {
-            Ok(Committed::Stored | Committed::Spilled) => None,
-            Ok(Committed::Refused(why)) => Some(error(
+        let refusal = match fate {
+            Some(Committed::Stored | Committed::Spilled) => None,
+            Some(Committed::Refused(why)) => Some(error(
                 StatusCode::CONFLICT,
                 &format!("the evidence store refused this request's records: {why}"),
             )),
-            Ok(Committed::Lost(why)) => Some(unavailable(&format!(
+            Some(Committed::Lost(why)) => Some(unavailable(&format!(
                 "the evidence of this request could not be made durable, so it was not judged: {why}"
             ))),
-            Err(_) => Some(error(
+            None => Some(error(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "the evidence writer stopped",
             )),

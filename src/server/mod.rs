@@ -34,7 +34,7 @@ use feed::seed_feed;
 
 use crate::compile::artifact::Artifact;
 use crate::evidence::durable::{Committed, Durable};
-use crate::evidence::{ChainId, EvidenceStore, Record, RecordKind};
+use crate::evidence::{ChainId, EvidenceStore, Record, RecordKind, Sealed};
 use crate::runtime::EngineKind;
 use crate::runtime::replay::Replay;
 use axum::Router;
@@ -126,7 +126,7 @@ impl Server {
                 delivery::worker(deliveries, relay, &delivery_metrics, |record| {
                     let (done, _) = oneshot::channel();
                     let _ = recorder.send(writer::Commit {
-                        records: vec![record],
+                        records: vec![Sealed::new(record)],
                         done,
                     });
                 })

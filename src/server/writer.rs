@@ -7,7 +7,7 @@
 //! writer tries the store about once a second and writes the queue first when it returns.
 
 use super::metrics::Metrics;
-use crate::evidence::Record;
+use crate::evidence::Sealed;
 use crate::evidence::durable::{Committed, Durable};
 use std::sync::{Arc, mpsc};
 use std::time::{Duration, Instant};
@@ -15,7 +15,7 @@ use tokio::sync::oneshot;
 
 /// Records to commit, and who waits to hear what became of them.
 pub struct Commit {
-    pub records: Vec<Record>,
+    pub records: Vec<Sealed>,
     pub done: oneshot::Sender<Committed>,
 }
 
@@ -64,7 +64,7 @@ pub fn run(
 
 /// Commits a batch of requests' records and answers each.
 fn commit(store: &mut Durable, metrics: &Metrics, batch: Vec<Commit>) {
-    let (groups, waiting): (Vec<Vec<Record>>, Vec<oneshot::Sender<Committed>>) =
+    let (groups, waiting): (Vec<Vec<Sealed>>, Vec<oneshot::Sender<Committed>>) =
         batch.into_iter().map(|c| (c.records, c.done)).unzip();
     let was_down = store.in_outage();
     let started = Instant::now();
@@ -101,7 +101,7 @@ fn drain_on_exit(store: &mut Durable) -> Result<(), String> {
             Err(e) if started.elapsed() >= SHUTDOWN_WAIT => {
                 return Err(format!(
                     "{e}; not written: {} (kept in the spill file, written at the next start)",
-                    crate::cli::run::describe(store.queued())
+                    crate::evidence::describe(store.queued())
                 ));
             }
             Err(_) => std::thread::sleep(Duration::from_millis(500)),

@@ -7,9 +7,9 @@
 //! error while a failed step is in the window or the window's sum is out of range.
 
 use super::Slot;
+use crate::base::lang::AggFunc;
 use crate::base::num::{self, ArithError, SCALE};
 use crate::compile::bytecode::AggDesc;
-use crate::syntax::ast::AggFunc;
 use std::collections::VecDeque;
 
 /// The state of one aggregate for one run.

@@ -33,8 +33,7 @@ pub enum Slot {
     Err(ArithError),
 }
 
-/// The most string fields a program can have (they all come from the prelude).
-pub const MAX_STR_FIELDS: usize = 16;
+pub use crate::compile::bytecode::MAX_STR_FIELDS;
 
 /// A string field's interned id when its value is no constant of the program.
 pub const NOT_A_CONSTANT: u32 = u32::MAX;

@@ -3,7 +3,7 @@
 //! segments are read through their indexes, rebuilt when lost.
 
 use super::lever;
-use super::stores::record;
+use super::stores::{record, sealed};
 use lever::evidence::audit;
 use lever::evidence::file::FileStore;
 use lever::evidence::{ChainId, EvidenceStore, Record, RecordKind, StoreError};
@@ -153,15 +153,15 @@ fn sealed_segments_are_read_through_their_indexes_and_a_lost_index_is_rebuilt() 
     let runs: Vec<Vec<Record>> = (0..120).map(run_records).collect();
     for batch in runs.chunks(3) {
         let all: Vec<Record> = batch.iter().flatten().cloned().collect();
-        store.append(&all).unwrap();
+        store.append(&sealed(&all)).unwrap();
     }
     store
-        .append(&[record(
+        .append(&sealed(&[record(
             None,
             0,
             RecordKind::Deploy,
             serde_json::json!({"to": "x"}),
-        )])
+        )]))
         .unwrap();
     drop(store);
     let indexes = |dir: &std::path::Path| {
@@ -176,22 +176,22 @@ fn sealed_segments_are_read_through_their_indexes_and_a_lost_index_is_rebuilt() 
             })
             .count()
     };
-    let sealed = indexes(&dir);
-    assert!(sealed > 10, "{sealed} sealed segments");
+    let segments = indexes(&dir);
+    assert!(segments > 10, "{segments} sealed segments");
 
     let mut store = FileStore::open(&dir).unwrap();
     // A replay of everything adds nothing, across every sealed segment.
     for r in &runs {
-        assert_eq!(store.append(r).unwrap(), 0);
+        assert_eq!(store.append(&sealed(r)).unwrap(), 0);
     }
     assert_eq!(
         store
-            .append(&[record(
+            .append(&sealed(&[record(
                 None,
                 0,
                 RecordKind::Deploy,
                 serde_json::json!({"to": "x"})
-            )])
+            )]))
             .unwrap(),
         0
     );
@@ -199,17 +199,17 @@ fn sealed_segments_are_read_through_their_indexes_and_a_lost_index_is_rebuilt() 
     let mut changed = runs[7][1].clone();
     changed.body = serde_json::json!({"seq": 2, "pad": "changed"});
     assert!(matches!(
-        store.append(&[changed]),
+        store.append(&sealed(&[changed])),
         Err(StoreError::Contradicts(_))
     ));
     let late = record(Some("r8"), 9, RecordKind::Decision, serde_json::json!({}));
     assert!(matches!(
-        store.append(&[late]),
+        store.append(&sealed(&[late])),
         Err(StoreError::ChainClosed(_))
     ));
     // An open run goes on where it stopped.
     let more = record(Some("r7"), 4, RecordKind::Decision, serde_json::json!({}));
-    assert_eq!(store.append(&[more]).unwrap(), 1);
+    assert_eq!(store.append(&sealed(&[more])).unwrap(), 1);
     let r7 = store.read_chain(&ChainId::Run("r7".into())).unwrap();
     assert_eq!(r7.iter().map(|s| s.n).collect::<Vec<_>>(), [0, 1, 2, 3]);
     assert_eq!(r7[0].record, runs[7][0]);
@@ -222,8 +222,8 @@ fn sealed_segments_are_read_through_their_indexes_and_a_lost_index_is_rebuilt() 
     bytes[20] ^= 0xff;
     std::fs::write(&damaged, bytes).unwrap();
     let mut store = FileStore::open(&dir).unwrap();
-    assert_eq!(indexes(&dir), sealed);
-    assert_eq!(store.append(&runs[3]).unwrap(), 0);
+    assert_eq!(indexes(&dir), segments);
+    assert_eq!(store.append(&sealed(&runs[3])).unwrap(), 0);
     let verified = audit::verify(&mut store, None, None).unwrap().unwrap();
     assert_eq!(verified.chains, 121);
     assert_eq!(store.chains().unwrap().len(), 121);

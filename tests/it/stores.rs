@@ -9,8 +9,13 @@ use lever::evidence::audit;
 use lever::evidence::file::FileStore;
 use lever::evidence::postgres::PgStore;
 use lever::evidence::postgres::migrate::Roles;
-use lever::evidence::{ChainId, EvidenceStore, Record, RecordKind, StoreError};
+use lever::evidence::{ChainId, EvidenceStore, Record, RecordKind, Sealed, StoreError};
 use std::sync::atomic::{AtomicU32, Ordering};
+
+/// Records sealed for a store, as the runtime's callers seal them.
+pub fn sealed(records: &[Record]) -> Vec<Sealed> {
+    Sealed::all(records.iter().cloned())
+}
 
 pub fn database_url() -> String {
     std::env::var("DATABASE_URL")
@@ -129,15 +134,15 @@ fn conformance(open: &dyn Fn() -> Box<dyn EvidenceStore>) {
         record(None, 0, RecordKind::Deploy, serde_json::json!({"to": "x"})),
     );
     batch.extend(decisions("a", 1..=2));
-    assert_eq!(store.append(&batch).unwrap(), 6);
+    assert_eq!(store.append(&sealed(&batch)).unwrap(), 6);
     // The same records again add nothing; a batch mixing old and new adds the new only.
-    assert_eq!(store.append(&batch).unwrap(), 0);
-    assert_eq!(store.append(&decisions("a", 2..=3)).unwrap(), 1);
+    assert_eq!(store.append(&sealed(&batch)).unwrap(), 0);
+    assert_eq!(store.append(&sealed(&decisions("a", 2..=3))).unwrap(), 1);
     drop(store);
 
     // Reopened, the chains continue where they stopped.
     let mut store = open();
-    assert_eq!(store.append(&decisions("a", 4..=4)).unwrap(), 1);
+    assert_eq!(store.append(&sealed(&decisions("a", 4..=4))).unwrap(), 1);
     let a = store.read_chain(&ChainId::Run("a".into())).unwrap();
     assert_eq!(
         a.iter().map(|s| s.record.seq).collect::<Vec<_>>(),
@@ -161,13 +166,18 @@ fn conformance(open: &dyn Fn() -> Box<dyn EvidenceStore>) {
     // A different record at a stored place is a conflict; the same one is not.
     let mut changed = decisions("a", 2..=2);
     changed[0].body = serde_json::json!({"action": "stop", "seq": 2});
-    let key = store.first_conflict(&changed).unwrap().unwrap();
+    let key = store.first_conflict(&sealed(&changed)).unwrap().unwrap();
     assert_eq!((key.run_id.as_str(), key.seq), ("a", 2));
-    assert_eq!(store.first_conflict(&decisions("a", 1..=4)).unwrap(), None);
+    assert_eq!(
+        store
+            .first_conflict(&sealed(&decisions("a", 1..=4)))
+            .unwrap(),
+        None
+    );
     // Appending it is refused (same artifact, so the same id: the content decides), alone
     // or after a new record of the same batch, and nothing of the batch is written.
     for batch in [changed.clone(), [decisions("d", 1..=1), changed].concat()] {
-        let refused = store.append(&batch);
+        let refused = store.append(&sealed(&batch));
         assert!(
             matches!(&refused, Err(StoreError::Contradicts(w)) if w.contains("run `a` seq 2")),
             "{refused:?}"
@@ -188,7 +198,7 @@ fn conformance(open: &dyn Fn() -> Box<dyn EvidenceStore>) {
         serde_json::json!({"action": "kill"}),
     ));
     assert!(matches!(
-        store.append(&twice),
+        store.append(&sealed(&twice)),
         Err(StoreError::Contradicts(_))
     ));
     assert!(
@@ -205,19 +215,19 @@ fn conformance(open: &dyn Fn() -> Box<dyn EvidenceStore>) {
         RecordKind::RunSummary,
         serde_json::json!({"steps": 4}),
     );
-    assert_eq!(store.append(&[summary]).unwrap(), 1);
-    let late = store.append(&decisions("a", 6..=6));
+    assert_eq!(store.append(&sealed(&[summary])).unwrap(), 1);
+    let late = store.append(&sealed(&decisions("a", 6..=6)));
     assert!(
         matches!(&late, Err(StoreError::ChainClosed(r)) if r == "a"),
         "{late:?}"
     );
     // ... and the store still takes other runs' records.
-    assert_eq!(store.append(&decisions("c", 1..=1)).unwrap(), 1);
+    assert_eq!(store.append(&sealed(&decisions("c", 1..=1))).unwrap(), 1);
 
     // A digest verifies now and after more records arrive.
     let digest = audit::digest(store.as_mut()).unwrap().unwrap();
     assert!(digest.starts_with("blake3:") && digest.len() == 71);
-    assert_eq!(store.append(&decisions("c", 2..=3)).unwrap(), 2);
+    assert_eq!(store.append(&sealed(&decisions("c", 2..=3))).unwrap(), 2);
     let verified = audit::verify(store.as_mut(), None, Some(&digest))
         .unwrap()
         .unwrap();
@@ -258,20 +268,20 @@ fn the_postgres_store_conforms() {
 fn a_failed_fsync_stops_the_file_store() {
     let tmp = tempfile::tempdir().unwrap();
     let mut store = FileStore::open(tmp.path()).unwrap();
-    store.append(&decisions("r", 1..=1)).unwrap();
+    store.append(&sealed(&decisions("r", 1..=1))).unwrap();
     store.inject_sync_failure();
     assert!(matches!(
-        store.append(&decisions("r", 2..=2)),
+        store.append(&sealed(&decisions("r", 2..=2))),
         Err(StoreError::Io { .. })
     ));
     // Never an acknowledgement after a failure, even for a write that would succeed.
-    let after = store.append(&decisions("r", 3..=3));
+    let after = store.append(&sealed(&decisions("r", 3..=3)));
     assert!(matches!(after, Err(StoreError::Stopped(_))), "{after:?}");
     drop(store);
     // Reopened, the store is whole: what reached the disk verifies and nothing is doubled.
     let mut store = FileStore::open(tmp.path()).unwrap();
     assert!(audit::verify(&mut store, None, None).unwrap().is_ok());
-    store.append(&decisions("r", 1..=3)).unwrap();
+    store.append(&sealed(&decisions("r", 1..=3))).unwrap();
     let r = store.read_chain(&ChainId::Run("r".into())).unwrap();
     assert_eq!(
         r.iter().map(|s| s.record.seq).collect::<Vec<_>>(),
@@ -403,7 +413,7 @@ fn pg_run(schema: &Schema) {
         serde_json::json!({"steps": 5}),
     ));
     batch.extend(decisions("other", 1..=2));
-    store.append(&batch).unwrap();
+    store.append(&sealed(&batch)).unwrap();
 }
 
 #[test]
@@ -512,7 +522,7 @@ fn postgres_a_run_rewritten_with_every_hash_recomputed_is_caught_by_an_earlier_d
         RecordKind::RunSummary,
         serde_json::json!({"steps": 5}),
     ));
-    schema.open().append(&forged).unwrap();
+    schema.open().append(&sealed(&forged)).unwrap();
     assert!(
         pg_verify(&schema, None).is_ok(),
         "the forged chain is self-consistent"
@@ -526,7 +536,7 @@ fn postgres_a_run_rewritten_with_every_hash_recomputed_is_caught_by_an_earlier_d
 fn postgres_a_batch_retried_after_a_lost_connection_is_neither_lost_nor_doubled() {
     let schema = Schema::new();
     let mut store = schema.open();
-    store.append(&decisions("r", 1..=3)).unwrap();
+    store.append(&sealed(&decisions("r", 1..=3))).unwrap();
     // The server ends the store's connection, as a restart or a network failure would.
     let pid = store.backend_pid().unwrap();
     let mut admin = schema.client();
@@ -536,7 +546,7 @@ fn postgres_a_batch_retried_after_a_lost_connection_is_neither_lost_nor_doubled(
         .get(0);
     assert!(ended);
     // The retried batch overlaps what is already stored.
-    assert_eq!(store.append(&decisions("r", 2..=6)).unwrap(), 3);
+    assert_eq!(store.append(&sealed(&decisions("r", 2..=6))).unwrap(), 3);
     let r = store.read_chain(&ChainId::Run("r".into())).unwrap();
     assert_eq!(
         r.iter().map(|s| s.record.seq).collect::<Vec<_>>(),
@@ -686,7 +696,7 @@ fn the_canonical_bytes_chain_hashes_and_frames_of_three_records_are_pinned() {
 
     let tmp = tempfile::tempdir().unwrap();
     let mut store = FileStore::open(tmp.path()).unwrap();
-    assert_eq!(store.append(&records).unwrap(), 3);
+    assert_eq!(store.append(&sealed(&records)).unwrap(), 3);
     drop(store);
     let log = std::fs::read(tmp.path().join("evidence-000000.log")).unwrap();
 
@@ -838,12 +848,15 @@ fn records_queued_during_a_postgres_outage_are_spilled_and_survive_a_crash() {
     let spill = tmp.path().join("spill/outage.spill");
     let one = decisions("r", 1..=1)[0].canonical_bytes().len();
     let mut durable = Durable::open(&url, 20 * one, Some(&spill)).unwrap();
-    assert_eq!(durable.append(decisions("r", 1..=2)).unwrap(), 2);
+    assert_eq!(
+        durable.append(Sealed::all(decisions("r", 1..=2))).unwrap(),
+        2
+    );
 
     proxy.down();
     // The outage's start is queued first; everything queued is spilled before it returns.
     for (batch, queued) in [(3..=4, 3), (5..=5, 4)] {
-        match durable.append(decisions("r", batch)) {
+        match durable.append(Sealed::all(decisions("r", batch))) {
             Err(WriteError::Unavailable {
                 queued: q,
                 spilled: true,
@@ -854,9 +867,9 @@ fn records_queued_during_a_postgres_outage_are_spilled_and_survive_a_crash() {
     }
     assert!(std::fs::metadata(&spill).unwrap().len() > (3 * one) as u64);
     // The queue is bounded in bytes: past it, records are refused, not dropped silently.
-    let full = durable.append(decisions("r", 6..=105));
+    let full = durable.append(Sealed::all(decisions("r", 6..=105)));
     assert!(
-        matches!(full, Err(WriteError::NotQueued { .. })),
+        matches!(full, Err(WriteError::QueueFull { .. })),
         "{full:?}"
     );
 

@@ -20,7 +20,7 @@ mod read;
 mod segment;
 
 use super::chain::{self, ChainId, Head, Linked};
-use super::{EvidenceStore, Record, RecordKey, RecordKind, StoreError};
+use super::{EvidenceStore, RecordKey, RecordKind, Sealed, StoreError};
 use index::{Contents, Index};
 use segment::{MAX_BATCH_BYTES, Summary, segment_path};
 use std::collections::{HashMap, HashSet};
@@ -31,10 +31,10 @@ use std::path::{Path, PathBuf};
 pub use segment::MAX_BATCH_BYTES as MAX_APPEND_BYTES;
 
 /// Frames around each payload, as segments hold them (the outage spill file reuses them).
-pub fn segment_frames(payloads: impl IntoIterator<Item = Vec<u8>>) -> Vec<u8> {
+pub fn segment_frames<P: AsRef<[u8]>>(payloads: impl IntoIterator<Item = P>) -> Vec<u8> {
     let mut out = Vec::new();
     for p in payloads {
-        segment::push_frame(&mut out, &p);
+        segment::push_frame(&mut out, p.as_ref());
     }
     out
 }
@@ -71,7 +71,7 @@ enum SealedIndex {
 }
 
 #[derive(Debug)]
-struct Sealed {
+struct SealedSegment {
     number: u32,
     index: SealedIndex,
 }
@@ -88,7 +88,7 @@ struct Tail {
 pub struct FileStore {
     dir: PathBuf,
     _lock: Option<lock::WriterLock>,
-    sealed: Vec<Sealed>,
+    sealed: Vec<SealedSegment>,
     tail: Tail,
     chains: HashMap<String, ChainState>,
     /// Short ids of every stored record that stands for itself (no place).
@@ -215,23 +215,19 @@ impl FileStore {
 
     /// The records of a batch not yet stored, each with its id; `Contradicts` when one would
     /// take a place that holds, or an earlier record of the batch gives, other content.
-    fn fresh<'r>(
-        &mut self,
-        records: &'r [Record],
-    ) -> Result<Vec<(&'r Record, [u8; 32])>, StoreError> {
+    fn fresh<'r>(&mut self, records: &'r [Sealed]) -> Result<Vec<&'r Sealed>, StoreError> {
         let mut fresh = Vec::new();
         let mut batch_ids = HashSet::new();
         let mut batch_places: HashMap<RecordKey, [u8; 32]> = HashMap::new();
         for r in records {
-            let id = r.id();
-            let Some(key) = r.key() else {
-                let short = index::short(&id);
+            let Some(key) = r.record().key() else {
+                let short = index::short(&r.id());
                 if !self.keyless.contains(&short) && batch_ids.insert(short) {
-                    fresh.push((r, id));
+                    fresh.push(r);
                 }
                 continue;
             };
-            let content = r.content_hash();
+            let content = r.content();
             if let Some(earlier) = batch_places.get(&key) {
                 if *earlier != content {
                     return Err(contradicts(&key));
@@ -245,7 +241,7 @@ impl FileStore {
                 continue;
             }
             batch_places.insert(key, content);
-            fresh.push((r, id));
+            fresh.push(r);
         }
         Ok(fresh)
     }
@@ -290,7 +286,7 @@ impl FileStore {
         File::open(&self.dir)
             .and_then(|d| d.sync_all())
             .map_err(io_error(&self.dir))?;
-        self.sealed.push(Sealed {
+        self.sealed.push(SealedSegment {
             number,
             index: SealedIndex::File(opened),
         });
@@ -325,7 +321,7 @@ impl FileStore {
     /// `offsets` are their frames' offsets in the tail segment.
     fn remember(&mut self, linked: &[Linked], offsets: &[u64]) {
         for (l, at) in linked.iter().zip(offsets) {
-            let r = l.record;
+            let r = l.record();
             let summary = Summary {
                 kind: r.kind,
                 artifact: r.artifact.clone(),
@@ -335,13 +331,13 @@ impl FileStore {
                 n: l.n,
                 prev: l.prev,
                 hash: l.hash,
-                content: l.content,
+                content: l.sealed.content(),
             };
             self.tail
                 .contents
                 .add(u32::try_from(*at).unwrap_or(u32::MAX), &summary);
             if summary.keyless() {
-                self.keyless.insert(index::short(&l.id));
+                self.keyless.insert(index::short(&l.sealed.id()));
             }
             let key = summary.chain_key();
             if let Some(state) = self.chains.get_mut(&key) {
@@ -349,7 +345,7 @@ impl FileStore {
                 if !summary.keyless() {
                     state.max_seq = Some(state.max_seq.map_or(r.seq, |m| m.max(r.seq)));
                     if let Some(places) = state.places.as_mut() {
-                        places.insert((r.seq, r.kind, r.index), l.content);
+                        places.insert((r.seq, r.kind, r.index), l.sealed.content());
                     }
                 }
             }
@@ -386,11 +382,13 @@ fn contradicts(key: &RecordKey) -> StoreError {
 }
 
 impl EvidenceStore for FileStore {
-    fn first_conflict(&mut self, records: &[Record]) -> Result<Option<RecordKey>, StoreError> {
+    fn first_conflict(&mut self, records: &[Sealed]) -> Result<Option<RecordKey>, StoreError> {
         for r in records {
-            let Some(key) = r.key() else { continue };
+            let Some(key) = r.record().key() else {
+                continue;
+            };
             if let Some(stored) = self.stored_place(&key)?
-                && stored != r.content_hash()
+                && stored != r.content()
             {
                 return Ok(Some(key));
             }
@@ -398,7 +396,7 @@ impl EvidenceStore for FileStore {
         Ok(None)
     }
 
-    fn append(&mut self, records: &[Record]) -> Result<usize, StoreError> {
+    fn append(&mut self, records: &[Sealed]) -> Result<usize, StoreError> {
         if self.failed {
             return Err(self.stopped());
         }
@@ -410,21 +408,26 @@ impl EvidenceStore for FileStore {
             self.seal()?;
         }
         let mut heads: HashMap<ChainId, Head> = HashMap::new();
-        for (r, _) in &fresh {
-            let chain = r.chain();
+        for r in &fresh {
+            let chain = r.record().chain();
             if let std::collections::hash_map::Entry::Vacant(slot) = heads.entry(chain) {
                 let head = self.state(&slot.key().key())?.head;
                 slot.insert(head);
             }
         }
         let linked = chain::link(&mut heads, fresh)?;
-        let mut frames = Vec::with_capacity(linked.iter().map(|l| l.canonical.len() + 200).sum());
+        let mut frames = Vec::with_capacity(
+            linked
+                .iter()
+                .map(|l| l.sealed.canonical().len() + 200)
+                .sum(),
+        );
         let mut offsets = Vec::with_capacity(linked.len());
         let mut payload = Vec::new();
         for l in &linked {
             offsets.push(self.tail.len + frames.len() as u64);
             payload.clear();
-            chain::push_stored_bytes(&mut payload, &l.canonical, l.n, &l.prev, &l.hash);
+            chain::push_stored_bytes(&mut payload, l.sealed.canonical(), l.n, &l.prev, &l.hash);
             segment::push_frame(&mut frames, &payload).ok_or_else(|| StoreError::Corrupt {
                 path: self.dir.display().to_string(),
                 offset: 0,

@@ -3,9 +3,9 @@
 
 use super::index::{self, Contents};
 use super::segment::{self, End, Summary, index_path, segment_path};
-use super::{FileStore, Sealed, SealedIndex, Tail, io_error, lock};
+use super::{FileStore, SealedIndex, SealedSegment, Tail, io_error, lock};
 use crate::evidence::chain::{self, ChainId};
-use crate::evidence::{EvidenceStore, Record, RecordKind, StoreError};
+use crate::evidence::{EvidenceStore, Record, RecordKind, Sealed, StoreError};
 use std::collections::{HashMap, HashSet};
 use std::fs::OpenOptions;
 use std::path::Path;
@@ -60,12 +60,16 @@ fn contents_of(path: &Path, frames: &[(usize, &[u8])]) -> Result<Contents, Store
 
 /// A sealed segment's index, rebuilt from the segment when missing, stale or damaged
 /// (written back unless the store is read-only); and the keyless ids it lists.
-fn open_sealed(dir: &Path, n: u32, read_only: bool) -> Result<(Sealed, Vec<[u8; 16]>), StoreError> {
+fn open_sealed(
+    dir: &Path,
+    n: u32,
+    read_only: bool,
+) -> Result<(SealedSegment, Vec<[u8; 16]>), StoreError> {
     let path = segment_path(dir, n);
     let len = std::fs::metadata(&path).map_err(io_error(&path))?.len();
     let idx = index_path(dir, n);
     if let Some((opened, keyless)) = index::open(&idx, len).map_err(io_error(&idx))? {
-        let sealed = Sealed {
+        let sealed = SealedSegment {
             number: n,
             index: SealedIndex::File(opened),
         };
@@ -95,7 +99,7 @@ fn open_sealed(dir: &Path, n: u32, read_only: bool) -> Result<(Sealed, Vec<[u8; 
             None => SealedIndex::Memory(contents),
         }
     };
-    Ok((Sealed { number: n, index }, keyless))
+    Ok((SealedSegment { number: n, index }, keyless))
 }
 
 /// The tail segment opened and scanned; `Some((offset, bytes))` when a torn tail was cut.
@@ -236,7 +240,7 @@ impl FileStore {
                 "previous_store_head": chain::hex(&previous),
             }),
         };
-        self.append(&[recovery]).map(|_| ())
+        self.append(&[Sealed::new(recovery)]).map(|_| ())
     }
 }
 

@@ -16,7 +16,7 @@
 pub mod migrate;
 
 use super::chain::{self, ChainId, Head, Stored};
-use super::{EvidenceStore, Record, RecordKey, RecordKind, StoreError};
+use super::{EvidenceStore, Record, RecordKey, RecordKind, Sealed, StoreError};
 use postgres::binary_copy::BinaryCopyInWriter;
 use postgres::types::Type;
 use postgres::{Client, NoTls, Transaction};
@@ -145,8 +145,8 @@ fn place_id(key: &RecordKey) -> [u8; 32] {
 
 /// A record's unique key in the table: its place for run records (what a replay must agree
 /// on), its id for the others (which covers their content).
-fn store_key(r: &Record, id: &[u8; 32]) -> [u8; 32] {
-    r.key().map_or(*id, |k| place_id(&k))
+fn store_key(r: &Sealed) -> [u8; 32] {
+    r.record().key().map_or(r.id(), |k| place_id(&k))
 }
 
 fn to_i64(n: u64) -> i64 {
@@ -212,15 +212,10 @@ impl PgStore {
     }
 
     /// One group commit in one transaction; returns how many records were new.
-    fn try_append(&mut self, records: &[Record]) -> Result<usize, Failure> {
+    fn try_append(&mut self, records: &[Sealed]) -> Result<usize, Failure> {
         let s = self.schema.clone();
         let mut tx = self.client.transaction()?;
-        let ids: Vec<[u8; 32]> = records.iter().map(Record::id).collect();
-        let keys: Vec<[u8; 32]> = records
-            .iter()
-            .zip(&ids)
-            .map(|(r, id)| store_key(r, id))
-            .collect();
+        let keys: Vec<[u8; 32]> = records.iter().map(store_key).collect();
         let key_refs: Vec<&[u8]> = keys.iter().map(|k| k.as_slice()).collect();
         let existing: HashMap<Vec<u8>, Vec<u8>> = tx
             .query(
@@ -230,21 +225,22 @@ impl PgStore {
             .iter()
             .map(|r| (r.get(0), r.get(1)))
             .collect();
-        let mut seen: HashMap<[u8; 32], &Record> = HashMap::new();
-        let mut fresh: Vec<(&Record, [u8; 32])> = Vec::new();
-        for ((r, id), key) in records.iter().zip(&ids).zip(&keys) {
+        let mut seen: HashMap<[u8; 32], &Sealed> = HashMap::new();
+        let mut fresh: Vec<&Sealed> = Vec::new();
+        for (r, key) in records.iter().zip(&keys) {
             // A place stored, or taken earlier in this batch, must hold this very content.
             let taken = existing
                 .get(key.as_slice())
-                .map(|content| content.as_slice() == r.content_hash().as_slice())
+                .map(|content| content.as_slice() == r.content().as_slice())
                 .or_else(|| {
                     seen.get(key)
-                        .map(|earlier| earlier.content_hash() == r.content_hash())
+                        .map(|earlier| earlier.content() == r.content())
                 });
             match taken {
                 Some(false) => {
                     return Err(Failure::Store(StoreError::Contradicts(
-                        r.key()
+                        r.record()
+                            .key()
                             .map(|k| {
                                 format!("run `{}` seq {} ({})", k.run_id, k.seq, k.kind.name())
                             })
@@ -254,14 +250,14 @@ impl PgStore {
                 Some(true) => {}
                 None => {
                     seen.insert(*key, r);
-                    fresh.push((r, *id));
+                    fresh.push(r);
                 }
             }
         }
         if fresh.is_empty() {
             return Ok(0);
         }
-        let mut heads = heads(&mut tx, &s, fresh.iter().map(|(r, _)| *r))?;
+        let mut heads = heads(&mut tx, &s, fresh.iter().map(|r| r.record()))?;
         let linked = chain::link(&mut heads, fresh).map_err(Failure::Store)?;
         let sink = tx.copy_in(&format!(
             "COPY {s}.records (chain, n, key, id, prev, hash, content, kind, run_id, seq, record) FROM STDIN BINARY"
@@ -281,20 +277,20 @@ impl PgStore {
         ];
         let mut writer = BinaryCopyInWriter::new(sink, &types);
         for l in &linked {
-            let r = l.record;
-            let key = store_key(r, &l.id);
+            let r = l.record();
+            let key = store_key(l.sealed);
             writer.write(&[
                 &r.chain().key(),
                 &to_i64(l.n),
                 &key.as_slice(),
-                &l.id.as_slice(),
+                &l.sealed.id().as_slice(),
                 &l.prev.as_slice(),
                 &l.hash.as_slice(),
-                &l.content.as_slice(),
+                &l.sealed.content().as_slice(),
                 &r.kind.name(),
                 &r.run_id.as_deref(),
                 &to_i64(r.seq),
-                &l.canonical.as_slice(),
+                &l.sealed.canonical(),
             ])?;
         }
         writer.finish()?;
@@ -407,10 +403,10 @@ fn heads<'a>(
 }
 
 impl EvidenceStore for PgStore {
-    fn first_conflict(&mut self, records: &[Record]) -> Result<Option<RecordKey>, StoreError> {
+    fn first_conflict(&mut self, records: &[Sealed]) -> Result<Option<RecordKey>, StoreError> {
         let keyed: Vec<(RecordKey, [u8; 32])> = records
             .iter()
-            .filter_map(|r| r.key().map(|k| (k, r.content_hash())))
+            .filter_map(|r| r.record().key().map(|k| (k, r.content())))
             .collect();
         let places: Vec<[u8; 32]> = keyed.iter().map(|(k, _)| place_id(k)).collect();
         let refs: Vec<&[u8]> = places.iter().map(|p| p.as_slice()).collect();
@@ -434,7 +430,7 @@ impl EvidenceStore for PgStore {
             .map(|((key, _), _)| key))
     }
 
-    fn append(&mut self, records: &[Record]) -> Result<usize, StoreError> {
+    fn append(&mut self, records: &[Sealed]) -> Result<usize, StoreError> {
         if self.failed {
             return Err(StoreError::Stopped(redact(&self.url)));
         }

@@ -11,8 +11,8 @@ mod read;
 pub use read::{object_fields, parse};
 
 pub use crate::base::lang::OverrideKind;
+use crate::base::lang::Unit;
 use crate::base::num::{self, SCALE};
-use crate::syntax::ast::Unit;
 use std::collections::BTreeMap;
 
 /// The event types.

@@ -10,9 +10,9 @@ use super::{
     RejectCode, Rejection, RunEnd, RunStart, Step, parse_duration,
 };
 use crate::base::format::parse_timestamp;
+use crate::base::lang::Unit;
 use crate::base::num::{self, DecimalError, SCALE};
 use crate::compile::bytecode::Program;
-use crate::syntax::ast::Unit;
 use serde_json::value::RawValue;
 use std::collections::BTreeMap;
 

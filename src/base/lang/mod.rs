@@ -302,3 +302,8 @@ impl OverrideKind {
         }
     }
 }
+
+mod data;
+mod tagged;
+
+pub use data::{ArgValue, ChannelRef, Grantee, Scope, Selector};
