@@ -100,7 +100,7 @@ fn step(ts: i64) -> Step {
         model: "model-3".into(),
         tool: String::new(),
         pii: false,
-        metrics: Vec::new(),
+        metrics: Default::default(),
         prompt: None,
         meta: None,
     }
@@ -157,7 +157,7 @@ fn timed_steps(
     for _ in 0..iters {
         *ts += 1_000_000_000;
         s.ts = *ts;
-        let outcome = engine.step(run, black_box(s));
+        let outcome = engine.step(run, black_box(s), &[]);
         black_box(outcome.decision.action);
     }
     begin.elapsed()
@@ -168,7 +168,7 @@ fn warmed_run(engine: &mut Engine, start: &RunStart, s: &mut Step) -> lever::run
     let (mut run, _) = engine.start_run(start);
     for i in 1..=120 {
         s.ts = i * 1_000_000_000;
-        let d = engine.step(&mut run, s).decision;
+        let d = engine.step(&mut run, s, &[]).decision;
         assert!(d.signals.is_empty(), "nothing trips");
     }
     run

@@ -5,7 +5,7 @@
 //! value and zone, and the overrides in force.
 
 use crate::base::format;
-use crate::check::hir::{Scope, Selector};
+use crate::base::lang::{Scope, Selector};
 use crate::compile::bytecode::{PolicyDesc, Program};
 use crate::compile::meaning::scope_text;
 use crate::runtime::decision::Decision;
@@ -57,7 +57,7 @@ fn zone_name(z: Zone) -> &'static str {
     }
 }
 
-fn slot_text(unit: crate::syntax::ast::Unit, slot: Slot) -> Value {
+fn slot_text(unit: crate::base::lang::Unit, slot: Slot) -> Value {
     match slot {
         Slot::Num(n) => json!(format::value(unit, n)),
         Slot::Bool(b) => json!(b.to_string()),
@@ -144,7 +144,7 @@ pub fn explain(engine: &Engine, run: &Run, decision: &Decision, stepped: bool) -
         "event": decision.event,
         "ts": decision.ts.map(format::timestamp),
         "artifact": engine.artifact().id,
-        "decision": serde_json::from_str::<Value>(&decision.to_json()).unwrap_or_default(),
+        "decision": serde_json::to_value(decision).unwrap_or_default(),
         "run": {
             "state": format!("{:?}", run.state).to_lowercase(),
             "state_reason": run.state_reason,

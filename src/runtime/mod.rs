@@ -18,10 +18,10 @@
 //! let (mut run, _) = engine.start_run(&start);
 //! let mut step = Step { run_id: "r1".into(), ts: 1_000_000_000, input_tokens: 0, output_tokens: 0,
 //!     cost: 600_000_000, latency: 0, kind: "llm_call".into(), model: String::new(), tool: String::new(),
-//!     pii: false, metrics: vec![], prompt: None, meta: None };
-//! assert_eq!(engine.step(&mut run, &step).decision.action, lever::runtime::decision::Action::Continue);
+//!     pii: false, metrics: Default::default(), prompt: None, meta: None };
+//! assert_eq!(engine.step(&mut run, &step, &[]).decision.action, lever::runtime::decision::Action::Continue);
 //! step.ts += 1_000_000_000;
-//! let second = engine.step(&mut run, &step).decision;
+//! let second = engine.step(&mut run, &step, &[]).decision;
 //! assert_eq!(second.action, lever::runtime::decision::Action::Stop);
 //! assert_eq!(second.signals[0].kind, "breach");
 //! ```
@@ -579,12 +579,15 @@ impl Engine {
     /// and is `refused` unless an enforcement more severe than the run's state fires.
     /// The step is judged at the run's clock (its own `ts` when that is later); its
     /// decision keeps its own `ts`.
-    pub fn step(&mut self, run: &mut Run, step: &Step) -> Outcome {
+    ///
+    /// `metrics` are the step's metrics read for this engine's program
+    /// ([`event::read_metrics`]): one value per declared signal.
+    pub fn step(&mut self, run: &mut Run, step: &Step, metrics: &[i64]) -> Outcome {
         run.seq += 1;
         run.clock = run.clock.max(step.ts);
         let at = run.clock;
         overrides::expire(run, at);
-        self.evaluate(run, step, at);
+        self.evaluate(run, step, metrics, at);
         let mut signals = Vec::new();
         let mut alerts = Vec::new();
         let mut candidates: Vec<Candidate> = Vec::new();
@@ -663,7 +666,7 @@ impl Engine {
 
     /// Takes a step into every aggregate at `at`, the time it is judged at, and computes
     /// every monitor's value.
-    fn evaluate(&mut self, run: &mut Run, step: &Step, at: i64) {
+    fn evaluate(&mut self, run: &mut Run, step: &Step, metrics: &[i64], at: i64) {
         let artifact = Arc::clone(&self.artifact);
         let program = &artifact.body.program;
         let s = &mut self.scratch;
@@ -709,7 +712,7 @@ impl Engine {
                 },
                 FieldSource::Metric(i) => {
                     if let Some(dst) = s.nums.get_mut(slot) {
-                        *dst = step.metrics.get(usize::from(*i)).copied().unwrap_or(0);
+                        *dst = metrics.get(usize::from(*i)).copied().unwrap_or(0);
                     }
                 }
                 FieldSource::Derived(code) => {

@@ -75,7 +75,7 @@ mod tests {
             model: String::new(),
             tool: String::new(),
             pii: false,
-            metrics: vec![],
+            metrics: Default::default(),
             prompt: None,
             meta: None,
         }
@@ -97,7 +97,7 @@ mod tests {
     /// A run's first step, answered during an outage.
     fn outage_step(e: &mut Engine) -> (crate::runtime::Run, crate::runtime::Outcome) {
         let (mut run, _) = e.start_run(&start());
-        let mut outcome = e.step(&mut run, &step());
+        let mut outcome = e.step(&mut run, &step(), &[]);
         e.store_outage(&mut run, &mut outcome);
         (run, outcome)
     }
@@ -133,7 +133,7 @@ mod tests {
             Some("store_unavailable")
         );
         // Later steps are refused: the run is over.
-        let next = e.step(&mut run, &step());
+        let next = e.step(&mut run, &step(), &[]);
         assert_eq!(next.decision.action, Action::Refused);
     }
 }

@@ -199,25 +199,33 @@ impl Replay {
         self.line_limit = bytes;
     }
 
+    /// Reads and judges one line of JSON: `lever run`'s input. `None` for a line holding
+    /// only whitespace.
     pub fn line(&mut self, line: u64, text: &str) -> Option<LineResult> {
         if text.trim().is_empty() {
             return None;
         }
+        Some(match event::parse(text) {
+            Ok(event) => self.judge(line, Some(text.as_bytes()), event),
+            Err(rejection) => self.rejected_line(line, text.as_bytes(), &rejection),
+        })
+    }
+
+    /// Judges one event. `line` numbers it among this replay's inputs (the record of a
+    /// rejection is placed by it, and carries the hash of the event as evidence records it).
+    pub fn apply(&mut self, line: u64, event: Event) -> LineResult {
+        self.judge(line, None, event)
+    }
+
+    /// [`Replay::apply`] for an event decoded from `received` (a request body): the record
+    /// of a rejection carries the hash of those bytes.
+    pub fn apply_received(&mut self, line: u64, received: &[u8], event: Event) -> LineResult {
+        self.judge(line, Some(received), event)
+    }
+
+    fn judge(&mut self, line: u64, received: Option<&[u8]>, event: Event) -> LineResult {
         let mut records = self.artifact_record();
-        // A step's metrics, and a raise's `to`, are read for the program that judges its run.
-        let program_of = |run_id: &str| {
-            self.runs
-                .get(run_id)
-                .and_then(|held| self.engines.get(held.engine))
-                .or_else(|| self.current_engine())
-                .map(Engine::program)
-        };
-        let parsed = event::parse(text, &program_of);
-        let result = parsed.and_then(|e| {
-            let input = event::evidence_json(&e);
-            self.apply(e)
-                .map(|(outcome, extra)| (outcome, extra, input))
-        });
+        let result = self.judge_event(event);
         let rejected = result.is_err();
         let mut decision = match result {
             Ok((outcome, extra, input)) => {
@@ -225,18 +233,58 @@ impl Replay {
                 records.extend(extra);
                 outcome.decision
             }
-            Err(rejection) => {
-                let (decision, record) = self.rejected(line, text.as_bytes(), &rejection);
+            Err((rejection, input)) => {
+                let text = match received {
+                    Some(bytes) => std::borrow::Cow::Borrowed(bytes),
+                    None => std::borrow::Cow::Owned(input.to_string().into_bytes()),
+                };
+                let (decision, record) = self.rejected(line, &text, &rejection);
                 records.push(record);
                 decision
             }
         };
         decision.line = Some(line);
-        Some(LineResult {
+        LineResult {
             decision,
             records,
             rejected,
-        })
+        }
+    }
+
+    /// The program that judges a run: its own, or for a run it does not know, the one
+    /// deployed last.
+    fn program_of(&self, run_id: &str) -> Option<&crate::compile::bytecode::Program> {
+        self.runs
+            .get(run_id)
+            .and_then(|held| self.engines.get(held.engine))
+            .or_else(|| self.current_engine())
+            .map(Engine::program)
+    }
+
+    /// Reads what the program that judges the run gives meaning to (a step's metrics, a
+    /// raise's `to`), then judges the event: its outcome, the records beyond the outcome's,
+    /// and the event as evidence records it; or the rejection, with the same.
+    #[allow(clippy::type_complexity)]
+    fn judge_event(
+        &mut self,
+        e: Event,
+    ) -> Result<(Outcome, Vec<Record>, serde_json::Value), (Rejection, serde_json::Value)> {
+        let read = match &e {
+            Event::Step(step) => event::read_metrics(step, self.program_of(&step.run_id)),
+            Event::Override(req) => {
+                event::check_raise(req, self.program_of(&req.run_id)).map(|()| Vec::new())
+            }
+            _ => Ok(Vec::new()),
+        };
+        let metrics = match read {
+            Ok(m) => m,
+            Err(rejection) => return Err((rejection, event::evidence_json(&e, &[]))),
+        };
+        let input = event::evidence_json(&e, &metrics);
+        match self.apply_event(e, &metrics) {
+            Ok((outcome, extra)) => Ok((outcome, extra, input)),
+            Err(rejection) => Err((rejection, input)),
+        }
     }
 
     /// Judges a line rejected before it could be read (a request body the server does
@@ -309,7 +357,11 @@ impl Replay {
         }]
     }
 
-    fn apply(&mut self, e: Event) -> Result<(Outcome, Vec<Record>), Rejection> {
+    fn apply_event(
+        &mut self,
+        e: Event,
+        metrics: &[i64],
+    ) -> Result<(Outcome, Vec<Record>), Rejection> {
         let reject = |code: RejectCode, detail: String| Rejection {
             code,
             detail,
@@ -335,7 +387,7 @@ impl Replay {
             .map_err(|(code, why)| reject(code, why))?;
         match run_event {
             RunEvent::Step(step) => {
-                let mut outcome = engine.step(run, step);
+                let mut outcome = engine.step(run, step, metrics);
                 if self.store_outage {
                     engine.store_outage(run, &mut outcome);
                 }

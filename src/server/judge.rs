@@ -1,79 +1,82 @@
-//! Judging a request: the body becomes the event of its route, judged through the same
-//! replay as `lever run`, one request at a time per run, answered once its evidence is
-//! durable (or put back when no store holds it).
+//! Judging a request: the body is decoded straight into the typed event of its route and
+//! judged through the same replay as `lever run`, one request at a time per run, answered
+//! once its evidence is durable (or put back when no store holds it).
 
 use super::feed::deliveries_of;
-use super::routes::{Body, error, from_path, parse_body, raw, unavailable};
+use super::routes::{Body, Refusal, error, from_path, parse_body, raw, unavailable};
 use super::*;
+use crate::runtime::event::{self, EventKind, RejectCode, Rejection};
+
+/// A request body as the runtime takes it: decoded into an event, or why it cannot be.
+pub(super) type Decoded = Result<Body, Rejection>;
+
+/// What a request left under the runtime lock: the decision, the records to make durable,
+/// the alerts to deliver once they are, and the run's state before it (to put back).
+struct Judged {
+    decision: crate::runtime::decision::Decision,
+    records: Vec<Record>,
+    deliveries: Vec<super::delivery::Delivery>,
+    rejected: bool,
+    saved: Option<crate::runtime::replay::SavedRun>,
+}
 
 impl Server {
     /// Judges one event and answers once its evidence is durable.
     pub(super) async fn event(&self, kind: &str, run_id: Option<&str>, body: &[u8]) -> Response {
         match parse_body(body) {
-            Ok(event) => self.judge(kind, run_id, Ok(event), None).await,
+            Ok(fields) => self.judge(kind, run_id, body, Ok(fields), None).await,
             // A body no reader can agree on is still a rejected event of its run.
             Err(r) if r.0 == StatusCode::UNPROCESSABLE_ENTITY && run_id.is_some() => {
                 let lenient: std::collections::BTreeMap<String, serde_json::Value> =
                     serde_json::from_slice(body).unwrap_or_default();
-                let rejection = crate::runtime::event::Rejection {
-                    code: crate::runtime::event::RejectCode::InvalidField,
+                let rejection = Rejection {
+                    code: RejectCode::InvalidField,
                     detail: r.1.trim_start_matches("invalid_field: ").to_string(),
                     run_id: run_id.map(str::to_string),
                     ts: lenient
                         .get("ts")
                         .and_then(|t| t.as_str())
                         .and_then(crate::base::format::parse_timestamp),
-                    event: crate::runtime::event::EventKind::from_name(kind),
+                    event: EventKind::from_name(kind),
                 };
-                self.judge(kind, run_id, Err((rejection, body.to_vec())), None)
-                    .await
+                self.judge(kind, run_id, body, Err(rejection), None).await
             }
             Err(r) => r.into_response(),
         }
     }
 
-    /// Judges an event whose body is parsed; `mismatch` is what an authenticated body
-    /// claimed beyond its token, recorded beside the decision.
+    /// Judges an event of `kind` whose body (`received`) is decoded into `fields`;
+    /// `mismatch` is what an authenticated body claimed beyond its token, recorded beside
+    /// the decision.
     pub(super) async fn judge(
         &self,
         kind: &str,
         run_id: Option<&str>,
-        input: Result<Body, (crate::runtime::event::Rejection, Vec<u8>)>,
+        received: &[u8],
+        fields: Decoded,
         mismatch: Option<serde_json::Value>,
     ) -> Response {
-        let mut event = input;
-        if let Ok(event) = &mut event {
-            if event.contains_key("type") {
+        let mut fields = fields;
+        if let Ok(fields) = &mut fields {
+            if fields.contains_key("type") {
                 return error(
                     StatusCode::BAD_REQUEST,
                     "`type` comes from the endpoint, not the body",
                 );
             }
             if let Some(id) = run_id
-                && let Err(r) = from_path(event, "run_id", id.into())
+                && let Err(r) = from_path(fields, "run_id", id.into())
             {
                 return r.into_response();
             }
-            event.insert("type".into(), raw(&kind.into()));
+            fields.insert("type".into(), raw(&kind.into()));
         }
-        // During a store outage only run starts and steps are judged (under the outage
-        // rule), and only while the queue has room; the rest wait for the store.
-        let down = self.metrics.store_down();
-        if down && !matches!(kind, "run_start" | "step") {
-            return unavailable(&format!(
-                "the evidence store is unavailable; a {kind} is judged only once its evidence can be made durable: retry when /healthz answers ok"
-            ));
-        }
-        let room = self.settings.outage_queue_bytes as u64;
-        if down && self.metrics.queued_bytes() >= room {
-            return unavailable(&format!(
-                "the evidence store is unavailable and {} bytes of evidence wait for it: retry when /healthz answers ok",
-                self.metrics.queued_bytes()
-            ));
+        if let Some(refused) = self.outage_refusal(kind) {
+            return refused;
         }
         // The run's turn: its previous request's evidence is committed or refused by now.
         let run_key = run_id.map(str::to_string).or_else(|| {
-            event
+            fields
                 .as_ref()
                 .ok()?
                 .get("run_id")
@@ -83,55 +86,92 @@ impl Server {
             Some(k) => Some(self.run_locks.turn(k).await),
             None => None,
         };
-        let line = self.requests.fetch_add(1, Ordering::SeqCst) + 1;
-        // Judge under the lock; the records are rendered and queued after it, in the run's
-        // turn, so that the writer receives every run's records in the order they were
-        // judged.
-        let (decision, records, deliveries, rejected, saved) = {
-            let Ok(mut replay) = self.replay.lock() else {
-                return error(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    "the runtime lock is poisoned",
-                );
-            };
-            replay.set_store_outage(down);
-            let saved = run_key.as_deref().map(|k| (k, replay.save_run(k)));
-            let result = match &event {
-                Ok(body) => {
-                    let text = serde_json::to_string(body).unwrap_or_default();
-                    replay.line(line, &text)
-                }
-                Err((rejection, bytes)) => Some(replay.rejected_line(line, bytes, rejection)),
-            };
-            let Some(result) = result else {
-                return error(StatusCode::BAD_REQUEST, "empty event");
-            };
-            let deliveries = deliveries_of(&replay, &result.decision);
-            let mut records = result.records;
-            if let Some(claimed) = mismatch {
-                let d = &result.decision;
-                let judged = !result.rejected;
-                records.push(Record {
-                    kind: RecordKind::AuthMismatch,
-                    artifact: d.artifact.as_deref().unwrap_or_default().to_string(),
-                    run_id: d.run_id.as_deref().filter(|_| judged).map(str::to_string),
-                    seq: if judged { d.seq.unwrap_or(line) } else { line },
-                    index: 0,
-                    body: claimed,
-                });
-            }
-            (result.decision, records, deliveries, result.rejected, saved)
+        let decoded = fields.and_then(event::from_fields);
+        let judged = match self.judge_locked(run_key.as_deref(), received, decoded, mismatch) {
+            Ok(judged) => judged,
+            Err(refusal) => return refusal.into_response(),
         };
+        self.commit_and_answer(run_key.as_deref(), judged).await
+    }
+
+    /// During a store outage only run starts and steps are judged (under the outage rule),
+    /// and only while the queue has room; the rest wait for the store.
+    fn outage_refusal(&self, kind: &str) -> Option<Response> {
+        if !self.metrics.store_down() {
+            return None;
+        }
+        if !matches!(kind, "run_start" | "step") {
+            return Some(unavailable(&format!(
+                "the evidence store is unavailable; a {kind} is judged only once its evidence can be made durable: retry when /healthz answers ok"
+            )));
+        }
+        let room = self.settings.outage_queue_bytes as u64;
+        (self.metrics.queued_bytes() >= room).then(|| {
+            unavailable(&format!(
+                "the evidence store is unavailable and {} bytes of evidence wait for it: retry when /healthz answers ok",
+                self.metrics.queued_bytes()
+            ))
+        })
+    }
+
+    /// Judges under the runtime lock; the records are rendered after it.
+    fn judge_locked(
+        &self,
+        run_key: Option<&str>,
+        received: &[u8],
+        decoded: Result<event::Event, Rejection>,
+        mismatch: Option<serde_json::Value>,
+    ) -> Result<Judged, Refusal> {
+        let line = self.requests.fetch_add(1, Ordering::SeqCst) + 1;
+        let Ok(mut replay) = self.replay.lock() else {
+            return Err(Refusal(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "the runtime lock is poisoned".into(),
+            ));
+        };
+        replay.set_store_outage(self.metrics.store_down());
+        let saved = run_key.map(|k| replay.save_run(k));
+        let result = match decoded {
+            Ok(e) => replay.apply_received(line, received, e),
+            Err(rejection) => replay.rejected_line(line, received, &rejection),
+        };
+        let deliveries = deliveries_of(&replay, &result.decision);
+        drop(replay);
+        let mut records = result.records;
+        if let Some(claimed) = mismatch {
+            let d = &result.decision;
+            let judged = !result.rejected;
+            records.push(Record {
+                kind: RecordKind::AuthMismatch,
+                artifact: d.artifact.as_deref().unwrap_or_default().to_string(),
+                run_id: d.run_id.as_deref().filter(|_| judged).map(str::to_string),
+                seq: if judged { d.seq.unwrap_or(line) } else { line },
+                index: 0,
+                body: claimed,
+            });
+        }
+        Ok(Judged {
+            decision: result.decision,
+            records,
+            deliveries,
+            rejected: result.rejected,
+            saved,
+        })
+    }
+
+    /// Renders and commits a request's records in the run's turn (so the writer receives
+    /// every run's records in the order they were judged), then answers: the decision once
+    /// they are durable, or the refusal, with the run put back as it was.
+    async fn commit_and_answer(&self, run_key: Option<&str>, judged: Judged) -> Response {
         let (tx, done) = oneshot::channel();
         let job = writer::Commit {
-            records: Sealed::all(records),
+            records: Sealed::all(judged.records),
             done: tx,
         };
         let fate = match self.writer.send(job) {
             Ok(()) => done.await.ok(),
             Err(_) => None,
         };
-        // Answered once the evidence is durable: in the store, or spilled during an outage.
         let refusal = match fate {
             Some(Committed::Stored | Committed::Spilled) => None,
             Some(Committed::Refused(why)) => Some(error(
@@ -148,19 +188,21 @@ impl Server {
         };
         if let Some(answer) = refusal {
             // Nothing holds the request's records: its run is put back as it was.
-            if let (Some((key, saved)), Ok(mut replay)) = (saved, self.replay.lock()) {
+            if let (Some(key), Some(saved), Ok(mut replay)) =
+                (run_key, judged.saved, self.replay.lock())
+            {
                 replay.restore_run(key, saved);
             }
             return answer;
         }
+        let mut decision = judged.decision;
         self.metrics.decision(&decision);
         self.remember_alerts(&decision);
-        for d in deliveries {
+        for d in judged.deliveries {
             let _ = self.deliver.send(d);
         }
-        let mut decision = decision;
         decision.line = None;
-        let status = if rejected {
+        let status = if judged.rejected {
             StatusCode::UNPROCESSABLE_ENTITY
         } else {
             StatusCode::OK

@@ -327,7 +327,8 @@ async fn override_request(
         Err(r) => return r.into_response(),
     };
     let mismatch = impose(&mut event, &who, &["actor", "roles", "approvals"]);
-    s.judge("override", Some(&id), Ok(event), mismatch).await
+    s.judge("override", Some(&id), &body, Ok(event), mismatch)
+        .await
 }
 
 async fn approval(
@@ -350,7 +351,8 @@ async fn approval(
         return r.into_response();
     }
     let mismatch = impose(&mut event, &who, &["actor", "roles"]);
-    s.judge("approval", Some(&id), Ok(event), mismatch).await
+    s.judge("approval", Some(&id), &body, Ok(event), mismatch)
+        .await
 }
 
 /// `PUT /v1/artifacts`: an admin deploys a built artifact (its bytes as the body).

@@ -1,12 +1,16 @@
-//! Running a test: its statements become DESIGN §3 events, replayed in memory through the
+//! Running a test: its statements become typed events, replayed in memory through the
 //! compiled policy set (the same [`Replay`] as `lever run`, without a store), and each
 //! `expect` is checked against the decision of the event before it.
 
+use crate::base::num::Decimal;
 use crate::compile::artifact::Artifact;
 use crate::runtime::decision::Decision;
+use crate::runtime::event::{
+    Approval, Event, Metrics, OverrideRequest, RaiseTarget, RaiseTo, RunEnd, RunStart, Step,
+};
 use crate::runtime::replay::Replay;
-use crate::syntax::testing::{Expectation, StmtKind, Test};
-use std::collections::BTreeSet;
+use crate::syntax::testing::{Expectation, StepFields, StmtKind, Test};
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 /// When a test's run starts: 2026-01-01T00:00:00Z, in nanoseconds.
@@ -131,8 +135,103 @@ fn holds(e: &Expectation, d: &Decision) -> bool {
     }
 }
 
-fn json_str(s: &str) -> String {
-    serde_json::Value::from(s).to_string()
+/// The event a statement sends at `ts` (`None` for an `expect`); `last_override` is the
+/// `seq` an `approve` approves.
+fn event_of(kind: &StmtKind, ts: i64, last_override: Option<u64>) -> Option<Event> {
+    Some(match kind {
+        StmtKind::Run { attrs, labels } => {
+            let attr = |k: &str| attrs.get(k).cloned().unwrap_or_default();
+            Event::RunStart(RunStart {
+                run_id: RUN.into(),
+                ts: START,
+                // `tenant` is required by the event format; a test may leave it out.
+                tenant: attrs
+                    .get("tenant")
+                    .cloned()
+                    .unwrap_or_else(|| "test".into()),
+                agent: attr("agent"),
+                api_key: attr("api_key"),
+                human_actor: attr("human_actor"),
+                labels: labels.clone(),
+                meta: None,
+            })
+        }
+        StmtKind::Step {
+            fields, metrics, ..
+        } => Event::Step(step_of(fields, metrics, ts)),
+        StmtKind::Override {
+            kind,
+            policy,
+            limit,
+            to,
+            by,
+            roles,
+            ttl,
+            reason,
+            ..
+        } => Event::Override(OverrideRequest {
+            run_id: RUN.into(),
+            ts,
+            actor: by.clone(),
+            roles: roles.clone(),
+            policy: policy.clone(),
+            kind: *kind,
+            limit: limit.clone(),
+            to: to.as_ref().and_then(|text| {
+                RaiseTo::parse(text).map(|to| RaiseTarget {
+                    text: text.clone(),
+                    to,
+                })
+            }),
+            ttl: *ttl,
+            reason: reason.clone(),
+            approvals: Vec::new(),
+            meta: None,
+        }),
+        StmtKind::Approve { by, roles, .. } => Event::Approval(Approval {
+            run_id: RUN.into(),
+            ts,
+            request: last_override.unwrap_or(0),
+            actor: by.clone(),
+            roles: roles.clone(),
+            meta: None,
+        }),
+        StmtKind::End { .. } => Event::RunEnd(RunEnd {
+            run_id: RUN.into(),
+            ts,
+            meta: None,
+        }),
+        StmtKind::Expect(..) => return None,
+    })
+}
+
+fn step_of(fields: &StepFields, metrics: &BTreeMap<String, i64>, ts: i64) -> Step {
+    Step {
+        run_id: RUN.into(),
+        ts,
+        input_tokens: fields.input_tokens.unwrap_or(0),
+        output_tokens: fields.output_tokens.unwrap_or(0),
+        cost: fields.cost.unwrap_or(0),
+        latency: fields.latency.unwrap_or(0),
+        kind: fields.kind.clone().unwrap_or_else(|| "llm_call".into()),
+        model: fields.model.clone().unwrap_or_default(),
+        tool: fields.tool.clone().unwrap_or_default(),
+        pii: fields.pii.unwrap_or(false),
+        metrics: Metrics::of(metrics.iter().map(|(k, v)| (k.as_str(), Decimal(*v)))),
+        prompt: None,
+        meta: None,
+    }
+}
+
+/// The `after`/`before` of a statement that sends an event.
+fn gap_of(kind: &StmtKind) -> Option<i64> {
+    match kind {
+        StmtKind::Step { after, .. }
+        | StmtKind::Override { after, .. }
+        | StmtKind::Approve { after, .. }
+        | StmtKind::End { after } => *after,
+        StmtKind::Run { .. } | StmtKind::Expect(..) => None,
+    }
 }
 
 /// Runs one test against `artifact`; `line_of` gives a statement's line.
@@ -156,159 +255,80 @@ pub fn run(
         rules: BTreeSet::new(),
         overrides: BTreeSet::new(),
     };
-    let mut ts = START;
+    let mut clock = START;
     // Every decision of the test so far (`expect at seq N` reads back).
     let mut history: Vec<Decision> = Vec::new();
     let mut last_override: Option<u64> = None;
-    let mut send = |text: String, out: &mut Outcome, history: &mut Vec<Decision>| {
-        out.events += 1;
-        if let Some(result) = replay.line(out.events as u64, &text) {
-            let d = result.decision;
-            for s in &d.signals {
-                if let (Some(l), "near" | "breach") = (&s.limit, s.kind) {
-                    out.thresholds
-                        .insert((s.policy.clone(), l.clone(), s.kind.to_string()));
+    for s in &test.statements {
+        if let StmtKind::Expect(e, at) = &s.kind {
+            check(e, *at, &history, line_of(s.span), &mut out);
+            continue;
+        }
+        let repeat = match &s.kind {
+            StmtKind::Step { repeat, .. } => *repeat,
+            _ => 1,
+        };
+        for _ in 0..repeat {
+            // A negative gap (`before`) stamps a late event without moving the clock.
+            let ts = match gap_of(&s.kind) {
+                _ if matches!(s.kind, StmtKind::Run { .. }) => START,
+                Some(gap) if gap < 0 => clock.saturating_add(gap),
+                gap => {
+                    clock = clock.saturating_add(gap.unwrap_or(GAP));
+                    clock
                 }
-            }
-            if let Some(o) = &d.override_outcome {
-                out.overrides.insert(o.status.to_string());
-                if let Some(rule) = &o.rule {
-                    out.rules.insert(rule.clone());
-                }
-            }
+            };
+            let Some(event) = event_of(&s.kind, ts, last_override) else {
+                continue;
+            };
+            out.events += 1;
+            let d = replay.apply(out.events as u64, event).decision;
+            out.note(&d);
             history.push(d);
         }
-    };
-    // A negative gap (`before`) stamps a late event without moving the test's clock.
-    let mut advance = |after: Option<i64>| -> String {
-        let gap = after.unwrap_or(GAP);
-        if gap < 0 {
-            return json_str(&crate::base::format::timestamp(ts.saturating_add(gap)));
-        }
-        ts = ts.saturating_add(gap);
-        json_str(&crate::base::format::timestamp(ts))
-    };
-    for s in &test.statements {
-        match &s.kind {
-            StmtKind::Run { attrs, labels } => {
-                let mut text = format!(
-                    r#"{{"type":"run_start","run_id":"{RUN}","ts":{}"#,
-                    json_str(&crate::base::format::timestamp(START))
-                );
-                for (k, v) in attrs {
-                    text.push_str(&format!(",{}:{}", json_str(k), json_str(v)));
-                }
-                // `tenant` is required by the event format; a test may leave it out.
-                if !attrs.contains_key("tenant") {
-                    text.push_str(r#","tenant":"test""#);
-                }
-                if !labels.is_empty() {
-                    let labels: serde_json::Map<String, serde_json::Value> = labels
-                        .iter()
-                        .map(|(k, v)| (k.clone(), v.clone().into()))
-                        .collect();
-                    text.push_str(&format!(
-                        r#","labels":{}"#,
-                        serde_json::Value::Object(labels)
-                    ));
-                }
-                text.push('}');
-                send(text, &mut out, &mut history);
-            }
-            StmtKind::Step {
-                after,
-                fields,
-                metrics,
-                repeat,
-            } => {
-                for _ in 0..*repeat {
-                    let mut text = format!(
-                        r#"{{"type":"step","run_id":"{RUN}","ts":{}"#,
-                        advance(*after)
-                    );
-                    for (k, v) in fields {
-                        text.push_str(&format!(",{}:{v}", json_str(k)));
-                    }
-                    if !metrics.is_empty() {
-                        let list: Vec<String> = metrics
-                            .iter()
-                            .map(|(k, v)| format!("{}:{v}", json_str(k)))
-                            .collect();
-                        text.push_str(&format!(r#","metrics":{{{}}}"#, list.join(",")));
-                    }
-                    text.push('}');
-                    send(text, &mut out, &mut history);
-                }
-            }
-            StmtKind::Override {
-                after,
-                kind,
-                policy,
-                limit,
-                to,
-                by,
-                roles,
-                ttl,
-                reason,
-            } => {
-                let mut text = format!(
-                    r#"{{"type":"override","run_id":"{RUN}","ts":{},"actor":{},"roles":{},"policy":{},"kind":"{}""#,
-                    advance(*after),
-                    json_str(by),
-                    serde_json::Value::from(roles.clone()),
-                    json_str(policy),
-                    kind.name()
-                );
-                for (key, value) in [
-                    ("limit", limit),
-                    ("to", to),
-                    ("ttl", ttl),
-                    ("reason", reason),
-                ] {
-                    if let Some(v) = value {
-                        text.push_str(&format!(",\"{key}\":{}", json_str(v)));
-                    }
-                }
-                text.push('}');
-                send(text, &mut out, &mut history);
-                last_override = history.last().and_then(|d| d.seq);
-            }
-            StmtKind::Approve { after, by, roles } => {
-                let text = format!(
-                    r#"{{"type":"approval","run_id":"{RUN}","ts":{},"override":{},"roles":{},"actor":{}}}"#,
-                    advance(*after),
-                    last_override.unwrap_or(0),
-                    serde_json::Value::from(roles.clone()),
-                    json_str(by)
-                );
-                send(text, &mut out, &mut history);
-            }
-            StmtKind::End { after } => {
-                let text = format!(
-                    r#"{{"type":"run_end","run_id":"{RUN}","ts":{}}}"#,
-                    advance(*after)
-                );
-                send(text, &mut out, &mut history);
-            }
-            StmtKind::Expect(e, at) => {
-                let decision = match at {
-                    None => history.last(),
-                    Some(seq) => history.iter().rev().find(|d| d.seq == Some(*seq)),
-                };
-                if !decision.is_some_and(|d| holds(e, d)) {
-                    let mut expected = e.text();
-                    if let Some(seq) = at {
-                        expected = expected.replacen("expect", &format!("expect at seq {seq}"), 1);
-                    }
-                    out.failures.push(Failure {
-                        line: line_of(s.span),
-                        expected,
-                        actual: decision.map(summary).unwrap_or_default(),
-                        seq: decision.and_then(|d| d.seq),
-                    });
-                }
-            }
+        if matches!(s.kind, StmtKind::Override { .. }) {
+            last_override = history.last().and_then(|d| d.seq);
         }
     }
     out
+}
+
+impl Outcome {
+    /// Notes the thresholds, rules and override outcomes a decision reached.
+    fn note(&mut self, d: &Decision) {
+        for s in &d.signals {
+            if let (Some(l), "near" | "breach") = (&s.limit, s.kind) {
+                self.thresholds
+                    .insert((s.policy.clone(), l.clone(), s.kind.to_string()));
+            }
+        }
+        if let Some(o) = &d.override_outcome {
+            self.overrides.insert(o.status.to_string());
+            if let Some(rule) = &o.rule {
+                self.rules.insert(rule.clone());
+            }
+        }
+    }
+}
+
+/// Checks an `expect` against the latest decision, or with `at` the run's decision at
+/// that `seq`.
+fn check(e: &Expectation, at: Option<u64>, history: &[Decision], line: usize, out: &mut Outcome) {
+    let decision = match at {
+        None => history.last(),
+        Some(seq) => history.iter().rev().find(|d| d.seq == Some(seq)),
+    };
+    if decision.is_some_and(|d| holds(e, d)) {
+        return;
+    }
+    let mut expected = e.text();
+    if let Some(seq) = at {
+        expected = expected.replacen("expect", &format!("expect at seq {seq}"), 1);
+    }
+    out.failures.push(Failure {
+        line,
+        expected,
+        actual: decision.map(summary).unwrap_or_default(),
+        seq: decision.and_then(|d| d.seq),
+    });
 }

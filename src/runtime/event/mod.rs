@@ -8,7 +8,7 @@
 mod fields;
 mod read;
 
-pub use read::{object_fields, parse};
+pub use read::{check_raise, from_fields, object_fields, parse, read_metrics};
 
 pub use crate::base::lang::OverrideKind;
 use crate::base::lang::Unit;
@@ -122,11 +122,61 @@ pub struct Step {
     pub model: String,
     pub tool: String,
     pub pii: bool,
-    /// `metrics` values in the order of the artifact's signals (0 when absent).
-    pub metrics: Vec<i64>,
+    /// `metrics` as given, read against the signals of the program that judges the run
+    /// ([`read_metrics`]).
+    pub metrics: Metrics,
     pub prompt: Option<String>,
     pub meta: Option<serde_json::Value>,
 }
+
+/// A step's `metrics`: each value as written, by name.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Metrics(pub BTreeMap<String, Metric>);
+
+impl Metrics {
+    /// Metrics from decimal values (`2`, `0.5`), as a client would write them.
+    pub fn of<'a>(values: impl IntoIterator<Item = (&'a str, num::Decimal)>) -> Metrics {
+        Metrics(
+            values
+                .into_iter()
+                .map(|(k, v)| (k.to_string(), Metric::number(v)))
+                .collect(),
+        )
+    }
+}
+
+/// One `metrics` value as written (its JSON text): read in its signal's unit when the
+/// step is judged, by the same rules as the step's own fields.
+#[derive(Debug, Clone)]
+pub struct Metric(pub Box<serde_json::value::RawValue>);
+
+impl Metric {
+    /// A JSON number.
+    pub fn number(value: num::Decimal) -> Metric {
+        Metric::json(&value.to_string())
+    }
+
+    /// A value from its JSON text; text that is not JSON is kept as a JSON string of it
+    /// (and rejected as a number when the step is judged).
+    pub fn json(text: &str) -> Metric {
+        let raw = serde_json::value::RawValue::from_string(text.to_string())
+            .or_else(|_| serde_json::value::to_raw_value(text));
+        Metric(raw.unwrap_or_else(|_| Box::default()))
+    }
+
+    /// The JSON text.
+    pub fn text(&self) -> &str {
+        self.0.get()
+    }
+}
+
+impl PartialEq for Metric {
+    fn eq(&self, other: &Metric) -> bool {
+        self.text() == other.text()
+    }
+}
+
+impl Eq for Metric {}
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OverrideRequest {
@@ -309,9 +359,10 @@ pub fn parse_duration(text: &str) -> Option<i64> {
     num::parse_decimal(digits, per).ok()
 }
 
-/// The event as evidence records it: normalized values, without the prompt (whose
-/// storage the policies govern), with `meta` as given.
-pub fn evidence_json(e: &Event) -> serde_json::Value {
+/// The event as evidence records it: normalized values (a step's `metrics` as read for
+/// its run's program), without the prompt (whose storage the policies govern), with `meta`
+/// as given.
+pub fn evidence_json(e: &Event, metrics: &[i64]) -> serde_json::Value {
     use crate::base::format::{millis, money, timestamp, value};
     use serde_json::json;
     let (mut body, meta) = match e {
@@ -327,7 +378,7 @@ pub fn evidence_json(e: &Event) -> serde_json::Value {
                 "type": "step", "run_id": s.run_id, "ts": timestamp(s.ts),
                 "input_tokens": value(Unit::Tokens, s.input_tokens), "output_tokens": value(Unit::Tokens, s.output_tokens),
                 "cost": money(s.cost), "latency": millis(s.latency), "kind": s.kind, "model": s.model, "tool": s.tool,
-                "pii": s.pii, "metrics": s.metrics.iter().map(|m| crate::base::num::Decimal(*m).to_string()).collect::<Vec<_>>(),
+                "pii": s.pii, "metrics": metrics.iter().map(|m| crate::base::num::Decimal(*m).to_string()).collect::<Vec<_>>(),
                 "has_prompt": s.prompt.is_some(),
             }),
             &s.meta,
@@ -364,13 +415,13 @@ mod tests {
     use super::*;
 
     fn reject(line: &str) -> (RejectCode, String) {
-        let r = parse(line, &|_| None).unwrap_err();
+        let r = parse(line).unwrap_err();
         (r.code, r.detail)
     }
 
     #[test]
     fn numbers_are_read_from_their_text() {
-        let e = parse(r#"{"type":"step","run_id":"r","ts":"2026-01-20T10:00:00Z","cost":0.1,"input_tokens":3,"latency_ms":840.5}"#, &|_| None).unwrap();
+        let e = parse(r#"{"type":"step","run_id":"r","ts":"2026-01-20T10:00:00Z","cost":0.1,"input_tokens":3,"latency_ms":840.5}"#).unwrap();
         let Event::Step(s) = e else { panic!() };
         assert_eq!(
             (s.cost, s.input_tokens, s.latency),

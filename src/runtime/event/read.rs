@@ -6,8 +6,8 @@
 
 use super::fields;
 use super::{
-    Approval, Deploy, Event, EventKind, OverrideKind, OverrideRequest, RaiseTarget, RaiseTo,
-    RejectCode, Rejection, RunEnd, RunStart, Step, parse_duration,
+    Approval, Deploy, Event, EventKind, Metric, Metrics, OverrideKind, OverrideRequest,
+    RaiseTarget, RaiseTo, RejectCode, Rejection, RunEnd, RunStart, Step, parse_duration,
 };
 use crate::base::format::parse_timestamp;
 use crate::base::lang::Unit;
@@ -21,11 +21,6 @@ pub const META_LIMIT: usize = 4096;
 
 /// The longest run id, in characters.
 pub const MAX_RUN_ID: usize = 256;
-
-/// The program that judges a run, by run id (the current one for a run it does not know):
-/// a step's `metrics` are read for that program's signals, and a raise's `to` against the
-/// unit of the limit it names.
-pub type ProgramOf<'s> = dyn Fn(&str) -> Option<&'s Program> + 's;
 
 /// A JSON object whose duplicate keys are refused: JSON readers disagree on which of two
 /// `"cost"` fields counts, so no reader of Lever's input may be asked to choose.
@@ -97,8 +92,9 @@ fn duplicate_key(line: &str, why: String) -> Rejection {
     }
 }
 
-/// Reads one line.
-pub fn parse<'s>(line: &str, program_of: &ProgramOf<'s>) -> Result<Event, Rejection> {
+/// Reads one line. A step's `metrics` and a raise's `to` are read against the program
+/// that judges the run later ([`read_metrics`], [`check_raise`]).
+pub fn parse(line: &str) -> Result<Event, Rejection> {
     let map = object_fields(line).map_err(|(duplicate, why)| match duplicate {
         true => duplicate_key(line, why),
         false => Rejection {
@@ -109,6 +105,12 @@ pub fn parse<'s>(line: &str, program_of: &ProgramOf<'s>) -> Result<Event, Reject
             event: None,
         },
     })?;
+    from_fields(map)
+}
+
+/// Reads an event from a JSON object's fields, each with its text (a request body, with
+/// the `type` and `run_id` its route gives).
+pub fn from_fields(map: BTreeMap<String, Box<RawValue>>) -> Result<Event, Rejection> {
     let mut r = Reader {
         map,
         rejection: Rejection {
@@ -134,11 +136,10 @@ pub fn parse<'s>(line: &str, program_of: &ProgramOf<'s>) -> Result<Event, Reject
         )
     })?;
     r.rejection.event = Some(kind);
-    let program = |run_id: &str| program_of(run_id);
     match kind {
         EventKind::RunStart => r.run_start().map(Event::RunStart),
-        EventKind::Step => r.step(&program).map(Event::Step),
-        EventKind::Override => r.override_request(&program).map(Event::Override),
+        EventKind::Step => r.step().map(Event::Step),
+        EventKind::Override => r.override_request().map(Event::Override),
         EventKind::Approval => r.approval().map(Event::Approval),
         EventKind::Deploy => r.deploy().map(Event::Deploy),
         EventKind::RunEnd => r.run_end().map(Event::RunEnd),
@@ -375,13 +376,9 @@ impl Reader {
         })
     }
 
-    fn step<'s>(
-        &self,
-        program_of: &dyn Fn(&str) -> Option<&'s Program>,
-    ) -> Result<Step, Rejection> {
+    fn step(&self) -> Result<Step, Rejection> {
         let (run_id, ts) = self.run_head()?;
         self.defined_only(EventKind::Step)?;
-        let signals = program_of(&run_id).map_or(&[][..], |p| &p.signals[..]);
         Ok(Step {
             input_tokens: self.tokens("input_tokens")?,
             output_tokens: self.tokens("output_tokens")?,
@@ -393,7 +390,7 @@ impl Reader {
             model: self.string("model")?.unwrap_or_default(),
             tool: self.string("tool")?.unwrap_or_default(),
             pii: self.bool("pii")?,
-            metrics: self.metrics(signals)?,
+            metrics: self.metrics()?,
             prompt: self.string("prompt")?,
             meta: self.meta()?,
             run_id,
@@ -401,29 +398,32 @@ impl Reader {
         })
     }
 
-    /// The declared signals' values from `metrics` (0 when absent); keys no signal of the
-    /// program declares are not read.
-    fn metrics(&self, signals: &[(String, Unit)]) -> Result<Vec<i64>, Rejection> {
-        let map: BTreeMap<String, Box<RawValue>> = match self.map.get("metrics") {
+    /// `metrics`: an object, each value kept as written.
+    fn metrics(&self) -> Result<Metrics, Rejection> {
+        let map = match self.map.get("metrics") {
             None => BTreeMap::new(),
             Some(raw) => object_fields(raw.get()).map_err(|(duplicate, why)| match duplicate {
                 true => self.invalid(&format!("`metrics` has a {why}")),
                 false => self.invalid("`metrics` must be an object"),
             })?,
         };
-        let sub = Reader {
-            map,
-            rejection: self.rejection.clone(),
-        };
+        Ok(Metrics(
+            map.into_iter().map(|(k, v)| (k, Metric(v))).collect(),
+        ))
+    }
+
+    /// The declared signals' values from `metrics` (0 when absent); keys no signal of the
+    /// program declares are not read.
+    fn signal_values(&self, signals: &[(String, Unit)]) -> Result<Vec<i64>, Rejection> {
         signals
             .iter()
             .map(|(name, unit)| {
                 let key = name.as_str();
                 match unit {
-                    Unit::Duration => sub.decimal(key, 1_000_000, 6, Written::Number),
-                    Unit::Tokens => sub.tokens(key),
-                    Unit::Usd => sub.decimal(key, SCALE, 9, Written::NumberOrString),
-                    _ => sub.decimal(key, SCALE, 9, Written::Number),
+                    Unit::Duration => self.decimal(key, 1_000_000, 6, Written::Number),
+                    Unit::Tokens => self.tokens(key),
+                    Unit::Usd => self.decimal(key, SCALE, 9, Written::NumberOrString),
+                    _ => self.decimal(key, SCALE, 9, Written::Number),
                 }
                 .map_err(|mut r| {
                     r.detail = format!("metrics: {}", r.detail);
@@ -445,10 +445,7 @@ impl Reader {
         }
     }
 
-    fn override_request<'s>(
-        &self,
-        program_of: &dyn Fn(&str) -> Option<&'s Program>,
-    ) -> Result<OverrideRequest, Rejection> {
+    fn override_request(&self) -> Result<OverrideRequest, Rejection> {
         let (run_id, ts) = self.run_head()?;
         let actor = self.required("actor", self.string("actor"))?;
         let policy = self.required("policy", self.string("policy"))?;
@@ -468,7 +465,7 @@ impl Reader {
         self.defined_only(EventKind::Override)?;
         let to = match to_text {
             None => None,
-            Some(text) => Some(self.raise_target(text, program_of(&run_id), &policy, &limit)?),
+            Some(text) => Some(self.raise_target(text)?),
         };
         let ttl = match self.string("ttl")? {
             None => None,
@@ -492,32 +489,13 @@ impl Reader {
         })
     }
 
-    /// A raise's `to`: one of the accepted forms, and of the named limit's unit when the
-    /// program knows that limit (whatever the run's state: a value is checked before the run).
-    fn raise_target(
-        &self,
-        text: String,
-        program: Option<&Program>,
-        policy: &str,
-        limit: &Option<String>,
-    ) -> Result<RaiseTarget, Rejection> {
+    /// A raise's `to`: one of the accepted forms.
+    fn raise_target(&self, text: String) -> Result<RaiseTarget, Rejection> {
         let Some(to) = RaiseTo::parse(&text) else {
             return Err(self.invalid(&format!(
                 "`to` {text:?} is not a value such as \"8.00\", \"$8.00\", \"2000 tokens\", \"90s\" or \"150%\""
             )));
         };
-        let unit = limit
-            .as_deref()
-            .and_then(|l| limit_unit(program?, policy, l));
-        if let Some(unit) = unit
-            && !to.fits(unit)
-        {
-            return Err(self.invalid(&format!(
-                "`to` {text:?} does not fit the `{}` limit {}",
-                unit.name(),
-                limit.as_deref().unwrap_or_default()
-            )));
-        }
         Ok(RaiseTarget { text, to })
     }
 
@@ -556,6 +534,53 @@ impl Reader {
             ts,
             meta: self.meta()?,
         })
+    }
+}
+
+/// A step's `metrics` read for the signals of the program that judges its run: each
+/// declared signal's value in the signal's unit (0 when absent), in declaration order.
+pub fn read_metrics(step: &Step, program: Option<&Program>) -> Result<Vec<i64>, Rejection> {
+    let signals = program.map_or(&[][..], |p| &p.signals[..]);
+    if signals.is_empty() {
+        return Ok(Vec::new());
+    }
+    let reader = Reader {
+        map: step
+            .metrics
+            .0
+            .iter()
+            .map(|(k, v)| (k.clone(), v.0.clone()))
+            .collect(),
+        rejection: Rejection {
+            code: RejectCode::InvalidField,
+            detail: String::new(),
+            run_id: Some(step.run_id.clone()),
+            ts: Some(step.ts),
+            event: Some(EventKind::Step),
+        },
+    };
+    reader.signal_values(signals)
+}
+
+/// A raise's `to` against the unit of the limit it names, when the program that judges
+/// the run knows that limit (whatever the run's state: a value is checked before the run).
+pub fn check_raise(req: &OverrideRequest, program: Option<&Program>) -> Result<(), Rejection> {
+    let (Some(target), Some(limit), Some(program)) = (&req.to, &req.limit, program) else {
+        return Ok(());
+    };
+    match limit_unit(program, &req.policy, limit) {
+        Some(unit) if !target.to.fits(unit) => Err(Rejection {
+            code: RejectCode::InvalidField,
+            detail: format!(
+                "`to` {:?} does not fit the `{}` limit {limit}",
+                target.text,
+                unit.name(),
+            ),
+            run_id: Some(req.run_id.clone()),
+            ts: Some(req.ts),
+            event: Some(EventKind::Override),
+        }),
+        _ => Ok(()),
     }
 }
 

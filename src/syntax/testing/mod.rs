@@ -28,7 +28,21 @@ pub struct Statement {
     pub span: Span,
 }
 
-/// Event fields hold JSON text (numbers exactly as their decimal text).
+/// A step's fields as a test writes them: quantities in 10⁻⁹ units, latency in
+/// nanoseconds; `None` leaves the event's default.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct StepFields {
+    pub cost: Option<i64>,
+    pub input_tokens: Option<i64>,
+    pub output_tokens: Option<i64>,
+    pub latency: Option<i64>,
+    pub model: Option<String>,
+    pub tool: Option<String>,
+    pub kind: Option<String>,
+    pub pii: Option<bool>,
+}
+
+/// What a statement says, typed: the test runner builds events from it directly.
 #[derive(Debug, Clone)]
 pub enum StmtKind {
     Run {
@@ -38,8 +52,9 @@ pub enum StmtKind {
     Step {
         /// Time since the previous event (default 1 s).
         after: Option<i64>,
-        fields: BTreeMap<String, String>,
-        metrics: BTreeMap<String, String>,
+        fields: StepFields,
+        /// `metric NAME VALUE`, in 10⁻⁹ units of what was written.
+        metrics: BTreeMap<String, i64>,
         repeat: u32,
     },
     Override {
@@ -50,7 +65,8 @@ pub enum StmtKind {
         to: Option<String>,
         by: String,
         roles: Vec<String>,
-        ttl: Option<String>,
+        /// `for D`: how long the override is asked for, in nanoseconds.
+        ttl: Option<i64>,
         reason: Option<String>,
     },
     /// Approves the test's latest override request.

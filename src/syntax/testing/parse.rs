@@ -10,7 +10,7 @@
 //! expect override granted
 //! ```
 
-use super::{Expectation, OverrideKind, Statement, StmtKind};
+use super::{Expectation, OverrideKind, Statement, StepFields, StmtKind};
 use crate::base::diag::{Code, Diagnostic};
 use crate::base::num::Decimal;
 use crate::base::source::Span;
@@ -281,7 +281,7 @@ impl Parser<'_> {
     }
 
     fn step(&mut self) -> PResult<StmtKind> {
-        let mut fields: BTreeMap<String, String> = BTreeMap::new();
+        let mut fields = StepFields::default();
         let mut metrics = BTreeMap::new();
         let mut after = None;
         let mut repeat = 1;
@@ -290,78 +290,46 @@ impl Parser<'_> {
                 break;
             }
             let name = self.text_of(t).to_string();
-            let value = match name.as_str() {
+            if is_statement(&name) {
+                break;
+            }
+            self.at += 1;
+            match name.as_str() {
                 "cost" => {
-                    self.at += 1;
-                    let v = self.number(&[TokenKind::Money], "an amount (`$0.45`)")?;
-                    Decimal(v).to_string()
+                    fields.cost = Some(self.number(&[TokenKind::Money], "an amount (`$0.45`)")?);
                 }
-                "input_tokens" | "output_tokens" => {
-                    self.at += 1;
-                    let v = self.number(&[TokenKind::Int, TokenKind::Tokens], "a token count")?;
-                    Decimal(v).to_string()
-                }
-                "latency" => {
-                    self.at += 1;
-                    let ns = self.duration()?;
-                    // `latency_ms`, in milliseconds.
-                    Decimal(ns.saturating_mul(1_000)).to_string()
-                }
-                "model" | "tool" | "kind" => {
-                    self.at += 1;
-                    serde_json::Value::from(self.string()?).to_string()
-                }
-                "pii" => {
-                    self.at += 1;
-                    match self.word("`true` or `false`")?.as_str() {
-                        "true" => "true".to_string(),
-                        "false" => "false".to_string(),
-                        _ => {
-                            self.at -= 1;
-                            return Err(self.error("`true` or `false`"));
-                        }
-                    }
-                }
+                "input_tokens" => fields.input_tokens = Some(self.token_count()?),
+                "output_tokens" => fields.output_tokens = Some(self.token_count()?),
+                "latency" => fields.latency = Some(self.duration()?),
+                "model" => fields.model = Some(self.string()?),
+                "tool" => fields.tool = Some(self.string()?),
+                "kind" => fields.kind = Some(self.string()?),
+                "pii" => fields.pii = Some(self.boolean()?),
                 "metric" => {
-                    self.at += 1;
                     let key = self.word("a signal name")?;
-                    let v = self.number(
-                        &[
-                            TokenKind::Int,
-                            TokenKind::Decimal,
-                            TokenKind::Money,
-                            TokenKind::Tokens,
-                        ],
-                        "a number",
-                    )?;
-                    metrics.insert(key, Decimal(v).to_string());
-                    continue;
+                    let kinds = [
+                        TokenKind::Int,
+                        TokenKind::Decimal,
+                        TokenKind::Money,
+                        TokenKind::Tokens,
+                    ];
+                    metrics.insert(key, self.number(&kinds, "a number")?);
                 }
-                "after" => {
-                    self.at += 1;
-                    after = Some(self.duration()?);
-                    continue;
+                // `before D`: a late step, stamped before the latest event (a parallel call).
+                "after" | "before" => {
+                    let gap = self.duration()?;
+                    after = Some(if name == "after" {
+                        gap
+                    } else {
+                        gap.saturating_neg()
+                    });
                 }
-                "before" => {
-                    // A late step: stamped before the latest event (a parallel call).
-                    self.at += 1;
-                    after = Some(self.duration()?.saturating_neg());
-                    continue;
+                "repeat" => repeat = self.count("a repeat count")?,
+                _ => {
+                    self.at -= 1;
+                    return Err(self.error(STEP_FIELDS));
                 }
-                "repeat" => {
-                    self.at += 1;
-                    repeat = self.count("a repeat count")?;
-                    continue;
-                }
-                _ if is_statement(&name) => break,
-                _ => return Err(self.error(STEP_FIELDS)),
-            };
-            let key = if name == "latency" {
-                "latency_ms".to_string()
-            } else {
-                name
-            };
-            fields.insert(key, value);
+            }
         }
         Ok(StmtKind::Step {
             after,
@@ -369,6 +337,31 @@ impl Parser<'_> {
             metrics,
             repeat,
         })
+    }
+
+    /// A whole token count (`1200`, `1.2k tokens`).
+    fn token_count(&mut self) -> PResult<i64> {
+        let span = self.span();
+        let v = self.number(&[TokenKind::Int, TokenKind::Tokens], "a token count")?;
+        if v % crate::base::num::SCALE != 0 {
+            return Err(Diagnostic::new(
+                Code::TestSyntax,
+                span,
+                "a token count must be a whole number".to_string(),
+            ));
+        }
+        Ok(v)
+    }
+
+    fn boolean(&mut self) -> PResult<bool> {
+        match self.word("`true` or `false`")?.as_str() {
+            "true" => Ok(true),
+            "false" => Ok(false),
+            _ => {
+                self.at -= 1;
+                Err(self.error("`true` or `false`"))
+            }
+        }
     }
 
     fn override_request(&mut self) -> PResult<StmtKind> {
@@ -415,9 +408,7 @@ impl Parser<'_> {
             } else if self.eat_word("roles") {
                 roles = self.strings()?;
             } else if self.eat_word("for") {
-                let start = self.at;
-                self.duration()?;
-                ttl = self.tokens.get(start).map(|t| self.text_of(t).to_string());
+                ttl = Some(self.duration()?);
             } else if self.eat_word("reason") {
                 reason = Some(self.string()?);
             } else if self.eat_word("after") {
