@@ -120,6 +120,21 @@ pub enum EventField {
 }
 
 impl EventField {
+    /// Whether the field's value is a string (the step's kind, model and tool, the run's
+    /// attributes).
+    pub fn is_string(self) -> bool {
+        matches!(
+            self,
+            EventField::Kind
+                | EventField::Model
+                | EventField::Tool
+                | EventField::Tenant
+                | EventField::Agent
+                | EventField::ApiKey
+                | EventField::HumanActor
+        )
+    }
+
     /// The field a prelude `extern` binds, by its qualified name.
     pub fn from_name(name: &str) -> Option<EventField> {
         Some(match name {

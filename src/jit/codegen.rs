@@ -121,6 +121,7 @@ pub fn compile(program: &Program) -> Result<Compiled, JitError> {
         args,
         monitors,
         stats,
+        shape: super::Shape::of(program),
         _module: super::Owner::new(module),
     })
 }
@@ -648,10 +649,10 @@ fn function(
 }
 
 /// The value a native function computes, as a `Flat`.
-pub fn call(f: NativeFn, env: &super::Env<'_>) -> Flat {
+pub(super) fn call(f: NativeFn, env: &super::Env<'_>) -> Flat {
     let mut out = Flat::NONE;
-    // SAFETY: `f` was compiled by this module for this program's layout, and `env` points
-    // at buffers of the sizes that layout needs (see `Engine::evaluate`).
+    // SAFETY: `f` was compiled by this module for a program of the shape its `Compiled`
+    // checked `env`'s buffers against (`Compiled::fits`) before building `env`.
     unsafe { f(env, &mut out) };
     out
 }

@@ -18,18 +18,100 @@ use crate::vm::{Ctx, Slot, StrRef};
 
 pub use codegen::compile;
 
-/// Runs a native function on one step's context. `aggs` and `monitors` hold one value per
-/// aggregate and per monitor of the program it was compiled for.
-pub fn run(f: NativeFn, ctx: &Ctx<'_>, aggs: &[Flat], monitors: &[Flat]) -> Slot {
-    Env::new(ctx, aggs.as_ptr(), monitors.as_ptr())
-        .call(f)
-        .slot()
+impl Compiled {
+    /// A derived field's value from its native code; `None` when the field has none, or
+    /// when the buffers do not fit the program this was compiled for.
+    pub fn field(&self, i: usize, ctx: &Ctx<'_>, aggs: &[Flat], monitors: &[Flat]) -> Option<Slot> {
+        self.run(self.fields.get(i).copied().flatten()?, ctx, aggs, monitors)
+    }
+
+    /// An aggregate's filter, from its native code (as [`Compiled::field`]).
+    pub fn filter(
+        &self,
+        i: usize,
+        ctx: &Ctx<'_>,
+        aggs: &[Flat],
+        monitors: &[Flat],
+    ) -> Option<Slot> {
+        self.run(self.filters.get(i).copied().flatten()?, ctx, aggs, monitors)
+    }
+
+    /// An aggregate's argument, from its native code (as [`Compiled::field`]).
+    pub fn arg(&self, i: usize, ctx: &Ctx<'_>, aggs: &[Flat], monitors: &[Flat]) -> Option<Slot> {
+        self.run(self.args.get(i).copied().flatten()?, ctx, aggs, monitors)
+    }
+
+    /// Every monitor's value in order, each written to `monitors` (which later monitors
+    /// read) and returned in `out`; `false`, with nothing computed, when the buffers do not
+    /// fit the program this was compiled for.
+    pub fn monitors(
+        &self,
+        ctx: &Ctx<'_>,
+        aggs: &[Flat],
+        monitors: &mut [Flat],
+        out: &mut Vec<Slot>,
+    ) -> bool {
+        if !self.fits(ctx, aggs, monitors) {
+            return false;
+        }
+        let len = monitors.len();
+        let base = monitors.as_mut_ptr();
+        let env = Env::new(ctx, aggs.as_ptr(), base);
+        for (i, f) in self.monitors.iter().enumerate() {
+            let v = codegen::call(*f, &env);
+            if i < len {
+                // SAFETY: `i` is in bounds of the buffer `base` points at; the buffer is
+                // written only through `base`, which `env` also reads by, and is neither
+                // moved nor resized while `env` lives.
+                unsafe { *base.add(i) = v };
+            }
+            out.push(v.slot());
+        }
+        true
+    }
+
+    fn run(&self, f: NativeFn, ctx: &Ctx<'_>, aggs: &[Flat], monitors: &[Flat]) -> Option<Slot> {
+        self.fits(ctx, aggs, monitors)
+            .then(|| codegen::call(f, &Env::new(ctx, aggs.as_ptr(), monitors.as_ptr())).slot())
+    }
+
+    /// Whether a step's buffers hold every value the native code may read.
+    fn fits(&self, ctx: &Ctx<'_>, aggs: &[Flat], monitors: &[Flat]) -> bool {
+        let s = &self.shape;
+        ctx.nums.len() >= s.nums
+            && ctx.bools.len() >= s.bools
+            && ctx.labels.len() >= s.labels
+            && aggs.len() >= s.aggs
+            && monitors.len() >= s.monitors
+    }
+}
+
+/// How many values of each kind the program compiled reads.
+#[derive(Debug, Clone, Copy)]
+struct Shape {
+    nums: usize,
+    bools: usize,
+    labels: usize,
+    aggs: usize,
+    monitors: usize,
+}
+
+impl Shape {
+    fn of(program: &Program) -> Shape {
+        Shape {
+            nums: usize::from(program.num_fields),
+            bools: usize::from(program.bool_fields),
+            labels: program.labels.len(),
+            aggs: program.aggregates.len(),
+            monitors: program.monitors.len(),
+        }
+    }
 }
 
 impl<'a> Env<'a> {
     /// The environment of one step: `aggs` and `monitors` point at one value per aggregate
     /// and per monitor of the program (the caller keeps them alive and in place).
-    pub fn new(ctx: &'a Ctx<'a>, aggs: *const Flat, monitors: *const Flat) -> Env<'a> {
+    fn new(ctx: &'a Ctx<'a>, aggs: *const Flat, monitors: *const Flat) -> Env<'a> {
         Env {
             nums: ctx.nums.as_ptr(),
             bools: ctx.bools.as_ptr(),
@@ -38,11 +120,6 @@ impl<'a> Env<'a> {
             monitors,
             ctx,
         }
-    }
-
-    /// Runs one native function in this environment.
-    pub fn call(&self, f: NativeFn) -> Flat {
-        codegen::call(f, self)
     }
 }
 
@@ -95,28 +172,31 @@ impl Flat {
 }
 
 /// What native code reads at one step. The pointers cover the program's field slots,
-/// every aggregate, and every monitor (those not computed yet hold no value).
+/// every aggregate, and every monitor (those not computed yet hold no value). Never leaves
+/// this module: [`Compiled`]'s methods build it from slices they check.
 #[repr(C)]
-pub struct Env<'a> {
-    pub nums: *const i64,
-    pub bools: *const bool,
-    pub str_ids: *const u32,
-    pub aggs: *const Flat,
-    pub monitors: *const Flat,
+pub(crate) struct Env<'a> {
+    nums: *const i64,
+    bools: *const bool,
+    str_ids: *const u32,
+    aggs: *const Flat,
+    monitors: *const Flat,
     /// The interpreter's context, for the slow paths (string values, labels).
-    pub ctx: *const Ctx<'a>,
+    ctx: *const Ctx<'a>,
 }
 
 /// A compiled function.
-pub type NativeFn = unsafe extern "C" fn(*const Env<'_>, *mut Flat);
+type NativeFn = unsafe extern "C" fn(*const Env<'_>, *mut Flat);
 
-/// A program's native code, kept with the module that owns its memory.
+/// A program's native code, kept with the module that owns its memory. Run it through its
+/// methods, which check a step's buffers against the program it was compiled for.
 pub struct Compiled {
-    pub fields: Vec<Option<NativeFn>>,
-    pub filters: Vec<Option<NativeFn>>,
-    pub args: Vec<Option<NativeFn>>,
-    pub monitors: Vec<NativeFn>,
+    fields: Vec<Option<NativeFn>>,
+    filters: Vec<Option<NativeFn>>,
+    args: Vec<Option<NativeFn>>,
+    monitors: Vec<NativeFn>,
     pub stats: Stats,
+    shape: Shape,
     _module: Owner,
 }
 

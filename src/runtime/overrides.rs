@@ -4,7 +4,8 @@
 
 use super::decision::{Action, Decision, OverrideOutcome};
 use super::event::{Approval, OverrideKind, OverrideRequest};
-use super::{Engine, Grant, Outcome, Run, RunState, Zone, format};
+use super::{Engine, Grant, Outcome, Run, RunState, Zone};
+use crate::base::format;
 use crate::base::lang::Grantee;
 use crate::compile::bytecode::{PolicyDesc, RuleDesc, RuleKindDesc};
 use std::collections::BTreeSet;

@@ -8,7 +8,9 @@
 //! of every policy that stays bound, and of every `each_step` policy whose hash is
 //! unchanged (precise rule 5).
 
-use super::{Bound, Candidate, Engine, Run, Snapshot, Throttle, Zone, arbitrate, conflict_key};
+use super::decision::Signal;
+use super::engine::{Candidate, conflict_key};
+use super::{Bound, Engine, Run, Snapshot, Throttle, Zone, arbitrate};
 use crate::base::lang::Bind;
 use crate::base::lang::Enforcement;
 use crate::compile::artifact::{Artifact, ArtifactBody};
@@ -160,7 +162,7 @@ impl Engine {
         &self,
         run: &mut Run,
         first_token: bool,
-        signals: &mut Vec<super::Signal>,
+        signals: &mut Vec<Signal>,
         candidates: &mut Vec<Candidate>,
     ) -> Option<Snapshot> {
         let (mut policies, carry) = match run.rebind.take() {

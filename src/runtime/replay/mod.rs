@@ -6,9 +6,12 @@
 //! `each_step` policies against it (see `rebind`). A rejected step of a live run is judged
 //! as an error of that run (see `rejected`).
 
-use super::decision::{Action, Decision};
-use super::event::{self, Event, EventKind, RejectCode, Rejection};
-use super::{Engine, Outcome, PromptRecord, Run};
+mod deploy;
+
+use super::decision::Decision;
+use super::event::{self, Event, RejectCode, Rejection};
+use super::records::{outcome_records, rejected_decision, rejected_record, summary_record};
+use super::{Engine, Outcome, Run};
 use crate::compile::artifact::Artifact;
 use crate::evidence::{Record, RecordKind};
 use std::collections::BTreeMap;
@@ -229,7 +232,7 @@ impl Replay {
         let rejected = result.is_err();
         let mut decision = match result {
             Ok((outcome, extra, input)) => {
-                records.extend(self.outcome_records(&outcome, input));
+                records.extend(outcome_records(&outcome, input));
                 records.extend(extra);
                 outcome.decision
             }
@@ -438,202 +441,6 @@ impl Replay {
         self.runs.insert(start.run_id.clone(), held);
         Ok((outcome, Vec::new()))
     }
-
-    fn deploy(&mut self, d: &event::Deploy) -> Result<(Outcome, Vec<Record>), String> {
-        let path = self.base_dir.join(&d.artifact);
-        let artifact = (self.loader)(&path)?;
-        self.install(artifact, d.ts, "replay")
-    }
-
-    /// Deploys a verified artifact at `ts` on behalf of `actor` (the server's deploys):
-    /// the decision and the records (the artifact, once, and the `deploy` record).
-    pub fn deploy_artifact(
-        &mut self,
-        artifact: Artifact,
-        ts: i64,
-        actor: &str,
-    ) -> Result<LineResult, String> {
-        let mut records = self.artifact_record();
-        let (outcome, more) = self.install(artifact, ts, actor)?;
-        records.extend(more);
-        Ok(LineResult {
-            decision: outcome.decision,
-            records,
-            rejected: false,
-        })
-    }
-
-    fn install(
-        &mut self,
-        artifact: Artifact,
-        ts: i64,
-        actor: &str,
-    ) -> Result<(Outcome, Vec<Record>), String> {
-        let old = self.current_id();
-        let new = artifact.id.clone();
-        let current = match self
-            .engines
-            .iter()
-            .position(|e| !e.is_merged() && e.artifact().id == new)
-        {
-            Some(i) => i,
-            None => {
-                let engine = Engine::of_kind(Arc::new(artifact), self.kind)
-                    .map_err(|e| format!("the artifact does not compile to native code: {e}"))?;
-                self.engines.push(engine);
-                self.artifact_recorded.push(false);
-                self.engines.len() - 1
-            }
-        };
-        self.rebind_runs(current)?;
-        self.current = current;
-        let mut records = self.artifact_record();
-        records.push(Record {
-            kind: RecordKind::Deploy,
-            artifact: new.clone(),
-            run_id: None,
-            seq: 0,
-            index: 0,
-            body: serde_json::json!({"ts": crate::base::format::timestamp(ts), "from": old, "to": new, "actor": actor}),
-        });
-        let decision = Decision {
-            line: None,
-            run_id: None,
-            seq: None,
-            ts: Some(ts),
-            event: Some(EventKind::Deploy.name()),
-            action: Action::Continue,
-            reason: None,
-            signals: Vec::new(),
-            alerts: Vec::new(),
-            override_outcome: None,
-            snapshot: None,
-            artifact: Some(Arc::from(new.as_str())),
-        };
-        Ok((super::Outcome::of(decision), records))
-    }
-
-    /// Moves every live run that re-binds on this deploy onto the merged engine of its
-    /// engine and the new one (built once per pair); its next step re-binds. Refuses the
-    /// deploy, changing nothing a run sees, if the two programs cannot be merged.
-    fn rebind_runs(&mut self, current: usize) -> Result<(), String> {
-        let Some(target) = self.engines.get(current) else {
-            return Err("the deployed artifact is not loaded".into());
-        };
-        let mut moves: Vec<(String, usize)> = Vec::new();
-        for (id, held) in &self.runs {
-            if held.run.ended || held.seen == current {
-                continue;
-            }
-            let Some(home) = self.engines.get(held.engine) else {
-                continue;
-            };
-            if home.rebinds_on(&held.run, target) {
-                moves.push((id.clone(), held.engine));
-            }
-        }
-        for (_, home) in &moves {
-            if self.merged.contains_key(&(*home, current)) {
-                continue;
-            }
-            let (Some(h), Some(c)) = (self.engines.get(*home), self.engines.get(current)) else {
-                continue;
-            };
-            let engine = Engine::merged(h, c)
-                .map_err(|e| format!("runs in progress cannot re-bind against it: {e}"))?;
-            self.engines.push(engine);
-            self.artifact_recorded.push(true);
-            self.merged.insert((*home, current), self.engines.len() - 1);
-        }
-        for (id, home) in moves {
-            let (Some(held), Some(&m)) =
-                (self.runs.get_mut(&id), self.merged.get(&(home, current)))
-            else {
-                continue;
-            };
-            if let Some(engine) = self.engines.get(m) {
-                engine.adopt(&mut held.run);
-                held.engine = m;
-            }
-        }
-        for held in self.runs.values_mut() {
-            held.seen = current;
-        }
-        Ok(())
-    }
-
-    /// The records an outcome leaves: the decision, its signals, alerts, incidents, and a
-    /// snapshot when one was taken.
-    fn outcome_records(&self, outcome: &Outcome, input: serde_json::Value) -> Vec<Record> {
-        let d = &outcome.decision;
-        let (Some(run_id), Some(seq)) = (d.run_id.as_deref().map(str::to_string), d.seq) else {
-            return Vec::new();
-        };
-        let artifact = d.artifact.as_deref().unwrap_or_default().to_string();
-        let record = |kind, index: usize, body| Record {
-            kind,
-            artifact: artifact.clone(),
-            run_id: Some(run_id.clone()),
-            seq,
-            index: u32::try_from(index).unwrap_or(u32::MAX),
-            body,
-        };
-        let mut out = Vec::new();
-        if let Some(s) = &outcome.snapshot {
-            let body: serde_json::Value = serde_json::from_str(&s.body).unwrap_or_default();
-            out.push(record(
-                RecordKind::Snapshot,
-                0,
-                serde_json::json!({"hash": s.hash, "snapshot": body}),
-            ));
-        }
-        let mut body = serde_json::to_value(d).unwrap_or_default();
-        if let Some(map) = body.as_object_mut() {
-            map.insert("input".into(), input);
-        }
-        if let (Some(map), Some(prompt)) = (body.as_object_mut(), &outcome.prompt) {
-            match prompt {
-                PromptRecord::Stored(text) => {
-                    map.insert("prompt".into(), serde_json::Value::String(text.clone()))
-                }
-                PromptRecord::Redacted(why) => {
-                    map.insert("redacted".into(), serde_json::Value::String((*why).into()))
-                }
-            };
-        }
-        out.push(record(RecordKind::Decision, 0, body));
-        for (i, s) in d.signals.iter().enumerate() {
-            out.push(record(
-                RecordKind::Signal,
-                i,
-                serde_json::to_value(s).unwrap_or_default(),
-            ));
-        }
-        // An alert record is the outbox entry: the alert as printed, and when it was raised.
-        let ts = serde_json::Value::from(d.ts.map(crate::base::format::timestamp));
-        for (i, a) in d.alerts.iter().enumerate() {
-            let mut body = serde_json::to_value(a).unwrap_or_default();
-            if let Some(map) = body.as_object_mut() {
-                map.insert("ts".into(), ts.clone());
-            }
-            out.push(record(RecordKind::Alert, i, body));
-        }
-        for (i, inc) in outcome.incidents.iter().enumerate() {
-            out.push(record(
-                RecordKind::Incident,
-                i,
-                serde_json::json!({"policy": inc.policy, "limit": inc.limit, "enforcement": inc.enforcement.name(), "ts": d.ts.map(crate::base::format::timestamp)}),
-            ));
-        }
-        if let Some(o) = &d.override_outcome {
-            out.push(record(
-                RecordKind::Override,
-                0,
-                serde_json::to_value(o).unwrap_or_default(),
-            ));
-        }
-        out
-    }
 }
 
 /// An event of an existing run.
@@ -671,80 +478,4 @@ fn checked_run<'a>(
         "the run's artifact is not loaded".to_string(),
     ))?;
     Ok((run, engine))
-}
-
-fn summary_record(artifact: &str, run: &Run, outcome: &Outcome) -> Record {
-    let t = run.totals;
-    Record {
-        kind: RecordKind::RunSummary,
-        artifact: artifact.to_string(),
-        run_id: Some(run.id.to_string()),
-        seq: run.seq,
-        index: 0,
-        body: serde_json::json!({
-            "steps": t.steps,
-            "refused": t.refused,
-            "input_tokens": crate::base::format::value(crate::base::lang::Unit::Tokens, t.input_tokens),
-            "output_tokens": crate::base::format::value(crate::base::lang::Unit::Tokens, t.output_tokens),
-            "cost": crate::base::format::money(t.cost),
-            "final_action": outcome.decision.action,
-            "final_reason": outcome.decision.reason,
-        }),
-    }
-}
-
-/// The record of a rejected line: in the chain of the live run it names (`judged`: the
-/// decision the run gave it), else in the store chain.
-fn rejected_record(
-    artifact: &str,
-    line: u64,
-    text: &[u8],
-    r: &Rejection,
-    judged: Option<&Decision>,
-) -> Record {
-    // The line's hash, not its text: a rejected line may carry a prompt that no policy
-    // allowed to be stored.
-    let mut body = serde_json::json!({
-        "line": line,
-        "run_id": r.run_id,
-        "reason": r.reason(),
-        "input_blake3": blake3::hash(text).to_hex().to_string(),
-    });
-    if let (Some(d), Some(map)) = (judged, body.as_object_mut())
-        && !d.signals.is_empty()
-    {
-        map.insert(
-            "action".into(),
-            serde_json::to_value(d.action).unwrap_or_default(),
-        );
-        map.insert(
-            "signals".into(),
-            serde_json::to_value(&d.signals).unwrap_or_default(),
-        );
-    }
-    Record {
-        kind: RecordKind::RejectedInput,
-        artifact: artifact.to_string(),
-        run_id: judged.and(r.run_id.clone()),
-        seq: line,
-        index: 0,
-        body,
-    }
-}
-
-fn rejected_decision(r: &Rejection, artifact: String) -> Decision {
-    Decision {
-        line: None,
-        run_id: r.run_id.as_deref().map(Arc::from),
-        seq: None,
-        ts: r.ts,
-        event: r.event.map(EventKind::name),
-        action: Action::Rejected,
-        reason: Some(r.reason()),
-        signals: Vec::new(),
-        alerts: Vec::new(),
-        override_outcome: None,
-        snapshot: None,
-        artifact: Some(Arc::from(artifact.as_str())),
-    }
 }

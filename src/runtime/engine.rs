@@ -1,0 +1,382 @@
+//! The engine: one artifact's program, its interned strings and reusable buffers; it
+//! starts, steps and ends runs.
+
+use super::decision::{Action, Decision, Signal};
+use super::event::{RunEnd, RunStart, Step};
+use super::run::{Bound, Run, RunState, Throttle, Totals};
+use super::{
+    EngineKind, Incident, Outcome, PromptRecord, Zone, arbitrate, overrides, rebind, scope,
+};
+use crate::base::hash::Fnv1a;
+use crate::base::lang::Enforcement;
+use crate::compile::artifact::Artifact;
+use crate::compile::bytecode::{FieldSource, PolicyDesc, Program};
+use crate::vm::{AggState, NOT_A_CONSTANT, Slot};
+use std::sync::Arc;
+
+/// Reusable evaluation buffers.
+#[derive(Debug, Default)]
+pub(super) struct Scratch {
+    /// The step's number and boolean fields, by slot.
+    pub(super) nums: Vec<i64>,
+    pub(super) bools: Vec<bool>,
+    pub(super) values: Values,
+}
+
+/// What evaluation computes from the fields: the interpreter's stack, and every
+/// aggregate's and monitor's value.
+#[derive(Debug, Default)]
+pub(super) struct Values {
+    pub(super) stack: Vec<Slot>,
+    pub(super) aggs: Vec<Slot>,
+    pub(super) monitors: Vec<Slot>,
+    /// The same values as native code reads them (JIT engine only).
+    pub(super) flat_aggs: Vec<crate::jit::Flat>,
+    pub(super) flat_monitors: Vec<crate::jit::Flat>,
+}
+
+/// The interpreter engine over one artifact.
+#[derive(Debug)]
+pub struct Engine {
+    pub(super) artifact: Arc<Artifact>,
+    /// The artifact's id, shared by every decision.
+    pub(super) artifact_id: Arc<str>,
+    /// The program's string constants by text, and the string fields compared with them:
+    /// each step interns those fields once, so filters compare integers.
+    pub(super) string_ids:
+        std::collections::HashMap<String, u32, std::hash::BuildHasherDefault<Fnv1a>>,
+    pub(super) compared_fields: Vec<u16>,
+    pub(super) scratch: Scratch,
+    /// The artifact each policy comes from (a merged engine holds two, see [`rebind`]).
+    pub(super) policy_artifacts: Vec<Arc<str>>,
+    /// Merged engines only: where the current artifact's policies start, and the monitors
+    /// that started at the deploy.
+    pub(super) merged: Option<rebind::MergedParts>,
+    /// Native code for the program, when this engine is the JIT.
+    pub(super) jit: Option<Box<crate::jit::Compiled>>,
+}
+
+/// An enforcement candidate at one step: what, and why.
+pub(super) struct Candidate {
+    pub(super) enforcement: Enforcement,
+    pub(super) reason: String,
+    /// The breached limit, when this is a breach's enforcement (an incident).
+    pub(super) breach: Option<(String, String)>,
+}
+
+impl Engine {
+    pub fn new(artifact: Arc<Artifact>) -> Engine {
+        let artifact_id = Arc::from(artifact.id.as_str());
+        let program = &artifact.body.program;
+        let string_ids = program
+            .strings
+            .iter()
+            .enumerate()
+            .map(|(i, s)| (s.clone(), u32::try_from(i).unwrap_or(NOT_A_CONSTANT)))
+            .collect();
+        let compared_fields = compared_string_fields(program);
+        let policy_artifacts = vec![Arc::clone(&artifact_id); program.policies.len()];
+        Engine {
+            artifact,
+            artifact_id,
+            string_ids,
+            compared_fields,
+            scratch: Scratch::default(),
+            policy_artifacts,
+            merged: None,
+            jit: None,
+        }
+    }
+
+    /// An engine of the given kind: [`EngineKind::Jit`] compiles the whole program to
+    /// native code (once, here) or fails; [`EngineKind::Auto`] falls back to the
+    /// interpreter only where the host has no Cranelift backend.
+    pub fn of_kind(
+        artifact: Arc<Artifact>,
+        kind: EngineKind,
+    ) -> Result<Engine, crate::jit::JitError> {
+        let mut engine = Engine::new(artifact);
+        engine.set_kind(kind)?;
+        Ok(engine)
+    }
+
+    pub(super) fn set_kind(&mut self, kind: EngineKind) -> Result<(), crate::jit::JitError> {
+        self.jit = match kind {
+            EngineKind::Interp => None,
+            EngineKind::Jit => Some(Box::new(crate::jit::compile(self.program())?)),
+            EngineKind::Auto => match crate::jit::compile(self.program()) {
+                Ok(c) => Some(Box::new(c)),
+                Err(crate::jit::JitError::Host(_)) => None,
+                Err(e) => return Err(e),
+            },
+        };
+        Ok(())
+    }
+
+    /// The engine's kind: `Jit` when it runs native code.
+    pub fn kind(&self) -> EngineKind {
+        if self.jit.is_some() {
+            EngineKind::Jit
+        } else {
+            EngineKind::Interp
+        }
+    }
+
+    /// What compiling to native code did, for a JIT engine.
+    pub fn jit_stats(&self) -> Option<&crate::jit::Stats> {
+        self.jit.as_ref().map(|c| &c.stats)
+    }
+
+    pub fn artifact(&self) -> &Arc<Artifact> {
+        &self.artifact
+    }
+
+    pub fn program(&self) -> &Program {
+        &self.artifact.body.program
+    }
+
+    /// Every monitor's value at the step this engine evaluated last (`lever explain`).
+    pub fn monitor_values(&self) -> &[Slot] {
+        &self.scratch.values.monitors
+    }
+
+    /// Starts a run: binds every policy whose scope matches (LANGUAGE §9).
+    pub fn start_run(&mut self, start: &RunStart) -> (Run, Outcome) {
+        let program = &self.artifact.body.program;
+        let mut bound = Vec::new();
+        let mut zones = Vec::new();
+        let mut awaiting = Vec::new();
+        for (i, p) in program.policies.iter().enumerate() {
+            if !scope::matches(&p.scope, start) {
+                continue;
+            }
+            if p.bind == crate::base::lang::Bind::FirstToken {
+                awaiting.push(u16::try_from(i).unwrap_or(u16::MAX));
+                continue;
+            }
+            bound.push(Bound {
+                policy: u16::try_from(i).unwrap_or(u16::MAX),
+                first_limit: u16::try_from(zones.len()).unwrap_or(u16::MAX),
+                holds_pause: false,
+                suspension: None,
+                throttle: Throttle::default(),
+            });
+            zones.extend(std::iter::repeat_n(Zone::Below, p.limits.len()));
+        }
+        let labels = program
+            .labels
+            .iter()
+            .map(|k| start.labels.get(k).cloned().unwrap_or_default())
+            .collect();
+        let aggs = program.aggregates.iter().map(AggState::new).collect();
+        let arbitration =
+            arbitrate::arbitrate(program, &bound, zones.len(), arbitrate::RunTerms::NONE);
+        let snapshot = self.snapshot(&bound, &arbitration.shadowed, &[]);
+        let (state, state_reason) = match &arbitration.stop {
+            Some(reason) => (RunState::Stopped, Some(reason.clone())),
+            None => (RunState::Running, None),
+        };
+        let run = Run {
+            id: Arc::from(start.run_id.as_str()),
+            attrs: start.clone(),
+            labels,
+            seq: 1,
+            clock: start.ts,
+            state,
+            state_reason: state_reason.clone(),
+            ended: false,
+            aggs,
+            bound,
+            zones,
+            raises: Vec::new(),
+            shadowed: arbitration.shadowed,
+            awaiting,
+            conflicts_seen: arbitration.conflicts.iter().map(conflict_key).collect(),
+            forced_groups: arbitration.forced,
+            first_token_passed: false,
+            rebind: None,
+            started: Vec::new(),
+            fresh_since: None,
+            snapshot: Arc::from(snapshot.hash.as_str()),
+            totals: Totals::default(),
+            pending: Vec::new(),
+            requests: std::collections::BTreeMap::new(),
+        };
+        let mut decision = self.decision(
+            &run,
+            start.ts,
+            "run_start",
+            run.state.action(),
+            state_reason,
+        );
+        decision.signals = arbitration.conflicts;
+        let mut outcome = Outcome::of(decision);
+        outcome.snapshot = Some(snapshot);
+        (run, outcome)
+    }
+
+    pub(super) fn decision(
+        &self,
+        run: &Run,
+        ts: i64,
+        event: &'static str,
+        action: Action,
+        reason: Option<String>,
+    ) -> Decision {
+        Decision {
+            line: None,
+            run_id: Some(Arc::clone(&run.id)),
+            seq: Some(run.seq),
+            ts: Some(ts),
+            event: Some(event),
+            action,
+            reason,
+            signals: Vec::new(),
+            alerts: Vec::new(),
+            override_outcome: None,
+            snapshot: Some(Arc::clone(&run.snapshot)),
+            artifact: Some(Arc::clone(&self.artifact_id)),
+        }
+    }
+
+    /// Ends a run; the decision carries its final state.
+    pub fn end_run(&mut self, run: &mut Run, end: &RunEnd) -> Outcome {
+        run.seq += 1;
+        run.clock = run.clock.max(end.ts);
+        run.ended = true;
+        run.pending.clear(); // pending requests lapse when the run ends
+        let decision = self.decision(
+            run,
+            end.ts,
+            "run_end",
+            run.state.action(),
+            run.state_reason.clone(),
+        );
+        Outcome::of(decision)
+    }
+
+    /// Judges one step. A step of a paused or finished run is still counted and judged,
+    /// and is `refused` unless an enforcement more severe than the run's state fires.
+    /// The step is judged at the run's clock (its own `ts` when that is later); its
+    /// decision keeps its own `ts`.
+    ///
+    /// `metrics` are the step's metrics read for this engine's program
+    /// ([`event::read_metrics`]): one value per declared signal.
+    pub fn step(&mut self, run: &mut Run, step: &Step, metrics: &[i64]) -> Outcome {
+        run.seq += 1;
+        run.clock = run.clock.max(step.ts);
+        let at = run.clock;
+        overrides::expire(run, at);
+        self.evaluate(run, step, metrics, at);
+        let mut signals = Vec::new();
+        let mut alerts = Vec::new();
+        let mut candidates: Vec<Candidate> = Vec::new();
+        let mut incidents = Vec::new();
+        let mut snapshot = None;
+        let first_token = step.output_tokens > 0 && !run.first_token_passed;
+        run.first_token_passed |= step.output_tokens > 0;
+        if run.rebind.is_some() || (first_token && !run.awaiting.is_empty()) {
+            snapshot = self.rebind(run, first_token, &mut signals, &mut candidates);
+        }
+        self.judge(at, run, &mut signals, &mut alerts, &mut candidates);
+        let prior = run.state;
+        let strongest = candidates
+            .iter()
+            .fold(None::<&Candidate>, |best, c| match best {
+                Some(b) if b.enforcement >= c.enforcement => Some(b),
+                _ => Some(c),
+            });
+        let (action, reason) = match strongest {
+            Some(c) if RunState::of(c.enforcement) > prior => {
+                run.state = RunState::of(c.enforcement);
+                run.state_reason = Some(c.reason.clone());
+                (run.state.action(), Some(c.reason.clone()))
+            }
+            _ if prior == RunState::Running => (Action::Continue, None),
+            _ => (Action::Refused, Some(prior.refusal().to_string())),
+        };
+        for c in candidates {
+            if let Some((policy, limit)) = c.breach {
+                incidents.push(Incident {
+                    policy,
+                    limit,
+                    enforcement: c.enforcement,
+                });
+            }
+        }
+        run.totals.steps += 1;
+        if action == Action::Refused {
+            run.totals.refused += 1;
+        }
+        run.totals.input_tokens = run.totals.input_tokens.saturating_add(step.input_tokens);
+        run.totals.output_tokens = run.totals.output_tokens.saturating_add(step.output_tokens);
+        run.totals.cost = run.totals.cost.saturating_add(step.cost);
+        let mut decision = self.decision(run, step.ts, "step", action, reason);
+        decision.signals = signals;
+        decision.alerts = alerts;
+        Outcome {
+            decision,
+            snapshot,
+            incidents,
+            prompt: self.prompt_record(run, step),
+        }
+    }
+
+    /// A step's prompt is stored only when some policy applies and all allow prompt
+    /// logging; a step marked `pii` is never stored while any applying policy denies PII
+    /// capture (DESIGN §3).
+    pub(super) fn prompt_record(&self, run: &Run, step: &Step) -> Option<PromptRecord> {
+        let prompt = step.prompt.as_ref()?;
+        let program = self.program();
+        let policies: Vec<&PolicyDesc> = run
+            .bound
+            .iter()
+            .map(|b| b.policy)
+            .chain(run.awaiting.iter().copied())
+            .filter_map(|p| program.policies.get(usize::from(p)))
+            .collect();
+        if policies.is_empty() || policies.iter().any(|p| !p.prompt_logging) {
+            return Some(PromptRecord::Redacted("prompt_logging"));
+        }
+        if step.pii && policies.iter().any(|p| !p.pii_capture) {
+            return Some(PromptRecord::Redacted("pii_capture"));
+        }
+        Some(PromptRecord::Stored(prompt.clone()))
+    }
+}
+
+/// String fields that some `field == "const"` instruction compares.
+pub(super) fn compared_string_fields(program: &Program) -> Vec<u16> {
+    let mut codes: Vec<&crate::compile::bytecode::Code> = Vec::new();
+    for a in &program.aggregates {
+        codes.extend(a.arg.iter().chain(a.filter.iter()));
+    }
+    codes.extend(program.monitors.iter().map(|m| &m.code));
+    for f in &program.fields {
+        if let FieldSource::Derived(c) = &f.source {
+            codes.push(c);
+        }
+    }
+    let mut fields: Vec<u16> = codes
+        .iter()
+        .flat_map(|c| c.ops.iter())
+        .filter_map(|op| match op {
+            crate::compile::bytecode::Op::FieldEqStr(f, _, _) => Some(*f),
+            _ => None,
+        })
+        .collect();
+    fields.sort_unstable();
+    fields.dedup();
+    fields
+}
+
+/// What makes a conflict distinct: its group (the lead's limit), kind, lead and `with`.
+pub(super) fn conflict_key(s: &Signal) -> String {
+    format!(
+        "{}|{}|{}|{}",
+        s.limit.as_deref().unwrap_or(""),
+        s.conflict.unwrap_or(""),
+        s.policy,
+        s.with.as_deref().unwrap_or(&[]).join(",")
+    )
+}

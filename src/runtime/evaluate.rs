@@ -1,0 +1,185 @@
+//! Evaluation: a step's fields, every aggregate and every monitor, on the interpreter or
+//! the JIT's native code.
+
+use super::engine::{Scratch, Values};
+use super::event::{RunStart, Step};
+use super::{Engine, Run};
+use crate::base::num::SCALE;
+use crate::compile::bytecode::{EventField, FieldSource, Program};
+use crate::vm::{self, AggState, Ctx, MAX_STR_FIELDS, NOT_A_CONSTANT, NOT_INTERNED, Slot};
+use std::sync::Arc;
+
+impl Engine {
+    /// Takes a step into every aggregate at `at`, the time it is judged at, and computes
+    /// every monitor's value.
+    pub(super) fn evaluate(&mut self, run: &mut Run, step: &Step, metrics: &[i64], at: i64) {
+        let artifact = Arc::clone(&self.artifact);
+        let program = &artifact.body.program;
+        let jit = self.jit.as_deref();
+        let s = &mut self.scratch;
+        s.reset(program, jit.is_some());
+        let mut strs: [&str; MAX_STR_FIELDS] = [""; MAX_STR_FIELDS];
+        let mut str_ids = [NOT_INTERNED; MAX_STR_FIELDS];
+        let input = Input {
+            step,
+            run: &run.attrs,
+            labels: &run.labels,
+            metrics,
+            at,
+        };
+        fields(program, jit, s, &mut strs, &str_ids, &input);
+        for &slot in &self.compared_fields {
+            let slot = usize::from(slot);
+            if let (Some(text), Some(id)) = (strs.get(slot), str_ids.get_mut(slot)) {
+                *id = self
+                    .string_ids
+                    .get(*text)
+                    .copied()
+                    .unwrap_or(NOT_A_CONSTANT);
+            }
+        }
+        let ctx = Ctx::step(program, &s.nums, &s.bools, &strs, &str_ids, &run.labels);
+        for (ai, (desc, state)) in program
+            .aggregates
+            .iter()
+            .zip(run.aggs.iter_mut())
+            .enumerate()
+        {
+            let (aggs, monitors) = (&s.values.flat_aggs, &s.values.flat_monitors);
+            let matched = match &desc.filter {
+                Some(code) => jit
+                    .and_then(|j| j.filter(ai, &ctx, aggs, monitors))
+                    .unwrap_or_else(|| vm::eval(code, &ctx, &mut s.values.stack)),
+                None => Slot::Bool(true),
+            };
+            let term = match (&desc.arg, matched) {
+                (_, Slot::Bool(false)) => Slot::None,
+                (Some(code), _) => jit
+                    .and_then(|j| j.arg(ai, &ctx, aggs, monitors))
+                    .unwrap_or_else(|| vm::eval(code, &ctx, &mut s.values.stack)),
+                (None, _) => Slot::Num(SCALE),
+            };
+            state.update(desc, at, matched, term);
+        }
+        s.values.aggs.clear();
+        s.values.aggs.extend(run.aggs.iter().map(AggState::value));
+        monitors(program, jit, &mut s.values, &ctx);
+    }
+}
+
+/// What one step's fields are read from.
+struct Input<'a> {
+    step: &'a Step,
+    run: &'a RunStart,
+    labels: &'a [String],
+    metrics: &'a [i64],
+    /// The time the step is judged at (`step.ts`).
+    at: i64,
+}
+
+impl Scratch {
+    /// Empties the buffers for a step of `program`.
+    fn reset(&mut self, program: &Program, native: bool) {
+        self.nums.clear();
+        self.nums.resize(usize::from(program.num_fields), 0);
+        self.bools.clear();
+        self.bools.resize(usize::from(program.bool_fields), false);
+        if native {
+            self.values
+                .flat_aggs
+                .resize(program.aggregates.len(), crate::jit::Flat::NONE);
+            self.values.flat_monitors.clear();
+            self.values
+                .flat_monitors
+                .resize(program.monitors.len(), crate::jit::Flat::NONE);
+        }
+    }
+}
+
+/// Every field's value at this step, in field order (a derived field reads earlier ones).
+fn fields<'a>(
+    program: &Program,
+    jit: Option<&crate::jit::Compiled>,
+    s: &mut Scratch,
+    strs: &mut [&'a str; MAX_STR_FIELDS],
+    str_ids: &[u32; MAX_STR_FIELDS],
+    input: &Input<'a>,
+) {
+    for (fi, field) in program.fields.iter().enumerate() {
+        let slot = usize::from(field.slot);
+        let value = match &field.source {
+            FieldSource::Event(e) if e.is_string() => {
+                if let Some(dst) = strs.get_mut(slot) {
+                    *dst = event_str(*e, input.step, input.run);
+                }
+                continue;
+            }
+            FieldSource::Event(EventField::Pii) => Slot::Bool(input.step.pii),
+            FieldSource::Event(e) => Slot::Num(event_num(*e, input.step, input.at)),
+            FieldSource::Metric(i) => {
+                Slot::Num(input.metrics.get(usize::from(*i)).copied().unwrap_or(0))
+            }
+            FieldSource::Derived(code) => {
+                let ctx = Ctx::step(program, &s.nums, &s.bools, strs, str_ids, input.labels);
+                jit.and_then(|j| j.field(fi, &ctx, &s.values.flat_aggs, &s.values.flat_monitors))
+                    .unwrap_or_else(|| vm::eval(code, &ctx, &mut s.values.stack))
+            }
+        };
+        match value {
+            Slot::Num(n) => {
+                if let Some(dst) = s.nums.get_mut(slot) {
+                    *dst = n;
+                }
+            }
+            Slot::Bool(b) => {
+                if let Some(dst) = s.bools.get_mut(slot) {
+                    *dst = b;
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+/// Every monitor's value, in order (a monitor reads earlier ones), from the aggregates'.
+fn monitors(program: &Program, jit: Option<&crate::jit::Compiled>, s: &mut Values, ctx: &Ctx<'_>) {
+    s.monitors.clear();
+    if let Some(j) = jit {
+        for (dst, v) in s.flat_aggs.iter_mut().zip(&s.aggs) {
+            *dst = crate::jit::Flat::of(*v);
+        }
+        if j.monitors(ctx, &s.flat_aggs, &mut s.flat_monitors, &mut s.monitors) {
+            return;
+        }
+    }
+    for m in &program.monitors {
+        let ctx = ctx.with_values(&s.aggs, &s.monitors);
+        let v = vm::eval(&m.code, &ctx, &mut s.stack);
+        s.monitors.push(v);
+    }
+}
+
+pub(super) fn event_str<'a>(field: EventField, step: &'a Step, run: &'a RunStart) -> &'a str {
+    match field {
+        EventField::Kind => &step.kind,
+        EventField::Model => &step.model,
+        EventField::Tool => &step.tool,
+        EventField::Tenant => &run.tenant,
+        EventField::Agent => &run.agent,
+        EventField::ApiKey => &run.api_key,
+        EventField::HumanActor => &run.human_actor,
+        _ => "",
+    }
+}
+
+/// A numeric step field; `step.ts` reads the time the step is judged at.
+pub(super) fn event_num(field: EventField, step: &Step, at: i64) -> i64 {
+    match field {
+        EventField::InputTokens => step.input_tokens,
+        EventField::OutputTokens => step.output_tokens,
+        EventField::Cost => step.cost,
+        EventField::Latency => step.latency,
+        EventField::Ts => at,
+        _ => 0,
+    }
+}
