@@ -14,6 +14,7 @@
     )
 )]
 
+pub mod alerts;
 pub mod author;
 pub mod base;
 pub mod check;

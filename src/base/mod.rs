@@ -1,6 +1,6 @@
 //! The floor every stage stands on: exact arithmetic (`num`), source files and spans
 //! (`source`), diagnostics as data (`diag`), the words the language and its artifact
-//! share (`lang`), how values and times are written (`format`), and small hashes (`hash`).
+//! share (`lang`), how values and times are written (`format`), small hashes (`hash`), and the wall clock operations read (`wall`).
 //!
 //! Knows nothing of any stage above it.
 
@@ -10,3 +10,4 @@ pub mod hash;
 pub mod lang;
 pub mod num;
 pub mod source;
+pub mod wall;

@@ -12,6 +12,7 @@
 
 use super::file::segment_frames;
 use super::{EvidenceStore, Record, RecordKind, Sealed, StoreError, open};
+use crate::base::wall::now_ns;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
@@ -85,13 +86,6 @@ pub struct Durable {
     outage: Option<i64>,
     /// Records written since the outage began, for its end record.
     written_late: usize,
-}
-
-fn now_ns() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX))
-        .unwrap_or(0)
 }
 
 fn outage_record(event: &str, at: i64, extra: serde_json::Value) -> Record {

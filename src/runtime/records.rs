@@ -55,12 +55,25 @@ pub(super) fn outcome_records(outcome: &Outcome, input: serde_json::Value) -> Ve
             serde_json::to_value(s).unwrap_or_default(),
         ));
     }
-    // An alert record is the outbox entry: the alert as printed, and when it was raised.
+    // An alert record is the outbox entry, whole: the alert as printed, when it was
+    // raised, and what its signal observed, so that it is delivered from the record alone.
     let ts = serde_json::Value::from(d.ts.map(crate::base::format::timestamp));
     for (i, a) in d.alerts.iter().enumerate() {
         let mut body = serde_json::to_value(a).unwrap_or_default();
+        let signal = d.signals.iter().find(|s| {
+            s.kind == a.kind && s.policy == a.policy && s.limit.as_deref() == Some(&a.limit)
+        });
         if let Some(map) = body.as_object_mut() {
             map.insert("ts".into(), ts.clone());
+            map.insert("version".into(), signal.map(|s| s.version).into());
+            map.insert(
+                "observed".into(),
+                signal.and_then(|s| s.observed.clone()).into(),
+            );
+            map.insert(
+                "limit_value".into(),
+                signal.and_then(|s| s.limit_value.clone()).into(),
+            );
         }
         out.push(record(RecordKind::Alert, i, body));
     }

@@ -17,7 +17,7 @@
 //! ```
 
 use super::auth::{TokenEntry, Tokens};
-use super::email::{Security, SmtpRelay};
+use crate::alerts::email::{Security, SmtpRelay};
 use serde::Deserialize;
 
 #[derive(Debug, Clone, Default, Deserialize)]

@@ -4,13 +4,7 @@
 use super::routes::Refusal;
 use super::*;
 
-/// The time now, in the nanoseconds of event timestamps: deploys are server events.
-pub(super) fn now_ns() -> i64 {
-    let since = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap_or_default();
-    i64::try_from(since.as_nanos()).unwrap_or(i64::MAX)
-}
+use crate::base::wall::now_ns;
 
 impl Server {
     /// Deploys an artifact and waits until its records are durable; returns the deploy

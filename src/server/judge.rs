@@ -2,7 +2,6 @@
 //! judged through the same replay as `lever run`, one request at a time per run, answered
 //! once its evidence is durable (or put back when no store holds it).
 
-use super::feed::deliveries_of;
 use super::routes::{Body, Refusal, error, from_path, parse_body, raw, unavailable};
 use super::*;
 use crate::runtime::event::{self, EventKind, RejectCode, Rejection};
@@ -11,11 +10,10 @@ use crate::runtime::event::{self, EventKind, RejectCode, Rejection};
 pub(super) type Decoded = Result<Body, Rejection>;
 
 /// What a request left under the runtime lock: the decision, the records to make durable,
-/// the alerts to deliver once they are, and the run's state before it (to put back).
+/// and the run's state before it (to put back).
 struct Judged {
     decision: crate::runtime::decision::Decision,
     records: Vec<Record>,
-    deliveries: Vec<super::delivery::Delivery>,
     rejected: bool,
     saved: Option<crate::runtime::replay::SavedRun>,
 }
@@ -135,7 +133,6 @@ impl Server {
             Ok(e) => replay.apply_received(line, received, e),
             Err(rejection) => replay.rejected_line(line, received, &rejection),
         };
-        let deliveries = deliveries_of(&replay, &result.decision);
         drop(replay);
         let mut records = result.records;
         if let Some(claimed) = mismatch {
@@ -153,7 +150,6 @@ impl Server {
         Ok(Judged {
             decision: result.decision,
             records,
-            deliveries,
             rejected: result.rejected,
             saved,
         })
@@ -163,11 +159,15 @@ impl Server {
     /// every run's records in the order they were judged), then answers: the decision once
     /// they are durable, or the refusal, with the run put back as it was.
     async fn commit_and_answer(&self, run_key: Option<&str>, judged: Judged) -> Response {
+        let records = Sealed::all(judged.records);
+        // The outbox: alert records to deliver once they are durable.
+        let alerts: Vec<Sealed> = records
+            .iter()
+            .filter(|r| crate::alerts::outbox::deliverable(r.record()))
+            .cloned()
+            .collect();
         let (tx, done) = oneshot::channel();
-        let job = writer::Commit {
-            records: Sealed::all(judged.records),
-            done: tx,
-        };
+        let job = writer::Commit { records, done: tx };
         let fate = match self.writer.send(job) {
             Ok(()) => done.await.ok(),
             Err(_) => None,
@@ -197,9 +197,11 @@ impl Server {
         }
         let mut decision = judged.decision;
         self.metrics.decision(&decision);
-        self.remember_alerts(&decision);
-        for d in judged.deliveries {
-            let _ = self.deliver.send(d);
+        if let Ok(mut feed) = self.feed.lock() {
+            feed.push(&decision);
+        }
+        for alert in alerts {
+            let _ = self.deliver.send(alert);
         }
         decision.line = None;
         let status = if judged.rejected {

@@ -10,9 +10,7 @@
 
 mod auth;
 mod config;
-pub mod delivery;
 mod deploy;
-mod email;
 mod feed;
 mod judge;
 mod listen;
@@ -30,7 +28,6 @@ pub fn decode_body(body: &[u8]) -> Result<usize, String> {
 }
 pub use config::Config;
 use deploy::watch;
-use feed::seed_feed;
 
 use crate::compile::artifact::Artifact;
 use crate::evidence::durable::{Committed, Durable};
@@ -69,7 +66,8 @@ pub struct Threads {
 }
 
 pub struct Server {
-    replay: Mutex<Replay>,
+    /// The runtime (shared with the alert worker, which reads channels of its artifacts).
+    replay: Arc<Mutex<Replay>>,
     /// Requests so far: the "line" numbers of rejected inputs.
     requests: AtomicU64,
     writer: mpsc::Sender<writer::Commit>,
@@ -81,11 +79,10 @@ pub struct Server {
     load: crate::compile::load::LoadOptions,
     metrics: Arc<Metrics>,
     tokens: Tokens,
-    /// Alerts for the delivery worker, sent once their evidence is durable.
-    deliver: mpsc::Sender<delivery::Delivery>,
-    /// The most recent delivered alerts (newest last), for `GET /v1/alerts`: seeded from
-    /// the store at start, then appended as decisions are answered.
-    feed: Mutex<std::collections::VecDeque<serde_json::Value>>,
+    /// Alert records for the outbox worker, sent once they are durable.
+    deliver: mpsc::Sender<Sealed>,
+    /// The most recent delivered alerts, for `GET /v1/alerts`.
+    feed: Mutex<crate::alerts::feed::Feed>,
     /// One request at a time per run, until its evidence is committed or refused.
     run_locks: run_locks::RunLocks,
 }
@@ -107,37 +104,31 @@ impl Server {
             Some(&settings.spill),
         )
         .map_err(|e| e.to_string())?;
-        let feed = match store.store() {
-            Some(s) => seed_feed(s).map_err(|e| e.to_string())?,
-            None => std::collections::VecDeque::new(),
+        let (feed, pending) = match store.store() {
+            Some(s) => (
+                crate::alerts::feed::Feed::seed(s).map_err(|e| e.to_string())?,
+                crate::alerts::outbox::pending(s).map_err(|e| e.to_string())?,
+            ),
+            None => Default::default(),
         };
+        let replay = Arc::new(Mutex::new(replay));
         let reader =
             crate::evidence::open_for_audit(&options.evidence).map_err(|e| e.to_string())?;
         let (tx, rx) = mpsc::channel();
         let metrics = Arc::new(Metrics::default());
         let writer_metrics = Arc::clone(&metrics);
         let (deliver, deliveries) = mpsc::channel();
-        let recorder = tx.clone();
-        let relay = options.config.smtp;
-        let delivery_metrics = Arc::clone(&metrics);
+        let outbox = outbox(&replay, options.config.smtp, &metrics, tx.clone());
         let delivery_thread = std::thread::Builder::new()
             .name("lever-delivery".into())
-            .spawn(move || {
-                delivery::worker(deliveries, relay, &delivery_metrics, |record| {
-                    let (done, _) = oneshot::channel();
-                    let _ = recorder.send(writer::Commit {
-                        records: vec![Sealed::new(record)],
-                        done,
-                    });
-                })
-            })
+            .spawn(move || crate::alerts::outbox::worker(deliveries, pending, outbox))
             .map_err(|e| e.to_string())?;
         let handle = std::thread::Builder::new()
             .name("lever-evidence".into())
             .spawn(move || writer::run(store, rx, writer_metrics))
             .map_err(|e| e.to_string())?;
         let server = Arc::new(Server {
-            replay: Mutex::new(replay),
+            replay,
             requests: AtomicU64::new(0),
             writer: tx,
             reader: Arc::new(Mutex::new(reader)),
@@ -156,6 +147,30 @@ impl Server {
                 delivery: delivery_thread,
             },
         ))
+    }
+}
+
+/// The outbox worker's view of the server: channels from the runtime's artifacts, attempts
+/// counted in the metrics and recorded through the writer.
+fn outbox(
+    replay: &Arc<Mutex<Replay>>,
+    relay: Option<crate::alerts::email::SmtpRelay>,
+    metrics: &Arc<Metrics>,
+    writer: mpsc::Sender<writer::Commit>,
+) -> crate::alerts::outbox::Outbox {
+    let replay = Arc::clone(replay);
+    let metrics = Arc::clone(metrics);
+    crate::alerts::outbox::Outbox {
+        resolve: Box::new(move |artifact, name| replay.lock().ok()?.channel(artifact, name)),
+        relay,
+        heard: Box::new(move |kind, ok| metrics.delivery(kind.name(), ok)),
+        record: Box::new(move |record| {
+            let (done, _) = oneshot::channel();
+            let _ = writer.send(writer::Commit {
+                records: vec![Sealed::new(record)],
+                done,
+            });
+        }),
     }
 }
 

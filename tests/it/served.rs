@@ -154,6 +154,12 @@ impl Served {
         v["artifact"].as_str().unwrap().to_string()
     }
 
+    /// SIGKILL: the server dies mid-flight, as in a crash.
+    pub fn kill(mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+    }
+
     /// SIGTERM, and the exit code.
     pub fn stop(mut self) -> Option<i32> {
         let pid = self.child.id().to_string();
@@ -162,5 +168,15 @@ impl Served {
             .status()
             .unwrap();
         self.child.wait().unwrap().code()
+    }
+}
+
+/// A test that fails leaves no server behind.
+impl Drop for Served {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
     }
 }

@@ -917,6 +917,114 @@ fn a_dead_channel_is_retried_and_recorded_without_slowing_decisions() {
 }
 
 #[test]
+fn an_alert_stored_but_not_delivered_is_delivered_by_the_next_start() {
+    use lever::evidence::{ChainId, EvidenceStore, RecordKind};
+    let dead = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let served = Served::with_channels(tmp.path(), dead, &[]);
+    for (path, body) in requests() {
+        assert_eq!(served.post(&path, &body).0, 200, "{path}");
+    }
+    // The first webhook attempt fails; the server is killed before it retries.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !served
+        .get("/metrics")
+        .1
+        .contains("lever_alert_deliveries_total{channel_kind=\"webhook\",result=\"failed\"} 1\n")
+    {
+        assert!(std::time::Instant::now() < deadline, "no first attempt");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    served.kill();
+
+    // The next server, on the same store, delivers it from the stored alert record.
+    let (port, seen) = receiver(0);
+    let next = Served::with_channels(tmp.path(), port, &[]);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !seen.lock().unwrap().iter().any(|(p, _, _)| p == "/hook") {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the stored alert was not delivered"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    assert_eq!(next.stop(), Some(0));
+    let hooks: Vec<(String, String, String)> = seen
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|(p, _, _)| p == "/hook")
+        .cloned()
+        .collect();
+    assert_eq!(hooks.len(), 1, "delivered once");
+    let header = hooks[0]
+        .1
+        .lines()
+        .find_map(|l| {
+            l.to_ascii_lowercase()
+                .strip_prefix("lever-delivery-id:")
+                .map(|v| v.trim().to_string())
+        })
+        .expect("a Lever-Delivery-Id header");
+
+    let mut store = lever::evidence::file::FileStore::open(&tmp.path().join("ev")).unwrap();
+    let alert = store
+        .read_chain(&ChainId::Run("support-42".into()))
+        .unwrap()
+        .into_iter()
+        .find(|s| s.record.kind == RecordKind::Alert && s.record.body["channel"] == "ops")
+        .expect("the stored alert");
+    // The id is the stored alert record's: the same for every attempt, from any server.
+    assert_eq!(header, lever::base::hash::hex(&alert.record.id()));
+    let attempts: Vec<serde_json::Value> = store
+        .read_chain(&ChainId::Store)
+        .unwrap()
+        .into_iter()
+        .filter(|s| s.record.kind == RecordKind::AlertDelivery && s.record.body["channel"] == "ops")
+        .map(|s| s.record.body)
+        .collect();
+    assert_eq!(attempts.len(), 2, "{attempts:?}");
+    assert_eq!(
+        (
+            &attempts[0]["attempt"],
+            &attempts[0]["delivered"],
+            &attempts[0]["final"]
+        ),
+        (
+            &serde_json::json!(1),
+            &serde_json::json!(false),
+            &serde_json::json!(false)
+        )
+    );
+    assert_eq!(
+        (
+            &attempts[1]["attempt"],
+            &attempts[1]["delivered"],
+            &attempts[1]["final"]
+        ),
+        (
+            &serde_json::json!(2),
+            &serde_json::json!(true),
+            &serde_json::json!(true)
+        )
+    );
+    assert_eq!(attempts[1]["delivery_id"], header.as_str());
+    // The email alert failed for good at the first server (no relay): not sent again.
+    let emails = store
+        .read_chain(&ChainId::Store)
+        .unwrap()
+        .into_iter()
+        .filter(|s| {
+            s.record.kind == RecordKind::AlertDelivery && s.record.body["channel"] == "oncall"
+        })
+        .count();
+    assert_eq!(emails, 1);
+}
+
+#[test]
 fn during_a_store_outage_fail_open_runs_continue_and_other_runs_stop() {
     use lever::evidence::{ChainId, EvidenceStore};
     let (schema, proxy, url) = super::stores::proxied_schema();

@@ -252,7 +252,7 @@ fn the_file_store_conforms() {
 fn the_postgres_store_conforms() {
     let schema = Schema::new();
     conformance(&|| Box::new(schema.open()));
-    // The migration is recorded once, however often the store is opened.
+    // Each migration is recorded once, however often the store is opened.
     let mut c = schema.client();
     let n: i64 = c
         .query_one(
@@ -261,7 +261,7 @@ fn the_postgres_store_conforms() {
         )
         .unwrap()
         .get(0);
-    assert_eq!(n, 1);
+    assert_eq!(n, 2, "one row for each of the two migrations");
 }
 
 #[test]

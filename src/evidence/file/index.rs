@@ -6,13 +6,13 @@
 //! is derived data, never the evidence. Layout (little-endian):
 //!
 //! ```text
-//! "LVIDX01\n" | segment length u64 | chains u32 | keyless u32 | alerts u32 | offsets u32 | key bytes u32
+//! "LVIDX02\n" | segment length u64 | chains u32 | keyless u32 | outbox u32 | offsets u32 | key bytes u32
 //! chain-key hashes: chains × u64, ascending          (kept in memory)
 //! entries, in the same order: chains × 72 bytes:
 //!     key offset u32, key length u32, first offset u32, offset count u32,
 //!     last n u64, last hash [32], max keyed seq + 1 u64 (0: none), closed u8, 7 zero bytes
 //! keyless record ids: keyless × 16 bytes              (kept in memory)
-//! alert record offsets: alerts × u32
+//! offsets of `alert` and `alert_delivery` records (the outbox): outbox × u32
 //! frame offsets of every chain: offsets × u32
 //! chain keys: key bytes
 //! blake3 of everything above: 32 bytes
@@ -26,7 +26,7 @@ use std::io::{Read, Write};
 use std::os::unix::fs::FileExt;
 use std::path::Path;
 
-const MAGIC: &[u8; 8] = b"LVIDX01\n";
+const MAGIC: &[u8; 8] = b"LVIDX02\n";
 const HEADER: u64 = 8 + 8 + 5 * 4;
 const ENTRY: u64 = 72;
 
@@ -47,8 +47,16 @@ pub struct Contents {
     pub chains: HashMap<String, ChainPart>,
     /// Ids (first 16 bytes) of records that stand for themselves.
     pub keyless: Vec<[u8; 16]>,
-    /// Offsets of `alert` records (the outbox).
-    pub alerts: Vec<u32>,
+    /// Offsets of `alert` and `alert_delivery` records (the outbox and its attempts).
+    pub outbox: Vec<u32>,
+}
+
+/// The kinds whose offsets an index lists: what the alert outbox reads back.
+pub fn is_outbox(kind: super::super::RecordKind) -> bool {
+    matches!(
+        kind,
+        super::super::RecordKind::Alert | super::super::RecordKind::AlertDelivery
+    )
 }
 
 /// The first 16 bytes of an id: what the store keeps in memory to deduplicate.
@@ -78,8 +86,8 @@ impl Contents {
         if s.keyless() {
             self.keyless.push(short(&s.id()));
         }
-        if s.kind == super::super::RecordKind::Alert {
-            self.alerts.push(offset);
+        if is_outbox(s.kind) {
+            self.outbox.push(offset);
         }
     }
 }
@@ -106,7 +114,7 @@ pub fn write(path: &Path, len: u64, contents: &Contents) -> std::io::Result<()> 
     for n in [
         chains.len(),
         contents.keyless.len(),
-        contents.alerts.len(),
+        contents.outbox.len(),
         offsets_total,
         keys_total,
     ] {
@@ -137,7 +145,7 @@ pub fn write(path: &Path, len: u64, contents: &Contents) -> std::io::Result<()> 
     for id in &contents.keyless {
         out.extend_from_slice(id);
     }
-    for a in &contents.alerts {
+    for a in &contents.outbox {
         out.extend_from_slice(&a.to_le_bytes());
     }
     for (_, _, part) in &chains {
@@ -235,12 +243,12 @@ impl Index {
         HEADER + self.counts[0] * 8
     }
 
-    fn alerts_at(&self) -> u64 {
+    fn outbox_at(&self) -> u64 {
         self.entries_at() + self.counts[0] * ENTRY + self.counts[1] * 16
     }
 
     fn offsets_at(&self) -> u64 {
-        self.alerts_at() + self.counts[2] * 4
+        self.outbox_at() + self.counts[2] * 4
     }
 
     fn keys_at(&self) -> u64 {
@@ -306,8 +314,8 @@ impl Index {
     }
 
     /// Offsets of the segment's alert records.
-    pub fn alerts(&self) -> std::io::Result<Vec<u32>> {
-        let raw = self.read(self.alerts_at(), 4 * self.counts[2] as usize)?;
+    pub fn outbox(&self) -> std::io::Result<Vec<u32>> {
+        let raw = self.read(self.outbox_at(), 4 * self.counts[2] as usize)?;
         Ok((0..self.counts[2] as usize)
             .map(|j| read_u32(&raw, 4 * j))
             .collect())

@@ -118,10 +118,10 @@ impl SealedIndex {
         }
     }
 
-    fn alerts(&self) -> std::io::Result<Vec<u32>> {
+    fn outbox(&self) -> std::io::Result<Vec<u32>> {
         match self {
-            SealedIndex::File(i) => i.alerts(),
-            SealedIndex::Memory(c) => Ok(c.alerts.clone()),
+            SealedIndex::File(i) => i.outbox(),
+            SealedIndex::Memory(c) => Ok(c.outbox.clone()),
         }
     }
 }

@@ -173,7 +173,7 @@ impl FileStore {
         kind: RecordKind,
         limit: usize,
     ) -> Result<Vec<Stored>, StoreError> {
-        if kind != RecordKind::Alert {
+        if !super::index::is_outbox(kind) {
             let mut found = std::collections::VecDeque::new();
             self.visit_segments(
                 &mut |s| {
@@ -198,18 +198,21 @@ impl FileStore {
                     return Ok(true);
                 }
                 let payload = read_frame(&file, &path, *offset)?;
-                newest_first.push(parse(&self.dir, number, *offset, &payload)?);
+                let stored = parse(&self.dir, number, *offset, &payload)?;
+                if stored.record.kind == kind {
+                    newest_first.push(stored);
+                }
             }
             Ok(newest_first.len() >= limit)
         };
-        let mut full = take(self.tail.number, &self.tail.contents.alerts)?;
+        let mut full = take(self.tail.number, &self.tail.contents.outbox)?;
         for sealed in self.sealed.iter().rev() {
             if full {
                 break;
             }
             let offsets = sealed
                 .index
-                .alerts()
+                .outbox()
                 .map_err(io_error(&segment_path(&self.dir, sealed.number)))?;
             full = take(sealed.number, &offsets)?;
         }

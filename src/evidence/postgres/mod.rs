@@ -28,10 +28,11 @@ const ATTEMPTS: u32 = 5;
 
 /// The migrations, in order; `{s}` is the quoted schema. Never edit one that has shipped:
 /// add the next.
-const MIGRATIONS: &[(i32, &str, &str)] = &[(
-    1,
-    "records, append-only triggers, indexes",
-    r#"
+const MIGRATIONS: &[(i32, &str, &str)] = &[
+    (
+        1,
+        "records, append-only triggers, indexes",
+        r#"
 CREATE TABLE {s}.records (
     chain text NOT NULL,
     n bigint NOT NULL,
@@ -55,7 +56,16 @@ CREATE TRIGGER records_no_truncate BEFORE TRUNCATE ON {s}.records
 ALTER TABLE {s}.records ENABLE ALWAYS TRIGGER records_append_only;
 ALTER TABLE {s}.records ENABLE ALWAYS TRIGGER records_no_truncate;
 "#,
-)];
+    ),
+    (
+        2,
+        "index of alert delivery attempts",
+        r#"
+CREATE INDEX records_alert_attempts ON {s}.records (stored_at, chain, n)
+    WHERE kind = 'alert_delivery';
+"#,
+    ),
+];
 
 pub struct PgStore {
     url: String,
@@ -504,7 +514,7 @@ impl EvidenceStore for PgStore {
         }
     }
 
-    /// Served by the partial index of the alert outbox for `alert` records.
+    /// Served by partial indexes for `alert` and `alert_delivery` records (the outbox).
     fn read_recent(&mut self, kind: RecordKind, limit: usize) -> Result<Vec<Stored>, StoreError> {
         let s = self.schema.clone();
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);

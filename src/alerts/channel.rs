@@ -1,24 +1,15 @@
-//! The alert delivery worker (DESIGN §8): `webhook` (JSON POST, signed), `slack`
-//! (incoming-webhook JSON) and `email` (SMTP, see [`super::email`]), on a thread of its own, so that a dead channel never slows
-//! evaluation. Alerts reach it only after their evidence is durable (the alert records are
-//! the outbox). Each attempt is recorded as an `alert_delivery` record in the store chain;
-//! a failed attempt is retried with exponential backoff (0.5 s doubling, at most 30 s
-//! apart) up to [`ATTEMPTS`] times.
+//! One delivery attempt to one channel: `webhook` (JSON POST, signed), `slack`
+//! (incoming-webhook JSON) and `email` (SMTP, see [`super::email`]).
 //!
 //! Webhook signature: `Lever-Signature: t=<unix seconds>,v1=<hex HMAC-SHA256(secret,
-//! "<t>.<body>")>`, the secret being the channel's `secret` argument.
+//! "<t>.<body>")>`, the secret being the channel's `secret` argument. Every request carries
+//! `Lever-Delivery-Id`: the same for every attempt of one alert, from any server, so that
+//! a receiver can drop a repeat.
 
 use super::email::SmtpRelay;
-use crate::base::lang::ArgValue;
-use crate::base::lang::ChannelKind;
+use crate::base::lang::{ArgValue, ChannelKind};
 use crate::compile::bytecode::ChannelDesc;
-use crate::evidence::{Record, RecordKind};
 use hmac::{Hmac, Mac};
-use std::sync::mpsc;
-use std::time::{Duration, Instant};
-
-/// Attempts per alert.
-pub const ATTEMPTS: u32 = 6;
 
 /// One alert to deliver.
 #[derive(Debug, Clone)]
@@ -26,7 +17,8 @@ pub struct Delivery {
     pub channel: ChannelDesc,
     /// What the receiver gets: the alert, its run, seq, time and artifact.
     pub payload: serde_json::Value,
-    pub artifact: String,
+    /// The alert record's id (hex): the `Lever-Delivery-Id` of every attempt.
+    pub id: String,
 }
 
 /// A channel argument's value, `env("VAR")` resolved now; `None` when it is not given.
@@ -111,7 +103,7 @@ fn email(relay: Option<&SmtpRelay>, d: &Delivery) -> Result<u16, (String, bool)>
 
 /// One attempt: `Ok(status)` for a 2xx answer (an email: the relay's reply code), `Err`
 /// with why otherwise. A `permanent` error (a missing argument) is not retried.
-fn attempt(
+pub fn attempt(
     agent: &ureq::Agent,
     relay: Option<&SmtpRelay>,
     d: &Delivery,
@@ -122,7 +114,10 @@ fn attempt(
         ChannelKind::Email => return email(relay, d),
     };
     let url = arg(&d.channel, "url").map_err(|e| (e, true))?;
-    let mut req = agent.post(&url).header("content-type", "application/json");
+    let mut req = agent
+        .post(&url)
+        .header("content-type", "application/json")
+        .header("lever-delivery-id", &d.id);
     if d.channel.kind == ChannelKind::Webhook {
         let secret = arg(&d.channel, "secret").map_err(|e| (e, true))?;
         let t = std::time::SystemTime::now()
@@ -134,73 +129,5 @@ fn attempt(
         Ok(r) if r.status().is_success() => Ok(r.status().as_u16()),
         Ok(r) => Err((format!("HTTP {}", r.status().as_u16()), false)),
         Err(e) => Err((e.to_string(), false)),
-    }
-}
-
-/// Runs until every sender is gone and nothing is left to retry. `record` stores an
-/// attempt's record (without waiting for it).
-pub fn worker(
-    jobs: mpsc::Receiver<Delivery>,
-    relay: Option<SmtpRelay>,
-    metrics: &super::Metrics,
-    record: impl Fn(Record),
-) {
-    let agent: ureq::Agent = ureq::Agent::config_builder()
-        .timeout_global(Some(Duration::from_secs(5)))
-        .http_status_as_error(false)
-        .build()
-        .into();
-    // (due, attempt number, delivery)
-    let mut queue: Vec<(Instant, u32, Delivery)> = Vec::new();
-    // Retries still waiting when the server stops are dropped: their alerts stay in the
-    // evidence, with every attempt made so far.
-    let mut open = true;
-    while open {
-        let wait = queue
-            .iter()
-            .map(|(due, _, _)| due.saturating_duration_since(Instant::now()))
-            .min()
-            .unwrap_or(Duration::from_secs(3600));
-        match jobs.recv_timeout(wait) {
-            Ok(d) => queue.push((Instant::now(), 1, d)),
-            Err(mpsc::RecvTimeoutError::Timeout) => {}
-            Err(mpsc::RecvTimeoutError::Disconnected) => open = false,
-        }
-        let now = Instant::now();
-        let (due, later): (Vec<_>, Vec<_>) = queue.drain(..).partition(|(at, _, _)| *at <= now);
-        queue = later;
-        for (_, n, d) in due {
-            let result = attempt(&agent, relay.as_ref(), &d);
-            metrics.delivery(d.channel.kind.name(), result.is_ok());
-            let mut body = d.payload.clone();
-            if let Some(map) = body.as_object_mut() {
-                map.insert("attempt".into(), n.into());
-                map.insert("delivered".into(), result.is_ok().into());
-                match &result {
-                    Ok(status) => map.insert("status".into(), (*status).into()),
-                    Err((why, _)) => map.insert("error".into(), why.clone().into()),
-                };
-                map.insert(
-                    "at".into(),
-                    crate::base::format::timestamp(super::deploy::now_ns()).into(),
-                );
-            }
-            record(Record {
-                kind: RecordKind::AlertDelivery,
-                artifact: d.artifact.clone(),
-                run_id: None,
-                seq: 0,
-                index: n,
-                body,
-            });
-            if let Err((_, permanent)) = result
-                && !permanent
-                && n < ATTEMPTS
-            {
-                let backoff =
-                    Duration::from_millis(500 << (n - 1).min(6)).min(Duration::from_secs(30));
-                queue.push((Instant::now() + backoff, n + 1, d));
-            }
-        }
     }
 }
