@@ -8,7 +8,7 @@ use crate::base::format;
 use crate::check::analyze;
 use crate::check::hir::{ArgValue, Grantee};
 use crate::compile::artifact::Artifact;
-use crate::compile::bytecode::{PolicyDesc, Program, RuleDesc, RuleKindDesc};
+use crate::compile::bytecode::{LimitDesc, PolicyDesc, Program, RuleDesc, RuleKindDesc};
 use crate::compile::disasm::actions_text;
 use crate::compile::meaning::scope_text;
 use crate::syntax::ast::{OnError, Unit};
@@ -214,6 +214,49 @@ fn policy_changes(a: &Program, p: &PolicyDesc, b: &Program, q: &PolicyDesc) -> V
             Some(scope_text(&q.scope)),
         ));
     }
+    setting_changes(p, q, &mut out);
+    for l in &p.limits {
+        let Some(m) = q.limits.iter().find(|m| m.name == l.name) else {
+            out.push(change(
+                "limit_removed",
+                Some(&l.name),
+                Some(shown(l.unit, l.value)),
+                None,
+            ));
+            continue;
+        };
+        limit_changes(a, l, b, m, &mut out);
+    }
+    for m in &q.limits {
+        if !p.limits.iter().any(|l| l.name == m.name) {
+            out.push(change(
+                "limit_added",
+                Some(&m.name),
+                None,
+                Some(shown(m.unit, m.value)),
+            ));
+        }
+    }
+    let rules = |policy: &PolicyDesc| -> Vec<String> {
+        policy.rules.iter().map(|r| rule_text(policy, r)).collect()
+    };
+    let (from, to) = (rules(p), rules(q));
+    for r in from.iter().filter(|r| !to.contains(r)) {
+        out.push(change("override_rule_removed", None, Some(r.clone()), None));
+    }
+    for r in to.iter().filter(|r| !from.contains(r)) {
+        out.push(change("override_rule_added", None, None, Some(r.clone())));
+    }
+    if out.is_empty() {
+        // The hash covers what monitors compute; nothing above shows it.
+        out.push(change("definition_changed", None, None, None));
+    }
+    out
+}
+
+/// Changes of a policy's settings: precedence, conflict, binding, errors, throttling,
+/// prompt logging and PII capture.
+fn setting_changes(p: &PolicyDesc, q: &PolicyDesc, out: &mut Vec<Change>) {
     let mut setting = |kind, from: String, to: String| {
         if from != to {
             out.push(change(kind, None, Some(from), Some(to)));
@@ -255,87 +298,55 @@ fn policy_changes(a: &Program, p: &PolicyDesc, b: &Program, q: &PolicyDesc) -> V
         p.pii_capture.to_string(),
         q.pii_capture.to_string(),
     );
-    for l in &p.limits {
-        let Some(m) = q.limits.iter().find(|m| m.name == l.name) else {
-            out.push(change(
-                "limit_removed",
-                Some(&l.name),
-                Some(shown(l.unit, l.value)),
-                None,
-            ));
-            continue;
+}
+
+/// Changes of one limit kept by name: its value, NEAR threshold and actions.
+fn limit_changes(a: &Program, l: &LimitDesc, b: &Program, m: &LimitDesc, out: &mut Vec<Change>) {
+    let name = Some(l.name.as_str());
+    if l.unit != m.unit || l.value != m.value {
+        let kind = match (l.unit == m.unit, m.value > l.value) {
+            (true, true) => "limit_raised",
+            (true, false) => "limit_lowered",
+            (false, _) => "limit_changed",
         };
-        let name = Some(l.name.as_str());
-        if l.unit != m.unit || l.value != m.value {
-            let kind = match (l.unit == m.unit, m.value > l.value) {
-                (true, true) => "limit_raised",
-                (true, false) => "limit_lowered",
-                (false, _) => "limit_changed",
-            };
-            out.push(change(
-                kind,
-                name,
-                Some(shown(l.unit, l.value)),
-                Some(shown(m.unit, m.value)),
-            ));
-        }
-        match (&l.near, &m.near) {
-            (Some(x), Some(y)) if x.percent != y.percent => out.push(change(
-                "near_changed",
-                name,
-                Some(percent_text(x.percent)),
-                Some(percent_text(y.percent)),
-            )),
-            (Some(x), None) => out.push(change(
-                "near_removed",
-                name,
-                Some(percent_text(x.percent)),
-                None,
-            )),
-            (None, Some(y)) => out.push(change(
-                "near_added",
-                name,
-                None,
-                Some(percent_text(y.percent)),
-            )),
-            _ => {}
-        }
-        if let (Some(x), Some(y)) = (&l.near, &m.near) {
-            let (from, to) = (actions_text(a, &x.actions), actions_text(b, &y.actions));
-            if from != to {
-                out.push(change("near_actions_changed", name, Some(from), Some(to)));
-            }
-        }
-        let (from, to) = (actions_text(a, &l.breach), actions_text(b, &m.breach));
+        out.push(change(
+            kind,
+            name,
+            Some(shown(l.unit, l.value)),
+            Some(shown(m.unit, m.value)),
+        ));
+    }
+    match (&l.near, &m.near) {
+        (Some(x), Some(y)) if x.percent != y.percent => out.push(change(
+            "near_changed",
+            name,
+            Some(percent_text(x.percent)),
+            Some(percent_text(y.percent)),
+        )),
+        (Some(x), None) => out.push(change(
+            "near_removed",
+            name,
+            Some(percent_text(x.percent)),
+            None,
+        )),
+        (None, Some(y)) => out.push(change(
+            "near_added",
+            name,
+            None,
+            Some(percent_text(y.percent)),
+        )),
+        _ => {}
+    }
+    if let (Some(x), Some(y)) = (&l.near, &m.near) {
+        let (from, to) = (actions_text(a, &x.actions), actions_text(b, &y.actions));
         if from != to {
-            out.push(change("breach_actions_changed", name, Some(from), Some(to)));
+            out.push(change("near_actions_changed", name, Some(from), Some(to)));
         }
     }
-    for m in &q.limits {
-        if !p.limits.iter().any(|l| l.name == m.name) {
-            out.push(change(
-                "limit_added",
-                Some(&m.name),
-                None,
-                Some(shown(m.unit, m.value)),
-            ));
-        }
+    let (from, to) = (actions_text(a, &l.breach), actions_text(b, &m.breach));
+    if from != to {
+        out.push(change("breach_actions_changed", name, Some(from), Some(to)));
     }
-    let rules = |policy: &PolicyDesc| -> Vec<String> {
-        policy.rules.iter().map(|r| rule_text(policy, r)).collect()
-    };
-    let (from, to) = (rules(p), rules(q));
-    for r in from.iter().filter(|r| !to.contains(r)) {
-        out.push(change("override_rule_removed", None, Some(r.clone()), None));
-    }
-    for r in to.iter().filter(|r| !from.contains(r)) {
-        out.push(change("override_rule_added", None, None, Some(r.clone())));
-    }
-    if out.is_empty() {
-        // The hash covers what monitors compute; nothing above shows it.
-        out.push(change("definition_changed", None, None, None));
-    }
-    out
 }
 
 fn channel_text(c: &crate::compile::bytecode::ChannelDesc) -> String {

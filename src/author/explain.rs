@@ -75,7 +75,34 @@ fn policy_of(program: &Program, index: u16) -> Option<&PolicyDesc> {
 /// is a step's, so the engine's monitor values are that step's.
 pub fn explain(engine: &Engine, run: &Run, decision: &Decision, stepped: bool) -> Value {
     let program = engine.program();
-    let policies: Vec<Value> = program
+    let policies = policies_of(program, run);
+    let limits = limits_of(engine, run, stepped);
+    json!({
+        "run_id": decision.run_id,
+        "seq": decision.seq,
+        "event": decision.event,
+        "ts": decision.ts.map(format::timestamp),
+        "artifact": engine.artifact().id,
+        "decision": serde_json::to_value(decision).unwrap_or_default(),
+        "run": {
+            "state": format!("{:?}", run.state).to_lowercase(),
+            "state_reason": run.state_reason,
+            "tenant": run.attrs.tenant,
+            "agent": run.attrs.agent,
+            "api_key": run.attrs.api_key,
+            "human_actor": run.attrs.human_actor,
+            "labels": run.attrs.labels,
+        },
+        "policies": policies,
+        "arbitration": arbitration(program, run),
+        "limits": limits,
+    })
+}
+
+/// Every policy of the program: its scope, whether it matched the run and what decided
+/// it, how it binds, and whether it is bound.
+fn policies_of(program: &Program, run: &Run) -> Vec<Value> {
+    program
         .policies
         .iter()
         .enumerate()
@@ -106,7 +133,13 @@ pub fn explain(engine: &Engine, run: &Run, decision: &Decision, stepped: bool) -
                 "suspended_until": bound.and_then(|b| b.suspension).and_then(|g| g.until).map(format::timestamp),
             })
         })
-        .collect();
+        .collect()
+}
+
+/// Each bound limit: its monitor's value at this step (when `stepped`), its compiled and
+/// effective value, NEAR threshold, zone and shadowing.
+fn limits_of(engine: &Engine, run: &Run, stepped: bool) -> Vec<Value> {
+    let program = engine.program();
     let values = engine.monitor_values();
     let mut limits = Vec::new();
     for b in &run.bound {
@@ -138,26 +171,7 @@ pub fn explain(engine: &Engine, run: &Run, decision: &Decision, stepped: bool) -
             }));
         }
     }
-    json!({
-        "run_id": decision.run_id,
-        "seq": decision.seq,
-        "event": decision.event,
-        "ts": decision.ts.map(format::timestamp),
-        "artifact": engine.artifact().id,
-        "decision": serde_json::to_value(decision).unwrap_or_default(),
-        "run": {
-            "state": format!("{:?}", run.state).to_lowercase(),
-            "state_reason": run.state_reason,
-            "tenant": run.attrs.tenant,
-            "agent": run.attrs.agent,
-            "api_key": run.attrs.api_key,
-            "human_actor": run.attrs.human_actor,
-            "labels": run.attrs.labels,
-        },
-        "policies": policies,
-        "arbitration": arbitration(program, run),
-        "limits": limits,
-    })
+    limits
 }
 
 /// Groups of bound limits on one shared monitor: the lead (lowest precedence number) and
@@ -213,7 +227,7 @@ fn arbitration(program: &Program, run: &Run) -> Vec<Value> {
 
 /// The explanation for people.
 pub fn text(e: &Value) -> String {
-    let s = |v: &Value| v.as_str().map_or_else(|| v.to_string(), str::to_string);
+    let s = text_of;
     let d = &e["decision"];
     let mut out = format!(
         "run {} seq {} ({} at {}): {}{}\nartifact {}\n",
@@ -237,6 +251,21 @@ pub fn text(e: &Value) -> String {
             .map(|r| format!(" ({r})"))
             .unwrap_or_default()
     ));
+    policies_text(e, &mut out);
+    arbitration_text(e, &mut out);
+    limits_text(e, &mut out);
+    signals_text(d, &mut out);
+    out
+}
+
+/// A JSON value as text: a string without its quotes.
+fn text_of(v: &Value) -> String {
+    v.as_str().map_or_else(|| v.to_string(), str::to_string)
+}
+
+/// Every policy of the artifact: whether its scope matched, and why.
+fn policies_text(e: &Value, out: &mut String) {
+    let s = text_of;
     out.push_str("\npolicies:\n");
     for p in e["policies"].as_array().into_iter().flatten() {
         let read: Vec<String> = p["read"]
@@ -272,6 +301,11 @@ pub fn text(e: &Value) -> String {
             }
         }
     }
+}
+
+/// Groups of limits on one shared monitor: the lead, its strategy, who is judged.
+fn arbitration_text(e: &Value, out: &mut String) {
+    let s = text_of;
     let groups = e["arbitration"].as_array().cloned().unwrap_or_default();
     if !groups.is_empty() {
         out.push_str("\narbitration (limits on one shared monitor):\n");
@@ -304,6 +338,11 @@ pub fn text(e: &Value) -> String {
             ));
         }
     }
+}
+
+/// Each bound limit: observed, effective value, zone.
+fn limits_text(e: &Value, out: &mut String) {
+    let s = text_of;
     out.push_str("\nlimits:\n");
     for l in e["limits"].as_array().into_iter().flatten() {
         let mut line = format!(
@@ -334,6 +373,11 @@ pub fn text(e: &Value) -> String {
         out.push_str(&line);
         out.push('\n');
     }
+}
+
+/// The decision's signals.
+fn signals_text(d: &Value, out: &mut String) {
+    let s = text_of;
     let signals = d["signals"].as_array().cloned().unwrap_or_default();
     if !signals.is_empty() {
         out.push_str("\nsignals at this event:\n");
@@ -350,5 +394,4 @@ pub fn text(e: &Value) -> String {
             ));
         }
     }
-    out
 }

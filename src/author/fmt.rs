@@ -234,108 +234,141 @@ pub fn format(text: &str) -> Result<String, Vec<Diagnostic>> {
     }
     let els = elements(text);
     let mut out = String::with_capacity(text.len() + text.len() / 8);
-    let mut stack: Vec<Frame> = Vec::new();
-    // Parens at the top level (outside any block), and the current item's first word.
-    let mut top_parens = 0usize;
-    let mut top_head: Option<String> = None;
+    let mut layout = Layout::default();
     let mut prev: Option<usize> = None;
     for (i, el) in els.iter().enumerate() {
         let p = prev.and_then(|j| els.get(j));
         let pp = prev.and_then(|j| j.checked_sub(1)).and_then(|j| els.get(j));
-        let closing = el.is(TokenKind::RBrace);
-        // The block this element sits in (for `}`: the block it closes).
-        let frame = stack.last();
-        let parens = frame.map_or(top_parens, |f| f.parens);
-        let block = frame.map(|f| f.block);
-        let after_expect = p.and_then(El::word) == Some("expect");
-        let member = el.word().is_some_and(|w| match block {
-            None => parens == 0 && ITEM_KEYWORDS.contains(&w),
-            Some(b) => {
-                parens == 0 && b.members().contains(&w) && !(b == Block::Test && after_expect)
-            }
-        });
-        let opened_multiline =
-            p.is_some_and(|p| p.is(TokenKind::LBrace)) && block.is_some_and(Block::multiline);
-        let closes_multiline = closing && block.is_some_and(Block::multiline);
-        let in_single_line = block == Some(Block::Limit(false)) || parens > 0;
-        // Line break before this element?
-        let newline = match p {
-            None => false,
-            Some(p) if p.kind == Kind::LineComment => true,
-            Some(_) if el.kind == Kind::LineComment => el.newlines > 0,
-            Some(_) if member || opened_multiline || closes_multiline => true,
-            Some(_) if in_single_line && !el.is_comment() => false,
-            Some(_) => el.newlines > 0,
-        };
-        if p.is_none() {
-            // The file starts with its first element.
-        } else if newline {
-            let blank = el.newlines >= 2 && !p.is_some_and(|p| p.is(TokenKind::LBrace)) && !closing;
-            out.push('\n');
-            if blank {
-                out.push('\n');
-            }
-            let depth = if closing {
-                stack.len().saturating_sub(1)
-            } else {
-                stack.len()
-            };
-            let continuation = !closing
-                && !el.is_comment()
-                && (parens > 0 || (block.is_none_or(Block::multiline) && !member));
-            let indent = depth * 4 + if continuation { 4 } else { 0 };
-            out.extend(std::iter::repeat_n(' ', indent));
-        } else if p.is_some_and(|p| space(p, pp, el)) {
-            out.push(' ');
+        let member = layout.is_member(el, p);
+        if let Some(p) = p {
+            layout.separate(&mut out, el, p, pp, member);
         }
         out.push_str(el.text);
-        // Track blocks, parens and members.
-        if let Kind::Token(kind) = el.kind {
-            if member {
-                let head = Some(el.text.to_string());
-                match stack.last_mut() {
-                    Some(f) => f.head = head,
-                    None => top_head = head,
-                }
-            }
-            match kind {
-                TokenKind::LParen | TokenKind::LBracket => match stack.last_mut() {
-                    Some(f) => f.parens += 1,
-                    None => top_parens += 1,
-                },
-                TokenKind::RParen | TokenKind::RBracket => match stack.last_mut() {
-                    Some(f) => f.parens = f.parens.saturating_sub(1),
-                    None => top_parens = top_parens.saturating_sub(1),
-                },
-                TokenKind::LBrace => {
-                    let head = stack
-                        .last()
-                        .map_or(top_head.as_deref(), |f| f.head.as_deref());
-                    let block = match (stack.last().map(|f| f.block), head) {
-                        (None, Some("policy")) => Block::Policy,
-                        (None, Some("test")) => Block::Test,
-                        (Some(Block::Policy), Some("override")) => Block::Override,
-                        (Some(Block::Policy), Some("limit")) => {
-                            Block::Limit(limit_multiline(&els, i))
-                        }
-                        _ => Block::Other,
-                    };
-                    stack.push(Frame {
-                        block,
-                        parens: 0,
-                        head: None,
-                    });
-                }
-                TokenKind::RBrace => {
-                    stack.pop();
-                }
-                _ => {}
-            }
-        }
+        layout.track(el, member, &els, i);
         prev = Some(i);
     }
     out.push('\n');
     Ok(out)
+}
+
+/// Where the layout stands: the open blocks, and outside them the parens and the current
+/// item's first word.
+#[derive(Default)]
+struct Layout {
+    stack: Vec<Frame>,
+    top_parens: usize,
+    top_head: Option<String>,
+}
+
+impl Layout {
+    fn parens(&self) -> usize {
+        self.stack.last().map_or(self.top_parens, |f| f.parens)
+    }
+
+    /// The block an element sits in (for `}`: the block it closes).
+    fn block(&self) -> Option<Block> {
+        self.stack.last().map(|f| f.block)
+    }
+
+    /// Whether an element starts a member of its block (an item at the top level).
+    fn is_member(&self, el: &El, p: Option<&El>) -> bool {
+        let parens = self.parens();
+        let after_expect = p.and_then(El::word) == Some("expect");
+        el.word().is_some_and(|w| match self.block() {
+            None => parens == 0 && ITEM_KEYWORDS.contains(&w),
+            Some(b) => {
+                parens == 0 && b.members().contains(&w) && !(b == Block::Test && after_expect)
+            }
+        })
+    }
+
+    /// What goes between the previous element `p` and `el`: a line break (with a blank
+    /// line kept, and the indentation), a space, or nothing.
+    fn separate(&self, out: &mut String, el: &El, p: &El, pp: Option<&El>, member: bool) {
+        let closing = el.is(TokenKind::RBrace);
+        let (parens, block) = (self.parens(), self.block());
+        let opened_multiline = p.is(TokenKind::LBrace) && block.is_some_and(Block::multiline);
+        let closes_multiline = closing && block.is_some_and(Block::multiline);
+        let in_single_line = block == Some(Block::Limit(false)) || parens > 0;
+        let newline = if p.kind == Kind::LineComment {
+            true
+        } else if el.kind == Kind::LineComment {
+            el.newlines > 0
+        } else if member || opened_multiline || closes_multiline {
+            true
+        } else if in_single_line && !el.is_comment() {
+            false
+        } else {
+            el.newlines > 0
+        };
+        if !newline {
+            if space(p, pp, el) {
+                out.push(' ');
+            }
+            return;
+        }
+        out.push('\n');
+        if el.newlines >= 2 && !p.is(TokenKind::LBrace) && !closing {
+            out.push('\n');
+        }
+        let depth = if closing {
+            self.stack.len().saturating_sub(1)
+        } else {
+            self.stack.len()
+        };
+        let continuation = !closing
+            && !el.is_comment()
+            && (parens > 0 || (block.is_none_or(Block::multiline) && !member));
+        let indent = depth * 4 + if continuation { 4 } else { 0 };
+        out.extend(std::iter::repeat_n(' ', indent));
+    }
+
+    /// Takes in an element: the member it starts, and the parens and blocks it opens or
+    /// closes.
+    fn track(&mut self, el: &El, member: bool, els: &[El], i: usize) {
+        let Kind::Token(kind) = el.kind else {
+            return;
+        };
+        if member {
+            let head = Some(el.text.to_string());
+            match self.stack.last_mut() {
+                Some(f) => f.head = head,
+                None => self.top_head = head,
+            }
+        }
+        match kind {
+            TokenKind::LParen | TokenKind::LBracket => match self.stack.last_mut() {
+                Some(f) => f.parens += 1,
+                None => self.top_parens += 1,
+            },
+            TokenKind::RParen | TokenKind::RBracket => match self.stack.last_mut() {
+                Some(f) => f.parens = f.parens.saturating_sub(1),
+                None => self.top_parens = self.top_parens.saturating_sub(1),
+            },
+            TokenKind::LBrace => {
+                let head = self
+                    .stack
+                    .last()
+                    .map_or(self.top_head.as_deref(), |f| f.head.as_deref());
+                let block = match (self.block(), head) {
+                    (None, Some("policy")) => Block::Policy,
+                    (None, Some("test")) => Block::Test,
+                    (Some(Block::Policy), Some("override")) => Block::Override,
+                    (Some(Block::Policy), Some("limit")) => Block::Limit(limit_multiline(els, i)),
+                    _ => Block::Other,
+                };
+                self.stack.push(Frame {
+                    block,
+                    parens: 0,
+                    head: None,
+                });
+            }
+            TokenKind::RBrace => {
+                self.stack.pop();
+            }
+            _ => {}
+        }
+    }
 }
 
 #[cfg(test)]

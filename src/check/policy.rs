@@ -23,6 +23,37 @@ impl<'a> Checker<'a> {
         ok.then_some(out)
     }
 
+    /// Reports a missing `version` or `scope` (unless its clause was given, or broken by a
+    /// syntax error already reported); `false` when one is missing.
+    fn required_clauses(
+        &mut self,
+        decl: &ast::PolicyDecl,
+        b: &PolicyBuilder,
+        seen: &BTreeMap<&'static str, Span>,
+    ) -> bool {
+        let mut ok = true;
+        let broken = |k: &str| decl.broken.iter().any(|b| b == k);
+        if b.version.is_none() && !seen.contains_key("version") && !broken("version") {
+            self.error(
+                Diagnostic::new(
+                    Code::MissingVersion,
+                    decl.name.span,
+                    format!("policy `{}` has no `version`", decl.name.text),
+                )
+                .with_help("add `version 1`; bump it whenever the policy's meaning changes"),
+            );
+            ok = false;
+        }
+        if b.scope.is_none() && !seen.contains_key("scope") && !broken("scope") {
+            self.error(
+                Diagnostic::new(Code::MissingScope, decl.name.span, format!("policy `{}` has no `scope`", decl.name.text))
+                    .with_help("say which runs it governs, e.g. `scope all` or `scope agent == \"support-bot\"`"),
+            );
+            ok = false;
+        }
+        ok
+    }
+
     fn check_policy(&mut self, index: usize) -> Option<hir::Policy> {
         let slot = self.policies.get(index)?;
         let (decl, span, file) = (slot.decl, slot.span, slot.file);
@@ -66,25 +97,7 @@ impl<'a> Checker<'a> {
                 }
             }
         }
-        let broken = |k: &str| decl.broken.iter().any(|b| b == k);
-        if b.version.is_none() && !seen.contains_key("version") && !broken("version") {
-            self.error(
-                Diagnostic::new(
-                    Code::MissingVersion,
-                    decl.name.span,
-                    format!("policy `{}` has no `version`", decl.name.text),
-                )
-                .with_help("add `version 1`; bump it whenever the policy's meaning changes"),
-            );
-            ok = false;
-        }
-        if b.scope.is_none() && !seen.contains_key("scope") && !broken("scope") {
-            self.error(
-                Diagnostic::new(Code::MissingScope, decl.name.span, format!("policy `{}` has no `scope`", decl.name.text))
-                    .with_help("say which runs it governs, e.g. `scope all` or `scope agent == \"support-bot\"`"),
-            );
-            ok = false;
-        }
+        ok &= self.required_clauses(decl, &b, &seen);
         if !ok {
             return None;
         }

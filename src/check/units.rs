@@ -341,43 +341,48 @@ impl<'a> Checker<'a> {
                 )
             }
             BinOp::Add | BinOp::Sub => self.additive_unit(op, a, b, span),
-            BinOp::Mul => {
-                if a.is_number() && b.is_number() && (a == Unit::Count || b == Unit::Count) {
-                    return Some(if a == Unit::Count { b } else { a });
-                }
-                if a.is_number() && b.is_number() {
-                    self.unit_mismatch_help(
-                        span,
-                        format!("cannot multiply `{}` by `{}`", a.name(), b.name()),
-                        "one side of `*` must be a plain count, e.g. `$0.01 * 3`",
-                    );
-                    return None;
-                }
-                self.bad_operand(
+            BinOp::Mul | BinOp::Div => self.multiplicative_unit(op, a, b, span),
+        }
+    }
+
+    /// `*` scales a quantity by a count; `/` divides by a count (keeping the unit) or by
+    /// the same unit (giving a count).
+    fn multiplicative_unit(&mut self, op: BinOp, a: Unit, b: Unit, span: Span) -> Option<Unit> {
+        if op == BinOp::Mul {
+            if a.is_number() && b.is_number() && (a == Unit::Count || b == Unit::Count) {
+                return Some(if a == Unit::Count { b } else { a });
+            }
+            if a.is_number() && b.is_number() {
+                self.unit_mismatch_help(
                     span,
                     format!("cannot multiply `{}` by `{}`", a.name(), b.name()),
-                )
+                    "one side of `*` must be a plain count, e.g. `$0.01 * 3`",
+                );
+                return None;
             }
-            BinOp::Div => {
-                if a.is_number() && b == Unit::Count {
-                    return Some(a);
-                }
-                if a.is_number() && a == b {
-                    return Some(Unit::Count);
-                }
-                if a.is_number() && b.is_number() {
-                    self.unit_mismatch_help(
-                        span,
-                        format!("cannot divide `{}` by `{}`", a.name(), b.name()),
-                        "divide by a count to keep the unit, or by the same unit to get a count",
-                    );
-                    return None;
-                }
-                self.bad_operand(
+            self.bad_operand(
+                span,
+                format!("cannot multiply `{}` by `{}`", a.name(), b.name()),
+            )
+        } else {
+            if a.is_number() && b == Unit::Count {
+                return Some(a);
+            }
+            if a.is_number() && a == b {
+                return Some(Unit::Count);
+            }
+            if a.is_number() && b.is_number() {
+                self.unit_mismatch_help(
                     span,
                     format!("cannot divide `{}` by `{}`", a.name(), b.name()),
-                )
+                    "divide by a count to keep the unit, or by the same unit to get a count",
+                );
+                return None;
             }
+            self.bad_operand(
+                span,
+                format!("cannot divide `{}` by `{}`", a.name(), b.name()),
+            )
         }
     }
 

@@ -49,32 +49,9 @@ pub fn serve() -> Result<(), String> {
                     .map_err(|e| e.to_string())?;
             }
             Message::Notification(n) => {
-                let uri = at(&n.params, &["textDocument", "uri"])
-                    .as_str()
-                    .map(str::to_string);
-                let Some(uri) = uri else { continue };
-                match n.method.as_str() {
-                    "textDocument/didOpen" => {
-                        let text = at(&n.params, &["textDocument", "text"])
-                            .as_str()
-                            .unwrap_or("");
-                        docs.insert(uri.clone(), text.to_string());
-                    }
-                    "textDocument/didChange" => {
-                        // Full synchronization: the last change holds the whole text.
-                        let changes = at(&n.params, &["contentChanges"]).as_array();
-                        if let Some(text) = changes
-                            .and_then(|c| c.last())
-                            .and_then(|c| at(c, &["text"]).as_str())
-                        {
-                            docs.insert(uri.clone(), text.to_string());
-                        }
-                    }
-                    "textDocument/didClose" => {
-                        docs.remove(&uri);
-                    }
-                    _ => continue,
-                }
+                let Some(uri) = edit(&mut docs, &n) else {
+                    continue;
+                };
                 // One buffer's text is part of every other open document's set.
                 analyses.clear();
                 let diagnostics = match Analysis::of(&docs, &uri) {
@@ -100,6 +77,36 @@ pub fn serve() -> Result<(), String> {
     // The writer thread ends once the connection's sender is gone.
     drop(connection);
     io.join().map_err(|e| e.to_string())
+}
+
+/// Applies a buffer notification (open, change, close); the document it changed, if any.
+fn edit(docs: &mut BTreeMap<String, String>, n: &Notification) -> Option<String> {
+    let uri = at(&n.params, &["textDocument", "uri"])
+        .as_str()?
+        .to_string();
+    match n.method.as_str() {
+        "textDocument/didOpen" => {
+            let text = at(&n.params, &["textDocument", "text"])
+                .as_str()
+                .unwrap_or("");
+            docs.insert(uri.clone(), text.to_string());
+        }
+        "textDocument/didChange" => {
+            // Full synchronization: the last change holds the whole text.
+            let changes = at(&n.params, &["contentChanges"]).as_array();
+            if let Some(text) = changes
+                .and_then(|c| c.last())
+                .and_then(|c| at(c, &["text"]).as_str())
+            {
+                docs.insert(uri.clone(), text.to_string());
+            }
+        }
+        "textDocument/didClose" => {
+            docs.remove(&uri);
+        }
+        _ => return None,
+    }
+    Some(uri)
 }
 
 fn answer(analysis: Option<&Analysis>, req: &Request) -> Response {

@@ -113,58 +113,7 @@ pub fn text(artifact: &Artifact) -> String {
     }
     let _ = writeln!(out, "\npolicies:");
     for pol in &p.policies {
-        let _ = writeln!(out, "  {} v{} {}", pol.name, pol.version, pol.hash);
-        let _ = writeln!(out, "    scope {}", scope_text(&pol.scope));
-        let _ = writeln!(
-            out,
-            "    precedence {}  conflict {}  bind {}  on_error {:?}",
-            pol.precedence,
-            pol.conflict.name(),
-            pol.bind.name(),
-            pol.on_error
-        );
-        for l in &pol.limits {
-            let near = l
-                .near
-                .as_ref()
-                .map(|n| {
-                    format!(
-                        "  near {}% => {}",
-                        Decimal(n.percent),
-                        actions_text(p, &n.actions)
-                    )
-                })
-                .unwrap_or_default();
-            let monitor = p
-                .monitors
-                .get(l.monitor as usize)
-                .map_or("?", |m| m.id_name.as_str());
-            let _ = writeln!(
-                out,
-                "    limit {} ({monitor}) to {}{near}  breach => {}",
-                l.name,
-                Decimal(l.value),
-                actions_text(p, &l.breach)
-            );
-        }
-        for r in &pol.rules {
-            let who = match &r.grantee {
-                Grantee::Role(s) => format!("role {s:?}"),
-                Grantee::Actor(s) => format!("actor {s:?}"),
-            };
-            let kind = match &r.kind {
-                RuleKindDesc::Raise { limit, ceiling } => format!(
-                    "raise {} up to {}",
-                    pol.limits
-                        .get(*limit as usize)
-                        .map_or("?", |l| l.name.as_str()),
-                    Decimal(*ceiling)
-                ),
-                RuleKindDesc::Suspend => "suspend".into(),
-                RuleKindDesc::Resume => "resume".into(),
-            };
-            let _ = writeln!(out, "    allow {who} to {kind}");
-        }
+        policy_text(p, pol, &mut out);
     }
     let _ = writeln!(out, "\nmonitors:");
     for (i, m) in p.monitors.iter().enumerate() {
@@ -195,6 +144,66 @@ pub fn text(artifact: &Artifact) -> String {
         }
     }
     out
+}
+
+/// One policy: its settings, limits and override rules.
+fn policy_text(
+    p: &crate::compile::bytecode::Program,
+    pol: &crate::compile::bytecode::PolicyDesc,
+    out: &mut String,
+) {
+    let _ = writeln!(out, "  {} v{} {}", pol.name, pol.version, pol.hash);
+    let _ = writeln!(out, "    scope {}", scope_text(&pol.scope));
+    let _ = writeln!(
+        out,
+        "    precedence {}  conflict {}  bind {}  on_error {:?}",
+        pol.precedence,
+        pol.conflict.name(),
+        pol.bind.name(),
+        pol.on_error
+    );
+    for l in &pol.limits {
+        let near = l
+            .near
+            .as_ref()
+            .map(|n| {
+                format!(
+                    "  near {}% => {}",
+                    Decimal(n.percent),
+                    actions_text(p, &n.actions)
+                )
+            })
+            .unwrap_or_default();
+        let monitor = p
+            .monitors
+            .get(l.monitor as usize)
+            .map_or("?", |m| m.id_name.as_str());
+        let _ = writeln!(
+            out,
+            "    limit {} ({monitor}) to {}{near}  breach => {}",
+            l.name,
+            Decimal(l.value),
+            actions_text(p, &l.breach)
+        );
+    }
+    for r in &pol.rules {
+        let who = match &r.grantee {
+            Grantee::Role(s) => format!("role {s:?}"),
+            Grantee::Actor(s) => format!("actor {s:?}"),
+        };
+        let kind = match &r.kind {
+            RuleKindDesc::Raise { limit, ceiling } => format!(
+                "raise {} up to {}",
+                pol.limits
+                    .get(*limit as usize)
+                    .map_or("?", |l| l.name.as_str()),
+                Decimal(*ceiling)
+            ),
+            RuleKindDesc::Suspend => "suspend".into(),
+            RuleKindDesc::Resume => "resume".into(),
+        };
+        let _ = writeln!(out, "    allow {who} to {kind}");
+    }
 }
 
 /// The machine-readable inspection of an artifact.

@@ -81,8 +81,17 @@ pub fn policy_meaning(program: &hir::Program, p: &hir::Policy) -> String {
     for r in &p.rules {
         let _ = writeln!(out, "rule {}", rule_text(r, p));
     }
+    definitions(program, &monitors, &mut out);
+    for c in channels {
+        let _ = writeln!(out, "channel {}", channel_text(program, c));
+    }
+    out
+}
+
+/// The monitors a policy's limits reach, and the derived fields they read, in order.
+fn definitions(program: &hir::Program, monitors: &BTreeSet<hir::MonitorId>, out: &mut String) {
     let mut fields = BTreeSet::new();
-    for id in &monitors {
+    for id in monitors {
         if let Some(m) = program.monitors.get(id.0 as usize) {
             collect_fields(&m.expr, &mut fields);
             let _ = writeln!(
@@ -108,10 +117,6 @@ pub fn policy_meaning(program: &hir::Program, p: &hir::Policy) -> String {
             let _ = writeln!(out, "field {}: {} {}", f.name, f.unit.name(), source);
         }
     }
-    for c in channels {
-        let _ = writeln!(out, "channel {}", channel_text(program, c));
-    }
-    out
 }
 
 fn monitor_name(program: &hir::Program, id: hir::MonitorId) -> &str {

@@ -438,6 +438,65 @@ pub fn digest(store: &mut dyn EvidenceStore) -> Result<Result<String, Problem>, 
     Ok(Ok(r))
 }
 
+/// What a record says, in a few words.
+fn record_line(record: &super::Record) -> String {
+    let b = &record.body;
+    let text = |k: &str| b.get(k).and_then(|v| v.as_str()).unwrap_or("").to_string();
+    match record.kind {
+        RecordKind::Decision => {
+            let reason = b
+                .get("reason")
+                .and_then(|r| r.as_str())
+                .map(|r| format!(" ({r})"))
+                .unwrap_or_default();
+            format!("{} -> {}{reason}", text("event"), text("action"))
+        }
+        RecordKind::Signal => format!(
+            "{} {} {} {}",
+            text("kind"),
+            text("policy"),
+            text("limit"),
+            if b.get("observed").is_some_and(|o| !o.is_null()) {
+                format!("observed {} of {}", text("observed"), text("limit_value"))
+            } else {
+                text("error") + &text("conflict")
+            }
+        ),
+        RecordKind::Alert => format!(
+            "{} {} to {}{}",
+            text("kind"),
+            text("limit"),
+            text("channel"),
+            if b.get("suppressed") == Some(&serde_json::Value::Bool(true)) {
+                format!(" suppressed ({})", text("why"))
+            } else {
+                String::new()
+            }
+        ),
+        RecordKind::Snapshot => text("hash"),
+        RecordKind::Incident => format!(
+            "{} of {}: {}",
+            text("limit"),
+            text("policy"),
+            text("enforcement")
+        ),
+        RecordKind::Override => format!("{} {}", text("status"), text("why")),
+        RecordKind::RunSummary => format!(
+            "{} steps, {} refused, cost {}, final {}",
+            b.get("steps").map(ToString::to_string).unwrap_or_default(),
+            b.get("refused")
+                .map(ToString::to_string)
+                .unwrap_or_default(),
+            text("cost"),
+            b.get("final_action")
+                .map(ToString::to_string)
+                .unwrap_or_default()
+        ),
+        RecordKind::RejectedInput => format!("line {}: {}", record.seq, text("reason")),
+        _ => String::new(),
+    }
+}
+
 /// One line per record of a run, for a person.
 pub fn show_text(records: &[Stored]) -> String {
     let mut out = String::new();
@@ -458,61 +517,7 @@ pub fn show_text(records: &[Stored]) -> String {
         }
     ));
     for s in records {
-        let b = &s.record.body;
-        let text = |k: &str| b.get(k).and_then(|v| v.as_str()).unwrap_or("").to_string();
-        let what = match s.record.kind {
-            RecordKind::Decision => {
-                let reason = b
-                    .get("reason")
-                    .and_then(|r| r.as_str())
-                    .map(|r| format!(" ({r})"))
-                    .unwrap_or_default();
-                format!("{} -> {}{reason}", text("event"), text("action"))
-            }
-            RecordKind::Signal => format!(
-                "{} {} {} {}",
-                text("kind"),
-                text("policy"),
-                text("limit"),
-                if b.get("observed").is_some_and(|o| !o.is_null()) {
-                    format!("observed {} of {}", text("observed"), text("limit_value"))
-                } else {
-                    text("error") + &text("conflict")
-                }
-            ),
-            RecordKind::Alert => format!(
-                "{} {} to {}{}",
-                text("kind"),
-                text("limit"),
-                text("channel"),
-                if b.get("suppressed") == Some(&serde_json::Value::Bool(true)) {
-                    format!(" suppressed ({})", text("why"))
-                } else {
-                    String::new()
-                }
-            ),
-            RecordKind::Snapshot => text("hash"),
-            RecordKind::Incident => format!(
-                "{} of {}: {}",
-                text("limit"),
-                text("policy"),
-                text("enforcement")
-            ),
-            RecordKind::Override => format!("{} {}", text("status"), text("why")),
-            RecordKind::RunSummary => format!(
-                "{} steps, {} refused, cost {}, final {}",
-                b.get("steps").map(ToString::to_string).unwrap_or_default(),
-                b.get("refused")
-                    .map(ToString::to_string)
-                    .unwrap_or_default(),
-                text("cost"),
-                b.get("final_action")
-                    .map(ToString::to_string)
-                    .unwrap_or_default()
-            ),
-            RecordKind::RejectedInput => format!("line {}: {}", s.record.seq, text("reason")),
-            _ => String::new(),
-        };
+        let what = record_line(&s.record);
         out.push_str(&format!(
             "  {:>4}  seq {:<5} {:<14} {}\n",
             s.n,

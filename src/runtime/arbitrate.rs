@@ -161,9 +161,8 @@ impl<'a> Group<'a> {
             .collect()
     }
 
-    /// Judges the group by its lead's strategy; `true` when a `fail_closed` disagreement
-    /// stops the run (the group is then `most_restrictive` for the rest of the run).
-    fn judge(&self, out: &mut Arbitration) -> bool {
+    /// The members of the lowest precedence number: the group's leads.
+    fn leads(&self) -> Vec<&Member> {
         let lead_precedence = self
             .members
             .iter()
@@ -171,14 +170,19 @@ impl<'a> Group<'a> {
             .map(|p| p.precedence)
             .min()
             .unwrap_or(u32::MAX);
-        let leads: Vec<&Member> = self
-            .members
+        self.members
             .iter()
             .filter(|m| {
                 self.policy(m)
                     .is_some_and(|p| p.precedence == lead_precedence)
             })
-            .collect();
+            .collect()
+    }
+
+    /// Judges the group by its lead's strategy; `true` when a `fail_closed` disagreement
+    /// stops the run (the group is then `most_restrictive` for the rest of the run).
+    fn judge(&self, out: &mut Arbitration) -> bool {
+        let leads = self.leads();
         let everyone: Vec<&Member> = self.members.iter().collect();
         let any_disagreement = self.any_disagreement(&everyone);
         let (Some(first_lead), Some(lead_limit)) = (

@@ -199,20 +199,7 @@ fn judge(
             .position(|l| Some(&l.name) == req.limit.as_ref()),
         _ => None,
     });
-    let candidates: Vec<(usize, &RuleDesc)> = policy
-        .rules
-        .iter()
-        .enumerate()
-        .filter(|(_, r)| names(r, req))
-        .filter(|(_, r)| match (&r.kind, req.kind) {
-            (RuleKindDesc::Raise { limit: l, .. }, OverrideKind::Raise) => {
-                limit == Some(usize::from(*l))
-            }
-            (RuleKindDesc::Suspend, OverrideKind::Suspend)
-            | (RuleKindDesc::Resume, OverrideKind::Resume) => true,
-            _ => false,
-        })
-        .collect();
+    let candidates = rules_for(policy, req, limit);
     let requested = requested.map(|(_, value, compiled)| (value, compiled));
     if candidates.is_empty() {
         return denied(
@@ -254,6 +241,29 @@ fn judge(
         }),
         None => denied(Check::NoRule, None, "no rule applies"),
     }
+}
+
+/// The rules of a policy that name the request's actor (or a role of it) for its kind,
+/// and for a raise, its limit.
+fn rules_for<'p>(
+    policy: &'p PolicyDesc,
+    req: &OverrideRequest,
+    limit: Option<usize>,
+) -> Vec<(usize, &'p RuleDesc)> {
+    policy
+        .rules
+        .iter()
+        .enumerate()
+        .filter(|(_, r)| names(r, req))
+        .filter(|(_, r)| match (&r.kind, req.kind) {
+            (RuleKindDesc::Raise { limit: l, .. }, OverrideKind::Raise) => {
+                limit == Some(usize::from(*l))
+            }
+            (RuleKindDesc::Suspend, OverrideKind::Suspend)
+            | (RuleKindDesc::Resume, OverrideKind::Resume) => true,
+            _ => false,
+        })
+        .collect()
 }
 
 /// The first check a rule fails for a request, if any.

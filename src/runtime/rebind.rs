@@ -226,6 +226,23 @@ impl Engine {
                 None => false,
             }
         });
+        self.rearbitrate(run, signals, candidates);
+        let snapshot = self.snapshot(&run.bound, &run.shadowed, &run.started);
+        if *snapshot.hash == *run.snapshot {
+            return None;
+        }
+        run.snapshot = Arc::from(snapshot.hash.as_str());
+        Some(snapshot)
+    }
+
+    /// Arbitrates the run's bound limits again: the new shadowing, the conflicts not
+    /// signalled before, and a `fail_closed` stop ahead of every other candidate.
+    fn rearbitrate(
+        &self,
+        run: &mut Run,
+        signals: &mut Vec<Signal>,
+        candidates: &mut Vec<Candidate>,
+    ) {
         let terms = arbitrate::RunTerms {
             raises: &run.raises,
             forced: &run.forced_groups,
@@ -250,12 +267,6 @@ impl Engine {
                 },
             );
         }
-        let snapshot = self.snapshot(&run.bound, &run.shadowed, &run.started);
-        if *snapshot.hash == *run.snapshot {
-            return None;
-        }
-        run.snapshot = Arc::from(snapshot.hash.as_str());
-        Some(snapshot)
     }
 
     /// Records the monitors of a newly bound policy that started after the run's first

@@ -33,21 +33,11 @@ pub(super) fn outcome_records(outcome: &Outcome, input: serde_json::Value) -> Ve
             serde_json::json!({"hash": s.hash, "snapshot": body}),
         ));
     }
-    let mut body = serde_json::to_value(d).unwrap_or_default();
-    if let Some(map) = body.as_object_mut() {
-        map.insert("input".into(), input);
-    }
-    if let (Some(map), Some(prompt)) = (body.as_object_mut(), &outcome.prompt) {
-        match prompt {
-            PromptRecord::Stored(text) => {
-                map.insert("prompt".into(), serde_json::Value::String(text.clone()))
-            }
-            PromptRecord::Redacted(why) => {
-                map.insert("redacted".into(), serde_json::Value::String((*why).into()))
-            }
-        };
-    }
-    out.push(record(RecordKind::Decision, 0, body));
+    out.push(record(
+        RecordKind::Decision,
+        0,
+        decision_body(outcome, input),
+    ));
     for (i, s) in d.signals.iter().enumerate() {
         out.push(record(
             RecordKind::Signal,
@@ -59,23 +49,7 @@ pub(super) fn outcome_records(outcome: &Outcome, input: serde_json::Value) -> Ve
     // raised, and what its signal observed, so that it is delivered from the record alone.
     let ts = serde_json::Value::from(d.ts.map(crate::base::format::timestamp));
     for (i, a) in d.alerts.iter().enumerate() {
-        let mut body = serde_json::to_value(a).unwrap_or_default();
-        let signal = d.signals.iter().find(|s| {
-            s.kind == a.kind && s.policy == a.policy && s.limit.as_deref() == Some(&a.limit)
-        });
-        if let Some(map) = body.as_object_mut() {
-            map.insert("ts".into(), ts.clone());
-            map.insert("version".into(), signal.map(|s| s.version).into());
-            map.insert(
-                "observed".into(),
-                signal.and_then(|s| s.observed.clone()).into(),
-            );
-            map.insert(
-                "limit_value".into(),
-                signal.and_then(|s| s.limit_value.clone()).into(),
-            );
-        }
-        out.push(record(RecordKind::Alert, i, body));
+        out.push(record(RecordKind::Alert, i, alert_body(d, a, &ts)));
     }
     for (i, inc) in outcome.incidents.iter().enumerate() {
         out.push(record(
@@ -92,6 +66,54 @@ pub(super) fn outcome_records(outcome: &Outcome, input: serde_json::Value) -> Ve
         ));
     }
     out
+}
+
+/// A decision record's body: the decision as printed, its input, and the prompt (or why it
+/// was not stored).
+fn decision_body(outcome: &Outcome, input: serde_json::Value) -> serde_json::Value {
+    let d = &outcome.decision;
+    let mut body = serde_json::to_value(d).unwrap_or_default();
+    if let Some(map) = body.as_object_mut() {
+        map.insert("input".into(), input);
+    }
+    if let (Some(map), Some(prompt)) = (body.as_object_mut(), &outcome.prompt) {
+        match prompt {
+            PromptRecord::Stored(text) => {
+                map.insert("prompt".into(), serde_json::Value::String(text.clone()))
+            }
+            PromptRecord::Redacted(why) => {
+                map.insert("redacted".into(), serde_json::Value::String((*why).into()))
+            }
+        };
+    }
+    body
+}
+
+/// An alert record's body, whole: the alert as printed, when it was raised (`ts`), and
+/// what its signal observed.
+fn alert_body(
+    d: &Decision,
+    a: &super::decision::Alert,
+    ts: &serde_json::Value,
+) -> serde_json::Value {
+    let mut body = serde_json::to_value(a).unwrap_or_default();
+    let signal = d
+        .signals
+        .iter()
+        .find(|s| s.kind == a.kind && s.policy == a.policy && s.limit.as_deref() == Some(&a.limit));
+    if let Some(map) = body.as_object_mut() {
+        map.insert("ts".into(), ts.clone());
+        map.insert("version".into(), signal.map(|s| s.version).into());
+        map.insert(
+            "observed".into(),
+            signal.and_then(|s| s.observed.clone()).into(),
+        );
+        map.insert(
+            "limit_value".into(),
+            signal.and_then(|s| s.limit_value.clone()).into(),
+        );
+    }
+    body
 }
 
 pub(super) fn summary_record(artifact: &str, run: &Run, outcome: &Outcome) -> Record {

@@ -269,41 +269,7 @@ impl PgStore {
         }
         let mut heads = heads(&mut tx, &s, fresh.iter().map(|r| r.record()))?;
         let linked = chain::link(&mut heads, fresh).map_err(Failure::Store)?;
-        let sink = tx.copy_in(&format!(
-            "COPY {s}.records (chain, n, key, id, prev, hash, content, kind, run_id, seq, record) FROM STDIN BINARY"
-        ))?;
-        let types = [
-            Type::TEXT,
-            Type::INT8,
-            Type::BYTEA,
-            Type::BYTEA,
-            Type::BYTEA,
-            Type::BYTEA,
-            Type::BYTEA,
-            Type::TEXT,
-            Type::TEXT,
-            Type::INT8,
-            Type::BYTEA,
-        ];
-        let mut writer = BinaryCopyInWriter::new(sink, &types);
-        for l in &linked {
-            let r = l.record();
-            let key = store_key(l.sealed);
-            writer.write(&[
-                &r.chain().key(),
-                &to_i64(l.n),
-                &key.as_slice(),
-                &l.sealed.id().as_slice(),
-                &l.prev.as_slice(),
-                &l.hash.as_slice(),
-                &l.sealed.content().as_slice(),
-                &r.kind.name(),
-                &r.run_id.as_deref(),
-                &to_i64(r.seq),
-                &l.sealed.canonical(),
-            ])?;
-        }
-        writer.finish()?;
+        copy_records(&mut tx, &s, &linked)?;
         tx.commit()?;
         Ok(linked.len())
     }
@@ -371,6 +337,50 @@ impl From<postgres::Error> for Failure {
     fn from(e: postgres::Error) -> Failure {
         Failure::Db(e)
     }
+}
+
+/// Writes linked records with one binary `COPY`.
+fn copy_records(
+    tx: &mut Transaction<'_>,
+    s: &str,
+    linked: &[chain::Linked<'_>],
+) -> Result<(), postgres::Error> {
+    let sink = tx.copy_in(&format!(
+        "COPY {s}.records (chain, n, key, id, prev, hash, content, kind, run_id, seq, record) FROM STDIN BINARY"
+    ))?;
+    let types = [
+        Type::TEXT,
+        Type::INT8,
+        Type::BYTEA,
+        Type::BYTEA,
+        Type::BYTEA,
+        Type::BYTEA,
+        Type::BYTEA,
+        Type::TEXT,
+        Type::TEXT,
+        Type::INT8,
+        Type::BYTEA,
+    ];
+    let mut writer = BinaryCopyInWriter::new(sink, &types);
+    for l in linked {
+        let r = l.record();
+        let key = store_key(l.sealed);
+        writer.write(&[
+            &r.chain().key(),
+            &to_i64(l.n),
+            &key.as_slice(),
+            &l.sealed.id().as_slice(),
+            &l.prev.as_slice(),
+            &l.hash.as_slice(),
+            &l.sealed.content().as_slice(),
+            &r.kind.name(),
+            &r.run_id.as_deref(),
+            &to_i64(r.seq),
+            &l.sealed.canonical(),
+        ])?;
+    }
+    writer.finish()?;
+    Ok(())
 }
 
 /// The heads of the chains `records` extend, read inside the transaction.

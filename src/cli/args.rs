@@ -1,0 +1,297 @@
+//! The command line's grammar: every command, its arguments and help (clap derive).
+
+use clap::{Parser, Subcommand, ValueEnum};
+use std::path::PathBuf;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "lever",
+    version,
+    about = "Policy compiler and runtime for LLM agent runs"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Format {
+    /// Readable diagnostics on stderr.
+    Human,
+    /// A JSON array of diagnostics on stdout.
+    Json,
+}
+
+/// `--format` of the commands that report diagnostics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum DiagFormat {
+    /// Readable diagnostics on stderr.
+    Human,
+    /// A JSON array of diagnostics on stdout.
+    Json,
+    /// A SARIF 2.1.0 log on stdout, for code-scanning tools.
+    Sarif,
+}
+
+/// `--engine`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum EngineArg {
+    Interp,
+    Jit,
+    Auto,
+}
+
+impl From<EngineArg> for crate::runtime::EngineKind {
+    fn from(e: EngineArg) -> Self {
+        match e {
+            EngineArg::Interp => crate::runtime::EngineKind::Interp,
+            EngineArg::Jit => crate::runtime::EngineKind::Jit,
+            EngineArg::Auto => crate::runtime::EngineKind::Auto,
+        }
+    }
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Parse, resolve, type-check and analyze a policy set.
+    #[command(
+        after_help = "Examples:\n  lever check examples\n  lever check examples stdlib --format json\n\nExit: 0 clean or warnings only, 1 errors, 2 usage or I/O."
+    )]
+    Check {
+        /// `.policy` files and directories (searched recursively).
+        #[arg(required = true)]
+        paths: Vec<PathBuf>,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = DiagFormat::Human)]
+        format: DiagFormat,
+    },
+    /// Compile a policy set to one content-hashed artifact; prints its id.
+    #[command(
+        after_help = "Example:\n  lever build examples -o policies.lvc\n\nPrints `blake3:<hex>`. Exit: 0 built, 1 errors in the policies, 2 usage or I/O."
+    )]
+    Build {
+        /// `.policy` files and directories (searched recursively).
+        #[arg(required = true)]
+        paths: Vec<PathBuf>,
+        /// The artifact file to write.
+        #[arg(short, long)]
+        output: PathBuf,
+        /// Format of diagnostics.
+        #[arg(long, value_enum, default_value_t = DiagFormat::Human)]
+        format: DiagFormat,
+    },
+    /// Replay events through a policy set: one decision per line, evidence stored first.
+    #[command(
+        after_help = "Examples:\n  lever run examples --events examples/events/support.jsonl\n  lever build examples -o p.lvc && lever run p.lvc --events - < events.jsonl\n\nExit: 0 replayed (refused steps included), 1 a line was rejected, the policies have errors\nor the replay contradicts stored evidence, 2 usage or I/O."
+    )]
+    Run {
+        /// An artifact (`.lvc`), or `.policy` files and directories to compile.
+        #[arg(required = true)]
+        source: Vec<PathBuf>,
+        /// The events, one JSON object a line; `-` reads standard input.
+        #[arg(long)]
+        events: String,
+        /// Where evidence is written: `file:DIR` or `postgres://...` (`?schema=NAME`).
+        #[arg(long, default_value = "file:./lever-evidence")]
+        evidence: String,
+        /// Input lines per group commit: their records are written and made durable
+        /// together, then their decisions printed.
+        #[arg(long, default_value_t = 1024, value_parser = clap::value_parser!(u32).range(1..))]
+        group_commit: u32,
+        /// Seconds to wait for an unavailable evidence store before exiting 2.
+        #[arg(long, default_value_t = 30)]
+        store_wait: u64,
+        /// The engine: the portable bytecode interpreter, the Cranelift JIT, or the JIT
+        /// where the host supports it.
+        #[arg(long, value_enum, default_value_t = EngineArg::Interp)]
+        engine: EngineArg,
+        /// Accept a policy set (or an artifact, deployed ones included) with no policy,
+        /// which governs nothing.
+        #[arg(long)]
+        allow_empty: bool,
+        /// The longest event line read, in bytes; a longer one is rejected unread.
+        #[arg(long, default_value_t = 1 << 20)]
+        max_line_bytes: usize,
+    },
+    /// Serve the runtime over HTTP: runs, steps and their decisions, evidence durable first.
+    #[command(
+        after_help = "Example:\n  lever serve --artifact policies.lvc --evidence postgres://localhost/lever --listen 0.0.0.0:8080\n\nStops on SIGTERM or Ctrl-C after the requests in flight have answered. See docs/server.md.\nExit: 0 stopped, 1 the artifact does not verify or the policies have errors, 2 usage or I/O."
+    )]
+    Serve {
+        /// The artifact (`.lvc`), or `.policy` files and directories to compile.
+        #[arg(long, required = true, num_args = 1..)]
+        artifact: Vec<PathBuf>,
+        /// Where evidence is written: `file:DIR` or `postgres://...`.
+        #[arg(long, default_value = "file:./lever-evidence")]
+        evidence: String,
+        /// The address to listen on (`127.0.0.1:0` picks a free port, printed on stderr).
+        #[arg(long, default_value = "127.0.0.1:8080")]
+        listen: String,
+        /// The engine that evaluates the bytecode.
+        #[arg(long, value_enum, default_value_t = EngineArg::Interp)]
+        engine: EngineArg,
+        /// TOML config: `[[tokens]]` with `token` or `token_env`, `actor`, `roles`, `admin`,
+        /// and `[server]` settings (docs/security.md). Without it, override, approval and
+        /// read requests are refused (401).
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Accept an artifact (at start or deployed) with no policy, which governs nothing.
+        #[arg(long)]
+        allow_empty: bool,
+    },
+    /// Audit an evidence store: verify its hash chains, take a digest, show a run.
+    Evidence {
+        #[command(subcommand)]
+        command: EvidenceCommand,
+    },
+    /// Show an artifact: header, policies with their hashes, and disassembly.
+    #[command(
+        after_help = "Example:\n  lever inspect policies.lvc --format json\n\nExit: 0 verified, 1 the hash does not verify, 2 usage or I/O."
+    )]
+    Inspect {
+        /// The artifact file.
+        file: PathBuf,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = Format::Human)]
+        format: Format,
+        /// With `jit`, also compile the program to native code and report what was compiled
+        /// (every code block, or an error) and how long it took, per policy.
+        #[arg(long, value_enum, default_value_t = EngineArg::Interp)]
+        engine: EngineArg,
+        /// Also recompile the embedded sources and require the artifact's own program and
+        /// policy hashes (as `lever run` and `lever serve` do on load); exit 1 naming the
+        /// first policy that differs.
+        #[arg(long)]
+        verify: bool,
+    },
+    /// What changed between two artifacts: policies added and removed, limits raised or
+    /// lowered, thresholds and actions, scopes widened or narrowed, channels.
+    #[command(
+        after_help = "Example:\n  lever diff main.lvc pr.lvc\n\nExit: 0 no policy changes, 1 changes listed, 2 usage, I/O, or an artifact that does not verify."
+    )]
+    Diff {
+        /// The artifact before.
+        old: PathBuf,
+        /// The artifact after.
+        new: PathBuf,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = Format::Human)]
+        format: Format,
+    },
+    /// Lay out `.policy` files canonically, in place (comments kept, meaning unchanged).
+    #[command(
+        after_help = "Examples:\n  lever fmt policies\n  lever fmt --check policies     # in CI\n  lever fmt - < a.policy         # standard input to standard output\n\nExit: 0 formatted (with --check: nothing to change), 1 a file would change (--check) or does\nnot parse (left untouched), 2 usage or I/O."
+    )]
+    Fmt {
+        /// `.policy` files and directories (searched recursively), or `-` for standard input.
+        #[arg(required = true)]
+        paths: Vec<PathBuf>,
+        /// Change nothing; list the files that are not formatted and exit 1 if any.
+        #[arg(long)]
+        check: bool,
+    },
+    /// A language server over stdio: diagnostics as you type, hover, go to definition,
+    /// completion and formatting (docs/lsp.md).
+    Lsp,
+    /// Run the policy tests (`test "name" { ... }`) of a policy set.
+    #[command(
+        after_help = "Example:\n  lever test examples --coverage\n\nExit: 0 every test passed, 1 a test failed or the policies have errors, 2 usage or I/O."
+    )]
+    Test {
+        /// `.policy` files and directories (searched recursively).
+        #[arg(required = true)]
+        paths: Vec<PathBuf>,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = Format::Human)]
+        format: Format,
+        /// Also report which thresholds and override rules the tests reached.
+        #[arg(long)]
+        coverage: bool,
+    },
+    /// Why a decision came out as it did: the policies that applied and why, the
+    /// arbitration, each limit's value and zone, the overrides in force.
+    #[command(
+        after_help = "Example:\n  lever explain examples --events examples/events/support.jsonl --run support-42 --step 13\n\nThe events are replayed in memory; no evidence is written.\nExit: 0 explained, 1 no such event (or the policies have errors), 2 usage or I/O."
+    )]
+    Explain {
+        /// An artifact (`.lvc`), or `.policy` files and directories to compile.
+        #[arg(required = true)]
+        source: Vec<PathBuf>,
+        /// The events, one JSON object a line; `-` reads standard input.
+        #[arg(long)]
+        events: String,
+        /// The run.
+        #[arg(long)]
+        run: String,
+        /// The event's `seq` in the run, as its decision shows it (1 is the run start).
+        #[arg(long)]
+        step: u64,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = Format::Human)]
+        format: Format,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum EvidenceCommand {
+    /// Recompute every hash chain (or one run's); with `--digest`, also check that every
+    /// record the digest covered is still stored unchanged.
+    #[command(
+        after_help = "Examples:\n  lever evidence verify\n  lever evidence verify --run r1 --digest blake3:...\n\nExit: 0 verified, 1 a record is altered, deleted, reordered or inserted (the first is named),\n2 usage or I/O."
+    )]
+    Verify {
+        /// Only this run's chain.
+        #[arg(long)]
+        run: Option<String>,
+        /// A digest printed earlier by `lever evidence digest`.
+        #[arg(long)]
+        digest: Option<String>,
+        /// The store: `file:DIR` or `postgres://...`.
+        #[arg(long, default_value = "file:./lever-evidence")]
+        evidence: String,
+    },
+    /// Verify the store, record a checkpoint of every chain head, print its digest.
+    #[command(
+        after_help = "Example:\n  lever evidence digest --evidence postgres://localhost/lever\n\nPrints `blake3:<hex>`. Exit: 0 taken, 1 the store does not verify, 2 usage or I/O."
+    )]
+    Digest {
+        /// The store: `file:DIR` or `postgres://...`.
+        #[arg(long, default_value = "file:./lever-evidence")]
+        evidence: String,
+    },
+    /// Create or upgrade a PostgreSQL store, as the schema's owner: the versioned
+    /// migrations, and a writer role (INSERT and SELECT: what `lever serve` and `lever run`
+    /// connect as) and an auditor role (SELECT) with their grants. Nothing else creates or
+    /// alters the store.
+    #[command(
+        after_help = "Example:\n  lever evidence migrate --evidence 'postgres://owner@db/lever?schema=lever'\n  # then: lever serve --evidence 'postgres://lever_writer@db/lever?schema=lever' ...\n\nExit: 0 migrated (or up to date), 2 the database refused, or usage or I/O."
+    )]
+    Migrate {
+        /// The store: `postgres://...` (`?schema=NAME`, default `lever`).
+        #[arg(long)]
+        evidence: String,
+        /// The writer role to create or grant to (default `<schema>_writer`).
+        #[arg(long)]
+        writer_role: Option<String>,
+        /// The auditor role to create or grant to (default `<schema>_auditor`).
+        #[arg(long)]
+        auditor_role: Option<String>,
+        /// Apply the migrations only: create and grant no role.
+        #[arg(long)]
+        no_roles: bool,
+    },
+    /// Print a run's evidence: one line per record, or the stored records as JSON lines.
+    #[command(
+        after_help = "Example:\n  lever evidence show --run r1 --format json\n\nExit: 0 shown, 1 no such run, 2 usage or I/O."
+    )]
+    Show {
+        #[arg(long)]
+        run: String,
+        /// `human` (one line per record) or `json` (the stored records, one a line).
+        #[arg(long, value_enum, default_value_t = Format::Human)]
+        format: Format,
+        /// The store: `file:DIR` or `postgres://...`.
+        #[arg(long, default_value = "file:./lever-evidence")]
+        evidence: String,
+    },
+}
