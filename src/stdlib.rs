@@ -3,7 +3,7 @@
 //! Owns the stdlib sources and the table of event fields an `extern` may bind (the names
 //! and units the event reader provides, DESIGN §3). Must not know how fields are read.
 
-use crate::syntax::ast::Unit;
+use crate::base::lang::Unit;
 
 /// The implicit prelude's module name.
 pub const PRELUDE: &str = "std.prelude";

@@ -117,28 +117,7 @@ pub enum Command {
     #[command(
         after_help = "Example:\n  lever serve --artifact policies.lvc --evidence postgres://localhost/lever --listen 0.0.0.0:8080\n\nStops on SIGTERM or Ctrl-C after the requests in flight have answered. See docs/server.md.\nExit: 0 stopped, 1 the artifact does not verify or the policies have errors, 2 usage or I/O."
     )]
-    Serve {
-        /// The artifact (`.lvc`), or `.policy` files and directories to compile.
-        #[arg(long, required = true, num_args = 1..)]
-        artifact: Vec<PathBuf>,
-        /// Where evidence is written: `file:DIR` or `postgres://...`.
-        #[arg(long, default_value = "file:./lever-evidence")]
-        evidence: String,
-        /// The address to listen on (`127.0.0.1:0` picks a free port, printed on stderr).
-        #[arg(long, default_value = "127.0.0.1:8080")]
-        listen: String,
-        /// The engine that evaluates the bytecode.
-        #[arg(long, value_enum, default_value_t = EngineArg::Interp)]
-        engine: EngineArg,
-        /// TOML config: `[[tokens]]` with `token` or `token_env`, `actor`, `roles`, `admin`,
-        /// and `[server]` settings (docs/security.md). Without it, override, approval and
-        /// read requests are refused (401).
-        #[arg(long)]
-        config: Option<PathBuf>,
-        /// Accept an artifact (at start or deployed) with no policy, which governs nothing.
-        #[arg(long)]
-        allow_empty: bool,
-    },
+    Serve(ServeArgs),
     /// Audit an evidence store: verify its hash chains, take a digest, show a run.
     Evidence {
         #[command(subcommand)]
@@ -294,4 +273,30 @@ pub enum EvidenceCommand {
         #[arg(long, default_value = "file:./lever-evidence")]
         evidence: String,
     },
+}
+
+/// `lever serve`'s arguments. The binary hands them to the server: the command line and
+/// the server never import each other.
+#[derive(Debug, clap::Args)]
+pub struct ServeArgs {
+    /// The artifact (`.lvc`), or `.policy` files and directories to compile.
+    #[arg(long, required = true, num_args = 1..)]
+    pub artifact: Vec<PathBuf>,
+    /// Where evidence is written: `file:DIR` or `postgres://...`.
+    #[arg(long, default_value = "file:./lever-evidence")]
+    pub evidence: String,
+    /// The address to listen on (`127.0.0.1:0` picks a free port, printed on stderr).
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    pub listen: String,
+    /// The engine that evaluates the bytecode.
+    #[arg(long, value_enum, default_value_t = EngineArg::Interp)]
+    pub engine: EngineArg,
+    /// TOML config: `[[tokens]]` with `token` or `token_env`, `actor`, `roles`, `admin`,
+    /// and `[server]` settings (docs/security.md). Without it, override, approval and
+    /// read requests are refused (401).
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// Accept an artifact (at start or deployed) with no policy, which governs nothing.
+    #[arg(long)]
+    pub allow_empty: bool,
 }

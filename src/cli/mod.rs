@@ -11,20 +11,21 @@ mod evidence;
 mod lsp;
 pub mod reference;
 pub(crate) mod run;
-mod serve;
 
 use crate::base::source;
 use crate::check;
 use crate::compile;
-pub use args::{Cli, Command, DiagFormat, EngineArg, EvidenceCommand, Format};
+pub use args::{Cli, Command, DiagFormat, EngineArg, EvidenceCommand, Format, ServeArgs};
 pub use build::{load_artifact, write_atomically};
 use build::{report, run_build, run_check, run_inspect};
 use clap::Parser;
+pub use run::artifact_for;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-/// Runs the command line and returns the process exit code.
-pub fn main() -> ExitCode {
+/// Runs the command line and returns the process exit code; `lever serve` is handed to
+/// `serve` (the binary gives the server's).
+pub fn main(serve: fn(ServeArgs) -> ExitCode) -> ExitCode {
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => {
@@ -89,14 +90,7 @@ pub fn main() -> ExitCode {
             },
         ),
         Command::Evidence { command } => crate::cli::evidence::run(command),
-        Command::Serve {
-            artifact,
-            evidence,
-            listen,
-            engine,
-            config,
-            allow_empty,
-        } => crate::cli::serve::serve(&artifact, evidence, &listen, engine, config, allow_empty),
+        Command::Serve(args) => serve(args),
     }
 }
 

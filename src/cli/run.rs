@@ -22,7 +22,7 @@ const BATCH_LINES: usize = 1024;
 
 /// Loads the artifact a command names: an artifact file (checked whole: hash, sources,
 /// not empty), or sources compiled in memory.
-pub(crate) fn artifact_for(paths: &[PathBuf], options: LoadOptions) -> Result<Artifact, ExitCode> {
+pub fn artifact_for(paths: &[PathBuf], options: LoadOptions) -> Result<Artifact, ExitCode> {
     if let [single] = paths
         && load::is_artifact_path(single)
     {

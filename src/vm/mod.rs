@@ -8,11 +8,14 @@
 //! clock and allocates nothing once its buffers have grown.
 
 mod aggregate;
+mod ops;
 
 pub use aggregate::AggState;
+use ops::field_cmp_num;
+pub(crate) use ops::{binary, field_eq_str, in_list, unary};
 
-use crate::base::num::{self, ArithError};
-use crate::compile::bytecode::{Cmp, Code, Op, Program};
+use crate::base::num::ArithError;
+use crate::compile::bytecode::{Code, Op, Program};
 
 /// A string an instruction refers to, resolved against the step when compared.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -139,112 +142,6 @@ impl<'a> Ctx<'a> {
             (Slot::Bool(x), Slot::Bool(y)) => Some(x == y),
             (Slot::Str(x), Slot::Str(y)) => Some(self.resolve(x) == self.resolve(y)),
             _ => None,
-        }
-    }
-}
-
-/// Combines operands by the tri-state rule, or `Ok` with them all present.
-fn gate(operands: &[Slot]) -> Result<(), Slot> {
-    if operands.contains(&Slot::None) {
-        return Err(Slot::None);
-    }
-    match operands.iter().find(|s| matches!(s, Slot::Err(_))) {
-        Some(e) => Err(*e),
-        None => Ok(()),
-    }
-}
-
-fn arith(a: Slot, b: Slot, f: fn(i64, i64) -> Result<i64, ArithError>) -> Slot {
-    if let Err(s) = gate(&[a, b]) {
-        return s;
-    }
-    match (a, b) {
-        (Slot::Num(x), Slot::Num(y)) => f(x, y).map_or_else(Slot::Err, Slot::Num),
-        _ => Slot::None,
-    }
-}
-
-fn ordered(x: i64, y: i64, cmp: Cmp) -> bool {
-    match cmp {
-        Cmp::Lt => x < y,
-        Cmp::Le => x <= y,
-        Cmp::Gt => x > y,
-        Cmp::Ge => x >= y,
-    }
-}
-
-pub(crate) fn field_eq_str(ctx: &Ctx<'_>, field: u16, konst: u32, negate: bool) -> Slot {
-    let equal = match ctx
-        .str_ids
-        .get(usize::from(field))
-        .copied()
-        .unwrap_or(NOT_INTERNED)
-    {
-        NOT_INTERNED => ctx.resolve(StrRef::Field(field)) == ctx.resolve(StrRef::Const(konst)),
-        id => id == konst,
-    };
-    Slot::Bool(equal != negate)
-}
-
-fn field_cmp_num(ctx: &Ctx<'_>, field: u16, cmp: Cmp, k: i64) -> Slot {
-    ctx.nums
-        .get(field as usize)
-        .map_or(Slot::None, |x| Slot::Bool(ordered(*x, k, cmp)))
-}
-
-fn compare(a: Slot, b: Slot, cmp: Cmp) -> Slot {
-    if let Err(s) = gate(&[a, b]) {
-        return s;
-    }
-    match (a, b) {
-        (Slot::Num(x), Slot::Num(y)) => Slot::Bool(ordered(x, y, cmp)),
-        _ => Slot::None,
-    }
-}
-
-/// `-a` and `not a` (both engines use this definition).
-pub(crate) fn unary(op: &Op, a: Slot) -> Slot {
-    match (op, a) {
-        (Op::Neg, Slot::Num(x)) => num::neg(x).map_or_else(Slot::Err, Slot::Num),
-        (Op::Neg, other) if gate(&[other]).is_err() => other,
-        (Op::Not, Slot::Bool(b)) => Slot::Bool(!b),
-        (Op::Not, Slot::Err(_)) => a,
-        _ => Slot::None,
-    }
-}
-
-/// `a OP b` for the arithmetic, ordering and equality instructions (both engines use this
-/// definition).
-pub(crate) fn binary(ctx: &Ctx<'_>, op: &Op, a: Slot, b: Slot) -> Slot {
-    match op {
-        Op::Add => arith(a, b, num::add),
-        Op::Sub => arith(a, b, num::sub),
-        Op::Mul => arith(a, b, num::mul),
-        Op::Div => arith(a, b, num::div),
-        Op::Cmp(c) => compare(a, b, *c),
-        Op::Eq(negate) => match gate(&[a, b]) {
-            Err(s) => s,
-            Ok(()) => ctx
-                .equal(a, b)
-                .map_or(Slot::None, |eq| Slot::Bool(eq != *negate)),
-        },
-        _ => Slot::None,
-    }
-}
-
-/// `value in [items]`: `operands` is the value then the items.
-pub(crate) fn in_list(ctx: &Ctx<'_>, operands: &[Slot]) -> Slot {
-    match gate(operands) {
-        Err(s) => s,
-        Ok(()) => {
-            let (value, items) = operands
-                .split_first()
-                .map_or((Slot::None, &[][..]), |(v, rest)| (*v, rest));
-            Slot::Bool(
-                items
-                    .iter()
-                    .any(|item| ctx.equal(value, *item) == Some(true)),
-            )
         }
     }
 }

@@ -295,3 +295,75 @@ fn an_artifact_whose_bytecode_lies_about_its_sources_is_refused_naming_the_polic
         Some(0)
     );
 }
+
+/// A program that reaches every encoded enum of the artifact: units, strategies, binding
+/// moments, error handling, operators, aggregate functions, channel kinds and arguments,
+/// scopes, enforcements and override grantees.
+const PINNED_PROGRAM: &str = r#"
+import std.llm
+signal retries: count
+channel ops = webhook(url: env("OPS_URL"), secret: env("OPS_SECRET"))
+channel mail = email(to: ["a@example.com"], subject: "s")
+monitor tool_cost = sum(step.cost where step.kind == "tool_call" and step.model != "x")
+monitor burn = rate(step.cost, 60s)
+monitor tries = max(step.retries) * 2 - count(step.pii or not step.pii) / 1
+policy pinned {
+    version 7
+    description "every enum"
+    scope (agent in ["a", "b"] and not labels["team"] == "x") or tenant == "t"
+    precedence 5
+    conflict explicit_priority
+    bind each_step
+    on_error fail_open
+    alerts { max_per_run 3  min_interval 1m }
+    limit std.llm.cost to $5.00 { near 80% => alert(ops, ui)  breach => kill, alert(mail) }
+    limit tool_cost to $1.00 { breach => pause }
+    limit burn to $0.10 { breach => stop }
+    limit tries to 10 { near 50% => alert(ui) }
+    override {
+        allow role "oncall" to raise std.llm.cost up to $8.00 for 30m requires reason approvals 1
+        allow actor "alice" to suspend
+        allow role "ops" to resume
+    }
+}
+"#;
+
+/// Each format version with the blake3 of the body its encoding gives `PINNED_PROGRAM`.
+/// When a change to the encoded types changes these bytes, bump
+/// `compile::artifact::FORMAT_VERSION` (artifacts of the old encoding are then refused by
+/// name, never misread) and pin the new body here.
+const PINNED: &[(u32, &str)] = &[(
+    1,
+    "7f055138a45bf748e73195a2dcbed2c6107b6ac0b046e1fd5c95f5323e706cdb",
+)];
+
+#[test]
+fn the_format_version_changes_whenever_the_encoding_does() {
+    let checked = lever::check::check(lever::source::SourceSet::from_text(
+        "p.policy",
+        PINNED_PROGRAM,
+    ));
+    assert!(!checked.has_errors(), "{:?}", checked.diagnostics);
+    let artifact = lever::compile::build(&checked, &["p.policy".into()]).unwrap();
+    let bytes = &artifact.bytes;
+    // The header by hand: magic, version (u32 LE), blake3 of magic, version and body.
+    assert_eq!(&bytes[..8], b"LEVERLVC");
+    let version = u32::from_le_bytes(bytes[8..12].try_into().unwrap());
+    assert_eq!(version, lever::compile::artifact::FORMAT_VERSION);
+    let body = &bytes[44..];
+    let mut h = blake3::Hasher::new();
+    h.update(&bytes[..12]);
+    h.update(body);
+    assert_eq!(&bytes[12..44], h.finalize().as_bytes());
+    let pinned = PINNED
+        .iter()
+        .find(|(v, _)| *v == version)
+        .map(|(_, hash)| *hash);
+    let found = blake3::hash(body).to_hex().to_string();
+    assert_eq!(
+        pinned,
+        Some(found.as_str()),
+        "the artifact body's encoding changed under format version {version}: bump \
+         FORMAT_VERSION and pin the new body ({found})"
+    );
+}

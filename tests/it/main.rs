@@ -29,6 +29,7 @@ mod served;
 mod server;
 mod server_limits;
 mod stores;
+mod tidy;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
