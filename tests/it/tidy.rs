@@ -112,16 +112,18 @@ fn char_literal(s: &[u8]) -> usize {
     if s.len() >= 3 && s[1] != b'\\' && s[2] == b'\'' {
         return 3;
     }
-    if s.len() >= 4 && s[1] == b'\\' {
-        if let Some(end) = s[2..].iter().take(10).position(|c| *c == b'\'') {
-            return end + 3;
-        }
+    if s.len() >= 4
+        && s[1] == b'\\'
+        && let Some(end) = s[2..].iter().take(10).position(|c| *c == b'\'')
+    {
+        return end + 3;
     }
     // A multi-byte character: up to four bytes then the quote.
-    if s.len() >= 3 && s[1] >= 0x80 {
-        if let Some(end) = s[1..].iter().take(6).position(|c| *c == b'\'') {
-            return end + 2;
-        }
+    if s.len() >= 3
+        && s[1] >= 0x80
+        && let Some(end) = s[1..].iter().take(6).position(|c| *c == b'\'')
+    {
+        return end + 2;
     }
     0
 }
