@@ -1,8 +1,11 @@
 //! Lever: a policy compiler and runtime that governs LLM agent runs.
 //!
-//! The pipeline, one module per stage: [`syntax`] (lex, parse) → [`check`] (resolve,
-//! types, clause rules, analysis) → (compile, vm, runtime, evidence: later stages).
-//! [`diag`] carries findings between stages; [`num`] is the one definition of arithmetic.
+//! One module per pipeline stage, on floors (`docs/architecture.md`; `tests/it/tidy.rs`
+//! holds them): [`base`] (arithmetic, sources, diagnostics, the language's shared words)
+//! → [`syntax`], [`stdlib`], [`evidence`] → [`check`] → [`compile`] → [`vm`] → [`jit`] →
+//! [`runtime`] → [`alerts`], [`author`] → the faces, [`server`] and [`cli`]. What is `pub`
+//! is the library's face (what the binary, tests, benches and docs use); the rest is
+//! `pub(crate)`.
 
 #![cfg_attr(
     test,

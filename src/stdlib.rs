@@ -6,10 +6,10 @@
 use crate::base::lang::Unit;
 
 /// The implicit prelude's module name.
-pub const PRELUDE: &str = "std.prelude";
+pub(crate) const PRELUDE: &str = "std.prelude";
 
 /// Every embedded module: (qualified name, path as stored in artifacts, source).
-pub const MODULES: &[(&str, &str, &str)] = &[
+pub(crate) const MODULES: &[(&str, &str, &str)] = &[
     (
         PRELUDE,
         "stdlib/std/prelude.policy",
@@ -23,7 +23,7 @@ pub const MODULES: &[(&str, &str, &str)] = &[
 ];
 
 /// The embedded module by qualified name.
-pub fn module(name: &str) -> Option<(&'static str, &'static str)> {
+pub(crate) fn module(name: &str) -> Option<(&'static str, &'static str)> {
     MODULES
         .iter()
         .find(|(n, _, _)| *n == name)
@@ -32,7 +32,7 @@ pub fn module(name: &str) -> Option<(&'static str, &'static str)> {
 
 /// Fields the runtime's event reader provides, with their units: the only names an
 /// `extern` may declare.
-pub const EVENT_FIELDS: &[(&str, Unit)] = &[
+pub(crate) const EVENT_FIELDS: &[(&str, Unit)] = &[
     ("step.input_tokens", Unit::Tokens),
     ("step.output_tokens", Unit::Tokens),
     ("step.cost", Unit::Usd),
@@ -50,7 +50,7 @@ pub const EVENT_FIELDS: &[(&str, Unit)] = &[
 ];
 
 /// The unit of an event field the runtime provides.
-pub fn event_field(name: &str) -> Option<Unit> {
+pub(crate) fn event_field(name: &str) -> Option<Unit> {
     EVENT_FIELDS
         .iter()
         .find(|(n, _)| *n == name)

@@ -13,7 +13,7 @@ use hmac::{Hmac, Mac};
 
 /// One alert to deliver.
 #[derive(Debug, Clone)]
-pub struct Delivery {
+pub(crate) struct Delivery {
     pub channel: ChannelDesc,
     /// What the receiver gets: the alert, its run, seq, time and artifact.
     pub payload: serde_json::Value,
@@ -43,7 +43,7 @@ fn arg(channel: &ChannelDesc, name: &str) -> Result<String, String> {
 }
 
 /// The `Lever-Signature` header value of a body.
-pub fn signature(secret: &str, t: u64, body: &str) -> String {
+pub(crate) fn signature(secret: &str, t: u64, body: &str) -> String {
     let mut mac = match Hmac::<sha2::Sha256>::new_from_slice(secret.as_bytes()) {
         Ok(m) => m,
         Err(_) => return String::new(),
@@ -103,7 +103,7 @@ fn email(relay: Option<&SmtpRelay>, d: &Delivery) -> Result<u16, (String, bool)>
 
 /// One attempt: `Ok(status)` for a 2xx answer (an email: the relay's reply code), `Err`
 /// with why otherwise. A `permanent` error (a missing argument) is not retried.
-pub fn attempt(
+pub(crate) fn attempt(
     agent: &ureq::Agent,
     relay: Option<&SmtpRelay>,
     d: &Delivery,

@@ -23,7 +23,7 @@ pub enum Security {
 }
 
 impl Security {
-    pub fn default_port(self) -> u16 {
+    pub(crate) fn default_port(self) -> u16 {
         match self {
             Security::Starttls => 587,
             Security::Tls => 465,
@@ -63,7 +63,7 @@ impl SmtpRelay {
 }
 
 /// What to send: sender, recipients, subject and text.
-pub struct Email<'a> {
+pub(crate) struct Email<'a> {
     pub from: Option<&'a str>,
     pub to: &'a [String],
     pub subject: &'a str,
@@ -72,7 +72,7 @@ pub struct Email<'a> {
 
 /// Sends one message; `Ok` with the relay's reply code. `Err((why, permanent))`: a
 /// permanent error (a bad address, a 5xx reply) is not worth retrying.
-pub fn send(relay: &SmtpRelay, email: Email<'_>) -> Result<u16, (String, bool)> {
+pub(crate) fn send(relay: &SmtpRelay, email: Email<'_>) -> Result<u16, (String, bool)> {
     let permanent = |why: String| (why, true);
     let from = email
         .from

@@ -6,11 +6,11 @@ use crate::runtime::decision::Decision;
 use std::collections::VecDeque;
 
 /// How many alerts the feed keeps.
-pub const FEED: usize = 10_000;
+pub(crate) const FEED: usize = 10_000;
 
 /// The newest delivered alerts, oldest first.
 #[derive(Debug, Default)]
-pub struct Feed(VecDeque<serde_json::Value>);
+pub(crate) struct Feed(VecDeque<serde_json::Value>);
 
 /// An alert as the feed lists it.
 fn entry(
@@ -32,7 +32,7 @@ fn entry(
 
 impl Feed {
     /// The feed's starting content: the newest delivered alerts in the store.
-    pub fn seed(store: &mut dyn EvidenceStore) -> Result<Feed, StoreError> {
+    pub(crate) fn seed(store: &mut dyn EvidenceStore) -> Result<Feed, StoreError> {
         Ok(Feed(
             store
                 .read_recent(RecordKind::Alert, FEED)?
@@ -48,7 +48,7 @@ impl Feed {
     }
 
     /// Adds a decision's delivered alerts.
-    pub fn push(&mut self, d: &Decision) {
+    pub(crate) fn push(&mut self, d: &Decision) {
         let (Some(run), Some(seq)) = (d.run_id.as_deref(), d.seq) else {
             return;
         };
@@ -63,7 +63,7 @@ impl Feed {
     }
 
     /// The newest `limit` alerts of a channel, newest first.
-    pub fn newest(&self, channel: &str, limit: usize) -> Vec<&serde_json::Value> {
+    pub(crate) fn newest(&self, channel: &str, limit: usize) -> Vec<&serde_json::Value> {
         self.0
             .iter()
             .rev()

@@ -5,7 +5,7 @@
 //! Stands on the runtime (decisions) and the evidence store (alert records are the outbox);
 //! knows nothing of the server that feeds it.
 
-pub mod channel;
-pub mod email;
-pub mod feed;
-pub mod outbox;
+pub(crate) mod channel;
+pub(crate) mod email;
+pub(crate) mod feed;
+pub(crate) mod outbox;

@@ -16,21 +16,21 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 /// Attempts per alert.
-pub const ATTEMPTS: u32 = 6;
+pub(crate) const ATTEMPTS: u32 = 6;
 
 /// How many of the newest alert records a start reads back.
-pub const SCAN: usize = 10_000;
+pub(crate) const SCAN: usize = 10_000;
 
 /// A stored alert to deliver, and how many attempts it has had.
 #[derive(Debug, Clone)]
-pub struct Pending {
+pub(crate) struct Pending {
     pub alert: Sealed,
     pub attempts: u32,
 }
 
 /// Whether an alert record is one to deliver: not suppressed, to a channel other than
 /// the in-app feed (`ui`).
-pub fn deliverable(r: &Record) -> bool {
+pub(crate) fn deliverable(r: &Record) -> bool {
     r.kind == RecordKind::Alert
         && r.body.get("suppressed") != Some(&serde_json::Value::Bool(true))
         && r.body.get("channel").and_then(|c| c.as_str()) != Some("ui")
@@ -51,7 +51,7 @@ fn alert_key(run_id: &str, seq: u64, body: &serde_json::Value) -> String {
 
 /// The newest stored alerts that no attempt settled (delivered, refused for good, or out
 /// of attempts), oldest first, each with the attempts it has had.
-pub fn pending(store: &mut dyn EvidenceStore) -> Result<Vec<Pending>, StoreError> {
+pub(crate) fn pending(store: &mut dyn EvidenceStore) -> Result<Vec<Pending>, StoreError> {
     let mut tried: HashMap<String, (u32, bool)> = HashMap::new();
     for s in store.read_recent(RecordKind::AlertDelivery, SCAN * ATTEMPTS as usize)? {
         let body = &s.record.body;
@@ -89,7 +89,7 @@ pub fn pending(store: &mut dyn EvidenceStore) -> Result<Vec<Pending>, StoreError
 
 /// What a receiver gets for an alert record: the alert, its run, seq, time, artifact and
 /// what its signal observed, with the delivery id.
-pub fn payload(alert: &Sealed) -> serde_json::Value {
+pub(crate) fn payload(alert: &Sealed) -> serde_json::Value {
     let r = alert.record();
     let field = |k: &str| r.body.get(k).cloned().unwrap_or_default();
     serde_json::json!({
@@ -109,10 +109,10 @@ pub fn payload(alert: &Sealed) -> serde_json::Value {
 }
 
 /// Finds a channel by the id of the artifact that raised the alert, and its name.
-pub type Resolve = Box<dyn Fn(&str, &str) -> Option<ChannelDesc> + Send>;
+pub(crate) type Resolve = Box<dyn Fn(&str, &str) -> Option<ChannelDesc> + Send>;
 
 /// What the worker needs from the server around it.
-pub struct Outbox {
+pub(crate) struct Outbox {
     pub resolve: Resolve,
     pub relay: Option<SmtpRelay>,
     /// Hears each attempt: the channel's kind and whether it was delivered.
@@ -132,7 +132,7 @@ struct Due {
 /// Runs until every sender is gone. `start` is what the store held undelivered; `jobs`
 /// brings alert records as they become durable. Retries still waiting when the server
 /// stops are left to the next start, which reads them back from the store.
-pub fn worker(jobs: mpsc::Receiver<Sealed>, start: Vec<Pending>, outbox: Outbox) {
+pub(crate) fn worker(jobs: mpsc::Receiver<Sealed>, start: Vec<Pending>, outbox: Outbox) {
     let agent: ureq::Agent = ureq::Agent::config_builder()
         .timeout_global(Some(Duration::from_secs(5)))
         .http_status_as_error(false)

@@ -16,7 +16,7 @@ use serde::Serialize;
 
 /// One change to a policy.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Change {
+pub(crate) struct Change {
     /// What kind of change: `limit_raised`, `scope_widened`, ... (docs/cli.md lists them).
     pub kind: &'static str,
     /// The limit it concerns, if any.
@@ -27,7 +27,7 @@ pub struct Change {
 }
 
 #[derive(Debug, Clone, Serialize)]
-pub struct PolicyChange {
+pub(crate) struct PolicyChange {
     pub policy: String,
     pub from_version: u64,
     pub to_version: u64,
@@ -37,7 +37,7 @@ pub struct PolicyChange {
 }
 
 #[derive(Debug, Clone, Serialize)]
-pub struct Summary {
+pub(crate) struct Summary {
     pub policy: String,
     pub version: u64,
     pub hash: String,
@@ -45,7 +45,7 @@ pub struct Summary {
 }
 
 #[derive(Debug, Clone, Serialize)]
-pub struct Diff {
+pub(crate) struct Diff {
     pub from: String,
     pub to: String,
     pub added: Vec<Summary>,
@@ -57,7 +57,7 @@ pub struct Diff {
 }
 
 impl Diff {
-    pub fn is_empty(&self) -> bool {
+    pub(crate) fn is_empty(&self) -> bool {
         self.added.is_empty()
             && self.removed.is_empty()
             && self.changed.is_empty()
@@ -80,7 +80,7 @@ fn find<'a>(program: &'a Program, name: &str) -> Option<&'a PolicyDesc> {
 }
 
 /// What changed from `old` to `new`.
-pub fn diff(old: &Artifact, new: &Artifact) -> Diff {
+pub(crate) fn diff(old: &Artifact, new: &Artifact) -> Diff {
     let (a, b) = (&old.body.program, &new.body.program);
     let added = b
         .policies
@@ -398,7 +398,7 @@ fn channel_changes(a: &Program, b: &Program) -> Vec<Change> {
 }
 
 /// The diff as text for a pull request: one line per change.
-pub fn text(d: &Diff) -> String {
+pub(crate) fn text(d: &Diff) -> String {
     let mut out = format!("artifact {} -> {}\n", d.from, d.to);
     if d.is_empty() {
         out.push_str("no policy changes\n");

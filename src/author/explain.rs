@@ -73,7 +73,7 @@ fn policy_of(program: &Program, index: u16) -> Option<&PolicyDesc> {
 
 /// The explanation of `decision`, judged by `engine` for `run`. `stepped`: the decision
 /// is a step's, so the engine's monitor values are that step's.
-pub fn explain(engine: &Engine, run: &Run, decision: &Decision, stepped: bool) -> Value {
+pub(crate) fn explain(engine: &Engine, run: &Run, decision: &Decision, stepped: bool) -> Value {
     let program = engine.program();
     let policies = policies_of(program, run);
     let limits = limits_of(engine, run, stepped);
@@ -226,7 +226,7 @@ fn arbitration(program: &Program, run: &Run) -> Vec<Value> {
 }
 
 /// The explanation for people.
-pub fn text(e: &Value) -> String {
+pub(crate) fn text(e: &Value) -> String {
     let s = text_of;
     let d = &e["decision"];
     let mut out = format!(

@@ -1,10 +1,10 @@
 //! Author tooling: what policy authors and reviewers run besides `check` and `build`:
-//! [`fmt`] (one canonical layout), [`diff`] (what changed between two artifacts),
-//! [`explain`] (why a decision came out as it did) and [`testing`] (running a set's
+//! [`fmt`] (one canonical layout), `diff` (what changed between two artifacts),
+//! `explain` (why a decision came out as it did) and `testing` (running a set's
 //! policy tests and reporting them).
 
-pub mod diff;
-pub mod explain;
+pub(crate) mod diff;
+pub(crate) mod explain;
 pub mod fmt;
-pub mod lsp;
-pub mod testing;
+pub(crate) mod lsp;
+pub(crate) mod testing;

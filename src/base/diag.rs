@@ -9,7 +9,7 @@ use serde::Serialize;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
 #[serde(rename_all = "lowercase")]
-pub enum Severity {
+pub(crate) enum Severity {
     Error,
     Warning,
 }
@@ -30,7 +30,7 @@ macro_rules! codes {
             }
 
             /// Errors fail `lever check`; warnings do not.
-            pub fn severity(self) -> Severity {
+            pub(crate) fn severity(self) -> Severity {
                 match self { $(Code::$variant => Severity::$sev),* }
             }
 
@@ -155,7 +155,7 @@ fn bounded(text: String) -> String {
 }
 
 impl Diagnostic {
-    pub fn new(code: Code, span: Span, message: impl Into<String>) -> Diagnostic {
+    pub(crate) fn new(code: Code, span: Span, message: impl Into<String>) -> Diagnostic {
         Diagnostic {
             code,
             message: bounded(message.into()),
@@ -165,7 +165,7 @@ impl Diagnostic {
         }
     }
 
-    pub fn with_label(mut self, span: Span, message: impl Into<String>) -> Diagnostic {
+    pub(crate) fn with_label(mut self, span: Span, message: impl Into<String>) -> Diagnostic {
         self.labels.push(Label {
             span,
             message: bounded(message.into()),
@@ -173,12 +173,12 @@ impl Diagnostic {
         self
     }
 
-    pub fn with_help(mut self, help: impl Into<String>) -> Diagnostic {
+    pub(crate) fn with_help(mut self, help: impl Into<String>) -> Diagnostic {
         self.help = Some(bounded(help.into()));
         self
     }
 
-    pub fn severity(&self) -> Severity {
+    pub(crate) fn severity(&self) -> Severity {
         self.code.severity()
     }
 
@@ -189,7 +189,7 @@ impl Diagnostic {
 
 /// The machine-readable form of a diagnostic (`--format json`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct JsonDiagnostic {
+pub(crate) struct JsonDiagnostic {
     pub severity: Severity,
     pub code: &'static str,
     pub message: String,
@@ -202,7 +202,7 @@ pub struct JsonDiagnostic {
 }
 
 impl JsonDiagnostic {
-    pub fn from_diagnostic(d: &Diagnostic, sources: &SourceSet) -> JsonDiagnostic {
+    pub(crate) fn from_diagnostic(d: &Diagnostic, sources: &SourceSet) -> JsonDiagnostic {
         let file = sources.get(d.span.file);
         let (line, column) = file.map_or((1, 1), |f| f.line_col(d.span.start as usize));
         let (end_line, end_column) = file.map_or((1, 1), |f| f.line_col(d.span.end as usize));
@@ -221,7 +221,7 @@ impl JsonDiagnostic {
 }
 
 /// Orders diagnostics by file, position, then code, so output is stable.
-pub fn sort(diags: &mut [Diagnostic]) {
+pub(crate) fn sort(diags: &mut [Diagnostic]) {
     diags.sort_by(|a, b| {
         (a.span.file, a.span.start, a.code).cmp(&(b.span.file, b.span.start, b.code))
     });
@@ -344,7 +344,7 @@ fn char_range(file: &crate::base::source::SourceFile, span: Span) -> std::ops::R
 /// tools: one run of the `lever` tool, every code as a rule, one result per diagnostic
 /// with its primary location and its labels as related locations. Columns count Unicode
 /// code points, as in the other formats; paths are as given on the command line.
-pub fn sarif(diagnostics: &[Diagnostic], sources: &SourceSet) -> serde_json::Value {
+pub(crate) fn sarif(diagnostics: &[Diagnostic], sources: &SourceSet) -> serde_json::Value {
     use serde_json::json;
     let level = |s: Severity| match s {
         Severity::Error => "error",

@@ -6,7 +6,7 @@ use crate::base::lang::Unit;
 use crate::base::num::Decimal;
 
 /// A value of a limit's unit as a decision prints it.
-pub fn value(unit: Unit, v: i64) -> String {
+pub(crate) fn value(unit: Unit, v: i64) -> String {
     match unit {
         Unit::Usd => money(v),
         Unit::Duration => millis(v),
@@ -16,7 +16,7 @@ pub fn value(unit: Unit, v: i64) -> String {
 }
 
 /// `4.10`, `0.0125`, `5.00`.
-pub fn money(v: i64) -> String {
+pub(crate) fn money(v: i64) -> String {
     let text = Decimal(v).to_string();
     match text.split_once('.') {
         None => format!("{text}.00"),
@@ -26,7 +26,7 @@ pub fn money(v: i64) -> String {
 }
 
 /// Nanoseconds as milliseconds with minimal decimals: `1500ms`, `840.5ms`.
-pub fn millis(ns: i64) -> String {
+pub(crate) fn millis(ns: i64) -> String {
     let ns = i128::from(ns);
     let sign = if ns < 0 { "-" } else { "" };
     let (whole, frac) = (ns.abs() / 1_000_000, ns.abs() % 1_000_000);
@@ -38,7 +38,7 @@ pub fn millis(ns: i64) -> String {
 }
 
 /// `observed / limit × 100`, rounded down; `None` when the limit is at or below zero.
-pub fn percent(observed: i64, limit: i64) -> Option<String> {
+pub(crate) fn percent(observed: i64, limit: i64) -> Option<String> {
     if limit <= 0 {
         return None;
     }
@@ -47,7 +47,7 @@ pub fn percent(observed: i64, limit: i64) -> Option<String> {
 }
 
 /// Nanoseconds since the epoch as RFC 3339 UTC: `2026-01-20T10:00:03.25Z`.
-pub fn timestamp(ns: i64) -> String {
+pub(crate) fn timestamp(ns: i64) -> String {
     let Ok(t) = time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ns)) else {
         return ns.to_string();
     };
@@ -93,7 +93,7 @@ fn push_digits(out: &mut String, value: u32, width: u32) {
 }
 
 /// Parses an RFC 3339 timestamp to nanoseconds since the epoch.
-pub fn parse_timestamp(text: &str) -> Option<i64> {
+pub(crate) fn parse_timestamp(text: &str) -> Option<i64> {
     let t =
         time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339).ok()?;
     i64::try_from(t.unix_timestamp_nanos()).ok()

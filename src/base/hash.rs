@@ -3,7 +3,7 @@
 /// FNV-1a: the keys are a program's own string constants and a step's short fields, so a
 /// keyed hash (SipHash) buys nothing here and costs a tenth of a step.
 #[derive(Debug, Clone, Copy)]
-pub struct Fnv1a(u64);
+pub(crate) struct Fnv1a(u64);
 
 impl Default for Fnv1a {
     fn default() -> Fnv1a {

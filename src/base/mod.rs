@@ -5,9 +5,9 @@
 //! Knows nothing of any stage above it.
 
 pub mod diag;
-pub mod format;
+pub(crate) mod format;
 pub mod hash;
-pub mod lang;
+pub(crate) mod lang;
 pub mod num;
 pub mod source;
-pub mod wall;
+pub(crate) mod wall;

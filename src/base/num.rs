@@ -9,13 +9,13 @@
 use std::fmt;
 
 /// 10⁻⁹ units per whole unit.
-pub const SCALE: i64 = 1_000_000_000;
+pub(crate) const SCALE: i64 = 1_000_000_000;
 /// Decimal places a literal or event value may carry.
-pub const MAX_DECIMALS: usize = 9;
+pub(crate) const MAX_DECIMALS: usize = 9;
 
 /// An evaluation error of Lever arithmetic.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, thiserror::Error)]
-pub enum ArithError {
+pub(crate) enum ArithError {
     /// The result does not fit in a signed 64-bit count of 10⁻⁹ units.
     #[error("overflow")]
     Overflow,
@@ -25,22 +25,22 @@ pub enum ArithError {
 }
 
 /// Adds exactly.
-pub fn add(a: i64, b: i64) -> Result<i64, ArithError> {
+pub(crate) fn add(a: i64, b: i64) -> Result<i64, ArithError> {
     a.checked_add(b).ok_or(ArithError::Overflow)
 }
 
 /// Subtracts exactly.
-pub fn sub(a: i64, b: i64) -> Result<i64, ArithError> {
+pub(crate) fn sub(a: i64, b: i64) -> Result<i64, ArithError> {
     a.checked_sub(b).ok_or(ArithError::Overflow)
 }
 
 /// Negates exactly.
-pub fn neg(a: i64) -> Result<i64, ArithError> {
+pub(crate) fn neg(a: i64) -> Result<i64, ArithError> {
     a.checked_neg().ok_or(ArithError::Overflow)
 }
 
 /// Multiplies two fixed-point values: `a × b / 10⁹`, truncated toward zero.
-pub fn mul(a: i64, b: i64) -> Result<i64, ArithError> {
+pub(crate) fn mul(a: i64, b: i64) -> Result<i64, ArithError> {
     // The same truncating division in 64 bits when the product fits (division by a
     // constant there is a multiplication; in 128 bits it is a library call).
     if let Some(product) = a.checked_mul(b) {
@@ -51,7 +51,7 @@ pub fn mul(a: i64, b: i64) -> Result<i64, ArithError> {
 }
 
 /// Divides two fixed-point values: `a × 10⁹ / b`, truncated toward zero.
-pub fn div(a: i64, b: i64) -> Result<i64, ArithError> {
+pub(crate) fn div(a: i64, b: i64) -> Result<i64, ArithError> {
     if b == 0 {
         return Err(ArithError::DivisionByZero);
     }
@@ -63,16 +63,9 @@ pub fn div(a: i64, b: i64) -> Result<i64, ArithError> {
     i64::try_from(wide).map_err(|_| ArithError::Overflow)
 }
 
-/// Scales a whole number of some unit into 10⁻⁹ units (`units × per_unit`).
-pub fn scale(units: i128, per_unit: i64) -> Option<i64> {
-    units
-        .checked_mul(i128::from(per_unit))
-        .and_then(|v| i64::try_from(v).ok())
-}
-
 /// Why a decimal text could not be read as an exact value.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-pub enum DecimalError {
+pub(crate) enum DecimalError {
     /// Not `digits[.digits]` (underscores allowed between integer digits).
     #[error("not a decimal number")]
     Malformed,
@@ -87,7 +80,7 @@ pub enum DecimalError {
 /// Reads `123`, `1_000`, `0.0125` or `-4.5` into 10⁻⁹ units of `per_unit`-sized units,
 /// exactly. `per_unit` is `SCALE` for plain quantities (a whole unit is 10⁹ nano-units);
 /// other values scale larger units (a minute is 60 × 10⁹ ns).
-pub fn parse_decimal(text: &str, per_unit: i64) -> Result<i64, DecimalError> {
+pub(crate) fn parse_decimal(text: &str, per_unit: i64) -> Result<i64, DecimalError> {
     let (negative, body) = match text.strip_prefix('-') {
         Some(rest) => (true, rest),
         None => (false, text),
@@ -132,7 +125,7 @@ pub fn parse_decimal(text: &str, per_unit: i64) -> Result<i64, DecimalError> {
 
 /// A fixed-point value printed as a minimal decimal (`4.1`, `0.0125`, `-3`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct Decimal(pub i64);
+pub(crate) struct Decimal(pub i64);
 
 impl fmt::Display for Decimal {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

@@ -20,7 +20,7 @@ pub struct Span {
 }
 
 impl Span {
-    pub fn new(file: FileId, start: usize, end: usize) -> Span {
+    pub(crate) fn new(file: FileId, start: usize, end: usize) -> Span {
         Span {
             file,
             start: u32::try_from(start).unwrap_or(u32::MAX),
@@ -29,7 +29,7 @@ impl Span {
     }
 
     /// The smallest span covering both.
-    pub fn to(self, other: Span) -> Span {
+    pub(crate) fn to(self, other: Span) -> Span {
         Span {
             file: self.file,
             start: self.start.min(other.start),
@@ -75,7 +75,7 @@ impl SourceFile {
     }
 
     /// 1-based line and column (in characters) of a byte offset.
-    pub fn line_col(&self, offset: usize) -> (usize, usize) {
+    pub(crate) fn line_col(&self, offset: usize) -> (usize, usize) {
         let offset = offset.min(self.text.len());
         let line = self.line_starts.partition_point(|&s| s <= offset);
         let start = self
@@ -111,16 +111,16 @@ impl SourceSet {
         id
     }
 
-    pub fn get(&self, id: FileId) -> Option<&SourceFile> {
+    pub(crate) fn get(&self, id: FileId) -> Option<&SourceFile> {
         self.files.get(id.0 as usize)
     }
 
-    pub fn ids(&self) -> impl Iterator<Item = FileId> + '_ {
+    pub(crate) fn ids(&self) -> impl Iterator<Item = FileId> + '_ {
         (0..self.files.len()).map(|i| FileId(u32::try_from(i).unwrap_or(u32::MAX)))
     }
 
     /// Text of a span, or `""` when it does not lie in the set.
-    pub fn slice(&self, span: Span) -> &str {
+    pub(crate) fn slice(&self, span: Span) -> &str {
         self.get(span.file)
             .and_then(|f| f.text.get(span.range()))
             .unwrap_or("")
@@ -197,7 +197,7 @@ fn walk(dir: &Path, out: &mut Vec<PathBuf>) -> Result<(), LoadError> {
 
 /// The stdlib module a path names, when it lies under a `stdlib/std/` directory:
 /// `stdlib/std/llm.policy` is `std.llm`.
-pub fn stdlib_module_of(path: &Path) -> Option<String> {
+pub(crate) fn stdlib_module_of(path: &Path) -> Option<String> {
     let parts: Vec<String> = path
         .components()
         .map(|c| c.as_os_str().to_string_lossy().into_owned())

@@ -3,7 +3,7 @@
 //! delivery attempts.
 
 /// Unix nanoseconds now, as event timestamps count them.
-pub fn now_ns() -> i64 {
+pub(crate) fn now_ns() -> i64 {
     let since = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap_or_default();

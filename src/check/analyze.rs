@@ -35,7 +35,7 @@ struct Entry<'p> {
 type Required = BTreeMap<Selector, BTreeSet<String>>;
 
 /// Runs every analysis over a checked program.
-pub fn analyze(program: &Program) -> Vec<Diagnostic> {
+pub(crate) fn analyze(program: &Program) -> Vec<Diagnostic> {
     let mut out = Vec::new();
     non_positive_limits(program, &mut out);
     let entries = shared_limits(program);
@@ -320,7 +320,7 @@ fn bind_order(b: Bind) -> u8 {
 }
 
 /// The values each selector must take for the scope to hold.
-pub fn required_values(scope: &Scope) -> Required {
+pub(crate) fn required_values(scope: &Scope) -> Required {
     match scope {
         Scope::Eq(s, v) => BTreeMap::from([(s.clone(), BTreeSet::from([v.clone()]))]),
         Scope::In(s, vs) => BTreeMap::from([(s.clone(), vs.iter().cloned().collect())]),
@@ -351,12 +351,12 @@ fn disjoint(a: &Required, b: &Required) -> bool {
 }
 
 /// Whether some run is in both scopes; `None` when too costly to decide.
-pub fn overlaps(a: &Scope, b: &Scope) -> Option<bool> {
+pub(crate) fn overlaps(a: &Scope, b: &Scope) -> Option<bool> {
     exists(&[a, b], |env| holds(a, env) && holds(b, env))
 }
 
 /// Whether every run in `a` is in `b`; `None` when too costly to decide.
-pub fn implies(a: &Scope, b: &Scope) -> Option<bool> {
+pub(crate) fn implies(a: &Scope, b: &Scope) -> Option<bool> {
     exists(&[a, b], |env| holds(a, env) && !holds(b, env)).map(|found| !found)
 }
 
@@ -419,7 +419,7 @@ fn mentioned(scope: &Scope, out: &mut BTreeMap<Selector, BTreeSet<String>>) {
 }
 
 /// Evaluates a scope against run attributes (absent ones are `""`).
-pub fn holds(scope: &Scope, env: &Env) -> bool {
+pub(crate) fn holds(scope: &Scope, env: &Env) -> bool {
     scope.matches(&|s: &Selector| env.get(s).map_or("", String::as_str))
 }
 

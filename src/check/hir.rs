@@ -3,7 +3,7 @@
 //! This is the boundary between the front end and the compiler. Values are fixed-point
 //! 10⁻⁹ units ([`crate::base::num`]); monitors, fields and channels are referred to by index.
 
-pub use crate::base::lang::{ArgValue, ChannelRef, Enforcement, Grantee, Scope, Selector};
+pub(crate) use crate::base::lang::{ArgValue, ChannelRef, Enforcement, Grantee, Scope, Selector};
 use crate::base::source::Span;
 use crate::syntax::ast::{AggFunc, BinOp, Bind, ChannelKind, Conflict, OnError, Unit};
 
@@ -66,7 +66,7 @@ pub struct Expr {
 
 impl Expr {
     /// Visits every node, aggregate arguments and filters included, parents first.
-    pub fn walk(&self, f: &mut dyn FnMut(&Expr)) {
+    pub(crate) fn walk(&self, f: &mut dyn FnMut(&Expr)) {
         f(self);
         match &self.kind {
             ExprKind::Neg(x) | ExprKind::Not(x) => x.walk(f),
@@ -88,7 +88,7 @@ impl Expr {
     }
 
     /// The monitors the expression reads directly (outside aggregates, where they may be).
-    pub fn monitor_refs(&self) -> Vec<MonitorId> {
+    pub(crate) fn monitor_refs(&self) -> Vec<MonitorId> {
         let mut out = Vec::new();
         self.walk(&mut |e| {
             if let ExprKind::Monitor(id) = &e.kind {

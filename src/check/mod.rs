@@ -2,17 +2,17 @@
 //!
 //! Input is a [`SourceSet`] of user files (and any stdlib files named on the command line);
 //! the embedded stdlib modules the set imports are added here. Output is the checked
-//! [`hir::Program`] when there are no errors, and every diagnostic found. The checker
+//! `hir::Program` when there are no errors, and every diagnostic found. The checker
 //! never stops at the first error and never panics on user input.
 
-pub mod analyze;
+pub(crate) mod analyze;
 mod channels;
 mod declare;
 mod fold;
-pub mod hir;
+pub(crate) mod hir;
 mod policy;
 mod resolve;
-pub mod testing;
+pub(crate) mod testing;
 mod units;
 
 use crate::base::diag::{self, Code, Diagnostic};

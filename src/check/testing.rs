@@ -10,7 +10,7 @@ use crate::syntax::testing::{Expectation, Statement, StmtKind, Test};
 /// The tests of the set's own files (not the stdlib's), parsed from the trees `files`
 /// (`files[i]` is `FileId(i)`), with a diagnostic for each body that does not parse or
 /// is not shaped as a test: `run` first and once, an event before any `expect`.
-pub fn collect(sources: &SourceSet, files: &[ast::File]) -> (Vec<Test>, Vec<Diagnostic>) {
+pub(crate) fn collect(sources: &SourceSet, files: &[ast::File]) -> (Vec<Test>, Vec<Diagnostic>) {
     let mut tests = Vec::new();
     let mut diags = Vec::new();
     for (i, tree) in files.iter().enumerate() {
@@ -82,7 +82,7 @@ fn shape(statements: &[Statement], name: Span) -> Option<Diagnostic> {
 
 /// The names tests refer to that the checked program does not declare (E0502): policies,
 /// their limits, and channels.
-pub fn validate(tests: &[Test], program: &crate::check::hir::Program) -> Vec<Diagnostic> {
+pub(crate) fn validate(tests: &[Test], program: &crate::check::hir::Program) -> Vec<Diagnostic> {
     let mut out = Vec::new();
     let policy = |name: &str| program.policies.iter().find(|p| p.name == name);
     let limit_known = |limit: &str, of: Option<&str>| {

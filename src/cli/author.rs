@@ -10,7 +10,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 /// `lever diff OLD NEW`: exit 0 without policy changes, 1 with.
-pub fn diff(old: &Path, new: &Path, format: Format) -> ExitCode {
+pub(crate) fn diff(old: &Path, new: &Path, format: Format) -> ExitCode {
     let load = |path: &Path| load_artifact(path).map_err(|_| ExitCode::from(2));
     let (a, b) = match (load(old), load(new)) {
         (Ok(a), Ok(b)) => (a, b),
@@ -29,7 +29,7 @@ pub fn diff(old: &Path, new: &Path, format: Format) -> ExitCode {
 
 /// `lever explain`: replays `events` in memory up to the run's event `seq` and explains
 /// its decision.
-pub fn explain(
+pub(crate) fn explain(
     source: &[PathBuf],
     events: &str,
     run_id: &str,
@@ -94,7 +94,7 @@ pub fn explain(
 }
 
 /// `lever test`: checks and builds the set, then runs every test of its files.
-pub fn test(paths: &[PathBuf], format: Format, coverage: bool) -> ExitCode {
+pub(crate) fn test(paths: &[PathBuf], format: Format, coverage: bool) -> ExitCode {
     let (checked, files) = match crate::cli::load_and_check(paths, crate::cli::DiagFormat::Human) {
         Ok(c) => c,
         Err(code) => return code,
@@ -144,7 +144,7 @@ pub fn test(paths: &[PathBuf], format: Format, coverage: bool) -> ExitCode {
 
 /// `lever fmt`: formats files in place (each written whole, by rename), or with `check`
 /// lists those that would change. A file that does not parse is reported and untouched.
-pub fn fmt(paths: &[PathBuf], check: bool) -> ExitCode {
+pub(crate) fn fmt(paths: &[PathBuf], check: bool) -> ExitCode {
     use std::io::{Read, Write};
     if let [single] = paths
         && single.as_os_str() == "-"

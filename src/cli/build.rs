@@ -43,7 +43,7 @@ pub(super) fn run_build(
 }
 
 /// Writes a file so that readers see the old file or the whole new one, never a part.
-pub fn write_atomically(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
+pub(crate) fn write_atomically(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
     let dir = path
         .parent()
         .filter(|p| !p.as_os_str().is_empty())
@@ -67,7 +67,9 @@ pub fn write_atomically(path: &std::path::Path, bytes: &[u8]) -> std::io::Result
 }
 
 /// Reads and verifies an artifact file.
-pub fn load_artifact(path: &std::path::Path) -> Result<compile::artifact::Artifact, ExitCode> {
+pub(crate) fn load_artifact(
+    path: &std::path::Path,
+) -> Result<compile::artifact::Artifact, ExitCode> {
     let bytes = std::fs::read(path).map_err(|e| io_error(format!("{}: {e}", path.display())))?;
     if bytes.is_empty() {
         eprintln!(

@@ -5,7 +5,7 @@ use crate::evidence::{self, ChainId, EvidenceStore, audit};
 use std::io::Write;
 use std::process::ExitCode;
 
-pub fn run(command: EvidenceCommand) -> ExitCode {
+pub(crate) fn run(command: EvidenceCommand) -> ExitCode {
     match command {
         EvidenceCommand::Verify {
             run,

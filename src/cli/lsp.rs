@@ -8,7 +8,7 @@ use serde_json::{Value, json};
 use std::collections::BTreeMap;
 
 /// Runs the server until the client says `exit`.
-pub fn serve() -> Result<(), String> {
+pub(crate) fn serve() -> Result<(), String> {
     let (connection, io) = Connection::stdio();
     let capabilities = json!({
         "textDocumentSync": 1,

@@ -16,7 +16,7 @@ use crate::base::source;
 use crate::check;
 use crate::compile;
 pub use args::{Cli, Command, DiagFormat, EngineArg, EvidenceCommand, Format, ServeArgs};
-pub use build::{load_artifact, write_atomically};
+pub(crate) use build::load_artifact;
 use build::{report, run_build, run_check, run_inspect};
 use clap::Parser;
 pub use run::artifact_for;
@@ -95,7 +95,7 @@ pub fn main(serve: fn(ServeArgs) -> ExitCode) -> ExitCode {
 }
 
 /// Reads and checks a policy set, reporting its diagnostics. `Err` is the exit code.
-pub fn load_and_check(
+pub(crate) fn load_and_check(
     paths: &[PathBuf],
     format: DiagFormat,
 ) -> Result<(check::Checked, Vec<PathBuf>), ExitCode> {

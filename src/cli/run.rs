@@ -67,7 +67,7 @@ fn io(message: String) -> ExitCode {
 
 /// Runs `lever run`.
 /// How `lever run` evaluates and writes its evidence.
-pub struct RunOptions<'a> {
+pub(crate) struct RunOptions<'a> {
     pub url: &'a str,
     /// Input lines per group commit.
     pub group: usize,
@@ -82,7 +82,7 @@ pub struct RunOptions<'a> {
 }
 
 /// Runs `lever run`.
-pub fn run(paths: &[PathBuf], events: &str, writing: &RunOptions<'_>) -> ExitCode {
+pub(crate) fn run(paths: &[PathBuf], events: &str, writing: &RunOptions<'_>) -> ExitCode {
     match replay(paths, events, writing) {
         Ok(code) | Err(code) => code,
     }

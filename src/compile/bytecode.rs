@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 
 /// The most string fields a program can have (they all come from the prelude); the
 /// engines keep their values in fixed arrays of this size.
-pub const MAX_STR_FIELDS: usize = 16;
+pub(crate) const MAX_STR_FIELDS: usize = 16;
 
 /// A comparison of two numbers (counts, quantities, durations, timestamps).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -67,7 +67,7 @@ pub enum Op {
 impl Op {
     /// How the instruction changes the stack depth when execution falls through it (a
     /// taken `and`/`or` jump keeps its operand: one more than this).
-    pub fn stack_effect(&self) -> i64 {
+    pub(crate) fn stack_effect(&self) -> i64 {
         match self {
             Op::Num(_)
             | Op::Bool(_)
@@ -122,7 +122,7 @@ pub enum EventField {
 impl EventField {
     /// Whether the field's value is a string (the step's kind, model and tool, the run's
     /// attributes).
-    pub fn is_string(self) -> bool {
+    pub(crate) fn is_string(self) -> bool {
         matches!(
             self,
             EventField::Kind
@@ -136,7 +136,7 @@ impl EventField {
     }
 
     /// The field a prelude `extern` binds, by its qualified name.
-    pub fn from_name(name: &str) -> Option<EventField> {
+    pub(crate) fn from_name(name: &str) -> Option<EventField> {
         Some(match name {
             "step.input_tokens" => EventField::InputTokens,
             "step.output_tokens" => EventField::OutputTokens,
@@ -213,7 +213,7 @@ pub struct NearDesc {
 }
 
 /// The least `M` with `M × 100 >= value × percent` (`percent` in 10⁻⁹ units), exactly.
-pub fn near_threshold(value: i64, percent: i64) -> Option<i64> {
+pub(crate) fn near_threshold(value: i64, percent: i64) -> Option<i64> {
     let a = i128::from(value) * i128::from(percent);
     let b = 100 * i128::from(crate::base::num::SCALE);
     let ceil = a.div_euclid(b) + i128::from(a.rem_euclid(b) != 0);

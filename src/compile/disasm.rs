@@ -60,7 +60,7 @@ fn kind_name(unit: crate::base::lang::Unit) -> &'static str {
 }
 
 /// One line per instruction, numbered.
-pub fn code_lines(program: &Program, code: &Code) -> Vec<String> {
+pub(crate) fn code_lines(program: &Program, code: &Code) -> Vec<String> {
     code.ops
         .iter()
         .enumerate()
@@ -69,7 +69,7 @@ pub fn code_lines(program: &Program, code: &Code) -> Vec<String> {
 }
 
 /// A threshold's actions as a policy writes them: `stop, alert(ops)`, or `nothing`.
-pub fn actions_text(program: &Program, a: &ActionsDesc) -> String {
+pub(crate) fn actions_text(program: &Program, a: &ActionsDesc) -> String {
     let mut parts: Vec<String> = a.enforcement.iter().map(|e| e.name().to_string()).collect();
     let channels: Vec<String> = a
         .alerts

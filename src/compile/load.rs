@@ -42,7 +42,7 @@ fn io_text(e: &std::io::Error) -> String {
 }
 
 /// A loader of the artifacts `deploy` events name.
-pub type DeployLoader = dyn Fn(&Path) -> Result<Artifact, String> + Send + Sync;
+pub(crate) type DeployLoader = dyn Fn(&Path) -> Result<Artifact, String> + Send + Sync;
 
 /// What a loader accepts.
 #[derive(Debug, Clone, Copy, Default)]
@@ -66,7 +66,7 @@ pub fn is_artifact_path(path: &Path) -> bool {
 }
 
 /// Reads an artifact file and checks it whole.
-pub fn load_file(path: &Path, options: LoadOptions) -> Result<Artifact, LoadError> {
+pub(crate) fn load_file(path: &Path, options: LoadOptions) -> Result<Artifact, LoadError> {
     let bytes = std::fs::read(path).map_err(|source| LoadError::Io {
         path: path.display().to_string(),
         source,
@@ -89,7 +89,7 @@ pub fn load_bytes(bytes: Vec<u8>, options: LoadOptions) -> Result<Artifact, Load
 }
 
 /// Recompiles the artifact's embedded sources and requires the very same artifact.
-pub fn verify_sources(artifact: &Artifact) -> Result<(), LoadError> {
+pub(crate) fn verify_sources(artifact: &Artifact) -> Result<(), LoadError> {
     let mut set = SourceSet::default();
     let mut stored = Vec::new();
     for entry in &artifact.body.sources {
@@ -152,7 +152,7 @@ fn first_difference(artifact: &Artifact, rebuilt: &Artifact) -> String {
 
 /// Loads what a `deploy` names: an artifact file, or policy sources compiled in memory;
 /// errors as text, for a `bad_artifact` rejection.
-pub fn load_path(path: &Path, options: LoadOptions) -> Result<Artifact, String> {
+pub(crate) fn load_path(path: &Path, options: LoadOptions) -> Result<Artifact, String> {
     if is_artifact_path(path) {
         return load_file(path, options).map_err(|e| match e {
             LoadError::Io { .. } => e.to_string(),
@@ -176,6 +176,6 @@ pub fn load_path(path: &Path, options: LoadOptions) -> Result<Artifact, String> 
 }
 
 /// A loader for the artifacts `deploy` events name.
-pub fn deploy_loader(options: LoadOptions) -> Box<DeployLoader> {
+pub(crate) fn deploy_loader(options: LoadOptions) -> Box<DeployLoader> {
     Box::new(move |path| load_path(path, options))
 }

@@ -21,7 +21,7 @@ pub enum LowerError {
 }
 
 /// Lowers a checked program.
-pub fn lower(program: &hir::Program) -> Result<Program, LowerError> {
+pub(crate) fn lower(program: &hir::Program) -> Result<Program, LowerError> {
     let mut l = Lowerer::new(program);
     l.fields()?;
     let order = reachable_monitors(program);
@@ -515,7 +515,7 @@ impl Lowerer<'_> {
 }
 
 /// The deepest the stack gets along the fall-through path (jumps only shorten it).
-pub fn max_stack(ops: &[Op]) -> u16 {
+pub(crate) fn max_stack(ops: &[Op]) -> u16 {
     let (mut depth, mut max) = (0i64, 0i64);
     for op in ops {
         depth += op.stack_effect();

@@ -17,7 +17,7 @@ use std::fmt::Write;
 const DOMAIN: &str = "lever/policy-meaning/v1\n";
 
 /// `blake3:<hex>` over the policy's canonical meaning.
-pub fn policy_hash(program: &hir::Program, policy: &hir::Policy) -> String {
+pub(crate) fn policy_hash(program: &hir::Program, policy: &hir::Policy) -> String {
     let text = policy_meaning(program, policy);
     let mut hasher = blake3::Hasher::new();
     hasher.update(DOMAIN.as_bytes());
@@ -30,7 +30,7 @@ fn json(s: &str) -> String {
 }
 
 /// The canonical text of a policy's meaning.
-pub fn policy_meaning(program: &hir::Program, p: &hir::Policy) -> String {
+pub(crate) fn policy_meaning(program: &hir::Program, p: &hir::Policy) -> String {
     let mut out = String::new();
     let _ = writeln!(out, "policy {}", p.name);
     let _ = writeln!(out, "version {}", p.version);
@@ -238,7 +238,7 @@ fn selector_text(s: &Selector) -> String {
 }
 
 /// A scope as canonical text (also used by `lever inspect`).
-pub fn scope_text(s: &Scope) -> String {
+pub(crate) fn scope_text(s: &Scope) -> String {
     match s {
         Scope::All => "all".into(),
         Scope::Eq(sel, v) => format!("{} == {}", selector_text(sel), json(v)),
@@ -254,7 +254,7 @@ pub fn scope_text(s: &Scope) -> String {
 }
 
 /// An expression as canonical text.
-pub fn expr_text(program: &hir::Program, e: &hir::Expr) -> String {
+pub(crate) fn expr_text(program: &hir::Program, e: &hir::Expr) -> String {
     match &e.kind {
         ExprKind::Const(Value::Num(n)) => format!("{}{}", Decimal(*n), unit_suffix(e.unit)),
         ExprKind::Const(Value::Bool(b)) => b.to_string(),

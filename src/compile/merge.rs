@@ -19,18 +19,16 @@ use crate::base::lang::ChannelRef;
 
 /// A merged program and what the runtime needs to know about it.
 #[derive(Debug, Clone)]
-pub struct Merged {
+pub(crate) struct Merged {
     pub program: Program,
     /// Index of `current`'s first policy: home's are `0..current_policies`.
     pub current_policies: usize,
-    /// Home's aggregate count: aggregates from here on are fresh.
-    pub home_aggregates: usize,
     /// Monitors whose value reads a fresh aggregate, directly or through other monitors.
     pub fresh_monitors: Vec<bool>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum MergeError {
+pub(crate) enum MergeError {
     #[error("the two artifacts together read {0} string fields, more than {MAX_STR_FIELDS}")]
     TooManyStringFields(usize),
     #[error("the merged program has more than 65535 {0}")]
@@ -112,7 +110,7 @@ fn field_slots(home: &Program, current: &Program) -> FieldSlots {
     (maps, added, counts)
 }
 
-pub fn merge(home: &Program, current: &Program) -> Result<Merged, MergeError> {
+pub(crate) fn merge(home: &Program, current: &Program) -> Result<Merged, MergeError> {
     let ([num, bool, str], added, counts) = field_slots(home, current);
     let str_total = usize::from(counts[2]);
     if str_total > MAX_STR_FIELDS {
@@ -178,14 +176,13 @@ pub fn merge(home: &Program, current: &Program) -> Result<Merged, MergeError> {
     Ok(Merged {
         program,
         current_policies,
-        home_aggregates: home.aggregates.len(),
         fresh_monitors,
     })
 }
 
 /// What an aggregate computes, independent of indices: function, window, and its codes
 /// with fields, strings and labels by name (derived fields by their definition).
-pub fn aggregate_key(program: &Program, a: &AggDesc) -> String {
+pub(crate) fn aggregate_key(program: &Program, a: &AggDesc) -> String {
     let code = |c: &Option<Code>| c.as_ref().map(|c| code_key(program, c)).unwrap_or_default();
     format!(
         "{:?}|{}|{}|{}",
@@ -378,7 +375,6 @@ mod tests {
         let p = &merged.program;
         assert_eq!(merged.current_policies, 1);
         assert_eq!(p.policies[1].name, "b");
-        assert_eq!(merged.home_aggregates, home.aggregates.len());
         // std.llm.cost is shared: only the filtered sum is new.
         assert_eq!(p.aggregates.len(), home.aggregates.len() + 1);
         let cost = p.policies[1].limits[0].monitor as usize;

@@ -1,16 +1,16 @@
 //! Compile: lower a checked policy set to bytecode and package it as a hashed artifact.
 //!
-//! Owns the bytecode ([`bytecode`]), lowering ([`lower`]), policy meaning hashes
-//! ([`meaning`]), the artifact format ([`artifact`]) and its disassembly ([`disasm`]).
+//! Owns the bytecode (`bytecode`), lowering (`lower`), policy meaning hashes
+//! (`meaning`), the artifact format ([`artifact`]) and its disassembly ([`disasm`]).
 //! Reads only the checked program and the source texts; never the AST.
 
 pub mod artifact;
-pub mod bytecode;
+pub(crate) mod bytecode;
 pub mod disasm;
 pub mod load;
-pub mod lower;
-pub mod meaning;
-pub mod merge;
+pub(crate) mod lower;
+pub(crate) mod meaning;
+pub(crate) mod merge;
 
 use crate::base::source::FileRole;
 use crate::check::Checked;

@@ -62,7 +62,7 @@ fn problem(s: &Link, chain: &ChainId, what: String) -> Problem {
 /// Memory holds the heads of the chains still open; a chain closed by its `run_summary`
 /// leaves only a short hash behind (enough to catch a record inserted after it), unless
 /// every head is kept (for a digest).
-pub struct ChainCheck {
+pub(crate) struct ChainCheck {
     open: HashMap<ChainId, Head>,
     closed: HashSet<[u8; 16]>,
     /// Closed chains' heads, when kept.
@@ -80,7 +80,7 @@ fn short_key(chain: &ChainId) -> [u8; 16] {
 
 impl ChainCheck {
     /// A checker; `keep_heads` keeps every chain's head for [`ChainCheck::heads`].
-    pub fn new(keep_heads: bool) -> ChainCheck {
+    pub(crate) fn new(keep_heads: bool) -> ChainCheck {
         ChainCheck {
             open: HashMap::new(),
             closed: HashSet::new(),
@@ -91,7 +91,7 @@ impl ChainCheck {
     }
 
     /// Checks the next record of its chain.
-    pub fn take(&mut self, s: &Link) -> Result<(), Problem> {
+    pub(crate) fn take(&mut self, s: &Link) -> Result<(), Problem> {
         let chain = s.chain.clone();
         let head = match self.open.get(&chain) {
             Some(h) => *h,
@@ -124,7 +124,7 @@ impl ChainCheck {
     }
 
     /// Every chain's head (open and, when kept, closed), in chain order.
-    pub fn heads(self) -> BTreeMap<ChainId, Head> {
+    pub(crate) fn heads(self) -> BTreeMap<ChainId, Head> {
         let mut all = self.kept.unwrap_or_default();
         all.extend(self.open);
         all
@@ -164,7 +164,7 @@ fn check_link(s: &Link, chain: &ChainId, head: &Head) -> Result<(), Problem> {
 }
 
 /// Checks chains given chain by chain, each in stored order; returns each chain's head.
-pub fn check_chains(records: &[Stored]) -> Result<BTreeMap<ChainId, Head>, Problem> {
+pub(crate) fn check_chains(records: &[Stored]) -> Result<BTreeMap<ChainId, Head>, Problem> {
     let mut check = ChainCheck::new(true);
     for s in records {
         check.take(&s.link())?;
@@ -183,7 +183,7 @@ fn leaf(chain: &ChainId, head: &Head) -> [u8; 32] {
 }
 
 /// The Merkle root over chain heads (in `BTreeMap` order: store chain, then runs by id).
-pub fn root(heads: &BTreeMap<ChainId, Head>) -> [u8; 32] {
+pub(crate) fn root(heads: &BTreeMap<ChainId, Head>) -> [u8; 32] {
     let mut level: Vec<[u8; 32]> = heads.iter().map(|(c, h)| leaf(c, h)).collect();
     if level.is_empty() {
         return *blake3::hash(b"lever/digest/empty/v1\0").as_bytes();
@@ -207,7 +207,7 @@ pub fn root(heads: &BTreeMap<ChainId, Head>) -> [u8; 32] {
     level.first().copied().unwrap_or([0; 32])
 }
 
-pub fn digest_text(root: &[u8; 32]) -> String {
+pub(crate) fn digest_text(root: &[u8; 32]) -> String {
     format!("blake3:{}", hex(root))
 }
 
@@ -224,7 +224,7 @@ pub fn verify(
 
 /// [`verify`], streaming the store through in bounded memory; `progress` hears (done,
 /// total) as the store is read.
-pub fn verify_with_progress(
+pub(crate) fn verify_with_progress(
     store: &mut dyn EvidenceStore,
     run: Option<&str>,
     digest: Option<&str>,
@@ -498,7 +498,7 @@ fn record_line(record: &super::Record) -> String {
 }
 
 /// One line per record of a run, for a person.
-pub fn show_text(records: &[Stored]) -> String {
+pub(crate) fn show_text(records: &[Stored]) -> String {
     let mut out = String::new();
     let Some(first) = records.first() else {
         return out;

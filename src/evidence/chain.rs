@@ -28,14 +28,14 @@ pub enum ChainId {
 
 impl ChainId {
     /// The chain as stored in a database column: `""` for the store chain, `r:ID` for a run.
-    pub fn key(&self) -> String {
+    pub(crate) fn key(&self) -> String {
         match self {
             ChainId::Store => String::new(),
             ChainId::Run(id) => format!("r:{id}"),
         }
     }
 
-    pub fn from_key(key: &str) -> Option<ChainId> {
+    pub(crate) fn from_key(key: &str) -> Option<ChainId> {
         if key.is_empty() {
             return Some(ChainId::Store);
         }
@@ -64,7 +64,7 @@ pub struct Stored {
 
 /// The hash a record whose canonical bytes hash to `content` has at position `n` after
 /// `prev`.
-pub fn link_hash(prev: &[u8; 32], n: u64, content: &[u8; 32]) -> [u8; 32] {
+pub(crate) fn link_hash(prev: &[u8; 32], n: u64, content: &[u8; 32]) -> [u8; 32] {
     let mut h = blake3::Hasher::new();
     h.update(DOMAIN);
     h.update(prev);
@@ -73,7 +73,7 @@ pub fn link_hash(prev: &[u8; 32], n: u64, content: &[u8; 32]) -> [u8; 32] {
     *h.finalize().as_bytes()
 }
 
-pub fn hex(bytes: &[u8]) -> String {
+pub(crate) fn hex(bytes: &[u8]) -> String {
     let mut out = Vec::with_capacity(bytes.len() * 2);
     push_hex(&mut out, bytes);
     String::from_utf8(out).unwrap_or_default()
@@ -87,7 +87,7 @@ fn push_hex(out: &mut Vec<u8>, bytes: &[u8]) {
     }
 }
 
-pub fn unhex(text: &str) -> Option<[u8; 32]> {
+pub(crate) fn unhex(text: &str) -> Option<[u8; 32]> {
     if text.len() != 64 {
         return None;
     }
@@ -100,14 +100,14 @@ pub fn unhex(text: &str) -> Option<[u8; 32]> {
 
 /// The stored form of a record from its canonical bytes: the same JSON object with `n`,
 /// `prev` and `hash` (hex) appended as its last fields.
-pub fn stored_bytes(canonical: &[u8], n: u64, prev: &[u8; 32], hash: &[u8; 32]) -> Vec<u8> {
+pub(crate) fn stored_bytes(canonical: &[u8], n: u64, prev: &[u8; 32], hash: &[u8; 32]) -> Vec<u8> {
     let mut out = Vec::with_capacity(canonical.len() + 180);
     push_stored_bytes(&mut out, canonical, n, prev, hash);
     out
 }
 
 /// [`stored_bytes`], appended to `out`.
-pub fn push_stored_bytes(
+pub(crate) fn push_stored_bytes(
     out: &mut Vec<u8>,
     canonical: &[u8],
     n: u64,
@@ -127,7 +127,7 @@ pub fn push_stored_bytes(
 
 /// A record linked into its chain: the sealed record and its place.
 #[derive(Debug, Clone)]
-pub struct Linked<'a> {
+pub(crate) struct Linked<'a> {
     pub sealed: &'a Sealed,
     pub n: u64,
     pub prev: [u8; 32],
@@ -135,15 +135,16 @@ pub struct Linked<'a> {
 }
 
 impl Linked<'_> {
-    pub fn record(&self) -> &Record {
+    pub(crate) fn record(&self) -> &Record {
         self.sealed.record()
     }
 
-    pub fn stored_bytes(&self) -> Vec<u8> {
+    #[cfg(test)]
+    pub(crate) fn stored_bytes(&self) -> Vec<u8> {
         stored_bytes(self.sealed.canonical(), self.n, &self.prev, &self.hash)
     }
 
-    pub fn head(&self) -> Head {
+    pub(crate) fn head(&self) -> Head {
         Head {
             len: self.n + 1,
             hash: self.hash,
@@ -154,7 +155,7 @@ impl Linked<'_> {
 
 impl Stored {
     /// The stored form: the canonical bytes with `n`, `prev` and `hash` (hex) appended.
-    pub fn to_bytes(&self) -> Vec<u8> {
+    pub(crate) fn to_bytes(&self) -> Vec<u8> {
         stored_bytes(
             &self.record.canonical_bytes(),
             self.n,
@@ -164,7 +165,7 @@ impl Stored {
     }
 
     /// Reads a stored form back; `None` if it is not one.
-    pub fn from_bytes(bytes: &[u8]) -> Option<Stored> {
+    pub(crate) fn from_bytes(bytes: &[u8]) -> Option<Stored> {
         let v: serde_json::Value = serde_json::from_slice(bytes).ok()?;
         Some(Stored {
             record: record_of(&v)?,
@@ -175,13 +176,14 @@ impl Stored {
     }
 
     /// The hash this record should have, from its own content and place.
-    pub fn expected_hash(&self) -> [u8; 32] {
+    #[cfg(test)]
+    pub(crate) fn expected_hash(&self) -> [u8; 32] {
         link_hash(&self.prev, self.n, &self.record.content_hash())
     }
 }
 
 /// The record fields of a stored JSON object.
-pub fn record_of(v: &serde_json::Value) -> Option<Record> {
+pub(crate) fn record_of(v: &serde_json::Value) -> Option<Record> {
     Some(Record {
         kind: RecordKind::from_name(v.get("kind")?.as_str()?)?,
         artifact: v.get("artifact")?.as_str()?.to_string(),
@@ -208,14 +210,14 @@ pub struct Link {
 
 impl Link {
     /// The hash this record should have, from its content and place.
-    pub fn expected_hash(&self) -> [u8; 32] {
+    pub(crate) fn expected_hash(&self) -> [u8; 32] {
         link_hash(&self.prev, self.n, &self.content)
     }
 }
 
 impl Stored {
     /// The record's link.
-    pub fn link(&self) -> Link {
+    pub(crate) fn link(&self) -> Link {
         Link {
             chain: self.record.chain(),
             kind: self.record.kind,
@@ -238,21 +240,13 @@ pub struct Head {
 }
 
 impl Head {
-    pub const EMPTY: Head = Head {
+    pub(crate) const EMPTY: Head = Head {
         len: 0,
         hash: [0; 32],
         closed: false,
     };
 
-    pub fn after(stored: &Stored) -> Head {
-        Head {
-            len: stored.n + 1,
-            hash: stored.hash,
-            closed: stored.record.kind == RecordKind::RunSummary,
-        }
-    }
-
-    pub fn after_link(link: &Link) -> Head {
+    pub(crate) fn after_link(link: &Link) -> Head {
         Head {
             len: link.n + 1,
             hash: link.hash,
@@ -262,7 +256,7 @@ impl Head {
 }
 
 /// Links records onto chain heads (the heads are updated as records are linked).
-pub fn link<'a>(
+pub(crate) fn link<'a>(
     heads: &mut HashMap<ChainId, Head>,
     records: impl IntoIterator<Item = &'a Sealed>,
 ) -> Result<Vec<Linked<'a>>, StoreError> {

@@ -49,7 +49,7 @@ pub enum WriteError {
 
 /// What became of one group of records (one request's) given to [`Durable::commit_groups`].
 #[derive(Debug)]
-pub enum Committed {
+pub(crate) enum Committed {
     /// Durable in the store.
     Stored,
     /// The store is unavailable: durable in the spill file, and written to the store, in
@@ -62,12 +62,7 @@ pub enum Committed {
     Lost(WriteError),
 }
 
-impl Committed {
-    /// Durable somewhere: in the store, or in the spill file.
-    pub fn is_durable(&self) -> bool {
-        matches!(self, Committed::Stored | Committed::Spilled)
-    }
-}
+impl Committed {}
 
 /// The spill file: frames of queued records' canonical bytes.
 struct Spill {
@@ -160,7 +155,7 @@ impl Durable {
     }
 
     /// The store, if it is open (it is not during an outage).
-    pub fn store(&mut self) -> Option<&mut (dyn EvidenceStore + 'static)> {
+    pub(crate) fn store(&mut self) -> Option<&mut (dyn EvidenceStore + 'static)> {
         self.store.as_deref_mut()
     }
 
@@ -170,12 +165,12 @@ impl Durable {
     }
 
     /// Bytes waiting for the store.
-    pub fn queued_bytes(&self) -> usize {
+    pub(crate) fn queued_bytes(&self) -> usize {
         self.queued_bytes
     }
 
     /// Whether the store is in an outage.
-    pub fn in_outage(&self) -> bool {
+    pub(crate) fn in_outage(&self) -> bool {
         self.outage.is_some()
     }
 
@@ -187,7 +182,7 @@ impl Durable {
 
     /// Queues `records` without writing; during an outage they are spilled (fsynced) first.
     /// An error when the queue or the spill cannot take them all: then none are queued.
-    pub fn enqueue(&mut self, records: Vec<Sealed>) -> Result<(), WriteError> {
+    pub(crate) fn enqueue(&mut self, records: Vec<Sealed>) -> Result<(), WriteError> {
         let bytes: usize = records.iter().map(|r| r.canonical().len()).sum();
         if self.queued_bytes + bytes > self.capacity_bytes && !records.is_empty() {
             return Err(WriteError::QueueFull {
@@ -221,13 +216,13 @@ impl Durable {
 
     /// Takes every queued record back out of the queue (after a [`WriteError::Refused`],
     /// to write the records of a group one part at a time).
-    pub fn take_queued(&mut self) -> Vec<Sealed> {
+    pub(crate) fn take_queued(&mut self) -> Vec<Sealed> {
         self.queued_bytes = 0;
         std::mem::take(&mut self.queue)
     }
 
     /// Writes everything queued, reopening the store if an outage closed it.
-    pub fn flush(&mut self) -> Result<usize, WriteError> {
+    pub(crate) fn flush(&mut self) -> Result<usize, WriteError> {
         if self.store.is_none() {
             match open(&self.url) {
                 Ok(s) => self.store = Some(s),
@@ -305,7 +300,7 @@ impl Durable {
 
     /// Commits groups of records (one per request) together; what became of each. A group
     /// the store refuses fails alone: the others are committed without it.
-    pub fn commit_groups(&mut self, groups: Vec<Vec<Sealed>>) -> Vec<Committed> {
+    pub(crate) fn commit_groups(&mut self, groups: Vec<Vec<Sealed>>) -> Vec<Committed> {
         if self.outage.is_some() {
             return groups.into_iter().map(|g| self.spill_group(g)).collect();
         }
@@ -368,7 +363,7 @@ impl Durable {
     }
 
     /// Tries the store again during an outage: `Ok` once everything queued is written.
-    pub fn retry(&mut self) -> Result<usize, WriteError> {
+    pub(crate) fn retry(&mut self) -> Result<usize, WriteError> {
         self.flush()
     }
 

@@ -7,12 +7,12 @@
 //! content hash is blake3 over the canonical bytes, so a replay that would say something
 //! different about an existing (run, seq) is caught before anything is written.
 //!
-//! Stored, every record also has a place in a hash chain (see [`chain`]): its run's, or the
-//! store chain for records of no run. The backends ([`file`], [`postgres`]) share the
+//! Stored, every record also has a place in a hash chain (see `chain`): its run's, or the
+//! store chain for records of no run. The backends ([`file`](mod@file), [`postgres`]) share the
 //! [`EvidenceStore`] trait; [`audit`] verifies chains, computes digests and shows runs.
 
 pub mod audit;
-pub mod chain;
+pub(crate) mod chain;
 pub mod durable;
 pub mod file;
 pub mod postgres;
@@ -56,33 +56,13 @@ pub enum StoreError {
 
 impl StoreError {
     /// A database error, without the password a URL may carry.
-    pub fn database(url: &str, why: impl std::fmt::Display) -> StoreError {
+    pub(crate) fn database(url: &str, why: impl std::fmt::Display) -> StoreError {
         StoreError::Database {
             url: postgres::redact(url),
             why: why.to_string(),
         }
     }
 }
-
-/// Hashes a key that is already a uniformly random hash (a record id) by taking its first
-/// 8 bytes: SipHash over it would buy nothing.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct IdHasher(u64);
-
-impl std::hash::Hasher for IdHasher {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-
-    fn write(&mut self, bytes: &[u8]) {
-        for (i, b) in bytes.iter().take(8).enumerate() {
-            self.0 ^= u64::from(*b) << (8 * i);
-        }
-    }
-}
-
-/// A set of record ids.
-pub type IdSet = std::collections::HashSet<[u8; 32], std::hash::BuildHasherDefault<IdHasher>>;
 
 /// An append-only evidence store.
 pub trait EvidenceStore: Send {
@@ -115,7 +95,7 @@ pub trait EvidenceStore: Send {
         visit: &mut dyn FnMut(Stored) -> std::ops::ControlFlow<()>,
         progress: &mut dyn FnMut(u64, u64),
     ) -> Result<(), StoreError>;
-    /// [`EvidenceStore::visit_all`], each record as its [`chain::Link`] only: what
+    /// [`EvidenceStore::visit_all`], each record as its `chain::Link` only: what
     /// verification reads, without every body parsed.
     fn visit_links(
         &mut self,
@@ -136,7 +116,7 @@ pub trait EvidenceStore: Send {
 }
 
 /// Opens a store for an audit, read-only: nothing created, written or cut.
-pub fn open_for_audit(url: &str) -> Result<Box<dyn EvidenceStore>, StoreError> {
+pub(crate) fn open_for_audit(url: &str) -> Result<Box<dyn EvidenceStore>, StoreError> {
     if let Some(dir) = url.strip_prefix("file:") {
         return Ok(Box::new(file::FileStore::open_read_only(
             std::path::Path::new(dir),
@@ -150,7 +130,7 @@ pub fn open_for_audit(url: &str) -> Result<Box<dyn EvidenceStore>, StoreError> {
 
 /// Opens a store from a `--evidence` URL: `file:DIR`, or `postgres://...` /
 /// `postgresql://...` (optionally `?schema=NAME`, default `lever`).
-pub fn open(url: &str) -> Result<Box<dyn EvidenceStore>, StoreError> {
+pub(crate) fn open(url: &str) -> Result<Box<dyn EvidenceStore>, StoreError> {
     if let Some(dir) = url.strip_prefix("file:") {
         return Ok(Box::new(file::FileStore::open(std::path::Path::new(dir))?));
     }

@@ -33,7 +33,7 @@ pub enum RecordKind {
 }
 
 impl RecordKind {
-    pub fn name(self) -> &'static str {
+    pub(crate) fn name(self) -> &'static str {
         match self {
             RecordKind::Artifact => "artifact",
             RecordKind::Deploy => "deploy",
@@ -53,7 +53,7 @@ impl RecordKind {
         }
     }
 
-    pub fn from_name(name: &str) -> Option<RecordKind> {
+    pub(crate) fn from_name(name: &str) -> Option<RecordKind> {
         Some(match name {
             "artifact" => RecordKind::Artifact,
             "deploy" => RecordKind::Deploy,
@@ -130,7 +130,7 @@ impl Record {
 
     /// [`Record::id`] from a record's parts and content hash (read only for a record of
     /// no place).
-    pub fn id_of(
+    pub(crate) fn id_of(
         artifact: &str,
         run_id: Option<&str>,
         seq: u64,
@@ -155,7 +155,7 @@ impl Record {
     }
 
     /// blake3 over the canonical bytes.
-    pub fn content_hash(&self) -> [u8; 32] {
+    pub(crate) fn content_hash(&self) -> [u8; 32] {
         *blake3::hash(&self.canonical_bytes()).as_bytes()
     }
 
@@ -169,7 +169,7 @@ impl Record {
 
     /// The place a replay must agree on; `None` for records that stand for themselves
     /// (store-wide records and rejected lines).
-    pub fn key(&self) -> Option<RecordKey> {
+    pub(crate) fn key(&self) -> Option<RecordKey> {
         let run_id = self.run_id.clone()?;
         if self.kind == RecordKind::RejectedInput {
             return None;
@@ -195,7 +195,7 @@ pub struct Sealed {
 
 impl Sealed {
     /// Renders a record's canonical bytes and hashes.
-    pub fn new(record: Record) -> Sealed {
+    pub(crate) fn new(record: Record) -> Sealed {
         let canonical = record.canonical_bytes();
         let content = *blake3::hash(&canonical).as_bytes();
         let id = Record::id_of(
@@ -219,26 +219,22 @@ impl Sealed {
         records.into_iter().map(Sealed::new).collect()
     }
 
-    pub fn record(&self) -> &Record {
+    pub(crate) fn record(&self) -> &Record {
         &self.record
     }
 
-    pub fn into_record(self) -> Record {
-        self.record
-    }
-
     /// The canonical bytes.
-    pub fn canonical(&self) -> &[u8] {
+    pub(crate) fn canonical(&self) -> &[u8] {
         &self.canonical
     }
 
     /// blake3 over the canonical bytes.
-    pub fn content(&self) -> [u8; 32] {
+    pub(crate) fn content(&self) -> [u8; 32] {
         self.content
     }
 
     /// The record's id ([`Record::id`]).
-    pub fn id(&self) -> [u8; 32] {
+    pub(crate) fn id(&self) -> [u8; 32] {
         self.id
     }
 }

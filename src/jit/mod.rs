@@ -2,7 +2,7 @@
 //!
 //! Every `Code` of a program (derived fields, aggregate filters and arguments, monitors) is
 //! compiled once, when an engine is created for an artifact, to a function
-//! `extern "C" fn(env: *const Env, out: *mut Flat)`. Values are tagged pairs ([`Flat`]);
+//! `extern "C" fn(env: *const Env, out: *mut Flat)`. Values are tagged pairs (`Flat`);
 //! stack positions become SSA variables, so the generated code has no stack and no
 //! dispatch. Each instruction has an inline fast path for its common operands (numbers
 //! with overflow-checked `+` and `-`, comparisons, booleans, interned string ids), and
@@ -16,17 +16,23 @@ use crate::base::num::ArithError;
 use crate::compile::bytecode::{FieldSource, Program};
 use crate::vm::{Ctx, Slot, StrRef};
 
-pub use codegen::compile;
+pub(crate) use codegen::compile;
 
 impl Compiled {
     /// A derived field's value from its native code; `None` when the field has none, or
     /// when the buffers do not fit the program this was compiled for.
-    pub fn field(&self, i: usize, ctx: &Ctx<'_>, aggs: &[Flat], monitors: &[Flat]) -> Option<Slot> {
+    pub(crate) fn field(
+        &self,
+        i: usize,
+        ctx: &Ctx<'_>,
+        aggs: &[Flat],
+        monitors: &[Flat],
+    ) -> Option<Slot> {
         self.run(self.fields.get(i).copied().flatten()?, ctx, aggs, monitors)
     }
 
     /// An aggregate's filter, from its native code (as [`Compiled::field`]).
-    pub fn filter(
+    pub(crate) fn filter(
         &self,
         i: usize,
         ctx: &Ctx<'_>,
@@ -37,14 +43,20 @@ impl Compiled {
     }
 
     /// An aggregate's argument, from its native code (as [`Compiled::field`]).
-    pub fn arg(&self, i: usize, ctx: &Ctx<'_>, aggs: &[Flat], monitors: &[Flat]) -> Option<Slot> {
+    pub(crate) fn arg(
+        &self,
+        i: usize,
+        ctx: &Ctx<'_>,
+        aggs: &[Flat],
+        monitors: &[Flat],
+    ) -> Option<Slot> {
         self.run(self.args.get(i).copied().flatten()?, ctx, aggs, monitors)
     }
 
     /// Every monitor's value in order, each written to `monitors` (which later monitors
     /// read) and returned in `out`; `false`, with nothing computed, when the buffers do not
     /// fit the program this was compiled for.
-    pub fn monitors(
+    pub(crate) fn monitors(
         &self,
         ctx: &Ctx<'_>,
         aggs: &[Flat],
@@ -126,24 +138,24 @@ impl<'a> Env<'a> {
 /// A value as native code sees it: a tag and a payload.
 #[repr(C)]
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Flat {
+pub(crate) struct Flat {
     pub tag: i64,
     pub val: i64,
 }
 
-pub const NUM: i64 = 0;
-pub const BOOL: i64 = 1;
-pub const STR_CONST: i64 = 2;
-pub const STR_FIELD: i64 = 3;
-pub const STR_LABEL: i64 = 4;
-pub const NONE: i64 = 5;
-pub const ERR_OVERFLOW: i64 = 6;
-pub const ERR_DIV_ZERO: i64 = 7;
+pub(crate) const NUM: i64 = 0;
+pub(crate) const BOOL: i64 = 1;
+pub(crate) const STR_CONST: i64 = 2;
+pub(crate) const STR_FIELD: i64 = 3;
+pub(crate) const STR_LABEL: i64 = 4;
+pub(crate) const NONE: i64 = 5;
+pub(crate) const ERR_OVERFLOW: i64 = 6;
+pub(crate) const ERR_DIV_ZERO: i64 = 7;
 
 impl Flat {
-    pub const NONE: Flat = Flat { tag: NONE, val: 0 };
+    pub(crate) const NONE: Flat = Flat { tag: NONE, val: 0 };
 
-    pub fn of(s: Slot) -> Flat {
+    pub(crate) fn of(s: Slot) -> Flat {
         let (tag, val) = match s {
             Slot::Num(n) => (NUM, n),
             Slot::Bool(b) => (BOOL, i64::from(b)),
@@ -157,7 +169,7 @@ impl Flat {
         Flat { tag, val }
     }
 
-    pub fn slot(self) -> Slot {
+    pub(crate) fn slot(self) -> Slot {
         match self.tag {
             NUM => Slot::Num(self.val),
             BOOL => Slot::Bool(self.val != 0),
@@ -190,7 +202,7 @@ type NativeFn = unsafe extern "C" fn(*const Env<'_>, *mut Flat);
 
 /// A program's native code, kept with the module that owns its memory. Run it through its
 /// methods, which check a step's buffers against the program it was compiled for.
-pub struct Compiled {
+pub(crate) struct Compiled {
     fields: Vec<Option<NativeFn>>,
     filters: Vec<Option<NativeFn>>,
     args: Vec<Option<NativeFn>>,
@@ -242,7 +254,7 @@ impl std::fmt::Debug for Compiled {
 /// What compiling a program did: how many code blocks it had and how many became native
 /// code (every one, or compiling fails: there is no silent fallback), and how long it took.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct Stats {
+pub(crate) struct Stats {
     pub code_blocks: usize,
     pub native: usize,
     pub compile_micros: u128,
@@ -262,7 +274,7 @@ pub enum JitError {
 }
 
 /// Counts a program's code blocks, as [`compile`] compiles them.
-pub fn code_blocks(program: &Program) -> usize {
+pub(crate) fn code_blocks(program: &Program) -> usize {
     let fields = program
         .fields
         .iter()

@@ -19,7 +19,7 @@ use crate::compile::bytecode::{LimitDesc, PolicyDesc, Program};
 use std::collections::BTreeMap;
 
 /// What binding decided beyond which policies apply.
-pub struct Arbitration {
+pub(crate) struct Arbitration {
     /// One per bound limit (parallel to the run's zones): not judged.
     pub shadowed: Vec<bool>,
     pub conflicts: Vec<Signal>,
@@ -32,7 +32,7 @@ pub struct Arbitration {
 
 /// What a run brings to arbitration beyond its bound policies.
 #[derive(Clone, Copy)]
-pub struct RunTerms<'r> {
+pub(crate) struct RunTerms<'r> {
     /// Raises in force, by flat limit index: limits are compared at their effective values.
     pub raises: &'r [(u16, Grant)],
     /// Groups a `fail_closed` disagreement already put under `most_restrictive`.
@@ -41,14 +41,14 @@ pub struct RunTerms<'r> {
 
 impl RunTerms<'_> {
     /// A run just starting: no raise, no group forced.
-    pub const NONE: RunTerms<'static> = RunTerms {
+    pub(crate) const NONE: RunTerms<'static> = RunTerms {
         raises: &[],
         forced: &[],
     };
 }
 
 /// A member of a group: (index into bound, limit index in its policy, flat index).
-pub type Member = (usize, usize, usize);
+pub(crate) type Member = (usize, usize, usize);
 
 /// A group member's limit as arbitration compares it: its effective value (a raise in
 /// force, else the compiled value) and its breach enforcement.
@@ -62,7 +62,12 @@ fn disagree(a: &Terms, b: &Terms) -> bool {
 }
 
 /// Arbitrates the bound policies of a run.
-pub fn arbitrate(program: &Program, bound: &[Bound], limits: usize, run: RunTerms) -> Arbitration {
+pub(crate) fn arbitrate(
+    program: &Program,
+    bound: &[Bound],
+    limits: usize,
+    run: RunTerms,
+) -> Arbitration {
     let mut out = Arbitration {
         shadowed: vec![false; limits],
         conflicts: Vec::new(),
@@ -95,7 +100,7 @@ pub fn arbitrate(program: &Program, bound: &[Bound], limits: usize, run: RunTerm
 
 /// The bound limits on each shared (top-level or stdlib) monitor, by monitor index: the
 /// groups arbitration judges when they have two members or more.
-pub fn groups(program: &Program, bound: &[Bound]) -> BTreeMap<u16, Vec<Member>> {
+pub(crate) fn groups(program: &Program, bound: &[Bound]) -> BTreeMap<u16, Vec<Member>> {
     let mut groups: BTreeMap<u16, Vec<Member>> = BTreeMap::new();
     for (bi, b) in bound.iter().enumerate() {
         let Some(p) = program.policies.get(usize::from(b.policy)) else {

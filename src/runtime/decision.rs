@@ -24,7 +24,7 @@ pub enum Action {
 
 impl Action {
     /// As decisions print it.
-    pub fn name(self) -> &'static str {
+    pub(crate) fn name(self) -> &'static str {
         match self {
             Action::Continue => "continue",
             Action::Pause => "pause",

@@ -123,20 +123,20 @@ impl Engine {
     }
 
     /// What compiling to native code did, for a JIT engine.
-    pub fn jit_stats(&self) -> Option<&crate::jit::Stats> {
+    pub(crate) fn jit_stats(&self) -> Option<&crate::jit::Stats> {
         self.jit.as_ref().map(|c| &c.stats)
     }
 
-    pub fn artifact(&self) -> &Arc<Artifact> {
+    pub(crate) fn artifact(&self) -> &Arc<Artifact> {
         &self.artifact
     }
 
-    pub fn program(&self) -> &Program {
+    pub(crate) fn program(&self) -> &Program {
         &self.artifact.body.program
     }
 
     /// Every monitor's value at the step this engine evaluated last (`lever explain`).
-    pub fn monitor_values(&self) -> &[Slot] {
+    pub(crate) fn monitor_values(&self) -> &[Slot] {
         &self.scratch.values.monitors
     }
 
@@ -240,7 +240,7 @@ impl Engine {
     }
 
     /// Ends a run; the decision carries its final state.
-    pub fn end_run(&mut self, run: &mut Run, end: &RunEnd) -> Outcome {
+    pub(crate) fn end_run(&mut self, run: &mut Run, end: &RunEnd) -> Outcome {
         run.seq += 1;
         run.clock = run.clock.max(end.ts);
         run.ended = true;
@@ -261,7 +261,7 @@ impl Engine {
     /// decision keeps its own `ts`.
     ///
     /// `metrics` are the step's metrics read for this engine's program
-    /// ([`event::read_metrics`]): one value per declared signal.
+    /// (`event::read_metrics`): one value per declared signal.
     pub fn step(&mut self, run: &mut Run, step: &Step, metrics: &[i64]) -> Outcome {
         run.seq += 1;
         run.clock = run.clock.max(step.ts);

@@ -171,7 +171,7 @@ pub(super) fn error_name(e: crate::base::num::ArithError) -> &'static str {
 }
 
 /// The zone a value puts a limit in: BREACH at `M >= V`, NEAR at `M × 100 >= V × P`.
-pub fn zone_of(limit: &LimitDesc, value: i64, observed: i64) -> Zone {
+pub(crate) fn zone_of(limit: &LimitDesc, value: i64, observed: i64) -> Zone {
     if observed >= value {
         return Zone::Breach;
     }

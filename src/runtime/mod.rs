@@ -26,7 +26,7 @@
 //! assert_eq!(second.signals[0].kind, "breach");
 //! ```
 
-pub mod arbitrate;
+pub(crate) mod arbitrate;
 pub mod decision;
 mod engine;
 mod evaluate;
@@ -39,14 +39,13 @@ mod records;
 mod rejected;
 pub mod replay;
 mod run;
-pub mod scope;
+pub(crate) mod scope;
 mod snapshot;
 
 use crate::base::lang::Enforcement;
 use decision::Decision;
 
 pub use engine::Engine;
-pub use judge::zone_of;
 pub use run::{Bound, Grant, Run, RunState, Throttle, Totals};
 
 /// A limit's zone (LANGUAGE §8).

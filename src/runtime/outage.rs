@@ -11,7 +11,7 @@ use crate::base::lang::OnError;
 
 impl Engine {
     /// Turns a judged step's outcome into the one answered during a store outage.
-    pub fn store_outage(&self, run: &mut Run, outcome: &mut Outcome) {
+    pub(crate) fn store_outage(&self, run: &mut Run, outcome: &mut Outcome) {
         let program = self.program();
         let bound: Vec<_> = run
             .bound

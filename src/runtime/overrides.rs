@@ -472,7 +472,7 @@ impl Engine {
     }
 
     /// Takes an approval of a pending request. `Err` rejects the line (no such request).
-    pub fn approval(&mut self, run: &mut Run, a: &Approval) -> Result<Outcome, String> {
+    pub(crate) fn approval(&mut self, run: &mut Run, a: &Approval) -> Result<Outcome, String> {
         let Some(previous) = run.requests.get(&a.request).cloned() else {
             return Err(format!(
                 "`override` {} names no override request of run `{}`",

@@ -44,7 +44,7 @@ fn index(i: usize) -> u16 {
 impl Engine {
     /// An engine over `home`'s program followed by `current`'s, for runs of `home` that
     /// re-bind against `current`. Its decisions name the current artifact.
-    pub fn merged(home: &Engine, current: &Engine) -> Result<Engine, MergeError> {
+    pub(crate) fn merged(home: &Engine, current: &Engine) -> Result<Engine, MergeError> {
         let merged = merge::merge(home.program(), current.program())?;
         let artifact = Artifact {
             id: current.artifact.id.clone(),
@@ -75,14 +75,14 @@ impl Engine {
     }
 
     /// An engine built by [`Engine::merged`], not loaded from an artifact.
-    pub fn is_merged(&self) -> bool {
+    pub(crate) fn is_merged(&self) -> bool {
         self.merged.is_some()
     }
 
     /// Whether a run of this engine re-binds when `current` is deployed: it has `each_step`
     /// policies bound, `current` has some in its scope, or it has not passed its first
     /// token and either artifact has `first_token` policies for it.
-    pub fn rebinds_on(&self, run: &Run, current: &Engine) -> bool {
+    pub(crate) fn rebinds_on(&self, run: &Run, current: &Engine) -> bool {
         let ours = |b: &Bound| self.policy_desc(b.policy).map(|p| p.bind);
         let theirs = |bind: Bind| {
             current
@@ -104,7 +104,7 @@ impl Engine {
     /// home's `run_start` and bound `first_token` policies stay, its `each_step` policies
     /// give way to the current artifact's, and awaiting `first_token` policies are now the
     /// current artifact's. New aggregates start empty here.
-    pub fn adopt(&self, run: &mut Run) {
+    pub(crate) fn adopt(&self, run: &mut Run) {
         let Some(parts) = &self.merged else {
             return;
         };

@@ -16,13 +16,13 @@ use std::sync::Arc;
 /// `step`, or a line of no known type (a misspelled `"stpe"` may carry usage). Run starts,
 /// overrides, approvals, deploys and run ends carry no usage, and a retried `run_start`
 /// must never stop its run.
-pub fn judged_as_error(rejection: &Rejection) -> bool {
+pub(crate) fn judged_as_error(rejection: &Rejection) -> bool {
     rejection.run_id.is_some() && matches!(rejection.event, None | Some(EventKind::Step))
 }
 
 impl Engine {
     /// Judges a rejected step of a live run under `on_error`.
-    pub fn rejected_step(&self, run: &mut Run, rejection: &Rejection) -> Decision {
+    pub(crate) fn rejected_step(&self, run: &mut Run, rejection: &Rejection) -> Decision {
         let program = self.program();
         let reason = rejection.reason();
         let mut signals = Vec::new();

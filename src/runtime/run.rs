@@ -102,7 +102,7 @@ pub struct Grant {
 
 impl Grant {
     /// In force at `ts` (LANGUAGE §10: while `step.ts < until`).
-    pub fn active_at(&self, ts: i64) -> bool {
+    pub(crate) fn active_at(&self, ts: i64) -> bool {
         self.until.is_none_or(|u| ts < u)
     }
 }

@@ -4,7 +4,7 @@ use crate::base::lang::{Scope, Selector};
 use crate::runtime::event::RunStart;
 
 /// Evaluates a scope against a run's attributes (absent ones are `""`).
-pub fn matches(scope: &Scope, run: &RunStart) -> bool {
+pub(crate) fn matches(scope: &Scope, run: &RunStart) -> bool {
     scope.matches(&|s: &Selector| -> &str {
         match s {
             Selector::Tenant => &run.tenant,

@@ -30,7 +30,7 @@ pub(super) struct TokenEntry {
 
 /// Who a request is.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Principal {
+pub(crate) struct Principal {
     pub actor: String,
     pub roles: Vec<String>,
     pub admin: bool,
@@ -38,12 +38,12 @@ pub struct Principal {
 
 impl Principal {
     /// May read evidence, alerts and run state.
-    pub fn may_read(&self) -> bool {
+    pub(crate) fn may_read(&self) -> bool {
         self.admin || self.roles.iter().any(|r| r == "read")
     }
 
     /// May start runs and send steps when ingest needs a token.
-    pub fn may_ingest(&self) -> bool {
+    pub(crate) fn may_ingest(&self) -> bool {
         self.roles.iter().any(|r| r == "ingest")
     }
 }
@@ -102,7 +102,7 @@ impl Tokens {
     }
 
     /// The principal of an `Authorization` header value, if it is a known bearer token.
-    pub fn principal(&self, authorization: Option<&str>) -> Option<&Principal> {
+    pub(crate) fn principal(&self, authorization: Option<&str>) -> Option<&Principal> {
         let given = authorization?.strip_prefix("Bearer ")?.trim().as_bytes();
         // Compare with every token, so that the time taken does not say which matched.
         let mut found = None;

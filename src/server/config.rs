@@ -105,7 +105,7 @@ struct SmtpEntry {
 pub struct Config {
     pub tokens: Tokens,
     /// Where `email` channels are sent; without it, email alerts are recorded as not
-    /// delivered ("no [smtp] relay is configured").
+    /// delivered ("no smtp relay is configured").
     pub smtp: Option<SmtpRelay>,
     pub server: Settings,
 }

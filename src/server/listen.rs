@@ -27,7 +27,7 @@ fn busy() -> Vec<u8> {
 
 /// Serves `router` on `listener` until `stop` completes; then waits for the connections
 /// in flight to finish their requests.
-pub async fn serve(
+pub(crate) async fn serve(
     listener: TcpListener,
     router: Router,
     settings: &Settings,

@@ -36,7 +36,7 @@ fn action_index(a: Action) -> usize {
 }
 
 impl Metrics {
-    pub fn decision(&self, d: &Decision) {
+    pub(crate) fn decision(&self, d: &Decision) {
         if d.event == Some("step") && d.seq.is_some() {
             self.steps.fetch_add(1, Ordering::Relaxed);
         }
@@ -54,7 +54,7 @@ impl Metrics {
         }
     }
 
-    pub fn store_commit(&self, took: std::time::Duration, ok: bool) {
+    pub(crate) fn store_commit(&self, took: std::time::Duration, ok: bool) {
         self.commits.fetch_add(1, Ordering::Relaxed);
         if !ok {
             self.commit_failures.fetch_add(1, Ordering::Relaxed);
@@ -63,23 +63,23 @@ impl Metrics {
         self.commit_micros.fetch_add(micros, Ordering::Relaxed);
     }
 
-    pub fn store_down(&self) -> bool {
+    pub(crate) fn store_down(&self) -> bool {
         self.store_down.load(Ordering::SeqCst)
     }
 
-    pub fn set_store_down(&self, down: bool) {
+    pub(crate) fn set_store_down(&self, down: bool) {
         self.store_down.store(down, Ordering::SeqCst);
     }
 
-    pub fn queued(&self) -> u64 {
+    pub(crate) fn queued(&self) -> u64 {
         self.queued.load(Ordering::SeqCst)
     }
 
-    pub fn queued_bytes(&self) -> u64 {
+    pub(crate) fn queued_bytes(&self) -> u64 {
         self.queued_bytes.load(Ordering::SeqCst)
     }
 
-    pub fn set_queued(&self, n: usize, bytes: usize) {
+    pub(crate) fn set_queued(&self, n: usize, bytes: usize) {
         self.queued
             .store(u64::try_from(n).unwrap_or(u64::MAX), Ordering::SeqCst);
         self.queued_bytes
@@ -87,7 +87,7 @@ impl Metrics {
     }
 
     /// One delivery attempt to a channel of `kind` (`webhook`, `slack`, `email`).
-    pub fn delivery(&self, kind: &str, delivered: bool) {
+    pub(crate) fn delivery(&self, kind: &str, delivered: bool) {
         let slot = CHANNELS
             .iter()
             .position(|k| *k == kind)
@@ -98,7 +98,7 @@ impl Metrics {
         }
     }
 
-    pub fn render(&self) -> String {
+    pub(crate) fn render(&self) -> String {
         let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
         let mut out = String::new();
         out.push_str("# HELP lever_steps_total Steps judged.\n# TYPE lever_steps_total counter\n");

@@ -19,7 +19,7 @@ mod routes;
 mod run_locks;
 mod writer;
 
-pub use auth::{Principal, Tokens};
+pub(crate) use auth::{Principal, Tokens};
 
 /// Decodes a request body as the server does before judging it (for fuzzing): its fields
 /// with their JSON text, or why it is refused.
@@ -60,12 +60,12 @@ pub struct Options {
 }
 
 /// The threads a server runs besides its async runtime, joined when it stops.
-pub struct Threads {
+pub(crate) struct Threads {
     writer: std::thread::JoinHandle<Result<(), String>>,
     delivery: std::thread::JoinHandle<()>,
 }
 
-pub struct Server {
+pub(crate) struct Server {
     /// The runtime (shared with the alert worker, which reads channels of its artifacts).
     replay: Arc<Mutex<Replay>>,
     /// Requests so far: the "line" numbers of rejected inputs.
@@ -89,7 +89,7 @@ pub struct Server {
 
 impl Server {
     /// The server, and its evidence writer and alert delivery threads.
-    pub fn new(options: Options) -> Result<(Arc<Server>, Threads), String> {
+    pub(crate) fn new(options: Options) -> Result<(Arc<Server>, Threads), String> {
         let replay = Replay::with_engine(
             options.artifact,
             options.base_dir,

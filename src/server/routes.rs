@@ -41,7 +41,7 @@ pub(super) fn error(status: StatusCode, why: &str) -> Response {
 impl Server {
     /// Every route, with who may call it, the body limits and the request timeout; every
     /// error answer is JSON.
-    pub fn router(self: &Arc<Self>) -> Router {
+    pub(crate) fn router(self: &Arc<Self>) -> Router {
         use axum::extract::DefaultBodyLimit;
         use axum::middleware::{from_fn, from_fn_with_state, map_response_with_state};
         let s = &self.settings;

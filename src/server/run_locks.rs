@@ -9,12 +9,12 @@ use std::sync::{Arc, Mutex};
 use tokio::sync::OwnedMutexGuard;
 
 #[derive(Default)]
-pub struct RunLocks {
+pub(crate) struct RunLocks {
     map: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
 }
 
 /// A run's turn; the next request of the run goes on when it is dropped.
-pub struct RunTurn<'a> {
+pub(crate) struct RunTurn<'a> {
     locks: &'a RunLocks,
     key: String,
     guard: Option<OwnedMutexGuard<()>>,
@@ -22,7 +22,7 @@ pub struct RunTurn<'a> {
 
 impl RunLocks {
     /// Waits for the run's turn.
-    pub async fn turn(&self, run_id: &str) -> RunTurn<'_> {
+    pub(crate) async fn turn(&self, run_id: &str) -> RunTurn<'_> {
         let lock = {
             let mut map = self
                 .map

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::oneshot;
 
 /// Records to commit, and who waits to hear what became of them.
-pub struct Commit {
+pub(crate) struct Commit {
     pub records: Vec<Sealed>,
     pub done: oneshot::Sender<Committed>,
 }
@@ -27,7 +27,7 @@ const RETRY: Duration = Duration::from_secs(1);
 
 /// The writer thread's loop; returns when every sender is gone. `Err` at exit names the
 /// records that could not be written (they stay in the spill file for the next start).
-pub fn run(
+pub(crate) fn run(
     mut store: Durable,
     jobs: mpsc::Receiver<Commit>,
     metrics: Arc<Metrics>,

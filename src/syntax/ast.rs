@@ -3,26 +3,26 @@
 //! Nothing here is resolved or typed; names are as written. The checker turns this into
 //! the checked program ([`crate::check::hir`]).
 
-pub use crate::base::lang::{AggFunc, BinOp, Bind, ChannelKind, Conflict, OnError, Unit};
+pub(crate) use crate::base::lang::{AggFunc, BinOp, Bind, ChannelKind, Conflict, OnError, Unit};
 use crate::base::source::{FileId, Span};
 
 /// A single identifier as written.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Name {
+pub(crate) struct Name {
     pub text: String,
     pub span: Span,
 }
 
 /// A dotted name: `std.llm.cost`, `step.cost`, `gpt4_cost`.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct QName {
+pub(crate) struct QName {
     pub parts: Vec<Name>,
     pub span: Span,
 }
 
 impl QName {
     /// The name joined with dots.
-    pub fn dotted(&self) -> String {
+    pub(crate) fn dotted(&self) -> String {
         let parts: Vec<&str> = self.parts.iter().map(|p| p.text.as_str()).collect();
         parts.join(".")
     }
@@ -30,14 +30,14 @@ impl QName {
 
 /// A string literal with its decoded text.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct StrLit {
+pub(crate) struct StrLit {
     pub value: String,
     pub span: Span,
 }
 
 /// An integer as used by `version`, `precedence`, `max_per_run` and `approvals`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct IntLit {
+pub(crate) struct IntLit {
     /// `None` when it does not fit in 64 bits (reported by the checker).
     pub value: Option<u64>,
     pub span: Span,
@@ -45,7 +45,7 @@ pub struct IntLit {
 
 /// A quantity literal used where the grammar wants one kind (`near 80%`, `for 1h`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct QuantityLit {
+pub(crate) struct QuantityLit {
     /// 10⁻⁹ units; `None` when the literal was invalid (already reported).
     pub value: Option<i64>,
     pub span: Span,
@@ -53,19 +53,19 @@ pub struct QuantityLit {
 
 /// A parsed file.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct File {
+pub(crate) struct File {
     pub file: FileId,
     pub items: Vec<Item>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Item {
+pub(crate) struct Item {
     pub kind: ItemKind,
     pub span: Span,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum ItemKind {
+pub(crate) enum ItemKind {
     Import(QName),
     Signal {
         name: Name,
@@ -96,27 +96,27 @@ pub enum ItemKind {
 /// The types a field, monitor or expression can have (LANGUAGE §4).
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct UnitName {
+pub(crate) struct UnitName {
     pub unit: Unit,
     pub span: Span,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct MonitorDecl {
+pub(crate) struct MonitorDecl {
     pub name: Name,
     pub expr: Expr,
     pub span: Span,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ChannelDecl {
+pub(crate) struct ChannelDecl {
     pub name: Name,
     pub kind: ChannelKind,
     pub args: Vec<ChannelArg>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ChannelArg {
+pub(crate) struct ChannelArg {
     pub name: Name,
     pub value: ArgValue,
     pub span: Span,
@@ -131,7 +131,7 @@ pub enum ArgValue {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PolicyDecl {
+pub(crate) struct PolicyDecl {
     pub name: Name,
     pub clauses: Vec<Clause>,
     /// Keywords of clauses that failed to parse (already reported), so that the checker
@@ -140,32 +140,32 @@ pub struct PolicyDecl {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Clause {
+pub(crate) struct Clause {
     pub kind: ClauseKind,
     pub span: Span,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum InspectKey {
+pub(crate) enum InspectKey {
     PromptLogging,
     PiiCapture,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct InspectSetting {
+pub(crate) struct InspectSetting {
     pub key: InspectKey,
     pub allow: bool,
     pub span: Span,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum AlertSetting {
+pub(crate) enum AlertSetting {
     MaxPerRun(IntLit),
     MinInterval(QuantityLit),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum ClauseKind {
+pub(crate) enum ClauseKind {
     Version(IntLit),
     Description(StrLit),
     Scope(Scope),
@@ -182,7 +182,7 @@ pub enum ClauseKind {
 
 impl ClauseKind {
     /// The clause's keyword.
-    pub fn keyword(&self) -> &'static str {
+    pub(crate) fn keyword(&self) -> &'static str {
         match self {
             ClauseKind::Version(_) => "version",
             ClauseKind::Description(_) => "description",
@@ -201,7 +201,7 @@ impl ClauseKind {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct LimitDecl {
+pub(crate) struct LimitDecl {
     pub monitor: QName,
     pub value: Expr,
     pub near: Option<NearClause>,
@@ -209,14 +209,14 @@ pub struct LimitDecl {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct NearClause {
+pub(crate) struct NearClause {
     pub percent: QuantityLit,
     pub actions: Vec<Action>,
     pub span: Span,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct BreachClause {
+pub(crate) struct BreachClause {
     pub actions: Vec<Action>,
     pub span: Span,
 }
@@ -228,7 +228,7 @@ pub struct Action {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum ActionKind {
+pub(crate) enum ActionKind {
     Pause,
     Stop,
     Kill,
@@ -242,7 +242,7 @@ pub enum Grantee {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Rule {
+pub(crate) struct Rule {
     pub grantee: Grantee,
     pub kind: RuleKind,
     pub ttl: Option<QuantityLit>,
@@ -259,7 +259,7 @@ pub enum RuleKind {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Ceiling {
+pub(crate) enum Ceiling {
     Percent(QuantityLit),
     Value(Expr),
 }
@@ -280,7 +280,7 @@ pub struct Scope {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum ScopeKind {
+pub(crate) enum ScopeKind {
     All,
     Eq {
         selector: Selector,
@@ -298,7 +298,7 @@ pub enum ScopeKind {
 
 /// The unit a number literal was written in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum NumUnit {
+pub(crate) enum NumUnit {
     Count,
     Usd,
     Tokens,
@@ -307,7 +307,7 @@ pub enum NumUnit {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Literal {
+pub(crate) enum Literal {
     Number { unit: NumUnit, value: Option<i64> },
     Str(String),
     Bool(bool),

@@ -4,17 +4,17 @@
 //! (`testing`). Knows nothing of names, units or
 //! policies' meaning; never fails as a whole (it returns a tree and diagnostics).
 
-pub mod ast;
+pub(crate) mod ast;
 pub mod grammar;
 pub mod lexer;
-pub mod parser;
-pub mod testing;
+pub(crate) mod parser;
+pub(crate) mod testing;
 
 use crate::base::diag::Diagnostic;
 use crate::base::source::FileId;
 
 /// Lexes and parses one file.
-pub fn parse_file(file: FileId, text: &str) -> (ast::File, Vec<Diagnostic>) {
+pub(crate) fn parse_file(file: FileId, text: &str) -> (ast::File, Vec<Diagnostic>) {
     let (tokens, mut diags) = lexer::lex(file, text);
     let (tree, parse_diags) = parser::parse(file, text, &tokens);
     diags.extend(parse_diags);

@@ -14,7 +14,7 @@ use std::collections::VecDeque;
 
 /// The state of one aggregate for one run.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum AggState {
+pub(crate) enum AggState {
     /// `sum` and `count` (a count adds 10⁹ per step).
     Total(Result<i64, ArithError>),
     Extreme(Result<Option<i64>, ArithError>),
@@ -25,7 +25,7 @@ pub enum AggState {
 
 /// `rate`'s window of matching steps.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct Window {
+pub(crate) struct Window {
     entries: VecDeque<(i64, i64)>,
     /// Timestamps of steps in the window whose term failed, with the first error.
     failures: VecDeque<(i64, ArithError)>,
@@ -34,7 +34,7 @@ pub struct Window {
 
 impl AggState {
     /// The empty state for an aggregate.
-    pub fn new(desc: &AggDesc) -> AggState {
+    pub(crate) fn new(desc: &AggDesc) -> AggState {
         match desc.func {
             AggFunc::Sum | AggFunc::Count => AggState::Total(Ok(0)),
             AggFunc::Max | AggFunc::Min => AggState::Extreme(Ok(None)),
@@ -45,7 +45,7 @@ impl AggState {
     }
 
     /// Heap bytes held beyond the state itself.
-    pub fn heap_bytes(&self) -> usize {
+    pub(crate) fn heap_bytes(&self) -> usize {
         match self {
             AggState::Window(w) => {
                 std::mem::size_of::<Window>()
@@ -58,7 +58,7 @@ impl AggState {
 
     /// Takes one step in: `matched` is the filter's verdict (a value of `Slot::Bool`, or an
     /// error), `term` the argument's value when matched (`Slot::Num(SCALE)` for a count).
-    pub fn update(&mut self, desc: &AggDesc, ts: i64, matched: Slot, term: Slot) {
+    pub(crate) fn update(&mut self, desc: &AggDesc, ts: i64, matched: Slot, term: Slot) {
         if let AggState::Window(w) = self {
             w.evict(ts, desc.window);
         }
@@ -113,7 +113,7 @@ impl AggState {
     }
 
     /// The aggregate's value at the current step.
-    pub fn value(&self) -> Slot {
+    pub(crate) fn value(&self) -> Slot {
         match self {
             AggState::Total(t) => t.map_or_else(Slot::Err, Slot::Num),
             AggState::Extreme(e) => match e {

@@ -1,6 +1,6 @@
 //! The bytecode interpreter: evaluates code against one step, and keeps aggregates.
 //!
-//! Values are tri-state ([`Slot`]): a value, no value (an aggregate that matched no step),
+//! Values are tri-state (`Slot`): a value, no value (an aggregate that matched no step),
 //! or an evaluation error. Operators combine them by one rule (LANGUAGE appendix, 9): any
 //! no-value operand gives no value, even where it would divide by zero; otherwise the
 //! leftmost error wins; otherwise the operator computes with [`crate::base::num`]. `and` and
@@ -10,7 +10,7 @@
 mod aggregate;
 mod ops;
 
-pub use aggregate::AggState;
+pub(crate) use aggregate::AggState;
 use ops::field_cmp_num;
 pub(crate) use ops::{binary, field_eq_str, in_list, unary};
 
@@ -19,7 +19,7 @@ use crate::compile::bytecode::{Code, Op, Program};
 
 /// A string an instruction refers to, resolved against the step when compared.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum StrRef {
+pub(crate) enum StrRef {
     Const(u32),
     Field(u16),
     Label(u16),
@@ -27,7 +27,7 @@ pub enum StrRef {
 
 /// One value on the stack.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Slot {
+pub(crate) enum Slot {
     Num(i64),
     Bool(bool),
     Str(StrRef),
@@ -36,12 +36,12 @@ pub enum Slot {
     Err(ArithError),
 }
 
-pub use crate::compile::bytecode::MAX_STR_FIELDS;
+pub(crate) use crate::compile::bytecode::MAX_STR_FIELDS;
 
 /// A string field's interned id when its value is no constant of the program.
-pub const NOT_A_CONSTANT: u32 = u32::MAX;
+pub(crate) const NOT_A_CONSTANT: u32 = u32::MAX;
 /// A string field's interned id when it was not interned (compare the text instead).
-pub const NOT_INTERNED: u32 = u32::MAX - 1;
+pub(crate) const NOT_INTERNED: u32 = u32::MAX - 1;
 
 /// A fixed-size stack over a reusable buffer sized by the code's `max_stack`.
 struct Stack<'s> {
@@ -80,7 +80,7 @@ impl Stack<'_> {
 }
 
 /// What code reads at one step: field values, run labels, aggregates and monitors.
-pub struct Ctx<'a> {
+pub(crate) struct Ctx<'a> {
     pub program: &'a Program,
     pub nums: &'a [i64],
     pub bools: &'a [bool],
@@ -95,7 +95,7 @@ pub struct Ctx<'a> {
 
 impl<'a> Ctx<'a> {
     /// A context over one step's fields, before aggregates and monitors have values.
-    pub fn step(
+    pub(crate) fn step(
         program: &'a Program,
         nums: &'a [i64],
         bools: &'a [bool],
@@ -116,7 +116,7 @@ impl<'a> Ctx<'a> {
     }
 
     /// The same context with aggregate and monitor values, for monitor code.
-    pub fn with_values(&self, aggs: &'a [Slot], monitors: &'a [Slot]) -> Ctx<'a> {
+    pub(crate) fn with_values(&self, aggs: &'a [Slot], monitors: &'a [Slot]) -> Ctx<'a> {
         Ctx {
             aggs,
             monitors,
@@ -174,7 +174,7 @@ fn simple(op: &Op, ctx: &Ctx<'_>) -> Option<Slot> {
 /// directly; everything else runs on the stack machine. Both paths are the same
 /// semantics: `and`/`or` stop at the first operand unless it is `true`/`false`.
 #[inline(always)]
-pub fn eval(code: &Code, ctx: &Ctx<'_>, stack: &mut Vec<Slot>) -> Slot {
+pub(crate) fn eval(code: &Code, ctx: &Ctx<'_>, stack: &mut Vec<Slot>) -> Slot {
     match code.ops.as_slice() {
         [op] => {
             if let Some(v) = simple(op, ctx) {

@@ -2,5 +2,5 @@
 //! memory through the compiled set (`run`), and the outcomes are reported, with coverage of
 //! thresholds and override rules (`report`).
 
-pub mod report;
-pub mod run;
+pub(crate) mod report;
+pub(crate) mod run;

@@ -8,7 +8,7 @@ use std::collections::BTreeSet;
 
 /// What the tests reached of the policy set.
 #[derive(Debug, Clone, serde::Serialize)]
-pub struct Coverage {
+pub(crate) struct Coverage {
     /// `policy limit near|breach` reached, of all.
     pub thresholds_reached: Vec<String>,
     pub thresholds_missed: Vec<String>,
@@ -17,7 +17,7 @@ pub struct Coverage {
     pub rules_missed: Vec<String>,
 }
 
-pub fn coverage(program: &Program, outcomes: &[Outcome]) -> Coverage {
+pub(crate) fn coverage(program: &Program, outcomes: &[Outcome]) -> Coverage {
     let hit: BTreeSet<(String, String, String)> = outcomes
         .iter()
         .flat_map(|o| o.thresholds.iter().cloned())
@@ -65,7 +65,7 @@ fn title(o: &Outcome) -> String {
 }
 
 /// The human report.
-pub fn text(outcomes: &[Outcome], coverage: Option<&Coverage>) -> String {
+pub(crate) fn text(outcomes: &[Outcome], coverage: Option<&Coverage>) -> String {
     let files: BTreeSet<&str> = outcomes.iter().map(|o| o.path.as_str()).collect();
     let mut out = format!(
         "\nrunning {} test{} from {} file{}\n",
@@ -133,7 +133,7 @@ pub fn text(outcomes: &[Outcome], coverage: Option<&Coverage>) -> String {
 }
 
 /// The JSON report.
-pub fn json(outcomes: &[Outcome], coverage: Option<&Coverage>) -> serde_json::Value {
+pub(crate) fn json(outcomes: &[Outcome], coverage: Option<&Coverage>) -> serde_json::Value {
     let failed = outcomes.iter().filter(|o| !o.passed()).count();
     let mut v = serde_json::json!({
         "tests": outcomes.iter().map(|o| serde_json::json!({

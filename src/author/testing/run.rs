@@ -22,7 +22,7 @@ const RUN: &str = "test";
 
 /// One failed expectation.
 #[derive(Debug, Clone, serde::Serialize)]
-pub struct Failure {
+pub(crate) struct Failure {
     /// The `expect` statement's line.
     pub line: usize,
     pub expected: String,
@@ -51,13 +51,13 @@ pub struct Outcome {
 }
 
 impl Outcome {
-    pub fn passed(&self) -> bool {
+    pub(crate) fn passed(&self) -> bool {
         self.failures.is_empty()
     }
 }
 
 /// A decision in short lines, for failure reports.
-pub fn summary(d: &Decision) -> Vec<String> {
+pub(crate) fn summary(d: &Decision) -> Vec<String> {
     let mut out = vec![format!(
         "action {}{}",
         d.action.name(),
@@ -235,7 +235,7 @@ fn gap_of(kind: &StmtKind) -> Option<i64> {
 }
 
 /// Runs one test against `artifact`; `line_of` gives a statement's line.
-pub fn run(
+pub(crate) fn run(
     artifact: &Arc<Artifact>,
     test: &Test,
     line_of: &dyn Fn(crate::base::source::Span) -> usize,

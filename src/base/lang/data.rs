@@ -47,7 +47,7 @@ pub enum Scope {
 
 impl Scope {
     /// Whether a run whose attributes `get` reads is in the scope (absent ones are `""`).
-    pub fn matches<'a>(&self, get: &impl Fn(&Selector) -> &'a str) -> bool {
+    pub(crate) fn matches<'a>(&self, get: &impl Fn(&Selector) -> &'a str) -> bool {
         match self {
             Scope::All => true,
             Scope::Eq(s, v) => get(s) == v,

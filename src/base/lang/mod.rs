@@ -30,7 +30,7 @@ pub enum Unit {
 }
 
 impl Unit {
-    pub fn from_word(word: &str) -> Option<Unit> {
+    pub(crate) fn from_word(word: &str) -> Option<Unit> {
         Some(match word {
             "count" => Unit::Count,
             "tokens" => Unit::Tokens,
@@ -44,7 +44,7 @@ impl Unit {
         })
     }
 
-    pub fn name(self) -> &'static str {
+    pub(crate) fn name(self) -> &'static str {
         match self {
             Unit::Count => "count",
             Unit::Tokens => "tokens",
@@ -58,7 +58,7 @@ impl Unit {
     }
 
     /// Quantities that `+`, `-`, `*`, `/`, `sum` and limits apply to.
-    pub fn is_number(self) -> bool {
+    pub(crate) fn is_number(self) -> bool {
         matches!(
             self,
             Unit::Count | Unit::Tokens | Unit::Usd | Unit::Duration
@@ -77,7 +77,7 @@ pub enum ChannelKind {
 }
 
 impl ChannelKind {
-    pub fn name(self) -> &'static str {
+    pub(crate) fn name(self) -> &'static str {
         match self {
             ChannelKind::Webhook => "webhook",
             ChannelKind::Slack => "slack",
@@ -106,7 +106,7 @@ pub enum Conflict {
 }
 
 impl Conflict {
-    pub fn name(self) -> &'static str {
+    pub(crate) fn name(self) -> &'static str {
         match self {
             Conflict::MostRestrictive => "most_restrictive",
             Conflict::ExplicitPriority => "explicit_priority",
@@ -135,7 +135,7 @@ pub enum Bind {
 }
 
 impl Bind {
-    pub fn name(self) -> &'static str {
+    pub(crate) fn name(self) -> &'static str {
         match self {
             Bind::RunStart => "run_start",
             Bind::FirstToken => "first_token",
@@ -189,7 +189,7 @@ pub enum BinOp {
 }
 
 impl BinOp {
-    pub fn symbol(self) -> &'static str {
+    pub(crate) fn symbol(self) -> &'static str {
         match self {
             BinOp::Or => "or",
             BinOp::And => "and",
@@ -229,7 +229,7 @@ pub enum AggFunc {
 }
 
 impl AggFunc {
-    pub fn from_word(word: &str) -> Option<AggFunc> {
+    pub(crate) fn from_word(word: &str) -> Option<AggFunc> {
         Some(match word {
             "sum" => AggFunc::Sum,
             "count" => AggFunc::Count,
@@ -242,7 +242,7 @@ impl AggFunc {
         })
     }
 
-    pub fn name(self) -> &'static str {
+    pub(crate) fn name(self) -> &'static str {
         match self {
             AggFunc::Sum => "sum",
             AggFunc::Count => "count",
@@ -276,7 +276,7 @@ pub enum Enforcement {
 }
 
 impl Enforcement {
-    pub fn name(self) -> &'static str {
+    pub(crate) fn name(self) -> &'static str {
         match self {
             Enforcement::Pause => "pause",
             Enforcement::Stop => "stop",
@@ -294,7 +294,7 @@ pub enum OverrideKind {
 }
 
 impl OverrideKind {
-    pub fn name(self) -> &'static str {
+    pub(crate) fn name(self) -> &'static str {
         match self {
             OverrideKind::Raise => "raise",
             OverrideKind::Suspend => "suspend",
@@ -306,4 +306,4 @@ impl OverrideKind {
 mod data;
 mod tagged;
 
-pub use data::{ArgValue, ChannelRef, Grantee, Scope, Selector};
+pub(crate) use data::{ArgValue, ChannelRef, Grantee, Scope, Selector};

@@ -32,7 +32,7 @@ const ENTRY: u64 = 72;
 
 /// One chain's records in one segment.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct ChainPart {
+pub(crate) struct ChainPart {
     /// Frame offsets, in order.
     pub offsets: Vec<u32>,
     /// The chain's head after this segment's last record of it.
@@ -43,7 +43,7 @@ pub struct ChainPart {
 
 /// What one segment holds: built while a segment is appended to, written when it is sealed.
 #[derive(Debug, Clone, Default)]
-pub struct Contents {
+pub(crate) struct Contents {
     pub chains: HashMap<String, ChainPart>,
     /// Ids (first 16 bytes) of records that stand for themselves.
     pub keyless: Vec<[u8; 16]>,
@@ -52,7 +52,7 @@ pub struct Contents {
 }
 
 /// The kinds whose offsets an index lists: what the alert outbox reads back.
-pub fn is_outbox(kind: super::super::RecordKind) -> bool {
+pub(crate) fn is_outbox(kind: super::super::RecordKind) -> bool {
     matches!(
         kind,
         super::super::RecordKind::Alert | super::super::RecordKind::AlertDelivery
@@ -60,14 +60,14 @@ pub fn is_outbox(kind: super::super::RecordKind) -> bool {
 }
 
 /// The first 16 bytes of an id: what the store keeps in memory to deduplicate.
-pub fn short(id: &[u8; 32]) -> [u8; 16] {
+pub(crate) fn short(id: &[u8; 32]) -> [u8; 16] {
     let mut out = [0u8; 16];
     out.copy_from_slice(id.get(..16).unwrap_or(&[0; 16]));
     out
 }
 
 /// The hash a chain key is indexed by.
-pub fn key_hash(key: &str) -> u64 {
+pub(crate) fn key_hash(key: &str) -> u64 {
     let h = blake3::hash(key.as_bytes());
     let mut b = [0u8; 8];
     b.copy_from_slice(h.as_bytes().get(..8).unwrap_or(&[0; 8]));
@@ -76,7 +76,7 @@ pub fn key_hash(key: &str) -> u64 {
 
 impl Contents {
     /// Takes in the record at `offset`.
-    pub fn add(&mut self, offset: u32, s: &Summary) {
+    pub(crate) fn add(&mut self, offset: u32, s: &Summary) {
         let part = self.chains.entry(s.chain_key()).or_default();
         part.offsets.push(offset);
         part.last = Some(s.head());
@@ -97,7 +97,7 @@ fn u32_of(n: usize) -> std::io::Result<u32> {
 }
 
 /// Writes the index of a segment of `len` bytes, durably, replacing any earlier one.
-pub fn write(path: &Path, len: u64, contents: &Contents) -> std::io::Result<()> {
+pub(crate) fn write(path: &Path, len: u64, contents: &Contents) -> std::io::Result<()> {
     let mut chains: Vec<(u64, &String, &ChainPart)> = contents
         .chains
         .iter()
@@ -172,7 +172,7 @@ pub fn write(path: &Path, len: u64, contents: &Contents) -> std::io::Result<()> 
 /// A sealed segment's index, opened: the chain-key hashes in memory, entries read from the
 /// file when a chain is looked up.
 #[derive(Debug)]
-pub struct Index {
+pub(crate) struct Index {
     file: File,
     hashes: Vec<u64>,
     counts: [u64; 5],
@@ -197,7 +197,7 @@ fn read_u64(b: &[u8], at: usize) -> u64 {
 /// Opens the index of a segment of `len` bytes: `Ok(None)` when it is missing, stale (for
 /// another length) or damaged, so that the caller rebuilds it. Also returns the keyless
 /// ids it lists.
-pub fn open(path: &Path, len: u64) -> std::io::Result<Option<(Index, Vec<[u8; 16]>)>> {
+pub(crate) fn open(path: &Path, len: u64) -> std::io::Result<Option<(Index, Vec<[u8; 16]>)>> {
     let mut file = match File::open(path) {
         Ok(f) => f,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
@@ -262,7 +262,7 @@ impl Index {
     }
 
     /// The chain's records in this segment, if it has any.
-    pub fn lookup(&self, key: &str) -> std::io::Result<Option<ChainPart>> {
+    pub(crate) fn lookup(&self, key: &str) -> std::io::Result<Option<ChainPart>> {
         let hash = key_hash(key);
         let first = self.hashes.partition_point(|h| *h < hash);
         for i in first..self.hashes.len() {
@@ -309,12 +309,12 @@ impl Index {
     }
 
     /// Every chain of the segment with its part.
-    pub fn chains(&self) -> std::io::Result<Vec<(String, ChainPart)>> {
+    pub(crate) fn chains(&self) -> std::io::Result<Vec<(String, ChainPart)>> {
         (0..self.counts[0]).map(|i| self.entry(i)).collect()
     }
 
     /// Offsets of the segment's alert records.
-    pub fn outbox(&self) -> std::io::Result<Vec<u32>> {
+    pub(crate) fn outbox(&self) -> std::io::Result<Vec<u32>> {
         let raw = self.read(self.outbox_at(), 4 * self.counts[2] as usize)?;
         Ok((0..self.counts[2] as usize)
             .map(|j| read_u32(&raw, 4 * j))

@@ -13,7 +13,7 @@ use std::path::Path;
 
 /// The held lock; released when dropped (and by the kernel if the process dies).
 #[derive(Debug)]
-pub struct WriterLock {
+pub(crate) struct WriterLock {
     _file: File,
 }
 
@@ -32,7 +32,7 @@ fn holder(file: &mut File) -> String {
 }
 
 /// Takes the writer lock of the store in `dir`, or says who holds it.
-pub fn acquire(dir: &Path) -> Result<WriterLock, StoreError> {
+pub(crate) fn acquire(dir: &Path) -> Result<WriterLock, StoreError> {
     let path = lock_path(dir);
     let io = |source| StoreError::Io {
         path: path.display().to_string(),
@@ -63,7 +63,7 @@ pub fn acquire(dir: &Path) -> Result<WriterLock, StoreError> {
 }
 
 /// Whether another process holds the writer lock: its last append may be in progress.
-pub fn held_by_other(dir: &Path) -> bool {
+pub(crate) fn held_by_other(dir: &Path) -> bool {
     let Ok(file) = File::open(lock_path(dir)) else {
         return false;
     };

@@ -2,7 +2,7 @@
 //! index beside each sealed segment.
 //!
 //! `DIR/evidence-NNNNNN.log`, numbered from 0; a segment is sealed, and a new one started,
-//! once it passes [`SEGMENT_BYTES`]. An append is one write and one fsync of its batch (the
+//! once it passes `SEGMENT_BYTES`. An append is one write and one fsync of its batch (the
 //! group commit) before it returns. One process writes a store at a time (`lock`).
 //!
 //! Memory does not grow with the store: opening reads each sealed segment's index (`index`:
@@ -28,10 +28,8 @@ use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-pub use segment::MAX_BATCH_BYTES as MAX_APPEND_BYTES;
-
 /// Frames around each payload, as segments hold them (the outage spill file reuses them).
-pub fn segment_frames<P: AsRef<[u8]>>(payloads: impl IntoIterator<Item = P>) -> Vec<u8> {
+pub(crate) fn segment_frames<P: AsRef<[u8]>>(payloads: impl IntoIterator<Item = P>) -> Vec<u8> {
     let mut out = Vec::new();
     for p in payloads {
         segment::push_frame(&mut out, p.as_ref());
@@ -40,13 +38,13 @@ pub fn segment_frames<P: AsRef<[u8]>>(payloads: impl IntoIterator<Item = P>) -> 
 }
 
 /// The whole frames of a file of frames, each with its offset; a torn end is left out.
-pub fn scan_frames(bytes: &[u8]) -> (Vec<(usize, &[u8])>, bool) {
+pub(crate) fn scan_frames(bytes: &[u8]) -> (Vec<(usize, &[u8])>, bool) {
     let (frames, end) = segment::scan(bytes);
     (frames, end == segment::End::Clean)
 }
 
 /// A segment is sealed and a new one started once it holds this many bytes.
-pub const SEGMENT_BYTES: u64 = 64 << 20;
+pub(crate) const SEGMENT_BYTES: u64 = 64 << 20;
 
 /// A record's place within its chain: (seq, kind, index).
 type Place = (u64, RecordKind, u32);

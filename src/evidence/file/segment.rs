@@ -12,26 +12,26 @@ use super::super::chain::{Head, unhex};
 use super::super::{Record, RecordKind};
 use std::path::Path;
 
-pub const FRAME_HEADER: usize = 8;
+pub(crate) const FRAME_HEADER: usize = 8;
 
 /// The most bytes one append writes before its fsync: a torn tail is never longer.
-pub const MAX_BATCH_BYTES: usize = 64 << 20;
+pub(crate) const MAX_BATCH_BYTES: usize = 64 << 20;
 
 /// The frame checksum: it finds torn and damaged frames; tampering is the hash chain's job.
-pub fn checksum(payload: &[u8]) -> [u8; 4] {
+pub(crate) fn checksum(payload: &[u8]) -> [u8; 4] {
     crc32fast::hash(payload).to_le_bytes()
 }
 
-pub fn segment_path(dir: &Path, n: u32) -> std::path::PathBuf {
+pub(crate) fn segment_path(dir: &Path, n: u32) -> std::path::PathBuf {
     dir.join(format!("evidence-{n:06}.log"))
 }
 
-pub fn index_path(dir: &Path, n: u32) -> std::path::PathBuf {
+pub(crate) fn index_path(dir: &Path, n: u32) -> std::path::PathBuf {
     dir.join(format!("evidence-{n:06}.idx"))
 }
 
 /// Appends one frame around `payload` to `out`.
-pub fn push_frame(out: &mut Vec<u8>, payload: &[u8]) -> Option<()> {
+pub(crate) fn push_frame(out: &mut Vec<u8>, payload: &[u8]) -> Option<()> {
     let len = u32::try_from(payload.len()).ok()?;
     out.extend_from_slice(&len.to_le_bytes());
     out.extend_from_slice(&checksum(payload));
@@ -40,7 +40,7 @@ pub fn push_frame(out: &mut Vec<u8>, payload: &[u8]) -> Option<()> {
 }
 
 /// The frame at `at`, if a whole one with a good checksum starts there: (payload, end).
-pub fn frame_at(bytes: &[u8], at: usize) -> Option<(&[u8], usize)> {
+pub(crate) fn frame_at(bytes: &[u8], at: usize) -> Option<(&[u8], usize)> {
     let header = bytes.get(at..at.checked_add(FRAME_HEADER)?)?;
     let (len_bytes, sum) = header.split_at(4);
     let len = u32::from_le_bytes(len_bytes.try_into().ok()?) as usize;
@@ -54,7 +54,7 @@ pub fn frame_at(bytes: &[u8], at: usize) -> Option<(&[u8], usize)> {
 
 /// How a scan ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum End {
+pub(crate) enum End {
     /// Every byte is in a whole frame.
     Clean,
     /// A torn tail starts at this offset: an interrupted append.
@@ -64,7 +64,7 @@ pub enum End {
 }
 
 /// Splits a segment into frames: each payload's offset and bytes, and how the scan ended.
-pub fn scan(bytes: &[u8]) -> (Vec<(usize, &[u8])>, End) {
+pub(crate) fn scan(bytes: &[u8]) -> (Vec<(usize, &[u8])>, End) {
     let mut frames = Vec::new();
     let mut at = 0usize;
     while at < bytes.len() {
@@ -118,7 +118,7 @@ fn next_valid_frame(bytes: &[u8], from: usize) -> Option<usize> {
 /// position and hashes. The canonical bytes are the stored bytes without the `n`, `prev`
 /// and `hash` fields appended at the end.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Summary {
+pub(crate) struct Summary {
     pub kind: RecordKind,
     pub artifact: String,
     pub run_id: Option<String>,
@@ -173,7 +173,7 @@ fn find_last(haystack: &[u8], needle: &[u8]) -> Option<usize> {
 
 impl Summary {
     /// Reads a payload's summary; `None` if it is not a stored record.
-    pub fn of(payload: &[u8]) -> Option<Summary> {
+    pub(crate) fn of(payload: &[u8]) -> Option<Summary> {
         let (body, n, prev, hash) = split_suffix(payload)?;
         let mut canonical = Vec::with_capacity(body.len() + 1);
         canonical.extend_from_slice(body);
@@ -193,7 +193,7 @@ impl Summary {
     }
 
     /// What verification reads of the record.
-    pub fn link(&self) -> crate::evidence::chain::Link {
+    pub(crate) fn link(&self) -> crate::evidence::chain::Link {
         crate::evidence::chain::Link {
             chain: match &self.run_id {
                 Some(run) => crate::evidence::ChainId::Run(run.clone()),
@@ -209,7 +209,7 @@ impl Summary {
     }
 
     /// The record's id, as [`Record::id`] computes it.
-    pub fn id(&self) -> [u8; 32] {
+    pub(crate) fn id(&self) -> [u8; 32] {
         Record::id_of(
             &self.artifact,
             self.run_id.as_deref(),
@@ -221,14 +221,14 @@ impl Summary {
     }
 
     /// The chain key (`""` for the store chain, `r:ID` for a run).
-    pub fn chain_key(&self) -> String {
+    pub(crate) fn chain_key(&self) -> String {
         match &self.run_id {
             Some(run) => format!("r:{run}"),
             None => String::new(),
         }
     }
 
-    pub fn head(&self) -> Head {
+    pub(crate) fn head(&self) -> Head {
         Head {
             len: self.n + 1,
             hash: self.hash,
@@ -238,7 +238,7 @@ impl Summary {
 
     /// Whether the record stands for itself (deduplicated by id, content included) rather
     /// than for a place a replay must agree on.
-    pub fn keyless(&self) -> bool {
+    pub(crate) fn keyless(&self) -> bool {
         self.run_id.is_none() || self.kind == RecordKind::RejectedInput
     }
 }

@@ -46,7 +46,7 @@ fn identifier(name: &str) -> Result<String, String> {
 }
 
 /// The schema's name without quotes.
-pub fn schema_name(url: &str) -> Result<String, StoreError> {
+pub(crate) fn schema_name(url: &str) -> Result<String, StoreError> {
     let (_, quoted) = split_schema(url)?;
     Ok(quoted.trim_matches('"').to_string())
 }

@@ -78,7 +78,7 @@ pub struct PgStore {
 }
 
 /// The URL with any password (`user:PASSWORD@` or `?password=`) replaced by `***`.
-pub fn redact(url: &str) -> String {
+pub(crate) fn redact(url: &str) -> String {
     let (base, query) = match url.split_once('?') {
         Some((b, q)) => (b, Some(q)),
         None => (url, None),
@@ -177,7 +177,7 @@ impl PgStore {
     }
 
     /// Connects to a migrated store to read it (an audit): creates and alters nothing.
-    pub fn open_read_only(url: &str) -> Result<PgStore, StoreError> {
+    pub(crate) fn open_read_only(url: &str) -> Result<PgStore, StoreError> {
         let mut store = PgStore::connect(url)?;
         store.check_schema(false)?;
         store.failed = true;
@@ -199,11 +199,6 @@ impl PgStore {
 
     fn db(&self, e: impl std::fmt::Display) -> StoreError {
         StoreError::database(&self.url, e)
-    }
-
-    /// The schema's name as the connection sees it (quoted).
-    pub fn schema(&self) -> &str {
-        &self.schema
     }
 
     /// The server process of the store's connection (for operators and for tests that
@@ -317,7 +312,7 @@ fn unique_violation(e: &postgres::Error) -> bool {
 }
 
 /// A driver error with the server's message and SQLSTATE, not just "db error".
-pub fn error_text(e: &postgres::Error) -> String {
+pub(crate) fn error_text(e: &postgres::Error) -> String {
     match e.as_db_error() {
         Some(db) => format!("{} (SQLSTATE {})", db.message(), db.code().code()),
         None => match std::error::Error::source(e) {

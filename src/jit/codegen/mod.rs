@@ -28,7 +28,7 @@ struct Helpers {
 
 /// Compiles every code block of a program. Fails rather than leave any block to the
 /// interpreter.
-pub fn compile(program: &Program) -> Result<Compiled, JitError> {
+pub(crate) fn compile(program: &Program) -> Result<Compiled, JitError> {
     let start = std::time::Instant::now();
     let (mut module, helpers) = new_module()?;
     let mut n = 0usize;

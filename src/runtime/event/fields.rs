@@ -7,7 +7,7 @@
 use super::EventKind;
 
 /// The fields an event type defines, `type` included.
-pub fn defined(kind: EventKind) -> &'static [&'static str] {
+pub(crate) fn defined(kind: EventKind) -> &'static [&'static str] {
     match kind {
         EventKind::RunStart => &[
             "type",
@@ -75,7 +75,7 @@ const FOREIGN: &[(&str, &str)] = &[
 
 /// Why a field is not read: `unknown field "x"`, with the closest defined field when one
 /// is close enough to be a likely slip.
-pub fn unknown_field(kind: EventKind, field: &str) -> String {
+pub(crate) fn unknown_field(kind: EventKind, field: &str) -> String {
     let quoted = serde_json::Value::from(field).to_string();
     if kind == EventKind::Step && matches!(field, "usage" | "usage_metadata" | "total_tokens") {
         return format!(
@@ -104,7 +104,7 @@ fn list(kind: EventKind) -> String {
 /// The defined field a name most likely meant: a known foreign spelling, a field the name
 /// extends (`cost_usd` → `cost`), or the nearest by edit distance when it is within a
 /// third of the name's length.
-pub fn suggestion(kind: EventKind, field: &str) -> Option<&'static str> {
+pub(crate) fn suggestion(kind: EventKind, field: &str) -> Option<&'static str> {
     let fields = defined(kind);
     let lower = field.to_ascii_lowercase();
     if let Some((_, to)) = FOREIGN.iter().find(|(from, _)| *from == lower)

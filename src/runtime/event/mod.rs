@@ -8,7 +8,7 @@
 mod fields;
 mod read;
 
-pub use read::{check_raise, from_fields, object_fields, parse, read_metrics};
+pub(crate) use read::{check_raise, from_fields, object_fields, parse, read_metrics};
 
 pub use crate::base::lang::OverrideKind;
 use crate::base::lang::Unit;
@@ -17,7 +17,7 @@ use std::collections::BTreeMap;
 
 /// The event types.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum EventKind {
+pub(crate) enum EventKind {
     RunStart,
     Step,
     Override,
@@ -27,7 +27,7 @@ pub enum EventKind {
 }
 
 impl EventKind {
-    pub fn name(self) -> &'static str {
+    pub(crate) fn name(self) -> &'static str {
         match self {
             EventKind::RunStart => "run_start",
             EventKind::Step => "step",
@@ -38,7 +38,7 @@ impl EventKind {
         }
     }
 
-    pub fn from_name(name: &str) -> Option<EventKind> {
+    pub(crate) fn from_name(name: &str) -> Option<EventKind> {
         Some(match name {
             "run_start" => EventKind::RunStart,
             "step" => EventKind::Step,
@@ -53,7 +53,7 @@ impl EventKind {
 
 /// Why a line was rejected, as printed in `reason`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum RejectCode {
+pub(crate) enum RejectCode {
     MalformedJson,
     UnknownType,
     MissingField,
@@ -65,7 +65,7 @@ pub enum RejectCode {
 }
 
 impl RejectCode {
-    pub fn name(self) -> &'static str {
+    pub(crate) fn name(self) -> &'static str {
         match self {
             RejectCode::MalformedJson => "malformed_json",
             RejectCode::UnknownType => "unknown_type",
@@ -81,7 +81,7 @@ impl RejectCode {
 
 /// A rejected line: what could be read of it, and why.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Rejection {
+pub(crate) struct Rejection {
     pub code: RejectCode,
     pub detail: String,
     pub run_id: Option<String>,
@@ -91,7 +91,7 @@ pub struct Rejection {
 
 impl Rejection {
     /// `code: detail`, as a decision's `reason`.
-    pub fn reason(&self) -> String {
+    pub(crate) fn reason(&self) -> String {
         format!("{}: {}", self.code.name(), self.detail)
     }
 }
@@ -123,7 +123,7 @@ pub struct Step {
     pub tool: String,
     pub pii: bool,
     /// `metrics` as given, read against the signals of the program that judges the run
-    /// ([`read_metrics`]).
+    /// (`read_metrics`).
     pub metrics: Metrics,
     pub prompt: Option<String>,
     pub meta: Option<serde_json::Value>,
@@ -135,7 +135,7 @@ pub struct Metrics(pub BTreeMap<String, Metric>);
 
 impl Metrics {
     /// Metrics from decimal values (`2`, `0.5`), as a client would write them.
-    pub fn of<'a>(values: impl IntoIterator<Item = (&'a str, num::Decimal)>) -> Metrics {
+    pub(crate) fn of<'a>(values: impl IntoIterator<Item = (&'a str, num::Decimal)>) -> Metrics {
         Metrics(
             values
                 .into_iter()
@@ -152,20 +152,20 @@ pub struct Metric(pub Box<serde_json::value::RawValue>);
 
 impl Metric {
     /// A JSON number.
-    pub fn number(value: num::Decimal) -> Metric {
+    pub(crate) fn number(value: num::Decimal) -> Metric {
         Metric::json(&value.to_string())
     }
 
     /// A value from its JSON text; text that is not JSON is kept as a JSON string of it
     /// (and rejected as a number when the step is judged).
-    pub fn json(text: &str) -> Metric {
+    pub(crate) fn json(text: &str) -> Metric {
         let raw = serde_json::value::RawValue::from_string(text.to_string())
             .or_else(|_| serde_json::value::to_raw_value(text));
         Metric(raw.unwrap_or_else(|_| Box::default()))
     }
 
     /// The JSON text.
-    pub fn text(&self) -> &str {
+    pub(crate) fn text(&self) -> &str {
         self.0.get()
     }
 }
@@ -247,7 +247,7 @@ impl RaiseTo {
 
     /// Whether the value can be read in a limit of `unit`: a percentage fits every limit,
     /// a bare number fits money, tokens and counts, a value with a unit fits that unit.
-    pub fn fits(self, unit: Unit) -> bool {
+    pub(crate) fn fits(self, unit: Unit) -> bool {
         match self {
             RaiseTo::Percent(_) => true,
             RaiseTo::Value { unit: None, .. } => {
@@ -258,7 +258,7 @@ impl RaiseTo {
     }
 
     /// The value asked for, against a limit's compiled value (a percentage truncates).
-    pub fn value(self, compiled: i64) -> Option<i64> {
+    pub(crate) fn value(self, compiled: i64) -> Option<i64> {
         match self {
             RaiseTo::Percent(p) => {
                 let v = i128::from(compiled) * i128::from(p) / (100 * i128::from(SCALE));
@@ -270,7 +270,7 @@ impl RaiseTo {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Approval {
+pub(crate) struct Approval {
     pub run_id: String,
     pub ts: i64,
     /// The `seq` of the override request approved.
@@ -283,13 +283,13 @@ pub struct Approval {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Deploy {
+pub(crate) struct Deploy {
     pub ts: i64,
     pub artifact: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RunEnd {
+pub(crate) struct RunEnd {
     pub run_id: String,
     pub ts: i64,
     pub meta: Option<serde_json::Value>,
@@ -297,7 +297,7 @@ pub struct RunEnd {
 
 /// A valid event.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Event {
+pub(crate) enum Event {
     RunStart(RunStart),
     Step(Step),
     Override(OverrideRequest),
@@ -307,7 +307,7 @@ pub enum Event {
 }
 
 impl Event {
-    pub fn kind(&self) -> EventKind {
+    pub(crate) fn kind(&self) -> EventKind {
         match self {
             Event::RunStart(_) => EventKind::RunStart,
             Event::Step(_) => EventKind::Step,
@@ -318,7 +318,7 @@ impl Event {
         }
     }
 
-    pub fn run_id(&self) -> Option<&str> {
+    pub(crate) fn run_id(&self) -> Option<&str> {
         match self {
             Event::RunStart(e) => Some(&e.run_id),
             Event::Step(e) => Some(&e.run_id),
@@ -329,7 +329,7 @@ impl Event {
         }
     }
 
-    pub fn ts(&self) -> i64 {
+    pub(crate) fn ts(&self) -> i64 {
         match self {
             Event::RunStart(e) => e.ts,
             Event::Step(e) => e.ts,
@@ -342,7 +342,7 @@ impl Event {
 }
 
 /// `250ms`, `30s`, `5m`, `1h`, `1d` to nanoseconds.
-pub fn parse_duration(text: &str) -> Option<i64> {
+pub(crate) fn parse_duration(text: &str) -> Option<i64> {
     let digits_end = text.find(|c: char| !c.is_ascii_digit())?;
     let (digits, unit) = text.split_at(digits_end);
     let per = match unit {
@@ -362,7 +362,7 @@ pub fn parse_duration(text: &str) -> Option<i64> {
 /// The event as evidence records it: normalized values (a step's `metrics` as read for
 /// its run's program), without the prompt (whose storage the policies govern), with `meta`
 /// as given.
-pub fn evidence_json(e: &Event, metrics: &[i64]) -> serde_json::Value {
+pub(crate) fn evidence_json(e: &Event, metrics: &[i64]) -> serde_json::Value {
     use crate::base::format::{millis, money, timestamp, value};
     use serde_json::json;
     let (mut body, meta) = match e {

@@ -17,14 +17,14 @@ use serde_json::value::RawValue;
 use std::collections::BTreeMap;
 
 /// The largest `meta` object, as JSON text.
-pub const META_LIMIT: usize = 4096;
+pub(crate) const META_LIMIT: usize = 4096;
 
 /// The longest run id, in characters.
-pub const MAX_RUN_ID: usize = 256;
+pub(crate) const MAX_RUN_ID: usize = 256;
 
 /// A JSON object whose duplicate keys are refused: JSON readers disagree on which of two
 /// `"cost"` fields counts, so no reader of Lever's input may be asked to choose.
-pub struct Unique<V>(pub BTreeMap<String, V>);
+pub(crate) struct Unique<V>(pub BTreeMap<String, V>);
 
 /// The message of a duplicate key, as serde reports it.
 const DUPLICATE: &str = "duplicate key ";
@@ -56,7 +56,7 @@ impl<'de, V: serde::Deserialize<'de>> serde::Deserialize<'de> for Unique<V> {
 }
 
 /// Reads a JSON object's fields, each with its text kept; a duplicate key is named.
-pub fn object_fields(text: &str) -> Result<BTreeMap<String, Box<RawValue>>, (bool, String)> {
+pub(crate) fn object_fields(text: &str) -> Result<BTreeMap<String, Box<RawValue>>, (bool, String)> {
     serde_json::from_str::<Unique<Box<RawValue>>>(text)
         .map(|u| u.0)
         .map_err(|e| {
@@ -94,7 +94,7 @@ fn duplicate_key(line: &str, why: String) -> Rejection {
 
 /// Reads one line. A step's `metrics` and a raise's `to` are read against the program
 /// that judges the run later ([`read_metrics`], [`check_raise`]).
-pub fn parse(line: &str) -> Result<Event, Rejection> {
+pub(crate) fn parse(line: &str) -> Result<Event, Rejection> {
     let map = object_fields(line).map_err(|(duplicate, why)| match duplicate {
         true => duplicate_key(line, why),
         false => Rejection {
@@ -110,7 +110,7 @@ pub fn parse(line: &str) -> Result<Event, Rejection> {
 
 /// Reads an event from a JSON object's fields, each with its text (a request body, with
 /// the `type` and `run_id` its route gives).
-pub fn from_fields(map: BTreeMap<String, Box<RawValue>>) -> Result<Event, Rejection> {
+pub(crate) fn from_fields(map: BTreeMap<String, Box<RawValue>>) -> Result<Event, Rejection> {
     let mut r = Reader {
         map,
         rejection: Rejection {
@@ -539,7 +539,7 @@ impl Reader {
 
 /// A step's `metrics` read for the signals of the program that judges its run: each
 /// declared signal's value in the signal's unit (0 when absent), in declaration order.
-pub fn read_metrics(step: &Step, program: Option<&Program>) -> Result<Vec<i64>, Rejection> {
+pub(crate) fn read_metrics(step: &Step, program: Option<&Program>) -> Result<Vec<i64>, Rejection> {
     let signals = program.map_or(&[][..], |p| &p.signals[..]);
     if signals.is_empty() {
         return Ok(Vec::new());
@@ -564,7 +564,10 @@ pub fn read_metrics(step: &Step, program: Option<&Program>) -> Result<Vec<i64>, 
 
 /// A raise's `to` against the unit of the limit it names, when the program that judges
 /// the run knows that limit (whatever the run's state: a value is checked before the run).
-pub fn check_raise(req: &OverrideRequest, program: Option<&Program>) -> Result<(), Rejection> {
+pub(crate) fn check_raise(
+    req: &OverrideRequest,
+    program: Option<&Program>,
+) -> Result<(), Rejection> {
     let (Some(target), Some(limit), Some(program)) = (&req.to, &req.limit, program) else {
         return Ok(());
     };

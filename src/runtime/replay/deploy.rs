@@ -18,7 +18,7 @@ impl Replay {
 
     /// Deploys a verified artifact at `ts` on behalf of `actor` (the server's deploys):
     /// the decision and the records (the artifact, once, and the `deploy` record).
-    pub fn deploy_artifact(
+    pub(crate) fn deploy_artifact(
         &mut self,
         artifact: Artifact,
         ts: i64,

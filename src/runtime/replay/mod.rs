@@ -19,7 +19,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 /// Loads the artifact a `deploy` event names: a `.lvc` file, or policy sources to build.
-pub type ArtifactLoader = dyn Fn(&Path) -> Result<Artifact, String> + Send + Sync;
+pub(crate) type ArtifactLoader = dyn Fn(&Path) -> Result<Artifact, String> + Send + Sync;
 
 /// The state of one replay.
 pub struct Replay {
@@ -42,7 +42,7 @@ pub struct Replay {
 }
 
 /// A run's state saved before an event, to put back when the event's evidence is refused.
-pub struct SavedRun(Option<Held>);
+pub(crate) struct SavedRun(Option<Held>);
 
 /// A run and the engines it is bound to.
 #[derive(Clone)]
@@ -99,7 +99,7 @@ impl Replay {
     }
 
     /// A channel of an artifact this replay loaded, by the artifact's id and the name.
-    pub fn channel(
+    pub(crate) fn channel(
         &self,
         artifact: &str,
         name: &str,
@@ -114,18 +114,18 @@ impl Replay {
 
     /// Judges the run starts and steps that follow under the store-outage rule (DESIGN §7),
     /// or, with `false`, normally again.
-    pub fn set_store_outage(&mut self, down: bool) {
+    pub(crate) fn set_store_outage(&mut self, down: bool) {
         self.store_outage = down;
     }
 
     /// Saves a run's state (or that there is no such run) before an event of it is judged.
-    pub fn save_run(&self, id: &str) -> SavedRun {
+    pub(crate) fn save_run(&self, id: &str) -> SavedRun {
         SavedRun(self.runs.get(id).cloned())
     }
 
     /// Puts a run back as it was saved: the event judged since is undone (its evidence was
     /// refused, so it never happened). A run that did not exist is forgotten.
-    pub fn restore_run(&mut self, id: &str, saved: SavedRun) {
+    pub(crate) fn restore_run(&mut self, id: &str, saved: SavedRun) {
         match saved.0 {
             Some(held) => {
                 self.runs.insert(id.to_string(), held);
@@ -137,13 +137,13 @@ impl Replay {
     }
 
     /// A run of this replay and the engine that judges it.
-    pub fn run(&self, id: &str) -> Option<(&Engine, &Run)> {
+    pub(crate) fn run(&self, id: &str) -> Option<(&Engine, &Run)> {
         let held = self.runs.get(id)?;
         Some((self.engines.get(held.engine)?, &held.run))
     }
 
     /// The engine of the artifact deployed last.
-    pub fn current_engine(&self) -> Option<&Engine> {
+    pub(crate) fn current_engine(&self) -> Option<&Engine> {
         self.engines.get(self.current)
     }
 
@@ -198,7 +198,7 @@ impl Replay {
     }
 
     /// Lines longer than `bytes` are rejected unread (default 1 MiB).
-    pub fn set_line_limit(&mut self, bytes: usize) {
+    pub(crate) fn set_line_limit(&mut self, bytes: usize) {
         self.line_limit = bytes;
     }
 
@@ -216,13 +216,18 @@ impl Replay {
 
     /// Judges one event. `line` numbers it among this replay's inputs (the record of a
     /// rejection is placed by it, and carries the hash of the event as evidence records it).
-    pub fn apply(&mut self, line: u64, event: Event) -> LineResult {
+    pub(crate) fn apply(&mut self, line: u64, event: Event) -> LineResult {
         self.judge(line, None, event)
     }
 
     /// [`Replay::apply`] for an event decoded from `received` (a request body): the record
     /// of a rejection carries the hash of those bytes.
-    pub fn apply_received(&mut self, line: u64, received: &[u8], event: Event) -> LineResult {
+    pub(crate) fn apply_received(
+        &mut self,
+        line: u64,
+        received: &[u8],
+        event: Event,
+    ) -> LineResult {
         self.judge(line, Some(received), event)
     }
 
@@ -293,7 +298,12 @@ impl Replay {
     /// Judges a line rejected before it could be read (a request body the server does
     /// not read, such as one with a duplicate key) as any rejected line: `rejection` names
     /// its run and type, so that a rejected step of a live run is an error of that run.
-    pub fn rejected_line(&mut self, line: u64, text: &[u8], rejection: &Rejection) -> LineResult {
+    pub(crate) fn rejected_line(
+        &mut self,
+        line: u64,
+        text: &[u8],
+        rejection: &Rejection,
+    ) -> LineResult {
         let mut records = self.artifact_record();
         let (mut decision, record) = self.rejected(line, text, rejection);
         records.push(record);

@@ -58,7 +58,7 @@ pub enum TokenKind {
 
 impl TokenKind {
     /// How the token is described in "expected X, found Y" messages.
-    pub fn describe(self) -> &'static str {
+    pub(crate) fn describe(self) -> &'static str {
         use TokenKind::*;
         match self {
             Word => "a name",

@@ -18,10 +18,10 @@ use crate::base::source::{FileId, Span};
 /// How deep expressions and scopes may nest (parentheses, `not`, `-`, and operator
 /// chains, which build left-deep trees). A resource limit, not grammar: it keeps every
 /// recursive stage of the pipeline far from the stack's end on hostile input.
-pub const MAX_NESTING: usize = 256;
+pub(crate) const MAX_NESTING: usize = 256;
 
 /// Words reserved everywhere (LANGUAGE §2); every other word is contextual.
-pub const RESERVED: &[&str] = &[
+pub(crate) const RESERVED: &[&str] = &[
     "import",
     "signal",
     "monitor",
@@ -54,7 +54,7 @@ pub const RESERVED: &[&str] = &[
     "where",
 ];
 
-pub const ITEM_KEYWORDS: &[&str] = &[
+pub(crate) const ITEM_KEYWORDS: &[&str] = &[
     "import", "signal", "monitor", "const", "channel", "policy", "test", "extern", "let",
 ];
 
@@ -63,7 +63,7 @@ const ITEM_ONLY_KEYWORDS: &[&str] = &[
     "import", "signal", "const", "channel", "policy", "test", "extern", "let",
 ];
 
-pub const CLAUSE_KEYWORDS: &[&str] = &[
+pub(crate) const CLAUSE_KEYWORDS: &[&str] = &[
     "version",
     "description",
     "scope",
@@ -78,13 +78,13 @@ pub const CLAUSE_KEYWORDS: &[&str] = &[
     "override",
 ];
 
-pub fn is_reserved(word: &str) -> bool {
+pub(crate) fn is_reserved(word: &str) -> bool {
     RESERVED.contains(&word)
 }
 
 /// Parses one file's tokens. The tree holds every item that parsed; the diagnostics say
 /// what did not.
-pub fn parse(file: FileId, text: &str, tokens: &[Token]) -> (File, Vec<Diagnostic>) {
+pub(crate) fn parse(file: FileId, text: &str, tokens: &[Token]) -> (File, Vec<Diagnostic>) {
     let mut p = Parser {
         tokens,
         pos: 0,

@@ -5,7 +5,7 @@
 
 mod parse;
 
-pub use parse::parse;
+pub(crate) use parse::parse;
 
 pub use crate::base::lang::OverrideKind;
 use crate::base::source::Span;
@@ -104,7 +104,7 @@ pub enum Expectation {
 
 impl Expectation {
     /// As written in the test.
-    pub fn text(&self) -> String {
+    pub(crate) fn text(&self) -> String {
         match self {
             Expectation::Action(a) => format!("expect action {a}"),
             Expectation::Signal {

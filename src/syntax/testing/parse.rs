@@ -28,7 +28,7 @@ struct Parser<'a> {
 type PResult<T> = Result<T, Diagnostic>;
 
 /// Parses a test body's tokens (between its braces). Stops at the first error.
-pub fn parse(tokens: &[Token], text: &str, end: Span) -> Result<Vec<Statement>, Diagnostic> {
+pub(crate) fn parse(tokens: &[Token], text: &str, end: Span) -> Result<Vec<Statement>, Diagnostic> {
     let mut p = Parser {
         tokens,
         text,
