@@ -27,13 +27,17 @@ fn serve(dir: &std::path::Path, evidence: &str) -> (Child, String) {
         .spawn()
         .unwrap();
     let mut stderr = BufReader::new(child.stderr.take().unwrap());
-    let mut line = String::new();
-    stderr.read_line(&mut line).unwrap();
-    let base = line
-        .trim()
-        .strip_prefix("lever: serving on ")
-        .unwrap()
-        .to_string();
+    // Warnings (a store reached as its owner, say) come before the address.
+    let base = loop {
+        let mut line = String::new();
+        assert!(
+            stderr.read_line(&mut line).unwrap() > 0,
+            "the server exited"
+        );
+        if let Some(addr) = line.trim().strip_prefix("lever: serving on ") {
+            break addr.to_string();
+        }
+    };
     std::thread::spawn(move || for _ in stderr.lines() {});
     (child, base)
 }

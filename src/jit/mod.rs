@@ -19,38 +19,20 @@ use crate::vm::{Ctx, Slot, StrRef};
 pub(crate) use codegen::compile;
 
 impl Compiled {
-    /// A derived field's value from its native code; `None` when the field has none, or
-    /// when the buffers do not fit the program this was compiled for.
-    pub(crate) fn field(
-        &self,
-        i: usize,
-        ctx: &Ctx<'_>,
-        aggs: &[Flat],
-        monitors: &[Flat],
-    ) -> Option<Slot> {
-        self.run(self.fields.get(i).copied().flatten()?, ctx, aggs, monitors)
-    }
-
-    /// An aggregate's filter, from its native code (as [`Compiled::field`]).
-    pub(crate) fn filter(
-        &self,
-        i: usize,
-        ctx: &Ctx<'_>,
-        aggs: &[Flat],
-        monitors: &[Flat],
-    ) -> Option<Slot> {
-        self.run(self.filters.get(i).copied().flatten()?, ctx, aggs, monitors)
-    }
-
-    /// An aggregate's argument, from its native code (as [`Compiled::field`]).
-    pub(crate) fn arg(
-        &self,
-        i: usize,
-        ctx: &Ctx<'_>,
-        aggs: &[Flat],
-        monitors: &[Flat],
-    ) -> Option<Slot> {
-        self.run(self.args.get(i).copied().flatten()?, ctx, aggs, monitors)
+    /// Native code bound to one step's buffers, checked once against the program this was
+    /// compiled for; `None` when they do not fit. While the binding lives the buffers are
+    /// borrowed, so they stay where native code reads them.
+    pub(crate) fn bind<'a>(
+        &'a self,
+        ctx: &'a Ctx<'a>,
+        aggs: &'a [Flat],
+        monitors: &'a [Flat],
+    ) -> Option<NativeStep<'a>> {
+        self.fits(ctx, aggs, monitors).then(|| NativeStep {
+            code: self,
+            env: Env::new(ctx, aggs.as_ptr(), monitors.as_ptr()),
+            _buffers: std::marker::PhantomData,
+        })
     }
 
     /// Every monitor's value in order, each written to `monitors` (which later monitors
@@ -82,11 +64,6 @@ impl Compiled {
         true
     }
 
-    fn run(&self, f: NativeFn, ctx: &Ctx<'_>, aggs: &[Flat], monitors: &[Flat]) -> Option<Slot> {
-        self.fits(ctx, aggs, monitors)
-            .then(|| codegen::call(f, &Env::new(ctx, aggs.as_ptr(), monitors.as_ptr())).slot())
-    }
-
     /// Whether a step's buffers hold every value the native code may read.
     fn fits(&self, ctx: &Ctx<'_>, aggs: &[Flat], monitors: &[Flat]) -> bool {
         let s = &self.shape;
@@ -95,6 +72,38 @@ impl Compiled {
             && ctx.labels.len() >= s.labels
             && aggs.len() >= s.aggs
             && monitors.len() >= s.monitors
+    }
+}
+
+/// A program's native code bound to one step's buffers ([`Compiled::bind`]).
+pub(crate) struct NativeStep<'a> {
+    code: &'a Compiled,
+    env: Env<'a>,
+    _buffers: std::marker::PhantomData<(&'a [Flat], &'a [Flat])>,
+}
+
+impl NativeStep<'_> {
+    /// A derived field's value; `None` when the field has no native code.
+    #[inline]
+    pub(crate) fn field(&self, i: usize) -> Option<Slot> {
+        self.call(self.code.fields.get(i).copied().flatten()?)
+    }
+
+    /// An aggregate's filter; `None` when it has no native code.
+    #[inline]
+    pub(crate) fn filter(&self, i: usize) -> Option<Slot> {
+        self.call(self.code.filters.get(i).copied().flatten()?)
+    }
+
+    /// An aggregate's argument; `None` when it has no native code.
+    #[inline]
+    pub(crate) fn arg(&self, i: usize) -> Option<Slot> {
+        self.call(self.code.args.get(i).copied().flatten()?)
+    }
+
+    #[inline]
+    fn call(&self, f: NativeFn) -> Option<Slot> {
+        Some(codegen::call(f, &self.env).slot())
     }
 }
 

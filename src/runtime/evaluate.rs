@@ -39,23 +39,25 @@ impl Engine {
             }
         }
         let ctx = Ctx::step(program, &s.nums, &s.bools, &strs, &str_ids, &run.labels);
+        let native = jit.and_then(|j| j.bind(&ctx, &s.values.flat_aggs, &s.values.flat_monitors));
         for (ai, (desc, state)) in program
             .aggregates
             .iter()
             .zip(run.aggs.iter_mut())
             .enumerate()
         {
-            let (aggs, monitors) = (&s.values.flat_aggs, &s.values.flat_monitors);
             let matched = match &desc.filter {
-                Some(code) => jit
-                    .and_then(|j| j.filter(ai, &ctx, aggs, monitors))
+                Some(code) => native
+                    .as_ref()
+                    .and_then(|n| n.filter(ai))
                     .unwrap_or_else(|| vm::eval(code, &ctx, &mut s.values.stack)),
                 None => Slot::Bool(true),
             };
             let term = match (&desc.arg, matched) {
                 (_, Slot::Bool(false)) => Slot::None,
-                (Some(code), _) => jit
-                    .and_then(|j| j.arg(ai, &ctx, aggs, monitors))
+                (Some(code), _) => native
+                    .as_ref()
+                    .and_then(|n| n.arg(ai))
                     .unwrap_or_else(|| vm::eval(code, &ctx, &mut s.values.stack)),
                 (None, _) => Slot::Num(SCALE),
             };
@@ -121,7 +123,8 @@ fn fields<'a>(
             }
             FieldSource::Derived(code) => {
                 let ctx = Ctx::step(program, &s.nums, &s.bools, strs, str_ids, input.labels);
-                jit.and_then(|j| j.field(fi, &ctx, &s.values.flat_aggs, &s.values.flat_monitors))
+                jit.and_then(|j| j.bind(&ctx, &s.values.flat_aggs, &s.values.flat_monitors))
+                    .and_then(|n| n.field(fi))
                     .unwrap_or_else(|| vm::eval(code, &ctx, &mut s.values.stack))
             }
         };

@@ -287,6 +287,7 @@ fn function(
 }
 
 /// The value a native function computes, as a `Flat`.
+#[inline]
 pub(super) fn call(f: NativeFn, env: &super::Env<'_>) -> Flat {
     let mut out = Flat::NONE;
     // SAFETY: `f` was compiled by this module for a program of the shape its `Compiled`
