@@ -228,3 +228,48 @@ fn sealed_segments_are_read_through_their_indexes_and_a_lost_index_is_rebuilt() 
     assert_eq!(verified.chains, 121);
     assert_eq!(store.chains().unwrap().len(), 121);
 }
+
+#[test]
+fn verify_finds_a_rewritten_record_in_a_large_segment_read_on_every_core() {
+    // Over 4,096 records in one segment: links are computed in parallel chunks, and a
+    // record rewritten with a good frame checksum (only the hash chain can catch it) is
+    // still named at its place.
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("ev");
+    let records: Vec<Record> = (1..=10_000u64)
+        .map(|seq| {
+            record(
+                Some(&format!("r{}", seq % 7)),
+                seq,
+                RecordKind::Decision,
+                serde_json::json!({"cost": "0.01"}),
+            )
+        })
+        .collect();
+    {
+        let mut store = FileStore::open(&dir).unwrap();
+        store.append(&sealed(&records)).unwrap();
+        let clean = audit::verify(&mut store, None, None).unwrap().unwrap();
+        assert_eq!(clean.records, 10_000);
+    }
+    let log = dir.join("evidence-000000.log");
+    let bytes = std::fs::read(&log).unwrap();
+    let f = frames(&bytes);
+    assert_eq!(f.len(), 10_000, "one segment");
+    // Rewrite the 7,000th record's cost and give its frame a good checksum.
+    let (start, end) = f[6_999];
+    let payload = String::from_utf8(bytes[start + 8..end].to_vec()).unwrap();
+    assert!(payload.contains("\"seq\":7000"), "{payload}");
+    let forged = payload.replace("\"cost\":\"0.01\"", "\"cost\":\"0.02\"");
+    assert_eq!(forged.len(), payload.len());
+    let mut tampered = bytes.clone();
+    tampered[start + 4..start + 8]
+        .copy_from_slice(&crc32fast::hash(forged.as_bytes()).to_le_bytes());
+    tampered[start + 8..end].copy_from_slice(forged.as_bytes());
+    std::fs::write(&log, &tampered).unwrap();
+    let mut store = FileStore::open_read_only(&dir).unwrap();
+    let problem = audit::verify(&mut store, None, None).unwrap().unwrap_err();
+    assert_eq!(problem.chain, ChainId::Run("r0".into()));
+    assert_eq!(problem.seq, Some(7000));
+    assert_eq!(problem.n, Some(7000 / 7 - 1));
+}

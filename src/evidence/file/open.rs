@@ -171,7 +171,7 @@ impl FileStore {
     /// Opens an existing store for reading only, as an audit does: nothing is created,
     /// written or cut, and no lock is taken; a torn final frame is corruption, unless a
     /// writer holds the store (its append is in progress, and is left out).
-    pub(crate) fn open_read_only(dir: &Path) -> Result<FileStore, StoreError> {
+    pub fn open_read_only(dir: &Path) -> Result<FileStore, StoreError> {
         FileStore::open_mode(dir, true)
     }
 

@@ -34,6 +34,10 @@ fn read_frame(file: &File, path: &std::path::Path, offset: u32) -> Result<Vec<u8
 /// Called with each payload: its segment, offset and bytes.
 type PayloadVisit<'a> = dyn FnMut(u32, u32, &[u8]) -> Result<ControlFlow<()>, StoreError> + 'a;
 
+/// What visits a segment's frames: its number, and each frame's offset and payload.
+type FramesVisit<'a> =
+    dyn FnMut(u32, &[(usize, &[u8])]) -> Result<ControlFlow<()>, StoreError> + 'a;
+
 impl FileStore {
     /// Each segment holding records of a chain, oldest first, with the chain's part in it.
     fn parts_of(&self, chain: &ChainId) -> Result<Vec<(u32, ChainPart)>, StoreError> {
@@ -90,6 +94,27 @@ impl FileStore {
         visit: &mut PayloadVisit<'_>,
         progress: &mut dyn FnMut(u64, u64),
     ) -> Result<(), StoreError> {
+        self.visit_frames(
+            &mut |n, frames| {
+                for (offset, payload) in frames {
+                    let offset = u32::try_from(*offset).unwrap_or(u32::MAX);
+                    if visit(n, offset, payload)?.is_break() {
+                        return Ok(ControlFlow::Break(()));
+                    }
+                }
+                Ok(ControlFlow::Continue(()))
+            },
+            progress,
+        )
+    }
+
+    /// Every segment's frames (offset, payload), segment by segment in commit order; a
+    /// damaged or torn segment is an error.
+    fn visit_frames(
+        &self,
+        visit: &mut FramesVisit<'_>,
+        progress: &mut dyn FnMut(u64, u64),
+    ) -> Result<(), StoreError> {
         let numbers: Vec<u32> = self
             .sealed
             .iter()
@@ -128,11 +153,8 @@ impl FileStore {
                     why,
                 });
             }
-            for (offset, payload) in frames {
-                let offset = u32::try_from(offset).unwrap_or(u32::MAX);
-                if visit(*n, offset, payload)?.is_break() {
-                    return Ok(());
-                }
+            if visit(*n, &frames)?.is_break() {
+                return Ok(());
             }
             done += size;
             progress(done, total);
@@ -152,19 +174,48 @@ impl FileStore {
         )
     }
 
-    /// Every record's link, its body hashed but not parsed.
+    /// Every record's link, its body hashed but not parsed. A thread reads the segments and
+    /// computes their links on every core, a segment ahead of the visit, which takes them
+    /// in order.
     pub(super) fn visit_segment_links(
         &self,
         visit: &mut dyn FnMut(Link) -> ControlFlow<()>,
         progress: &mut dyn FnMut(u64, u64),
     ) -> Result<(), StoreError> {
-        self.visit_payloads(
-            &mut |n, offset, payload| {
-                let s = Summary::of(payload).ok_or_else(|| not_a_record(&self.dir, n, offset))?;
-                Ok(visit(s.link()))
-            },
-            progress,
-        )
+        type Batch = Result<(Vec<Link>, u64, u64), StoreError>;
+        let (tx, rx) = std::sync::mpsc::sync_channel::<Batch>(1);
+        std::thread::scope(|scope| {
+            scope.spawn(move || {
+                let read = self.visit_frames(
+                    &mut |n, frames| {
+                        let links = links_of(&self.dir, n, frames)?;
+                        // The visit stopped: nobody waits for more.
+                        Ok(match tx.send(Ok((links, 0, 0))) {
+                            Ok(()) => ControlFlow::Continue(()),
+                            Err(_) => ControlFlow::Break(()),
+                        })
+                    },
+                    &mut |done, total| {
+                        let _ = tx.send(Ok((Vec::new(), done, total)));
+                    },
+                );
+                if let Err(e) = read {
+                    let _ = tx.send(Err(e));
+                }
+            });
+            for batch in rx {
+                let (links, done, total) = batch?;
+                if total > 0 {
+                    progress(done, total);
+                }
+                for link in links {
+                    if visit(link).is_break() {
+                        return Ok(());
+                    }
+                }
+            }
+            Ok(())
+        })
     }
 
     /// The newest `limit` records of a kind, oldest first.
@@ -264,4 +315,40 @@ fn parse(
     payload: &[u8],
 ) -> Result<Stored, StoreError> {
     Stored::from_bytes(payload).ok_or_else(|| not_a_record(dir, number, offset))
+}
+
+/// The links of a segment's frames, in order, computed in parallel chunks.
+fn links_of(
+    dir: &std::path::Path,
+    n: u32,
+    frames: &[(usize, &[u8])],
+) -> Result<Vec<Link>, StoreError> {
+    let link = |(offset, payload): &(usize, &[u8])| {
+        Summary::of(payload)
+            .map(|s| s.link())
+            .ok_or_else(|| not_a_record(dir, n, u32::try_from(*offset).unwrap_or(u32::MAX)))
+    };
+    let workers = std::thread::available_parallelism().map_or(1, |w| w.get().min(8));
+    if workers < 2 || frames.len() < 4096 {
+        return frames.iter().map(link).collect();
+    }
+    let chunk = frames.len().div_ceil(workers);
+    std::thread::scope(|scope| {
+        let parts: Vec<_> = frames
+            .chunks(chunk)
+            .map(|part| scope.spawn(move || part.iter().map(link).collect::<Result<Vec<_>, _>>()))
+            .collect();
+        let mut out = Vec::with_capacity(frames.len());
+        for part in parts {
+            let links = part.join().unwrap_or_else(|_| {
+                Err(StoreError::Corrupt {
+                    path: dir.display().to_string(),
+                    offset: 0,
+                    why: "a verification worker stopped".into(),
+                })
+            })?;
+            out.extend(links);
+        }
+        Ok(out)
+    })
 }
