@@ -223,6 +223,12 @@ impl Durable {
 
     /// Writes everything queued, reopening the store if an outage closed it.
     pub(crate) fn flush(&mut self) -> Result<usize, WriteError> {
+        self.flush_queue(false)
+    }
+
+    /// Writes the queue; `exclusive`: the records were just judged here, so a record of a
+    /// run already stored means another writer judged that event ([`StoreError::Fenced`]).
+    fn flush_queue(&mut self, exclusive: bool) -> Result<usize, WriteError> {
         if self.store.is_none() {
             match open(&self.url) {
                 Ok(s) => self.store = Some(s),
@@ -232,7 +238,12 @@ impl Durable {
         let Some(store) = self.store.as_mut() else {
             return Ok(0);
         };
-        match store.append(&self.queue) {
+        let appended = if exclusive {
+            store.append_exclusive(&self.queue)
+        } else {
+            store.append(&self.queue)
+        };
+        match appended {
             Ok(n) => {
                 self.queue.clear();
                 self.queued_bytes = 0;
@@ -312,7 +323,7 @@ impl Durable {
                 Err(e) => Committed::Lost(e),
             })
             .collect();
-        match self.flush() {
+        match self.flush_queue(true) {
             Ok(_) => {}
             Err(WriteError::Unavailable { spilled, error, .. }) => {
                 for fate in fates.iter_mut().filter(|f| matches!(f, Committed::Stored)) {
@@ -340,7 +351,7 @@ impl Durable {
         if let Err(e) = self.enqueue(group) {
             return Committed::Lost(e);
         }
-        match self.flush() {
+        match self.flush_queue(true) {
             Ok(_) => Committed::Stored,
             Err(WriteError::Refused(e)) => {
                 self.take_queued();

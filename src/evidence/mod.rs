@@ -73,6 +73,11 @@ pub trait EvidenceStore: Send {
     /// them durable before returning; returns how many were new. After a failed write
     /// the store refuses every later call: it never acknowledges after a failure.
     fn append(&mut self, records: &[Sealed]) -> Result<usize, StoreError>;
+    /// [`EvidenceStore::append`] for a writer that judged the records itself (`lever
+    /// serve`): a record of a run whose place is already stored, even with the same
+    /// content, means another writer judged that event first, and the batch is refused
+    /// as [`StoreError::Fenced`], nothing written.
+    fn append_exclusive(&mut self, records: &[Sealed]) -> Result<usize, StoreError>;
     /// Every stored record, chain by chain (the store chain first, then runs by id), each
     /// chain in order, as stored: nothing is checked or repaired here. Holds the whole
     /// store in memory: [`EvidenceStore::visit_all`] streams instead.
@@ -106,6 +111,16 @@ pub trait EvidenceStore: Send {
     }
     /// One chain's records in order, as stored.
     fn read_chain(&mut self, chain: &ChainId) -> Result<Vec<Stored>, StoreError>;
+    /// The runs whose chain is not closed by a `run_summary`: the runs in progress.
+    fn live_runs(&mut self) -> Result<Vec<String>, StoreError>;
+    /// A stored artifact's bytes, by its id (the store chain's `artifact` records).
+    fn artifact_bytes(&mut self, id: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self
+            .read_chain(&ChainId::Store)?
+            .into_iter()
+            .find(|s| s.record.kind == RecordKind::Artifact && s.record.artifact == id)
+            .and_then(|s| artifact_record_bytes(&s.record)))
+    }
     /// The newest `limit` records of a kind, oldest first (the alert outbox, say).
     fn read_recent(&mut self, kind: RecordKind, limit: usize) -> Result<Vec<Stored>, StoreError> {
         let mut all = self.read_all()?;
@@ -113,6 +128,18 @@ pub trait EvidenceStore: Send {
         let skip = all.len().saturating_sub(limit);
         Ok(all.split_off(skip))
     }
+}
+
+/// The artifact an `artifact` record holds (its body's `bytes`, in hex).
+pub(crate) fn artifact_record_bytes(r: &Record) -> Option<Vec<u8>> {
+    let hex = r.body.get("bytes")?.as_str()?;
+    if hex.len() % 2 != 0 {
+        return None;
+    }
+    (0..hex.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(hex.get(i..i + 2)?, 16).ok())
+        .collect()
 }
 
 /// Opens a store for an audit, read-only: nothing created, written or cut.

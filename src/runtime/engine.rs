@@ -199,6 +199,7 @@ impl Engine {
             fresh_since: None,
             snapshot: Arc::from(snapshot.hash.as_str()),
             totals: Totals::default(),
+            observed: Vec::new(),
             pending: Vec::new(),
             requests: std::collections::BTreeMap::new(),
         };
@@ -268,6 +269,8 @@ impl Engine {
         let at = run.clock;
         overrides::expire(run, at);
         self.evaluate(run, step, metrics, at);
+        run.observed.clear();
+        run.observed.extend_from_slice(self.monitor_values());
         let mut signals = Vec::new();
         let mut alerts = Vec::new();
         let mut candidates: Vec<Candidate> = Vec::new();

@@ -41,6 +41,7 @@ pub mod replay;
 mod run;
 pub(crate) mod scope;
 mod snapshot;
+mod status;
 
 use crate::base::lang::Enforcement;
 use decision::Decision;

@@ -22,6 +22,23 @@ pub(super) struct Pending {
     approvers: BTreeSet<String>,
 }
 
+impl Pending {
+    /// The request as the run's state shows it: what it asks and who approved it so far.
+    pub(super) fn describe(&self) -> serde_json::Value {
+        let r = &self.request;
+        serde_json::json!({
+            "seq": self.seq,
+            "policy": r.policy,
+            "kind": r.kind.name(),
+            "limit": r.limit,
+            "to": r.to.as_ref().map(|t| &t.text),
+            "actor": r.actor,
+            "requested_at": crate::base::format::timestamp(self.at),
+            "approvers": self.approvers,
+        })
+    }
+}
+
 /// The checks of LANGUAGE §10, in order; the first failure is the recorded `why`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 enum Check {

@@ -160,6 +160,8 @@ pub struct Run {
     pub(super) fresh_since: Option<u64>,
     pub snapshot: Arc<str>,
     pub totals: Totals,
+    /// Every monitor's value at the run's last step (what its limits observed).
+    pub(crate) observed: Vec<crate::vm::Slot>,
     /// Override requests waiting for approvals.
     pub(super) pending: Vec<overrides::Pending>,
     /// Every override request of the run by `seq`, with its status, for approvals.
@@ -194,6 +196,7 @@ impl Run {
         let bound = self.bound.capacity() * std::mem::size_of::<Bound>()
             + self.zones.capacity()
             + self.raises.capacity() * std::mem::size_of::<(u16, Grant)>();
-        std::mem::size_of::<Run>() + strings + aggs + bound
+        let observed = self.observed.capacity() * std::mem::size_of::<crate::vm::Slot>();
+        std::mem::size_of::<Run>() + strings + aggs + bound + observed
     }
 }

@@ -6,6 +6,16 @@ use super::routes::{Body, Refusal, error, from_path, parse_body, raw, unavailabl
 use super::*;
 use crate::runtime::event::{self, EventKind, RejectCode, Rejection};
 
+/// How many times a request is judged when other servers keep extending its run first.
+const FENCED_ATTEMPTS: u32 = 8;
+
+/// What became of a request's commit: its answer, or that another writer extended its
+/// run first (the run is then loaded again and the request judged again).
+enum Answer {
+    Given(Response),
+    Fenced(crate::evidence::StoreError),
+}
+
 /// A request body as the runtime takes it: decoded into an event, or why it cannot be.
 pub(super) type Decoded = Result<Body, Rejection>;
 
@@ -84,12 +94,42 @@ impl Server {
             Some(k) => Some(self.run_locks.turn(k).await),
             None => None,
         };
+        if let Some(id) = &run_key
+            && let Err(refused) = self.load_run(id).await
+        {
+            return refused;
+        }
         let decoded = fields.and_then(event::from_fields);
-        let judged = match self.judge_locked(run_key.as_deref(), received, decoded, mismatch) {
-            Ok(judged) => judged,
-            Err(refusal) => return refusal.into_response(),
-        };
-        self.commit_and_answer(run_key.as_deref(), judged).await
+        for attempt in 1.. {
+            let judged = match self.judge_locked(
+                run_key.as_deref(),
+                received,
+                decoded.clone(),
+                mismatch.clone(),
+            ) {
+                Ok(judged) => judged,
+                Err(refusal) => return refusal.into_response(),
+            };
+            match (
+                self.commit_and_answer(run_key.as_deref(), judged).await,
+                &run_key,
+            ) {
+                (Answer::Given(response), _) => return response,
+                // Another server extended the run first: judge again on what it stored.
+                (Answer::Fenced(_), Some(id)) if attempt < FENCED_ATTEMPTS => {
+                    if let Err(refused) = self.reload_run(id).await {
+                        return refused;
+                    }
+                }
+                (Answer::Fenced(why), _) => {
+                    return error(
+                        StatusCode::CONFLICT,
+                        &format!("the evidence store refused this request's records: {why}"),
+                    );
+                }
+            }
+        }
+        unreachable!("the loop answers")
     }
 
     /// During a store outage only run starts and steps are judged (under the outage rule),
@@ -158,7 +198,7 @@ impl Server {
     /// Renders and commits a request's records in the run's turn (so the writer receives
     /// every run's records in the order they were judged), then answers: the decision once
     /// they are durable, or the refusal, with the run put back as it was.
-    async fn commit_and_answer(&self, run_key: Option<&str>, judged: Judged) -> Response {
+    async fn commit_and_answer(&self, run_key: Option<&str>, judged: Judged) -> Answer {
         let records = Sealed::all(judged.records);
         // The outbox: alert records to deliver once they are durable.
         let alerts: Vec<Sealed> = records
@@ -174,6 +214,17 @@ impl Server {
         };
         let refusal = match fate {
             Some(Committed::Stored | Committed::Spilled) => None,
+            Some(Committed::Refused(
+                why @ (crate::evidence::StoreError::Fenced(_)
+                | crate::evidence::StoreError::Contradicts(_)),
+            )) if run_key.is_some() => {
+                if let (Some(key), Some(saved), Ok(mut replay)) =
+                    (run_key, judged.saved, self.replay.lock())
+                {
+                    replay.restore_run(key, saved);
+                }
+                return Answer::Fenced(why);
+            }
             Some(Committed::Refused(why)) => Some(error(
                 StatusCode::CONFLICT,
                 &format!("the evidence store refused this request's records: {why}"),
@@ -193,7 +244,7 @@ impl Server {
             {
                 replay.restore_run(key, saved);
             }
-            return answer;
+            return Answer::Given(answer);
         }
         let mut decision = judged.decision;
         self.metrics.decision(&decision);
@@ -209,11 +260,13 @@ impl Server {
         } else {
             StatusCode::OK
         };
-        (
-            status,
-            [(header::CONTENT_TYPE, "application/json")],
-            decision.to_json(),
+        Answer::Given(
+            (
+                status,
+                [(header::CONTENT_TYPE, "application/json")],
+                decision.to_json(),
+            )
+                .into_response(),
         )
-            .into_response()
     }
 }

@@ -22,6 +22,12 @@ pub struct Metrics {
     queued_bytes: AtomicU64,
     /// Delivery attempts by channel kind: delivered, then failed.
     deliveries: [[AtomicU64; 2]; 3],
+    /// Runs loaded from the store (at start, or on a request for a run not held).
+    runs_loaded: AtomicU64,
+    /// Requests judged again because another server extended their run first.
+    fenced: AtomicU64,
+    /// Runs whose evidence did not judge again to what it holds: never served.
+    runs_refused: AtomicU64,
 }
 
 fn action_index(a: Action) -> usize {
@@ -98,6 +104,18 @@ impl Metrics {
         }
     }
 
+    pub(crate) fn run_loaded(&self) {
+        self.runs_loaded.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn fenced(&self) {
+        self.fenced.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn run_refused(&self) {
+        self.runs_refused.fetch_add(1, Ordering::Relaxed);
+    }
+
     pub(crate) fn render(&self) -> String {
         let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
         let mut out = String::new();
@@ -140,6 +158,28 @@ impl Metrics {
             "# HELP lever_store_queued_bytes Bytes of evidence waiting for the store (spilled).\n# TYPE lever_store_queued_bytes gauge\nlever_store_queued_bytes {}\n",
             self.queued_bytes()
         ));
+        for (name, help, c) in [
+            (
+                "lever_runs_loaded_total",
+                "Runs rebuilt from the evidence store (at start, or on a request for a run this server did not hold).",
+                &self.runs_loaded,
+            ),
+            (
+                "lever_requests_fenced_total",
+                "Requests judged again because another server extended their run first.",
+                &self.fenced,
+            ),
+            (
+                "lever_runs_refused_total",
+                "Runs whose evidence did not judge again to what it holds; they are not served.",
+                &self.runs_refused,
+            ),
+        ] {
+            out.push_str(&format!(
+                "# HELP {name} {help}\n# TYPE {name} counter\n{name} {}\n",
+                get(c)
+            ));
+        }
         out.push_str("# HELP lever_alert_deliveries_total Alert delivery attempts, by channel kind and result.\n# TYPE lever_alert_deliveries_total counter\n");
         for (kind, pair) in CHANNELS.iter().zip(&self.deliveries) {
             for (result, c) in ["delivered", "failed"].iter().zip(pair) {

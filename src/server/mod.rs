@@ -17,6 +17,7 @@ mod listen;
 mod metrics;
 mod routes;
 mod run_locks;
+mod runs;
 mod writer;
 
 pub(crate) use auth::{Principal, Tokens};
@@ -68,7 +69,8 @@ pub(crate) struct Threads {
 pub(crate) struct Server {
     /// The runtime (shared with the alert worker, which reads channels of its artifacts).
     replay: Arc<Mutex<Replay>>,
-    /// Requests so far: the "line" numbers of rejected inputs.
+    /// The "line" numbers of rejected inputs: the server's start in nanoseconds since the
+    /// epoch, plus the requests since, so that no two servers or restarts share one.
     requests: AtomicU64,
     writer: mpsc::Sender<writer::Commit>,
     /// A store handle of its own for reads, so that a read never waits for a commit.
@@ -85,6 +87,8 @@ pub(crate) struct Server {
     feed: Mutex<crate::alerts::feed::Feed>,
     /// One request at a time per run, until its evidence is committed or refused.
     run_locks: run_locks::RunLocks,
+    /// Runs whose evidence does not judge again to what it holds: never served.
+    refused: runs::Refused,
 }
 
 impl Server {
@@ -129,7 +133,7 @@ impl Server {
             .map_err(|e| e.to_string())?;
         let server = Arc::new(Server {
             replay,
-            requests: AtomicU64::new(0),
+            requests: AtomicU64::new(u64::try_from(crate::base::wall::now_ns()).unwrap_or(0)),
             writer: tx,
             reader: Arc::new(Mutex::new(reader)),
             settings,
@@ -139,7 +143,9 @@ impl Server {
             deliver,
             feed: Mutex::new(feed),
             run_locks: run_locks::RunLocks::default(),
+            refused: runs::Refused::default(),
         });
+        server.rebuild_live()?;
         Ok((
             server,
             Threads {

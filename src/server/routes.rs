@@ -59,6 +59,8 @@ impl Server {
         let reads = Router::new()
             .route("/v1/policies", get(policies))
             .route("/v1/runs/{id}/evidence", get(evidence))
+            .route("/v1/runs/{id}", get(super::runs::run_status))
+            .route("/v1/runs", get(super::runs::runs))
             .route("/v1/alerts", get(alerts))
             .route_layer(from_fn_with_state(Arc::clone(self), require_read));
         let deploys = Router::new()

@@ -12,6 +12,7 @@ mod cli;
 mod crash;
 mod docs;
 mod docs_formats;
+mod durable_runs;
 mod evidence;
 mod file_store;
 mod fmt;

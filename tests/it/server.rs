@@ -607,11 +607,11 @@ fn an_unknown_field_answers_422_with_a_suggestion_and_stops_a_fail_closed_run() 
 }
 
 /// What a receiver saw: each request's path, headers and body.
-type Seen = std::sync::Arc<std::sync::Mutex<Vec<(String, String, String)>>>;
+pub type Seen = std::sync::Arc<std::sync::Mutex<Vec<(String, String, String)>>>;
 
 /// A local HTTP receiver: records each request (path, headers, body) and answers 500 to
 /// the first `fail_first` requests on `/hook`, 200 to the rest.
-fn receiver(fail_first: usize) -> (u16, Seen) {
+pub fn receiver(fail_first: usize) -> (u16, Seen) {
     use std::io::{Read, Write};
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
@@ -1215,7 +1215,7 @@ fn answers_given_during_an_outage_survive_a_kill() {
 }
 
 #[test]
-fn a_run_id_closed_by_an_earlier_server_is_refused_alone() {
+fn a_run_an_earlier_server_ended_is_known_to_the_next() {
     let tmp = tempfile::tempdir().unwrap();
     let start =
         |id: &str| format!(r#"{{"run_id":"{id}","ts":"2026-01-20T10:00:00Z","tenant":"acme"}}"#);
@@ -1229,14 +1229,18 @@ fn a_run_id_closed_by_an_earlier_server_is_refused_alone() {
     );
     assert_eq!(served.stop(), Some(0));
 
-    // A new server does not know run `r`, but its store has closed r's chain. The same
-    // start again is the record already stored (records are identified by their place),
-    // so it is answered; a step after it would extend a closed chain.
+    // A new server loads run `r` from the store when asked about it: its start again is
+    // a duplicate, a step after its end is refused, and nothing is added to its chain.
     let served = Served::start(tmp.path(), "file:ev");
-    assert_eq!(served.post("/v1/runs", &start("r")).0, 200);
+    let (status, text) = served.post("/v1/runs", &start("r"));
+    assert_eq!(status, 422, "{text}");
+    assert!(text.contains("duplicate_run"), "{text}");
     let (status, text) = served.post("/v1/runs/r/steps", r#"{"ts":"2026-01-20T10:02:00Z"}"#);
-    assert_eq!(status, 409, "{text}");
-    assert!(text.contains("refused this request's records"), "{text}");
+    assert_eq!(status, 422, "{text}");
+    assert!(text.contains("run_ended"), "{text}");
+    let (status, text) = served.get("/v1/runs/r");
+    assert_eq!(status, 200, "{text}");
+    assert!(text.contains(r#""state":"ended""#), "{text}");
     // Other requests are unaffected.
     assert_eq!(served.post("/v1/runs", &start("q")).0, 200);
     let (status, text) = served.post("/v1/runs/q/steps", r#"{"ts":"2026-01-20T10:01:00Z"}"#);
@@ -1245,7 +1249,7 @@ fn a_run_id_closed_by_an_earlier_server_is_refused_alone() {
 }
 
 #[test]
-fn a_request_the_store_refuses_leaves_its_run_as_it_was() {
+fn a_run_lever_run_left_in_the_store_is_continued_by_the_server() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
     std::fs::write(
@@ -1261,28 +1265,22 @@ fn a_request_the_store_refuses_leaves_its_run_as_it_was() {
     .unwrap();
     assert_eq!(super::replay(dir, "file:ev").status.code(), Some(0));
     let served = Served::launch(dir, &["--artifact", "p.policy", "--evidence", "file:ev"]);
-    // Requests whose records contradict the store are refused; none may shape a later one.
-    let requests = [
-        (
-            "/v1/runs",
-            r#"{"run_id":"r1","ts":"2026-01-20T10:00:00.5Z","tenant":"acme"}"#,
-        ),
-        (
-            "/v1/runs/r1/steps",
-            r#"{"ts":"2026-01-20T10:00:02Z","cost":"0.80"}"#,
-        ),
-        (
-            "/v1/runs/r1/steps",
-            r#"{"ts":"2026-01-20T10:00:03Z","cost":"0.25"}"#,
-        ),
-    ];
-    for (path, body) in requests {
-        let (status, text) = served.post(path, body);
-        assert!(
-            status != 200 || !text.contains("\"seq\":3"),
-            "{path}: {status} {text}"
-        );
-    }
+    // The server loads r1 from the store: a second start is a duplicate, and a step of
+    // $0.80 makes $1.05 of its $1.00 cap.
+    let (status, text) = served.post(
+        "/v1/runs",
+        r#"{"run_id":"r1","ts":"2026-01-20T10:00:00.5Z","tenant":"acme"}"#,
+    );
+    assert_eq!(status, 422, "{text}");
+    assert!(text.contains("duplicate_run"), "{text}");
+    let (status, text) = served.post(
+        "/v1/runs/r1/steps",
+        r#"{"ts":"2026-01-20T10:00:02Z","cost":"0.80"}"#,
+    );
+    assert_eq!(status, 200, "{text}");
+    let d: serde_json::Value = serde_json::from_str(&text).unwrap();
+    assert_eq!((&d["seq"], &d["action"]), (&3.into(), &"stop".into()));
+    assert_eq!(d["signals"][0]["observed"], "1.05");
     assert_eq!(served.stop(), Some(0));
     // What is stored agrees with itself: every observed value is the sum of the stored
     // inputs up to it.
@@ -1311,7 +1309,7 @@ fn a_request_the_store_refuses_leaves_its_run_as_it_was() {
             .iter()
             .filter(|s| s.record.kind == lever::evidence::RecordKind::Decision)
             .count(),
-        2
+        3
     );
 }
 

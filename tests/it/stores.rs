@@ -261,7 +261,7 @@ fn the_postgres_store_conforms() {
         )
         .unwrap()
         .get(0);
-    assert_eq!(n, 2, "one row for each of the two migrations");
+    assert_eq!(n, 3, "one row for each of the three migrations");
 }
 
 #[test]

@@ -213,7 +213,11 @@ impl FileStore {
 
     /// The records of a batch not yet stored, each with its id; `Contradicts` when one would
     /// take a place that holds, or an earlier record of the batch gives, other content.
-    fn fresh<'r>(&mut self, records: &'r [Sealed]) -> Result<Vec<&'r Sealed>, StoreError> {
+    fn fresh<'r>(
+        &mut self,
+        records: &'r [Sealed],
+        exclusive: bool,
+    ) -> Result<Vec<&'r Sealed>, StoreError> {
         let mut fresh = Vec::new();
         let mut batch_ids = HashSet::new();
         let mut batch_places: HashMap<RecordKey, [u8; 32]> = HashMap::new();
@@ -233,6 +237,12 @@ impl FileStore {
                 continue;
             }
             if let Some(stored) = self.stored_place(&key)? {
+                if exclusive {
+                    return Err(StoreError::Fenced(format!(
+                        "run `{}` seq {} is stored",
+                        key.run_id, key.seq
+                    )));
+                }
                 if stored != content {
                     return Err(contradicts(&key));
                 }
@@ -370,35 +380,12 @@ fn frame_boundary(frames: &[u8], max: usize) -> usize {
     at.min(frames.len())
 }
 
-fn contradicts(key: &RecordKey) -> StoreError {
-    StoreError::Contradicts(format!(
-        "run `{}` seq {} ({})",
-        key.run_id,
-        key.seq,
-        key.kind.name()
-    ))
-}
-
-impl EvidenceStore for FileStore {
-    fn first_conflict(&mut self, records: &[Sealed]) -> Result<Option<RecordKey>, StoreError> {
-        for r in records {
-            let Some(key) = r.record().key() else {
-                continue;
-            };
-            if let Some(stored) = self.stored_place(&key)?
-                && stored != r.content()
-            {
-                return Ok(Some(key));
-            }
-        }
-        Ok(None)
-    }
-
-    fn append(&mut self, records: &[Sealed]) -> Result<usize, StoreError> {
+impl FileStore {
+    fn append_checked(&mut self, records: &[Sealed], exclusive: bool) -> Result<usize, StoreError> {
         if self.failed {
             return Err(self.stopped());
         }
-        let fresh = self.fresh(records)?;
+        let fresh = self.fresh(records, exclusive)?;
         if fresh.is_empty() {
             return Ok(0);
         }
@@ -440,10 +427,56 @@ impl EvidenceStore for FileStore {
         self.remember(&linked, &offsets);
         Ok(linked.len())
     }
+}
+
+fn contradicts(key: &RecordKey) -> StoreError {
+    StoreError::Contradicts(format!(
+        "run `{}` seq {} ({})",
+        key.run_id,
+        key.seq,
+        key.kind.name()
+    ))
+}
+
+impl EvidenceStore for FileStore {
+    fn first_conflict(&mut self, records: &[Sealed]) -> Result<Option<RecordKey>, StoreError> {
+        for r in records {
+            let Some(key) = r.record().key() else {
+                continue;
+            };
+            if let Some(stored) = self.stored_place(&key)?
+                && stored != r.content()
+            {
+                return Ok(Some(key));
+            }
+        }
+        Ok(None)
+    }
+
+    fn append(&mut self, records: &[Sealed]) -> Result<usize, StoreError> {
+        self.append_checked(records, false)
+    }
+
+    fn append_exclusive(&mut self, records: &[Sealed]) -> Result<usize, StoreError> {
+        self.append_checked(records, true)
+    }
 
     fn read_chain(&mut self, chain: &ChainId) -> Result<Vec<super::Stored>, StoreError> {
         self.refresh()?;
         self.read_chain_records(chain)
+    }
+
+    fn live_runs(&mut self) -> Result<Vec<String>, StoreError> {
+        self.refresh()?;
+        Ok(self
+            .chains()?
+            .into_iter()
+            .filter(|(_, head)| !head.closed)
+            .filter_map(|(chain, _)| match chain {
+                ChainId::Run(id) => Some(id),
+                ChainId::Store => None,
+            })
+            .collect())
     }
 
     fn read_recent(

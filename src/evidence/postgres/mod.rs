@@ -65,6 +65,15 @@ CREATE INDEX records_alert_attempts ON {s}.records (stored_at, chain, n)
     WHERE kind = 'alert_delivery';
 "#,
     ),
+    (
+        3,
+        "indexes of run starts, run summaries and artifacts (runs rebuilt from their chains)",
+        r#"
+CREATE INDEX records_run_starts ON {s}.records (chain) WHERE n = 0 AND run_id IS NOT NULL;
+CREATE INDEX records_run_summaries ON {s}.records (chain) WHERE kind = 'run_summary';
+CREATE INDEX records_artifacts ON {s}.records (n) WHERE kind = 'artifact' AND chain = '';
+"#,
+    ),
 ];
 
 pub struct PgStore {
@@ -217,7 +226,7 @@ impl PgStore {
     }
 
     /// One group commit in one transaction; returns how many records were new.
-    fn try_append(&mut self, records: &[Sealed]) -> Result<usize, Failure> {
+    fn try_append(&mut self, records: &[Sealed], exclusive: bool) -> Result<usize, Failure> {
         let s = self.schema.clone();
         let mut tx = self.client.transaction()?;
         let keys: Vec<[u8; 32]> = records.iter().map(store_key).collect();
@@ -242,6 +251,14 @@ impl PgStore {
                         .map(|earlier| earlier.content() == r.content())
                 });
             match taken {
+                Some(_) if exclusive && existing.contains_key(key.as_slice()) => {
+                    return Err(Failure::Store(StoreError::Fenced(
+                        r.record()
+                            .key()
+                            .map(|k| format!("run `{}` seq {} is stored", k.run_id, k.seq))
+                            .unwrap_or_default(),
+                    )));
+                }
                 Some(false) => {
                     return Err(Failure::Store(StoreError::Contradicts(
                         r.record()
@@ -287,6 +304,45 @@ impl PgStore {
                 })
             })
             .collect()
+    }
+}
+
+impl PgStore {
+    fn append_checked(&mut self, records: &[Sealed], exclusive: bool) -> Result<usize, StoreError> {
+        if self.failed {
+            return Err(StoreError::Stopped(redact(&self.url)));
+        }
+        let mut last_error = String::new();
+        for attempt in 0..ATTEMPTS {
+            if attempt > 0 {
+                std::thread::sleep(Duration::from_millis(50 << attempt.min(6)));
+                if self.reconnect().is_err() {
+                    continue;
+                }
+            }
+            // A retry after a lost connection may find its own batch committed (the
+            // acknowledgement was lost), so it takes records already stored as its own.
+            match self.try_append(records, exclusive && attempt == 0) {
+                Ok(n) => return Ok(n),
+                Err(Failure::Store(e)) => return Err(e),
+                Err(Failure::Db(e)) if self.client.is_closed() || connection_lost(&e) => {
+                    last_error = error_text(&e);
+                }
+                // Another writer took a position of a chain this batch extends (the primary
+                // key `(chain, n)` fences it): nothing of the batch was written.
+                Err(Failure::Db(e)) if unique_violation(&e) => {
+                    return Err(StoreError::Fenced(error_text(&e)));
+                }
+                Err(Failure::Db(e)) => {
+                    self.failed = true;
+                    return Err(self.db(error_text(&e)));
+                }
+            }
+        }
+        self.failed = true;
+        Err(self.db(format!(
+            "the connection was lost and {ATTEMPTS} attempts to write the batch failed: {last_error}"
+        )))
     }
 }
 
@@ -446,40 +502,12 @@ impl EvidenceStore for PgStore {
     }
 
     fn append(&mut self, records: &[Sealed]) -> Result<usize, StoreError> {
-        if self.failed {
-            return Err(StoreError::Stopped(redact(&self.url)));
-        }
-        let mut last_error = String::new();
-        for attempt in 0..ATTEMPTS {
-            if attempt > 0 {
-                std::thread::sleep(Duration::from_millis(50 << attempt.min(6)));
-                if self.reconnect().is_err() {
-                    continue;
-                }
-            }
-            match self.try_append(records) {
-                Ok(n) => return Ok(n),
-                Err(Failure::Store(e)) => return Err(e),
-                Err(Failure::Db(e)) if self.client.is_closed() || connection_lost(&e) => {
-                    last_error = error_text(&e);
-                }
-                // Another writer took a position of a chain this batch extends (the primary
-                // key `(chain, n)` fences it): nothing of the batch was written.
-                Err(Failure::Db(e)) if unique_violation(&e) => {
-                    return Err(StoreError::Fenced(error_text(&e)));
-                }
-                Err(Failure::Db(e)) => {
-                    self.failed = true;
-                    return Err(self.db(error_text(&e)));
-                }
-            }
-        }
-        self.failed = true;
-        Err(self.db(format!(
-            "the connection was lost and {ATTEMPTS} attempts to write the batch failed: {last_error}"
-        )))
+        self.append_checked(records, false)
     }
 
+    fn append_exclusive(&mut self, records: &[Sealed]) -> Result<usize, StoreError> {
+        self.append_checked(records, true)
+    }
     /// Pages through the records by their key `(chain, n)`, so that memory holds one page.
     fn visit_all(
         &mut self,
@@ -539,6 +567,45 @@ impl EvidenceStore for PgStore {
         let mut recent = PgStore::rows_to_stored(&rows).map_err(|e| self.db(e))?;
         recent.reverse();
         Ok(recent)
+    }
+
+    /// Served by the partial indexes of run starts and run summaries (migration 3).
+    fn live_runs(&mut self) -> Result<Vec<String>, StoreError> {
+        let s = self.schema.clone();
+        let rows = self
+            .client
+            .query(
+                &format!(
+                    "SELECT r.run_id FROM {s}.records r
+                     WHERE r.n = 0 AND r.run_id IS NOT NULL
+                       AND NOT EXISTS (SELECT 1 FROM {s}.records e
+                           WHERE e.chain = r.chain AND e.kind = 'run_summary')
+                     ORDER BY r.chain"
+                ),
+                &[],
+            )
+            .map_err(|e| self.db(error_text(&e)))?;
+        Ok(rows.iter().map(|r| r.get(0)).collect())
+    }
+
+    /// Served by the partial index of artifact records (migration 3).
+    fn artifact_bytes(&mut self, id: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        let s = self.schema.clone();
+        let rows = self
+            .client
+            .query(
+                &format!(
+                    "SELECT n, prev, hash, record FROM {s}.records
+                     WHERE kind = 'artifact' AND chain = '' ORDER BY n"
+                ),
+                &[],
+            )
+            .map_err(|e| self.db(error_text(&e)))?;
+        let stored = PgStore::rows_to_stored(&rows).map_err(|e| self.db(e))?;
+        Ok(stored
+            .into_iter()
+            .find(|s| s.record.artifact == id)
+            .and_then(|s| super::artifact_record_bytes(&s.record)))
     }
 
     fn read_chain(&mut self, chain: &ChainId) -> Result<Vec<Stored>, StoreError> {

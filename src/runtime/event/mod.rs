@@ -7,8 +7,10 @@
 
 mod fields;
 mod read;
+mod stored;
 
 pub(crate) use read::{check_raise, from_fields, object_fields, parse, read_metrics};
+pub(crate) use stored::from_evidence;
 
 pub use crate::base::lang::OverrideKind;
 use crate::base::lang::Unit;

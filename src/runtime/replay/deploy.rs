@@ -103,26 +103,11 @@ impl Replay {
                 moves.push((id.clone(), held.engine));
             }
         }
-        for (_, home) in &moves {
-            if self.merged.contains_key(&(*home, current)) {
-                continue;
-            }
-            let (Some(h), Some(c)) = (self.engines.get(*home), self.engines.get(current)) else {
-                continue;
-            };
-            let engine = Engine::merged(h, c)
-                .map_err(|e| format!("runs in progress cannot re-bind against it: {e}"))?;
-            self.engines.push(engine);
-            self.artifact_recorded.push(true);
-            self.merged.insert((*home, current), self.engines.len() - 1);
-        }
         for (id, home) in moves {
-            let (Some(held), Some(&m)) =
-                (self.runs.get_mut(&id), self.merged.get(&(home, current)))
-            else {
-                continue;
-            };
-            if let Some(engine) = self.engines.get(m) {
+            let m = self
+                .merged_engine(home, current)
+                .map_err(|e| format!("runs in progress cannot re-bind against it: {e}"))?;
+            if let (Some(held), Some(engine)) = (self.runs.get_mut(&id), self.engines.get(m)) {
                 engine.adopt(&mut held.run);
                 held.engine = m;
             }
@@ -131,5 +116,21 @@ impl Replay {
             held.seen = current;
         }
         Ok(())
+    }
+
+    /// The merged engine of `home` and `current` (see [`Engine::merged`]), built once per
+    /// pair.
+    pub(super) fn merged_engine(&mut self, home: usize, current: usize) -> Result<usize, String> {
+        if let Some(&m) = self.merged.get(&(home, current)) {
+            return Ok(m);
+        }
+        let (Some(h), Some(c)) = (self.engines.get(home), self.engines.get(current)) else {
+            return Err("an engine of the re-binding is not loaded".into());
+        };
+        let engine = Engine::merged(h, c).map_err(|e| e.to_string())?;
+        self.engines.push(engine);
+        self.artifact_recorded.push(true);
+        self.merged.insert((home, current), self.engines.len() - 1);
+        Ok(self.engines.len() - 1)
     }
 }

@@ -7,6 +7,9 @@
 //! as an error of that run (see `rejected`).
 
 mod deploy;
+mod rebuild;
+
+pub(crate) use rebuild::{RebuildError, Rebuilt};
 
 use super::decision::Decision;
 use super::event::{self, Event, RejectCode, Rejection};

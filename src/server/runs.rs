@@ -1,0 +1,199 @@
+//! Runs as the evidence store holds them. A run's state is a pure function of its artifact
+//! and its accepted inputs, and every decision record stores its input, so a server holds
+//! runs only as a cache: before it listens it rebuilds every live run from its chain, and
+//! a request for a run it does not hold loads the run from the store first. A run whose
+//! chain does not judge again to what it holds is refused loudly and never served.
+//!
+//! Also the run-state routes: `GET /v1/runs/{id}` and `GET /v1/runs?state=live`.
+
+use super::routes::{error, unavailable};
+use super::*;
+use crate::compile::artifact::Artifact;
+use crate::runtime::replay::{RebuildError, Rebuilt};
+use std::collections::BTreeMap;
+
+/// Runs refused at load, with why: requests for them answer 409.
+#[derive(Default)]
+pub(super) struct Refused(Mutex<BTreeMap<String, String>>);
+
+impl Refused {
+    fn why(&self, id: &str) -> Option<String> {
+        self.0.lock().ok()?.get(id).cloned()
+    }
+
+    fn refuse(&self, e: &RebuildError) {
+        eprintln!("lever: error: {e}; the run is not served");
+        if let Ok(mut map) = self.0.lock() {
+            map.insert(e.run.clone(), e.to_string());
+        }
+    }
+}
+
+/// A stored artifact, verified as a deployed one is.
+fn stored_artifact(
+    store: &mut dyn EvidenceStore,
+    load: crate::compile::load::LoadOptions,
+    id: &str,
+) -> Result<Artifact, String> {
+    let bytes = store
+        .artifact_bytes(id)
+        .map_err(|e| e.to_string())?
+        .ok_or_else(|| format!("the evidence store holds no artifact {id}"))?;
+    crate::compile::load::load_bytes(bytes, load).map_err(|e| format!("artifact {id}: {e}"))
+}
+
+impl Server {
+    /// Rebuilds every live run of the store (started, not ended) before the server
+    /// listens; says how many and how long it took.
+    pub(super) fn rebuild_live(&self) -> Result<(), String> {
+        let started = std::time::Instant::now();
+        let mut reader = self
+            .reader
+            .lock()
+            .map_err(|_| "the reader lock is poisoned")?;
+        let live = reader.live_runs().map_err(|e| e.to_string())?;
+        let mut replay = self
+            .replay
+            .lock()
+            .map_err(|_| "the runtime lock is poisoned")?;
+        let (mut rebuilt, mut refused) = (0, 0);
+        for id in &live {
+            let chain = reader
+                .read_chain(&ChainId::Run(id.clone()))
+                .map_err(|e| e.to_string())?;
+            let mut source = |aid: &str| stored_artifact(reader.as_mut(), self.load, aid);
+            match replay.rebuild(id, &chain, &mut source) {
+                Ok(_) => {
+                    rebuilt += 1;
+                    self.metrics.run_loaded();
+                }
+                Err(e) => {
+                    refused += 1;
+                    self.metrics.run_refused();
+                    self.refused.refuse(&e);
+                }
+            }
+        }
+        if !live.is_empty() {
+            eprintln!(
+                "lever: rebuilt {rebuilt} live runs from the evidence in {:.2} s{}",
+                started.elapsed().as_secs_f64(),
+                if refused > 0 {
+                    format!("; {refused} refused (named above)")
+                } else {
+                    String::new()
+                }
+            );
+        }
+        Ok(())
+    }
+
+    /// Makes sure the server holds run `id` as the store does: a run it does not hold is
+    /// loaded from its chain (nothing, for a run never started). In the run's turn.
+    pub(super) async fn load_run(&self, id: &str) -> Result<(), Response> {
+        if let Some(why) = self.refused.why(id) {
+            return Err(error(StatusCode::CONFLICT, &why));
+        }
+        let held = self.replay.lock().map(|r| r.holds(id)).unwrap_or(false);
+        if held {
+            return Ok(());
+        }
+        let reader = Arc::clone(&self.reader);
+        let chain = ChainId::Run(id.to_string());
+        let read = tokio::task::spawn_blocking(move || {
+            let mut store = reader.lock().map_err(|_| "the reader lock is poisoned")?;
+            store.read_chain(&chain).map_err(|e| e.to_string())
+        })
+        .await;
+        let chain = match read {
+            Ok(Ok(chain)) => chain,
+            Ok(Err(why)) => return Err(unavailable(&format!("the run cannot be read: {why}"))),
+            Err(_) => return Err(unavailable("the run cannot be read")),
+        };
+        if chain.is_empty() {
+            return Ok(());
+        }
+        let Ok(mut replay) = self.replay.lock() else {
+            return Err(unavailable("the runtime lock is poisoned"));
+        };
+        let mut source = |aid: &str| match self.reader.lock() {
+            Ok(mut store) => stored_artifact(store.as_mut(), self.load, aid),
+            Err(_) => Err("the reader lock is poisoned".to_string()),
+        };
+        match replay.rebuild(id, &chain, &mut source) {
+            Ok(Rebuilt::Nothing) => Ok(()),
+            Ok(_) => {
+                self.metrics.run_loaded();
+                Ok(())
+            }
+            Err(e) => {
+                self.metrics.run_refused();
+                self.refused.refuse(&e);
+                Err(error(StatusCode::CONFLICT, &e.to_string()))
+            }
+        }
+    }
+
+    /// Forgets run `id` and loads it again from the store: another server extended it.
+    pub(super) async fn reload_run(&self, id: &str) -> Result<(), Response> {
+        self.metrics.fenced();
+        if let Ok(mut replay) = self.replay.lock() {
+            replay.forget(id);
+        }
+        self.load_run(id).await
+    }
+}
+
+/// `GET /v1/runs/{id}`: the run's state, loaded from the store when this server does not
+/// hold it.
+pub(super) async fn run_status(State(s): State<Arc<Server>>, Path(id): Path<String>) -> Response {
+    let _turn = s.run_locks.turn(&id).await;
+    if let Err(refused) = s.load_run(&id).await {
+        return refused;
+    }
+    let status = s.replay.lock().ok().and_then(|r| r.status(&id));
+    match status {
+        Some(status) => (
+            StatusCode::OK,
+            [(header::CONTENT_TYPE, "application/json")],
+            status.to_string(),
+        )
+            .into_response(),
+        None => error(StatusCode::NOT_FOUND, &format!("no run `{id}`")),
+    }
+}
+
+#[derive(serde::Deserialize)]
+pub(super) struct RunsQuery {
+    state: Option<String>,
+}
+
+/// `GET /v1/runs?state=live`: every run in progress, as the store holds them (a run
+/// another server started is listed too).
+pub(super) async fn runs(
+    State(s): State<Arc<Server>>,
+    axum::extract::Query(q): axum::extract::Query<RunsQuery>,
+) -> Response {
+    if q.state.as_deref() != Some("live") {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "list runs with ?state=live (the runs in progress)",
+        );
+    }
+    let reader = Arc::clone(&s.reader);
+    let read = tokio::task::spawn_blocking(move || {
+        let mut store = reader.lock().map_err(|_| "the reader lock is poisoned")?;
+        store.live_runs().map_err(|e| e.to_string())
+    })
+    .await;
+    match read {
+        Ok(Ok(ids)) => (
+            StatusCode::OK,
+            [(header::CONTENT_TYPE, "application/json")],
+            serde_json::json!({ "runs": ids }).to_string(),
+        )
+            .into_response(),
+        Ok(Err(why)) => unavailable(&why),
+        Err(_) => unavailable("the evidence read failed"),
+    }
+}
