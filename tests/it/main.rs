@@ -18,6 +18,7 @@ mod file_store;
 mod fmt;
 mod fuzz;
 mod generate;
+mod kill_loop;
 mod grammar;
 mod lsp;
 mod pg_roles;

@@ -612,7 +612,6 @@ pub type Seen = std::sync::Arc<std::sync::Mutex<Vec<(String, String, String)>>>;
 /// A local HTTP receiver: records each request (path, headers, body) and answers 500 to
 /// the first `fail_first` requests on `/hook`, 200 to the rest.
 pub fn receiver(fail_first: usize) -> (u16, Seen) {
-    use std::io::{Read, Write};
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
     let seen: Seen = Default::default();
@@ -620,46 +619,49 @@ pub fn receiver(fail_first: usize) -> (u16, Seen) {
     std::thread::spawn(move || {
         let mut hooks = 0;
         for stream in listener.incoming() {
-            let mut stream = stream.unwrap();
-            let mut reader = BufReader::new(stream.try_clone().unwrap());
-            let mut request_line = String::new();
-            reader.read_line(&mut request_line).unwrap();
-            let path = request_line
-                .split_whitespace()
-                .nth(1)
-                .unwrap_or("")
-                .to_string();
-            let mut headers = String::new();
-            let mut length = 0;
-            loop {
-                let mut line = String::new();
-                reader.read_line(&mut line).unwrap();
-                if line == "\r\n" || line.is_empty() {
-                    break;
-                }
-                if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
-                    length = v.trim().parse().unwrap();
-                }
-                headers.push_str(&line);
-            }
-            let mut body = vec![0; length];
-            reader.read_exact(&mut body).unwrap();
+            // A sender killed mid-request leaves a connection cut short: it is skipped.
+            let Ok(stream) = stream else { continue };
+            let Some((path, headers, body)) = read_request(&stream) else {
+                continue;
+            };
             let status = if path == "/hook" {
                 hooks += 1;
                 if hooks <= fail_first { 500 } else { 200 }
             } else {
                 200
             };
-            log.lock()
-                .unwrap()
-                .push((path, headers, String::from_utf8(body).unwrap()));
-            let _ = write!(
-                stream,
-                "HTTP/1.1 {status} X\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
-            );
+            log.lock().unwrap().push((path, headers, body));
+            let answer =
+                format!("HTTP/1.1 {status} X\r\ncontent-length: 0\r\nconnection: close\r\n\r\n");
+            let _ = std::io::Write::write_all(&mut &stream, answer.as_bytes());
         }
     });
     (port, seen)
+}
+
+/// One HTTP request: its path, headers and body; `None` when the connection is cut.
+fn read_request(stream: &std::net::TcpStream) -> Option<(String, String, String)> {
+    use std::io::Read;
+    let mut reader = BufReader::new(stream.try_clone().ok()?);
+    let mut request_line = String::new();
+    reader.read_line(&mut request_line).ok()?;
+    let path = request_line.split_whitespace().nth(1)?.to_string();
+    let mut headers = String::new();
+    let mut length = 0;
+    loop {
+        let mut line = String::new();
+        reader.read_line(&mut line).ok()?;
+        if line == "\r\n" || line.is_empty() {
+            break;
+        }
+        if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+            length = v.trim().parse().ok()?;
+        }
+        headers.push_str(&line);
+    }
+    let mut body = vec![0; length];
+    reader.read_exact(&mut body).ok()?;
+    Some((path, headers, String::from_utf8(body).ok()?))
 }
 
 /// A local SMTP receiver (plain SMTP, as a relay on the same host): records each message

@@ -1,0 +1,249 @@
+//! The kill -9 loop: `lever serve` killed at random moments under a bounded load of
+//! concurrent clients, and started again on the same store, again and again. After every
+//! restart each acknowledged decision is in the store exactly once, every run's spend is
+//! the sum of its stored steps (the runs in flight continue with the monitors they had),
+//! `lever evidence verify` passes, and every stored alert reaches the receiver at least
+//! once.
+//!
+//! `LEVER_KILLS` sets the kills (CI runs a few; the closing note reports a long run),
+//! `LEVER_KILL_SEED` the seed: the moments of the kills and the clients' choices follow it.
+
+use super::durable_runs::{POLICY, run_start, start, step};
+use super::served::Served;
+use lever::evidence::{ChainId, EvidenceStore, RecordKind, Stored};
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
+
+const CLIENTS: usize = 4;
+
+fn env_or(name: &str, default: u64) -> u64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+/// xorshift64*, seeded.
+struct Rng(u64);
+
+impl Rng {
+    fn below(&mut self, n: u64) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d) % n.max(1)
+    }
+}
+
+/// An acknowledged decision: run, seq, action.
+type Acked = Arc<Mutex<Vec<(String, u64, String)>>>;
+
+/// One client: runs of up to twelve $0.30 steps against the $2.00 cap, each request sent
+/// once to whichever server is up. A request that gets no answer may or may not have been
+/// judged; the client does not send it again (a retried step is a new step).
+fn client(i: usize, seed: u64, base: Arc<RwLock<String>>, stop: Arc<AtomicBool>, acked: Acked) {
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(Duration::from_secs(5)))
+        .build()
+        .into();
+    let mut rng = Rng(seed ^ (i as u64 + 1).wrapping_mul(0x9e37_79b9_7f4a_7c15));
+    let post = |path: &str, body: &str| -> Option<(u16, serde_json::Value)> {
+        let url = format!("{}{path}", base.read().unwrap());
+        let mut r = agent
+            .post(&url)
+            .header("content-type", "application/json")
+            .send(body)
+            .ok()?;
+        let text = r.body_mut().read_to_string().ok()?;
+        Some((r.status().as_u16(), serde_json::from_str(&text).ok()?))
+    };
+    let mut k = 0;
+    while !stop.load(Ordering::Relaxed) {
+        k += 1;
+        let run = format!("c{i}-{k}");
+        // A start is sent until it is known to be stored (a 422 duplicate_run says an
+        // earlier attempt was).
+        loop {
+            match post("/v1/runs", &run_start(&run)) {
+                Some((200, _)) => break,
+                Some((422, d)) if d["reason"].as_str().unwrap_or("").starts_with("duplicate_run") => break,
+                _ if stop.load(Ordering::Relaxed) => return,
+                _ => std::thread::sleep(Duration::from_millis(20)),
+            }
+        }
+        let steps = 1 + rng.below(12) as u32;
+        for m in 1..=steps {
+            match post(&format!("/v1/runs/{run}/steps"), &step(m)) {
+                Some((200, d)) => {
+                    let action = d["action"].as_str().unwrap_or("").to_string();
+                    let seq = d["seq"].as_u64().unwrap_or(0);
+                    acked.lock().unwrap().push((run.clone(), seq, action.clone()));
+                    if action != "continue" {
+                        break;
+                    }
+                }
+                Some(_) | None => std::thread::sleep(Duration::from_millis(20)),
+            }
+        }
+        if rng.below(4) > 0 {
+            let _ = post(&format!("/v1/runs/{run}/end"), r#"{"ts":"2026-01-20T11:00:00Z"}"#);
+        }
+    }
+}
+
+fn open_store(evidence: &str, dir: &Path) -> Box<dyn EvidenceStore> {
+    match evidence.strip_prefix("file:") {
+        Some(d) => Box::new(lever::evidence::file::FileStore::open_read_only(&dir.join(d)).unwrap()),
+        None => Box::new(lever::evidence::postgres::PgStore::open(evidence).unwrap()),
+    }
+}
+
+/// A run's stored spend: each stored step's cost, in cents, and what its summary or its
+/// last signal says was spent.
+fn check_run(run: &str, chain: &[Stored]) -> u64 {
+    let cents = |text: &str| -> u64 {
+        let (units, frac) = text.split_once('.').unwrap_or((text, "0"));
+        units.parse::<u64>().unwrap() * 100 + format!("{frac:0<2}")[..2].parse::<u64>().unwrap()
+    };
+    let mut spent = 0;
+    let mut steps = 0;
+    for s in chain {
+        let body = &s.record.body;
+        match s.record.kind {
+            RecordKind::Decision if body["event"] == "step" => {
+                spent += cents(body["input"]["cost"].as_str().unwrap());
+                steps += 1;
+            }
+            RecordKind::Signal => {
+                let observed = cents(body["observed"].as_str().unwrap());
+                assert_eq!(observed, spent, "run {run} seq {}: observed", s.record.seq);
+            }
+            RecordKind::RunSummary => {
+                assert_eq!(cents(body["cost"].as_str().unwrap()), spent, "run {run}: summary");
+                assert_eq!(body["steps"], steps, "run {run}: steps");
+            }
+            _ => {}
+        }
+    }
+    spent
+}
+
+/// Everything acknowledged is stored once, every run agrees with itself and with what the
+/// server shows of it, and the store verifies.
+fn check_store(evidence: &str, dir: &Path, served: &Served, acked: &Acked) -> Vec<String> {
+    let mut store = open_store(evidence, dir);
+    let acked = acked.lock().unwrap().clone();
+    let runs: BTreeSet<String> = acked.iter().map(|(r, _, _)| r.clone()).collect();
+    let mut alerts = Vec::new();
+    for run in &runs {
+        let chain = store.read_chain(&ChainId::Run(run.clone())).unwrap();
+        let decisions: BTreeMap<u64, &serde_json::Value> = chain
+            .iter()
+            .filter(|s| s.record.kind == RecordKind::Decision)
+            .map(|s| (s.record.seq, &s.record.body))
+            .collect();
+        for (_, seq, action) in acked.iter().filter(|(r, _, _)| r == run) {
+            let stored = decisions
+                .get(seq)
+                .unwrap_or_else(|| panic!("run {run} seq {seq} was acknowledged, not stored"));
+            assert_eq!(stored["action"], action.as_str(), "run {run} seq {seq}");
+        }
+        let spent = check_run(run, &chain);
+        let (status, text) = served.get(&format!("/v1/runs/{run}"));
+        assert_eq!(status, 200, "{text}");
+        let state: serde_json::Value = serde_json::from_str(&text).unwrap();
+        let shown = state["totals"]["cost"].as_str().unwrap().replace('.', "");
+        assert_eq!(shown.parse::<u64>().unwrap(), spent, "run {run}: the server's state");
+        alerts.extend(
+            chain
+                .iter()
+                .filter(|s| s.record.kind == RecordKind::Alert)
+                .map(|s| lever::base::hash::hex(&s.record.id())),
+        );
+    }
+    drop(store);
+    let verify = super::lever(dir, &["evidence", "verify", "--evidence", evidence]);
+    assert!(verify.status.success(), "{}", String::from_utf8_lossy(&verify.stderr));
+    alerts
+}
+
+fn kill_loop(evidence: &str, dir: &Path) {
+    let kills = env_or("LEVER_KILLS", 3);
+    let seed = env_or("LEVER_KILL_SEED", 0x5eed);
+    std::fs::write(dir.join("p.policy"), POLICY).unwrap();
+    let (port, seen) = super::server::receiver(0);
+    let mut served = start(dir, evidence, port);
+    let base = Arc::new(RwLock::new(served.base.clone()));
+    let stop = Arc::new(AtomicBool::new(false));
+    let acked: Acked = Arc::default();
+    let clients: Vec<_> = (0..CLIENTS)
+        .map(|i| {
+            let (base, stop, acked) = (base.clone(), stop.clone(), acked.clone());
+            std::thread::spawn(move || client(i, seed, base, stop, acked))
+        })
+        .collect();
+    let mut rng = Rng(seed);
+    for kill in 0..kills {
+        std::thread::sleep(Duration::from_millis(50 + rng.below(400)));
+        served.kill();
+        served = start(dir, evidence, port);
+        assert!(
+            served.said.is_empty() || served.said.contains("rebuilt"),
+            "kill {kill}: {}",
+            served.said
+        );
+        *base.write().unwrap() = served.base.clone();
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    stop.store(true, Ordering::Relaxed);
+    for c in clients {
+        c.join().unwrap();
+    }
+    let acknowledged = acked.lock().unwrap().len();
+    assert!(acknowledged > kills as usize, "only {acknowledged} decisions acknowledged");
+    let alerts = check_store(evidence, dir, &served, &acked);
+    // Every stored alert reaches the receiver at least once, whichever server stored it.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let heard: BTreeSet<String> = seen
+            .lock()
+            .unwrap()
+            .iter()
+            .filter_map(|(_, headers, _)| {
+                headers.lines().find_map(|l| {
+                    l.to_ascii_lowercase()
+                        .strip_prefix("lever-delivery-id:")
+                        .map(|v| v.trim().to_string())
+                })
+            })
+            .collect();
+        let missing: Vec<&String> = alerts.iter().filter(|a| !heard.contains(*a)).collect();
+        if missing.is_empty() {
+            break;
+        }
+        assert!(Instant::now() < deadline, "alerts never delivered: {missing:?}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    eprintln!(
+        "kill loop ({evidence}): {kills} kills, {acknowledged} decisions acknowledged, {} alerts delivered",
+        alerts.len()
+    );
+    assert_eq!(served.stop(), Some(0));
+}
+
+#[test]
+fn killed_at_random_moments_under_load_the_file_store_server_loses_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    kill_loop("file:ev", tmp.path());
+}
+
+#[test]
+fn killed_at_random_moments_under_load_the_postgresql_server_loses_nothing() {
+    let schema = super::stores::Schema::new();
+    let tmp = tempfile::tempdir().unwrap();
+    kill_loop(&schema.url, tmp.path());
+}
