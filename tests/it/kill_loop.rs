@@ -70,7 +70,14 @@ fn client(i: usize, seed: u64, base: Arc<RwLock<String>>, stop: Arc<AtomicBool>,
         loop {
             match post("/v1/runs", &run_start(&run)) {
                 Some((200, _)) => break,
-                Some((422, d)) if d["reason"].as_str().unwrap_or("").starts_with("duplicate_run") => break,
+                Some((422, d))
+                    if d["reason"]
+                        .as_str()
+                        .unwrap_or("")
+                        .starts_with("duplicate_run") =>
+                {
+                    break;
+                }
                 _ if stop.load(Ordering::Relaxed) => return,
                 _ => std::thread::sleep(Duration::from_millis(20)),
             }
@@ -81,7 +88,10 @@ fn client(i: usize, seed: u64, base: Arc<RwLock<String>>, stop: Arc<AtomicBool>,
                 Some((200, d)) => {
                     let action = d["action"].as_str().unwrap_or("").to_string();
                     let seq = d["seq"].as_u64().unwrap_or(0);
-                    acked.lock().unwrap().push((run.clone(), seq, action.clone()));
+                    acked
+                        .lock()
+                        .unwrap()
+                        .push((run.clone(), seq, action.clone()));
                     if action != "continue" {
                         break;
                     }
@@ -90,14 +100,19 @@ fn client(i: usize, seed: u64, base: Arc<RwLock<String>>, stop: Arc<AtomicBool>,
             }
         }
         if rng.below(4) > 0 {
-            let _ = post(&format!("/v1/runs/{run}/end"), r#"{"ts":"2026-01-20T11:00:00Z"}"#);
+            let _ = post(
+                &format!("/v1/runs/{run}/end"),
+                r#"{"ts":"2026-01-20T11:00:00Z"}"#,
+            );
         }
     }
 }
 
 fn open_store(evidence: &str, dir: &Path) -> Box<dyn EvidenceStore> {
     match evidence.strip_prefix("file:") {
-        Some(d) => Box::new(lever::evidence::file::FileStore::open_read_only(&dir.join(d)).unwrap()),
+        Some(d) => {
+            Box::new(lever::evidence::file::FileStore::open_read_only(&dir.join(d)).unwrap())
+        }
         None => Box::new(lever::evidence::postgres::PgStore::open(evidence).unwrap()),
     }
 }
@@ -123,7 +138,11 @@ fn check_run(run: &str, chain: &[Stored]) -> u64 {
                 assert_eq!(observed, spent, "run {run} seq {}: observed", s.record.seq);
             }
             RecordKind::RunSummary => {
-                assert_eq!(cents(body["cost"].as_str().unwrap()), spent, "run {run}: summary");
+                assert_eq!(
+                    cents(body["cost"].as_str().unwrap()),
+                    spent,
+                    "run {run}: summary"
+                );
                 assert_eq!(body["steps"], steps, "run {run}: steps");
             }
             _ => {}
@@ -157,7 +176,11 @@ fn check_store(evidence: &str, dir: &Path, served: &Served, acked: &Acked) -> Ve
         assert_eq!(status, 200, "{text}");
         let state: serde_json::Value = serde_json::from_str(&text).unwrap();
         let shown = state["totals"]["cost"].as_str().unwrap().replace('.', "");
-        assert_eq!(shown.parse::<u64>().unwrap(), spent, "run {run}: the server's state");
+        assert_eq!(
+            shown.parse::<u64>().unwrap(),
+            spent,
+            "run {run}: the server's state"
+        );
         alerts.extend(
             chain
                 .iter()
@@ -167,7 +190,11 @@ fn check_store(evidence: &str, dir: &Path, served: &Served, acked: &Acked) -> Ve
     }
     drop(store);
     let verify = super::lever(dir, &["evidence", "verify", "--evidence", evidence]);
-    assert!(verify.status.success(), "{}", String::from_utf8_lossy(&verify.stderr));
+    assert!(
+        verify.status.success(),
+        "{}",
+        String::from_utf8_lossy(&verify.stderr)
+    );
     alerts
 }
 
@@ -204,7 +231,10 @@ fn kill_loop(evidence: &str, dir: &Path) {
         c.join().unwrap();
     }
     let acknowledged = acked.lock().unwrap().len();
-    assert!(acknowledged > kills as usize, "only {acknowledged} decisions acknowledged");
+    assert!(
+        acknowledged > kills as usize,
+        "only {acknowledged} decisions acknowledged"
+    );
     let alerts = check_store(evidence, dir, &served, &acked);
     // Every stored alert reaches the receiver at least once, whichever server stored it.
     let deadline = Instant::now() + Duration::from_secs(20);
@@ -225,7 +255,10 @@ fn kill_loop(evidence: &str, dir: &Path) {
         if missing.is_empty() {
             break;
         }
-        assert!(Instant::now() < deadline, "alerts never delivered: {missing:?}");
+        assert!(
+            Instant::now() < deadline,
+            "alerts never delivered: {missing:?}"
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
     eprintln!(
