@@ -120,6 +120,7 @@ impl Server {
                 (Answer::Given(response), _) => return response,
                 // Another server extended the run first: judge again on what it stored.
                 (Answer::Fenced(_), Some(id)) if attempt < FENCED_ATTEMPTS => {
+                    self.metrics.fenced();
                     if let Err(refused) = self.reload_run(id).await {
                         return refused;
                     }

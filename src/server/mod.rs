@@ -89,6 +89,9 @@ pub(crate) struct Server {
     run_locks: run_locks::RunLocks,
     /// Runs whose evidence does not judge again to what it holds: never served.
     refused: runs::Refused,
+    /// Whether other servers may write the store (PostgreSQL): a held run may then be
+    /// behind the store, so its state is read from the store when asked for.
+    shared_store: bool,
 }
 
 impl Server {
@@ -144,6 +147,7 @@ impl Server {
             feed: Mutex::new(feed),
             run_locks: run_locks::RunLocks::default(),
             refused: runs::Refused::default(),
+            shared_store: !options.evidence.starts_with("file:"),
         });
         server.rebuild_live()?;
         Ok((

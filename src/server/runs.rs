@@ -136,7 +136,6 @@ impl Server {
 
     /// Forgets run `id` and loads it again from the store: another server extended it.
     pub(super) async fn reload_run(&self, id: &str) -> Result<(), Response> {
-        self.metrics.fenced();
         if let Ok(mut replay) = self.replay.lock() {
             replay.forget(id);
         }
@@ -148,7 +147,13 @@ impl Server {
 /// hold it.
 pub(super) async fn run_status(State(s): State<Arc<Server>>, Path(id): Path<String>) -> Response {
     let _turn = s.run_locks.turn(&id).await;
-    if let Err(refused) = s.load_run(&id).await {
+    // Another server may have extended the run since this one judged it.
+    let loaded = if s.shared_store {
+        s.reload_run(&id).await
+    } else {
+        s.load_run(&id).await
+    };
+    if let Err(refused) = loaded {
         return refused;
     }
     let status = s.replay.lock().ok().and_then(|r| r.status(&id));
