@@ -84,6 +84,17 @@ pub struct PgStore {
     schema: String,
     client: Client,
     failed: bool,
+    /// The group commit's statements, prepared once per connection: each saves a parse
+    /// and a round trip on every commit.
+    prepared: Option<Prepared>,
+}
+
+/// The statements of a group commit.
+#[derive(Clone)]
+struct Prepared {
+    existing: postgres::Statement,
+    heads: postgres::Statement,
+    copy: postgres::Statement,
 }
 
 /// The URL with any password (`user:PASSWORD@` or `?password=`) replaced by `***`.
@@ -203,7 +214,34 @@ impl PgStore {
             schema,
             client,
             failed: false,
+            prepared: None,
         })
+    }
+
+    /// The group commit's statements on this connection.
+    fn prepared(&mut self) -> Result<Prepared, postgres::Error> {
+        if let Some(p) = &self.prepared {
+            return Ok(p.clone());
+        }
+        // Planned for each call's arguments: a generic plan for a growing table can be slow.
+        self.client
+            .batch_execute("SET plan_cache_mode = force_custom_plan")?;
+        let s = &self.schema;
+        let p = Prepared {
+            existing: self
+                .client
+                .prepare(&format!("SELECT key, content FROM {s}.records WHERE key = ANY($1)"))?,
+            heads: self.client.prepare(&format!(
+                "SELECT c.chain, h.n, h.hash, h.kind FROM unnest($1::text[]) AS c(chain)
+                 CROSS JOIN LATERAL (SELECT n, hash, kind FROM {s}.records r
+                     WHERE r.chain = c.chain ORDER BY n DESC LIMIT 1) h"
+            ))?,
+            copy: self.client.prepare(&format!(
+                "COPY {s}.records (chain, n, key, id, prev, hash, content, kind, run_id, seq, record) FROM STDIN BINARY"
+            ))?,
+        };
+        self.prepared = Some(p.clone());
+        Ok(p)
     }
 
     fn db(&self, e: impl std::fmt::Display) -> StoreError {
@@ -221,21 +259,19 @@ impl PgStore {
     }
 
     fn reconnect(&mut self) -> Result<(), StoreError> {
+        self.prepared = None;
         self.client = Client::connect(&self.conn, NoTls).map_err(|e| self.db(error_text(&e)))?;
         Ok(())
     }
 
     /// One group commit in one transaction; returns how many records were new.
     fn try_append(&mut self, records: &[Sealed], exclusive: bool) -> Result<usize, Failure> {
-        let s = self.schema.clone();
+        let prepared = self.prepared()?;
         let mut tx = self.client.transaction()?;
         let keys: Vec<[u8; 32]> = records.iter().map(store_key).collect();
         let key_refs: Vec<&[u8]> = keys.iter().map(|k| k.as_slice()).collect();
         let existing: HashMap<Vec<u8>, Vec<u8>> = tx
-            .query(
-                &format!("SELECT key, content FROM {s}.records WHERE key = ANY($1)"),
-                &[&key_refs],
-            )?
+            .query(&prepared.existing, &[&key_refs])?
             .iter()
             .map(|r| (r.get(0), r.get(1)))
             .collect();
@@ -279,9 +315,9 @@ impl PgStore {
         if fresh.is_empty() {
             return Ok(0);
         }
-        let mut heads = heads(&mut tx, &s, fresh.iter().map(|r| r.record()))?;
+        let mut heads = heads(&mut tx, &prepared.heads, fresh.iter().map(|r| r.record()))?;
         let linked = chain::link(&mut heads, fresh).map_err(Failure::Store)?;
-        copy_records(&mut tx, &s, &linked)?;
+        copy_records(&mut tx, &prepared.copy, &linked)?;
         tx.commit()?;
         Ok(linked.len())
     }
@@ -393,12 +429,10 @@ impl From<postgres::Error> for Failure {
 /// Writes linked records with one binary `COPY`.
 fn copy_records(
     tx: &mut Transaction<'_>,
-    s: &str,
+    copy: &postgres::Statement,
     linked: &[chain::Linked<'_>],
 ) -> Result<(), postgres::Error> {
-    let sink = tx.copy_in(&format!(
-        "COPY {s}.records (chain, n, key, id, prev, hash, content, kind, run_id, seq, record) FROM STDIN BINARY"
-    ))?;
+    let sink = tx.copy_in(copy)?;
     let types = [
         Type::TEXT,
         Type::INT8,
@@ -437,7 +471,7 @@ fn copy_records(
 /// The heads of the chains `records` extend, read inside the transaction.
 fn heads<'a>(
     tx: &mut Transaction<'_>,
-    s: &str,
+    statement: &postgres::Statement,
     records: impl Iterator<Item = &'a Record>,
 ) -> Result<HashMap<ChainId, Head>, postgres::Error> {
     let chains: Vec<String> = records
@@ -445,14 +479,7 @@ fn heads<'a>(
         .collect::<HashSet<_>>()
         .into_iter()
         .collect();
-    let rows = tx.query(
-        &format!(
-            "SELECT c.chain, h.n, h.hash, h.kind FROM unnest($1::text[]) AS c(chain)
-             CROSS JOIN LATERAL (SELECT n, hash, kind FROM {s}.records r
-                 WHERE r.chain = c.chain ORDER BY n DESC LIMIT 1) h"
-        ),
-        &[&chains],
-    )?;
+    let rows = tx.query(statement, &[&chains])?;
     let mut heads = HashMap::new();
     for row in rows {
         let key: String = row.get(0);
