@@ -38,8 +38,12 @@ impl Rng {
     }
 }
 
-/// An acknowledged decision: run, seq, action.
-type Acked = Arc<Mutex<Vec<(String, u64, String)>>>;
+/// Acknowledged decisions (run, seq, action), and the steps sent per run.
+#[derive(Clone, Default)]
+struct Acked {
+    decisions: Arc<Mutex<Vec<(String, u64, String)>>>,
+    sent: Arc<Mutex<BTreeMap<String, u64>>>,
+}
 
 /// One client: runs of up to twelve $0.30 steps against the $2.00 cap, each request sent
 /// once to whichever server is up. A request that gets no answer may or may not have been
@@ -84,14 +88,14 @@ fn client(i: usize, seed: u64, base: Arc<RwLock<String>>, stop: Arc<AtomicBool>,
         }
         let steps = 1 + rng.below(12) as u32;
         for m in 1..=steps {
+            *acked.sent.lock().unwrap().entry(run.clone()).or_default() += 1;
             match post(&format!("/v1/runs/{run}/steps"), &step(m)) {
                 Some((200, d)) => {
                     let action = d["action"].as_str().unwrap_or("").to_string();
                     let seq = d["seq"].as_u64().unwrap_or(0);
-                    acked
-                        .lock()
-                        .unwrap()
-                        .push((run.clone(), seq, action.clone()));
+                    let mut decisions = acked.decisions.lock().unwrap();
+                    decisions.push((run.clone(), seq, action.clone()));
+                    drop(decisions);
                     if action != "continue" {
                         break;
                     }
@@ -117,9 +121,9 @@ fn open_store(evidence: &str, dir: &Path) -> Box<dyn EvidenceStore> {
     }
 }
 
-/// A run's stored spend: each stored step's cost, in cents, and what its summary or its
-/// last signal says was spent.
-fn check_run(run: &str, chain: &[Stored]) -> u64 {
+/// A run's stored spend, in cents, checked against what its signals and summary say;
+/// and its stored steps.
+fn check_run(run: &str, chain: &[Stored]) -> (u64, u64) {
     let cents = |text: &str| -> u64 {
         let (units, frac) = text.split_once('.').unwrap_or((text, "0"));
         units.parse::<u64>().unwrap() * 100 + format!("{frac:0<2}")[..2].parse::<u64>().unwrap()
@@ -148,15 +152,16 @@ fn check_run(run: &str, chain: &[Stored]) -> u64 {
             _ => {}
         }
     }
-    spent
+    (spent, steps)
 }
 
 /// Everything acknowledged is stored once, every run agrees with itself and with what the
 /// server shows of it, and the store verifies.
 fn check_store(evidence: &str, dir: &Path, served: &Served, acked: &Acked) -> Vec<String> {
     let mut store = open_store(evidence, dir);
-    let acked = acked.lock().unwrap().clone();
-    let runs: BTreeSet<String> = acked.iter().map(|(r, _, _)| r.clone()).collect();
+    let sent = acked.sent.lock().unwrap().clone();
+    let acked = acked.decisions.lock().unwrap().clone();
+    let runs: BTreeSet<String> = sent.keys().cloned().collect();
     let mut alerts = Vec::new();
     for run in &runs {
         let chain = store.read_chain(&ChainId::Run(run.clone())).unwrap();
@@ -171,8 +176,17 @@ fn check_store(evidence: &str, dir: &Path, served: &Served, acked: &Acked) -> Ve
                 .unwrap_or_else(|| panic!("run {run} seq {seq} was acknowledged, not stored"));
             assert_eq!(stored["action"], action.as_str(), "run {run} seq {seq}");
         }
-        let spent = check_run(run, &chain);
+        let (spent, steps) = check_run(run, &chain);
+        assert!(
+            steps <= sent[run],
+            "run {run}: {steps} steps stored, {} sent",
+            sent[run]
+        );
         let (status, text) = served.get(&format!("/v1/runs/{run}"));
+        if chain.is_empty() {
+            assert_eq!(status, 404, "{text}");
+            continue;
+        }
         assert_eq!(status, 200, "{text}");
         let state: serde_json::Value = serde_json::from_str(&text).unwrap();
         let shown = state["totals"]["cost"].as_str().unwrap().replace('.', "");
@@ -206,7 +220,7 @@ fn kill_loop(evidence: &str, dir: &Path) {
     let mut served = start(dir, evidence, port);
     let base = Arc::new(RwLock::new(served.base.clone()));
     let stop = Arc::new(AtomicBool::new(false));
-    let acked: Acked = Arc::default();
+    let acked = Acked::default();
     let clients: Vec<_> = (0..CLIENTS)
         .map(|i| {
             let (base, stop, acked) = (base.clone(), stop.clone(), acked.clone());
@@ -230,7 +244,7 @@ fn kill_loop(evidence: &str, dir: &Path) {
     for c in clients {
         c.join().unwrap();
     }
-    let acknowledged = acked.lock().unwrap().len();
+    let acknowledged = acked.decisions.lock().unwrap().len();
     assert!(
         acknowledged > kills as usize,
         "only {acknowledged} decisions acknowledged"
@@ -279,4 +293,57 @@ fn killed_at_random_moments_under_load_the_postgresql_server_loses_nothing() {
     let schema = super::stores::Schema::new();
     let tmp = tempfile::tempdir().unwrap();
     kill_loop(&schema.url, tmp.path());
+}
+
+/// PostgreSQL drops the server's connections again and again under load (as a restart of
+/// the database does, mid-transaction and mid-commit): the server reconnects, retries
+/// without doubling, or spills and writes later. Nothing acknowledged is lost, nothing is
+/// stored twice, every run's spend is the sum of its stored steps, and the store verifies.
+#[test]
+fn postgresql_dropping_every_connection_under_load_loses_and_doubles_nothing() {
+    let schema = super::stores::Schema::new();
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    std::fs::write(dir.join("p.policy"), POLICY).unwrap();
+    let (port, _seen) = super::server::receiver(0);
+    let served = start(dir, &schema.url, port);
+    let base = Arc::new(RwLock::new(served.base.clone()));
+    let stop = Arc::new(AtomicBool::new(false));
+    let acked = Acked::default();
+    let clients: Vec<_> = (0..CLIENTS)
+        .map(|i| {
+            let (base, stop, acked) = (base.clone(), stop.clone(), acked.clone());
+            std::thread::spawn(move || client(i, 0x5eed, base, stop, acked))
+        })
+        .collect();
+    let mut admin = schema.client();
+    let pattern = format!("%{}%", schema.name);
+    let mut cut = 0;
+    for _ in 0..env_or("LEVER_CONNECTION_CUTS", 15) {
+        std::thread::sleep(Duration::from_millis(150));
+        let rows = admin
+            .query(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+                 WHERE query LIKE $1 AND pid <> pg_backend_pid()",
+                &[&pattern],
+            )
+            .unwrap();
+        cut += rows.len();
+    }
+    std::thread::sleep(Duration::from_millis(1500));
+    stop.store(true, Ordering::Relaxed);
+    for c in clients {
+        c.join().unwrap();
+    }
+    assert!(cut > 0, "no connection was cut");
+    // The store is back for every request: wait for anything queued to be written.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while served.get("/healthz").0 != 200 {
+        assert!(Instant::now() < deadline, "the store never came back");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let acknowledged = acked.decisions.lock().unwrap().len();
+    check_store(&schema.url, dir, &served, &acked);
+    eprintln!("connection cuts: {cut} connections cut, {acknowledged} decisions acknowledged");
+    assert_eq!(served.stop(), Some(0));
 }
