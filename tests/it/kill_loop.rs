@@ -316,9 +316,19 @@ fn postgresql_dropping_every_connection_under_load_loses_and_doubles_nothing() {
             std::thread::spawn(move || client(i, 0x5eed, base, stop, acked))
         })
         .collect();
+    let mut cut = 0;
+    // By hand, `LEVER_PG_RESTART=VERSION` restarts the local cluster itself mid-load.
+    if let Ok(version) = std::env::var("LEVER_PG_RESTART") {
+        std::thread::sleep(Duration::from_millis(1000));
+        let status = std::process::Command::new("pg_ctlcluster")
+            .args(["--skip-systemctl-redirect", &version, "main", "restart"])
+            .status()
+            .unwrap();
+        assert!(status.success());
+        cut += 1;
+    }
     let mut admin = schema.client();
     let pattern = format!("%{}%", schema.name);
-    let mut cut = 0;
     for _ in 0..env_or("LEVER_CONNECTION_CUTS", 15) {
         std::thread::sleep(Duration::from_millis(150));
         let rows = admin
