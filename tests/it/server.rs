@@ -930,12 +930,16 @@ fn an_alert_stored_but_not_delivered_is_delivered_by_the_next_start() {
     for (path, body) in requests() {
         assert_eq!(served.post(&path, &body).0, 200, "{path}");
     }
-    // The first webhook attempt fails; the server is killed before it retries.
+    // The first webhook attempt fails and is recorded; the server is killed before it
+    // retries.
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    while !served
-        .get("/metrics")
-        .1
-        .contains("lever_alert_deliveries_total{channel_kind=\"webhook\",result=\"failed\"} 1\n")
+    let mut reader =
+        lever::evidence::file::FileStore::open_read_only(&tmp.path().join("ev")).unwrap();
+    while !reader
+        .read_chain(&ChainId::Store)
+        .unwrap()
+        .iter()
+        .any(|s| s.record.kind == RecordKind::AlertDelivery && s.record.body["channel"] == "ops")
     {
         assert!(std::time::Instant::now() < deadline, "no first attempt");
         std::thread::sleep(std::time::Duration::from_millis(20));
