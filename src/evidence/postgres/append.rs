@@ -34,7 +34,10 @@ impl PgStore {
                 .client
                 .prepare(&format!("SELECT key, content FROM {s}.records WHERE key = ANY($1)"))?,
             heads: self.client.prepare(&format!(
-                "SELECT c.chain, h.n, h.hash, h.kind FROM unnest($1::text[]) AS c(chain)
+                "SELECT c.chain, h.n, h.hash, h.kind,
+                        (SELECT k.seq FROM {s}.records k WHERE k.chain = c.chain
+                            AND k.kind <> 'rejected_input' ORDER BY k.n DESC LIMIT 1)
+                 FROM unnest($1::text[]) AS c(chain)
                  CROSS JOIN LATERAL (SELECT n, hash, kind FROM {s}.records r
                      WHERE r.chain = c.chain ORDER BY n DESC LIMIT 1) h"
             ))?,
@@ -47,62 +50,93 @@ impl PgStore {
     }
 
     /// One group commit in one transaction; returns how many records were new.
+    ///
+    /// A run's records are placed by seq, and a chain's seqs only grow, so a record of a
+    /// run can already be stored only at or before the seq of the run's last stored
+    /// record: only those, and records that stand for themselves, are looked up.
     fn try_append(&mut self, records: &[Sealed], exclusive: bool) -> Result<usize, Failure> {
         let prepared = self.prepared()?;
         let mut tx = self.client.transaction()?;
-        let keys: Vec<[u8; 32]> = records.iter().map(store_key).collect();
-        let key_refs: Vec<&[u8]> = keys.iter().map(|k| k.as_slice()).collect();
-        let existing: HashMap<Vec<u8>, Vec<u8>> = tx
-            .query(&prepared.existing, &[&key_refs])?
-            .iter()
-            .map(|r| (r.get(0), r.get(1)))
-            .collect();
-        let mut seen: HashMap<[u8; 32], &Sealed> = HashMap::new();
-        let mut fresh: Vec<&Sealed> = Vec::new();
-        for (r, key) in records.iter().zip(&keys) {
-            // A place stored, or taken earlier in this batch, must hold this very content.
-            let taken = existing
-                .get(key.as_slice())
-                .map(|content| content.as_slice() == r.content().as_slice())
-                .or_else(|| {
-                    seen.get(key)
-                        .map(|earlier| earlier.content() == r.content())
-                });
-            match taken {
-                Some(_) if exclusive && existing.contains_key(key.as_slice()) => {
-                    return Err(Failure::Store(StoreError::Fenced(
-                        r.record()
-                            .key()
-                            .map(|k| format!("run `{}` seq {} is stored", k.run_id, k.seq))
-                            .unwrap_or_default(),
-                    )));
-                }
-                Some(false) => {
-                    return Err(Failure::Store(StoreError::Contradicts(
-                        r.record()
-                            .key()
-                            .map(|k| {
-                                format!("run `{}` seq {} ({})", k.run_id, k.seq, k.kind.name())
-                            })
-                            .unwrap_or_default(),
-                    )));
-                }
-                Some(true) => {}
-                None => {
-                    seen.insert(*key, r);
-                    fresh.push(r);
-                }
-            }
+        let (mut heads, last_seqs) =
+            heads(&mut tx, &prepared.heads, records.iter().map(|r| r.record()))?;
+        let maybe_stored = |r: &Sealed| match r.record().key() {
+            None => true,
+            Some(k) => last_seqs
+                .get(&ChainId::Run(k.run_id))
+                .is_some_and(|last| k.seq <= *last),
+        };
+        // A writer that judged these records itself meets a run its cache was behind on.
+        if exclusive
+            && let Some(k) = records
+                .iter()
+                .filter(|r| maybe_stored(r))
+                .find_map(|r| r.record().key())
+        {
+            return Err(Failure::Store(StoreError::Fenced(format!(
+                "run `{}` seq {} is stored",
+                k.run_id, k.seq
+            ))));
         }
+        let keys: Vec<[u8; 32]> = records.iter().map(store_key).collect();
+        let probe: Vec<&[u8]> = records
+            .iter()
+            .zip(&keys)
+            .filter(|(r, _)| maybe_stored(r))
+            .map(|(_, k)| k.as_slice())
+            .collect();
+        let existing: HashMap<Vec<u8>, Vec<u8>> = if probe.is_empty() {
+            HashMap::new()
+        } else {
+            tx.query(&prepared.existing, &[&probe])?
+                .iter()
+                .map(|r| (r.get(0), r.get(1)))
+                .collect()
+        };
+        let fresh = fresh(records, &keys, &existing).map_err(Failure::Store)?;
         if fresh.is_empty() {
             return Ok(0);
         }
-        let mut heads = heads(&mut tx, &prepared.heads, fresh.iter().map(|r| r.record()))?;
         let linked = chain::link(&mut heads, fresh).map_err(Failure::Store)?;
         copy_records(&mut tx, &prepared.copy, &linked)?;
         tx.commit()?;
         Ok(linked.len())
     }
+}
+
+/// The records of a batch not stored yet; `Contradicts` when one would take a place that
+/// holds, or that an earlier record of the batch gives, other content.
+fn fresh<'r>(
+    records: &'r [Sealed],
+    keys: &[[u8; 32]],
+    existing: &HashMap<Vec<u8>, Vec<u8>>,
+) -> Result<Vec<&'r Sealed>, StoreError> {
+    let mut seen: HashMap<[u8; 32], &Sealed> = HashMap::new();
+    let mut fresh: Vec<&Sealed> = Vec::new();
+    for (r, key) in records.iter().zip(keys) {
+        let taken = existing
+            .get(key.as_slice())
+            .map(|content| content.as_slice() == r.content().as_slice())
+            .or_else(|| {
+                seen.get(key)
+                    .map(|earlier| earlier.content() == r.content())
+            });
+        match taken {
+            Some(false) => {
+                return Err(StoreError::Contradicts(
+                    r.record()
+                        .key()
+                        .map(|k| format!("run `{}` seq {} ({})", k.run_id, k.seq, k.kind.name()))
+                        .unwrap_or_default(),
+                ));
+            }
+            Some(true) => {}
+            None => {
+                seen.insert(*key, r);
+                fresh.push(r);
+            }
+        }
+    }
+    Ok(fresh)
 }
 
 impl PgStore {
@@ -115,25 +149,31 @@ impl PgStore {
             return Err(StoreError::Stopped(redact(&self.url)));
         }
         let mut last_error = String::new();
-        for attempt in 0..ATTEMPTS {
-            if attempt > 0 {
-                std::thread::sleep(Duration::from_millis(50 << attempt.min(6)));
-                if self.reconnect().is_err() {
-                    continue;
-                }
-            }
-            // A retry after a lost connection may find its own batch committed (the
-            // acknowledgement was lost), so it takes records already stored as its own.
-            match self.try_append(records, exclusive && attempt == 0) {
+        let mut fenced_retries = ATTEMPTS;
+        let mut exclusive = exclusive;
+        let mut attempt = 0;
+        while attempt < ATTEMPTS {
+            match self.try_append(records, exclusive) {
                 Ok(n) => return Ok(n),
                 Err(Failure::Store(e)) => return Err(e),
                 Err(Failure::Db(e)) if self.client.is_closed() || connection_lost(&e) => {
                     last_error = error_text(&e);
+                    attempt += 1;
+                    // The commit may have landed with its acknowledgement lost: the retry
+                    // takes records already stored as its own.
+                    exclusive = false;
+                    std::thread::sleep(Duration::from_millis(50 << attempt.min(6)));
+                    let _ = self.reconnect();
                 }
                 // Another writer took a position of a chain this batch extends (the primary
-                // key `(chain, n)` fences it): nothing of the batch was written.
+                // key `(chain, n)` fences it): nothing of the batch was written. Read
+                // again, the batch is fenced if a run moved on, or linked after the other
+                // writer's records if only the store chain did.
                 Err(Failure::Db(e)) if unique_violation(&e) => {
-                    return Err(StoreError::Fenced(error_text(&e)));
+                    if fenced_retries == 0 {
+                        return Err(StoreError::Fenced(error_text(&e)));
+                    }
+                    fenced_retries -= 1;
                 }
                 Err(Failure::Db(e)) => {
                     self.failed = true;
@@ -223,12 +263,16 @@ fn copy_records(
     Ok(())
 }
 
-/// The heads of the chains `records` extend, read inside the transaction.
+/// The seq of each run chain's last record that has a place.
+type LastSeqs = HashMap<ChainId, u64>;
+
+/// The heads of the chains `records` extend, read inside the transaction, and the seq of
+/// each chain's last record that has a place (not a rejected line).
 fn heads<'a>(
     tx: &mut Transaction<'_>,
     statement: &postgres::Statement,
     records: impl Iterator<Item = &'a Record>,
-) -> Result<HashMap<ChainId, Head>, postgres::Error> {
+) -> Result<(HashMap<ChainId, Head>, LastSeqs), postgres::Error> {
     let chains: Vec<String> = records
         .map(|r| r.chain().key())
         .collect::<HashSet<_>>()
@@ -236,12 +280,17 @@ fn heads<'a>(
         .collect();
     let rows = tx.query(statement, &[&chains])?;
     let mut heads = HashMap::new();
+    let mut last_seqs = HashMap::new();
     for row in rows {
         let key: String = row.get(0);
         let n: i64 = row.get(1);
         let hash: Vec<u8> = row.get(2);
         let kind: String = row.get(3);
+        let last_seq: Option<i64> = row.get(4);
         if let Some(chain) = ChainId::from_key(&key) {
+            if let Some(seq) = last_seq {
+                last_seqs.insert(chain.clone(), u64::try_from(seq).unwrap_or(0));
+            }
             heads.insert(
                 chain,
                 Head {
@@ -252,5 +301,5 @@ fn heads<'a>(
             );
         }
     }
-    Ok(heads)
+    Ok((heads, last_seqs))
 }
