@@ -14,14 +14,17 @@ use std::time::Duration;
 /// The statements of a group commit.
 #[derive(Clone)]
 pub(super) struct Prepared {
-    existing: postgres::Statement,
+    /// Records that stand for themselves, by their id (a partial unique index).
+    self_keys: postgres::Statement,
+    /// A run's records from a seq on, by their chain (the primary key).
+    run_places: postgres::Statement,
     heads: postgres::Statement,
     copy: postgres::Statement,
 }
 
 impl PgStore {
     /// The group commit's statements on this connection.
-    fn prepared(&mut self) -> Result<Prepared, postgres::Error> {
+    pub(super) fn prepared(&mut self) -> Result<Prepared, postgres::Error> {
         if let Some(p) = &self.prepared {
             return Ok(p.clone());
         }
@@ -30,9 +33,15 @@ impl PgStore {
             .batch_execute("SET plan_cache_mode = force_custom_plan")?;
         let s = &self.schema;
         let p = Prepared {
-            existing: self
-                .client
-                .prepare(&format!("SELECT key, content FROM {s}.records WHERE key = ANY($1)"))?,
+            self_keys: self.client.prepare(&format!(
+                "SELECT key, content FROM {s}.records
+                 WHERE key = ANY($1) AND (run_id IS NULL OR kind = 'rejected_input')"
+            ))?,
+            run_places: self.client.prepare(&format!(
+                "SELECT r.key, r.content FROM unnest($1::text[], $2::bigint[]) AS c(chain, seq)
+                 JOIN {s}.records r ON r.chain = c.chain AND r.seq >= c.seq
+                 WHERE r.kind <> 'rejected_input'"
+            ))?,
             heads: self.client.prepare(&format!(
                 "SELECT c.chain, h.n, h.hash, h.kind,
                         (SELECT k.seq FROM {s}.records k WHERE k.chain = c.chain
@@ -78,20 +87,8 @@ impl PgStore {
             ))));
         }
         let keys: Vec<[u8; 32]> = records.iter().map(store_key).collect();
-        let probe: Vec<&[u8]> = records
-            .iter()
-            .zip(&keys)
-            .filter(|(r, _)| maybe_stored(r))
-            .map(|(_, k)| k.as_slice())
-            .collect();
-        let existing: HashMap<Vec<u8>, Vec<u8>> = if probe.is_empty() {
-            HashMap::new()
-        } else {
-            tx.query(&prepared.existing, &[&probe])?
-                .iter()
-                .map(|r| (r.get(0), r.get(1)))
-                .collect()
-        };
+        let probe: Vec<&Sealed> = records.iter().filter(|r| maybe_stored(r)).collect();
+        let existing = stored_contents(&mut tx, &prepared, &probe)?;
         let fresh = fresh(records, &keys, &existing).map_err(Failure::Store)?;
         if fresh.is_empty() {
             return Ok(0);
@@ -101,6 +98,41 @@ impl PgStore {
         tx.commit()?;
         Ok(linked.len())
     }
+}
+
+/// What the store holds at the keys of `records` (key → content): records that stand for
+/// themselves by their id, a run's records by their chain from the earliest seq asked.
+pub(super) fn stored_contents(
+    client: &mut impl postgres::GenericClient,
+    prepared: &Prepared,
+    records: &[&Sealed],
+) -> Result<HashMap<Vec<u8>, Vec<u8>>, postgres::Error> {
+    let mut own: Vec<[u8; 32]> = Vec::new();
+    let mut from: HashMap<String, i64> = HashMap::new();
+    for r in records {
+        match r.record().key() {
+            None => own.push(r.id()),
+            Some(k) => {
+                let seq = to_i64(k.seq);
+                let at = from.entry(r.record().chain().key()).or_insert(seq);
+                *at = (*at).min(seq);
+            }
+        }
+    }
+    let mut stored = HashMap::new();
+    if !own.is_empty() {
+        let refs: Vec<&[u8]> = own.iter().map(|k| k.as_slice()).collect();
+        for row in client.query(&prepared.self_keys, &[&refs])? {
+            stored.insert(row.get(0), row.get(1));
+        }
+    }
+    if !from.is_empty() {
+        let (chains, seqs): (Vec<String>, Vec<i64>) = from.into_iter().unzip();
+        for row in client.query(&prepared.run_places, &[&chains, &seqs])? {
+            stored.insert(row.get(0), row.get(1));
+        }
+    }
+    Ok(stored)
 }
 
 /// The records of a batch not stored yet; `Contradicts` when one would take a place that

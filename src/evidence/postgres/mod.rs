@@ -20,7 +20,6 @@ use super::chain::{self, ChainId, Stored};
 use super::{EvidenceStore, RecordKey, RecordKind, Sealed, StoreError};
 use append::Prepared;
 use postgres::{Client, NoTls};
-use std::collections::HashMap;
 
 /// Connection attempts for one group commit before the store stops.
 const ATTEMPTS: u32 = 5;
@@ -71,6 +70,15 @@ CREATE INDEX records_alert_attempts ON {s}.records (stored_at, chain, n)
 CREATE INDEX records_run_starts ON {s}.records (chain) WHERE n = 0 AND run_id IS NOT NULL;
 CREATE INDEX records_run_summaries ON {s}.records (chain) WHERE kind = 'run_summary';
 CREATE INDEX records_artifacts ON {s}.records (n) WHERE kind = 'artifact' AND chain = '';
+"#,
+    ),
+    (
+        4,
+        "a run's records found by their chain; only records of no run (and rejected lines) by their id",
+        r#"
+ALTER TABLE {s}.records DROP CONSTRAINT records_key_key;
+CREATE UNIQUE INDEX records_self_keys ON {s}.records (key)
+    WHERE run_id IS NULL OR kind = 'rejected_input';
 "#,
     ),
 ];
@@ -287,30 +295,21 @@ pub(crate) fn error_text(e: &postgres::Error) -> String {
 /// Why a group commit failed: the database, or the records themselves.
 impl EvidenceStore for PgStore {
     fn first_conflict(&mut self, records: &[Sealed]) -> Result<Option<RecordKey>, StoreError> {
-        let keyed: Vec<(RecordKey, [u8; 32])> = records
+        let keyed: Vec<&Sealed> = records
             .iter()
-            .filter_map(|r| r.record().key().map(|k| (k, r.content())))
+            .filter(|r| r.record().key().is_some())
             .collect();
-        let places: Vec<[u8; 32]> = keyed.iter().map(|(k, _)| place_id(k)).collect();
-        let refs: Vec<&[u8]> = places.iter().map(|p| p.as_slice()).collect();
-        let s = self.schema.clone();
-        let rows = self
-            .client
-            .query(
-                &format!("SELECT key, content FROM {s}.records WHERE key = ANY($1)"),
-                &[&refs],
-            )
+        let prepared = self.prepared().map_err(|e| self.db(error_text(&e)))?;
+        let stored = append::stored_contents(&mut self.client, &prepared, &keyed)
             .map_err(|e| self.db(error_text(&e)))?;
-        let stored: HashMap<Vec<u8>, Vec<u8>> = rows.iter().map(|r| (r.get(0), r.get(1))).collect();
         Ok(keyed
             .into_iter()
-            .zip(&places)
-            .find(|((_, content), place)| {
+            .find(|r| {
                 stored
-                    .get(place.as_slice())
-                    .is_some_and(|c| c.as_slice() != content.as_slice())
+                    .get(store_key(r).as_slice())
+                    .is_some_and(|c| c.as_slice() != r.content().as_slice())
             })
-            .map(|((key, _), _)| key))
+            .and_then(|r| r.record().key()))
     }
 
     fn append(&mut self, records: &[Sealed]) -> Result<usize, StoreError> {
