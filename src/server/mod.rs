@@ -119,13 +119,20 @@ impl Server {
             None => Default::default(),
         };
         let replay = Arc::new(Mutex::new(replay));
-        let reader =
-            crate::evidence::open_for_audit(&options.evidence).map_err(|e| e.to_string())?;
+        let reader: Arc<Mutex<Box<dyn EvidenceStore>>> = Arc::new(Mutex::new(
+            crate::evidence::open_for_audit(&options.evidence).map_err(|e| e.to_string())?,
+        ));
         let (tx, rx) = mpsc::channel();
         let metrics = Arc::new(Metrics::default());
         let writer_metrics = Arc::clone(&metrics);
         let (deliver, deliveries) = mpsc::channel();
-        let outbox = outbox(&replay, options.config.smtp, &metrics, tx.clone());
+        let channels = Channels {
+            replay: Arc::clone(&replay),
+            reader: Arc::clone(&reader),
+            load: options.load,
+            stored: Mutex::default(),
+        };
+        let outbox = outbox(channels, options.config.smtp, &metrics, tx.clone());
         let delivery_thread = std::thread::Builder::new()
             .name("lever-delivery".into())
             .spawn(move || crate::alerts::outbox::worker(deliveries, pending, outbox))
@@ -138,7 +145,7 @@ impl Server {
             replay,
             requests: AtomicU64::new(u64::try_from(crate::base::wall::now_ns()).unwrap_or(0)),
             writer: tx,
-            reader: Arc::new(Mutex::new(reader)),
+            reader,
             settings,
             load: options.load,
             metrics,
@@ -160,18 +167,47 @@ impl Server {
     }
 }
 
-/// The outbox worker's view of the server: channels from the runtime's artifacts, attempts
-/// counted in the metrics and recorded through the writer.
+/// Where the outbox finds an alert's channel: in an artifact the runtime holds, or else
+/// in the stored artifact the alert names (an alert of a run judged by an artifact this
+/// server never loaded, stored by another server or before a restart).
+struct Channels {
+    replay: Arc<Mutex<Replay>>,
+    reader: Arc<Mutex<Box<dyn EvidenceStore>>>,
+    load: crate::compile::load::LoadOptions,
+    /// The channels of stored artifacts read so far, by artifact id.
+    stored: Mutex<std::collections::HashMap<String, Vec<crate::compile::bytecode::ChannelDesc>>>,
+}
+
+impl Channels {
+    fn find(&self, artifact: &str, name: &str) -> Option<crate::compile::bytecode::ChannelDesc> {
+        if let Some(c) = self.replay.lock().ok()?.channel(artifact, name) {
+            return Some(c);
+        }
+        let mut cache = self.stored.lock().ok()?;
+        if !cache.contains_key(artifact) {
+            let mut store = self.reader.lock().ok()?;
+            let stored = runs::stored_artifact(store.as_mut(), self.load, artifact).ok()?;
+            cache.insert(artifact.to_string(), stored.body.program.channels);
+        }
+        cache
+            .get(artifact)?
+            .iter()
+            .find(|c| c.name == name)
+            .cloned()
+    }
+}
+
+/// The outbox worker's view of the server: channels from the runtime's artifacts (or the
+/// stored ones), attempts counted in the metrics and recorded through the writer.
 fn outbox(
-    replay: &Arc<Mutex<Replay>>,
+    channels: Channels,
     relay: Option<crate::alerts::email::SmtpRelay>,
     metrics: &Arc<Metrics>,
     writer: mpsc::Sender<writer::Commit>,
 ) -> crate::alerts::outbox::Outbox {
-    let replay = Arc::clone(replay);
     let metrics = Arc::clone(metrics);
     crate::alerts::outbox::Outbox {
-        resolve: Box::new(move |artifact, name| replay.lock().ok()?.channel(artifact, name)),
+        resolve: Box::new(move |artifact, name| channels.find(artifact, name)),
         relay,
         heard: Box::new(move |kind, ok| metrics.delivery(kind.name(), ok)),
         record: Box::new(move |record| {

@@ -30,7 +30,7 @@ impl Refused {
 }
 
 /// A stored artifact, verified as a deployed one is.
-fn stored_artifact(
+pub(super) fn stored_artifact(
     store: &mut dyn EvidenceStore,
     load: crate::compile::load::LoadOptions,
     id: &str,

@@ -135,3 +135,49 @@ fn a_run_in_flight_survives_a_kill_and_restart_on_postgresql() {
     let tmp = tempfile::tempdir().unwrap();
     a_run_survives_a_kill(&schema.url, tmp.path());
 }
+
+/// An alert stored by a server whose artifact the next server does not run (a deploy came
+/// between, and the alert's run has ended) is still delivered: its channel is read from the
+/// stored artifact the alert names.
+#[test]
+fn an_alert_of_an_artifact_the_next_server_does_not_run_is_delivered() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    std::fs::write(dir.join("p.policy"), POLICY).unwrap();
+    let dead = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let served = start(dir, "file:ev", dead);
+    assert_eq!(served.post("/v1/runs", &run_start("old1")).0, 200);
+    for m in 1..=6 {
+        assert_eq!(served.post("/v1/runs/old1/steps", &step(m)).0, 200);
+    }
+    assert_eq!(
+        served
+            .post("/v1/runs/old1/end", r#"{"ts":"2026-01-20T10:09:00Z"}"#)
+            .0,
+        200
+    );
+    served.kill();
+
+    // The next server runs another artifact (a $3.00 cap) with a receiver that is up.
+    std::fs::write(dir.join("p.policy"), POLICY.replace("$2.00", "$3.00")).unwrap();
+    let (port, seen) = super::server::receiver(0);
+    let next = start(dir, "file:ev", port);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !seen
+        .lock()
+        .unwrap()
+        .iter()
+        .any(|(p, _, body)| p == "/hook" && body.contains("old1"))
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the stored alert was not delivered"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    assert_eq!(next.stop(), Some(0));
+}
