@@ -106,7 +106,7 @@ fn the_auditor_can_read_and_verify_and_nothing_more() {
     let mut a = as_role(&schema, &roles.auditor);
     let why = refused(
         &mut a,
-        "INSERT INTO records (chain, n, key, id, prev, hash, content, kind, seq, record) VALUES ('x', 0, '\\x00', '\\x00', '\\x00', '\\x00', '\\x00', 'decision', 0, '\\x00')",
+        "INSERT INTO records (chain, n, key, prev, hash, kind, seq, record) VALUES ('x', 0, '\\x00', '\\x00', '\\x00', 'decision', 0, '\\x00')",
     );
     assert!(why.contains("permission denied"), "{why}");
 }

@@ -261,7 +261,7 @@ fn the_postgres_store_conforms() {
         )
         .unwrap()
         .get(0);
-    assert_eq!(n, 4, "one row for each of the four migrations");
+    assert_eq!(n, 5, "one row for each of the five migrations");
 }
 
 #[test]

@@ -34,11 +34,11 @@ impl PgStore {
         let s = &self.schema;
         let p = Prepared {
             self_keys: self.client.prepare(&format!(
-                "SELECT key, content FROM {s}.records
+                "SELECT key, record FROM {s}.records
                  WHERE key = ANY($1) AND (run_id IS NULL OR kind = 'rejected_input')"
             ))?,
             run_places: self.client.prepare(&format!(
-                "SELECT r.key, r.content FROM unnest($1::text[], $2::bigint[]) AS c(chain, seq)
+                "SELECT r.record FROM unnest($1::text[], $2::bigint[]) AS c(chain, seq)
                  JOIN {s}.records r ON r.chain = c.chain AND r.seq >= c.seq
                  WHERE r.kind <> 'rejected_input'"
             ))?,
@@ -51,7 +51,7 @@ impl PgStore {
                      WHERE r.chain = c.chain ORDER BY n DESC LIMIT 1) h"
             ))?,
             copy: self.client.prepare(&format!(
-                "COPY {s}.records (chain, n, key, id, prev, hash, content, kind, run_id, seq, record) FROM STDIN BINARY"
+                "COPY {s}.records (chain, n, key, prev, hash, kind, run_id, seq, record) FROM STDIN BINARY"
             ))?,
         };
         self.prepared = Some(p.clone());
@@ -100,8 +100,9 @@ impl PgStore {
     }
 }
 
-/// What the store holds at the keys of `records` (key → content): records that stand for
-/// themselves by their id, a run's records by their chain from the earliest seq asked.
+/// What the store holds at the keys of `records` (key → content hash, blake3 of the stored
+/// canonical bytes): records that stand for themselves by their id, a run's records by
+/// their chain from the earliest seq asked.
 pub(super) fn stored_contents(
     client: &mut impl postgres::GenericClient,
     prepared: &Prepared,
@@ -123,13 +124,23 @@ pub(super) fn stored_contents(
     if !own.is_empty() {
         let refs: Vec<&[u8]> = own.iter().map(|k| k.as_slice()).collect();
         for row in client.query(&prepared.self_keys, &[&refs])? {
-            stored.insert(row.get(0), row.get(1));
+            let record: &[u8] = row.get(1);
+            stored.insert(row.get(0), blake3::hash(record).as_bytes().to_vec());
         }
     }
     if !from.is_empty() {
         let (chains, seqs): (Vec<String>, Vec<i64>) = from.into_iter().unzip();
+        // A run's record is found by its place, read from its canonical bytes.
         for row in client.query(&prepared.run_places, &[&chains, &seqs])? {
-            stored.insert(row.get(0), row.get(1));
+            let bytes: &[u8] = row.get(0);
+            let place = serde_json::from_slice(bytes)
+                .ok()
+                .and_then(|v| chain::record_of(&v))
+                .and_then(|r| r.key())
+                .map(|k| super::place_id(&k));
+            if let Some(place) = place {
+                stored.insert(place.to_vec(), blake3::hash(bytes).as_bytes().to_vec());
+            }
         }
     }
     Ok(stored)
@@ -266,8 +277,6 @@ fn copy_records(
         Type::BYTEA,
         Type::BYTEA,
         Type::BYTEA,
-        Type::BYTEA,
-        Type::BYTEA,
         Type::TEXT,
         Type::TEXT,
         Type::INT8,
@@ -276,15 +285,15 @@ fn copy_records(
     let mut writer = BinaryCopyInWriter::new(sink, &types);
     for l in linked {
         let r = l.record();
-        let key = store_key(l.sealed);
+        // Only a record of no run (or a rejected line) is found by its key: a run's record
+        // is found by its chain and place.
+        let key = r.key().is_none().then(|| store_key(l.sealed));
         writer.write(&[
             &r.chain().key(),
             &to_i64(l.n),
-            &key.as_slice(),
-            &l.sealed.id().as_slice(),
+            &key.as_ref().map(|k| k.as_slice()),
             &l.prev.as_slice(),
             &l.hash.as_slice(),
-            &l.sealed.content().as_slice(),
             &r.kind.name(),
             &r.run_id.as_deref(),
             &to_i64(r.seq),

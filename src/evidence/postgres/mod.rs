@@ -81,6 +81,13 @@ CREATE UNIQUE INDEX records_self_keys ON {s}.records (key)
     WHERE run_id IS NULL OR kind = 'rejected_input';
 "#,
     ),
+    (
+        5,
+        "no id and content columns, and no key for a run's records: all are derived from the canonical bytes",
+        r#"
+ALTER TABLE {s}.records DROP COLUMN id, DROP COLUMN content, ALTER COLUMN key DROP NOT NULL;
+"#,
+    ),
 ];
 
 pub struct PgStore {
@@ -160,7 +167,7 @@ fn split_schema(url: &str) -> Result<(String, String), StoreError> {
 }
 
 /// The place of a record, as stored: blake3 over run, seq, kind and index.
-fn place_id(key: &RecordKey) -> [u8; 32] {
+pub(super) fn place_id(key: &RecordKey) -> [u8; 32] {
     let mut h = blake3::Hasher::new();
     h.update(b"lever/record-place/v1\0");
     h.update(key.run_id.as_bytes());
