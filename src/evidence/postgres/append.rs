@@ -28,9 +28,6 @@ impl PgStore {
         if let Some(p) = &self.prepared {
             return Ok(p.clone());
         }
-        // Planned for each call's arguments: a generic plan for a growing table can be slow.
-        self.client
-            .batch_execute("SET plan_cache_mode = force_custom_plan")?;
         let s = &self.schema;
         let p = Prepared {
             self_keys: self.client.prepare(&format!(
