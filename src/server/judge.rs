@@ -94,23 +94,30 @@ impl Server {
             Some(k) => Some(self.run_locks.turn(k).await),
             None => None,
         };
-        // A run this server does not hold is loaded from the store first. A run start
-        // needs no read: if its run is stored, its records meet the stored ones, the
-        // commit is fenced, and the start is judged again on the loaded run.
-        if let Some(id) = run_key.as_deref().filter(|_| kind != "run_start")
-            && let Err(refused) = self.load_run(id).await
-        {
-            return refused;
-        }
+        // A run this server does not hold is loaded from the store first (found under the
+        // runtime lock, loaded outside it). A run start needs no read: if its run is
+        // stored, its records meet the stored ones, the commit is fenced, and the start
+        // is judged again on the loaded run.
+        let mut load = run_key.is_some() && kind != "run_start";
         let decoded = fields.and_then(event::from_fields);
         for attempt in 1.. {
             let judged = match self.judge_locked(
                 run_key.as_deref(),
+                load,
                 received,
                 decoded.clone(),
                 mismatch.clone(),
             ) {
-                Ok(judged) => judged,
+                Ok(Some(judged)) => judged,
+                Ok(None) => {
+                    load = false;
+                    if let Some(id) = &run_key
+                        && let Err(refused) = self.load_run(id).await
+                    {
+                        return refused;
+                    }
+                    continue;
+                }
                 Err(refusal) => return refusal.into_response(),
             };
             match (
@@ -156,21 +163,26 @@ impl Server {
         })
     }
 
-    /// Judges under the runtime lock; the records are rendered after it.
+    /// Judges under the runtime lock; the records are rendered after it. `None` when
+    /// `load` asks for the run and the server does not hold it: it is to be loaded first.
     fn judge_locked(
         &self,
         run_key: Option<&str>,
+        load: bool,
         received: &[u8],
         decoded: Result<event::Event, Rejection>,
         mismatch: Option<serde_json::Value>,
-    ) -> Result<Judged, Refusal> {
-        let line = self.requests.fetch_add(1, Ordering::SeqCst) + 1;
+    ) -> Result<Option<Judged>, Refusal> {
         let Ok(mut replay) = self.replay.lock() else {
             return Err(Refusal(
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "the runtime lock is poisoned".into(),
             ));
         };
+        if load && run_key.is_some_and(|k| !replay.holds(k)) {
+            return Ok(None);
+        }
+        let line = self.requests.fetch_add(1, Ordering::SeqCst) + 1;
         replay.set_store_outage(self.metrics.store_down());
         let saved = run_key.map(|k| replay.save_run(k));
         let result = match decoded {
@@ -191,12 +203,12 @@ impl Server {
                 body: claimed,
             });
         }
-        Ok(Judged {
+        Ok(Some(Judged {
             decision: result.decision,
             records,
             rejected: result.rejected,
             saved,
-        })
+        }))
     }
 
     /// Renders and commits a request's records in the run's turn (so the writer receives
