@@ -47,15 +47,16 @@ impl Server {
     /// listens; says how many and how long it took.
     pub(super) fn rebuild_live(&self) -> Result<(), String> {
         let started = std::time::Instant::now();
+        // Locks in the order every other path takes them: the runtime, then the reader.
+        let mut replay = self
+            .replay
+            .lock()
+            .map_err(|_| "the runtime lock is poisoned")?;
         let mut reader = self
             .reader
             .lock()
             .map_err(|_| "the reader lock is poisoned")?;
         let live = reader.live_runs().map_err(|e| e.to_string())?;
-        let mut replay = self
-            .replay
-            .lock()
-            .map_err(|_| "the runtime lock is poisoned")?;
         let (mut rebuilt, mut refused) = (0, 0);
         for id in &live {
             let chain = reader
