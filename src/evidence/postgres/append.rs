@@ -5,7 +5,6 @@
 use super::super::chain::{self, ChainId, Head};
 use super::super::{Record, Sealed, StoreError};
 use super::{ATTEMPTS, PgStore, array32, error_text, redact, store_key, to_i64};
-use postgres::Transaction;
 use postgres::binary_copy::BinaryCopyInWriter;
 use postgres::types::Type;
 use std::collections::{HashMap, HashSet};
@@ -55,16 +54,20 @@ impl PgStore {
         Ok(p)
     }
 
-    /// One group commit in one transaction; returns how many records were new.
+    /// One group commit, written by one COPY; returns how many records were new.
     ///
     /// A run's records are placed by seq, and a chain's seqs only grow, so a record of a
     /// run can already be stored only at or before the seq of the run's last stored
     /// record: only those, and records that stand for themselves, are looked up.
     fn try_append(&mut self, records: &[Sealed], exclusive: bool) -> Result<usize, Failure> {
         let prepared = self.prepared()?;
-        let mut tx = self.client.transaction()?;
+        // No transaction: the primary key `(chain, n)` is what keeps chains whole. A writer
+        // that extended a chain since its head was read makes this COPY (one atomic
+        // statement) fail, and the batch is read and linked again. Two round trips fewer
+        // than BEGIN ... COMMIT around the same work.
+        let tx = &mut self.client;
         let (mut heads, last_seqs) =
-            heads(&mut tx, &prepared.heads, records.iter().map(|r| r.record()))?;
+            heads(tx, &prepared.heads, records.iter().map(|r| r.record()))?;
         let maybe_stored = |r: &Sealed| match r.record().key() {
             None => true,
             Some(k) => last_seqs
@@ -85,14 +88,13 @@ impl PgStore {
         }
         let keys: Vec<[u8; 32]> = records.iter().map(store_key).collect();
         let probe: Vec<&Sealed> = records.iter().filter(|r| maybe_stored(r)).collect();
-        let existing = stored_contents(&mut tx, &prepared, &probe)?;
+        let existing = stored_contents(tx, &prepared, &probe)?;
         let fresh = fresh(records, &keys, &existing).map_err(Failure::Store)?;
         if fresh.is_empty() {
             return Ok(0);
         }
         let linked = chain::link(&mut heads, fresh).map_err(Failure::Store)?;
-        copy_records(&mut tx, &prepared.copy, &linked)?;
-        tx.commit()?;
+        copy_records(tx, &prepared.copy, &linked)?;
         Ok(linked.len())
     }
 }
@@ -263,7 +265,7 @@ impl From<postgres::Error> for Failure {
 
 /// Writes linked records with one binary `COPY`.
 fn copy_records(
-    tx: &mut Transaction<'_>,
+    tx: &mut impl postgres::GenericClient,
     copy: &postgres::Statement,
     linked: &[chain::Linked<'_>],
 ) -> Result<(), postgres::Error> {
@@ -304,10 +306,10 @@ fn copy_records(
 /// The seq of each run chain's last record that has a place.
 type LastSeqs = HashMap<ChainId, u64>;
 
-/// The heads of the chains `records` extend, read inside the transaction, and the seq of
+/// The heads of the chains `records` extend, and the seq of
 /// each chain's last record that has a place (not a rejected line).
 fn heads<'a>(
-    tx: &mut Transaction<'_>,
+    tx: &mut impl postgres::GenericClient,
     statement: &postgres::Statement,
     records: impl Iterator<Item = &'a Record>,
 ) -> Result<(HashMap<ChainId, Head>, LastSeqs), postgres::Error> {
