@@ -65,19 +65,10 @@ impl Server {
         mismatch: Option<serde_json::Value>,
     ) -> Response {
         let mut fields = fields;
-        if let Ok(fields) = &mut fields {
-            if fields.contains_key("type") {
-                return error(
-                    StatusCode::BAD_REQUEST,
-                    "`type` comes from the endpoint, not the body",
-                );
-            }
-            if let Some(id) = run_id
-                && let Err(r) = from_path(fields, "run_id", id.into())
-            {
-                return r.into_response();
-            }
-            fields.insert("type".into(), raw(&kind.into()));
+        if let Ok(fields) = &mut fields
+            && let Err(refused) = typed(kind, run_id, fields)
+        {
+            return refused.into_response();
         }
         if let Some(refused) = self.outage_refusal(kind) {
             return refused;
@@ -285,4 +276,20 @@ impl Server {
                 .into_response(),
         )
     }
+}
+
+/// A body's fields as its event: `type` from the endpoint (never the body), `run_id` from
+/// the path (a body one that differs is refused).
+fn typed(kind: &str, run_id: Option<&str>, fields: &mut Body) -> Result<(), Refusal> {
+    if fields.contains_key("type") {
+        return Err(Refusal(
+            StatusCode::BAD_REQUEST,
+            "`type` comes from the endpoint, not the body".into(),
+        ));
+    }
+    if let Some(id) = run_id {
+        from_path(fields, "run_id", id.into())?;
+    }
+    fields.insert("type".into(), raw(&kind.into()));
+    Ok(())
 }
