@@ -13,7 +13,9 @@
 //! `cargo bench --bench rebuild`: the file store, and PostgreSQL at `DATABASE_URL` (a schema
 //! of its own, dropped after).
 
-use std::io::{BufRead, BufReader, Read, Write};
+mod support;
+
+use std::io::{Read, Write};
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -87,25 +89,18 @@ fn measure(dir: &Path, evidence: &str, live: usize) {
     );
     std::fs::write(dir.join("public.toml"), "[server]\npublic_reads = true\n").unwrap();
     let started = Instant::now();
-    let mut child = lever()
-        .args(["serve", "--artifact", EXAMPLES, "--evidence", evidence])
-        .args(["--config", "public.toml", "--listen", "127.0.0.1:0"])
-        .current_dir(dir)
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut stderr = BufReader::new(child.stderr.take().unwrap());
-    let mut said = String::new();
-    let base = loop {
-        let mut line = String::new();
-        assert!(stderr.read_line(&mut line).unwrap() > 0, "exited: {said}");
-        if let Some(addr) = line.trim().strip_prefix("lever: serving on ") {
-            break addr.to_string();
-        }
-        said.push_str(&line);
-    };
+    let (child, base, said) = support::serve(
+        dir,
+        &[
+            "--artifact",
+            EXAMPLES,
+            "--evidence",
+            evidence,
+            "--config",
+            "public.toml",
+        ],
+    );
     let listening = started.elapsed();
-    std::thread::spawn(move || for _ in stderr.lines() {});
     let rebuilt = said
         .lines()
         .find(|l| l.contains("rebuilt"))
@@ -137,11 +132,7 @@ fn measure(dir: &Path, evidence: &str, live: usize) {
         loads[ENDED * 9 / 10].as_secs_f64() * 1e3,
         held[ENDED / 2].as_secs_f64() * 1e3
     );
-    Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
-    child.wait().unwrap();
+    support::stop(child);
 }
 
 fn main() {

@@ -13,32 +13,14 @@
 //! comma-separated list of client counts, default `16,32,64`). Targets on the 2-core machine (issue 8): file store 20,000 steps/s with p99
 //! under 5 ms; PostgreSQL 5,000 steps/s.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
+use std::process::Child;
 use std::time::{Duration, Instant};
+
+mod support;
 
 fn serve(dir: &std::path::Path, evidence: &str) -> (Child, String) {
     let examples = concat!(env!("CARGO_MANIFEST_DIR"), "/examples");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_lever"))
-        .args(["serve", "--artifact", examples, "--evidence", evidence])
-        .args(["--listen", "127.0.0.1:0"])
-        .current_dir(dir)
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut stderr = BufReader::new(child.stderr.take().unwrap());
-    // Warnings (a store reached as its owner, say) come before the address.
-    let base = loop {
-        let mut line = String::new();
-        assert!(
-            stderr.read_line(&mut line).unwrap() > 0,
-            "the server exited"
-        );
-        if let Some(addr) = line.trim().strip_prefix("lever: serving on ") {
-            break addr.to_string();
-        }
-    };
-    std::thread::spawn(move || for _ in stderr.lines() {});
+    let (child, base, _) = support::serve(dir, &["--artifact", examples, "--evidence", evidence]);
     (child, base)
 }
 
@@ -150,14 +132,6 @@ fn report(name: &str, seconds: u64, (count, latencies): (usize, Vec<Duration>)) 
     );
 }
 
-fn stop(mut child: Child) {
-    Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
-    child.wait().unwrap();
-}
-
 fn main() {
     // `cargo bench` passes `--bench`; a filter argument that names neither store skips it.
     let filter: Vec<String> = std::env::args()
@@ -182,7 +156,7 @@ fn main() {
             let dir = tempfile::tempdir().unwrap();
             let (child, base) = serve(dir.path(), "file:ev");
             report(&format!("serve/file/{n}"), seconds, load(&base, n, seconds));
-            stop(child);
+            support::stop(child);
         }
     }
     if wanted("postgres") {
@@ -201,7 +175,7 @@ fn main() {
                 seconds,
                 load(&base, n, seconds),
             );
-            stop(child);
+            support::stop(child);
             let mut c = postgres::Client::connect(&base_url, postgres::NoTls).unwrap();
             c.batch_execute(&format!("DROP SCHEMA IF EXISTS \"{schema}\" CASCADE"))
                 .unwrap();

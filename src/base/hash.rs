@@ -23,6 +23,22 @@ impl std::hash::Hasher for Fnv1a {
     }
 }
 
+/// The bytes lowercase hex spells (what [`hex`] writes); `None` for anything else.
+pub(crate) fn unhex(text: &str) -> Option<Vec<u8>> {
+    let digit = |c: u8| {
+        char::from(c)
+            .to_digit(16)
+            .filter(|_| !c.is_ascii_uppercase())
+    };
+    text.as_bytes()
+        .chunks(2)
+        .map(|pair| match pair {
+            [hi, lo] => Some(u8::try_from(digit(*hi)? << 4 | digit(*lo)?).ok()?),
+            _ => None,
+        })
+        .collect()
+}
+
 /// Lowercase hex of bytes.
 pub fn hex(bytes: &[u8]) -> String {
     let mut out = String::with_capacity(bytes.len() * 2);
@@ -32,4 +48,17 @@ pub fn hex(bytes: &[u8]) -> String {
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn unhex_reads_back_what_hex_writes_and_nothing_else() {
+        let bytes = [0u8, 1, 0x7f, 0x80, 0xab, 0xff];
+        assert_eq!(super::unhex(&super::hex(&bytes)), Some(bytes.to_vec()));
+        assert_eq!(super::unhex(""), Some(Vec::new()));
+        for bad in ["0", "0g", "AB", "+1", "é1"] {
+            assert_eq!(super::unhex(bad), None, "{bad}");
+        }
+    }
 }

@@ -132,14 +132,13 @@ pub trait EvidenceStore: Send {
 
 /// The artifact an `artifact` record holds (its body's `bytes`, in hex).
 pub(crate) fn artifact_record_bytes(r: &Record) -> Option<Vec<u8>> {
-    let hex = r.body.get("bytes")?.as_str()?;
-    if hex.len() % 2 != 0 {
-        return None;
-    }
-    (0..hex.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(hex.get(i..i + 2)?, 16).ok())
-        .collect()
+    crate::base::hash::unhex(r.body.get("bytes")?.as_str()?)
+}
+
+/// Whether a store URL names a store other processes may write at the same time
+/// (PostgreSQL), as opposed to a file store, which has one writer.
+pub(crate) fn shared(url: &str) -> bool {
+    !url.starts_with("file:")
 }
 
 /// Opens a store for an audit, read-only: nothing created, written or cut.

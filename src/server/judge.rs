@@ -91,12 +91,14 @@ impl Server {
         // is judged again on the loaded run.
         let mut load = run_key.is_some() && kind != "run_start";
         let decoded = fields.and_then(event::from_fields);
-        for attempt in 1.. {
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
             let judged = match self.judge_locked(
                 run_key.as_deref(),
                 load,
                 received,
-                decoded.clone(),
+                &decoded,
                 mismatch.clone(),
             ) {
                 Ok(Some(judged)) => judged,
@@ -123,15 +125,9 @@ impl Server {
                         return refused;
                     }
                 }
-                (Answer::Fenced(why), _) => {
-                    return error(
-                        StatusCode::CONFLICT,
-                        &format!("the evidence store refused this request's records: {why}"),
-                    );
-                }
+                (Answer::Fenced(why), _) => return refused_records(&why),
             }
         }
-        unreachable!("the loop answers")
     }
 
     /// During a store outage only run starts and steps are judged (under the outage rule),
@@ -161,7 +157,7 @@ impl Server {
         run_key: Option<&str>,
         load: bool,
         received: &[u8],
-        decoded: Result<event::Event, Rejection>,
+        decoded: &Result<event::Event, Rejection>,
         mismatch: Option<serde_json::Value>,
     ) -> Result<Option<Judged>, Refusal> {
         let Ok(mut replay) = self.replay.lock() else {
@@ -178,7 +174,7 @@ impl Server {
         let saved = run_key.map(|k| replay.save_run(k));
         let result = match decoded {
             Ok(e) => replay.apply_received(line, received, e),
-            Err(rejection) => replay.rejected_line(line, received, &rejection),
+            Err(rejection) => replay.rejected_line(line, received, rejection),
         };
         drop(replay);
         let mut records = result.records;
@@ -221,28 +217,19 @@ impl Server {
         };
         let refusal = match fate {
             Some(Committed::Stored | Committed::Spilled) => None,
+            // Another writer extended the run first: it is loaded and judged again.
             Some(Committed::Refused(
                 why @ (crate::evidence::StoreError::Fenced(_)
                 | crate::evidence::StoreError::Contradicts(_)),
-            )) if run_key.is_some() => {
-                if let (Some(key), Some(saved), Ok(mut replay)) =
-                    (run_key, judged.saved, self.replay.lock())
-                {
-                    replay.restore_run(key, saved);
-                }
-                return Answer::Fenced(why);
-            }
-            Some(Committed::Refused(why)) => Some(error(
-                StatusCode::CONFLICT,
-                &format!("the evidence store refused this request's records: {why}"),
-            )),
-            Some(Committed::Lost(why)) => Some(unavailable(&format!(
+            )) if run_key.is_some() => Some(Answer::Fenced(why)),
+            Some(Committed::Refused(why)) => Some(Answer::Given(refused_records(&why))),
+            Some(Committed::Lost(why)) => Some(Answer::Given(unavailable(&format!(
                 "the evidence of this request could not be made durable, so it was not judged: {why}"
-            ))),
-            None => Some(error(
+            )))),
+            None => Some(Answer::Given(error(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "the evidence writer stopped",
-            )),
+            ))),
         };
         if let Some(answer) = refusal {
             // Nothing holds the request's records: its run is put back as it was.
@@ -251,7 +238,7 @@ impl Server {
             {
                 replay.restore_run(key, saved);
             }
-            return Answer::Given(answer);
+            return answer;
         }
         let mut decision = judged.decision;
         self.metrics.decision(&decision);
@@ -292,4 +279,12 @@ fn typed(kind: &str, run_id: Option<&str>, fields: &mut Body) -> Result<(), Refu
     }
     fields.insert("type".into(), raw(&kind.into()));
     Ok(())
+}
+
+/// The answer to a request whose records the store refused.
+fn refused_records(why: &crate::evidence::StoreError) -> Response {
+    error(
+        StatusCode::CONFLICT,
+        &format!("the evidence store refused this request's records: {why}"),
+    )
 }

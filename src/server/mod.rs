@@ -154,7 +154,7 @@ impl Server {
             feed: Mutex::new(feed),
             run_locks: run_locks::RunLocks::default(),
             refused: runs::Refused::default(),
-            shared_store: !options.evidence.starts_with("file:"),
+            shared_store: crate::evidence::shared(&options.evidence),
         });
         server.rebuild_live()?;
         Ok((

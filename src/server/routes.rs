@@ -422,20 +422,12 @@ async fn run_end(
 /// `GET /v1/runs/{id}/evidence`: the run's chain as JSONL, read through the server's own
 /// reading handle on a blocking thread, never the writer's.
 async fn evidence(State(s): State<Arc<Server>>, Path(id): Path<String>) -> Response {
-    let reader = Arc::clone(&s.reader);
     let chain = ChainId::Run(id.clone());
-    let read = tokio::task::spawn_blocking(move || {
-        let mut store = reader
-            .lock()
-            .map_err(|_| "the evidence reader lock is poisoned".to_string())?;
-        store.read_chain(&chain).map_err(|e| e.to_string())
-    })
-    .await;
-    match read {
-        Ok(Ok(records)) if records.is_empty() => {
+    match s.read_store(move |store| store.read_chain(&chain)).await {
+        Ok(records) if records.is_empty() => {
             error(StatusCode::NOT_FOUND, &format!("no evidence of run `{id}`"))
         }
-        Ok(Ok(records)) => {
+        Ok(records) => {
             let mut body = Vec::new();
             for r in records {
                 body.extend_from_slice(&r.to_bytes());
@@ -448,11 +440,7 @@ async fn evidence(State(s): State<Arc<Server>>, Path(id): Path<String>) -> Respo
             )
                 .into_response()
         }
-        Ok(Err(why)) => error(StatusCode::SERVICE_UNAVAILABLE, &why),
-        Err(_) => error(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "the evidence read failed",
-        ),
+        Err(why) => error(StatusCode::SERVICE_UNAVAILABLE, &why),
     }
 }
 

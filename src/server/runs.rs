@@ -63,16 +63,9 @@ impl Server {
                 .read_chain(&ChainId::Run(id.clone()))
                 .map_err(|e| e.to_string())?;
             let mut source = |aid: &str| stored_artifact(reader.as_mut(), self.load, aid);
-            match replay.rebuild(id, &chain, &mut source) {
-                Ok(_) => {
-                    rebuilt += 1;
-                    self.metrics.run_loaded();
-                }
-                Err(e) => {
-                    refused += 1;
-                    self.metrics.run_refused();
-                    self.refused.refuse(&e);
-                }
+            match self.rebuild(&mut replay, id, &chain, &mut source) {
+                Ok(_) => rebuilt += 1,
+                Err(_) => refused += 1,
             }
         }
         if !live.is_empty() {
@@ -99,18 +92,11 @@ impl Server {
         if held {
             return Ok(());
         }
-        let reader = Arc::clone(&self.reader);
-        let chain = ChainId::Run(id.to_string());
-        let read = tokio::task::spawn_blocking(move || {
-            let mut store = reader.lock().map_err(|_| "the reader lock is poisoned")?;
-            store.read_chain(&chain).map_err(|e| e.to_string())
-        })
-        .await;
-        let chain = match read {
-            Ok(Ok(chain)) => chain,
-            Ok(Err(why)) => return Err(unavailable(&format!("the run cannot be read: {why}"))),
-            Err(_) => return Err(unavailable("the run cannot be read")),
-        };
+        let run = ChainId::Run(id.to_string());
+        let chain = self
+            .read_store(move |store| store.read_chain(&run))
+            .await
+            .map_err(|why| unavailable(&format!("the run cannot be read: {why}")))?;
         if chain.is_empty() {
             return Ok(());
         }
@@ -121,18 +107,51 @@ impl Server {
             Ok(mut store) => stored_artifact(store.as_mut(), self.load, aid),
             Err(_) => Err("the reader lock is poisoned".to_string()),
         };
-        match replay.rebuild(id, &chain, &mut source) {
-            Ok(Rebuilt::Nothing) => Ok(()),
-            Ok(_) => {
+        self.rebuild(&mut replay, id, &chain, &mut source)
+            .map(|_| ())
+            .map_err(|e| error(StatusCode::CONFLICT, &e.to_string()))
+    }
+
+    /// Rebuilds one run into the runtime, counted in the metrics; a run that does not
+    /// rebuild is refused from then on.
+    fn rebuild(
+        &self,
+        replay: &mut Replay,
+        id: &str,
+        chain: &[crate::evidence::Stored],
+        source: &mut crate::runtime::replay::ArtifactSource<'_>,
+    ) -> Result<Rebuilt, RebuildError> {
+        let rebuilt = replay.rebuild(id, chain, source);
+        match &rebuilt {
+            Ok(Rebuilt::Nothing) => {}
+            Ok(Rebuilt::LiveOnItsArtifact(why)) => {
+                eprintln!("lever: run `{id}` keeps the artifact it was judged by: {why}");
                 self.metrics.run_loaded();
-                Ok(())
             }
+            Ok(_) => self.metrics.run_loaded(),
             Err(e) => {
                 self.metrics.run_refused();
-                self.refused.refuse(&e);
-                Err(error(StatusCode::CONFLICT, &e.to_string()))
+                self.refused.refuse(e);
             }
         }
+        rebuilt
+    }
+
+    /// Reads the store through the server's reading handle, on a blocking thread (the
+    /// PostgreSQL client blocks), never through the writer's.
+    pub(super) async fn read_store<T: Send + 'static>(
+        &self,
+        read: impl FnOnce(&mut dyn EvidenceStore) -> Result<T, crate::evidence::StoreError>
+        + Send
+        + 'static,
+    ) -> Result<T, String> {
+        let reader = Arc::clone(&self.reader);
+        tokio::task::spawn_blocking(move || {
+            let mut store = reader.lock().map_err(|_| "the reader lock is poisoned")?;
+            read(store.as_mut()).map_err(|e| e.to_string())
+        })
+        .await
+        .map_err(|_| "the evidence read failed".to_string())?
     }
 
     /// Forgets run `id` and loads it again from the store: another server extended it.
@@ -186,20 +205,13 @@ pub(super) async fn runs(
             "list runs with ?state=live (the runs in progress)",
         );
     }
-    let reader = Arc::clone(&s.reader);
-    let read = tokio::task::spawn_blocking(move || {
-        let mut store = reader.lock().map_err(|_| "the reader lock is poisoned")?;
-        store.live_runs().map_err(|e| e.to_string())
-    })
-    .await;
-    match read {
-        Ok(Ok(ids)) => (
+    match s.read_store(|store| store.live_runs()).await {
+        Ok(ids) => (
             StatusCode::OK,
             [(header::CONTENT_TYPE, "application/json")],
             serde_json::json!({ "runs": ids }).to_string(),
         )
             .into_response(),
-        Ok(Err(why)) => unavailable(&why),
-        Err(_) => unavailable("the evidence read failed"),
+        Err(why) => unavailable(&why),
     }
 }

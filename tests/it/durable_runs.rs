@@ -115,12 +115,7 @@ fn a_run_survives_a_kill(evidence: &str, dir: &Path) {
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
     assert_eq!(served.stop(), Some(0));
-    let verify = super::lever(dir, &["evidence", "verify", "--evidence", evidence]);
-    assert!(
-        verify.status.success(),
-        "{}",
-        String::from_utf8_lossy(&verify.stderr)
-    );
+    super::assert_verifies(dir, evidence);
 }
 
 #[test]

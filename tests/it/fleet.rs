@@ -162,17 +162,7 @@ fn three_servers_on_one_postgresql_schema_decide_as_one_replay_of_the_store() {
     }
     // One replay of the stored inputs, run by run in the store's order, decides alike.
     std::fs::write(dir.join("events.jsonl"), lines.join("\n") + "\n").unwrap();
-    let out = super::lever(
-        dir,
-        &[
-            "run",
-            "p.policy",
-            "--events",
-            "events.jsonl",
-            "--evidence",
-            "file:replayed",
-        ],
-    );
+    let out = super::replay(dir, "file:replayed");
     let replayed = super::decisions_without_line(&out.stdout);
     assert_eq!(replayed.len(), stored.len());
     for d in replayed {
@@ -202,10 +192,5 @@ fn three_servers_on_one_postgresql_schema_decide_as_one_replay_of_the_store() {
     for s in servers.into_iter().flatten() {
         assert_eq!(s.stop(), Some(0));
     }
-    let verify = super::lever(dir, &["evidence", "verify", "--evidence", &schema.url]);
-    assert!(
-        verify.status.success(),
-        "{}",
-        String::from_utf8_lossy(&verify.stderr)
-    );
+    super::assert_verifies(dir, &schema.url);
 }

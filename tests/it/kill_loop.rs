@@ -112,6 +112,43 @@ fn client(i: usize, seed: u64, base: Arc<RwLock<String>>, stop: Arc<AtomicBool>,
     }
 }
 
+/// The clients at work against whichever server `base` names, until `stop`.
+struct Load {
+    base: Arc<RwLock<String>>,
+    stop: Arc<AtomicBool>,
+    acked: Acked,
+    clients: Vec<std::thread::JoinHandle<()>>,
+}
+
+impl Load {
+    fn start(served: &Served, seed: u64) -> Load {
+        let base = Arc::new(RwLock::new(served.base.clone()));
+        let stop = Arc::new(AtomicBool::new(false));
+        let acked = Acked::default();
+        let clients = (0..CLIENTS)
+            .map(|i| {
+                let (base, stop, acked) = (base.clone(), stop.clone(), acked.clone());
+                std::thread::spawn(move || client(i, seed, base, stop, acked))
+            })
+            .collect();
+        Load {
+            base,
+            stop,
+            acked,
+            clients,
+        }
+    }
+
+    /// Stops the clients; what they were answered.
+    fn finish(self) -> Acked {
+        self.stop.store(true, Ordering::Relaxed);
+        for c in self.clients {
+            c.join().unwrap();
+        }
+        self.acked
+    }
+}
+
 fn open_store(evidence: &str, dir: &Path) -> Box<dyn EvidenceStore> {
     match evidence.strip_prefix("file:") {
         Some(d) => {
@@ -203,12 +240,7 @@ fn check_store(evidence: &str, dir: &Path, served: &Served, acked: &Acked) -> Ve
         );
     }
     drop(store);
-    let verify = super::lever(dir, &["evidence", "verify", "--evidence", evidence]);
-    assert!(
-        verify.status.success(),
-        "{}",
-        String::from_utf8_lossy(&verify.stderr)
-    );
+    super::assert_verifies(dir, evidence);
     alerts
 }
 
@@ -218,15 +250,7 @@ fn kill_loop(evidence: &str, dir: &Path) {
     std::fs::write(dir.join("p.policy"), POLICY).unwrap();
     let (port, seen) = super::server::receiver(0);
     let mut served = start(dir, evidence, port);
-    let base = Arc::new(RwLock::new(served.base.clone()));
-    let stop = Arc::new(AtomicBool::new(false));
-    let acked = Acked::default();
-    let clients: Vec<_> = (0..CLIENTS)
-        .map(|i| {
-            let (base, stop, acked) = (base.clone(), stop.clone(), acked.clone());
-            std::thread::spawn(move || client(i, seed, base, stop, acked))
-        })
-        .collect();
+    let load = Load::start(&served, seed);
     let mut rng = Rng(seed);
     for kill in 0..kills {
         std::thread::sleep(Duration::from_millis(50 + rng.below(400)));
@@ -237,13 +261,10 @@ fn kill_loop(evidence: &str, dir: &Path) {
             "kill {kill}: {}",
             served.said
         );
-        *base.write().unwrap() = served.base.clone();
+        *load.base.write().unwrap() = served.base.clone();
     }
     std::thread::sleep(Duration::from_millis(300));
-    stop.store(true, Ordering::Relaxed);
-    for c in clients {
-        c.join().unwrap();
-    }
+    let acked = load.finish();
     let acknowledged = acked.decisions.lock().unwrap().len();
     assert!(
         acknowledged > kills as usize,
@@ -307,15 +328,7 @@ fn postgresql_dropping_every_connection_under_load_loses_and_doubles_nothing() {
     std::fs::write(dir.join("p.policy"), POLICY).unwrap();
     let (port, _seen) = super::server::receiver(0);
     let served = start(dir, &schema.url, port);
-    let base = Arc::new(RwLock::new(served.base.clone()));
-    let stop = Arc::new(AtomicBool::new(false));
-    let acked = Acked::default();
-    let clients: Vec<_> = (0..CLIENTS)
-        .map(|i| {
-            let (base, stop, acked) = (base.clone(), stop.clone(), acked.clone());
-            std::thread::spawn(move || client(i, 0x5eed, base, stop, acked))
-        })
-        .collect();
+    let load = Load::start(&served, 0x5eed);
     let mut cut = 0;
     // By hand, `LEVER_PG_RESTART=VERSION` restarts the local cluster itself mid-load.
     if let Ok(version) = std::env::var("LEVER_PG_RESTART") {
@@ -341,10 +354,7 @@ fn postgresql_dropping_every_connection_under_load_loses_and_doubles_nothing() {
         cut += rows.len();
     }
     std::thread::sleep(Duration::from_millis(1500));
-    stop.store(true, Ordering::Relaxed);
-    for c in clients {
-        c.join().unwrap();
-    }
+    let acked = load.finish();
     assert!(cut > 0, "no connection was cut");
     // The store is back for every request: wait for anything queued to be written.
     let deadline = Instant::now() + Duration::from_secs(20);

@@ -64,6 +64,16 @@ pub fn lever_command(dir: &Path, args: &[&str]) -> Command {
     cmd
 }
 
+/// `lever evidence verify --evidence EVIDENCE` in `dir` passes.
+pub fn assert_verifies(dir: &Path, evidence: &str) {
+    let verify = lever(dir, &["evidence", "verify", "--evidence", evidence]);
+    assert!(
+        verify.status.success(),
+        "{}",
+        String::from_utf8_lossy(&verify.stderr)
+    );
+}
+
 /// `lever run p.policy --events events.jsonl --evidence EVIDENCE` in `dir`.
 pub fn replay(dir: &Path, evidence: &str) -> Output {
     lever(

@@ -282,7 +282,7 @@ pub(crate) fn run(
                 continue;
             };
             out.events += 1;
-            let d = replay.apply(out.events as u64, event).decision;
+            let d = replay.apply(out.events as u64, &event).decision;
             out.note(&d);
             history.push(d);
         }

@@ -9,7 +9,7 @@
 mod deploy;
 mod rebuild;
 
-pub(crate) use rebuild::{RebuildError, Rebuilt};
+pub(crate) use rebuild::{ArtifactSource, RebuildError, Rebuilt};
 
 use super::decision::Decision;
 use super::event::{self, Event, RejectCode, Rejection};
@@ -212,14 +212,14 @@ impl Replay {
             return None;
         }
         Some(match event::parse(text) {
-            Ok(event) => self.judge(line, Some(text.as_bytes()), event),
+            Ok(event) => self.judge(line, Some(text.as_bytes()), &event),
             Err(rejection) => self.rejected_line(line, text.as_bytes(), &rejection),
         })
     }
 
     /// Judges one event. `line` numbers it among this replay's inputs (the record of a
     /// rejection is placed by it, and carries the hash of the event as evidence records it).
-    pub(crate) fn apply(&mut self, line: u64, event: Event) -> LineResult {
+    pub(crate) fn apply(&mut self, line: u64, event: &Event) -> LineResult {
         self.judge(line, None, event)
     }
 
@@ -229,12 +229,12 @@ impl Replay {
         &mut self,
         line: u64,
         received: &[u8],
-        event: Event,
+        event: &Event,
     ) -> LineResult {
         self.judge(line, Some(received), event)
     }
 
-    fn judge(&mut self, line: u64, received: Option<&[u8]>, event: Event) -> LineResult {
+    fn judge(&mut self, line: u64, received: Option<&[u8]>, event: &Event) -> LineResult {
         let mut records = self.artifact_record();
         let result = self.judge_event(event);
         let rejected = result.is_err();
@@ -278,9 +278,9 @@ impl Replay {
     #[allow(clippy::type_complexity)]
     fn judge_event(
         &mut self,
-        e: Event,
+        e: &Event,
     ) -> Result<(Outcome, Vec<Record>, serde_json::Value), (Rejection, serde_json::Value)> {
-        let read = match &e {
+        let read = match e {
             Event::Step(step) => event::read_metrics(step, self.program_of(&step.run_id)),
             Event::Override(req) => {
                 event::check_raise(req, self.program_of(&req.run_id)).map(|()| Vec::new())
@@ -289,9 +289,9 @@ impl Replay {
         };
         let metrics = match read {
             Ok(m) => m,
-            Err(rejection) => return Err((rejection, event::evidence_json(&e, &[]))),
+            Err(rejection) => return Err((rejection, event::evidence_json(e, &[]))),
         };
-        let input = event::evidence_json(&e, &metrics);
+        let input = event::evidence_json(e, &metrics);
         match self.apply_event(e, &metrics) {
             Ok((outcome, extra)) => Ok((outcome, extra, input)),
             Err(rejection) => Err((rejection, input)),
@@ -362,7 +362,7 @@ impl Replay {
             return Vec::new();
         };
         let a = engine.artifact();
-        let hex: String = a.bytes.iter().map(|b| format!("{b:02x}")).collect();
+        let hex = crate::base::hash::hex(&a.bytes);
         vec![Record {
             kind: RecordKind::Artifact,
             artifact: a.id.clone(),
@@ -375,7 +375,7 @@ impl Replay {
 
     fn apply_event(
         &mut self,
-        e: Event,
+        e: &Event,
         metrics: &[i64],
     ) -> Result<(Outcome, Vec<Record>), Rejection> {
         let reject = |code: RejectCode, detail: String| Rejection {
@@ -385,7 +385,7 @@ impl Replay {
             ts: Some(e.ts()),
             event: Some(e.kind()),
         };
-        let run_event = match &e {
+        let run_event = match e {
             Event::Deploy(d) => {
                 return self
                     .deploy(d)
@@ -399,7 +399,7 @@ impl Replay {
             Event::Approval(a) => RunEvent::Approval(a),
             Event::RunEnd(end) => RunEvent::End(end),
         };
-        let (run, engine) = checked_run(&mut self.runs, &mut self.engines, &e)
+        let (run, engine) = checked_run(&mut self.runs, &mut self.engines, e)
             .map_err(|(code, why)| reject(code, why))?;
         match run_event {
             RunEvent::Step(step) => {

@@ -26,12 +26,15 @@ pub(crate) struct RebuildError {
 }
 
 /// What a chain held.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Rebuilt {
     /// No record of the run: it was never started.
     Nothing,
     /// A run in progress, now held.
     Live,
+    /// A run in progress, now held on its own artifact: it cannot re-bind against the
+    /// current one, for the reason given (as a deploy it cannot re-bind against leaves it).
+    LiveOnItsArtifact(String),
     /// A run its summary closed, held as ended.
     Ended,
 }
@@ -123,12 +126,10 @@ impl Replay {
             return Ok(Rebuilt::Ended);
         }
         if !on_current && let Err(why) = self.rebind_runs(self.current) {
-            // The run stays on its own program, as a deploy it cannot re-bind against
-            // leaves runs in progress.
-            eprintln!("lever: run `{id}` keeps its artifact: {why}");
             if let Some(h) = self.runs.get_mut(id) {
                 h.seen = self.current;
             }
+            return Ok(Rebuilt::LiveOnItsArtifact(why));
         }
         Ok(Rebuilt::Live)
     }
@@ -301,12 +302,11 @@ mod tests {
         records
             .iter()
             .filter(|r| r.kind == RecordKind::Artifact)
-            .map(|r| {
-                let hex = r.body["bytes"].as_str().unwrap_or_default();
-                let bytes = (0..hex.len() / 2)
-                    .map(|i| u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).unwrap())
-                    .collect();
-                (r.artifact.clone(), bytes)
+            .filter_map(|r| {
+                Some((
+                    r.artifact.clone(),
+                    crate::evidence::artifact_record_bytes(r)?,
+                ))
             })
             .collect()
     }
