@@ -5,8 +5,6 @@
 use super::super::chain::{self, ChainId, Head};
 use super::super::{Record, Sealed, StoreError};
 use super::{ATTEMPTS, PgStore, array32, error_text, redact, store_key, to_i64};
-use postgres::binary_copy::BinaryCopyInWriter;
-use postgres::types::Type;
 use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
@@ -18,7 +16,7 @@ pub(super) struct Prepared {
     /// A run's records from a seq on, by their chain (the primary key).
     run_places: postgres::Statement,
     heads: postgres::Statement,
-    copy: postgres::Statement,
+    insert: postgres::Statement,
 }
 
 impl PgStore {
@@ -46,8 +44,10 @@ impl PgStore {
                  CROSS JOIN LATERAL (SELECT n, hash, kind FROM {s}.records r
                      WHERE r.chain = c.chain ORDER BY n DESC LIMIT 1) h"
             ))?,
-            copy: self.client.prepare(&format!(
-                "COPY {s}.records (chain, n, key, prev, hash, kind, run_id, seq, record) FROM STDIN BINARY"
+            insert: self.client.prepare(&format!(
+                "INSERT INTO {s}.records (chain, n, key, prev, hash, kind, run_id, seq, record)
+                 SELECT * FROM unnest($1::text[], $2::bigint[], $3::bytea[], $4::bytea[],
+                     $5::bytea[], $6::text[], $7::text[], $8::bigint[], $9::bytea[])"
             ))?,
         };
         self.prepared = Some(p.clone());
@@ -62,12 +62,19 @@ impl PgStore {
     fn try_append(&mut self, records: &[Sealed], exclusive: bool) -> Result<usize, Failure> {
         let prepared = self.prepared()?;
         // No transaction: the primary key `(chain, n)` is what keeps chains whole. A writer
-        // that extended a chain since its head was read makes this COPY (one atomic
-        // statement) fail, and the batch is read and linked again. Two round trips fewer
-        // than BEGIN ... COMMIT around the same work.
-        let tx = &mut self.client;
-        let (mut heads, last_seqs) =
-            heads(tx, &prepared.heads, records.iter().map(|r| r.record()))?;
+        // that extended a chain since its head was read makes the INSERT (one atomic
+        // statement) fail, and the batch is read and linked again. Not a COPY: the driver
+        // reports a COPY done before the commit that ends it, so a commit that failed or
+        // never happened would look durable.
+        let chains: HashSet<ChainId> = records.iter().map(|r| r.record().chain()).collect();
+        let known = self.known.lookup(chains);
+        let db = &mut self.client;
+        let (mut heads, mut last_seqs) = (known.heads, known.last_seqs);
+        if !known.unknown.is_empty() {
+            let (read, seqs) = read_heads(db, &prepared.heads, &known.unknown)?;
+            heads.extend(read);
+            last_seqs.extend(seqs);
+        }
         let maybe_stored = |r: &Sealed| match r.record().key() {
             None => true,
             Some(k) => last_seqs
@@ -88,14 +95,21 @@ impl PgStore {
         }
         let keys: Vec<[u8; 32]> = records.iter().map(store_key).collect();
         let probe: Vec<&Sealed> = records.iter().filter(|r| maybe_stored(r)).collect();
-        let existing = stored_contents(tx, &prepared, &probe)?;
+        let existing = stored_contents(db, &prepared, &probe)?;
         let fresh = fresh(records, &keys, &existing).map_err(Failure::Store)?;
         if fresh.is_empty() {
             return Ok(0);
         }
         let linked = chain::link(&mut heads, fresh).map_err(Failure::Store)?;
-        copy_records(tx, &prepared.copy, &linked)?;
-        Ok(linked.len())
+        insert_records(db, &prepared.insert, &linked)?;
+        for l in &linked {
+            if let Some(k) = l.record().key() {
+                last_seqs.insert(ChainId::Run(k.run_id), k.seq);
+            }
+        }
+        let written = linked.len();
+        self.known.learn(&heads, &last_seqs);
+        Ok(written)
     }
 }
 
@@ -212,6 +226,12 @@ impl PgStore {
                 // again, the batch is fenced if a run moved on, or linked after the other
                 // writer's records if only the store chain did.
                 Err(Failure::Db(e)) if unique_violation(&e) => {
+                    self.known.forget(
+                        &records
+                            .iter()
+                            .map(|r| r.record().chain())
+                            .collect::<Vec<_>>(),
+                    );
                     if fenced_retries == 0 {
                         return Err(StoreError::Fenced(error_text(&e)));
                     }
@@ -263,43 +283,38 @@ impl From<postgres::Error> for Failure {
     }
 }
 
-/// Writes linked records with one binary `COPY`.
-fn copy_records(
-    tx: &mut impl postgres::GenericClient,
-    copy: &postgres::Statement,
+/// Writes linked records with one `INSERT` of arrays: one statement (atomic without a
+/// transaction around it) and one round trip, whose answer comes after its commit.
+fn insert_records(
+    client: &mut impl postgres::GenericClient,
+    insert: &postgres::Statement,
     linked: &[chain::Linked<'_>],
 ) -> Result<(), postgres::Error> {
-    let sink = tx.copy_in(copy)?;
-    let types = [
-        Type::TEXT,
-        Type::INT8,
-        Type::BYTEA,
-        Type::BYTEA,
-        Type::BYTEA,
-        Type::TEXT,
-        Type::TEXT,
-        Type::INT8,
-        Type::BYTEA,
-    ];
-    let mut writer = BinaryCopyInWriter::new(sink, &types);
-    for l in linked {
-        let r = l.record();
-        // Only a record of no run (or a rejected line) is found by its key: a run's record
-        // is found by its chain and place.
-        let key = r.key().is_none().then(|| store_key(l.sealed));
-        writer.write(&[
-            &r.chain().key(),
-            &to_i64(l.n),
-            &key.as_ref().map(|k| k.as_slice()),
-            &l.prev.as_slice(),
-            &l.hash.as_slice(),
-            &r.kind.name(),
-            &r.run_id.as_deref(),
-            &to_i64(r.seq),
-            &l.sealed.canonical(),
-        ])?;
-    }
-    writer.finish()?;
+    let records: Vec<&Record> = linked.iter().map(chain::Linked::record).collect();
+    let chains: Vec<String> = records.iter().map(|r| r.chain().key()).collect();
+    let ns: Vec<i64> = linked.iter().map(|l| to_i64(l.n)).collect();
+    // Only a record of no run (or a rejected line) is found by its key: a run's record is
+    // found by its chain and place.
+    let keys: Vec<Option<[u8; 32]>> = linked
+        .iter()
+        .map(|l| l.record().key().is_none().then(|| store_key(l.sealed)))
+        .collect();
+    let keys: Vec<Option<&[u8]>> = keys
+        .iter()
+        .map(|k| k.as_ref().map(|k| k.as_slice()))
+        .collect();
+    let prevs: Vec<&[u8]> = linked.iter().map(|l| l.prev.as_slice()).collect();
+    let hashes: Vec<&[u8]> = linked.iter().map(|l| l.hash.as_slice()).collect();
+    let kinds: Vec<&str> = records.iter().map(|r| r.kind.name()).collect();
+    let runs: Vec<Option<&str>> = records.iter().map(|r| r.run_id.as_deref()).collect();
+    let seqs: Vec<i64> = records.iter().map(|r| to_i64(r.seq)).collect();
+    let bytes: Vec<&[u8]> = linked.iter().map(|l| l.sealed.canonical()).collect();
+    client.execute(
+        insert,
+        &[
+            &chains, &ns, &keys, &prevs, &hashes, &kinds, &runs, &seqs, &bytes,
+        ],
+    )?;
     Ok(())
 }
 
@@ -308,16 +323,12 @@ type LastSeqs = HashMap<ChainId, u64>;
 
 /// The heads of the chains `records` extend, and the seq of
 /// each chain's last record that has a place (not a rejected line).
-fn heads<'a>(
+fn read_heads(
     tx: &mut impl postgres::GenericClient,
     statement: &postgres::Statement,
-    records: impl Iterator<Item = &'a Record>,
+    chains: &[ChainId],
 ) -> Result<(HashMap<ChainId, Head>, LastSeqs), postgres::Error> {
-    let chains: Vec<String> = records
-        .map(|r| r.chain().key())
-        .collect::<HashSet<_>>()
-        .into_iter()
-        .collect();
+    let chains: Vec<String> = chains.iter().map(ChainId::key).collect();
     let rows = tx.query(statement, &[&chains])?;
     let mut heads = HashMap::new();
     let mut last_seqs = HashMap::new();

@@ -14,6 +14,7 @@
 //! one more costs about a third of the write throughput.
 
 mod append;
+mod known;
 pub mod migrate;
 
 use super::chain::{self, ChainId, Stored};
@@ -101,6 +102,8 @@ pub struct PgStore {
     /// The group commit's statements, prepared once per connection: each saves a parse
     /// and a round trip on every commit.
     prepared: Option<Prepared>,
+    /// The heads of the chains this connection wrote.
+    known: known::KnownHeads,
 }
 
 /// The URL with any password (`user:PASSWORD@` or `?password=`) replaced by `***`.
@@ -221,6 +224,7 @@ impl PgStore {
             client,
             failed: false,
             prepared: None,
+            known: known::KnownHeads::default(),
         })
     }
 
@@ -264,6 +268,7 @@ impl PgStore {
 
     fn reconnect(&mut self) -> Result<(), StoreError> {
         self.prepared = None;
+        self.known.clear();
         self.client = Client::connect(&self.conn, NoTls).map_err(|e| self.db(error_text(&e)))?;
         Ok(())
     }
