@@ -5,6 +5,7 @@
 //! override rules and throttling; channels added, removed or changed.
 
 use crate::base::format;
+use crate::base::lang::Budget;
 use crate::check::analyze;
 use crate::check::hir::{ArgValue, Grantee};
 use crate::compile::artifact::Artifact;
@@ -142,22 +143,6 @@ fn shown(unit: Unit, v: i64) -> String {
     }
 }
 
-/// A duration as the policy language writes it: `1h`, `15m`, `30s`, `250ms`.
-fn duration_text(ns: i64) -> String {
-    const MS: i64 = 1_000_000;
-    for (unit, size) in [
-        ("d", 86_400_000 * MS),
-        ("h", 3_600_000 * MS),
-        ("m", 60_000 * MS),
-        ("s", 1_000 * MS),
-    ] {
-        if ns != 0 && ns % size == 0 {
-            return format!("{}{unit}", ns / size);
-        }
-    }
-    format::millis(ns)
-}
-
 fn percent_text(p: i64) -> String {
     format!("{}%", crate::base::num::Decimal(p))
 }
@@ -184,7 +169,7 @@ fn rule_text(policy: &PolicyDesc, r: &RuleDesc) -> String {
     };
     let mut text = format!("{who} {what}");
     if let Some(ttl) = r.ttl {
-        text.push_str(&format!(" for {}", duration_text(ttl)));
+        text.push_str(&format!(" for {}", format::duration(ttl)));
     }
     if r.requires_reason {
         text.push_str(", reason required");
@@ -285,8 +270,8 @@ fn setting_changes(p: &PolicyDesc, q: &PolicyDesc, out: &mut Vec<Change>) {
     );
     setting(
         "min_interval_changed",
-        duration_text(p.min_interval),
-        duration_text(q.min_interval),
+        format::duration(p.min_interval),
+        format::duration(q.min_interval),
     );
     setting(
         "prompt_logging_changed",
@@ -346,6 +331,45 @@ fn limit_changes(a: &Program, l: &LimitDesc, b: &Program, m: &LimitDesc, out: &m
     let (from, to) = (actions_text(a, &l.breach), actions_text(b, &m.breach));
     if from != to {
         out.push(change("breach_actions_changed", name, Some(from), Some(to)));
+    }
+    if let Some(kind) = budget_change(l.budget.as_ref(), m.budget.as_ref()) {
+        let text = |b: Option<&Budget>| b.map_or_else(|| "per run".to_string(), Budget::text);
+        out.push(change(
+            kind,
+            name,
+            Some(text(l.budget.as_ref())),
+            Some(text(m.budget.as_ref())),
+        ));
+    }
+}
+
+/// How a limit's budget across runs changed: `budget_widened` when it allows more spend
+/// (a finer key, each value with the whole budget, or a shorter window), `budget_narrowed`
+/// when less, `budget_added` and `budget_removed` from and to a limit of each run, and
+/// `budget_changed` otherwise.
+fn budget_change(from: Option<&Budget>, to: Option<&Budget>) -> Option<&'static str> {
+    let (a, b) = match (from, to) {
+        (None, None) => return None,
+        (None, Some(_)) => return Some("budget_added"),
+        (Some(_), None) => return Some("budget_removed"),
+        (Some(a), Some(b)) if a == b => return None,
+        (Some(a), Some(b)) => (a, b),
+    };
+    let within = |x: &Budget, y: &Budget| x.per.iter().all(|s| y.per.contains(s));
+    // A shorter window resets sooner, so it allows more; no window never resets.
+    let sooner = |x: Option<i64>, y: Option<i64>| match (x, y) {
+        (Some(x), Some(y)) => x <= y,
+        (Some(_), None) => true,
+        (None, Some(_)) => false,
+        (None, None) => true,
+    };
+    let (finer, coarser) = (within(a, b), within(b, a));
+    if finer && sooner(b.window, a.window) {
+        Some("budget_widened")
+    } else if coarser && sooner(a.window, b.window) {
+        Some("budget_narrowed")
+    } else {
+        Some("budget_changed")
     }
 }
 

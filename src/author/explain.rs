@@ -211,7 +211,8 @@ fn arbitration(program: &Program, run: &Run) -> Vec<Value> {
                 .find(|(p, _, _)| p.precedence == lead)
                 .map(|(p, _, _)| p.conflict.name());
             json!({
-                "monitor": program.monitors.get(usize::from(monitor)).map(|m| m.id_name.clone()),
+                "monitor": program.monitors.get(usize::from(monitor.monitor)).map(|m| m.id_name.clone()),
+                "budget": monitor.budget.as_ref().map(crate::base::lang::Budget::text),
                 "lead": leads,
                 "strategy": strategy,
                 "members": members.iter().map(|(p, i, flat)| json!({

@@ -211,7 +211,7 @@ fn space(prev: &El<'_>, before_prev: Option<&El<'_>>, cur: &El<'_>) -> bool {
     if cur.is(LParen)
         && prev
             .word()
-            .is_some_and(|w| !is_reserved(w) && !matches!(w, "to" | "up"))
+            .is_some_and(|w| !is_reserved(w) && !matches!(w, "to" | "up" | "per"))
     {
         return false;
     }

@@ -94,6 +94,9 @@ codes! {
     DuplicateChannel = "E0315", Error, "channel listed twice";
     BadDuration = "E0316", Error, "duration out of range";
     BadCount = "E0317", Error, "integer out of range";
+    BudgetMonitor = "E0318", Error, "budget on a monitor that is not a lone sum or count";
+    BudgetWindow = "E0319", Error, "budget window out of range";
+    BudgetKeyTwice = "E0320", Error, "budget key names an attribute twice";
     // Policy tests (`test "name" { ... }`, docs/testing.md).
     TestSyntax = "E0501", Error, "malformed test";
     TestUnknownName = "E0502", Error, "test names an unknown policy, limit or channel";

@@ -46,6 +46,22 @@ pub(crate) fn percent(observed: i64, limit: i64) -> Option<String> {
     Some(p.to_string())
 }
 
+/// A duration as the policy language writes it: `1h`, `15m`, `30s`, `250ms`.
+pub(crate) fn duration(ns: i64) -> String {
+    const MS: i64 = 1_000_000;
+    for (unit, size) in [
+        ("d", 86_400_000 * MS),
+        ("h", 3_600_000 * MS),
+        ("m", 60_000 * MS),
+        ("s", 1_000 * MS),
+    ] {
+        if ns != 0 && ns % size == 0 {
+            return format!("{}{unit}", ns / size);
+        }
+    }
+    millis(ns)
+}
+
 /// Nanoseconds since the epoch as RFC 3339 UTC: `2026-01-20T10:00:03.25Z`.
 pub(crate) fn timestamp(ns: i64) -> String {
     let Ok(t) = time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ns)) else {

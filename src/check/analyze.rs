@@ -25,6 +25,8 @@ const ENUMERATION_BUDGET: usize = 4096;
 struct Entry<'p> {
     policy: &'p super::hir::Policy,
     monitor: u32,
+    /// A budget groups only with limits of the same key and window.
+    budget: Option<&'p super::hir::Budget>,
     value: i64,
     enforcement: Option<Enforcement>,
     span: Span,
@@ -80,6 +82,7 @@ fn shared_limits(program: &Program) -> Vec<Entry<'_>> {
                 entries.push(Entry {
                     policy: p,
                     monitor: l.monitor.0,
+                    budget: l.budget.as_ref(),
                     value: l.value,
                     enforcement: l.breach.enforcement,
                     span: l.span,
@@ -140,14 +143,15 @@ impl Groups {
 /// already in one group is never compared again, so a set of thousands of overlapping
 /// policies costs a pass, not a comparison per pair.
 fn ties(program: &Program, entries: &[Entry<'_>], out: &mut Vec<Diagnostic>) {
-    let mut buckets: BTreeMap<(u32, u32), Vec<usize>> = BTreeMap::new();
+    type Bucket<'p> = (u32, Option<&'p super::hir::Budget>, u32);
+    let mut buckets: BTreeMap<Bucket<'_>, Vec<usize>> = BTreeMap::new();
     for (i, e) in entries.iter().enumerate() {
         buckets
-            .entry((e.monitor, e.policy.precedence))
+            .entry((e.monitor, e.budget, e.policy.precedence))
             .or_default()
             .push(i);
     }
-    for ((monitor, precedence), members) in buckets {
+    for ((monitor, _, precedence), members) in buckets {
         let mut groups = Groups::new(members.len());
         for_candidate_pairs(entries, &members, |a, b| {
             if groups.find(a) == groups.find(b) {
@@ -266,11 +270,12 @@ fn for_candidate_pairs(
 }
 
 fn shadowing(program: &Program, entries: &[Entry<'_>], out: &mut Vec<Diagnostic>) {
-    let mut by_monitor: BTreeMap<u32, Vec<&Entry<'_>>> = BTreeMap::new();
+    let mut by_monitor: BTreeMap<(u32, Option<&super::hir::Budget>), Vec<&Entry<'_>>> =
+        BTreeMap::new();
     for e in entries {
-        by_monitor.entry(e.monitor).or_default().push(e);
+        by_monitor.entry((e.monitor, e.budget)).or_default().push(e);
     }
-    for (monitor, group) in by_monitor {
+    for ((monitor, _), group) in by_monitor {
         // A lead shadows only while no policy of another strategy could lead instead.
         let min_other = group
             .iter()

@@ -3,7 +3,9 @@
 //! This is the boundary between the front end and the compiler. Values are fixed-point
 //! 10⁻⁹ units ([`crate::base::num`]); monitors, fields and channels are referred to by index.
 
-pub(crate) use crate::base::lang::{ArgValue, ChannelRef, Enforcement, Grantee, Scope, Selector};
+pub(crate) use crate::base::lang::{
+    ArgValue, Budget, ChannelRef, Enforcement, Grantee, Scope, Selector,
+};
 use crate::base::source::Span;
 use crate::syntax::ast::{AggFunc, BinOp, Bind, ChannelKind, Conflict, OnError, Unit};
 
@@ -160,6 +162,8 @@ pub struct Limit {
     pub name: String,
     pub value: i64,
     pub unit: Unit,
+    /// `per KEY [per WINDOW]`: a budget across runs.
+    pub budget: Option<Budget>,
     pub near: Option<Near>,
     /// Without a `breach` clause the BREACH signal is still emitted, with no action.
     pub breach: Actions,

@@ -6,12 +6,14 @@
 //! never stops at the first error and never panics on user input.
 
 pub(crate) mod analyze;
+mod budget;
 mod channels;
 mod declare;
 mod fold;
 pub(crate) mod hir;
 mod policy;
 mod resolve;
+mod scope;
 pub(crate) mod testing;
 mod units;
 

@@ -143,7 +143,7 @@ impl<'a> Checker<'a> {
                 }
             },
             ClauseKind::Description(s) => b.description = Some(s.value.clone()),
-            ClauseKind::Scope(s) => b.scope = Some(lower_scope(s)),
+            ClauseKind::Scope(s) => b.scope = Some(super::scope::lower_scope(s)),
             ClauseKind::Precedence(p) => b.precedence = Some(self.small_int(*p, "precedence")?),
             ClauseKind::Conflict(c) => b.conflict = Some(*c),
             ClauseKind::Bind(x) => b.bind = Some(*x),
@@ -253,6 +253,10 @@ impl<'a> Checker<'a> {
             .and_then(|m| self.limit_target(l, m, earlier));
         let value =
             monitor.and_then(|(_, unit)| self.constant_number(&l.value, cx, unit, "the limit"));
+        let budget = match &l.per {
+            Some(per) => Some(self.budget(per, l, monitor.map(|(m, _)| m))?),
+            None => None,
+        };
         let near = l.near.as_ref().map(|n| self.near(n, cx));
         let breach = l.breach.as_ref().map(|b| self.actions(&b.actions, cx));
         if l.near.is_none() && l.breach.is_none() {
@@ -285,6 +289,7 @@ impl<'a> Checker<'a> {
             name: l.monitor.dotted(),
             value: value?,
             unit,
+            budget,
             near,
             breach,
             span,
@@ -561,40 +566,4 @@ struct PolicyBuilder {
     max_per_run: Option<u32>,
     min_interval: i64,
     rules: Vec<hir::OverrideRule>,
-}
-
-fn lower_selector(s: &ast::Selector) -> hir::Selector {
-    match s {
-        ast::Selector::Tenant => hir::Selector::Tenant,
-        ast::Selector::Agent => hir::Selector::Agent,
-        ast::Selector::ApiKey => hir::Selector::ApiKey,
-        ast::Selector::HumanActor => hir::Selector::HumanActor,
-        ast::Selector::Label(k) => hir::Selector::Label(k.clone()),
-    }
-}
-
-fn lower_scope(s: &ast::Scope) -> hir::Scope {
-    use ast::ScopeKind as S;
-    match &s.kind {
-        S::All => hir::Scope::All,
-        S::Eq {
-            selector,
-            negated,
-            value,
-        } => {
-            let eq = hir::Scope::Eq(lower_selector(selector), value.value.clone());
-            if *negated {
-                hir::Scope::Not(Box::new(eq))
-            } else {
-                eq
-            }
-        }
-        S::In { selector, values } => hir::Scope::In(
-            lower_selector(selector),
-            values.iter().map(|v| v.value.clone()).collect(),
-        ),
-        S::Not(x) => hir::Scope::Not(Box::new(lower_scope(x))),
-        S::And(a, b) => hir::Scope::And(Box::new(lower_scope(a)), Box::new(lower_scope(b))),
-        S::Or(a, b) => hir::Scope::Or(Box::new(lower_scope(a)), Box::new(lower_scope(b))),
-    }
 }

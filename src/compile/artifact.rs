@@ -11,6 +11,15 @@ use std::path::{Path, PathBuf};
 
 pub const MAGIC: &[u8; 8] = b"LEVERLVC";
 pub const FORMAT_VERSION: u32 = 1;
+
+/// The format of an artifact with budgets across runs: version 1's body followed by the
+/// budget table (postcard). A build that reads only version 1 refuses it by name rather
+/// than judging budgets as limits of each run; an artifact without budgets stays version 1,
+/// byte for byte.
+pub const BUDGETS_FORMAT_VERSION: u32 = 2;
+
+/// The budgets of an artifact's limits: (policy, limit of that policy, budget).
+type BudgetTable = Vec<(u16, u16, crate::base::lang::Budget)>;
 const HEADER_LEN: usize = 8 + 4 + 32;
 
 /// A source file as stored: path relative to the inputs' longest common directory, `/`
@@ -45,7 +54,7 @@ pub enum ArtifactError {
     #[error("not a Lever artifact (bad magic)")]
     BadMagic,
     #[error(
-        "artifact format version {found} is not supported (this build reads version {FORMAT_VERSION})"
+        "artifact format version {found} is not supported (this build reads versions {FORMAT_VERSION} and {BUDGETS_FORMAT_VERSION})"
     )]
     Version { found: u32 },
     #[error("artifact hash mismatch: the file says {stored}, its contents hash to {computed}")]
@@ -54,10 +63,10 @@ pub enum ArtifactError {
     Corrupt(String),
 }
 
-fn hash_of(body: &[u8]) -> blake3::Hash {
+fn hash_of(version: u32, body: &[u8]) -> blake3::Hash {
     let mut h = blake3::Hasher::new();
     h.update(MAGIC);
-    h.update(&FORMAT_VERSION.to_le_bytes());
+    h.update(&version.to_le_bytes());
     h.update(body);
     h.finalize()
 }
@@ -70,12 +79,19 @@ fn id_of(hash: &[u8]) -> String {
 impl Artifact {
     /// Encodes and hashes a body.
     pub fn new(body: ArtifactBody) -> Result<Artifact, ArtifactError> {
-        let encoded =
-            postcard::to_allocvec(&body).map_err(|e| ArtifactError::Corrupt(e.to_string()))?;
-        let hash = hash_of(&encoded);
+        let corrupt = |e: postcard::Error| ArtifactError::Corrupt(e.to_string());
+        let mut encoded = postcard::to_allocvec(&body).map_err(corrupt)?;
+        let budgets = budget_table(&body.program);
+        let version = if budgets.is_empty() {
+            FORMAT_VERSION
+        } else {
+            encoded.extend(postcard::to_allocvec(&budgets).map_err(corrupt)?);
+            BUDGETS_FORMAT_VERSION
+        };
+        let hash = hash_of(version, &encoded);
         let mut bytes = Vec::with_capacity(HEADER_LEN + encoded.len());
         bytes.extend_from_slice(MAGIC);
-        bytes.extend_from_slice(&FORMAT_VERSION.to_le_bytes());
+        bytes.extend_from_slice(&version.to_le_bytes());
         bytes.extend_from_slice(hash.as_bytes());
         bytes.extend_from_slice(&encoded);
         Ok(Artifact {
@@ -83,6 +99,14 @@ impl Artifact {
             body,
             bytes,
         })
+    }
+
+    /// The format version the artifact's header names.
+    pub fn format_version(&self) -> u32 {
+        self.bytes
+            .get(8..12)
+            .and_then(|v| v.try_into().ok())
+            .map_or(FORMAT_VERSION, u32::from_le_bytes)
     }
 
     /// Reads and verifies an artifact's bytes.
@@ -99,24 +123,56 @@ impl Artifact {
             return Err(ArtifactError::BadMagic);
         }
         let found = u32::from_le_bytes(version.try_into().map_err(|_| ArtifactError::BadMagic)?);
-        if found != FORMAT_VERSION {
+        if found != FORMAT_VERSION && found != BUDGETS_FORMAT_VERSION {
             return Err(ArtifactError::Version { found });
         }
-        let computed = hash_of(body);
+        let computed = hash_of(found, body);
         if computed.as_bytes() != stored {
             return Err(ArtifactError::HashMismatch {
                 stored: id_of(stored),
                 computed: id_of(computed.as_bytes()),
             });
         }
-        let decoded: ArtifactBody =
-            postcard::from_bytes(body).map_err(|e| ArtifactError::Corrupt(e.to_string()))?;
+        let corrupt = |e: postcard::Error| ArtifactError::Corrupt(e.to_string());
+        let (mut decoded, rest): (ArtifactBody, &[u8]) =
+            postcard::take_from_bytes(body).map_err(corrupt)?;
+        if found == BUDGETS_FORMAT_VERSION {
+            let budgets: BudgetTable = postcard::from_bytes(rest).map_err(corrupt)?;
+            set_budgets(&mut decoded.program, budgets)?;
+        }
         Ok(Artifact {
             id: id_of(computed.as_bytes()),
             body: decoded,
             bytes,
         })
     }
+}
+
+fn budget_table(program: &Program) -> BudgetTable {
+    let mut table = Vec::new();
+    for (p, policy) in program.policies.iter().enumerate() {
+        for (l, limit) in policy.limits.iter().enumerate() {
+            if let (Some(b), Ok(p), Ok(l)) = (&limit.budget, u16::try_from(p), u16::try_from(l)) {
+                table.push((p, l, b.clone()));
+            }
+        }
+    }
+    table
+}
+
+fn set_budgets(program: &mut Program, budgets: BudgetTable) -> Result<(), ArtifactError> {
+    if budgets.is_empty() {
+        return Err(ArtifactError::Corrupt("an empty budget table".into()));
+    }
+    for (p, l, budget) in budgets {
+        let limit = program
+            .policies
+            .get_mut(usize::from(p))
+            .and_then(|policy| policy.limits.get_mut(usize::from(l)))
+            .ok_or_else(|| ArtifactError::Corrupt(format!("a budget of no limit ({p}, {l})")))?;
+        limit.budget = Some(budget);
+    }
+    Ok(())
 }
 
 /// Paths relative to the longest common directory of `files` (made absolute first),

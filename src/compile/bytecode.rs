@@ -233,6 +233,10 @@ pub struct LimitDesc {
     pub name: String,
     pub value: i64,
     pub unit: Unit,
+    /// A budget across runs; stored in the artifact's budget table (format version 2),
+    /// so that artifacts without budgets keep version 1's encoding.
+    #[serde(skip)]
+    pub budget: Option<crate::base::lang::Budget>,
     pub near: Option<NearDesc>,
     pub breach: ActionsDesc,
 }

@@ -1,7 +1,7 @@
 //! Disassembly for `lever inspect`: the header, policies with their hashes, and readable
 //! bytecode, as text for people or JSON for tools.
 
-use super::artifact::{Artifact, FORMAT_VERSION};
+use super::artifact::Artifact;
 use super::bytecode::{ActionsDesc, Code, Op, Program, RuleKindDesc};
 use super::meaning::scope_text;
 use crate::base::lang::{ChannelRef, Grantee};
@@ -99,7 +99,8 @@ pub fn text(artifact: &Artifact) -> String {
     let _ = writeln!(out, "artifact {}", artifact.id);
     let _ = writeln!(
         out,
-        "format   {FORMAT_VERSION} ({} bytes)",
+        "format   {} ({} bytes)",
+        artifact.format_version(),
         artifact.bytes.len()
     );
     let _ = writeln!(out, "\nsources:");
@@ -178,9 +179,14 @@ fn policy_text(
             .monitors
             .get(l.monitor as usize)
             .map_or("?", |m| m.id_name.as_str());
+        let budget = l
+            .budget
+            .as_ref()
+            .map(|b| format!(" {}", b.text()))
+            .unwrap_or_default();
         let _ = writeln!(
             out,
-            "    limit {} ({monitor}) to {}{near}  breach => {}",
+            "    limit {} ({monitor}) to {}{budget}{near}  breach => {}",
             l.name,
             Decimal(l.value),
             actions_text(p, &l.breach)
@@ -226,6 +232,10 @@ pub fn json(artifact: &Artifact) -> serde_json::Value {
                     "monitor": p.monitors.get(l.monitor as usize).map(|m| m.id_name.clone()),
                     "value": Decimal(l.value).to_string(),
                     "unit": l.unit.name(),
+                    "budget": l.budget.as_ref().map(|b| serde_json::json!({
+                        "per": b.per.iter().map(|s| s.text()).collect::<Vec<_>>(),
+                        "window_ns": b.window,
+                    })),
                 })).collect::<Vec<_>>(),
             })
         })
@@ -249,7 +259,7 @@ pub fn json(artifact: &Artifact) -> serde_json::Value {
         .collect();
     serde_json::json!({
         "artifact": artifact.id,
-        "format_version": FORMAT_VERSION,
+        "format_version": artifact.format_version(),
         "bytes": artifact.bytes.len(),
         "sources": artifact.body.sources.iter().map(|s| serde_json::json!({"path": s.path, "module": s.module})).collect::<Vec<_>>(),
         "policies": policies,

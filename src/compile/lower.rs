@@ -304,6 +304,7 @@ impl<'p> Lowerer<'p> {
                 name: l.name.clone(),
                 value: l.value,
                 unit: l.unit,
+                budget: l.budget.clone(),
                 near: l.near.as_ref().map(|n| NearDesc {
                     percent: n.percent,
                     near_at: near_threshold(l.value, n.percent),

@@ -70,6 +70,17 @@ pub(crate) fn policy_meaning(program: &hir::Program, p: &hir::Policy) -> String 
             near,
             actions(&l.breach, &mut channels)
         );
+        // Only a budget adds a line, so a policy without one keeps its hash.
+        if let Some(b) = &l.budget {
+            let per: Vec<String> = b.per.iter().map(|s| s.text()).collect();
+            let window = b.window.map_or("none".into(), |w| w.to_string());
+            let _ = writeln!(
+                out,
+                "budget {} per {} window {window}",
+                l.name,
+                per.join(",")
+            );
+        }
         collect_monitors(program, l.monitor, &mut monitors);
     }
     let _ = writeln!(

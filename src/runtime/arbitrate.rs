@@ -74,13 +74,9 @@ pub(crate) fn arbitrate(
         stop: None,
         forced: run.forced.to_vec(),
     };
-    for (monitor, members) in groups(program, bound).iter().filter(|(_, m)| m.len() > 1) {
-        let identity = program
-            .monitors
-            .get(usize::from(*monitor))
-            .map(|m| m.id_name.as_str())
-            .unwrap_or_default();
-        if run.forced.iter().any(|f| f == identity) {
+    for (key, members) in groups(program, bound).iter().filter(|(_, m)| m.len() > 1) {
+        let identity = key.identity(program);
+        if run.forced.contains(&identity) {
             continue; // most_restrictive for the rest of the run
         }
         let group = Group {
@@ -90,7 +86,7 @@ pub(crate) fn arbitrate(
             members,
         };
         if group.judge(&mut out) {
-            out.forced.push(identity.to_string());
+            out.forced.push(identity);
         }
     }
     out.forced.sort();
@@ -98,10 +94,33 @@ pub(crate) fn arbitrate(
     out
 }
 
-/// The bound limits on each shared (top-level or stdlib) monitor, by monitor index: the
-/// groups arbitration judges when they have two members or more.
-pub(crate) fn groups(program: &Program, bound: &[Bound]) -> BTreeMap<u16, Vec<Member>> {
-    let mut groups: BTreeMap<u16, Vec<Member>> = BTreeMap::new();
+/// What makes limits one group: a shared monitor, and for a budget across runs the same
+/// key and window (a per-run limit and a budget never share a group).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) struct GroupKey {
+    pub monitor: u16,
+    pub budget: Option<crate::base::lang::Budget>,
+}
+
+impl GroupKey {
+    /// The group's name: the monitor's identity, with the budget's key and window.
+    pub(crate) fn identity(&self, program: &Program) -> String {
+        let monitor = program
+            .monitors
+            .get(usize::from(self.monitor))
+            .map(|m| m.id_name.as_str())
+            .unwrap_or_default();
+        match &self.budget {
+            None => monitor.to_string(),
+            Some(b) => format!("{monitor} {}", b.text()),
+        }
+    }
+}
+
+/// The bound limits on each shared (top-level or stdlib) monitor, by monitor and budget:
+/// the groups arbitration judges when they have two members or more.
+pub(crate) fn groups(program: &Program, bound: &[Bound]) -> BTreeMap<GroupKey, Vec<Member>> {
+    let mut groups: BTreeMap<GroupKey, Vec<Member>> = BTreeMap::new();
     for (bi, b) in bound.iter().enumerate() {
         let Some(p) = program.policies.get(usize::from(b.policy)) else {
             continue;
@@ -112,11 +131,14 @@ pub(crate) fn groups(program: &Program, bound: &[Bound]) -> BTreeMap<u16, Vec<Me
                 .get(usize::from(l.monitor))
                 .is_some_and(|m| !m.id_name.contains('/'));
             if shared {
-                groups.entry(l.monitor).or_default().push((
-                    bi,
-                    li,
-                    usize::from(b.first_limit) + li,
-                ));
+                let key = GroupKey {
+                    monitor: l.monitor,
+                    budget: l.budget.clone(),
+                };
+                groups
+                    .entry(key)
+                    .or_default()
+                    .push((bi, li, usize::from(b.first_limit) + li));
             }
         }
     }
@@ -274,5 +296,6 @@ fn conflict_signal(
         error: None,
         conflict: Some(kind),
         with: Some(with),
+        budget: None,
     }
 }

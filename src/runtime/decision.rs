@@ -53,6 +53,9 @@ pub struct Signal {
     pub conflict: Option<&'static str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub with: Option<Vec<String>>,
+    /// A budget limit's counter: the run's key values and the window's start.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub budget: Option<super::budget::BudgetTag>,
 }
 
 /// One alert to one channel.

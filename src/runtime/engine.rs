@@ -21,6 +21,8 @@ pub(super) struct Scratch {
     pub(super) nums: Vec<i64>,
     pub(super) bools: Vec<bool>,
     pub(super) values: Values,
+    /// The step's budget counters and their values, for judging.
+    pub(super) counted: Vec<super::budget::Counted>,
 }
 
 /// What evaluation computes from the fields: the interpreter's stack, and every
@@ -54,6 +56,10 @@ pub struct Engine {
     pub(super) merged: Option<rebind::MergedParts>,
     /// Native code for the program, when this engine is the JIT.
     pub(super) jit: Option<Box<crate::jit::Compiled>>,
+    /// The program's budget limits across runs.
+    pub(super) budget_slots: Vec<super::budget::BudgetSlot>,
+    /// The counters [`Engine::step`] keeps when no caller shares its own.
+    pub(super) budgets: super::budget::Budgets,
 }
 
 /// An enforcement candidate at one step: what, and why.
@@ -76,6 +82,7 @@ impl Engine {
             .collect();
         let compared_fields = compared_string_fields(program);
         let policy_artifacts = vec![Arc::clone(&artifact_id); program.policies.len()];
+        let budget_slots = super::budget::slots(program);
         Engine {
             artifact,
             artifact_id,
@@ -85,6 +92,8 @@ impl Engine {
             policy_artifacts,
             merged: None,
             jit: None,
+            budget_slots,
+            budgets: super::budget::Budgets::default(),
         }
     }
 
@@ -263,12 +272,35 @@ impl Engine {
     ///
     /// `metrics` are the step's metrics read for this engine's program
     /// (`event::read_metrics`): one value per declared signal.
+    ///
+    /// Budgets across runs count in the engine's own counters; a caller that judges several
+    /// engines' runs shares one set with [`Engine::step_counted`].
     pub fn step(&mut self, run: &mut Run, step: &Step, metrics: &[i64]) -> Outcome {
+        let mut budgets = std::mem::take(&mut self.budgets);
+        let outcome = self.step_counted(run, step, metrics, &mut budgets);
+        self.budgets = budgets;
+        outcome
+    }
+
+    /// [`Engine::step`] with the budget counters the step adds to.
+    pub fn step_counted(
+        &mut self,
+        run: &mut Run,
+        step: &Step,
+        metrics: &[i64],
+        budgets: &mut super::budget::Budgets,
+    ) -> Outcome {
         run.seq += 1;
         run.clock = run.clock.max(step.ts);
         let at = run.clock;
         overrides::expire(run, at);
-        self.evaluate(run, step, metrics, at);
+        if self.budget_slots.is_empty() {
+            self.evaluate(run, step, metrics, at);
+        } else {
+            let before = self.budget_before(run);
+            self.evaluate(run, step, metrics, at);
+            self.count_budgets(run, &before, budgets, at);
+        }
         run.observed.clear();
         run.observed.extend_from_slice(self.monitor_values());
         let mut signals = Vec::new();

@@ -1,6 +1,7 @@
 //! Judging limits: each bound limit's zone from its monitor's value, the signals, alerts
 //! and enforcement candidates a crossing gives.
 
+use super::budget::BudgetTag;
 use super::decision::{Alert, Signal};
 use super::engine::Candidate;
 use super::{Bound, Engine, Run, Zone};
@@ -39,10 +40,20 @@ impl Engine {
                 let Some(zone) = run.zones.get_mut(first + i) else {
                     continue;
                 };
-                let value = monitors
-                    .get(usize::from(limit.monitor))
-                    .copied()
-                    .unwrap_or(Slot::None);
+                let counted = match limit.budget {
+                    None => None,
+                    Some(_) => self.scratch.counted.iter().find(|c| {
+                        usize::from(c.policy) == bound.policy as usize && usize::from(c.limit) == i
+                    }),
+                };
+                let value = match (&limit.budget, counted) {
+                    (None, _) => monitors
+                        .get(usize::from(limit.monitor))
+                        .copied()
+                        .unwrap_or(Slot::None),
+                    (Some(_), Some(c)) => Slot::Num(c.value),
+                    (Some(_), None) => Slot::None,
+                };
                 let raise = if run.raises.is_empty() {
                     None
                 } else {
@@ -64,6 +75,7 @@ impl Engine {
                     limit,
                     effective: raise.unwrap_or(limit.value),
                     ts,
+                    budget: counted.map(|c| BudgetTag::of(&c.key)),
                 };
                 match value {
                     Slot::Num(observed) => *zone = judged.number(bound, *zone, observed, &mut out),
@@ -89,6 +101,8 @@ struct Judged<'a> {
     limit: &'a LimitDesc,
     effective: i64,
     ts: i64,
+    /// A budget limit's counter.
+    budget: Option<BudgetTag>,
 }
 
 impl Judged<'_> {
@@ -107,13 +121,9 @@ impl Judged<'_> {
                 limit.near.as_ref().map_or(&limit.breach, |n| &n.actions),
             ),
         };
-        out.signals.push(threshold_signal(
-            kind,
-            policy,
-            limit,
-            self.effective,
-            observed,
-        ));
+        let mut signal = threshold_signal(kind, policy, limit, self.effective, observed);
+        signal.budget = self.budget.clone();
+        out.signals.push(signal);
         if !actions.alerts.is_empty() {
             let why = bound.throttle.judge(policy, kind, self.ts);
             push_alerts(self.program, policy, limit, kind, actions, why, out.alerts);
@@ -147,6 +157,7 @@ impl Judged<'_> {
             error: Some(error_name(e)),
             conflict: None,
             with: None,
+            budget: self.budget.clone(),
         });
         if policy.on_error == OnError::FailClosed && !suspended {
             out.candidates.push(Candidate {
@@ -207,6 +218,7 @@ pub(super) fn threshold_signal(
         error: None,
         conflict: None,
         with: None,
+        budget: None,
     }
 }
 

@@ -27,6 +27,7 @@
 //! ```
 
 pub(crate) mod arbitrate;
+pub mod budget;
 pub mod decision;
 mod engine;
 mod evaluate;

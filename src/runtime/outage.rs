@@ -33,6 +33,7 @@ impl Engine {
                 error: Some("store_unavailable"),
                 conflict: None,
                 with: None,
+                budget: None,
             });
         }
         if fail_open || run.state >= RunState::Stopped {

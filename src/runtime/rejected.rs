@@ -43,6 +43,7 @@ impl Engine {
                 error: Some("rejected_input"),
                 conflict: None,
                 with: None,
+                budget: None,
             });
             let suspended = bound.suspension.is_some_and(|g| g.active_at(run.clock));
             fail_closed |= policy.on_error == OnError::FailClosed && !suspended;

@@ -97,6 +97,7 @@ pub(crate) struct Server {
 impl Server {
     /// The server, and its evidence writer and alert delivery threads.
     pub(crate) fn new(options: Options) -> Result<(Arc<Server>, Threads), String> {
+        crate::runtime::budget::refuse_in_server(&options.artifact.body.program)?;
         let replay = Replay::with_engine(
             options.artifact,
             options.base_dir,

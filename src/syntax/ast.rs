@@ -204,8 +204,19 @@ impl ClauseKind {
 pub(crate) struct LimitDecl {
     pub monitor: QName,
     pub value: Expr,
+    /// `per KEY [per WINDOW]`: a budget shared by the runs with the same key.
+    pub per: Option<Per>,
     pub near: Option<NearClause>,
     pub breach: Option<BreachClause>,
+}
+
+/// `per api_key per 1d`, `per (tenant, agent)`: the run attributes whose values the runs
+/// of one budget share, and its window.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Per {
+    pub key: Vec<(Selector, Span)>,
+    pub window: Option<QuantityLit>,
+    pub span: Span,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -7,6 +7,9 @@
 //! `checks.json`: `{"exit": 0|1, "lines": {"N": CHECK}, "others": CHECK}` where a CHECK
 //! may give `action`, `ts`, `seq`, `reason` (a prefix), `signals` (`"kind policy limit"`
 //! in order, with ` error:CODE` or ` conflict:KIND`), `observed` (each signal's, in order),
+//! `budgets` (each signal's `budget`, in order: `"api_key=k1 2026-01-20T00:00:00Z"`, the
+//! key's attributes joined by `,` and the window's start or `none`; `null` for a signal
+//! of no budget),
 //! `alerts` (`"kind channel"` or `"kind channel suppressed:why"` in order) and `override`
 //! (`{"status": .., "why": prefix, "rule": .., "until": ..}`) and `snapshot` (`"changed"`
 //! or `"same"`, against the run's previous decision). `others` applies to every line not
@@ -30,6 +33,19 @@ fn signal_text(s: &Value) -> String {
         t.push_str(&format!(" conflict:{c}"));
     }
     t.trim_end().to_string()
+}
+
+/// A signal's budget as `checks.json` writes it.
+fn budget_text(b: &Value) -> Value {
+    let Some(per) = b["per"].as_object() else {
+        return Value::Null;
+    };
+    let key: Vec<String> = per
+        .iter()
+        .map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or("?")))
+        .collect();
+    let window = b["window_start"].as_str().unwrap_or("none");
+    Value::from(format!("{} {window}", key.join(",")))
 }
 
 fn alert_text(a: &Value) -> String {
@@ -70,6 +86,15 @@ fn check_line(
             .unwrap_or_default();
         if &Value::from(got.clone()) != want {
             fail("observed", want, &Value::from(got));
+        }
+    }
+    if let Some(want) = check.get("budgets") {
+        let got: Vec<Value> = decision["signals"]
+            .as_array()
+            .map(|a| a.iter().map(|s| budget_text(&s["budget"])).collect())
+            .unwrap_or_default();
+        if &Value::from(got.clone()) != want {
+            fail("budgets", want, &Value::from(got));
         }
     }
     if let Some(want) = check.get("reason") {

@@ -34,6 +34,48 @@ pub enum Selector {
     Label(String),
 }
 
+/// A limit shared across runs: the runs whose attributes `per` have the same values share
+/// one counter per window. Windows are fixed and aligned to the Unix epoch (UTC).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct Budget {
+    pub per: Vec<Selector>,
+    /// Nanoseconds; `None`: the budget never resets.
+    pub window: Option<i64>,
+}
+
+impl Budget {
+    /// The start of the window holding `at` (nanoseconds since the epoch).
+    pub(crate) fn window_start(&self, at: i64) -> Option<i64> {
+        self.window.map(|w| at.div_euclid(w) * w)
+    }
+
+    /// As a policy writes it: `per api_key per 1d`, `per (tenant, agent)`.
+    pub(crate) fn text(&self) -> String {
+        let key: Vec<String> = self.per.iter().map(Selector::text).collect();
+        let key = match key.as_slice() {
+            [one] => one.clone(),
+            _ => format!("({})", key.join(", ")),
+        };
+        match self.window {
+            Some(w) => format!("per {key} per {}", crate::base::format::duration(w)),
+            None => format!("per {key}"),
+        }
+    }
+}
+
+impl Selector {
+    /// The attribute as a policy writes it: `api_key`, `labels["team"]`.
+    pub(crate) fn text(&self) -> String {
+        match self {
+            Selector::Tenant => "tenant".into(),
+            Selector::Agent => "agent".into(),
+            Selector::ApiKey => "api_key".into(),
+            Selector::HumanActor => "human_actor".into(),
+            Selector::Label(k) => format!("labels[{k:?}]"),
+        }
+    }
+}
+
 /// Which runs a policy applies to.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Scope {

@@ -306,4 +306,4 @@ impl OverrideKind {
 mod data;
 mod tagged;
 
-pub(crate) use data::{ArgValue, ChannelRef, Grantee, Scope, Selector};
+pub(crate) use data::{ArgValue, Budget, ChannelRef, Grantee, Scope, Selector};

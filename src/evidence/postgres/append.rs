@@ -1,6 +1,6 @@
-//! The group commit: one transaction per batch that checks which records are stored,
-//! reads the heads of the chains the batch extends, links the new records and writes them
-//! with one binary COPY, on statements prepared once per connection.
+//! The group commit: one atomic `INSERT` per batch, after reading which records may be
+//! stored and the heads of the chains the batch extends that this connection does not
+//! remember, on statements prepared once per connection.
 
 use super::super::chain::{self, ChainId, Head};
 use super::super::{Record, Sealed, StoreError};
@@ -54,7 +54,7 @@ impl PgStore {
         Ok(p)
     }
 
-    /// One group commit, written by one COPY; returns how many records were new.
+    /// One group commit, written by one INSERT; returns how many records were new.
     ///
     /// A run's records are placed by seq, and a chain's seqs only grow, so a record of a
     /// run can already be stored only at or before the seq of the run's last stored

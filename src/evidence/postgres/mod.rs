@@ -5,13 +5,12 @@
 //! migrate` applies ([`migrate`]), as the schema's owner; the store itself connects as a
 //! role that may only insert and read. Every evidence
 //! table refuses UPDATE, DELETE and TRUNCATE with triggers enabled `ALWAYS`, so they fire
-//! under `session_replication_role = replica` too. A group commit is one transaction: it
-//! reads which records are already stored and the heads of the chains it extends, links
-//! the new records, writes them with one binary COPY and commits. Every record has a
-//! unique `key` (its place for run records, its id for the others) and chain positions are
-//! the primary key, so a batch retried after a lost connection neither loses nor
-//! duplicates a record, and two writers can never fork a chain. Two indexes only: each
-//! one more costs about a third of the write throughput.
+//! under `session_replication_role = replica` too. A group commit is one atomic `INSERT`
+//! ([`append`]): it reads which records may already be stored and the heads of the chains
+//! it extends that this connection did not write, links the new records and writes them.
+//! A run's records are found by their place, the others by a unique `key`, and chain
+//! positions are the primary key, so a batch retried after a lost connection neither loses
+//! nor duplicates a record, and two writers can never fork a chain.
 
 mod append;
 mod known;
@@ -304,7 +303,6 @@ pub(crate) fn error_text(e: &postgres::Error) -> String {
     }
 }
 
-/// Why a group commit failed: the database, or the records themselves.
 impl EvidenceStore for PgStore {
     fn first_conflict(&mut self, records: &[Sealed]) -> Result<Option<RecordKey>, StoreError> {
         let keyed: Vec<&Sealed> = records

@@ -42,6 +42,8 @@ pub struct Replay {
     store_outage: bool,
     /// The longest line read (`line_bytes`).
     line_limit: usize,
+    /// The counters of budgets across runs, from this replay's own events.
+    budgets: crate::runtime::budget::Budgets,
 }
 
 /// A run's state saved before an event, to put back when the event's evidence is refused.
@@ -98,6 +100,7 @@ impl Replay {
             artifact_recorded: vec![false],
             store_outage: false,
             line_limit: 1 << 20,
+            budgets: crate::runtime::budget::Budgets::default(),
         }
     }
 
@@ -403,7 +406,7 @@ impl Replay {
             .map_err(|(code, why)| reject(code, why))?;
         match run_event {
             RunEvent::Step(step) => {
-                let mut outcome = engine.step(run, step, metrics);
+                let mut outcome = engine.step_counted(run, step, metrics, &mut self.budgets);
                 if self.store_outage {
                     engine.store_outage(run, &mut outcome);
                 }

@@ -172,7 +172,11 @@ impl Replay {
                 if self.engine_mut(h.engine)?.artifact().id != r.artifact {
                     self.rebind_held(h, &r.artifact, artifacts)?;
                 }
-                judge_on(self.engine_mut(h.engine)?, h, &e, &metrics, outage)?
+                let engine = self
+                    .engines
+                    .get_mut(h.engine)
+                    .ok_or_else(|| "the run's engine is not loaded".to_string())?;
+                judge_on(engine, h, &e, &metrics, (outage, &mut self.budgets))?
             }
         };
         let mut made = outcome_records(&outcome, event::evidence_json(&e, &metrics));
@@ -231,11 +235,11 @@ fn judge_on(
     h: &mut Held,
     e: &Event,
     metrics: &[i64],
-    outage: bool,
+    (outage, budgets): (bool, &mut super::super::budget::Budgets),
 ) -> Result<(Outcome, Option<Record>), String> {
     Ok(match e {
         Event::Step(step) => {
-            let mut outcome = engine.step(&mut h.run, step, metrics);
+            let mut outcome = engine.step_counted(&mut h.run, step, metrics, budgets);
             if outage {
                 engine.store_outage(&mut h.run, &mut outcome);
             }
@@ -323,6 +327,11 @@ mod tests {
             let Ok(artifact) = load_path(&dir, LoadOptions::default()) else {
                 continue;
             };
+            // A run of a budget across runs judges other runs' spend too: one run's chain
+            // cannot rebuild it (and `lever serve` refuses such artifacts).
+            if crate::runtime::budget::refuse_in_server(&artifact.body.program).is_err() {
+                continue;
+            }
             let events = std::fs::read_to_string(dir.join("events.jsonl")).unwrap();
             let mut original = replay_of(artifact, &dir);
             let mut records = Vec::new();

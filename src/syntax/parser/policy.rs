@@ -140,6 +140,11 @@ impl<'a> Parser<'a> {
         let monitor = self.qname()?;
         self.expect_word("to")?;
         let value = self.expr()?;
+        let per = if self.at_word("per") {
+            Some(self.per()?)
+        } else {
+            None
+        };
         self.expect(TokenKind::LBrace)?;
         let mut near = None;
         if self.at_word("near") {
@@ -178,8 +183,51 @@ impl<'a> Parser<'a> {
         Ok(LimitDecl {
             monitor,
             value,
+            per,
             near,
             breach,
+        })
+    }
+
+    /// `per KEY [per WINDOW]` after a limit's value.
+    fn per(&mut self) -> PResult<Per> {
+        let start = self.bump().map_or_else(|| self.here(), |t| t.span);
+        const EXPECTED: &str = "`tenant`, `agent`, `api_key`, `human_actor` or `labels[\"key\"]`";
+        const HELP: &str = "a budget is shared by runs with the same attribute: `per api_key`, `per (tenant, agent)`, `per labels[\"team\"]`";
+        let mut key = Vec::new();
+        if self.at(TokenKind::LParen) {
+            self.bump();
+            loop {
+                let at = self.here();
+                let selector = self.selector_with(EXPECTED, HELP)?;
+                key.push((selector, at.to(self.prev_span())));
+                if !self.at(TokenKind::Comma) {
+                    break;
+                }
+                self.bump();
+            }
+            self.expect(TokenKind::RParen)?;
+        } else {
+            let at = self.here();
+            let selector = self.selector_with(EXPECTED, HELP)?;
+            key.push((selector, at.to(self.prev_span())));
+        }
+        let window = if self.at_word("per") {
+            self.bump();
+            if !self.at(TokenKind::Duration) {
+                return Err(self.error_help(
+                    "a duration",
+                    "a budget's window is a duration from `1m` to `366d`: `per api_key per 1d`",
+                ));
+            }
+            Some(self.quantity(TokenKind::Duration)?)
+        } else {
+            None
+        };
+        Ok(Per {
+            key,
+            window,
+            span: start.to(self.prev_span()),
         })
     }
 

@@ -105,14 +105,17 @@ impl<'a> Parser<'a> {
     }
 
     pub(super) fn selector(&mut self) -> PResult<Selector> {
+        self.selector_with(
+            "`all`, `tenant`, `agent`, `api_key`, `human_actor` or `labels[\"key\"]`",
+            "a scope compares run attributes: `scope agent == \"support-bot\"`",
+        )
+    }
+
+    /// A run attribute; `expected` and `help` say where it is used.
+    pub(super) fn selector_with(&mut self, expected: &str, help: &str) -> PResult<Selector> {
         let (word, _) = self
             .eat_one_of(&["tenant", "agent", "api_key", "human_actor", "labels"])
-            .ok_or_else(|| {
-                self.error_help(
-                    "`all`, `tenant`, `agent`, `api_key`, `human_actor` or `labels[\"key\"]`",
-                    "a scope compares run attributes: `scope agent == \"support-bot\"`",
-                )
-            })?;
+            .ok_or_else(|| self.error_help(expected, help))?;
         Ok(match word {
             "tenant" => Selector::Tenant,
             "agent" => Selector::Agent,
