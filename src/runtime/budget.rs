@@ -72,13 +72,35 @@ pub(super) struct BudgetSlot {
     pub agg: u16,
 }
 
-/// What a step gave a budget limit: its counter and the counter's value after the step.
+/// What a step gave a budget limit: its counter, what the step added, and the counter's
+/// value after it.
 #[derive(Debug, Clone)]
 pub(super) struct Counted {
     pub policy: u16,
     pub limit: u16,
     pub key: CounterKey,
+    pub added: i64,
     pub value: i64,
+    pub unit: crate::base::lang::Unit,
+}
+
+/// A decision's account of one budget counter (its `budgets` member): the counter, what
+/// the step added and the value after it. Stored with the decision, so the evidence says
+/// what spent each budget and a store can keep counters that agree with its records.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Contribution {
+    pub policy: String,
+    pub limit: String,
+    #[serde(flatten)]
+    pub tag: BudgetTag,
+    #[serde(serialize_with = "value_text")]
+    pub added: (crate::base::lang::Unit, i64),
+    #[serde(serialize_with = "value_text")]
+    pub counter: (crate::base::lang::Unit, i64),
+}
+
+fn value_text<S: Serializer>(v: &(crate::base::lang::Unit, i64), s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&format::value(v.0, v.1))
 }
 
 /// The budget limits of a program, each with the aggregate its monitor reads (a budget's
@@ -208,21 +230,42 @@ impl Engine {
             let key = counter_key(&policy.name, &limit.name, budget, &run.attrs, at);
             // A merged engine (a run re-bound across a deploy) may hold a policy twice,
             // from both artifacts: the step still counts once.
-            let value = match counted.iter().find(|c| c.key == key) {
-                Some(c) => c.value,
+            let (added, value) = match counted.iter().find(|c| c.key == key) {
+                Some(c) => (0, c.value),
                 None => {
                     let after = number(run.aggs.get(usize::from(slot.agg)).map(|a| a.value()));
-                    budgets.add(&key, after.saturating_sub(*before))
+                    let added = after.saturating_sub(*before);
+                    (added, budgets.add(&key, added))
                 }
             };
             counted.push(Counted {
                 policy: slot.policy,
                 limit: slot.limit,
                 key,
+                added,
                 value,
+                unit: limit.unit,
             });
         }
     }
+}
+
+/// The step's contributions, as its decision shows them: one per counter.
+pub(super) fn contributions(counted: &[Counted]) -> Vec<Contribution> {
+    let mut out: Vec<Contribution> = Vec::new();
+    for (i, c) in counted.iter().enumerate() {
+        if counted.iter().take(i).any(|d| d.key == c.key) {
+            continue;
+        }
+        out.push(Contribution {
+            policy: c.key.policy.clone(),
+            limit: c.key.monitor.clone(),
+            tag: BudgetTag::of(&c.key),
+            added: (c.unit, c.added),
+            counter: (c.unit, c.value),
+        });
+    }
+    out
 }
 
 fn number(slot: Option<Slot>) -> i64 {

@@ -94,6 +94,9 @@ pub struct Decision {
     pub reason: Option<String>,
     pub signals: Vec<Signal>,
     pub alerts: Vec<Alert>,
+    /// What the step added to budgets across runs, and each counter's value after it.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub budgets: Vec<super::budget::Contribution>,
     #[serde(rename = "override", skip_serializing_if = "Option::is_none")]
     pub override_outcome: Option<OverrideOutcome>,
     pub snapshot: Option<Arc<str>>,

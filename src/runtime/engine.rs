@@ -243,6 +243,7 @@ impl Engine {
             reason,
             signals: Vec::new(),
             alerts: Vec::new(),
+            budgets: Vec::new(),
             override_outcome: None,
             snapshot: Some(Arc::clone(&run.snapshot)),
             artifact: Some(Arc::clone(&self.artifact_id)),
@@ -349,6 +350,9 @@ impl Engine {
         let mut decision = self.decision(run, step.ts, "step", action, reason);
         decision.signals = signals;
         decision.alerts = alerts;
+        if !self.budget_slots.is_empty() {
+            decision.budgets = super::budget::contributions(&self.scratch.counted);
+        }
         Outcome {
             decision,
             snapshot,

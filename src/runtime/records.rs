@@ -186,6 +186,7 @@ pub(super) fn rejected_decision(r: &Rejection, artifact: String) -> Decision {
         reason: Some(r.reason()),
         signals: Vec::new(),
         alerts: Vec::new(),
+        budgets: Vec::new(),
         override_outcome: None,
         snapshot: None,
         artifact: Some(Arc::from(artifact.as_str())),

@@ -65,6 +65,7 @@ impl Engine {
             reason: Some(reason),
             signals,
             alerts: Vec::new(),
+            budgets: Vec::new(),
             override_outcome: None,
             snapshot: Some(Arc::clone(&run.snapshot)),
             artifact: Some(Arc::clone(&self.artifact_id)),

@@ -9,7 +9,8 @@
 //! in order, with ` error:CODE` or ` conflict:KIND`), `observed` (each signal's, in order),
 //! `budgets` (each signal's `budget`, in order: `"api_key=k1 2026-01-20T00:00:00Z"`, the
 //! key's attributes joined by `,` and the window's start or `none`; `null` for a signal
-//! of no budget),
+//! of no budget), `counters` (the decision's `budgets`, in order: `"policy limit KEY WINDOW
+//! +ADDED = COUNTER"`),
 //! `alerts` (`"kind channel"` or `"kind channel suppressed:why"` in order) and `override`
 //! (`{"status": .., "why": prefix, "rule": .., "until": ..}`) and `snapshot` (`"changed"`
 //! or `"same"`, against the run's previous decision). `others` applies to every line not
@@ -95,6 +96,29 @@ fn check_line(
             .unwrap_or_default();
         if &Value::from(got.clone()) != want {
             fail("budgets", want, &Value::from(got));
+        }
+    }
+    if let Some(want) = check.get("counters") {
+        let got: Vec<Value> = decision["budgets"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .map(|c| {
+                        let budget = budget_text(c);
+                        Value::from(format!(
+                            "{} {} {} +{} = {}",
+                            c["policy"].as_str().unwrap_or(""),
+                            c["limit"].as_str().unwrap_or(""),
+                            budget.as_str().unwrap_or("?"),
+                            c["added"].as_str().unwrap_or("?"),
+                            c["counter"].as_str().unwrap_or("?")
+                        ))
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        if &Value::from(got.clone()) != want {
+            fail("counters", want, &Value::from(got));
         }
     }
     if let Some(want) = check.get("reason") {

@@ -77,6 +77,7 @@ impl Replay {
             reason: None,
             signals: Vec::new(),
             alerts: Vec::new(),
+            budgets: Vec::new(),
             override_outcome: None,
             snapshot: None,
             artifact: Some(Arc::from(new.as_str())),
