@@ -15,6 +15,14 @@ pub(crate) fn value(unit: Unit, v: i64) -> String {
     }
 }
 
+/// A value as [`value`] prints it, back in 10⁻⁹ units: `4.10`, `1200`, `1500ms`.
+pub(crate) fn parse_value(text: &str) -> Option<i64> {
+    match text.strip_suffix("ms") {
+        Some(ms) => crate::base::num::parse_decimal(ms, 1_000_000).ok(),
+        None => crate::base::num::parse_decimal(text, crate::base::num::SCALE).ok(),
+    }
+}
+
 /// `4.10`, `0.0125`, `5.00`.
 pub(crate) fn money(v: i64) -> String {
     let text = Decimal(v).to_string();

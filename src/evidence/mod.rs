@@ -11,7 +11,10 @@
 //! store chain for records of no run. The backends ([`file`](mod@file), [`postgres`]) share the
 //! [`EvidenceStore`] trait; [`audit`] verifies chains, computes digests and shows runs.
 
+use std::collections::HashMap;
+
 pub mod audit;
+pub mod budgets;
 pub(crate) mod chain;
 pub mod durable;
 pub mod file;
@@ -120,6 +123,15 @@ pub trait EvidenceStore: Send {
             .into_iter()
             .find(|s| s.record.kind == RecordKind::Artifact && s.record.artifact == id)
             .and_then(|s| artifact_record_bytes(&s.record)))
+    }
+    /// The values of budget counters by id ([`budgets::counter_id`]); a counter nothing
+    /// added to is 0. A counter is the sum of what the stored decisions added to it.
+    fn counters(&mut self, ids: &[String]) -> Result<HashMap<String, i64>, StoreError> {
+        let all = budgets::sum_all(self)?;
+        Ok(ids
+            .iter()
+            .map(|id| (id.clone(), all.get(id).copied().unwrap_or(0)))
+            .collect())
     }
     /// The newest `limit` records of a kind, oldest first (the alert outbox, say).
     fn read_recent(&mut self, kind: RecordKind, limit: usize) -> Result<Vec<Stored>, StoreError> {

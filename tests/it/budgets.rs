@@ -118,3 +118,106 @@ fn serve_refuses_an_artifact_with_a_budget_rather_than_count_it_per_server() {
         "{err}"
     );
 }
+
+/// A step's decision record that added `added` to key `k1`'s counter, judged at `counter`.
+fn decision(run: &str, added: &str, counter: &str) -> lever::evidence::Record {
+    lever::evidence::Record {
+        kind: lever::evidence::RecordKind::Decision,
+        artifact: "blake3:00".into(),
+        run_id: Some(run.into()),
+        seq: 1,
+        index: 0,
+        body: serde_json::json!({
+            "event": "step",
+            "budgets": [{
+                "policy": "key_daily", "limit": "std.llm.cost",
+                "per": {"api_key": "k1"}, "window_start": "2026-01-20T00:00:00Z",
+                "added": added, "counter": counter,
+            }],
+        }),
+    }
+}
+
+/// A store keeps each counter as the sum of its decisions; a server's batch judged on a
+/// counter that moved is refused whole, and the same batch written late only adds.
+fn counters_follow_the_records(store: &mut dyn lever::evidence::EvidenceStore) {
+    use lever::evidence::{ChainId, Sealed, StoreError};
+    let id = lever::evidence::budgets::counter_id(
+        "key_daily",
+        "std.llm.cost",
+        &[("api_key".into(), "k1".into())],
+        Some("2026-01-20T00:00:00Z"),
+    );
+    let value = |store: &mut dyn lever::evidence::EvidenceStore| {
+        store.counters(std::slice::from_ref(&id)).unwrap()[&id]
+    };
+    assert_eq!(value(store), 0);
+    store
+        .append_exclusive(&Sealed::all([decision("r1", "0.80", "0.80")]))
+        .unwrap();
+    assert_eq!(value(store), 800_000_000);
+    // Judged on 0.50: another writer's 0.80 is not in it.
+    let stale = Sealed::all([decision("r2", "0.50", "1.00")]);
+    match store.append_exclusive(&stale) {
+        Err(StoreError::Fenced(_)) => {}
+        other => panic!("a batch judged on a counter that moved was {other:?}"),
+    }
+    assert_eq!(value(store), 800_000_000);
+    assert!(
+        store
+            .read_chain(&ChainId::Run("r2".into()))
+            .unwrap()
+            .is_empty()
+    );
+    // Written late (an outage's queue, `lever run`): it only adds.
+    assert_eq!(store.append(&stale).unwrap(), 1);
+    assert_eq!(value(store), 1_300_000_000);
+    // Again: nothing new, nothing added.
+    assert_eq!(store.append(&stale).unwrap(), 0);
+    assert_eq!(value(store), 1_300_000_000);
+}
+
+#[test]
+fn the_file_store_keeps_budget_counters_with_its_records() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut store = lever::evidence::file::FileStore::open(&tmp.path().join("ev")).unwrap();
+    counters_follow_the_records(&mut store);
+    drop(store);
+    // Reopened: summed again from the records.
+    let mut store = lever::evidence::file::FileStore::open(&tmp.path().join("ev")).unwrap();
+    let id = lever::evidence::budgets::counter_id(
+        "key_daily",
+        "std.llm.cost",
+        &[("api_key".into(), "k1".into())],
+        Some("2026-01-20T00:00:00Z"),
+    );
+    use lever::evidence::EvidenceStore;
+    assert_eq!(
+        store.counters(std::slice::from_ref(&id)).unwrap()[&id],
+        1_300_000_000
+    );
+}
+
+#[test]
+fn postgresql_keeps_budget_counters_in_the_statement_that_writes_the_records() {
+    let schema = super::stores::Schema::new();
+    let mut store = lever::evidence::postgres::PgStore::open(&schema.url).unwrap();
+    counters_follow_the_records(&mut store);
+    let row = schema
+        .client()
+        .query_one(
+            &format!(
+                "SELECT policy, monitor, per, window_start, value FROM \"{}\".budgets",
+                schema.name
+            ),
+            &[],
+        )
+        .unwrap();
+    assert_eq!(row.get::<_, String>(0), "key_daily");
+    assert_eq!(row.get::<_, String>(2), r#"{"api_key":"k1"}"#);
+    assert_eq!(
+        row.get::<_, Option<String>>(3).as_deref(),
+        Some("2026-01-20T00:00:00Z")
+    );
+    assert_eq!(row.get::<_, i64>(4), 1_300_000_000);
+}

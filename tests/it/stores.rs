@@ -261,7 +261,7 @@ fn the_postgres_store_conforms() {
         )
         .unwrap()
         .get(0);
-    assert_eq!(n, 5, "one row for each of the five migrations");
+    assert_eq!(n, 6, "one row for each of the six migrations");
 }
 
 #[test]

@@ -13,6 +13,7 @@
 //! damage anywhere refuses the open: the store is never silently rewritten. After a failed
 //! write or fsync the store refuses every later call.
 
+mod counters;
 mod index;
 mod lock;
 mod open;
@@ -95,6 +96,8 @@ pub struct FileStore {
     segment_bytes: u64,
     failed: bool,
     fail_next_sync: bool,
+    /// Budget counters by id, once summed ([`counters`]).
+    counters: Option<HashMap<String, i64>>,
 }
 
 impl SealedIndex {
@@ -389,6 +392,7 @@ impl FileStore {
         if fresh.is_empty() {
             return Ok(0);
         }
+        let counted = self.counters_before_write(&fresh, exclusive)?;
         if self.tail.len >= self.segment_bytes {
             self.seal()?;
         }
@@ -425,6 +429,7 @@ impl FileStore {
         }
         self.tail.len += frames.len() as u64;
         self.remember(&linked, &offsets);
+        self.counters_written(&counted);
         Ok(linked.len())
     }
 }
@@ -464,6 +469,11 @@ impl EvidenceStore for FileStore {
     fn read_chain(&mut self, chain: &ChainId) -> Result<Vec<super::Stored>, StoreError> {
         self.refresh()?;
         self.read_chain_records(chain)
+    }
+
+    fn counters(&mut self, ids: &[String]) -> Result<HashMap<String, i64>, StoreError> {
+        self.refresh()?;
+        self.counter_values(ids)
     }
 
     fn live_runs(&mut self) -> Result<Vec<String>, StoreError> {

@@ -207,6 +207,7 @@ impl FileStore {
             segment_bytes: super::SEGMENT_BYTES,
             failed: read_only,
             fail_next_sync: false,
+            counters: None,
         };
         if let Some((offset, bytes)) = cut {
             store.record_recovery(last, offset, bytes)?;
@@ -252,6 +253,8 @@ impl FileStore {
         if self._lock.is_some() {
             return Ok(()); // the writer knows what it wrote
         }
+        // A reader sums counters again from what it reads.
+        self.counters = None;
         loop {
             self.read_new_tail_frames()?;
             let next = self.tail.number.saturating_add(1);

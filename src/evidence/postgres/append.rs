@@ -2,6 +2,7 @@
 //! stored and the heads of the chains the batch extends that this connection does not
 //! remember, on statements prepared once per connection.
 
+use super::super::budgets::Folded;
 use super::super::chain::{self, ChainId, Head};
 use super::super::{Record, Sealed, StoreError};
 use super::{ATTEMPTS, PgStore, array32, error_text, redact, store_key, to_i64};
@@ -17,6 +18,9 @@ pub(super) struct Prepared {
     run_places: postgres::Statement,
     heads: postgres::Statement,
     insert: postgres::Statement,
+    /// The insert with budget counters: records and counters in one statement, fenced
+    /// when a counter is not what the batch was judged on.
+    insert_counted: postgres::Statement,
 }
 
 impl PgStore {
@@ -48,6 +52,22 @@ impl PgStore {
                 "INSERT INTO {s}.records (chain, n, key, prev, hash, kind, run_id, seq, record)
                  SELECT * FROM unnest($1::text[], $2::bigint[], $3::bytea[], $4::bytea[],
                      $5::bytea[], $6::text[], $7::text[], $8::bigint[], $9::bytea[])"
+            ))?,
+            insert_counted: self.client.prepare(&format!(
+                "WITH r AS (
+                     INSERT INTO {s}.records (chain, n, key, prev, hash, kind, run_id, seq, record)
+                     SELECT * FROM unnest($1::text[], $2::bigint[], $3::bytea[], $4::bytea[],
+                         $5::bytea[], $6::text[], $7::text[], $8::bigint[], $9::bytea[])
+                 ), c AS (
+                     INSERT INTO {s}.budgets AS b (counter, policy, monitor, per, window_start, value)
+                     SELECT * FROM unnest($10::text[], $11::text[], $12::text[], $13::text[],
+                         $14::text[], $15::bigint[])
+                     ON CONFLICT (counter) DO UPDATE SET value = b.value + excluded.value
+                     WHERE $17::bool OR b.value = (SELECT x.before FROM unnest($10::text[], $16::bigint[])
+                         AS x(counter, before) WHERE x.counter = b.counter)
+                     RETURNING 1
+                 )
+                 SELECT {s}.budget_fence((SELECT count(*) FROM c), $18::bigint)"
             ))?,
         };
         self.prepared = Some(p.clone());
@@ -101,7 +121,19 @@ impl PgStore {
             return Ok(0);
         }
         let linked = chain::link(&mut heads, fresh).map_err(Failure::Store)?;
-        insert_records(db, &prepared.insert, &linked)?;
+        let updates =
+            crate::evidence::budgets::counter_updates(linked.iter().map(chain::Linked::record));
+        if updates.is_empty() {
+            insert_records(db, &prepared.insert, &linked, None)?;
+        } else {
+            let folded = crate::evidence::budgets::fold(&updates);
+            insert_records(
+                db,
+                &prepared.insert_counted,
+                &linked,
+                Some((&folded, exclusive)),
+            )?;
+        }
         for l in &linked {
             if let Some(k) = l.record().key() {
                 last_seqs.insert(ChainId::Run(k.run_id), k.seq);
@@ -225,6 +257,11 @@ impl PgStore {
                 // key `(chain, n)` fences it): nothing of the batch was written. Read
                 // again, the batch is fenced if a run moved on, or linked after the other
                 // writer's records if only the store chain did.
+                // A budget counter moved since the batch was judged (another server added
+                // to it): nothing was written, and the batch is judged again.
+                Err(Failure::Db(e)) if budget_moved(&e) => {
+                    return Err(StoreError::Fenced(error_text(&e)));
+                }
                 Err(Failure::Db(e)) if unique_violation(&e) => {
                     self.known.forget(
                         &records
@@ -271,6 +308,11 @@ fn unique_violation(e: &postgres::Error) -> bool {
     e.as_db_error().is_some_and(|d| d.code().code() == "23505")
 }
 
+/// Whether an error is the budget fence (SQLSTATE LV001, from `budget_fence`).
+fn budget_moved(e: &postgres::Error) -> bool {
+    e.as_db_error().is_some_and(|d| d.code().code() == "LV001")
+}
+
 /// A driver error with the server's message and SQLSTATE, not just "db error".
 enum Failure {
     Db(postgres::Error),
@@ -284,11 +326,14 @@ impl From<postgres::Error> for Failure {
 }
 
 /// Writes linked records with one `INSERT` of arrays: one statement (atomic without a
-/// transaction around it) and one round trip, whose answer comes after its commit.
+/// transaction around it) and one round trip, whose answer comes after its commit. With
+/// budget counters, the same statement adds to them; for a writer that judged the batch
+/// (`exclusive`), a counter that is not what the batch was judged on fails it whole.
 fn insert_records(
     client: &mut impl postgres::GenericClient,
     insert: &postgres::Statement,
     linked: &[chain::Linked<'_>],
+    counters: Option<(&[Folded], bool)>,
 ) -> Result<(), postgres::Error> {
     let records: Vec<&Record> = linked.iter().map(chain::Linked::record).collect();
     let chains: Vec<String> = records.iter().map(|r| r.chain().key()).collect();
@@ -309,10 +354,32 @@ fn insert_records(
     let runs: Vec<Option<&str>> = records.iter().map(|r| r.run_id.as_deref()).collect();
     let seqs: Vec<i64> = records.iter().map(|r| to_i64(r.seq)).collect();
     let bytes: Vec<&[u8]> = linked.iter().map(|l| l.sealed.canonical()).collect();
-    client.execute(
+    let Some((folded, exclusive)) = counters else {
+        client.execute(
+            insert,
+            &[
+                &chains, &ns, &keys, &prevs, &hashes, &kinds, &runs, &seqs, &bytes,
+            ],
+        )?;
+        return Ok(());
+    };
+    let ids: Vec<&str> = folded.iter().map(|f| f.first.id.as_str()).collect();
+    let policies: Vec<&str> = folded.iter().map(|f| f.first.policy.as_str()).collect();
+    let monitors: Vec<&str> = folded.iter().map(|f| f.first.monitor.as_str()).collect();
+    let pers: Vec<&str> = folded.iter().map(|f| f.first.per.as_str()).collect();
+    let windows: Vec<Option<&str>> = folded
+        .iter()
+        .map(|f| f.first.window_start.as_deref())
+        .collect();
+    let added: Vec<i64> = folded.iter().map(|f| f.added).collect();
+    let before: Vec<i64> = folded.iter().map(|f| f.before).collect();
+    let expected = i64::try_from(folded.len()).unwrap_or(i64::MAX);
+    let unchecked = !exclusive;
+    client.query_one(
         insert,
         &[
-            &chains, &ns, &keys, &prevs, &hashes, &kinds, &runs, &seqs, &bytes,
+            &chains, &ns, &keys, &prevs, &hashes, &kinds, &runs, &seqs, &bytes, &ids, &policies,
+            &monitors, &pers, &windows, &added, &before, &unchecked, &expected,
         ],
     )?;
     Ok(())

@@ -147,11 +147,12 @@ fn grant(
         "REVOKE ALL ON SCHEMA {s} FROM PUBLIC;
          GRANT USAGE ON SCHEMA {s} TO {writer}, {auditor};
          GRANT SELECT, INSERT ON {s}.records TO {writer};
-         GRANT SELECT ON {s}.records, {s}.schema_migrations TO {writer}, {auditor};"
+         GRANT SELECT, INSERT, UPDATE ON {s}.budgets TO {writer};
+         GRANT SELECT ON {s}.records, {s}.budgets, {s}.schema_migrations TO {writer}, {auditor};"
     ))
     .map_err(|e| error_text(&e))?;
     done.push(format!(
-        "granted {} INSERT and SELECT, {} SELECT",
+        "granted {} INSERT and SELECT (and UPDATE of budget counters), {} SELECT",
         roles.writer, roles.auditor
     ));
     Ok(done)

@@ -88,6 +88,35 @@ CREATE UNIQUE INDEX records_self_keys ON {s}.records (key)
 ALTER TABLE {s}.records DROP COLUMN id, DROP COLUMN content, ALTER COLUMN key DROP NOT NULL;
 "#,
     ),
+    (
+        6,
+        "budget counters, one row per (policy, monitor, key value, window), written with the records",
+        r#"
+CREATE TABLE {s}.budgets (
+    counter text PRIMARY KEY,
+    policy text NOT NULL,
+    monitor text NOT NULL,
+    per text NOT NULL,
+    window_start text,
+    value bigint NOT NULL
+);
+CREATE TRIGGER budgets_no_delete BEFORE DELETE ON {s}.budgets
+    FOR EACH ROW EXECUTE FUNCTION {s}.refuse_change();
+CREATE TRIGGER budgets_no_truncate BEFORE TRUNCATE ON {s}.budgets
+    FOR EACH STATEMENT EXECUTE FUNCTION {s}.refuse_change();
+ALTER TABLE {s}.budgets ENABLE ALWAYS TRIGGER budgets_no_delete;
+ALTER TABLE {s}.budgets ENABLE ALWAYS TRIGGER budgets_no_truncate;
+CREATE FUNCTION {s}.budget_fence(moved bigint, expected bigint) RETURNS bigint
+    LANGUAGE plpgsql AS $$
+BEGIN
+    IF moved <> expected THEN
+        RAISE EXCEPTION 'a budget counter moved since the batch was judged'
+            USING ERRCODE = 'LV001';
+    END IF;
+    RETURN moved;
+END $$;
+"#,
+    ),
 ];
 
 pub struct PgStore {
@@ -328,6 +357,24 @@ impl EvidenceStore for PgStore {
 
     fn append_exclusive(&mut self, records: &[Sealed]) -> Result<usize, StoreError> {
         self.append_checked(records, true)
+    }
+
+    /// One read of the counters' rows (the primary key).
+    fn counters(
+        &mut self,
+        ids: &[String],
+    ) -> Result<std::collections::HashMap<String, i64>, StoreError> {
+        let sql = format!(
+            "SELECT counter, value FROM {}.budgets WHERE counter = ANY($1)",
+            self.schema
+        );
+        let rows = self.read(&sql, &[&ids])?;
+        let mut values: std::collections::HashMap<String, i64> =
+            ids.iter().map(|id| (id.clone(), 0)).collect();
+        for row in rows {
+            values.insert(row.get(0), row.get(1));
+        }
+        Ok(values)
     }
     /// Pages through the records by their key `(chain, n)`, so that memory holds one page.
     fn visit_all(

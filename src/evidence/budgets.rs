@@ -1,0 +1,151 @@
+//! Budget counters as the evidence holds them: a step's decision record lists what it
+//! added to each counter of a budget across runs and the counter's value after it
+//! (`"budgets":[{"policy","limit","per","window_start","added","counter"}]`). A store keeps
+//! one value per counter that agrees with those records, because it takes the updates
+//! from the very records it writes.
+
+use super::{EvidenceStore, Record, RecordKind, StoreError};
+use std::collections::HashMap;
+
+/// One counter's change, read from a decision record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CounterUpdate {
+    /// The counter's identity: [`counter_id`].
+    pub id: String,
+    pub policy: String,
+    pub monitor: String,
+    /// The run's key values, a JSON object in attribute order.
+    pub per: String,
+    /// RFC 3339 UTC; `None` for a budget without a window.
+    pub window_start: Option<String>,
+    /// 10⁻⁹ units of the monitor's unit.
+    pub added: i64,
+    /// The counter after the step, as the step was judged.
+    pub counter: i64,
+}
+
+impl CounterUpdate {
+    /// The value the step was judged on top of.
+    pub fn before(&self) -> i64 {
+        self.counter.saturating_sub(self.added)
+    }
+}
+
+/// A counter's identity: policy, monitor, the key's attributes and values (in attribute
+/// order) and the window's start, as one JSON text.
+pub fn counter_id(
+    policy: &str,
+    monitor: &str,
+    per: &[(String, String)],
+    window: Option<&str>,
+) -> String {
+    let mut per: Vec<&(String, String)> = per.iter().collect();
+    per.sort();
+    serde_json::json!([policy, monitor, per, window]).to_string()
+}
+
+/// Every counter update of `records`, in record order.
+pub fn counter_updates<'a>(records: impl IntoIterator<Item = &'a Record>) -> Vec<CounterUpdate> {
+    let mut out = Vec::new();
+    for r in records {
+        if r.kind != RecordKind::Decision {
+            continue;
+        }
+        let Some(entries) = r.body.get("budgets").and_then(|b| b.as_array()) else {
+            continue;
+        };
+        out.extend(entries.iter().filter_map(update_of));
+    }
+    out
+}
+
+fn update_of(entry: &serde_json::Value) -> Option<CounterUpdate> {
+    let text = |k: &str| entry.get(k).and_then(|v| v.as_str()).map(str::to_string);
+    let per: Vec<(String, String)> = entry
+        .get("per")?
+        .as_object()?
+        .iter()
+        .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_string()))
+        .collect();
+    let (policy, monitor) = (text("policy")?, text("limit")?);
+    let window_start = text("window_start");
+    let value = |k: &str| text(k).and_then(|t| crate::base::format::parse_value(&t));
+    Some(CounterUpdate {
+        id: counter_id(&policy, &monitor, &per, window_start.as_deref()),
+        per: serde_json::Value::Object(entry.get("per")?.as_object()?.clone()).to_string(),
+        policy,
+        monitor,
+        window_start,
+        added: value("added")?,
+        counter: value("counter")?,
+    })
+}
+
+/// A batch's updates of one counter.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Folded {
+    /// The first update (identity and labels).
+    pub first: CounterUpdate,
+    /// The value the batch was judged on top of: the first update's.
+    pub before: i64,
+    /// What the batch adds.
+    pub added: i64,
+    /// The value after the batch, as judged: the last update's.
+    pub after: i64,
+}
+
+/// The updates of a batch folded per counter, in first-seen order.
+pub fn fold(updates: &[CounterUpdate]) -> Vec<Folded> {
+    let mut out: Vec<Folded> = Vec::new();
+    for u in updates {
+        match out.iter_mut().find(|f| f.first.id == u.id) {
+            Some(f) => {
+                f.added = f.added.saturating_add(u.added);
+                f.after = u.counter;
+            }
+            None => out.push(Folded {
+                first: u.clone(),
+                before: u.before(),
+                added: u.added,
+                after: u.counter,
+            }),
+        }
+    }
+    out
+}
+
+/// Every counter of a store, summed from its decision records.
+pub(crate) fn sum_all<S: EvidenceStore + ?Sized>(
+    store: &mut S,
+) -> Result<HashMap<String, i64>, StoreError> {
+    let mut all: HashMap<String, i64> = HashMap::new();
+    store.visit_all(
+        &mut |s| {
+            for u in counter_updates([&s.record]) {
+                let v = all.entry(u.id).or_insert(0);
+                *v = v.saturating_add(u.added);
+            }
+            std::ops::ControlFlow::Continue(())
+        },
+        &mut |_, _| {},
+    )?;
+    Ok(all)
+}
+
+/// Whether a batch's updates were judged on the values `current` gives, for a writer that
+/// judged them itself: `Err` names the first counter that moved.
+pub(crate) fn check_before(
+    folded: &[Folded],
+    current: &HashMap<String, i64>,
+) -> Result<(), StoreError> {
+    for f in folded {
+        let now = current.get(&f.first.id).copied().unwrap_or(0);
+        if now != f.before {
+            return Err(StoreError::Fenced(format!(
+                "budget counter {} is {now}, judged at {}",
+                f.first.id, f.before
+            )));
+        }
+    }
+    Ok(())
+}
