@@ -94,15 +94,55 @@ pub struct Folded {
     pub after: i64,
 }
 
-/// The updates of a batch folded per counter, in first-seen order.
-pub fn fold(updates: &[CounterUpdate]) -> Vec<Folded> {
+/// The updates of a batch folded per counter, in first-seen order of the counters.
+///
+/// A counter's updates are put in the order they were judged in (by the value each was
+/// judged on: requests of different runs may reach the writer in another order) and must
+/// follow on from each other, each judged on the value the previous one left; otherwise
+/// the batch was judged on values no store held, and it is refused as moved.
+pub fn fold(updates: &[CounterUpdate]) -> Result<Vec<Folded>, StoreError> {
+    let mut ids: Vec<&str> = Vec::new();
+    for u in updates {
+        if !ids.contains(&u.id.as_str()) {
+            ids.push(&u.id);
+        }
+    }
+    let mut out = Vec::with_capacity(ids.len());
+    for id in ids {
+        let mut mine: Vec<&CounterUpdate> = updates.iter().filter(|u| u.id == id).collect();
+        mine.sort_by_key(|u| u.before());
+        let Some(first) = mine.first() else {
+            continue;
+        };
+        let mut folded = Folded {
+            first: (*first).clone(),
+            before: first.before(),
+            added: 0,
+            after: first.before(),
+        };
+        for u in mine {
+            if u.before() != folded.after {
+                return Err(StoreError::BudgetMoved(format!(
+                    "counter {id}: a step of the batch was judged at {}, after {}",
+                    u.before(),
+                    folded.after
+                )));
+            }
+            folded.added = folded.added.saturating_add(u.added);
+            folded.after = u.counter;
+        }
+        out.push(folded);
+    }
+    Ok(out)
+}
+
+/// What a batch adds to each counter, unchecked: for a writer that did not judge the batch
+/// just now (a replay, a queue written after an outage), which only adds.
+pub fn sum(updates: &[CounterUpdate]) -> Vec<Folded> {
     let mut out: Vec<Folded> = Vec::new();
     for u in updates {
         match out.iter_mut().find(|f| f.first.id == u.id) {
-            Some(f) => {
-                f.added = f.added.saturating_add(u.added);
-                f.after = u.counter;
-            }
+            Some(f) => f.added = f.added.saturating_add(u.added),
             None => out.push(Folded {
                 first: u.clone(),
                 before: u.before(),
@@ -141,11 +181,48 @@ pub(crate) fn check_before(
     for f in folded {
         let now = current.get(&f.first.id).copied().unwrap_or(0);
         if now != f.before {
-            return Err(StoreError::Fenced(format!(
-                "budget counter {} is {now}, judged at {}",
+            return Err(StoreError::BudgetMoved(format!(
+                "counter {} is {now}, judged at {}",
                 f.first.id, f.before
             )));
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn update(before: i64, added: i64) -> CounterUpdate {
+        CounterUpdate {
+            id: "k".into(),
+            policy: "p".into(),
+            monitor: "m".into(),
+            per: "{}".into(),
+            window_start: None,
+            added,
+            counter: before + added,
+        }
+    }
+
+    #[test]
+    fn a_batch_folds_its_steps_in_the_order_they_were_judged() {
+        // Requests of two runs reached the writer in the other order.
+        let folded = fold(&[update(110, 10), update(100, 10)]).unwrap();
+        assert_eq!(
+            (folded[0].before, folded[0].added, folded[0].after),
+            (100, 20, 120)
+        );
+    }
+
+    #[test]
+    fn a_batch_whose_steps_do_not_follow_on_is_refused() {
+        // The step judged at 110 followed one that is not in the batch.
+        match fold(&[update(100, 5), update(110, 10)]) {
+            Err(StoreError::BudgetMoved(_)) => {}
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(sum(&[update(100, 5), update(110, 10)])[0].added, 15);
+    }
 }

@@ -253,7 +253,8 @@ impl Durable {
             Err(
                 e @ (StoreError::ChainClosed(_)
                 | StoreError::Contradicts(_)
-                | StoreError::Fenced(_)),
+                | StoreError::Fenced(_)
+                | StoreError::BudgetMoved(_)),
             ) => {
                 // Nothing was written; the queue stays as it was for the caller to report.
                 Err(WriteError::Refused(e))

@@ -55,6 +55,10 @@ pub enum StoreError {
         "evidence store: another writer extended a chain of this batch first ({0}); nothing was written"
     )]
     Fenced(String),
+    #[error(
+        "evidence store: a budget counter moved since the batch was judged ({0}); nothing was written"
+    )]
+    BudgetMoved(String),
 }
 
 impl StoreError {

@@ -10,11 +10,12 @@ use super::{Engine, Run};
 use crate::base::format;
 use crate::base::lang::{Budget, Selector};
 use crate::compile::bytecode::{Op, Program};
+use crate::evidence::budgets;
 use crate::vm::Slot;
 use serde::ser::{SerializeMap, Serializer};
 use std::collections::HashMap;
 
-/// One counter's identity.
+/// One counter's identity, as a step computes it.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct CounterKey {
     pub policy: String,
@@ -26,41 +27,93 @@ pub struct CounterKey {
     pub window_start: Option<i64>,
 }
 
-/// The counters of every budget, in 10⁻⁹ units of their monitors.
+impl CounterKey {
+    /// The counter's identity in the evidence store ([`budgets::counter_id`]).
+    pub fn id(&self) -> String {
+        let per: Vec<(String, String)> = self
+            .key
+            .iter()
+            .map(|(s, v)| (s.text(), v.clone()))
+            .collect();
+        let window = self.window_start.map(format::timestamp);
+        budgets::counter_id(&self.policy, &self.monitor, &per, window.as_deref())
+    }
+}
+
+/// The counters of every budget by id, in 10⁻⁹ units of their monitors.
+///
+/// A replay's counters start at 0. A server's are `strict`: a counter it has not read from
+/// its store is not taken as 0 but listed as missing, and the step is judged again once
+/// the server has read it.
 #[derive(Debug, Default, Clone)]
 pub struct Budgets {
-    counters: HashMap<CounterKey, i64>,
+    counters: HashMap<String, i64>,
+    strict: bool,
+    missing: Vec<String>,
 }
 
 impl Budgets {
+    /// Counters a server reads from its store before it judges on them.
+    pub fn strict() -> Budgets {
+        Budgets {
+            strict: true,
+            ..Budgets::default()
+        }
+    }
+
     /// Adds a contribution; the counter's value after it.
-    pub fn add(&mut self, key: &CounterKey, amount: i64) -> i64 {
-        match self.counters.get_mut(key) {
+    pub fn add(&mut self, id: &str, amount: i64) -> i64 {
+        match self.counters.get_mut(id) {
             Some(v) => {
                 *v = v.saturating_add(amount);
                 *v
             }
+            None if self.strict => {
+                self.missing.push(id.to_string());
+                amount
+            }
             None => {
-                self.counters.insert(key.clone(), amount);
+                self.counters.insert(id.to_string(), amount);
                 amount
             }
         }
     }
 
-    pub fn get(&self, key: &CounterKey) -> i64 {
-        self.counters.get(key).copied().unwrap_or(0)
+    /// Whether the counter is held (a strict set reads it from its store first).
+    pub fn holds(&self, id: &str) -> bool {
+        self.counters.contains_key(id)
+    }
+
+    pub fn get(&self, id: &str) -> i64 {
+        self.counters.get(id).copied().unwrap_or(0)
     }
 
     /// Sets a counter's value (a starting value, or one read from a store).
-    pub fn set(&mut self, key: CounterKey, value: i64) {
-        self.counters.insert(key, value);
+    pub fn set(&mut self, id: String, value: i64) {
+        self.counters.insert(id, value);
     }
 
-    /// Every counter, in key order.
-    pub fn all(&self) -> Vec<(&CounterKey, i64)> {
-        let mut all: Vec<(&CounterKey, i64)> = self.counters.iter().map(|(k, v)| (k, *v)).collect();
-        all.sort();
-        all
+    /// Takes back what a step added (its evidence was never stored).
+    pub fn undo(&mut self, contributions: &[Contribution]) {
+        for c in contributions {
+            if let Some(v) = self.counters.get_mut(&c.id) {
+                *v = v.saturating_sub(c.added.1);
+            }
+        }
+    }
+
+    /// The counters steps asked for since the last call that a strict set does not hold.
+    pub fn take_missing(&mut self) -> Vec<String> {
+        let mut missing = std::mem::take(&mut self.missing);
+        missing.sort();
+        missing.dedup();
+        missing
+    }
+
+    /// Forgets every counter (a server reads them again from its store).
+    pub fn clear(&mut self) {
+        self.counters.clear();
+        self.missing.clear();
     }
 }
 
@@ -89,6 +142,9 @@ pub(super) struct Counted {
 /// what spent each budget and a store can keep counters that agree with its records.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct Contribution {
+    /// The counter's id in the store.
+    #[serde(skip)]
+    pub id: String,
     pub policy: String,
     pub limit: String,
     #[serde(flatten)]
@@ -136,30 +192,6 @@ fn aggregate_of(program: &Program, mut monitor: u16) -> Option<u16> {
         }
     }
     None
-}
-
-/// Refuses a program with budgets across runs for a server: `lever serve` does not keep
-/// their counters in its evidence store, so judging them on one server's memory would let
-/// a restart or a second server reset what a key has spent.
-pub fn refuse_in_server(program: &Program) -> Result<(), String> {
-    let budgets: Vec<String> = program
-        .policies
-        .iter()
-        .flat_map(|p| {
-            p.limits.iter().filter_map(move |l| {
-                l.budget
-                    .as_ref()
-                    .map(|b| format!("`{}` {} of policy `{}`", l.name, b.text(), p.name))
-            })
-        })
-        .collect();
-    if budgets.is_empty() {
-        return Ok(());
-    }
-    Err(format!(
-        "the artifact limits budgets across runs ({}); `lever serve` does not keep budget counters in its evidence store yet, and refuses the artifact rather than count them per server: judge budgets with `lever run` and `lever test`",
-        budgets.join(", ")
-    ))
 }
 
 /// The counter a run's step adds to.
@@ -235,7 +267,7 @@ impl Engine {
                 None => {
                     let after = number(run.aggs.get(usize::from(slot.agg)).map(|a| a.value()));
                     let added = after.saturating_sub(*before);
-                    (added, budgets.add(&key, added))
+                    (added, budgets.add(&key.id(), added))
                 }
             };
             counted.push(Counted {
@@ -258,6 +290,7 @@ pub(super) fn contributions(counted: &[Counted]) -> Vec<Contribution> {
             continue;
         }
         out.push(Contribution {
+            id: c.key.id(),
             policy: c.key.policy.clone(),
             limit: c.key.monitor.clone(),
             tag: BudgetTag::of(&c.key),

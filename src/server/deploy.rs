@@ -15,8 +15,6 @@ impl Server {
         actor: &str,
     ) -> Result<serde_json::Value, Refusal> {
         let refuse = |status, why: String| Refusal(status, why);
-        crate::runtime::budget::refuse_in_server(&artifact.body.program)
-            .map_err(|why| refuse(StatusCode::UNPROCESSABLE_ENTITY, why))?;
         if self.metrics.store_down() {
             return Err(refuse(
                 StatusCode::SERVICE_UNAVAILABLE,

@@ -9,11 +9,34 @@ use crate::runtime::event::{self, EventKind, RejectCode, Rejection};
 /// How many times a request is judged when other servers keep extending its run first.
 const FENCED_ATTEMPTS: u32 = 8;
 
+/// How many times a request is judged when other servers keep moving its budget counters.
+/// A hot key is contended by every server's requests; each retry waits a little longer, a
+/// random part of it, so that the servers' commits spread out.
+const COUNTER_ATTEMPTS: u32 = 64;
+
 /// What became of a request's commit: its answer, or that another writer extended its
 /// run first (the run is then loaded again and the request judged again).
 enum Answer {
     Given(Response),
     Fenced(crate::evidence::StoreError),
+    /// A budget counter the request added to moved: these are read again.
+    Counters(Vec<String>),
+}
+
+/// How many times a request was judged again, by why.
+#[derive(Default)]
+struct Tries {
+    fenced: u32,
+    counters: u32,
+}
+
+/// What judging under the runtime lock came to.
+enum Locked {
+    Judged(Box<Judged>),
+    /// The server does not hold the run: it is loaded first.
+    LoadRun,
+    /// The step adds to budget counters the server has not read from its store yet.
+    ReadCounters(Vec<String>),
 }
 
 /// A request body as the runtime takes it: decoded into an event, or why it cannot be.
@@ -91,9 +114,8 @@ impl Server {
         // is judged again on the loaded run.
         let mut load = run_key.is_some() && kind != "run_start";
         let decoded = fields.and_then(event::from_fields);
-        let mut attempt = 0;
+        let mut tries = Tries::default();
         loop {
-            attempt += 1;
             let judged = match self.judge_locked(
                 run_key.as_deref(),
                 load,
@@ -101,8 +123,8 @@ impl Server {
                 &decoded,
                 mismatch.clone(),
             ) {
-                Ok(Some(judged)) => judged,
-                Ok(None) => {
+                Ok(Locked::Judged(judged)) => *judged,
+                Ok(Locked::LoadRun) => {
                     load = false;
                     if let Some(id) = &run_key
                         && let Err(refused) = self.load_run(id).await
@@ -111,22 +133,49 @@ impl Server {
                     }
                     continue;
                 }
-                Err(refusal) => return refusal.into_response(),
-            };
-            match (
-                self.commit_and_answer(run_key.as_deref(), judged).await,
-                &run_key,
-            ) {
-                (Answer::Given(response), _) => return response,
-                // Another server extended the run first: judge again on what it stored.
-                (Answer::Fenced(_), Some(id)) if attempt < FENCED_ATTEMPTS => {
-                    self.metrics.fenced();
-                    if let Err(refused) = self.reload_run(id).await {
+                Ok(Locked::ReadCounters(ids)) => {
+                    if let Err(refused) = self.read_counters(ids, false).await {
                         return refused;
                     }
+                    continue;
                 }
-                (Answer::Fenced(why), _) => return refused_records(&why),
+                Err(refusal) => return refusal.into_response(),
+            };
+            let answer = self.commit_and_answer(run_key.as_deref(), judged).await;
+            if let Err(response) = self.again(answer, run_key.as_deref(), &mut tries).await {
+                return response;
             }
+        }
+    }
+
+    /// What a commit's answer leaves to do: `Err` is the client's answer, `Ok` judges the
+    /// request again once what moved is read again.
+    async fn again(
+        &self,
+        answer: Answer,
+        run_key: Option<&str>,
+        tries: &mut Tries,
+    ) -> Result<(), Response> {
+        match (answer, run_key) {
+            (Answer::Given(response), _) => Err(response),
+            // Another server extended the run first: judge again on what it stored.
+            (Answer::Fenced(_), Some(id)) if tries.fenced + 1 < FENCED_ATTEMPTS => {
+                tries.fenced += 1;
+                self.metrics.fenced();
+                self.reload_run(id).await
+            }
+            // A budget counter moved (another server added to it): read again.
+            (Answer::Counters(ids), _) if tries.counters < COUNTER_ATTEMPTS => {
+                tries.counters += 1;
+                self.metrics.fenced();
+                tokio::time::sleep(backoff(tries.counters, &ids, line_seed(&self.requests))).await;
+                self.read_counters(ids, true).await
+            }
+            (Answer::Counters(_), _) => Err(error(
+                StatusCode::CONFLICT,
+                "the request's budget counters kept moving under other servers' requests: retry",
+            )),
+            (Answer::Fenced(why), _) => Err(refused_records(&why)),
         }
     }
 
@@ -159,7 +208,7 @@ impl Server {
         received: &[u8],
         decoded: &Result<event::Event, Rejection>,
         mismatch: Option<serde_json::Value>,
-    ) -> Result<Option<Judged>, Refusal> {
+    ) -> Result<Locked, Refusal> {
         let Ok(mut replay) = self.replay.lock() else {
             return Err(Refusal(
                 StatusCode::INTERNAL_SERVER_ERROR,
@@ -167,7 +216,7 @@ impl Server {
             ));
         };
         if load && run_key.is_some_and(|k| !replay.holds(k)) {
-            return Ok(None);
+            return Ok(Locked::LoadRun);
         }
         let line = self.requests.fetch_add(1, Ordering::SeqCst) + 1;
         replay.set_store_outage(self.metrics.store_down());
@@ -176,6 +225,15 @@ impl Server {
             Ok(e) => replay.apply_received(line, received, e),
             Err(rejection) => replay.rejected_line(line, received, rejection),
         };
+        let missing = replay.budgets_mut().take_missing();
+        if !missing.is_empty() {
+            // Judged on counters the server has not read: undone, and judged again.
+            if let (Some(key), Some(saved)) = (run_key, saved) {
+                replay.restore_run(key, saved);
+            }
+            replay.budgets_mut().undo(&result.decision.budgets);
+            return Ok(Locked::ReadCounters(missing));
+        }
         drop(replay);
         let mut records = result.records;
         if let Some(claimed) = mismatch {
@@ -190,12 +248,12 @@ impl Server {
                 body: claimed,
             });
         }
-        Ok(Some(Judged {
+        Ok(Locked::Judged(Box::new(Judged {
             decision: result.decision,
             records,
             rejected: result.rejected,
             saved,
-        }))
+        })))
     }
 
     /// Renders and commits a request's records in the run's turn (so the writer receives
@@ -215,8 +273,20 @@ impl Server {
             Ok(()) => done.await.ok(),
             Err(_) => None,
         };
+        let counters: Vec<String> = judged
+            .decision
+            .budgets
+            .iter()
+            .map(|c| c.id.clone())
+            .collect();
         let refusal = match fate {
             Some(Committed::Stored | Committed::Spilled) => None,
+            // A budget counter moved under the request: read again, judged again.
+            Some(Committed::Refused(crate::evidence::StoreError::BudgetMoved(_)))
+                if !counters.is_empty() =>
+            {
+                Some(Answer::Counters(counters))
+            }
             // Another writer extended the run first: it is loaded and judged again.
             Some(Committed::Refused(
                 why @ (crate::evidence::StoreError::Fenced(_)
@@ -233,10 +303,11 @@ impl Server {
         };
         if let Some(answer) = refusal {
             // Nothing holds the request's records: its run is put back as it was.
-            if let (Some(key), Some(saved), Ok(mut replay)) =
-                (run_key, judged.saved, self.replay.lock())
-            {
-                replay.restore_run(key, saved);
+            if let Ok(mut replay) = self.replay.lock() {
+                if let (Some(key), Some(saved)) = (run_key, judged.saved) {
+                    replay.restore_run(key, saved);
+                }
+                replay.budgets_mut().undo(&judged.decision.budgets);
             }
             return answer;
         }
@@ -279,6 +350,25 @@ fn typed(kind: &str, run_id: Option<&str>, fields: &mut Body) -> Result<(), Refu
     }
     fields.insert("type".into(), raw(&kind.into()));
     Ok(())
+}
+
+/// A random-looking number from the request count (no randomness crate for one jitter).
+fn line_seed(requests: &std::sync::atomic::AtomicU64) -> u64 {
+    requests
+        .load(Ordering::Relaxed)
+        .wrapping_mul(0x9e37_79b9_7f4a_7c15)
+}
+
+/// How long a request whose counters moved waits before it is judged again: up to
+/// `attempt` × 200 µs (at most 5 ms), a random part of it.
+fn backoff(attempt: u32, ids: &[String], seed: u64) -> std::time::Duration {
+    let mut h = crate::base::hash::Fnv1a::default();
+    std::hash::Hasher::write(&mut h, &seed.to_le_bytes());
+    for id in ids {
+        std::hash::Hasher::write(&mut h, id.as_bytes());
+    }
+    let ceiling = u64::from(attempt.min(25)) * 200;
+    std::time::Duration::from_micros(std::hash::Hasher::finish(&h) % ceiling.max(1))
 }
 
 /// The answer to a request whose records the store refused.

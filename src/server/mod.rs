@@ -97,14 +97,15 @@ pub(crate) struct Server {
 impl Server {
     /// The server, and its evidence writer and alert delivery threads.
     pub(crate) fn new(options: Options) -> Result<(Arc<Server>, Threads), String> {
-        crate::runtime::budget::refuse_in_server(&options.artifact.body.program)?;
-        let replay = Replay::with_engine(
+        let mut replay = Replay::with_engine(
             options.artifact,
             options.base_dir,
             crate::compile::load::deploy_loader(options.load),
             options.engine,
         )
         .map_err(|e| e.to_string())?;
+        // Budget counters are the store's: the server reads each before it judges on it.
+        *replay.budgets_mut() = crate::runtime::budget::Budgets::strict();
         let settings = options.config.server.clone();
         let mut store = Durable::open(
             &options.evidence,

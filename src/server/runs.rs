@@ -154,6 +154,29 @@ impl Server {
         .map_err(|_| "the evidence read failed".to_string())?
     }
 
+    /// Reads budget counters from the store into the runtime: those it does not hold yet,
+    /// or, after another server moved them (`moved`), all of `ids` again.
+    pub(super) async fn read_counters(
+        &self,
+        ids: Vec<String>,
+        moved: bool,
+    ) -> Result<(), Response> {
+        let values = self
+            .read_store(move |store| store.counters(&ids))
+            .await
+            .map_err(|why| unavailable(&format!("the budget counters cannot be read: {why}")))?;
+        let Ok(mut replay) = self.replay.lock() else {
+            return Err(unavailable("the runtime lock is poisoned"));
+        };
+        let budgets = replay.budgets_mut();
+        for (id, value) in values {
+            if moved || !budgets.holds(&id) {
+                budgets.set(id, value);
+            }
+        }
+        Ok(())
+    }
+
     /// Forgets run `id` and loads it again from the store: another server extended it.
     pub(super) async fn reload_run(&self, id: &str) -> Result<(), Response> {
         if let Ok(mut replay) = self.replay.lock() {

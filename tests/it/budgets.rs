@@ -1,5 +1,5 @@
 //! Budgets across runs through the real binary: the artifact's format, `lever fmt`,
-//! `lever diff`, and `lever serve` refusing what it cannot yet count durably.
+//! `lever diff`, the stores' counters and `lever serve`.
 
 use super::lever;
 use std::path::Path;
@@ -95,28 +95,67 @@ fn diff_names_a_budget_widened_narrowed_added_and_removed() {
     }
 }
 
+/// A key's budget through `lever serve`: runs of one key share the counter, another key
+/// has its own, and a restarted server carries on from the stored counter.
+fn served_budget(evidence: &str, dir: &Path) {
+    use super::served::Served;
+    write(
+        dir,
+        "p.policy",
+        &KEY_DAILY.replace("per (tenant, api_key) per 1d", "per api_key per 1d"),
+    );
+    let start = |run: &str, key: &str| {
+        format!(
+            r#"{{"run_id":"{run}","ts":"2026-01-20T10:00:00Z","tenant":"acme","api_key":"{key}"}}"#
+        )
+    };
+    let step =
+        |cost: &str, s: u32| format!(r#"{{"ts":"2026-01-20T10:00:{s:02}Z","cost":"{cost}"}}"#);
+    let decided = |(status, text): (u16, String)| -> serde_json::Value {
+        assert_eq!(status, 200, "{text}");
+        serde_json::from_str(&text).unwrap()
+    };
+    let served = Served::launch(dir, &["--artifact", "p.policy", "--evidence", evidence]);
+    for (run, key) in [("a", "k1"), ("b", "k1"), ("c", "k2")] {
+        decided(served.post("/v1/runs", &start(run, key)));
+    }
+    let d = decided(served.post("/v1/runs/a/steps", &step("12.00", 1)));
+    assert_eq!(d["budgets"][0]["counter"], "12.00");
+    let d = decided(served.post("/v1/runs/c/steps", &step("5.00", 2)));
+    assert_eq!(
+        d["budgets"][0]["counter"], "5.00",
+        "another key has its own counter"
+    );
+    let d = decided(served.post("/v1/runs/b/steps", &step("7.00", 3)));
+    assert_eq!(
+        (d["action"].as_str(), d["budgets"][0]["counter"].as_str()),
+        (Some("continue"), Some("19.00"))
+    );
+    served.kill();
+    // Restarted: the counter is the store's, not zero.
+    let served = Served::launch(dir, &["--artifact", "p.policy", "--evidence", evidence]);
+    decided(served.post("/v1/runs", &start("d", "k1")));
+    let d = decided(served.post("/v1/runs/d/steps", &step("1.50", 4)));
+    assert_eq!(d["action"], "stop", "{d}");
+    assert_eq!(d["signals"][0]["observed"], "20.50");
+    assert_eq!(d["signals"][0]["budget"]["per"]["api_key"], "k1");
+    // A live run rebuilt from its chain carries on too.
+    let d = decided(served.post("/v1/runs/c/steps", &step("1.00", 5)));
+    assert_eq!(d["budgets"][0]["counter"], "6.00");
+    assert_eq!(served.stop(), Some(0));
+}
+
 #[test]
-fn serve_refuses_an_artifact_with_a_budget_rather_than_count_it_per_server() {
+fn serve_keeps_a_key_budget_across_runs_and_restarts_on_the_file_store() {
     let tmp = tempfile::tempdir().unwrap();
-    write(tmp.path(), "p.policy", KEY_DAILY);
-    let out = lever(
-        tmp.path(),
-        &[
-            "serve",
-            "--artifact",
-            "p.policy",
-            "--evidence",
-            "file:ev",
-            "--listen",
-            "127.0.0.1:0",
-        ],
-    );
-    assert!(!out.status.success());
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        err.contains("budgets across runs (`std.llm.cost` per (tenant, api_key) per 1d of policy `key_daily`)"),
-        "{err}"
-    );
+    served_budget("file:ev", tmp.path());
+}
+
+#[test]
+fn serve_keeps_a_key_budget_across_runs_and_restarts_on_postgresql() {
+    let schema = super::stores::Schema::new();
+    let tmp = tempfile::tempdir().unwrap();
+    served_budget(&schema.url, tmp.path());
 }
 
 /// A step's decision record that added `added` to key `k1`'s counter, judged at `counter`.
@@ -159,7 +198,7 @@ fn counters_follow_the_records(store: &mut dyn lever::evidence::EvidenceStore) {
     // Judged on 0.50: another writer's 0.80 is not in it.
     let stale = Sealed::all([decision("r2", "0.50", "1.00")]);
     match store.append_exclusive(&stale) {
-        Err(StoreError::Fenced(_)) => {}
+        Err(StoreError::BudgetMoved(_)) => {}
         other => panic!("a batch judged on a counter that moved was {other:?}"),
     }
     assert_eq!(value(store), 800_000_000);

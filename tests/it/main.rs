@@ -23,6 +23,7 @@ mod generate;
 mod grammar;
 mod kill_loop;
 mod lsp;
+mod overspend;
 mod pg_roles;
 mod policy_tests;
 mod props;

@@ -38,11 +38,12 @@ impl FileStore {
         if updates.is_empty() {
             return Ok(Vec::new());
         }
-        let folded = budgets::fold(&updates);
         let all = self.counters_loaded()?;
-        if exclusive {
-            budgets::check_before(&folded, all)?;
+        if !exclusive {
+            return Ok(budgets::sum(&updates));
         }
+        let folded = budgets::fold(&updates)?;
+        budgets::check_before(&folded, all)?;
         Ok(folded)
     }
 

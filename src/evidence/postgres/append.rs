@@ -126,7 +126,11 @@ impl PgStore {
         if updates.is_empty() {
             insert_records(db, &prepared.insert, &linked, None)?;
         } else {
-            let folded = crate::evidence::budgets::fold(&updates);
+            let folded = if exclusive {
+                crate::evidence::budgets::fold(&updates).map_err(Failure::Store)?
+            } else {
+                crate::evidence::budgets::sum(&updates)
+            };
             insert_records(
                 db,
                 &prepared.insert_counted,
@@ -260,7 +264,7 @@ impl PgStore {
                 // A budget counter moved since the batch was judged (another server added
                 // to it): nothing was written, and the batch is judged again.
                 Err(Failure::Db(e)) if budget_moved(&e) => {
-                    return Err(StoreError::Fenced(error_text(&e)));
+                    return Err(StoreError::BudgetMoved(error_text(&e)));
                 }
                 Err(Failure::Db(e)) if unique_violation(&e) => {
                     self.known.forget(

@@ -129,6 +129,12 @@ impl Replay {
         SavedRun(self.runs.get(id).cloned())
     }
 
+    /// The replay's budget counters (a server makes them strict and fills them from its
+    /// store).
+    pub(crate) fn budgets_mut(&mut self) -> &mut crate::runtime::budget::Budgets {
+        &mut self.budgets
+    }
+
     /// Puts a run back as it was saved: the event judged since is undone (its evidence was
     /// refused, so it never happened). A run that did not exist is forgotten.
     pub(crate) fn restore_run(&mut self, id: &str, saved: SavedRun) {
