@@ -19,7 +19,9 @@ use crate::base::source::FileId;
 use crate::syntax::lexer::{self, TokenKind};
 use crate::syntax::parser::{CLAUSE_KEYWORDS, ITEM_KEYWORDS, is_reserved};
 
-const TEST_STATEMENTS: &[&str] = &["run", "step", "override", "approve", "end", "expect"];
+const TEST_STATEMENTS: &[&str] = &[
+    "run", "step", "override", "approve", "end", "spent", "expect",
+];
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Kind {

@@ -260,6 +260,8 @@ impl Analysis {
             "expect",
             "approve",
             "end",
+            "spent",
+            "per",
             "repeat",
             "after",
         ] {

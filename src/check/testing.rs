@@ -68,11 +68,10 @@ fn shape(statements: &[Statement], name: Span) -> Option<Diagnostic> {
     let mut ended = false;
     for s in statements.iter().skip(1) {
         match &s.kind {
-            StmtKind::Run { .. } => {
-                return bad(s.span, "a test drives one run: `run` only once, first");
-            }
+            // Another run (of the same budget's key, say): the statements after it drive it.
+            StmtKind::Run { .. } => ended = false,
             StmtKind::Expect(..) => {}
-            _ if ended => return bad(s.span, "nothing but `expect` after `end`"),
+            _ if ended => return bad(s.span, "nothing but `expect` or another `run` after `end`"),
             StmtKind::End { .. } => ended = true,
             _ => {}
         }
@@ -126,6 +125,18 @@ pub(crate) fn validate(tests: &[Test], program: &crate::check::hir::Program) -> 
                         out.push(unknown(format!("{whose} has no limit `{l}`")));
                     }
                 }
+                StmtKind::Spent {
+                    policy: p, limit, ..
+                } => match policy(p) {
+                    None => out.push(unknown(format!("no policy `{p}`"))),
+                    Some(pol) => match pol.limits.iter().find(|l| &l.name == limit) {
+                        None => out.push(unknown(format!("policy `{p}` has no limit `{limit}`"))),
+                        Some(l) if l.budget.is_none() => out.push(unknown(format!(
+                            "limit `{limit}` of policy `{p}` is a limit of each run, not a budget across runs (`per ...`)"
+                        ))),
+                        Some(_) => {}
+                    },
+                },
                 StmtKind::Expect(Expectation::Alert { channel, .. }, _)
                     if channel != "ui" && !program.channels.iter().any(|c| &c.name == channel) =>
                 {

@@ -195,7 +195,7 @@ fn aggregate_of(program: &Program, mut monitor: u16) -> Option<u16> {
 }
 
 /// The counter a run's step adds to.
-pub(super) fn counter_key(
+pub(crate) fn counter_key(
     policy: &str,
     monitor: &str,
     budget: &Budget,

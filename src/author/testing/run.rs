@@ -137,13 +137,13 @@ fn holds(e: &Expectation, d: &Decision) -> bool {
 
 /// The event a statement sends at `ts` (`None` for an `expect`); `last_override` is the
 /// `seq` an `approve` approves.
-fn event_of(kind: &StmtKind, ts: i64, last_override: Option<u64>) -> Option<Event> {
+fn event_of(kind: &StmtKind, ts: i64, last_override: Option<u64>, run: &str) -> Option<Event> {
     Some(match kind {
         StmtKind::Run { attrs, labels } => {
             let attr = |k: &str| attrs.get(k).cloned().unwrap_or_default();
             Event::RunStart(RunStart {
-                run_id: RUN.into(),
-                ts: START,
+                run_id: run.into(),
+                ts,
                 // `tenant` is required by the event format; a test may leave it out.
                 tenant: attrs
                     .get("tenant")
@@ -158,7 +158,7 @@ fn event_of(kind: &StmtKind, ts: i64, last_override: Option<u64>) -> Option<Even
         }
         StmtKind::Step {
             fields, metrics, ..
-        } => Event::Step(step_of(fields, metrics, ts)),
+        } => Event::Step(step_of(fields, metrics, ts, run)),
         StmtKind::Override {
             kind,
             policy,
@@ -170,7 +170,7 @@ fn event_of(kind: &StmtKind, ts: i64, last_override: Option<u64>) -> Option<Even
             reason,
             ..
         } => Event::Override(OverrideRequest {
-            run_id: RUN.into(),
+            run_id: run.into(),
             ts,
             actor: by.clone(),
             roles: roles.clone(),
@@ -189,7 +189,7 @@ fn event_of(kind: &StmtKind, ts: i64, last_override: Option<u64>) -> Option<Even
             meta: None,
         }),
         StmtKind::Approve { by, roles, .. } => Event::Approval(Approval {
-            run_id: RUN.into(),
+            run_id: run.into(),
             ts,
             request: last_override.unwrap_or(0),
             actor: by.clone(),
@@ -197,17 +197,17 @@ fn event_of(kind: &StmtKind, ts: i64, last_override: Option<u64>) -> Option<Even
             meta: None,
         }),
         StmtKind::End { .. } => Event::RunEnd(RunEnd {
-            run_id: RUN.into(),
+            run_id: run.into(),
             ts,
             meta: None,
         }),
-        StmtKind::Expect(..) => return None,
+        StmtKind::Expect(..) | StmtKind::Spent { .. } => return None,
     })
 }
 
-fn step_of(fields: &StepFields, metrics: &BTreeMap<String, i64>, ts: i64) -> Step {
+fn step_of(fields: &StepFields, metrics: &BTreeMap<String, i64>, ts: i64, run: &str) -> Step {
     Step {
-        run_id: RUN.into(),
+        run_id: run.into(),
         ts,
         input_tokens: fields.input_tokens.unwrap_or(0),
         output_tokens: fields.output_tokens.unwrap_or(0),
@@ -230,7 +230,7 @@ fn gap_of(kind: &StmtKind) -> Option<i64> {
         | StmtKind::Override { after, .. }
         | StmtKind::Approve { after, .. }
         | StmtKind::End { after } => *after,
-        StmtKind::Run { .. } | StmtKind::Expect(..) => None,
+        StmtKind::Run { .. } | StmtKind::Expect(..) | StmtKind::Spent { .. } => None,
     }
 }
 
@@ -259,10 +259,32 @@ pub(crate) fn run(
     // Every decision of the test so far (`expect at seq N` reads back).
     let mut history: Vec<Decision> = Vec::new();
     let mut last_override: Option<u64> = None;
+    // The run the statements drive: `test`, then `test-2`, ... for each further `run`.
+    let (mut run_id, mut runs) = (RUN.to_string(), 0);
     for s in &test.statements {
-        if let StmtKind::Expect(e, at) = &s.kind {
-            check(e, *at, &history, line_of(s.span), &mut out);
-            continue;
+        match &s.kind {
+            StmtKind::Expect(e, at) => {
+                check(e, *at, (&history, &run_id), line_of(s.span), &mut out);
+                continue;
+            }
+            StmtKind::Spent { .. } => {
+                spent(
+                    &mut replay,
+                    (&run_id, clock),
+                    &s.kind,
+                    line_of(s.span),
+                    &mut out,
+                );
+                continue;
+            }
+            StmtKind::Run { .. } => {
+                runs += 1;
+                if runs > 1 {
+                    run_id = format!("{RUN}-{runs}");
+                    clock = clock.saturating_add(GAP);
+                }
+            }
+            _ => {}
         }
         let repeat = match &s.kind {
             StmtKind::Step { repeat, .. } => *repeat,
@@ -271,14 +293,14 @@ pub(crate) fn run(
         for _ in 0..repeat {
             // A negative gap (`before`) stamps a late event without moving the clock.
             let ts = match gap_of(&s.kind) {
-                _ if matches!(s.kind, StmtKind::Run { .. }) => START,
+                _ if matches!(s.kind, StmtKind::Run { .. }) => clock,
                 Some(gap) if gap < 0 => clock.saturating_add(gap),
                 gap => {
                     clock = clock.saturating_add(gap.unwrap_or(GAP));
                     clock
                 }
             };
-            let Some(event) = event_of(&s.kind, ts, last_override) else {
+            let Some(event) = event_of(&s.kind, ts, last_override, &run_id) else {
                 continue;
             };
             out.events += 1;
@@ -291,6 +313,33 @@ pub(crate) fn run(
         }
     }
     out
+}
+
+/// `spent VALUE on LIMIT of POLICY`: the budget's counter for the run's key starts there;
+/// a budget the run cannot reach is a failure of the test.
+fn spent(
+    replay: &mut Replay,
+    (run, at): (&str, i64),
+    kind: &StmtKind,
+    line: usize,
+    out: &mut Outcome,
+) {
+    let StmtKind::Spent {
+        value,
+        limit,
+        policy,
+    } = kind
+    else {
+        return;
+    };
+    if let Err(why) = replay.set_spent(run, policy, limit, *value, at) {
+        out.failures.push(Failure {
+            line,
+            expected: format!("spent on {limit} of {policy}"),
+            actual: vec![why],
+            seq: None,
+        });
+    }
 }
 
 impl Outcome {
@@ -313,10 +362,19 @@ impl Outcome {
 
 /// Checks an `expect` against the latest decision, or with `at` the run's decision at
 /// that `seq`.
-fn check(e: &Expectation, at: Option<u64>, history: &[Decision], line: usize, out: &mut Outcome) {
+fn check(
+    e: &Expectation,
+    at: Option<u64>,
+    (history, run): (&[Decision], &str),
+    line: usize,
+    out: &mut Outcome,
+) {
     let decision = match at {
         None => history.last(),
-        Some(seq) => history.iter().rev().find(|d| d.seq == Some(seq)),
+        Some(seq) => history
+            .iter()
+            .rev()
+            .find(|d| d.seq == Some(seq) && d.run_id.as_deref() == Some(run)),
     };
     if decision.is_some_and(|d| holds(e, d)) {
         return;

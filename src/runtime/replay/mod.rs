@@ -135,6 +135,43 @@ impl Replay {
         &mut self.budgets
     }
 
+    /// `lever test`'s `spent`: the counter of a budget for run `run_id`'s key, in the window
+    /// holding `at`, starts at `value`.
+    pub(crate) fn set_spent(
+        &mut self,
+        run_id: &str,
+        policy: &str,
+        limit: &str,
+        value: i64,
+        at: i64,
+    ) -> Result<(), String> {
+        let held = self
+            .runs
+            .get(run_id)
+            .ok_or_else(|| format!("no run `{run_id}` has started"))?;
+        let program = &self
+            .engines
+            .get(held.engine)
+            .ok_or("the run's engine is not loaded")?
+            .artifact()
+            .body
+            .program;
+        let p = program
+            .policies
+            .iter()
+            .find(|p| p.name == policy)
+            .ok_or_else(|| format!("no policy `{policy}`"))?;
+        let budget = p
+            .limits
+            .iter()
+            .find(|l| l.name == limit)
+            .and_then(|l| l.budget.as_ref())
+            .ok_or_else(|| format!("policy `{policy}` has no budget on `{limit}`"))?;
+        let key = crate::runtime::budget::counter_key(policy, limit, budget, &held.run.attrs, at);
+        self.budgets.set(key.id(), value);
+        Ok(())
+    }
+
     /// Puts a run back as it was saved: the event judged since is undone (its evidence was
     /// refused, so it never happened). A run that did not exist is forgotten.
     pub(crate) fn restore_run(&mut self, id: &str, saved: SavedRun) {

@@ -78,6 +78,13 @@ pub enum StmtKind {
     End {
         after: Option<i64>,
     },
+    /// `spent VALUE on LIMIT of POLICY`: the latest run's counter of that budget, in the
+    /// window of the latest event, starts at `value` (10⁻⁹ units).
+    Spent {
+        value: i64,
+        limit: String,
+        policy: String,
+    },
     /// An expectation on the latest event's decision, or with `at seq N` on the run's
     /// decision at that `seq`.
     Expect(Expectation, Option<u64>),

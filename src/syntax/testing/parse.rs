@@ -186,8 +186,9 @@ impl Parser<'_> {
 
     fn statement(&mut self) -> PResult<Statement> {
         let start = self.span();
-        let keyword =
-            self.word("a statement (`run`, `step`, `override`, `approve`, `end` or `expect`)")?;
+        let keyword = self.word(
+            "a statement (`run`, `step`, `override`, `approve`, `end`, `spent` or `expect`)",
+        )?;
         let kind = match keyword.as_str() {
             "run" => self.run()?,
             "step" => self.step()?,
@@ -207,6 +208,27 @@ impl Parser<'_> {
             "end" => StmtKind::End {
                 after: self.after()?,
             },
+            "spent" => {
+                let value = self.number(
+                    &[
+                        TokenKind::Money,
+                        TokenKind::Int,
+                        TokenKind::Decimal,
+                        TokenKind::Tokens,
+                        TokenKind::Duration,
+                    ],
+                    "what the budget has spent (`$15.00`, `1_500_000 tokens`)",
+                )?;
+                self.expect_word("on")?;
+                let limit = self.dotted("the budget's limit")?;
+                self.expect_word("of")?;
+                let policy = self.word("a policy name")?;
+                StmtKind::Spent {
+                    value,
+                    limit,
+                    policy,
+                }
+            }
             "expect" => {
                 let at = if self.eat_word("at") {
                     self.expect_word("seq")?;
@@ -219,7 +241,7 @@ impl Parser<'_> {
             _ => {
                 self.at -= 1;
                 return Err(self.error(
-                    "a statement (`run`, `step`, `override`, `approve`, `end` or `expect`)",
+                    "a statement (`run`, `step`, `override`, `approve`, `end`, `spent` or `expect`)",
                 ));
             }
         };
