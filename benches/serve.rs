@@ -10,7 +10,8 @@
 //! (`DATABASE_URL`, in a schema of its own that it drops).
 //!
 //! `cargo bench --bench serve` (`LEVER_LOAD_SECONDS`, and `LEVER_LOAD_CLIENTS` as a
-//! comma-separated list of client counts, default `16,32,64`). Targets on the 2-core machine (issue 8): file store 20,000 steps/s with p99
+//! comma-separated list of client counts, default `16,32,64`). `-- budget` measures
+//! PostgreSQL with a daily budget every step of the load adds to. Targets on the 2-core machine (issue 8): file store 20,000 steps/s with p99
 //! under 5 ms; PostgreSQL 5,000 steps/s.
 
 use std::process::Child;
@@ -21,6 +22,24 @@ mod support;
 fn serve(dir: &std::path::Path, evidence: &str) -> (Child, String) {
     let examples = concat!(env!("CARGO_MANIFEST_DIR"), "/examples");
     let (child, base, _) = support::serve(dir, &["--artifact", examples, "--evidence", evidence]);
+    (child, base)
+}
+
+/// The examples and a daily budget that every run of the load shares (none has an API key,
+/// so all count in the budget of the key `""`): every step adds to one counter.
+fn serve_with_budget(dir: &std::path::Path, evidence: &str) -> (Child, String) {
+    let examples = concat!(env!("CARGO_MANIFEST_DIR"), "/examples");
+    let budget = dir.join("budget.policy");
+    std::fs::write(
+        &budget,
+        "import std.llm\npolicy key_daily {\n    version 1\n    scope all\n    limit std.llm.cost to $1_000_000 per api_key per 1d { breach => stop }\n}\n",
+    )
+    .unwrap();
+    let budget = budget.to_str().unwrap().to_string();
+    let (child, base, _) = support::serve(
+        dir,
+        &["--artifact", examples, &budget, "--evidence", evidence],
+    );
     (child, base)
 }
 
@@ -158,6 +177,30 @@ fn main() {
             report(&format!("serve/file/{n}"), seconds, load(&base, n, seconds));
             support::stop(child);
         }
+    }
+    // `cargo bench --bench serve -- budget`: PostgreSQL with one shared budget.
+    if filter.iter().any(|f| f.contains("budget")) {
+        let base_url = std::env::var("DATABASE_URL")
+            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_string());
+        for &n in &clients {
+            let schema = format!("lever_load_budget_{}_{n}", std::process::id());
+            let sep = if base_url.contains('?') { '&' } else { '?' };
+            let url = format!("{base_url}{sep}schema={schema}");
+            lever::evidence::postgres::migrate::migrate(&url, None)
+                .expect("the PostgreSQL store can be created");
+            let dir = tempfile::tempdir().unwrap();
+            let (child, base) = serve_with_budget(dir.path(), &url);
+            report(
+                &format!("serve/postgres_budget/{n}"),
+                seconds,
+                load(&base, n, seconds),
+            );
+            support::stop(child);
+            let mut c = postgres::Client::connect(&base_url, postgres::NoTls).unwrap();
+            c.batch_execute(&format!("DROP SCHEMA IF EXISTS \"{schema}\" CASCADE"))
+                .unwrap();
+        }
+        return;
     }
     if wanted("postgres") {
         let base_url = std::env::var("DATABASE_URL")

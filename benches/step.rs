@@ -17,6 +17,9 @@
 //! raise of one policy's cost limit and a suspension of another (both granted through the
 //! override rules, with a TTL past the run).
 //!
+//! `step/10x4_and_2_budgets`: the same ten policies and two budgets across runs (per API
+//! key per day, per (tenant, agent) per hour), counted in the engine's counters.
+//!
 //! `engines/*`: the interpreter and the Cranelift JIT side by side, on the 10 × 4 workload
 //! and on one expression-heavy policy of 20 monitors, each a filtered sum and a filtered
 //! one-minute rate combined with arithmetic (`docs/engines.md` has the figures).
@@ -256,5 +259,33 @@ fn bench_engines(c: &mut Criterion) {
     }
 }
 
-criterion_group!(benches, bench_step, bench_governed, bench_engines);
+/// The 10 × 4 workload with two budgets across runs bound as well: $1B a day per API key
+/// and a billion tokens an hour per (tenant, agent). Their counters are the engine's own.
+fn bench_budgets(c: &mut Criterion) {
+    let text = policy_set(10)
+        + "policy budget_key {\n  version 1\n  scope all\n  limit std.llm.cost to $1_000_000_000 per api_key per 1d { breach => stop }\n}\n"
+        + "policy budget_agent {\n  version 1\n  scope all\n  limit std.llm.tokens to 1_000_000_000 tokens per (tenant, agent) per 1h { breach => stop }\n}\n";
+    let mut engine = engine_of(&text);
+    let start = run_start();
+    let mut s = step(0);
+    let mut run = warmed_run(&mut engine, &start, &mut s);
+    let mut ts = s.ts;
+    c.bench_function("step/10x4_and_2_budgets", |b| {
+        b.iter_custom(|iters| {
+            if run.seq > 1_000_000 {
+                run = warmed_run(&mut engine, &start, &mut s);
+                ts = s.ts;
+            }
+            timed_steps(&mut engine, &mut run, &mut s, &mut ts, iters)
+        })
+    });
+}
+
+criterion_group!(
+    benches,
+    bench_step,
+    bench_governed,
+    bench_engines,
+    bench_budgets
+);
 criterion_main!(benches);

@@ -14,8 +14,10 @@ use crate::evidence::budgets;
 use crate::vm::Slot;
 use serde::ser::{SerializeMap, Serializer};
 use std::collections::HashMap;
+use std::sync::Arc;
 
-/// One counter's identity, as a step computes it.
+/// One counter's identity, as a step computes it. A run keeps the keys of its budgets
+/// (its attributes never change), so a step builds one only when a window turns.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct CounterKey {
     pub policy: String,
@@ -25,18 +27,27 @@ pub struct CounterKey {
     pub key: Vec<(Selector, String)>,
     /// Nanoseconds since the epoch; `None` for a budget without a window.
     pub window_start: Option<i64>,
+    /// The counter's identity in the evidence store ([`budgets::counter_id`]).
+    pub id: Arc<str>,
 }
 
 impl CounterKey {
-    /// The counter's identity in the evidence store ([`budgets::counter_id`]).
-    pub fn id(&self) -> String {
-        let per: Vec<(String, String)> = self
-            .key
-            .iter()
-            .map(|(s, v)| (s.text(), v.clone()))
-            .collect();
-        let window = self.window_start.map(format::timestamp);
-        budgets::counter_id(&self.policy, &self.monitor, &per, window.as_deref())
+    fn new(
+        policy: &str,
+        monitor: &str,
+        key: Vec<(Selector, String)>,
+        window_start: Option<i64>,
+    ) -> CounterKey {
+        let per: Vec<(String, String)> = key.iter().map(|(s, v)| (s.text(), v.clone())).collect();
+        let window = window_start.map(format::timestamp);
+        let id = budgets::counter_id(policy, monitor, &per, window.as_deref());
+        CounterKey {
+            policy: policy.to_string(),
+            monitor: monitor.to_string(),
+            key,
+            window_start,
+            id: Arc::from(id),
+        }
     }
 }
 
@@ -47,7 +58,7 @@ impl CounterKey {
 /// the server has read it.
 #[derive(Debug, Default, Clone)]
 pub struct Budgets {
-    counters: HashMap<String, i64>,
+    counters: HashMap<Arc<str>, i64>,
     strict: bool,
     missing: Vec<String>,
 }
@@ -62,8 +73,8 @@ impl Budgets {
     }
 
     /// Adds a contribution; the counter's value after it.
-    pub fn add(&mut self, id: &str, amount: i64) -> i64 {
-        match self.counters.get_mut(id) {
+    pub fn add(&mut self, id: &Arc<str>, amount: i64) -> i64 {
+        match self.counters.get_mut(&**id) {
             Some(v) => {
                 *v = v.saturating_add(amount);
                 *v
@@ -73,7 +84,7 @@ impl Budgets {
                 amount
             }
             None => {
-                self.counters.insert(id.to_string(), amount);
+                self.counters.insert(Arc::clone(id), amount);
                 amount
             }
         }
@@ -90,14 +101,14 @@ impl Budgets {
 
     /// Sets a counter's value (a starting value, or one read from a store).
     pub fn set(&mut self, id: String, value: i64) {
-        self.counters.insert(id, value);
+        self.counters.insert(Arc::from(id), value);
     }
 
     /// Takes back what a step added (its evidence was never stored).
     pub fn undo(&mut self, contributions: &[Contribution]) {
         for c in contributions {
-            if let Some(v) = self.counters.get_mut(&c.id) {
-                *v = v.saturating_sub(c.added.1);
+            if let Some(v) = self.counters.get_mut(&*c.key.id) {
+                *v = v.saturating_sub(c.added);
             }
         }
     }
@@ -131,7 +142,7 @@ pub(super) struct BudgetSlot {
 pub(super) struct Counted {
     pub policy: u16,
     pub limit: u16,
-    pub key: CounterKey,
+    pub key: Arc<CounterKey>,
     pub added: i64,
     pub value: i64,
     pub unit: crate::base::lang::Unit,
@@ -140,23 +151,41 @@ pub(super) struct Counted {
 /// A decision's account of one budget counter (its `budgets` member): the counter, what
 /// the step added and the value after it. Stored with the decision, so the evidence says
 /// what spent each budget and a store can keep counters that agree with its records.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Contribution {
-    /// The counter's id in the store.
-    #[serde(skip)]
-    pub id: String,
-    pub policy: String,
-    pub limit: String,
-    #[serde(flatten)]
-    pub tag: BudgetTag,
-    #[serde(serialize_with = "value_text")]
-    pub added: (crate::base::lang::Unit, i64),
-    #[serde(serialize_with = "value_text")]
-    pub counter: (crate::base::lang::Unit, i64),
+    pub key: Arc<CounterKey>,
+    pub added: i64,
+    pub counter: i64,
+    pub unit: crate::base::lang::Unit,
 }
 
-fn value_text<S: Serializer>(v: &(crate::base::lang::Unit, i64), s: S) -> Result<S::Ok, S::Error> {
-    s.serialize_str(&format::value(v.0, v.1))
+impl serde::Serialize for Contribution {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut map = s.serialize_map(Some(6))?;
+        map.serialize_entry("policy", &self.key.policy)?;
+        map.serialize_entry("limit", &self.key.monitor)?;
+        map.serialize_entry("per", &Per(&self.key))?;
+        map.serialize_entry(
+            "window_start",
+            &self.key.window_start.map(format::timestamp),
+        )?;
+        map.serialize_entry("added", &format::value(self.unit, self.added))?;
+        map.serialize_entry("counter", &format::value(self.unit, self.counter))?;
+        map.end()
+    }
+}
+
+/// A counter's key values as a JSON object, in the key's order.
+struct Per<'a>(&'a CounterKey);
+
+impl serde::Serialize for Per<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut map = s.serialize_map(Some(self.0.key.len()))?;
+        for (k, v) in &self.0.key {
+            map.serialize_entry(&k.text(), v)?;
+        }
+        map.end()
+    }
 }
 
 /// The budget limits of a program, each with the aggregate its monitor reads (a budget's
@@ -207,12 +236,7 @@ pub(crate) fn counter_key(
         .iter()
         .map(|s| (s.clone(), attribute(s, run).to_string()))
         .collect();
-    CounterKey {
-        policy: policy.to_string(),
-        monitor: monitor.to_string(),
-        key,
-        window_start: budget.window_start(at),
-    }
+    CounterKey::new(policy, monitor, key, budget.window_start(at))
 }
 
 fn attribute<'a>(s: &Selector, run: &'a RunStart) -> &'a str {
@@ -238,7 +262,7 @@ impl Engine {
     /// holds the run, judged or not, and keeps each counter's value for judging.
     pub(super) fn count_budgets(
         &mut self,
-        run: &Run,
+        run: &mut Run,
         before: &[i64],
         budgets: &mut Budgets,
         at: i64,
@@ -246,7 +270,10 @@ impl Engine {
         let program = &self.artifact.body.program;
         let counted = &mut self.scratch.counted;
         counted.clear();
-        for (slot, before) in self.budget_slots.iter().zip(before) {
+        if run.budget_keys.len() != self.budget_slots.len() {
+            run.budget_keys = vec![None; self.budget_slots.len()];
+        }
+        for (si, (slot, before)) in self.budget_slots.iter().zip(before).enumerate() {
             let Some(policy) = program.policies.get(usize::from(slot.policy)) else {
                 continue;
             };
@@ -259,7 +286,29 @@ impl Engine {
             if !super::scope::matches(&policy.scope, &run.attrs) {
                 continue;
             }
-            let key = counter_key(&policy.name, &limit.name, budget, &run.attrs, at);
+            let window = budget.window_start(at);
+            let key = match run.budget_keys.get(si) {
+                Some(Some(k))
+                    if k.window_start == window
+                        && k.policy == policy.name
+                        && k.monitor == limit.name =>
+                {
+                    Arc::clone(k)
+                }
+                _ => {
+                    let k = Arc::new(counter_key(
+                        &policy.name,
+                        &limit.name,
+                        budget,
+                        &run.attrs,
+                        at,
+                    ));
+                    if let Some(slot) = run.budget_keys.get_mut(si) {
+                        *slot = Some(Arc::clone(&k));
+                    }
+                    k
+                }
+            };
             // A merged engine (a run re-bound across a deploy) may hold a policy twice,
             // from both artifacts: the step still counts once.
             let (added, value) = match counted.iter().find(|c| c.key == key) {
@@ -267,7 +316,7 @@ impl Engine {
                 None => {
                     let after = number(run.aggs.get(usize::from(slot.agg)).map(|a| a.value()));
                     let added = after.saturating_sub(*before);
-                    (added, budgets.add(&key.id(), added))
+                    (added, budgets.add(&key.id, added))
                 }
             };
             counted.push(Counted {
@@ -290,12 +339,10 @@ pub(super) fn contributions(counted: &[Counted]) -> Vec<Contribution> {
             continue;
         }
         out.push(Contribution {
-            id: c.key.id(),
-            policy: c.key.policy.clone(),
-            limit: c.key.monitor.clone(),
-            tag: BudgetTag::of(&c.key),
-            added: (c.unit, c.added),
-            counter: (c.unit, c.value),
+            key: Arc::clone(&c.key),
+            added: c.added,
+            counter: c.value,
+            unit: c.unit,
         });
     }
     out
@@ -310,35 +357,19 @@ fn number(slot: Option<Slot>) -> i64 {
 
 /// A budget signal's `"budget"` member: the run's key values and the window's start.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct BudgetTag {
-    pub per: Vec<(String, String)>,
-    pub window_start: Option<i64>,
-}
+pub struct BudgetTag(pub Arc<CounterKey>);
 
 impl BudgetTag {
-    pub(super) fn of(key: &CounterKey) -> BudgetTag {
-        BudgetTag {
-            per: key.key.iter().map(|(s, v)| (s.text(), v.clone())).collect(),
-            window_start: key.window_start,
-        }
+    pub(super) fn of(key: &Arc<CounterKey>) -> BudgetTag {
+        BudgetTag(Arc::clone(key))
     }
 }
 
 impl serde::Serialize for BudgetTag {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        struct Per<'a>(&'a [(String, String)]);
-        impl serde::Serialize for Per<'_> {
-            fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-                let mut map = s.serialize_map(Some(self.0.len()))?;
-                for (k, v) in self.0 {
-                    map.serialize_entry(k, v)?;
-                }
-                map.end()
-            }
-        }
         let mut map = s.serialize_map(Some(2))?;
-        map.serialize_entry("per", &Per(&self.per))?;
-        map.serialize_entry("window_start", &self.window_start.map(format::timestamp))?;
+        map.serialize_entry("per", &Per(&self.0))?;
+        map.serialize_entry("window_start", &self.0.window_start.map(format::timestamp))?;
         map.end()
     }
 }

@@ -208,6 +208,7 @@ impl Engine {
             fresh_since: None,
             snapshot: Arc::from(snapshot.hash.as_str()),
             totals: Totals::default(),
+            budget_keys: Vec::new(),
             observed: Vec::new(),
             pending: Vec::new(),
             requests: std::collections::BTreeMap::new(),

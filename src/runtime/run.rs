@@ -160,6 +160,9 @@ pub struct Run {
     pub(super) fresh_since: Option<u64>,
     pub snapshot: Arc<str>,
     pub totals: Totals,
+    /// The counter of each budget slot of the run's engine, as last computed (a run's
+    /// attributes never change: a key is built again only when its window turns).
+    pub(super) budget_keys: Vec<Option<std::sync::Arc<super::budget::CounterKey>>>,
     /// Every monitor's value at the run's last step (what its limits observed).
     pub(crate) observed: Vec<crate::vm::Slot>,
     /// Override requests waiting for approvals.

@@ -49,6 +49,16 @@ struct Judged {
     records: Vec<Record>,
     rejected: bool,
     saved: Option<crate::runtime::replay::SavedRun>,
+    /// Already sent to the writer, under the runtime lock (a step that adds to budget
+    /// counters): its commit, and its alert records.
+    sent: Option<Sent>,
+}
+
+/// A commit sent to the writer: what became of it, when the writer says, and the alert
+/// records to deliver once it is durable.
+struct Sent {
+    done: Option<oneshot::Receiver<Committed>>,
+    alerts: Vec<Sealed>,
 }
 
 impl Server {
@@ -234,7 +244,15 @@ impl Server {
             replay.budgets_mut().undo(&result.decision.budgets);
             return Ok(Locked::ReadCounters(missing));
         }
-        drop(replay);
+        // A step that adds to budget counters reaches the writer in the order it was judged
+        // in, so that each commit follows on from the one before: it is sent under the lock.
+        let ordered = !result.decision.budgets.is_empty();
+        let lock = if ordered {
+            Some(replay)
+        } else {
+            drop(replay);
+            None
+        };
         let mut records = result.records;
         if let Some(claimed) = mismatch {
             let d = &result.decision;
@@ -248,19 +266,20 @@ impl Server {
                 body: claimed,
             });
         }
+        let sent = ordered.then(|| self.send(std::mem::take(&mut records)));
+        drop(lock);
         Ok(Locked::Judged(Box::new(Judged {
             decision: result.decision,
             records,
             rejected: result.rejected,
             saved,
+            sent,
         })))
     }
 
-    /// Renders and commits a request's records in the run's turn (so the writer receives
-    /// every run's records in the order they were judged), then answers: the decision once
-    /// they are durable, or the refusal, with the run put back as it was.
-    async fn commit_and_answer(&self, run_key: Option<&str>, judged: Judged) -> Answer {
-        let records = Sealed::all(judged.records);
+    /// Seals records and sends them to the writer.
+    fn send(&self, records: Vec<Record>) -> Sent {
+        let records = Sealed::all(records);
         // The outbox: alert records to deliver once they are durable.
         let alerts: Vec<Sealed> = records
             .iter()
@@ -269,15 +288,29 @@ impl Server {
             .collect();
         let (tx, done) = oneshot::channel();
         let job = writer::Commit { records, done: tx };
-        let fate = match self.writer.send(job) {
-            Ok(()) => done.await.ok(),
-            Err(_) => None,
+        Sent {
+            done: self.writer.send(job).ok().map(|()| done),
+            alerts,
+        }
+    }
+
+    /// Renders and commits a request's records in the run's turn (so the writer receives
+    /// every run's records in the order they were judged), then answers: the decision once
+    /// they are durable, or the refusal, with the run put back as it was.
+    async fn commit_and_answer(&self, run_key: Option<&str>, mut judged: Judged) -> Answer {
+        let Sent { done, alerts } = match judged.sent.take() {
+            Some(sent) => sent,
+            None => self.send(std::mem::take(&mut judged.records)),
+        };
+        let fate = match done {
+            Some(done) => done.await.ok(),
+            None => None,
         };
         let counters: Vec<String> = judged
             .decision
             .budgets
             .iter()
-            .map(|c| c.id.clone())
+            .map(|c| c.key.id.to_string())
             .collect();
         let refusal = match fate {
             Some(Committed::Stored | Committed::Spilled) => None,

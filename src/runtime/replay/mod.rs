@@ -168,7 +168,7 @@ impl Replay {
             .and_then(|l| l.budget.as_ref())
             .ok_or_else(|| format!("policy `{policy}` has no budget on `{limit}`"))?;
         let key = crate::runtime::budget::counter_key(policy, limit, budget, &held.run.attrs, at);
-        self.budgets.set(key.id(), value);
+        self.budgets.set(key.id.to_string(), value);
         Ok(())
     }
 
