@@ -73,10 +73,19 @@ fn policy_of(program: &Program, index: u16) -> Option<&PolicyDesc> {
 
 /// The explanation of `decision`, judged by `engine` for `run`. `stepped`: the decision
 /// is a step's, so the engine's monitor values are that step's.
-pub(crate) fn explain(engine: &Engine, run: &Run, decision: &Decision, stepped: bool) -> Value {
+/// What each run added to each budget counter (by counter id, then run id).
+pub(crate) type Spent = std::collections::HashMap<String, std::collections::BTreeMap<String, i64>>;
+
+pub(crate) fn explain(
+    engine: &Engine,
+    run: &Run,
+    decision: &Decision,
+    (stepped, spent): (bool, &Spent),
+) -> Value {
     let program = engine.program();
     let policies = policies_of(program, run);
-    let limits = limits_of(engine, run, stepped);
+    let mut limits = limits_of(engine, run, stepped);
+    budgets_of(decision, spent, &mut limits);
     json!({
         "run_id": decision.run_id,
         "seq": decision.seq,
@@ -134,6 +143,31 @@ fn policies_of(program: &Program, run: &Run) -> Vec<Value> {
             })
         })
         .collect()
+}
+
+/// A budget limit observes its counter, not the run's monitor: each such limit gets the
+/// counter's key, window and what this step and everything before it spent.
+fn budgets_of(decision: &Decision, spent: &Spent, limits: &mut [Value]) {
+    for c in &decision.budgets {
+        let Some(limit) = limits
+            .iter_mut()
+            .find(|l| l["policy"] == c.key.policy.as_str() && l["limit"] == c.key.monitor.as_str())
+        else {
+            continue;
+        };
+        let text = |v: i64| format::value(c.unit, v);
+        let entry = serde_json::to_value(c).unwrap_or_default();
+        limit["observed"] = json!(text(c.counter));
+        limit["budget"] = json!({
+            "per": entry.get("per").cloned().unwrap_or_default(),
+            "window_start": entry.get("window_start").cloned().unwrap_or_default(),
+            "spent_before": text(c.counter.saturating_sub(c.added)),
+            "added": text(c.added),
+            "by_run": spent.get(&*c.key.id).into_iter().flatten()
+                .map(|(run, v)| json!({"run_id": run, "spent": text(*v)}))
+                .collect::<Vec<_>>(),
+        });
+    }
 }
 
 /// Each bound limit: its monitor's value at this step (when `stepped`), its compiled and
@@ -366,6 +400,32 @@ fn limits_text(e: &Value, out: &mut String) {
         }
         if let Some(p) = l["near_percent"].as_str() {
             line.push_str(&format!(", near at {p}"));
+        }
+        if let Some(b) = l["budget"].as_object() {
+            let per: Vec<String> = b["per"]
+                .as_object()
+                .into_iter()
+                .flatten()
+                .map(|(k, v)| format!("{k}={}", text_of(v)))
+                .collect();
+            line.push_str(&format!(
+                ", budget of {} in the window from {}: {} spent before this step, {} by it",
+                per.join(" "),
+                b["window_start"]
+                    .as_str()
+                    .unwrap_or("the start (no window)"),
+                s(&b["spent_before"]),
+                s(&b["added"])
+            ));
+            let by: Vec<String> = b["by_run"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|r| format!("{} {}", s(&r["run_id"]), s(&r["spent"])))
+                .collect();
+            if !by.is_empty() {
+                line.push_str(&format!(" (spent by run: {})", by.join(", ")));
+            }
         }
         line.push_str(&format!(", zone {}", s(&l["zone"]).to_uppercase()));
         if l["shadowed"] == true {

@@ -273,6 +273,20 @@ pub enum EvidenceCommand {
         #[arg(long, default_value = "file:./lever-evidence")]
         evidence: String,
     },
+    /// Print the counters of budgets across runs: what each key spent in each window,
+    /// ended windows included.
+    #[command(after_help = "Example:
+  lever evidence budgets --evidence postgres://auditor@db/lever --format json
+
+Exit: 0 shown, 2 usage or I/O.")]
+    Budgets {
+        /// `human` (a line per counter) or `json` (an object per counter, one a line).
+        #[arg(long, value_enum, default_value_t = Format::Human)]
+        format: Format,
+        /// The store: `file:DIR` or `postgres://...`.
+        #[arg(long, default_value = "file:./lever-evidence")]
+        evidence: String,
+    },
 }
 
 /// `lever serve`'s arguments. The binary hands them to the server: the command line and

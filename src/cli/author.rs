@@ -57,11 +57,20 @@ pub(crate) fn explain(
         }
     };
     let mut last_seq = None;
+    // What each run added to each budget counter so far: what spent it.
+    let mut spent = crate::author::explain::Spent::new();
     for (n, line) in bytes.split(|b| *b == b'\n').enumerate() {
         let Some(result) = replay.line_bytes(n as u64 + 1, line) else {
             continue;
         };
         let d = result.decision;
+        for c in &d.budgets {
+            let by = spent.entry(c.key.id.to_string()).or_default();
+            let run = by
+                .entry(d.run_id.as_deref().unwrap_or_default().to_string())
+                .or_insert(0);
+            *run = run.saturating_add(c.added);
+        }
         if d.run_id.as_deref() != Some(run_id)
             || d.action == crate::runtime::decision::Action::Rejected
         {
@@ -74,7 +83,8 @@ pub(crate) fn explain(
         let Some((engine, run)) = replay.run(run_id) else {
             break;
         };
-        let explained = crate::author::explain::explain(engine, run, &d, d.event == Some("step"));
+        let explained =
+            crate::author::explain::explain(engine, run, &d, (d.event == Some("step"), &spent));
         match format {
             Format::Human => print!("{}", crate::author::explain::text(&explained)),
             Format::Json => println!(

@@ -26,6 +26,51 @@ pub(crate) fn run(command: EvidenceCommand) -> ExitCode {
             format,
             evidence,
         } => with_store(&evidence, true, |store| show(store, &run, format)),
+        EvidenceCommand::Budgets { format, evidence } => {
+            with_store(&evidence, true, |store| budgets(store, format))
+        }
+    }
+}
+
+/// Every budget counter: policy, monitor, key values, window and value.
+fn budgets(
+    store: &mut dyn EvidenceStore,
+    format: Format,
+) -> Result<ExitCode, evidence::StoreError> {
+    let rows = store.counter_rows()?;
+    let mut out = std::io::stdout().lock();
+    let written = rows.iter().try_for_each(|r| {
+        let value = crate::base::num::Decimal(r.value).to_string();
+        let line = match format {
+            Format::Human => format!(
+                "{} {} {} {} {value}\n",
+                r.policy,
+                r.monitor,
+                r.per,
+                r.window_start.as_deref().unwrap_or("(no window)")
+            ),
+            Format::Json => format!(
+                "{}\n",
+                serde_json::json!({
+                    "policy": r.policy,
+                    "limit": r.monitor,
+                    "per": serde_json::from_str::<serde_json::Value>(&r.per).unwrap_or_default(),
+                    "window_start": r.window_start,
+                    "value": value,
+                })
+            ),
+        };
+        out.write_all(line.as_bytes())
+    });
+    if rows.is_empty() && format == Format::Human {
+        eprintln!("the store holds no budget counter");
+    }
+    match written {
+        Ok(()) => Ok(ExitCode::SUCCESS),
+        Err(e) => Err(evidence::StoreError::Io {
+            path: "standard output".into(),
+            source: e,
+        }),
     }
 }
 

@@ -154,6 +154,52 @@ pub fn sum(updates: &[CounterUpdate]) -> Vec<Folded> {
     out
 }
 
+/// One stored counter, as an auditor reads it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CounterRow {
+    pub policy: String,
+    pub monitor: String,
+    /// The key's values, a JSON object.
+    pub per: String,
+    pub window_start: Option<String>,
+    /// 10⁻⁹ units of the monitor's unit.
+    pub value: i64,
+}
+
+/// Every counter of a store with its labels, summed from its decision records, in
+/// (policy, monitor, window, key) order.
+pub(crate) fn rows_of<S: EvidenceStore + ?Sized>(
+    store: &mut S,
+) -> Result<Vec<CounterRow>, StoreError> {
+    let mut all: HashMap<String, CounterRow> = HashMap::new();
+    store.visit_all(
+        &mut |s| {
+            for u in counter_updates([&s.record]) {
+                let row = all.entry(u.id).or_insert_with(|| CounterRow {
+                    policy: u.policy,
+                    monitor: u.monitor,
+                    per: u.per,
+                    window_start: u.window_start,
+                    value: 0,
+                });
+                row.value = row.value.saturating_add(u.added);
+            }
+            std::ops::ControlFlow::Continue(())
+        },
+        &mut |_, _| {},
+    )?;
+    let mut rows: Vec<CounterRow> = all.into_values().collect();
+    rows.sort_by(|a, b| {
+        (&a.policy, &a.monitor, &a.window_start, &a.per).cmp(&(
+            &b.policy,
+            &b.monitor,
+            &b.window_start,
+            &b.per,
+        ))
+    });
+    Ok(rows)
+}
+
 /// Every counter of a store, summed from its decision records.
 pub(crate) fn sum_all<S: EvidenceStore + ?Sized>(
     store: &mut S,

@@ -137,6 +137,10 @@ pub trait EvidenceStore: Send {
             .map(|id| (id.clone(), all.get(id).copied().unwrap_or(0)))
             .collect())
     }
+    /// Every budget counter with its labels, ended windows included.
+    fn counter_rows(&mut self) -> Result<Vec<budgets::CounterRow>, StoreError> {
+        budgets::rows_of(self)
+    }
     /// The newest `limit` records of a kind, oldest first (the alert outbox, say).
     fn read_recent(&mut self, kind: RecordKind, limit: usize) -> Result<Vec<Stored>, StoreError> {
         let mut all = self.read_all()?;

@@ -143,6 +143,35 @@ fn served_budget(evidence: &str, dir: &Path) {
     let d = decided(served.post("/v1/runs/c/steps", &step("1.00", 5)));
     assert_eq!(d["budgets"][0]["counter"], "6.00");
     assert_eq!(served.stop(), Some(0));
+    // What each key spent that day, as an auditor reads it from the store.
+    let out = lever(
+        dir,
+        &[
+            "evidence",
+            "budgets",
+            "--evidence",
+            evidence,
+            "--format",
+            "json",
+        ],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let rows: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let spent = |key: &str| {
+        rows.iter()
+            .find(|r| r["per"]["api_key"] == key)
+            .map(|r| (r["window_start"].clone(), r["value"].clone()))
+    };
+    let day = serde_json::json!("2026-01-20T00:00:00Z");
+    assert_eq!(spent("k1"), Some((day.clone(), serde_json::json!("20.5"))));
+    assert_eq!(spent("k2"), Some((day, serde_json::json!("6"))));
 }
 
 #[test]
@@ -259,4 +288,61 @@ fn postgresql_keeps_budget_counters_in_the_statement_that_writes_the_records() {
         Some("2026-01-20T00:00:00Z")
     );
     assert_eq!(row.get::<_, i64>(4), 1_300_000_000);
+}
+
+#[test]
+fn explain_names_a_budget_counter_its_window_and_the_runs_that_spent_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    write(
+        tmp.path(),
+        "p.policy",
+        &KEY_DAILY
+            .replace("per (tenant, api_key) per 1d", "per api_key per 1d")
+            .replace("$20.00", "$2.00"),
+    );
+    let start = |run: &str| {
+        format!(
+            r#"{{"type":"run_start","run_id":"{run}","ts":"2026-01-20T10:00:00Z","tenant":"t","api_key":"k1"}}"#
+        )
+    };
+    let step = |run: &str, s: u32, cost: &str| {
+        format!(
+            r#"{{"type":"step","run_id":"{run}","ts":"2026-01-20T10:00:{s:02}Z","cost":"{cost}"}}"#
+        )
+    };
+    let events = [
+        start("a"),
+        start("b"),
+        step("a", 1, "1.30"),
+        step("b", 2, "0.80"),
+        step("b", 3, "0.10"),
+    ];
+    write(tmp.path(), "e.jsonl", &(events.join("\n") + "\n"));
+    let out = lever(
+        tmp.path(),
+        &[
+            "explain", "p.policy", "--events", "e.jsonl", "--run", "b", "--step", "3", "--format",
+            "json",
+        ],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let e: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let limit = &e["limits"][0];
+    assert_eq!(limit["observed"], "2.20");
+    assert_eq!(limit["zone"], "breach");
+    let b = &limit["budget"];
+    assert_eq!(b["per"]["api_key"], "k1");
+    assert_eq!(b["window_start"], "2026-01-20T00:00:00Z");
+    assert_eq!(
+        (b["spent_before"].as_str(), b["added"].as_str()),
+        (Some("2.10"), Some("0.10"))
+    );
+    assert_eq!(
+        b["by_run"],
+        serde_json::json!([{"run_id": "a", "spent": "1.30"}, {"run_id": "b", "spent": "0.90"}])
+    );
 }

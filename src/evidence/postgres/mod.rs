@@ -359,6 +359,26 @@ impl EvidenceStore for PgStore {
         self.append_checked(records, true)
     }
 
+    /// The `budgets` table, whole.
+    fn counter_rows(&mut self) -> Result<Vec<super::budgets::CounterRow>, StoreError> {
+        let sql = format!(
+            "SELECT policy, monitor, per, window_start, value FROM {}.budgets
+             ORDER BY policy, monitor, window_start NULLS FIRST, per",
+            self.schema
+        );
+        Ok(self
+            .read(&sql, &[])?
+            .iter()
+            .map(|r| super::budgets::CounterRow {
+                policy: r.get(0),
+                monitor: r.get(1),
+                per: r.get(2),
+                window_start: r.get(3),
+                value: r.get(4),
+            })
+            .collect())
+    }
+
     /// One read of the counters' rows (the primary key).
     fn counters(
         &mut self,
