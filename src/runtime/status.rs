@@ -28,7 +28,7 @@ fn state_name(run: &Run) -> &'static str {
 }
 
 /// The state of `run`, judged by `engine`.
-pub(crate) fn status(engine: &Engine, run: &Run) -> Value {
+pub(crate) fn status(engine: &Engine, run: &Run, budgets: &super::budget::Budgets) -> Value {
     let program = engine.program();
     let mut limits = Vec::new();
     let mut raises = Vec::new();
@@ -57,13 +57,18 @@ pub(crate) fn status(engine: &Engine, run: &Run) -> Value {
                     "to": format::value(l.unit, g.value), "until": g.until.map(format::timestamp),
                 }));
             }
-            let observed = match run.observed.get(usize::from(l.monitor)) {
+            let mut observed = match run.observed.get(usize::from(l.monitor)) {
                 Some(Slot::Num(n)) => json!(format::value(l.unit, *n)),
                 Some(Slot::Bool(b)) => json!(b.to_string()),
                 Some(Slot::Err(_)) => json!("error"),
                 Some(Slot::None | Slot::Str(_)) | None => Value::Null,
             };
+            let mut budget = Value::Null;
+            if l.budget.is_some() {
+                (observed, budget) = budget_of(run, budgets, (&p.name, l));
+            }
             limits.push(json!({
+                "budget": budget,
                 "policy": p.name,
                 "limit": l.name,
                 "observed": observed,
@@ -95,4 +100,26 @@ pub(crate) fn status(engine: &Engine, run: &Run) -> Value {
         "suspensions": suspensions,
         "pending": run.pending.iter().map(super::overrides::Pending::describe).collect::<Vec<_>>(),
     })
+}
+
+/// A budget across runs observes its counter (as this runtime holds it now): the value,
+/// and the run's key values and window.
+fn budget_of(
+    run: &Run,
+    budgets: &super::budget::Budgets,
+    (policy, l): (&str, &crate::compile::bytecode::LimitDesc),
+) -> (Value, Value) {
+    let key = run
+        .budget_keys
+        .iter()
+        .flatten()
+        .find(|k| k.policy == policy && k.monitor == l.name);
+    match key {
+        None => (Value::Null, Value::Null),
+        Some(k) => (
+            json!(format::value(l.unit, budgets.get(&k.id))),
+            serde_json::to_value(super::budget::BudgetTag(std::sync::Arc::clone(k)))
+                .unwrap_or_default(),
+        ),
+    }
 }

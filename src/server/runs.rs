@@ -199,6 +199,17 @@ pub(super) async fn run_status(State(s): State<Arc<Server>>, Path(id): Path<Stri
     if let Err(refused) = loaded {
         return refused;
     }
+    // Its budgets' counters as the store holds them now (other runs add to them too).
+    let counters = s
+        .replay
+        .lock()
+        .map(|r| r.counter_ids(&id))
+        .unwrap_or_default();
+    if !counters.is_empty()
+        && let Err(refused) = s.read_counters(counters, true).await
+    {
+        return refused;
+    }
     let status = s.replay.lock().ok().and_then(|r| r.status(&id));
     match status {
         Some(status) => (

@@ -142,6 +142,14 @@ fn served_budget(evidence: &str, dir: &Path) {
     // A live run rebuilt from its chain carries on too.
     let d = decided(served.post("/v1/runs/c/steps", &step("1.00", 5)));
     assert_eq!(d["budgets"][0]["counter"], "6.00");
+    // A run's state shows its budget's counter, which other runs of the key moved too.
+    let (status, text) = served.get("/v1/runs/a");
+    assert_eq!(status, 200, "{text}");
+    let state: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let limit = &state["limits"][0];
+    assert_eq!(limit["observed"], "20.50", "{state}");
+    assert_eq!(limit["budget"]["per"]["api_key"], "k1");
+    assert_eq!(limit["budget"]["window_start"], "2026-01-20T00:00:00Z");
     assert_eq!(served.stop(), Some(0));
     // What each key spent that day, as an auditor reads it from the store.
     let out = lever(

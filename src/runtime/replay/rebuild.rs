@@ -65,10 +65,26 @@ impl Replay {
     }
 
     /// A held run's state (`GET /v1/runs/{id}`).
+    /// The budget counters run `id` last added to (what its state shows).
+    pub(crate) fn counter_ids(&self, id: &str) -> Vec<String> {
+        self.runs.get(id).map_or_else(Vec::new, |h| {
+            h.run
+                .budget_keys
+                .iter()
+                .flatten()
+                .map(|k| k.id.to_string())
+                .collect()
+        })
+    }
+
     pub(crate) fn status(&self, id: &str) -> Option<serde_json::Value> {
         let held = self.runs.get(id)?;
         let engine = self.engines.get(held.engine)?;
-        Some(crate::runtime::status::status(engine, &held.run))
+        Some(crate::runtime::status::status(
+            engine,
+            &held.run,
+            &self.budgets,
+        ))
     }
 
     /// Rebuilds run `id` from its chain (records in chain order), replacing what the
