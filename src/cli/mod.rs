@@ -6,6 +6,7 @@
 
 mod args;
 mod author;
+mod bench;
 mod build;
 mod evidence;
 mod lsp;
@@ -68,6 +69,12 @@ pub fn main(serve: fn(ServeArgs) -> ExitCode) -> ExitCode {
             step,
             format,
         } => crate::cli::author::explain(&source, &events, &run, step, format),
+        Command::Bench {
+            source,
+            events,
+            passes,
+            format,
+        } => crate::cli::bench::bench(&source, &events, passes, format),
         Command::Run {
             source,
             events,

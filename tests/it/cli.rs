@@ -425,3 +425,53 @@ fn a_huge_token_is_never_echoed_whole() {
         );
     }
 }
+
+/// `lever bench` times the user's own policies and events on both engines, and says how
+/// many events and steps it judged.
+#[test]
+fn bench_times_the_examples_on_both_engines() {
+    let events = root().join("examples/events/support.jsonl");
+    let out = lever(
+        &root(),
+        &[
+            "bench",
+            "examples",
+            "--events",
+            events.to_str().unwrap(),
+            "--passes",
+            "2",
+            "--format",
+            "json",
+        ],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let lines = std::fs::read_to_string(&events).unwrap();
+    let steps = lines
+        .lines()
+        .filter(|l| l.contains(r#""type":"step""#))
+        .count();
+    assert_eq!(
+        report["events"],
+        lines.lines().filter(|l| !l.trim().is_empty()).count()
+    );
+    assert_eq!(report["steps"], steps);
+    assert_eq!(report["passes"], 2);
+    for engine in ["interp", "jit"] {
+        let ns = report["engines"][engine]["median_ns_per_event"].as_u64();
+        assert!(ns.is_some_and(|ns| ns > 0), "{engine}: {report}");
+    }
+    // Nothing to time is a usage error.
+    let empty = tempfile::tempdir().unwrap();
+    std::fs::write(empty.path().join("e.jsonl"), "\n").unwrap();
+    let examples = root().join("examples");
+    let out = lever(
+        empty.path(),
+        &["bench", examples.to_str().unwrap(), "--events", "e.jsonl"],
+    );
+    assert_eq!(out.status.code(), Some(2));
+}
