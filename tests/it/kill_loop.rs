@@ -8,7 +8,14 @@
 //! `LEVER_KILLS` sets the kills (CI runs a few; the closing note reports a long run),
 //! `LEVER_KILL_SEED` the seed: the moments of the kills and the clients' choices follow it.
 
-use super::durable_runs::{POLICY, run_start, start, step};
+use super::durable_runs::{run_start, start, step};
+
+/// The durable-runs policy, and a daily budget of the tenant that never trips but counts
+/// every step of every run: it must survive every kill exactly.
+fn policy() -> String {
+    super::durable_runs::POLICY.to_string()
+        + "policy tenant_day { version 1 scope all\n  limit std.llm.cost to $1_000_000 per tenant per 1d { breach => stop } }\n"
+}
 use super::served::Served;
 use lever::evidence::{ChainId, EvidenceStore, RecordKind, Stored};
 use std::collections::{BTreeMap, BTreeSet};
@@ -200,8 +207,10 @@ fn check_store(evidence: &str, dir: &Path, served: &Served, acked: &Acked) -> Ve
     let acked = acked.decisions.lock().unwrap().clone();
     let runs: BTreeSet<String> = sent.keys().cloned().collect();
     let mut alerts = Vec::new();
+    let mut counted: Vec<(String, u64, u64)> = Vec::new();
     for run in &runs {
         let chain = store.read_chain(&ChainId::Run(run.clone())).unwrap();
+        counted.extend(budget_steps(&chain));
         let decisions: BTreeMap<u64, &serde_json::Value> = chain
             .iter()
             .filter(|s| s.record.kind == RecordKind::Decision)
@@ -239,15 +248,69 @@ fn check_store(evidence: &str, dir: &Path, served: &Served, acked: &Acked) -> Ve
                 .map(|s| lever::base::hash::hex(&s.record.id())),
         );
     }
+    check_budgets(store.as_mut(), counted);
     drop(store);
     super::assert_verifies(dir, evidence);
     alerts
 }
 
+/// Each stored step's budget counter: (counter id, cents added, counter after, in cents).
+fn budget_steps(chain: &[Stored]) -> Vec<(String, u64, u64)> {
+    let cents = |v: &serde_json::Value| -> u64 {
+        let text = v.as_str().unwrap();
+        let (units, frac) = text.split_once('.').unwrap_or((text, "0"));
+        units.parse::<u64>().unwrap() * 100 + format!("{frac:0<2}")[..2].parse::<u64>().unwrap()
+    };
+    chain
+        .iter()
+        .filter(|s| s.record.kind == RecordKind::Decision)
+        .flat_map(|s| {
+            s.record.body["budgets"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default()
+        })
+        .map(|c| {
+            let id = lever::evidence::budgets::counter_id(
+                c["policy"].as_str().unwrap(),
+                c["limit"].as_str().unwrap(),
+                &[("tenant".into(), c["per"]["tenant"].as_str().unwrap().into())],
+                c["window_start"].as_str(),
+            );
+            (id, cents(&c["added"]), cents(&c["counter"]))
+        })
+        .collect()
+}
+
+/// Through every kill, each budget counter was exact: the stored steps' counters, in
+/// order, are the running sums of what they added, and the store's counter is the total.
+fn check_budgets(store: &mut dyn EvidenceStore, mut counted: Vec<(String, u64, u64)>) {
+    counted.sort_by(|a, b| (&a.0, a.2).cmp(&(&b.0, b.2)));
+    let mut totals: BTreeMap<String, u64> = BTreeMap::new();
+    for (id, added, counter) in &counted {
+        let total = totals.entry(id.clone()).or_insert(0);
+        *total += added;
+        assert_eq!(
+            *counter, *total,
+            "a step was judged on a counter that had moved: {id}"
+        );
+    }
+    assert!(!totals.is_empty(), "the load added to no budget");
+    let ids: Vec<String> = totals.keys().cloned().collect();
+    let stored = store.counters(&ids).unwrap();
+    for (id, total) in totals {
+        assert_eq!(
+            stored[&id] as u64,
+            total * 10_000_000,
+            "the store's counter {id}"
+        );
+    }
+}
+
 fn kill_loop(evidence: &str, dir: &Path) {
     let kills = env_or("LEVER_KILLS", 3);
     let seed = env_or("LEVER_KILL_SEED", 0x5eed);
-    std::fs::write(dir.join("p.policy"), POLICY).unwrap();
+    std::fs::write(dir.join("p.policy"), policy()).unwrap();
     let (port, seen) = super::server::receiver(0);
     let mut served = start(dir, evidence, port);
     let load = Load::start(&served, seed);
@@ -325,7 +388,7 @@ fn postgresql_dropping_every_connection_under_load_loses_and_doubles_nothing() {
     let schema = super::stores::Schema::new();
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
-    std::fs::write(dir.join("p.policy"), POLICY).unwrap();
+    std::fs::write(dir.join("p.policy"), policy()).unwrap();
     let (port, _seen) = super::server::receiver(0);
     let served = start(dir, &schema.url, port);
     let load = Load::start(&served, 0x5eed);
