@@ -11,7 +11,7 @@
 //!
 //! `cargo bench --bench serve` (`LEVER_LOAD_SECONDS`, and `LEVER_LOAD_CLIENTS` as a
 //! comma-separated list of client counts, default `16,32,64`). `-- budget` measures
-//! PostgreSQL with a daily budget every step of the load adds to. Targets on the 2-core machine (issue 8): file store 20,000 steps/s with p99
+//! both stores with a daily budget every step of the load adds to. Targets on the 2-core machine (issue 8): file store 20,000 steps/s with p99
 //! under 5 ms; PostgreSQL 5,000 steps/s.
 
 use std::process::Child;
@@ -178,8 +178,18 @@ fn main() {
             support::stop(child);
         }
     }
-    // `cargo bench --bench serve -- budget`: PostgreSQL with one shared budget.
+    // `cargo bench --bench serve -- budget`: both stores with one shared budget.
     if filter.iter().any(|f| f.contains("budget")) {
+        for &n in &clients {
+            let dir = tempfile::tempdir().unwrap();
+            let (child, base) = serve_with_budget(dir.path(), "file:ev");
+            report(
+                &format!("serve/file_budget/{n}"),
+                seconds,
+                load(&base, n, seconds),
+            );
+            support::stop(child);
+        }
         let base_url = std::env::var("DATABASE_URL")
             .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_string());
         for &n in &clients {

@@ -161,6 +161,17 @@ impl Server {
         ids: Vec<String>,
         moved: bool,
     ) -> Result<(), Response> {
+        // Only what the runtime does not hold, unless other servers moved it.
+        let ids: Vec<String> = match (moved, self.replay.lock()) {
+            (false, Ok(mut replay)) => {
+                let budgets = replay.budgets_mut();
+                ids.into_iter().filter(|id| !budgets.holds(id)).collect()
+            }
+            _ => ids,
+        };
+        if ids.is_empty() {
+            return Ok(());
+        }
         let values = self
             .read_store(move |store| store.counters(&ids))
             .await
@@ -199,14 +210,15 @@ pub(super) async fn run_status(State(s): State<Arc<Server>>, Path(id): Path<Stri
     if let Err(refused) = loaded {
         return refused;
     }
-    // Its budgets' counters as the store holds them now (other runs add to them too).
+    // Its budgets' counters as the store holds them now: other servers add to them on
+    // PostgreSQL; a file store's one writer is this server, whose counters are current.
     let counters = s
         .replay
         .lock()
         .map(|r| r.counter_ids(&id))
         .unwrap_or_default();
     if !counters.is_empty()
-        && let Err(refused) = s.read_counters(counters, true).await
+        && let Err(refused) = s.read_counters(counters, s.shared_store).await
     {
         return refused;
     }
