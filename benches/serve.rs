@@ -170,65 +170,51 @@ fn main() {
         .filter_map(|n| n.trim().parse().ok())
         .collect();
     println!("keep-alive clients, {seconds} s per measurement");
-    if wanted("file") {
-        for &n in &clients {
-            let dir = tempfile::tempdir().unwrap();
-            let (child, base) = serve(dir.path(), "file:ev");
-            report(&format!("serve/file/{n}"), seconds, load(&base, n, seconds));
-            support::stop(child);
-        }
-    }
     // `cargo bench --bench serve -- budget`: both stores with one shared budget.
     if filter.iter().any(|f| f.contains("budget")) {
-        for &n in &clients {
-            let dir = tempfile::tempdir().unwrap();
-            let (child, base) = serve_with_budget(dir.path(), "file:ev");
-            report(
-                &format!("serve/file_budget/{n}"),
-                seconds,
-                load(&base, n, seconds),
-            );
-            support::stop(child);
-        }
-        let base_url = std::env::var("DATABASE_URL")
-            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_string());
-        for &n in &clients {
-            let schema = format!("lever_load_budget_{}_{n}", std::process::id());
-            let sep = if base_url.contains('?') { '&' } else { '?' };
-            let url = format!("{base_url}{sep}schema={schema}");
-            lever::evidence::postgres::migrate::migrate(&url, None)
-                .expect("the PostgreSQL store can be created");
-            let dir = tempfile::tempdir().unwrap();
-            let (child, base) = serve_with_budget(dir.path(), &url);
-            report(
-                &format!("serve/postgres_budget/{n}"),
-                seconds,
-                load(&base, n, seconds),
-            );
-            support::stop(child);
-            let mut c = postgres::Client::connect(&base_url, postgres::NoTls).unwrap();
-            c.batch_execute(&format!("DROP SCHEMA IF EXISTS \"{schema}\" CASCADE"))
-                .unwrap();
-        }
+        measure("file_budget", &clients, seconds, serve_with_budget);
+        measure("postgres_budget", &clients, seconds, serve_with_budget);
         return;
     }
+    if wanted("file") {
+        measure("file", &clients, seconds, serve);
+    }
     if wanted("postgres") {
-        let base_url = std::env::var("DATABASE_URL")
-            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_string());
-        for &n in &clients {
-            let schema = format!("lever_load_{}_{n}", std::process::id());
+        measure("postgres", &clients, seconds, serve);
+    }
+}
+
+/// `serve/NAME/N` for each client count: a server started by `start` on a fresh store (a
+/// file store, or a PostgreSQL schema of its own, dropped after, when NAME starts with
+/// `postgres`), loaded, and stopped.
+fn measure(
+    name: &str,
+    clients: &[usize],
+    seconds: u64,
+    start: fn(&std::path::Path, &str) -> (Child, String),
+) {
+    let base_url = std::env::var("DATABASE_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_string());
+    for &n in clients {
+        let dir = tempfile::tempdir().unwrap();
+        let schema = format!("lever_load_{name}_{}_{n}", std::process::id());
+        let evidence = if name.starts_with("postgres") {
             let sep = if base_url.contains('?') { '&' } else { '?' };
             let url = format!("{base_url}{sep}schema={schema}");
             lever::evidence::postgres::migrate::migrate(&url, None)
                 .expect("the PostgreSQL store can be created");
-            let dir = tempfile::tempdir().unwrap();
-            let (child, base) = serve(dir.path(), &url);
-            report(
-                &format!("serve/postgres/{n}"),
-                seconds,
-                load(&base, n, seconds),
-            );
-            support::stop(child);
+            url
+        } else {
+            "file:ev".to_string()
+        };
+        let (child, base) = start(dir.path(), &evidence);
+        report(
+            &format!("serve/{name}/{n}"),
+            seconds,
+            load(&base, n, seconds),
+        );
+        support::stop(child);
+        if name.starts_with("postgres") {
             let mut c = postgres::Client::connect(&base_url, postgres::NoTls).unwrap();
             c.batch_execute(&format!("DROP SCHEMA IF EXISTS \"{schema}\" CASCADE"))
                 .unwrap();

@@ -13,29 +13,15 @@ use crate::runtime::{Engine, Run, Zone};
 use crate::vm::Slot;
 use serde_json::{Value, json};
 
-/// The run's value of a scope selector.
-fn attribute<'a>(run: &'a Run, s: &Selector) -> &'a str {
-    match s {
-        Selector::Tenant => &run.attrs.tenant,
-        Selector::Agent => &run.attrs.agent,
-        Selector::ApiKey => &run.attrs.api_key,
-        Selector::HumanActor => &run.attrs.human_actor,
-        Selector::Label(k) => run.attrs.labels.get(k).map_or("", String::as_str),
-    }
-}
-
 /// The selectors a scope reads, each once, with the run's values: what decided it.
 fn read_by(scope: &Scope, run: &Run, out: &mut Vec<(String, String)>) {
     let mut push = |s: &Selector| {
-        let name = match s {
-            Selector::Tenant => "tenant".to_string(),
-            Selector::Agent => "agent".into(),
-            Selector::ApiKey => "api_key".into(),
-            Selector::HumanActor => "human_actor".into(),
-            Selector::Label(k) => format!("labels[{k:?}]"),
-        };
+        let name = s.text();
         if !out.iter().any(|(n, _)| *n == name) {
-            out.push((name, attribute(run, s).to_string()));
+            out.push((
+                name,
+                crate::runtime::scope::attribute(s, &run.attrs).to_string(),
+            ));
         }
     };
     match scope {

@@ -1,6 +1,6 @@
 //! `lever fmt`, `lever test`, `lever diff` and `lever explain`: what authors and reviewers run.
 
-use crate::cli::run::{artifact_for, read_events};
+use crate::cli::run::{ReplayInputs, replay_inputs};
 use crate::cli::{Format, load_artifact};
 use crate::compile::load::{self, LoadOptions};
 use crate::runtime::EngineKind;
@@ -36,12 +36,12 @@ pub(crate) fn explain(
     seq: u64,
     format: Format,
 ) -> ExitCode {
-    let artifact = match artifact_for(source, LoadOptions::default()) {
-        Ok(a) => Arc::new(a),
-        Err(code) => return code,
-    };
-    let (bytes, base) = match read_events(events) {
-        Ok(e) => e,
+    let ReplayInputs {
+        artifact,
+        bytes,
+        base,
+    } = match replay_inputs(source, events) {
+        Ok(inputs) => inputs,
         Err(code) => return code,
     };
     let mut replay = match Replay::with_engine(

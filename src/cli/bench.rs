@@ -4,7 +4,7 @@
 //! events are decoded once, before the timing. The median pass is reported.
 
 use crate::cli::Format;
-use crate::cli::run::{artifact_for, read_events};
+use crate::cli::run::{ReplayInputs, replay_inputs};
 use crate::compile::load::{self, LoadOptions};
 use crate::runtime::EngineKind;
 use crate::runtime::event::{self, Event};
@@ -29,12 +29,12 @@ impl Timed {
 }
 
 pub(crate) fn bench(source: &[PathBuf], events: &str, passes: u32, format: Format) -> ExitCode {
-    let artifact = match artifact_for(source, LoadOptions::default()) {
-        Ok(a) => Arc::new(a),
-        Err(code) => return code,
-    };
-    let (bytes, base) = match read_events(events) {
-        Ok(e) => e,
+    let ReplayInputs {
+        artifact,
+        bytes,
+        base,
+    } = match replay_inputs(source, events) {
+        Ok(inputs) => inputs,
         Err(code) => return code,
     };
     let text = String::from_utf8_lossy(&bytes);

@@ -44,6 +44,24 @@ pub fn artifact_for(paths: &[PathBuf], options: LoadOptions) -> Result<Artifact,
     Ok(artifact)
 }
 
+/// What an in-memory replay of the events needs (`explain`, `bench`): the artifact, the
+/// events' bytes, and the directory deploys name their artifacts from.
+pub(crate) struct ReplayInputs {
+    pub artifact: std::sync::Arc<Artifact>,
+    pub bytes: Vec<u8>,
+    pub base: PathBuf,
+}
+
+pub(crate) fn replay_inputs(source: &[PathBuf], events: &str) -> Result<ReplayInputs, ExitCode> {
+    let artifact = std::sync::Arc::new(artifact_for(source, LoadOptions::default())?);
+    let (bytes, base) = read_events(events)?;
+    Ok(ReplayInputs {
+        artifact,
+        bytes,
+        base,
+    })
+}
+
 pub(crate) fn read_events(events: &str) -> Result<(Vec<u8>, PathBuf), ExitCode> {
     if events == "-" {
         let mut bytes = Vec::new();

@@ -166,11 +166,10 @@ pub struct CounterRow {
     pub value: i64,
 }
 
-/// Every counter of a store with its labels, summed from its decision records, in
-/// (policy, monitor, window, key) order.
-pub(crate) fn rows_of<S: EvidenceStore + ?Sized>(
+/// Every counter of a store with its labels, summed from its decision records, by id.
+fn summed<S: EvidenceStore + ?Sized>(
     store: &mut S,
-) -> Result<Vec<CounterRow>, StoreError> {
+) -> Result<HashMap<String, CounterRow>, StoreError> {
     let mut all: HashMap<String, CounterRow> = HashMap::new();
     store.visit_all(
         &mut |s| {
@@ -188,7 +187,14 @@ pub(crate) fn rows_of<S: EvidenceStore + ?Sized>(
         },
         &mut |_, _| {},
     )?;
-    let mut rows: Vec<CounterRow> = all.into_values().collect();
+    Ok(all)
+}
+
+/// Every counter of a store with its labels, in (policy, monitor, window, key) order.
+pub(crate) fn rows_of<S: EvidenceStore + ?Sized>(
+    store: &mut S,
+) -> Result<Vec<CounterRow>, StoreError> {
+    let mut rows: Vec<CounterRow> = summed(store)?.into_values().collect();
     rows.sort_by(|a, b| {
         (&a.policy, &a.monitor, &a.window_start, &a.per).cmp(&(
             &b.policy,
@@ -200,22 +206,14 @@ pub(crate) fn rows_of<S: EvidenceStore + ?Sized>(
     Ok(rows)
 }
 
-/// Every counter of a store, summed from its decision records.
+/// Every counter of a store's value, by id.
 pub(crate) fn sum_all<S: EvidenceStore + ?Sized>(
     store: &mut S,
 ) -> Result<HashMap<String, i64>, StoreError> {
-    let mut all: HashMap<String, i64> = HashMap::new();
-    store.visit_all(
-        &mut |s| {
-            for u in counter_updates([&s.record]) {
-                let v = all.entry(u.id).or_insert(0);
-                *v = v.saturating_add(u.added);
-            }
-            std::ops::ControlFlow::Continue(())
-        },
-        &mut |_, _| {},
-    )?;
-    Ok(all)
+    Ok(summed(store)?
+        .into_iter()
+        .map(|(id, row)| (id, row.value))
+        .collect())
 }
 
 /// Whether a batch's updates were judged on the values `current` gives, for a writer that

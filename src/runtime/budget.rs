@@ -120,12 +120,6 @@ impl Budgets {
         missing.dedup();
         missing
     }
-
-    /// Forgets every counter (a server reads them again from its store).
-    pub fn clear(&mut self) {
-        self.counters.clear();
-        self.missing.clear();
-    }
 }
 
 /// A budget limit of an engine's program, and the aggregate its monitor is.
@@ -234,40 +228,28 @@ pub(crate) fn counter_key(
     let key = budget
         .per
         .iter()
-        .map(|s| (s.clone(), attribute(s, run).to_string()))
+        .map(|s| (s.clone(), super::scope::attribute(s, run).to_string()))
         .collect();
     CounterKey::new(policy, monitor, key, budget.window_start(at))
 }
 
-fn attribute<'a>(s: &Selector, run: &'a RunStart) -> &'a str {
-    match s {
-        Selector::Tenant => &run.tenant,
-        Selector::Agent => &run.agent,
-        Selector::ApiKey => &run.api_key,
-        Selector::HumanActor => &run.human_actor,
-        Selector::Label(k) => run.labels.get(k).map_or("", String::as_str),
-    }
-}
-
 impl Engine {
-    /// The budget aggregates' values before a step enters them.
-    pub(super) fn budget_before(&self, run: &Run) -> Vec<i64> {
-        self.budget_slots
-            .iter()
-            .map(|b| number(run.aggs.get(usize::from(b.agg)).map(|a| a.value())))
-            .collect()
+    /// Keeps the budget aggregates' values before a step enters them.
+    pub(super) fn budget_before(&mut self, run: &Run) {
+        let before = &mut self.scratch.budget_before;
+        before.clear();
+        before.extend(
+            self.budget_slots
+                .iter()
+                .map(|b| number(run.aggs.get(usize::from(b.agg)).map(|a| a.value()))),
+        );
     }
 
     /// Adds a step's contributions to the counters of the budgets whose policy's scope
     /// holds the run, judged or not, and keeps each counter's value for judging.
-    pub(super) fn count_budgets(
-        &mut self,
-        run: &mut Run,
-        before: &[i64],
-        budgets: &mut Budgets,
-        at: i64,
-    ) {
+    pub(super) fn count_budgets(&mut self, run: &mut Run, budgets: &mut Budgets, at: i64) {
         let program = &self.artifact.body.program;
+        let before = &self.scratch.budget_before;
         let counted = &mut self.scratch.counted;
         counted.clear();
         if run.budget_keys.len() != self.budget_slots.len() {
@@ -311,7 +293,7 @@ impl Engine {
             };
             // A merged engine (a run re-bound across a deploy) may hold a policy twice,
             // from both artifacts: the step still counts once.
-            let (added, value) = match counted.iter().find(|c| c.key == key) {
+            let (added, value) = match counted.iter().find(|c| c.key.id == key.id) {
                 Some(c) => (0, c.value),
                 None => {
                     let after = number(run.aggs.get(usize::from(slot.agg)).map(|a| a.value()));
@@ -335,7 +317,7 @@ impl Engine {
 pub(super) fn contributions(counted: &[Counted]) -> Vec<Contribution> {
     let mut out: Vec<Contribution> = Vec::new();
     for (i, c) in counted.iter().enumerate() {
-        if counted.iter().take(i).any(|d| d.key == c.key) {
+        if counted.iter().take(i).any(|d| d.key.id == c.key.id) {
             continue;
         }
         out.push(Contribution {

@@ -21,6 +21,8 @@ pub(super) struct Scratch {
     pub(super) nums: Vec<i64>,
     pub(super) bools: Vec<bool>,
     pub(super) values: Values,
+    /// The budget aggregates' values before the step, by budget slot.
+    pub(super) budget_before: Vec<i64>,
     /// The step's budget counters and their values, for judging.
     pub(super) counted: Vec<super::budget::Counted>,
 }
@@ -299,9 +301,9 @@ impl Engine {
         if self.budget_slots.is_empty() {
             self.evaluate(run, step, metrics, at);
         } else {
-            let before = self.budget_before(run);
+            self.budget_before(run);
             self.evaluate(run, step, metrics, at);
-            self.count_budgets(run, &before, budgets, at);
+            self.count_budgets(run, budgets, at);
         }
         run.observed.clear();
         run.observed.extend_from_slice(self.monitor_values());

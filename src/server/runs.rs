@@ -162,12 +162,14 @@ impl Server {
         moved: bool,
     ) -> Result<(), Response> {
         // Only what the runtime does not hold, unless other servers moved it.
-        let ids: Vec<String> = match (moved, self.replay.lock()) {
-            (false, Ok(mut replay)) => {
-                let budgets = replay.budgets_mut();
-                ids.into_iter().filter(|id| !budgets.holds(id)).collect()
-            }
-            _ => ids,
+        let ids: Vec<String> = if moved {
+            ids
+        } else {
+            let Ok(mut replay) = self.replay.lock() else {
+                return Err(unavailable("the runtime lock is poisoned"));
+            };
+            let budgets = replay.budgets_mut();
+            ids.into_iter().filter(|id| !budgets.holds(id)).collect()
         };
         if ids.is_empty() {
             return Ok(());

@@ -9,6 +9,7 @@
 //! `LEVER_KILL_SEED` the seed: the moments of the kills and the clients' choices follow it.
 
 use super::durable_runs::{run_start, start, step};
+use super::{cents, env_or};
 
 /// The durable-runs policy, and a daily budget of the tenant that never trips but counts
 /// every step of every run: it must survive every kill exactly.
@@ -25,13 +26,6 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 const CLIENTS: usize = 4;
-
-fn env_or(name: &str, default: u64) -> u64 {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
 
 /// xorshift64*, seeded.
 struct Rng(u64);
@@ -168,10 +162,6 @@ fn open_store(evidence: &str, dir: &Path) -> Box<dyn EvidenceStore> {
 /// A run's stored spend, in cents, checked against what its signals and summary say;
 /// and its stored steps.
 fn check_run(run: &str, chain: &[Stored]) -> (u64, u64) {
-    let cents = |text: &str| -> u64 {
-        let (units, frac) = text.split_once('.').unwrap_or((text, "0"));
-        units.parse::<u64>().unwrap() * 100 + format!("{frac:0<2}")[..2].parse::<u64>().unwrap()
-    };
     let mut spent = 0;
     let mut steps = 0;
     for s in chain {
@@ -256,11 +246,7 @@ fn check_store(evidence: &str, dir: &Path, served: &Served, acked: &Acked) -> Ve
 
 /// Each stored step's budget counter: (counter id, cents added, counter after, in cents).
 fn budget_steps(chain: &[Stored]) -> Vec<(String, u64, u64)> {
-    let cents = |v: &serde_json::Value| -> u64 {
-        let text = v.as_str().unwrap();
-        let (units, frac) = text.split_once('.').unwrap_or((text, "0"));
-        units.parse::<u64>().unwrap() * 100 + format!("{frac:0<2}")[..2].parse::<u64>().unwrap()
-    };
+    let cents = |v: &serde_json::Value| cents(v.as_str().unwrap());
     chain
         .iter()
         .filter(|s| s.record.kind == RecordKind::Decision)

@@ -45,6 +45,20 @@ pub fn root() -> PathBuf {
 }
 
 /// Runs the real `lever` binary in `dir`.
+/// A number from the environment (the long runs' knobs), or the default.
+pub fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+/// A dollar amount as decisions print it (`"2.10"`, `"20"`), in cents.
+pub fn cents(text: &str) -> u64 {
+    let (units, frac) = text.split_once('.').unwrap_or((text, "0"));
+    units.parse::<u64>().unwrap() * 100 + format!("{frac:0<2}")[..2].parse::<u64>().unwrap()
+}
+
 pub fn lever(dir: &Path, args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_lever"))
         .args(args)

@@ -8,6 +8,7 @@
 //! `LEVER_BUDGET_CLIENTS` (default 64) and `LEVER_BUDGET_SERVERS` (PostgreSQL, default 3).
 
 use super::served::Served;
+use super::{cents, env_or};
 use lever::evidence::{EvidenceStore, RecordKind};
 use std::time::Duration;
 
@@ -22,18 +23,6 @@ policy key_daily {
 /// Cents of a step.
 const STEP_CENTS: u64 = 10;
 const BUDGET_CENTS: u64 = 2_000;
-
-fn env_or(name: &str, default: usize) -> usize {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
-fn cents(text: &str) -> u64 {
-    let (units, frac) = text.split_once('.').unwrap_or((text, "0"));
-    units.parse::<u64>().unwrap() * 100 + format!("{frac:0<2}")[..2].parse::<u64>().unwrap()
-}
 
 /// One client: starts its run, then reports steps until the run is stopped. Each request
 /// goes to a server picked by the client's own sequence.

@@ -38,10 +38,11 @@ impl FileStore {
         if updates.is_empty() {
             return Ok(Vec::new());
         }
-        let all = self.counters_loaded()?;
+        // Counters not summed yet take these records when they are (from the store).
         if !exclusive {
             return Ok(budgets::sum(&updates));
         }
+        let all = self.counters_loaded()?;
         let folded = budgets::fold(&updates)?;
         budgets::check_before(&folded, all)?;
         Ok(folded)
