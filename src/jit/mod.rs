@@ -12,9 +12,8 @@
 
 mod codegen;
 
-use crate::base::num::ArithError;
 use crate::compile::bytecode::{FieldSource, Program};
-use crate::vm::{Ctx, Slot, StrRef};
+use crate::vm::{Ctx, Slot};
 
 pub(crate) use codegen::compile;
 
@@ -152,43 +151,18 @@ pub(crate) struct Flat {
     pub val: i64,
 }
 
-pub(crate) const NUM: i64 = 0;
-pub(crate) const BOOL: i64 = 1;
-pub(crate) const STR_CONST: i64 = 2;
-pub(crate) const STR_FIELD: i64 = 3;
-pub(crate) const STR_LABEL: i64 = 4;
-pub(crate) const NONE: i64 = 5;
-pub(crate) const ERR_OVERFLOW: i64 = 6;
-pub(crate) const ERR_DIV_ZERO: i64 = 7;
+pub(crate) use crate::vm::tag::{BOOL, ERR_OVERFLOW, NONE, NUM, STR_CONST, STR_FIELD, STR_LABEL};
 
 impl Flat {
     pub(crate) const NONE: Flat = Flat { tag: NONE, val: 0 };
 
     pub(crate) fn of(s: Slot) -> Flat {
-        let (tag, val) = match s {
-            Slot::Num(n) => (NUM, n),
-            Slot::Bool(b) => (BOOL, i64::from(b)),
-            Slot::Str(StrRef::Const(i)) => (STR_CONST, i64::from(i)),
-            Slot::Str(StrRef::Field(i)) => (STR_FIELD, i64::from(i)),
-            Slot::Str(StrRef::Label(i)) => (STR_LABEL, i64::from(i)),
-            Slot::None => (NONE, 0),
-            Slot::Err(ArithError::Overflow) => (ERR_OVERFLOW, 0),
-            Slot::Err(ArithError::DivisionByZero) => (ERR_DIV_ZERO, 0),
-        };
+        let (tag, val) = crate::vm::tag::of(s);
         Flat { tag, val }
     }
 
     pub(crate) fn slot(self) -> Slot {
-        match self.tag {
-            NUM => Slot::Num(self.val),
-            BOOL => Slot::Bool(self.val != 0),
-            STR_CONST => Slot::Str(StrRef::Const(u32::try_from(self.val).unwrap_or(u32::MAX))),
-            STR_FIELD => Slot::Str(StrRef::Field(u16::try_from(self.val).unwrap_or(u16::MAX))),
-            STR_LABEL => Slot::Str(StrRef::Label(u16::try_from(self.val).unwrap_or(u16::MAX))),
-            ERR_OVERFLOW => Slot::Err(ArithError::Overflow),
-            ERR_DIV_ZERO => Slot::Err(ArithError::DivisionByZero),
-            _ => Slot::None,
-        }
+        crate::vm::tag::slot(self.tag, self.val)
     }
 }
 
@@ -394,6 +368,8 @@ unsafe extern "C" fn mul_div(op: i64, a: i64, b: i64, out: *mut Flat) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::base::num::ArithError;
+    use crate::vm::StrRef;
 
     #[test]
     fn flat_round_trips_every_slot() {

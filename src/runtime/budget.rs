@@ -233,15 +233,22 @@ pub(crate) fn counter_key(
     CounterKey::new(policy, monitor, key, budget.window_start(at))
 }
 
+/// An aggregate's value in a run.
+fn agg_value(program: &crate::compile::bytecode::Program, run: &Run, i: u16) -> Option<Slot> {
+    let i = usize::from(i);
+    Some(run.aggs.get(i)?.value(program.aggregates.get(i)?))
+}
+
 impl Engine {
     /// Keeps the budget aggregates' values before a step enters them.
     pub(super) fn budget_before(&mut self, run: &Run) {
         let before = &mut self.scratch.budget_before;
         before.clear();
+        let program = &self.artifact.body.program;
         before.extend(
             self.budget_slots
                 .iter()
-                .map(|b| number(run.aggs.get(usize::from(b.agg)).map(|a| a.value()))),
+                .map(|b| number(agg_value(program, run, b.agg))),
         );
     }
 
@@ -296,7 +303,7 @@ impl Engine {
             let (added, value) = match counted.iter().find(|c| c.key.id == key.id) {
                 Some(c) => (0, c.value),
                 None => {
-                    let after = number(run.aggs.get(usize::from(slot.agg)).map(|a| a.value()));
+                    let after = number(agg_value(&self.artifact.body.program, run, slot.agg));
                     let added = after.saturating_sub(*before);
                     (added, budgets.add(&key.id, added))
                 }

@@ -6,7 +6,7 @@ use super::event::{RunStart, Step};
 use super::{Engine, Run};
 use crate::base::num::SCALE;
 use crate::compile::bytecode::{EventField, FieldSource, Program};
-use crate::vm::{self, AggState, Ctx, MAX_STR_FIELDS, NOT_A_CONSTANT, NOT_INTERNED, Slot};
+use crate::vm::{self, Ctx, MAX_STR_FIELDS, NOT_A_CONSTANT, NOT_INTERNED, Slot};
 use std::sync::Arc;
 
 impl Engine {
@@ -64,7 +64,12 @@ impl Engine {
             state.update(desc, at, matched, term);
         }
         s.values.aggs.clear();
-        s.values.aggs.extend(run.aggs.iter().map(AggState::value));
+        s.values.aggs.extend(
+            run.aggs
+                .iter()
+                .zip(&program.aggregates)
+                .map(|(a, d)| a.value(d)),
+        );
         monitors(program, jit, &mut s.values, &ctx);
     }
 }

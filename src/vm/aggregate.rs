@@ -6,24 +6,31 @@
 //! keeps the matching steps of its trailing window `(t - W, t]` (16 bytes each) and is an
 //! error while a failed step is in the window or the window's sum is out of range.
 
-use super::Slot;
+use super::{Slot, tag};
 use crate::base::lang::AggFunc;
 use crate::base::num::{self, ArithError, SCALE};
 use crate::compile::bytecode::AggDesc;
 use std::collections::VecDeque;
 
-/// The state of one aggregate for one run.
+/// The state of one aggregate for one run, laid out for native code as well as the
+/// interpreter: a value tag ([`tag`](super::tag)) and two words, and `rate`'s window.
+///
+/// - `sum`, `count`: `tag` is `NUM` (the total in `a`) or the error that ended it.
+/// - `max`, `min`: `NONE` until a step matched, then `NUM` (the extreme in `a`) or an error.
+/// - `last`: the latest matching term, as tag and `a`.
+/// - `avg`: `NUM` with the sum in `a` and the count (10⁹ per step) in `b`, or an error.
+/// - `rate`: the window; `tag` and `a` are unused.
+#[repr(C)]
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) enum AggState {
-    /// `sum` and `count` (a count adds 10⁹ per step).
-    Total(Result<i64, ArithError>),
-    Extreme(Result<Option<i64>, ArithError>),
-    Last(Slot),
-    Avg(Result<(i64, i64), ArithError>),
-    Window(Box<Window>),
+pub(crate) struct AggState {
+    pub(crate) tag: i64,
+    pub(crate) a: i64,
+    pub(crate) b: i64,
+    window: Option<Box<Window>>,
 }
 
-/// `rate`'s window of matching steps.
+/// `rate`'s window of matching steps: a ring buffer whose sum is kept as steps enter
+/// and leave it.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub(crate) struct Window {
     entries: VecDeque<(i64, i64)>,
@@ -35,31 +42,40 @@ pub(crate) struct Window {
 impl AggState {
     /// The empty state for an aggregate.
     pub(crate) fn new(desc: &AggDesc) -> AggState {
-        match desc.func {
-            AggFunc::Sum | AggFunc::Count => AggState::Total(Ok(0)),
-            AggFunc::Max | AggFunc::Min => AggState::Extreme(Ok(None)),
-            AggFunc::Last => AggState::Last(Slot::None),
-            AggFunc::Avg => AggState::Avg(Ok((0, 0))),
-            AggFunc::Rate => AggState::Window(Box::default()),
+        let (tag, window) = match desc.func {
+            AggFunc::Sum | AggFunc::Count | AggFunc::Avg => (tag::NUM, None),
+            AggFunc::Max | AggFunc::Min | AggFunc::Last => (tag::NONE, None),
+            AggFunc::Rate => (tag::NONE, Some(Box::default())),
+        };
+        AggState {
+            tag,
+            a: 0,
+            b: 0,
+            window,
         }
     }
 
     /// Heap bytes held beyond the state itself.
     pub(crate) fn heap_bytes(&self) -> usize {
-        match self {
-            AggState::Window(w) => {
-                std::mem::size_of::<Window>()
-                    + w.entries.capacity() * 16
-                    + w.failures.capacity() * std::mem::size_of::<(i64, ArithError)>()
-            }
-            _ => 0,
-        }
+        self.window.as_ref().map_or(0, |w| {
+            std::mem::size_of::<Window>()
+                + w.entries.capacity() * 16
+                + w.failures.capacity() * std::mem::size_of::<(i64, ArithError)>()
+        })
+    }
+
+    fn set(&mut self, s: Slot) {
+        (self.tag, self.a) = tag::of(s);
+    }
+
+    fn set_err(&mut self, e: ArithError) {
+        self.set(Slot::Err(e));
     }
 
     /// Takes one step in: `matched` is the filter's verdict (a value of `Slot::Bool`, or an
     /// error), `term` the argument's value when matched (`Slot::Num(SCALE)` for a count).
     pub(crate) fn update(&mut self, desc: &AggDesc, ts: i64, matched: Slot, term: Slot) {
-        if let AggState::Window(w) = self {
+        if let Some(w) = &mut self.window {
             w.evict(ts, desc.window);
         }
         let term = match matched {
@@ -68,69 +84,59 @@ impl AggState {
             Slot::Err(e) => Slot::Err(e),
             _ => return,
         };
-        match self {
-            AggState::Total(total) => {
-                *total = match (*total, term) {
-                    (Ok(t), Slot::Num(v)) => num::add(t, v),
-                    (Ok(_), Slot::Err(e)) => Err(e),
-                    (acc, _) => acc,
-                };
-            }
-            AggState::Extreme(acc) => {
-                let max = desc.func == AggFunc::Max;
-                *acc = match (*acc, term) {
-                    (Ok(None), Slot::Num(v)) => Ok(Some(v)),
-                    (Ok(Some(cur)), Slot::Num(v)) => {
-                        Ok(Some(if max { cur.max(v) } else { cur.min(v) }))
-                    }
-                    (Ok(_), Slot::Err(e)) => Err(e),
-                    (acc, _) => acc,
-                };
-            }
-            AggState::Last(last) => {
-                if matches!(term, Slot::Num(_) | Slot::Bool(_) | Slot::Err(_)) {
-                    *last = term;
-                }
-            }
-            AggState::Avg(acc) => {
-                *acc = match (*acc, term) {
-                    (Ok((sum, n)), Slot::Num(v)) => {
-                        num::add(sum, v).and_then(|s| num::add(n, SCALE).map(|n| (s, n)))
-                    }
-                    (Ok(_), Slot::Err(e)) => Err(e),
-                    (acc, _) => acc,
-                };
-            }
-            AggState::Window(w) => match term {
+        if let Some(w) = &mut self.window {
+            match term {
                 Slot::Num(v) => {
                     w.entries.push_back((ts, v));
                     w.sum += i128::from(v);
                 }
                 Slot::Err(e) => w.failures.push_back((ts, e)),
                 _ => {}
+            }
+            return;
+        }
+        let ok = self.tag == tag::NUM;
+        match (desc.func, term) {
+            (AggFunc::Last, Slot::Num(_) | Slot::Bool(_) | Slot::Err(_)) => self.set(term),
+            (AggFunc::Last, _) => {}
+            (_, Slot::Err(e)) if ok || self.tag == tag::NONE => self.set_err(e),
+            (AggFunc::Sum | AggFunc::Count, Slot::Num(v)) if ok => match num::add(self.a, v) {
+                Ok(t) => self.a = t,
+                Err(e) => self.set_err(e),
             },
+            (AggFunc::Max | AggFunc::Min, Slot::Num(v)) if ok || self.tag == tag::NONE => {
+                let max = desc.func == AggFunc::Max;
+                let v = match ok {
+                    false => v,
+                    true if max => self.a.max(v),
+                    true => self.a.min(v),
+                };
+                self.set(Slot::Num(v));
+            }
+            (AggFunc::Avg, Slot::Num(v)) if ok => {
+                match num::add(self.a, v).and_then(|s| num::add(self.b, SCALE).map(|n| (s, n))) {
+                    Ok((s, n)) => (self.a, self.b) = (s, n),
+                    Err(e) => self.set_err(e),
+                }
+            }
+            _ => {}
         }
     }
 
     /// The aggregate's value at the current step.
-    pub(crate) fn value(&self) -> Slot {
-        match self {
-            AggState::Total(t) => t.map_or_else(Slot::Err, Slot::Num),
-            AggState::Extreme(e) => match e {
-                Ok(Some(v)) => Slot::Num(*v),
-                Ok(None) => Slot::None,
-                Err(e) => Slot::Err(*e),
-            },
-            AggState::Last(s) => *s,
-            AggState::Avg(a) => match a {
-                Ok((_, 0)) => Slot::None,
-                Ok((sum, n)) => num::div(*sum, *n).map_or_else(Slot::Err, Slot::Num),
-                Err(e) => Slot::Err(*e),
-            },
-            AggState::Window(w) => match w.failures.front() {
+    pub(crate) fn value(&self, desc: &AggDesc) -> Slot {
+        if let Some(w) = &self.window {
+            return match w.failures.front() {
                 Some((_, e)) => Slot::Err(*e),
                 None => i64::try_from(w.sum).map_or(Slot::Err(ArithError::Overflow), Slot::Num),
-            },
+            };
+        }
+        match (desc.func, tag::slot(self.tag, self.a)) {
+            (AggFunc::Avg, Slot::Num(_)) if self.b == 0 => Slot::None,
+            (AggFunc::Avg, Slot::Num(sum)) => {
+                num::div(sum, self.b).map_or_else(Slot::Err, Slot::Num)
+            }
+            (_, s) => s,
         }
     }
 }
@@ -174,9 +180,9 @@ mod tests {
         let mut s = AggState::new(&d);
         s.update(&d, 0, Slot::Bool(true), Slot::Num(SCALE));
         s.update(&d, 59 * SCALE, Slot::Bool(true), Slot::Num(SCALE));
-        assert_eq!(s.value(), Slot::Num(2 * SCALE));
+        assert_eq!(s.value(&d), Slot::Num(2 * SCALE));
         s.update(&d, 60 * SCALE, Slot::Bool(false), Slot::None);
-        assert_eq!(s.value(), Slot::Num(SCALE));
+        assert_eq!(s.value(&d), Slot::Num(SCALE));
     }
 
     #[test]
@@ -190,9 +196,9 @@ mod tests {
         let mut s = AggState::new(&d);
         s.update(&d, 0, Slot::Bool(true), Slot::Num(i64::MAX));
         s.update(&d, 1, Slot::Bool(true), Slot::Num(1));
-        assert_eq!(s.value(), Slot::Err(ArithError::Overflow));
+        assert_eq!(s.value(&d), Slot::Err(ArithError::Overflow));
         s.update(&d, 2, Slot::Bool(true), Slot::Num(-5));
-        assert_eq!(s.value(), Slot::Err(ArithError::Overflow));
+        assert_eq!(s.value(&d), Slot::Err(ArithError::Overflow));
     }
 
     #[test]
@@ -206,7 +212,7 @@ mod tests {
             };
             let mut s = AggState::new(&d);
             s.update(&d, 0, Slot::Bool(false), Slot::Num(1));
-            assert_eq!(s.value(), Slot::None, "{func:?}");
+            assert_eq!(s.value(&d), Slot::None, "{func:?}");
         }
     }
 }

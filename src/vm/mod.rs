@@ -38,6 +38,50 @@ pub(crate) enum Slot {
 
 pub(crate) use crate::compile::bytecode::MAX_STR_FIELDS;
 
+/// A value as a tag and a payload word: how aggregate state holds values and native code
+/// passes them.
+pub(crate) mod tag {
+    use super::{Slot, StrRef};
+    use crate::base::num::ArithError;
+
+    pub(crate) const NUM: i64 = 0;
+    pub(crate) const BOOL: i64 = 1;
+    pub(crate) const STR_CONST: i64 = 2;
+    pub(crate) const STR_FIELD: i64 = 3;
+    pub(crate) const STR_LABEL: i64 = 4;
+    pub(crate) const NONE: i64 = 5;
+    pub(crate) const ERR_OVERFLOW: i64 = 6;
+    pub(crate) const ERR_DIV_ZERO: i64 = 7;
+
+    /// A value's tag and payload.
+    pub(crate) fn of(s: Slot) -> (i64, i64) {
+        match s {
+            Slot::Num(n) => (NUM, n),
+            Slot::Bool(b) => (BOOL, i64::from(b)),
+            Slot::Str(StrRef::Const(i)) => (STR_CONST, i64::from(i)),
+            Slot::Str(StrRef::Field(i)) => (STR_FIELD, i64::from(i)),
+            Slot::Str(StrRef::Label(i)) => (STR_LABEL, i64::from(i)),
+            Slot::None => (NONE, 0),
+            Slot::Err(ArithError::Overflow) => (ERR_OVERFLOW, 0),
+            Slot::Err(ArithError::DivisionByZero) => (ERR_DIV_ZERO, 0),
+        }
+    }
+
+    /// The value a tag and payload stand for.
+    pub(crate) fn slot(tag: i64, val: i64) -> Slot {
+        match tag {
+            NUM => Slot::Num(val),
+            BOOL => Slot::Bool(val != 0),
+            STR_CONST => Slot::Str(StrRef::Const(u32::try_from(val).unwrap_or(u32::MAX))),
+            STR_FIELD => Slot::Str(StrRef::Field(u16::try_from(val).unwrap_or(u16::MAX))),
+            STR_LABEL => Slot::Str(StrRef::Label(u16::try_from(val).unwrap_or(u16::MAX))),
+            ERR_OVERFLOW => Slot::Err(ArithError::Overflow),
+            ERR_DIV_ZERO => Slot::Err(ArithError::DivisionByZero),
+            _ => Slot::None,
+        }
+    }
+}
+
 /// A string field's interned id when its value is no constant of the program.
 pub(crate) const NOT_A_CONSTANT: u32 = u32::MAX;
 /// A string field's interned id when it was not interned (compare the text instead).
