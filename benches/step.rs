@@ -24,7 +24,7 @@
 //! and on one expression-heavy policy of 20 monitors, each a filtered sum and a filtered
 //! one-minute rate combined with arithmetic (`docs/engines.md` has the figures).
 
-use criterion::{Criterion, criterion_group, criterion_main};
+use criterion::{Criterion, criterion_group};
 use lever::runtime::event::{RunStart, Step};
 use lever::runtime::{Engine, EngineKind};
 use std::fmt::Write;
@@ -281,6 +281,27 @@ fn bench_budgets(c: &mut Criterion) {
     });
 }
 
+/// `LEVER_STEP_COUNT=N LEVER_STEP_WORKLOAD=10x4|expr20 LEVER_STEP_ENGINE=interp|jit`:
+/// no criterion, just N steps of the workload after a warmed run, for an instruction
+/// count under callgrind (the figure a noisy host cannot blur). Run it at N and 2N and
+/// divide the difference by N: setup cancels out.
+fn count_steps(n: u64) {
+    let workload = std::env::var("LEVER_STEP_WORKLOAD").unwrap_or_else(|_| "10x4".into());
+    let text = match workload.as_str() {
+        "expr20" => expression_policy(),
+        _ => policy_set(10),
+    };
+    let kind = match std::env::var("LEVER_STEP_ENGINE").as_deref() {
+        Ok("jit") => EngineKind::Jit,
+        _ => EngineKind::Interp,
+    };
+    let mut engine = engine_kind(&text, kind);
+    let mut s = step(0);
+    let mut run = warmed_run(&mut engine, &run_start(), &mut s);
+    let mut ts = s.ts;
+    timed_steps(&mut engine, &mut run, &mut s, &mut ts, n);
+}
+
 criterion_group!(
     benches,
     bench_step,
@@ -288,4 +309,15 @@ criterion_group!(
     bench_engines,
     bench_budgets
 );
-criterion_main!(benches);
+
+fn main() {
+    if let Some(n) = std::env::var("LEVER_STEP_COUNT")
+        .ok()
+        .and_then(|n| n.parse().ok())
+    {
+        count_steps(n);
+        return;
+    }
+    benches();
+    Criterion::default().configure_from_args().final_summary();
+}

@@ -5,6 +5,9 @@
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Fnv1a(u64);
 
+/// Hash maps keyed by FNV-1a.
+pub(crate) type FnvBuild = std::hash::BuildHasherDefault<Fnv1a>;
+
 impl Default for Fnv1a {
     fn default() -> Fnv1a {
         Fnv1a(0xcbf2_9ce4_8422_2325)

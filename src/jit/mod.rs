@@ -12,10 +12,94 @@
 
 mod codegen;
 
+use crate::base::lang::Zone;
 use crate::compile::bytecode::{FieldSource, Program};
-use crate::vm::{Ctx, Slot};
+use crate::vm::{AggState, Ctx, Slot};
 
 pub(crate) use codegen::compile;
+pub(crate) use codegen::compile_whole_step as whole_step;
+
+/// One limit a whole step judges: its monitor (`None`: a budget counter, always
+/// attended), its zone's index in the run's zones, and the value below which it is quiet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Judge {
+    pub monitor: Option<u16>,
+    pub zone: u16,
+    pub quiet_below: i64,
+}
+
+/// A whole step's native function ([`codegen::compile_whole_step`]).
+type StepFn =
+    unsafe extern "C" fn(*const Env<'_>, *mut AggState, *const Zone, *mut u16, i64) -> i64;
+
+/// Native code for a whole step of one program and one layout: aggregates, monitors and
+/// the comparisons of every judged limit in one function. Run it through [`WholeStep::run`].
+pub(crate) struct WholeStep {
+    f: StepFn,
+    shape: Shape,
+    /// One past the highest zone index it reads, and how many limits it compares.
+    zones: usize,
+    judges: usize,
+    _module: Owner,
+}
+
+impl std::fmt::Debug for WholeStep {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WholeStep")
+            .field("judges", &self.judges)
+            .finish()
+    }
+}
+
+const _: () = assert!(std::mem::size_of::<AggState>() == codegen::CELL_BYTES);
+
+/// A run's buffers for one whole step: its aggregates' state and zones, and where the
+/// values and the limits needing attention go.
+pub(crate) struct StepBuffers<'a> {
+    pub cells: &'a mut [AggState],
+    pub aggs: &'a mut [Flat],
+    pub monitors: &'a mut [Flat],
+    pub zones: &'a [Zone],
+    pub attention: &'a mut Vec<u16>,
+}
+
+impl WholeStep {
+    /// Takes a step at `at`: every aggregate updated, every monitor's value in
+    /// `monitors`, and in `attention` the limits that need judging. `false`, with nothing
+    /// done, when the buffers do not fit the program and layout this was compiled for.
+    pub(crate) fn run(&self, ctx: &Ctx<'_>, buf: StepBuffers<'_>, at: i64) -> bool {
+        let s = &self.shape;
+        let fits = ctx.nums.len() >= s.nums
+            && ctx.bools.len() >= s.bools
+            && ctx.labels.len() >= s.labels
+            && buf.aggs.len() >= s.aggs
+            && buf.cells.len() >= s.aggs
+            && buf.monitors.len() >= s.monitors
+            && buf.zones.len() >= self.zones;
+        if !fits {
+            return false;
+        }
+        buf.attention.clear();
+        buf.attention.resize(self.judges, 0);
+        let env = Env::new(ctx, buf.aggs.as_mut_ptr(), buf.monitors.as_mut_ptr());
+        // SAFETY: the function was compiled for a program of this shape and a layout
+        // reading zones below `self.zones` and writing at most `self.judges` entries;
+        // every buffer was checked against those sizes above and is borrowed mutably
+        // (or shared, for zones) for the call, so nothing else reads or moves them.
+        let n = unsafe {
+            (self.f)(
+                &env,
+                buf.cells.as_mut_ptr(),
+                buf.zones.as_ptr(),
+                buf.attention.as_mut_ptr(),
+                at,
+            )
+        };
+        buf.attention
+            .truncate(usize::try_from(n).unwrap_or(0).min(self.judges));
+        true
+    }
+}
 
 impl Compiled {
     /// Native code bound to one step's buffers, checked once against the program this was
@@ -29,7 +113,8 @@ impl Compiled {
     ) -> Option<NativeStep<'a>> {
         self.fits(ctx, aggs, monitors).then(|| NativeStep {
             code: self,
-            env: Env::new(ctx, aggs.as_ptr(), monitors.as_ptr()),
+            // Code blocks only read these: only a whole step writes through them.
+            env: Env::new(ctx, aggs.as_ptr().cast_mut(), monitors.as_ptr().cast_mut()),
             _buffers: std::marker::PhantomData,
         })
     }
@@ -49,7 +134,8 @@ impl Compiled {
         }
         let len = monitors.len();
         let base = monitors.as_mut_ptr();
-        let env = Env::new(ctx, aggs.as_ptr(), base);
+        // Monitor code only reads the aggregates.
+        let env = Env::new(ctx, aggs.as_ptr().cast_mut(), base);
         for (i, f) in self.monitors.iter().enumerate() {
             let v = codegen::call(*f, &env);
             if i < len {
@@ -131,7 +217,7 @@ impl Shape {
 impl<'a> Env<'a> {
     /// The environment of one step: `aggs` and `monitors` point at one value per aggregate
     /// and per monitor of the program (the caller keeps them alive and in place).
-    fn new(ctx: &'a Ctx<'a>, aggs: *const Flat, monitors: *const Flat) -> Env<'a> {
+    fn new(ctx: &'a Ctx<'a>, aggs: *mut Flat, monitors: *mut Flat) -> Env<'a> {
         Env {
             nums: ctx.nums.as_ptr(),
             bools: ctx.bools.as_ptr(),
@@ -174,8 +260,8 @@ pub(crate) struct Env<'a> {
     nums: *const i64,
     bools: *const bool,
     str_ids: *const u32,
-    aggs: *const Flat,
-    monitors: *const Flat,
+    aggs: *mut Flat,
+    monitors: *mut Flat,
     /// The interpreter's context, for the slow paths (string values, labels).
     ctx: *const Ctx<'a>,
 }
@@ -225,6 +311,11 @@ impl Drop for Owner {
 // the native functions read nothing but their arguments. So moving the owner to another
 // thread (a server moves its engines) is sound.
 unsafe impl Send for Owner {}
+
+// SAFETY: an `Owner` offers nothing through a shared reference (it has no methods; the
+// module is touched only by `drop`, which has it exclusively), so sharing one between
+// threads (a layout's native code, shared by the runs bound alike) reads nothing.
+unsafe impl Sync for Owner {}
 
 impl std::fmt::Debug for Compiled {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -349,6 +440,44 @@ unsafe extern "C" fn slow_field_eq_str(
         negate != 0,
     );
     i64::from(r == Slot::Bool(true))
+}
+
+/// One aggregate taking one step by the interpreter's accumulator, its value written to
+/// `env.aggs[i]`.
+///
+/// # Safety
+/// `env` is the live `Env` of a whole step, `cell` the run's state of aggregate `i`.
+#[allow(clippy::too_many_arguments)]
+unsafe extern "C" fn agg_step(
+    env: *const Env<'_>,
+    i: i64,
+    cell: *mut AggState,
+    at: i64,
+    mt: i64,
+    mv: i64,
+    tt: i64,
+    tv: i64,
+) {
+    // SAFETY: the caller passes the live `Env` of this step.
+    let (ctx, aggs) = unsafe { (&*(*env).ctx, (*env).aggs) };
+    let Some(desc) = usize::try_from(i)
+        .ok()
+        .and_then(|i| ctx.program.aggregates.get(i))
+    else {
+        return;
+    };
+    // SAFETY: `cell` points at aggregate `i`'s state, which `WholeStep::run` borrowed
+    // mutably for the call; `aggs` holds one value per aggregate (checked there).
+    unsafe {
+        let state = &mut *cell;
+        state.update(
+            desc,
+            at,
+            Flat { tag: mt, val: mv }.slot(),
+            Flat { tag: tt, val: tv }.slot(),
+        );
+        *aggs.add(i as usize) = Flat::of(state.value(desc));
+    }
 }
 
 /// `a * b` and `a / b` of two numbers: Lever's exact fixed-point arithmetic.

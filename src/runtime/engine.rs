@@ -25,6 +25,8 @@ pub(super) struct Scratch {
     pub(super) budget_before: Vec<i64>,
     /// The step's budget counters and their values, for judging.
     pub(super) counted: Vec<super::budget::Counted>,
+    /// The entries of the run's layout that need judging at this step.
+    pub(super) attention: Vec<u16>,
 }
 
 /// What evaluation computes from the fields: the interpreter's stack, and every
@@ -62,6 +64,10 @@ pub struct Engine {
     pub(super) budget_slots: Vec<super::budget::BudgetSlot>,
     /// The counters [`Engine::step`] keeps when no caller shares its own.
     pub(super) budgets: super::budget::Budgets,
+    /// This engine's identity (new with every change of kind), and the layouts of its
+    /// runs' bindings.
+    pub(super) id: u64,
+    pub(super) layouts: super::layout::Layouts,
 }
 
 /// An enforcement candidate at one step: what, and why.
@@ -96,6 +102,8 @@ impl Engine {
             jit: None,
             budget_slots,
             budgets: super::budget::Budgets::default(),
+            id: super::layout::engine_id(),
+            layouts: super::layout::Layouts::default(),
         }
     }
 
@@ -112,6 +120,8 @@ impl Engine {
     }
 
     pub(super) fn set_kind(&mut self, kind: EngineKind) -> Result<(), crate::jit::JitError> {
+        self.id = super::layout::engine_id();
+        self.layouts.clear();
         self.jit = match kind {
             EngineKind::Interp => None,
             EngineKind::Jit => Some(Box::new(crate::jit::compile(self.program())?)),
@@ -212,6 +222,7 @@ impl Engine {
             totals: Totals::default(),
             budget_keys: Vec::new(),
             observed: Vec::new(),
+            layout: super::layout::LayoutSlot::default(),
             pending: Vec::new(),
             requests: std::collections::BTreeMap::new(),
         };
@@ -298,6 +309,7 @@ impl Engine {
         run.clock = run.clock.max(step.ts);
         let at = run.clock;
         overrides::expire(run, at);
+        self.ensure_layout(run);
         if self.budget_slots.is_empty() {
             self.evaluate(run, step, metrics, at);
         } else {
@@ -316,6 +328,7 @@ impl Engine {
         run.first_token_passed |= step.output_tokens > 0;
         if run.rebind.is_some() || (first_token && !run.awaiting.is_empty()) {
             snapshot = self.rebind(run, first_token, &mut signals, &mut candidates);
+            self.relayout(run);
         }
         self.judge(at, run, &mut signals, &mut alerts, &mut candidates);
         let prior = run.state;

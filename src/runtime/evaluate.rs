@@ -39,6 +39,21 @@ impl Engine {
             }
         }
         let ctx = Ctx::step(program, &s.nums, &s.bools, &strs, &str_ids, &run.labels);
+        if let Some(whole) = run.layout.0.as_ref().and_then(|l| l.native.as_ref()) {
+            let buffers = crate::jit::StepBuffers {
+                cells: &mut run.aggs,
+                aggs: &mut s.values.flat_aggs,
+                monitors: &mut s.values.flat_monitors,
+                zones: &run.zones,
+                attention: &mut s.attention,
+            };
+            if whole.run(&ctx, buffers, at) {
+                let monitors = &mut s.values.monitors;
+                monitors.clear();
+                monitors.extend(s.values.flat_monitors.iter().map(|f| f.slot()));
+                return;
+            }
+        }
         let native = jit.and_then(|j| j.bind(&ctx, &s.values.flat_aggs, &s.values.flat_monitors));
         for (ai, (desc, state)) in program
             .aggregates
@@ -71,6 +86,9 @@ impl Engine {
                 .map(|(a, d)| a.value(d)),
         );
         monitors(program, jit, &mut s.values, &ctx);
+        if let Some(layout) = &run.layout.0 {
+            super::layout::attention(layout, &s.values.monitors, &run.zones, &mut s.attention);
+        }
     }
 }
 

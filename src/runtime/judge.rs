@@ -12,7 +12,8 @@ use crate::compile::bytecode::{ActionsDesc, LimitDesc, PolicyDesc, Program};
 use crate::vm::Slot;
 
 impl Engine {
-    /// Judges every bound limit against its monitor's value at this step.
+    /// Judges the limits of the run's layout that need attention at this step (the
+    /// others are quiet: below every threshold, in no zone).
     pub(super) fn judge(
         &self,
         ts: i64,
@@ -28,60 +29,50 @@ impl Engine {
             alerts,
             candidates,
         };
-        for bound in &mut run.bound {
-            let Some(policy) = program.policies.get(bound.policy as usize) else {
+        let Some(layout) = run.layout.0.as_ref() else {
+            return;
+        };
+        for &k in &self.scratch.attention {
+            let Some(e) = layout.entries.get(usize::from(k)) else {
                 continue;
             };
-            let first = usize::from(bound.first_limit);
-            for (i, limit) in policy.limits.iter().enumerate() {
-                if run.shadowed.get(first + i).copied().unwrap_or(false) {
-                    continue;
-                }
-                let Some(zone) = run.zones.get_mut(first + i) else {
-                    continue;
-                };
-                let counted = match limit.budget {
-                    None => None,
-                    Some(_) => self.scratch.counted.iter().find(|c| {
-                        usize::from(c.policy) == bound.policy as usize && usize::from(c.limit) == i
-                    }),
-                };
-                let value = match (&limit.budget, counted) {
-                    (None, _) => monitors
-                        .get(usize::from(limit.monitor))
-                        .copied()
-                        .unwrap_or(Slot::None),
-                    (Some(_), Some(c)) => Slot::Num(c.value),
-                    (Some(_), None) => Slot::None,
-                };
-                let raise = if run.raises.is_empty() {
-                    None
-                } else {
-                    run.raises
-                        .iter()
-                        .find(|(k, _)| usize::from(*k) == first + i)
-                        .map(|(_, g)| g.value)
-                };
-                // The common case: below every threshold, nothing to signal.
-                if let (Slot::Num(observed), None) = (value, raise)
-                    && observed < limit.lowest_threshold
-                {
-                    *zone = Zone::Below;
-                    continue;
-                }
-                let judged = Judged {
-                    program,
-                    policy,
-                    limit,
-                    effective: raise.unwrap_or(limit.value),
-                    ts,
-                    budget: counted.map(|c| BudgetTag::of(&c.key)),
-                };
-                match value {
-                    Slot::Num(observed) => *zone = judged.number(bound, *zone, observed, &mut out),
-                    Slot::Err(e) => judged.error(e, bound.suspension.is_some(), &mut out),
-                    _ => {} // no value: not judged, zone kept
-                }
+            let (Some(bound), Some(zone)) = (
+                run.bound.get_mut(usize::from(e.bound)),
+                run.zones.get_mut(usize::from(e.zone)),
+            ) else {
+                continue;
+            };
+            let Some(policy) = program.policies.get(usize::from(e.policy)) else {
+                continue;
+            };
+            let Some(limit) = policy.limits.get(usize::from(e.limit)) else {
+                continue;
+            };
+            let counted = match e.monitor {
+                Some(_) => None,
+                None => self
+                    .scratch
+                    .counted
+                    .iter()
+                    .find(|c| c.policy == e.policy && c.limit == e.limit),
+            };
+            let value = match (e.monitor, counted) {
+                (Some(m), _) => monitors.get(usize::from(m)).copied().unwrap_or(Slot::None),
+                (None, Some(c)) => Slot::Num(c.value),
+                (None, None) => Slot::None,
+            };
+            let judged = Judged {
+                program,
+                policy,
+                limit,
+                effective: e.effective,
+                ts,
+                budget: counted.map(|c| BudgetTag::of(&c.key)),
+            };
+            match value {
+                Slot::Num(observed) => *zone = judged.number(bound, *zone, observed, &mut out),
+                Slot::Err(e) => judged.error(e, bound.suspension.is_some(), &mut out),
+                _ => {} // no value: not judged, zone kept
             }
         }
     }

@@ -33,6 +33,7 @@ mod engine;
 mod evaluate;
 pub mod event;
 mod judge;
+mod layout;
 mod outage;
 mod overrides;
 mod rebind;
@@ -50,13 +51,7 @@ use decision::Decision;
 pub use engine::Engine;
 pub use run::{Bound, Grant, Run, RunState, Throttle, Totals};
 
-/// A limit's zone (LANGUAGE §8).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum Zone {
-    Below,
-    Near,
-    Breach,
-}
+pub use crate::base::lang::Zone;
 
 /// A snapshot of what a run is bound to, recorded when it changes.
 #[derive(Debug, Clone, PartialEq, Eq)]

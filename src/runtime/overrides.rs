@@ -91,6 +91,7 @@ enum Verdict {
 /// governed so that the next judgement starts afresh (LANGUAGE §8).
 pub(super) fn expire(run: &mut Run, ts: i64) {
     let zones = &mut run.zones;
+    let raises = run.raises.len();
     run.raises.retain(|(k, g)| {
         let active = g.active_at(ts);
         if !active && let Some(z) = zones.get_mut(usize::from(*k)) {
@@ -98,6 +99,9 @@ pub(super) fn expire(run: &mut Run, ts: i64) {
         }
         active
     });
+    if run.raises.len() != raises {
+        run.layout.clear();
+    }
     let policies = &run.bound;
     let mut ended = Vec::new();
     for (i, bound) in policies.iter().enumerate() {
@@ -363,6 +367,7 @@ impl Engine {
                     // A granted raise replaces any raise in force on the same limit.
                     run.raises.retain(|(x, _)| *x != key);
                     run.raises.push((key, Grant { value, until }));
+                    run.layout.clear();
                     if let Some(z) = run.zones.get_mut(k) {
                         *z = Zone::Below;
                     }

@@ -249,6 +249,7 @@ impl Engine {
         };
         let arbitration = arbitrate::arbitrate(self.program(), &run.bound, run.zones.len(), terms);
         run.shadowed = arbitration.shadowed;
+        run.layout.clear();
         run.forced_groups = arbitration.forced;
         for conflict in arbitration.conflicts {
             let key = conflict_key(&conflict);

@@ -3,7 +3,7 @@
 use super::Zone;
 use super::decision::{self, Action};
 use super::event::RunStart;
-use super::{overrides, rebind};
+use super::{layout, overrides, rebind};
 use crate::base::lang::Enforcement;
 use crate::compile::bytecode::PolicyDesc;
 use crate::vm::AggState;
@@ -165,6 +165,8 @@ pub struct Run {
     pub(super) budget_keys: Vec<Option<std::sync::Arc<super::budget::CounterKey>>>,
     /// Every monitor's value at the run's last step (what its limits observed).
     pub(crate) observed: Vec<crate::vm::Slot>,
+    /// The limits the run judges, as its binding lays them out ([`layout`]).
+    pub(super) layout: layout::LayoutSlot,
     /// Override requests waiting for approvals.
     pub(super) pending: Vec<overrides::Pending>,
     /// Every override request of the run by `seq`, with its status, for approvals.

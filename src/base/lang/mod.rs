@@ -307,3 +307,13 @@ mod data;
 mod tagged;
 
 pub(crate) use data::{ArgValue, Budget, ChannelRef, Grantee, Scope, Selector};
+
+/// A limit's zone: below every threshold, at or over its NEAR threshold, or at or over
+/// its value. One byte, `Below` being 0, as native code reads a run's zones.
+#[repr(u8)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Zone {
+    Below = 0,
+    Near = 1,
+    Breach = 2,
+}

@@ -141,6 +141,38 @@ impl Gen<'_, '_> {
         targets: &BTreeMap<usize, Block>,
         out: Value,
     ) -> Result<(), JitError> {
+        let (t, v) = self.code(code, depth, targets)?;
+        self.b.ins().store(FLAGS, t, out, 0);
+        self.b.ins().store(FLAGS, v, out, 8);
+        self.b.ins().return_(&[]);
+        self.b.seal_all_blocks();
+        Ok(())
+    }
+
+    /// One code block in line, on stack variables of its own: the value it leaves.
+    pub(super) fn inline(&mut self, code: &Code) -> Result<(Value, Value), JitError> {
+        let depth = super::depths(code)?;
+        let max = usize::from(code.max_stack).max(1);
+        self.tags = (0..max).map(|_| self.b.declare_var(I64)).collect();
+        self.vals = (0..max).map(|_| self.b.declare_var(I64)).collect();
+        let mut targets: BTreeMap<usize, Block> = BTreeMap::new();
+        for op in &code.ops {
+            if let Op::AndJump(t) | Op::OrJump(t) = op {
+                targets
+                    .entry(*t as usize)
+                    .or_insert_with(|| self.b.create_block());
+            }
+        }
+        self.code(code, &depth, &targets)
+    }
+
+    /// Every instruction of `code`, jump targets placed: the value left on the stack.
+    fn code(
+        &mut self,
+        code: &Code,
+        depth: &[usize],
+        targets: &BTreeMap<usize, Block>,
+    ) -> Result<(Value, Value), JitError> {
         for k in 0..usize::from(code.max_stack).max(1) {
             self.set_const(k, NONE, 0)?;
         }
@@ -157,15 +189,10 @@ impl Gen<'_, '_> {
             self.b.switch_to_block(block);
         }
         let end = depth.last().copied().unwrap_or(0);
-        let (t, v) = match end.checked_sub(1) {
+        Ok(match end.checked_sub(1) {
             Some(k) => self.get(k)?,
             None => (self.b.ins().iconst(I64, NONE), self.b.ins().iconst(I64, 0)),
-        };
-        self.b.ins().store(FLAGS, t, out, 0);
-        self.b.ins().store(FLAGS, v, out, 8);
-        self.b.ins().return_(&[]);
-        self.b.seal_all_blocks();
-        Ok(())
+        })
     }
 
     pub(super) fn op(

@@ -1,6 +1,9 @@
 //! Bytecode to Cranelift IR: one native function per `Code`.
 
 mod emit;
+mod step;
+
+pub(crate) use step::CELL_BYTES;
 
 use super::{Compiled, Flat, JitError, NativeFn, Stats};
 use crate::compile::bytecode::{Code, FieldSource, Op, Program};
@@ -24,6 +27,68 @@ struct Helpers {
     in_list: FuncId,
     field_eq_str: FuncId,
     mul_div: FuncId,
+    agg_step: FuncId,
+}
+
+impl HelperRefs {
+    /// The helpers as one function being built refers to them.
+    fn declare(
+        module: &mut JITModule,
+        helpers: &Helpers,
+        func: &mut cranelift_codegen::ir::Function,
+    ) -> HelperRefs {
+        HelperRefs {
+            binary: module.declare_func_in_func(helpers.binary, func),
+            unary: module.declare_func_in_func(helpers.unary, func),
+            in_list: module.declare_func_in_func(helpers.in_list, func),
+            field_eq_str: module.declare_func_in_func(helpers.field_eq_str, func),
+            mul_div: module.declare_func_in_func(helpers.mul_div, func),
+        }
+    }
+}
+
+/// The deepest stack any code block of the program needs.
+fn max_stack(program: &Program) -> usize {
+    let fields = program.fields.iter().filter_map(|f| match &f.source {
+        FieldSource::Derived(c) => Some(c),
+        _ => None,
+    });
+    let aggs = program
+        .aggregates
+        .iter()
+        .flat_map(|a| a.filter.iter().chain(a.arg.iter()));
+    let monitors = program.monitors.iter().map(|m| &m.code);
+    fields
+        .chain(aggs)
+        .chain(monitors)
+        .map(|c| usize::from(c.max_stack).max(1))
+        .max()
+        .unwrap_or(1)
+}
+
+/// Native code for a whole step of `program` judging `judges` ([`step`]).
+pub(crate) fn compile_whole_step(
+    program: &Program,
+    judges: &[super::Judge],
+) -> Result<super::WholeStep, JitError> {
+    let (mut module, helpers) = new_module()?;
+    let id = step::whole_step(&mut module, &helpers, program, judges)?;
+    module.finalize_definitions().map_err(codegen)?;
+    let p = module.get_finalized_function(id);
+    // SAFETY: `p` is the function this module just defined with the signature
+    // `(ptr, ptr, ptr, ptr, i64) -> i64` in the host's C calling convention.
+    let f = unsafe { std::mem::transmute::<*const u8, super::StepFn>(p) };
+    Ok(super::WholeStep {
+        f,
+        shape: super::Shape::of(program),
+        zones: judges
+            .iter()
+            .map(|j| usize::from(j.zone) + 1)
+            .max()
+            .unwrap_or(0),
+        judges: judges.len(),
+        _module: super::Owner::new(module),
+    })
 }
 
 /// Compiles every code block of a program. Fails rather than leave any block to the
@@ -102,6 +167,7 @@ fn new_module() -> Result<(JITModule, Helpers), JitError> {
         super::slow_field_eq_str as *const u8,
     );
     jb.symbol("lever_mul_div", super::mul_div as *const u8);
+    jb.symbol("lever_agg_step", super::agg_step as *const u8);
     let mut module = JITModule::new(jb);
     let ptr = module.target_config().pointer_type();
     let mut import = |name: &str, params: &[cranelift_codegen::ir::Type], ret: bool| {
@@ -124,6 +190,11 @@ fn new_module() -> Result<(JITModule, Helpers), JitError> {
         in_list: import("lever_slow_in", &[ptr, ptr, I64, ptr], false)?,
         field_eq_str: import("lever_slow_field_eq_str", &[ptr, I64, I64, I64], true)?,
         mul_div: import("lever_mul_div", &[I64, I64, I64, ptr], false)?,
+        agg_step: import(
+            "lever_agg_step",
+            &[ptr, I64, ptr, I64, I64, I64, I64, I64],
+            false,
+        )?,
     };
     Ok((module, helpers))
 }
@@ -232,13 +303,7 @@ fn function(
     ctx.func.signature.params.push(AbiParam::new(ptr));
     ctx.func.signature.params.push(AbiParam::new(ptr));
     let mut fbc = FunctionBuilderContext::new();
-    let refs = HelperRefs {
-        binary: module.declare_func_in_func(helpers.binary, &mut ctx.func),
-        unary: module.declare_func_in_func(helpers.unary, &mut ctx.func),
-        in_list: module.declare_func_in_func(helpers.in_list, &mut ctx.func),
-        field_eq_str: module.declare_func_in_func(helpers.field_eq_str, &mut ctx.func),
-        mul_div: module.declare_func_in_func(helpers.mul_div, &mut ctx.func),
-    };
+    let refs = HelperRefs::declare(module, helpers, &mut ctx.func);
     let mut b = FunctionBuilder::new(&mut ctx.func, &mut fbc);
     let max = usize::from(code.max_stack).max(1);
     let tags: Vec<Variable> = (0..max).map(|_| b.declare_var(I64)).collect();
