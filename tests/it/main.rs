@@ -28,6 +28,7 @@ mod pg_roles;
 mod policy_tests;
 mod props;
 mod props_jit;
+mod props_layout;
 mod props_runtime;
 mod replay_cases;
 mod served;

@@ -136,7 +136,7 @@ fn events(seed: u64) -> Vec<String> {
     out
 }
 
-fn decisions(
+pub(crate) fn decisions(
     artifact: &Arc<lever::compile::artifact::Artifact>,
     kind: EngineKind,
     lines: &[String],
