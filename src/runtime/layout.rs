@@ -47,6 +47,11 @@ impl Entry {
 #[derive(Debug)]
 pub(crate) struct Layout {
     pub(crate) entries: Vec<Entry>,
+    /// The common case at a glance: each monitor judged, with the least threshold of its
+    /// limits, and the entries always attended (budget counters). While every zone is
+    /// `below` and every such monitor is a number under its threshold, only those are.
+    pub(crate) monitors: Vec<(u16, i64)>,
+    pub(crate) always: Vec<u16>,
     /// The engine that made it: native code reads that engine's program.
     engine: u64,
     /// How many zones and raises the run had: a cheap check that the binding it was
@@ -146,6 +151,23 @@ fn small(i: usize) -> u16 {
     u16::try_from(i).unwrap_or(u16::MAX)
 }
 
+/// Each judged monitor with its limits' least threshold, and the entries always
+/// attended.
+fn at_a_glance(entries: &[Entry]) -> (Vec<(u16, i64)>, Vec<u16>) {
+    let mut monitors: Vec<(u16, i64)> = Vec::new();
+    let mut always = Vec::new();
+    for (k, e) in entries.iter().enumerate() {
+        match e.monitor {
+            None => always.push(small(k)),
+            Some(m) => match monitors.iter_mut().find(|(x, _)| *x == m) {
+                Some((_, q)) => *q = (*q).min(e.quiet_below),
+                None => monitors.push((m, e.quiet_below)),
+            },
+        }
+    }
+    (monitors, always)
+}
+
 /// The most layouts an engine keeps; past it the cache starts over (runs keep theirs).
 const MAX_LAYOUTS: usize = 1024;
 
@@ -185,7 +207,10 @@ impl Engine {
                 .collect();
             crate::jit::whole_step(self.program(), &judges).ok()
         });
+        let (monitors, always) = at_a_glance(&entries);
         let layout = Arc::new(Layout {
+            monitors,
+            always,
             entries: entries.clone(),
             engine: self.id,
             zones: run.zones.len(),
@@ -212,6 +237,14 @@ impl Engine {
 /// The entries of `layout` that need judging at this step, by the interpreter's values.
 pub(super) fn attention(layout: &Layout, monitors: &[Slot], zones: &[Zone], out: &mut Vec<u16>) {
     out.clear();
+    let quiet = zones.iter().all(|z| *z == Zone::Below)
+        && layout.monitors.iter().all(|(m, q)| {
+            matches!(monitors.get(usize::from(*m)), Some(Slot::Num(v)) if v < q)
+        });
+    if quiet {
+        out.extend_from_slice(&layout.always);
+        return;
+    }
     for (k, e) in layout.entries.iter().enumerate() {
         let value = match e.monitor {
             Some(m) => monitors.get(usize::from(m)).copied().unwrap_or(Slot::None),

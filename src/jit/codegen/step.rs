@@ -212,37 +212,123 @@ fn total_in_line(
 }
 
 /// Every judged limit against its threshold: the count of those needing attention.
+/// First at a glance: while every zone read is `below` and each monitor is a number under
+/// its limits' least threshold, only the budget limits are attended.
 fn compares(g: &mut Gen<'_, '_>, p: &Params, judges: &[Judge]) -> Result<Value, JitError> {
     let count: Variable = g.b.declare_var(I64);
     let zero = g.b.ins().iconst(I64, 0);
     g.b.def_var(count, zero);
     let monitors = g.env_ptr(4);
-    for (k, j) in judges.iter().enumerate() {
-        let n = g.b.use_var(count);
-        let slot = g.b.ins().ishl_imm_u(n, 1);
-        let at = g.b.ins().iadd(p.attention, slot);
-        let key = g.b.ins().iconst(I16, i64::try_from(k).map_err(codegen)?);
-        g.b.ins().store(FLAGS, key, at, 0);
-        let attend = match j.monitor {
-            None => g.b.ins().iconst(I64, 1),
-            Some(m) => {
-                let offset = i32::from(m) * 16;
-                let t = g.b.ins().load(I64, FLAGS, monitors, offset);
-                let v = g.b.ins().load(I64, FLAGS, monitors, offset + 8);
-                let zone = g.b.ins().load(I8, FLAGS, p.zones, i32::from(j.zone));
-                let is_num = g.b.ins().icmp_imm_s(IntCC::Equal, t, NUM);
-                let below =
-                    g.b.ins()
-                        .icmp_imm_s(IntCC::SignedLessThan, v, j.quiet_below);
-                let no_zone = g.b.ins().icmp_imm_s(IntCC::Equal, zone, 0);
-                let quiet = g.b.ins().band(is_num, below);
-                let quiet = g.b.ins().band(quiet, no_zone);
-                let attend = g.b.ins().bxor_imm_u(quiet, 1);
-                g.b.ins().uextend(I64, attend)
-            }
-        };
-        let next = g.b.ins().iadd(n, attend);
-        g.b.def_var(count, next);
+    let (glance, each, end) = (g.b.create_block(), g.b.create_block(), g.b.create_block());
+    let quiet = all_quiet(g, p, monitors, judges)?;
+    g.b.ins().brif(quiet, glance, &[], each, &[]);
+
+    g.b.switch_to_block(glance);
+    for (k, _) in judges.iter().enumerate().filter(|(_, j)| j.monitor.is_none()) {
+        attend(g, p, count, k, None)?;
     }
+    g.b.ins().jump(end, &[]);
+
+    g.b.switch_to_block(each);
+    for (k, j) in judges.iter().enumerate() {
+        let attend_it = match j.monitor {
+            None => None,
+            Some(m) => Some(limit_quiet(g, p, monitors, m, j)?),
+        };
+        attend(g, p, count, k, attend_it)?;
+    }
+    g.b.ins().jump(end, &[]);
+    g.b.switch_to_block(end);
     Ok(g.b.use_var(count))
+}
+
+/// Whether every zone the layout reads is `below` and every judged monitor a number
+/// under its limits' least threshold.
+fn all_quiet(
+    g: &mut Gen<'_, '_>,
+    p: &Params,
+    monitors: Value,
+    judges: &[Judge],
+) -> Result<Value, JitError> {
+    let zones = judges
+        .iter()
+        .map(|j| usize::from(j.zone) + 1)
+        .max()
+        .unwrap_or(0);
+    let mut any_zone = g.b.ins().iconst(I64, 0);
+    let words = zones / 8;
+    for w in 0..words {
+        let offset = i32::try_from(w * 8).map_err(codegen)?;
+        let z = g.b.ins().load(I64, FLAGS, p.zones, offset);
+        any_zone = g.b.ins().bor(any_zone, z);
+    }
+    for z in words * 8..zones {
+        let offset = i32::try_from(z).map_err(codegen)?;
+        let z = g.b.ins().uload8(I64, FLAGS, p.zones, offset);
+        any_zone = g.b.ins().bor(any_zone, z);
+    }
+    let mut quiet = g.b.ins().icmp_imm_s(IntCC::Equal, any_zone, 0);
+    let mut least: Vec<(u16, i64)> = Vec::new();
+    for j in judges {
+        if let Some(m) = j.monitor {
+            match least.iter_mut().find(|(x, _)| *x == m) {
+                Some((_, q)) => *q = (*q).min(j.quiet_below),
+                None => least.push((m, j.quiet_below)),
+            }
+        }
+    }
+    for (m, q) in least {
+        let offset = i32::from(m) * 16;
+        let t = g.b.ins().load(I64, FLAGS, monitors, offset);
+        let v = g.b.ins().load(I64, FLAGS, monitors, offset + 8);
+        let is_num = g.b.ins().icmp_imm_s(IntCC::Equal, t, NUM);
+        let below = g.b.ins().icmp_imm_s(IntCC::SignedLessThan, v, q);
+        let both = g.b.ins().band(is_num, below);
+        quiet = g.b.ins().band(quiet, both);
+    }
+    Ok(quiet)
+}
+
+/// Whether one limit is quiet: its monitor a number below its threshold, its zone `below`.
+fn limit_quiet(
+    g: &mut Gen<'_, '_>,
+    p: &Params,
+    monitors: Value,
+    m: u16,
+    j: &Judge,
+) -> Result<Value, JitError> {
+    let offset = i32::from(m) * 16;
+    let t = g.b.ins().load(I64, FLAGS, monitors, offset);
+    let v = g.b.ins().load(I64, FLAGS, monitors, offset + 8);
+    let zone = g.b.ins().load(I8, FLAGS, p.zones, i32::from(j.zone));
+    let is_num = g.b.ins().icmp_imm_s(IntCC::Equal, t, NUM);
+    let below = g.b.ins().icmp_imm_s(IntCC::SignedLessThan, v, j.quiet_below);
+    let no_zone = g.b.ins().icmp_imm_s(IntCC::Equal, zone, 0);
+    let quiet = g.b.ins().band(is_num, below);
+    Ok(g.b.ins().band(quiet, no_zone))
+}
+
+/// Writes entry `k` at `attention[count]`, and counts it unless `quiet` holds.
+fn attend(
+    g: &mut Gen<'_, '_>,
+    p: &Params,
+    count: Variable,
+    k: usize,
+    quiet: Option<Value>,
+) -> Result<(), JitError> {
+    let n = g.b.use_var(count);
+    let slot = g.b.ins().ishl_imm_u(n, 1);
+    let at = g.b.ins().iadd(p.attention, slot);
+    let key = g.b.ins().iconst(I16, i64::try_from(k).map_err(codegen)?);
+    g.b.ins().store(FLAGS, key, at, 0);
+    let add = match quiet {
+        None => g.b.ins().iconst(I64, 1),
+        Some(q) => {
+            let flip = g.b.ins().bxor_imm_u(q, 1);
+            g.b.ins().uextend(I64, flip)
+        }
+    };
+    let next = g.b.ins().iadd(n, add);
+    g.b.def_var(count, next);
+    Ok(())
 }
