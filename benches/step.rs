@@ -259,6 +259,39 @@ fn bench_engines(c: &mut Criterion) {
     }
 }
 
+/// `engines/*/verdict`: the same steps judged through [`Engine::step_verdict`], which
+/// builds no decision for a step the caller does not ask about (an embedding framework
+/// that needs only the action).
+fn bench_verdicts(c: &mut Criterion) {
+    let start = run_start();
+    for (workload, text) in [("10x4", policy_set(10)), ("expr20", expression_policy())] {
+        for kind in [EngineKind::Interp, EngineKind::Jit] {
+            let mut engine = engine_kind(&text, kind);
+            let mut s = step(0);
+            let mut run = warmed_run(&mut engine, &start, &mut s);
+            let mut budgets = lever::runtime::budget::Budgets::default();
+            let mut ts = s.ts;
+            let name = format!("engines/{workload}/{kind:?}/verdict").to_lowercase();
+            c.bench_function(&name, |b| {
+                b.iter_custom(|iters| {
+                    if run.seq > 1_000_000 {
+                        run = warmed_run(&mut engine, &start, &mut s);
+                        ts = s.ts;
+                    }
+                    let begin = std::time::Instant::now();
+                    for _ in 0..iters {
+                        ts += 1_000_000_000;
+                        s.ts = ts;
+                        let v = engine.step_verdict(&mut run, black_box(&s), &[], &mut budgets);
+                        black_box(v.action);
+                    }
+                    begin.elapsed()
+                })
+            });
+        }
+    }
+}
+
 /// The 10 × 4 workload with two budgets across runs bound as well: $1B a day per API key
 /// and a billion tokens an hour per (tenant, agent). Their counters are the engine's own.
 fn bench_budgets(c: &mut Criterion) {
@@ -307,6 +340,7 @@ criterion_group!(
     bench_step,
     bench_governed,
     bench_engines,
+    bench_verdicts,
     bench_budgets
 );
 

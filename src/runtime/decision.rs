@@ -11,9 +11,10 @@ fn rfc3339<S: Serializer>(ts: &Option<i64>, s: S) -> Result<S::Ok, S::Error> {
 }
 
 /// A decision's action.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Default)]
 #[serde(rename_all = "lowercase")]
 pub enum Action {
+    #[default]
     Continue,
     Pause,
     Stop,

@@ -27,6 +27,8 @@ pub(super) struct Scratch {
     pub(super) counted: Vec<super::budget::Counted>,
     /// The entries of the run's layout that need judging at this step.
     pub(super) attention: Vec<u16>,
+    /// What the last step judged produced, until its outcome is built.
+    pub(super) pending: Pending,
 }
 
 /// What evaluation computes from the fields: the interpreter's stack, and every
@@ -70,7 +72,75 @@ pub struct Engine {
     pub(super) layouts: super::layout::Layouts,
 }
 
+/// What a step decided ([`Engine::step_verdict`]): its action, and whether it was quiet
+/// (no signal and no re-binding: its decision would say only the action).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Verdict {
+    pub action: Action,
+    pub quiet: bool,
+}
+
+/// What judging one step produced, kept until its outcome is asked for (the vectors are
+/// moved into the decision; an empty one costs nothing).
+#[derive(Debug, Default)]
+pub(super) struct Pending {
+    pub(super) signals: Vec<Signal>,
+    pub(super) alerts: Vec<super::decision::Alert>,
+    pub(super) candidates: Vec<Candidate>,
+    pub(super) incidents: Vec<Incident>,
+    pub(super) snapshot: Option<Box<super::Snapshot>>,
+    pub(super) action: Action,
+    pub(super) reason: Option<String>,
+}
+
+impl Pending {
+    fn clear(&mut self) {
+        self.signals.clear();
+        self.alerts.clear();
+        self.candidates.clear();
+        self.incidents.clear();
+        self.snapshot = None;
+        self.reason = None;
+    }
+
+    /// The step's action: the strongest enforcement candidate when it is more severe than
+    /// the run's state (which it becomes), else `continue`, or `refused` for a run no
+    /// longer running. Breaches' enforcements become incidents.
+    fn settle(&mut self, run: &mut Run) -> Action {
+        let prior = run.state;
+        let strongest = self
+            .candidates
+            .iter()
+            .fold(None::<&Candidate>, |best, c| match best {
+                Some(b) if b.enforcement >= c.enforcement => Some(b),
+                _ => Some(c),
+            });
+        let (action, reason) = match strongest {
+            Some(c) if RunState::of(c.enforcement) > prior => {
+                run.state = RunState::of(c.enforcement);
+                run.state_reason = Some(c.reason.clone());
+                (run.state.action(), Some(c.reason.clone()))
+            }
+            _ if prior == RunState::Running => (Action::Continue, None),
+            _ => (Action::Refused, Some(prior.refusal().to_string())),
+        };
+        for c in self.candidates.drain(..) {
+            if let Some((policy, limit)) = c.breach {
+                self.incidents.push(Incident {
+                    policy,
+                    limit,
+                    enforcement: c.enforcement,
+                });
+            }
+        }
+        self.action = action;
+        self.reason = reason;
+        action
+    }
+}
+
 /// An enforcement candidate at one step: what, and why.
+#[derive(Debug)]
 pub(super) struct Candidate {
     pub(super) enforcement: Enforcement,
     pub(super) reason: String,
@@ -305,6 +375,21 @@ impl Engine {
         metrics: &[i64],
         budgets: &mut super::budget::Budgets,
     ) -> Outcome {
+        self.step_verdict(run, step, metrics, budgets);
+        self.step_outcome(run, step)
+    }
+
+    /// Judges one step as [`Engine::step_counted`] does, and returns only what it decided:
+    /// the run's state has moved on, but no decision, signal or alert is built until
+    /// [`Engine::step_outcome`] asks for it. A quiet step (no limit needing attention, nothing
+    /// re-bound) builds nothing at all.
+    pub fn step_verdict(
+        &mut self,
+        run: &mut Run,
+        step: &Step,
+        metrics: &[i64],
+        budgets: &mut super::budget::Budgets,
+    ) -> Verdict {
         run.seq += 1;
         run.clock = run.clock.max(step.ts);
         let at = run.clock;
@@ -319,43 +404,24 @@ impl Engine {
         }
         run.observed.clear();
         run.observed.extend_from_slice(self.monitor_values());
-        let mut signals = Vec::new();
-        let mut alerts = Vec::new();
-        let mut candidates: Vec<Candidate> = Vec::new();
-        let mut incidents = Vec::new();
-        let mut snapshot = None;
+        let mut out = std::mem::take(&mut self.scratch.pending);
+        out.clear();
         let first_token = step.output_tokens > 0 && !run.first_token_passed;
         run.first_token_passed |= step.output_tokens > 0;
         if run.rebind.is_some() || (first_token && !run.awaiting.is_empty()) {
-            snapshot = self.rebind(run, first_token, &mut signals, &mut candidates);
+            out.snapshot = self
+                .rebind(run, first_token, &mut out.signals, &mut out.candidates)
+                .map(Box::new);
             self.relayout(run);
         }
-        self.judge(at, run, &mut signals, &mut alerts, &mut candidates);
-        let prior = run.state;
-        let strongest = candidates
-            .iter()
-            .fold(None::<&Candidate>, |best, c| match best {
-                Some(b) if b.enforcement >= c.enforcement => Some(b),
-                _ => Some(c),
-            });
-        let (action, reason) = match strongest {
-            Some(c) if RunState::of(c.enforcement) > prior => {
-                run.state = RunState::of(c.enforcement);
-                run.state_reason = Some(c.reason.clone());
-                (run.state.action(), Some(c.reason.clone()))
-            }
-            _ if prior == RunState::Running => (Action::Continue, None),
-            _ => (Action::Refused, Some(prior.refusal().to_string())),
-        };
-        for c in candidates {
-            if let Some((policy, limit)) = c.breach {
-                incidents.push(Incident {
-                    policy,
-                    limit,
-                    enforcement: c.enforcement,
-                });
-            }
-        }
+        self.judge(
+            at,
+            run,
+            &mut out.signals,
+            &mut out.alerts,
+            &mut out.candidates,
+        );
+        let action = out.settle(run);
         run.totals.steps += 1;
         if action == Action::Refused {
             run.totals.refused += 1;
@@ -363,6 +429,20 @@ impl Engine {
         run.totals.input_tokens = run.totals.input_tokens.saturating_add(step.input_tokens);
         run.totals.output_tokens = run.totals.output_tokens.saturating_add(step.output_tokens);
         run.totals.cost = run.totals.cost.saturating_add(step.cost);
+        let quiet = out.signals.is_empty() && out.snapshot.is_none();
+        self.scratch.pending = out;
+        Verdict { action, quiet }
+    }
+
+    /// The decision of the step [`Engine::step_verdict`] judged last (on this run), with
+    /// its signals, alerts, incidents and records.
+    pub fn step_outcome(&mut self, run: &Run, step: &Step) -> Outcome {
+        let out = &mut self.scratch.pending;
+        let (action, reason) = (out.action, out.reason.take());
+        let signals = std::mem::take(&mut out.signals);
+        let alerts = std::mem::take(&mut out.alerts);
+        let incidents = std::mem::take(&mut out.incidents);
+        let snapshot = out.snapshot.take().map(|s| *s);
         let mut decision = self.decision(run, step.ts, "step", action, reason);
         decision.signals = signals;
         decision.alerts = alerts;

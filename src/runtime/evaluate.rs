@@ -5,18 +5,23 @@ use super::engine::{Scratch, Values};
 use super::event::{RunStart, Step};
 use super::{Engine, Run};
 use crate::base::num::SCALE;
-use crate::compile::bytecode::{EventField, FieldSource, Program};
+use crate::compile::bytecode::{EventField, FieldSource, Op, Program};
 use crate::vm::{self, Ctx, MAX_STR_FIELDS, NOT_A_CONSTANT, NOT_INTERNED, Slot};
-use std::sync::Arc;
 
 impl Engine {
     /// Takes a step into every aggregate at `at`, the time it is judged at, and computes
-    /// every monitor's value.
+    /// every monitor's value, and the limits of the run's layout that need attention.
     pub(super) fn evaluate(&mut self, run: &mut Run, step: &Step, metrics: &[i64], at: i64) {
-        let artifact = Arc::clone(&self.artifact);
+        let Engine {
+            artifact,
+            jit,
+            scratch: s,
+            string_ids,
+            compared_fields,
+            ..
+        } = self;
         let program = &artifact.body.program;
-        let jit = self.jit.as_deref();
-        let s = &mut self.scratch;
+        let jit = jit.as_deref();
         s.reset(program, jit.is_some());
         let mut strs: [&str; MAX_STR_FIELDS] = [""; MAX_STR_FIELDS];
         let mut str_ids = [NOT_INTERNED; MAX_STR_FIELDS];
@@ -28,14 +33,10 @@ impl Engine {
             at,
         };
         fields(program, jit, s, &mut strs, &str_ids, &input);
-        for &slot in &self.compared_fields {
+        for &slot in compared_fields.iter() {
             let slot = usize::from(slot);
             if let (Some(text), Some(id)) = (strs.get(slot), str_ids.get_mut(slot)) {
-                *id = self
-                    .string_ids
-                    .get(*text)
-                    .copied()
-                    .unwrap_or(NOT_A_CONSTANT);
+                *id = string_ids.get(*text).copied().unwrap_or(NOT_A_CONSTANT);
             }
         }
         let ctx = Ctx::step(program, &s.nums, &s.bools, &strs, &str_ids, &run.labels);
@@ -54,42 +55,52 @@ impl Engine {
                 return;
             }
         }
-        let native = jit.and_then(|j| j.bind(&ctx, &s.values.flat_aggs, &s.values.flat_monitors));
-        for (ai, (desc, state)) in program
-            .aggregates
-            .iter()
-            .zip(run.aggs.iter_mut())
-            .enumerate()
-        {
-            let matched = match &desc.filter {
-                Some(code) => native
-                    .as_ref()
-                    .and_then(|n| n.filter(ai))
-                    .unwrap_or_else(|| vm::eval(code, &ctx, &mut s.values.stack)),
-                None => Slot::Bool(true),
-            };
-            let term = match (&desc.arg, matched) {
-                (_, Slot::Bool(false)) => Slot::None,
-                (Some(code), _) => native
-                    .as_ref()
-                    .and_then(|n| n.arg(ai))
-                    .unwrap_or_else(|| vm::eval(code, &ctx, &mut s.values.stack)),
-                (None, _) => Slot::Num(SCALE),
-            };
-            state.update(desc, at, matched, term);
-        }
-        s.values.aggs.clear();
-        s.values.aggs.extend(
-            run.aggs
-                .iter()
-                .zip(&program.aggregates)
-                .map(|(a, d)| a.value(d)),
-        );
+        aggregates(program, jit, &ctx, &mut run.aggs, &mut s.values, at);
         monitors(program, jit, &mut s.values, &ctx);
         if let Some(layout) = &run.layout.0 {
             super::layout::attention(layout, &s.values.monitors, &run.zones, &mut s.attention);
         }
     }
+}
+
+/// Every aggregate takes the step (block by block: the interpreter, or a JIT engine's
+/// native code per block when its layout has no whole step), and their values.
+fn aggregates(
+    program: &Program,
+    jit: Option<&crate::jit::Compiled>,
+    ctx: &Ctx<'_>,
+    aggs: &mut [crate::vm::AggState],
+    values: &mut Values,
+    at: i64,
+) {
+    let native = jit.and_then(|j| j.bind(ctx, &values.flat_aggs, &values.flat_monitors));
+    for (ai, (desc, state)) in program.aggregates.iter().zip(aggs.iter_mut()).enumerate() {
+        let matched = match &desc.filter {
+            Some(code) => native
+                .as_ref()
+                .and_then(|n| n.filter(ai))
+                .unwrap_or_else(|| vm::eval(code, ctx, &mut values.stack)),
+            None => Slot::Bool(true),
+        };
+        let term = match (&desc.arg, matched) {
+            (_, Slot::Bool(false)) => Slot::None,
+            (Some(code), _) => native
+                .as_ref()
+                .and_then(|n| n.arg(ai))
+                .unwrap_or_else(|| vm::eval(code, ctx, &mut values.stack)),
+            (None, _) => Slot::Num(SCALE),
+        };
+        // Only a window changes without a matching step (it moves on).
+        if matched != Slot::Bool(false) || desc.func == crate::base::lang::AggFunc::Rate {
+            state.update(desc, at, matched, term);
+        }
+    }
+    values.aggs.clear();
+    values.aggs.extend(
+        aggs.iter()
+            .zip(&program.aggregates)
+            .map(|(a, d)| a.value(d)),
+    );
 }
 
 /// What one step's fields are read from.
@@ -179,8 +190,16 @@ fn monitors(program: &Program, jit: Option<&crate::jit::Compiled>, s: &mut Value
         }
     }
     for m in &program.monitors {
-        let ctx = ctx.with_values(&s.aggs, &s.monitors);
-        let v = vm::eval(&m.code, &ctx, &mut s.stack);
+        // A monitor that names one aggregate or monitor needs no evaluation.
+        let v = match m.code.ops.as_slice() {
+            [Op::Agg(i)] => s.aggs.get(usize::from(*i)).copied(),
+            [Op::Monitor(i)] => s.monitors.get(usize::from(*i)).copied(),
+            _ => None,
+        };
+        let v = v.unwrap_or_else(|| {
+            let ctx = ctx.with_values(&s.aggs, &s.monitors);
+            vm::eval(&m.code, &ctx, &mut s.stack)
+        });
         s.monitors.push(v);
     }
 }

@@ -237,10 +237,11 @@ impl Engine {
 /// The entries of `layout` that need judging at this step, by the interpreter's values.
 pub(super) fn attention(layout: &Layout, monitors: &[Slot], zones: &[Zone], out: &mut Vec<u16>) {
     out.clear();
-    let quiet = zones.iter().all(|z| *z == Zone::Below)
-        && layout.monitors.iter().all(|(m, q)| {
-            matches!(monitors.get(usize::from(*m)), Some(Slot::Num(v)) if v < q)
-        });
+    let quiet = zones.iter().fold(0u8, |any, z| any | *z as u8) == 0
+        && layout
+            .monitors
+            .iter()
+            .all(|(m, q)| matches!(monitors.get(usize::from(*m)), Some(Slot::Num(v)) if v < q));
     if quiet {
         out.extend_from_slice(&layout.always);
         return;

@@ -48,7 +48,7 @@ mod status;
 use crate::base::lang::Enforcement;
 use decision::Decision;
 
-pub use engine::Engine;
+pub use engine::{Engine, Verdict};
 pub use run::{Bound, Grant, Run, RunState, Throttle, Totals};
 
 pub use crate::base::lang::Zone;

@@ -225,6 +225,20 @@ pub(crate) fn eval(code: &Code, ctx: &Ctx<'_>, stack: &mut Vec<Slot>) -> Slot {
                 return v;
             }
         }
+        [
+            a,
+            b,
+            op @ (Op::Add | Op::Sub | Op::Mul | Op::Div | Op::Cmp(_)),
+        ] => {
+            if let (Some(x), Some(y)) = (simple(a, ctx), simple(b, ctx)) {
+                return match (op, x, y) {
+                    (Op::Add, Slot::Num(x), Slot::Num(y)) => {
+                        crate::base::num::add(x, y).map_or_else(Slot::Err, Slot::Num)
+                    }
+                    _ => binary(ctx, op, x, y),
+                };
+            }
+        }
         [a, jump @ (Op::AndJump(3) | Op::OrJump(3)), b] => {
             if let Some(first) = simple(a, ctx) {
                 let go_on = Slot::Bool(matches!(jump, Op::AndJump(_)));

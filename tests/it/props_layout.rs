@@ -190,3 +190,68 @@ fn the_jit_decides_exactly_as_the_interpreter_on_generated_layouts() {
         assert!(granted > 20, "{granted} overrides granted");
     }
 }
+
+/// A step judged for its verdict alone moves the run exactly as a step judged in full,
+/// and its outcome, asked for afterwards, is the same decision; a quiet verdict is a
+/// decision with no signal.
+#[test]
+fn a_verdict_then_its_outcome_is_the_step_judged_in_full() {
+    use lever::runtime::event::{RunStart, Step};
+    use lever::runtime::{Engine, budget::Budgets};
+    let text = "import std.llm\npolicy p {\n  version 1\n  scope all\n  limit std.llm.cost to $2 { near 50% => alert(ui) breach => stop }\n  limit std.llm.burn_1m to $1.5 { breach => pause }\n}\n";
+    let set = lever::check::check(lever::source::SourceSet::from_text("p.policy", text));
+    let artifact = Arc::new(lever::compile::build(&set, &["p.policy".into()]).unwrap());
+    let start = RunStart {
+        run_id: "r".into(),
+        ts: 0,
+        tenant: "t".into(),
+        agent: "a".into(),
+        api_key: String::new(),
+        human_actor: String::new(),
+        labels: Default::default(),
+        meta: None,
+    };
+    for kind in [EngineKind::Interp, EngineKind::Jit] {
+        let (mut full, mut split) = (
+            Engine::of_kind(Arc::clone(&artifact), kind).unwrap(),
+            Engine::of_kind(Arc::clone(&artifact), kind).unwrap(),
+        );
+        let (mut a, _) = full.start_run(&start);
+        let (mut b, _) = split.start_run(&start);
+        let mut budgets = Budgets::default();
+        let (mut quiet, mut loud) = (0, 0);
+        for i in 1..=12 {
+            let step = Step {
+                run_id: "r".into(),
+                ts: i * 10_000_000_000,
+                input_tokens: 0,
+                output_tokens: 0,
+                cost: [100_000_000, 300_000_000][(i % 2) as usize],
+                latency: 0,
+                kind: "llm_call".into(),
+                model: String::new(),
+                tool: String::new(),
+                pii: false,
+                metrics: Default::default(),
+                prompt: None,
+                meta: None,
+            };
+            let expected = full.step(&mut a, &step, &[]).decision;
+            let verdict = split.step_verdict(&mut b, &step, &[], &mut budgets);
+            assert_eq!(verdict.action, expected.action, "{kind:?} step {i}");
+            assert_eq!(
+                verdict.quiet,
+                expected.signals.is_empty(),
+                "{kind:?} step {i}"
+            );
+            let got = split.step_outcome(&b, &step).decision;
+            assert_eq!(got.to_json(), expected.to_json(), "{kind:?} step {i}");
+            assert_eq!(a, b, "{kind:?} step {i}");
+            if verdict.quiet { quiet += 1 } else { loud += 1 }
+        }
+        assert!(
+            quiet >= 3 && loud >= 2,
+            "{kind:?}: {quiet} quiet, {loud} with signals"
+        );
+    }
+}

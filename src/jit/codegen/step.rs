@@ -224,7 +224,11 @@ fn compares(g: &mut Gen<'_, '_>, p: &Params, judges: &[Judge]) -> Result<Value, 
     g.b.ins().brif(quiet, glance, &[], each, &[]);
 
     g.b.switch_to_block(glance);
-    for (k, _) in judges.iter().enumerate().filter(|(_, j)| j.monitor.is_none()) {
+    for (k, _) in judges
+        .iter()
+        .enumerate()
+        .filter(|(_, j)| j.monitor.is_none())
+    {
         attend(g, p, count, k, None)?;
     }
     g.b.ins().jump(end, &[]);
@@ -302,7 +306,9 @@ fn limit_quiet(
     let v = g.b.ins().load(I64, FLAGS, monitors, offset + 8);
     let zone = g.b.ins().load(I8, FLAGS, p.zones, i32::from(j.zone));
     let is_num = g.b.ins().icmp_imm_s(IntCC::Equal, t, NUM);
-    let below = g.b.ins().icmp_imm_s(IntCC::SignedLessThan, v, j.quiet_below);
+    let below =
+        g.b.ins()
+            .icmp_imm_s(IntCC::SignedLessThan, v, j.quiet_below);
     let no_zone = g.b.ins().icmp_imm_s(IntCC::Equal, zone, 0);
     let quiet = g.b.ins().band(is_num, below);
     Ok(g.b.ins().band(quiet, no_zone))
