@@ -27,6 +27,8 @@ pub(super) struct Scratch {
     pub(super) counted: Vec<super::budget::Counted>,
     /// The entries of the run's layout that need judging at this step.
     pub(super) attention: Vec<u16>,
+    /// Each compared string field's last value and its interned id.
+    pub(super) interned: Vec<(String, u32)>,
     /// What the last step judged produced, until its outcome is built.
     pub(super) pending: Pending,
 }
@@ -404,23 +406,19 @@ impl Engine {
         }
         run.observed.clear();
         run.observed.extend_from_slice(self.monitor_values());
-        let mut out = std::mem::take(&mut self.scratch.pending);
-        out.clear();
+        self.scratch.pending.clear();
         let first_token = step.output_tokens > 0 && !run.first_token_passed;
         run.first_token_passed |= step.output_tokens > 0;
         if run.rebind.is_some() || (first_token && !run.awaiting.is_empty()) {
+            let mut out = std::mem::take(&mut self.scratch.pending);
             out.snapshot = self
                 .rebind(run, first_token, &mut out.signals, &mut out.candidates)
                 .map(Box::new);
+            self.scratch.pending = out;
             self.relayout(run);
         }
-        self.judge(
-            at,
-            run,
-            &mut out.signals,
-            &mut out.alerts,
-            &mut out.candidates,
-        );
+        self.judge(at, run);
+        let out = &mut self.scratch.pending;
         let action = out.settle(run);
         run.totals.steps += 1;
         if action == Action::Refused {
@@ -430,7 +428,6 @@ impl Engine {
         run.totals.output_tokens = run.totals.output_tokens.saturating_add(step.output_tokens);
         run.totals.cost = run.totals.cost.saturating_add(step.cost);
         let quiet = out.signals.is_empty() && out.snapshot.is_none();
-        self.scratch.pending = out;
         Verdict { action, quiet }
     }
 

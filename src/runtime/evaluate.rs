@@ -33,10 +33,21 @@ impl Engine {
             at,
         };
         fields(program, jit, s, &mut strs, &str_ids, &input);
-        for &slot in compared_fields.iter() {
+        // Each compared field is interned once per distinct value: a step repeating the
+        // last value (an agent keeps its model and kinds) reuses its id unhashed.
+        if s.interned.len() != compared_fields.len() {
+            let empty = string_ids.get("").copied().unwrap_or(NOT_A_CONSTANT);
+            s.interned = vec![(String::new(), empty); compared_fields.len()];
+        }
+        for (&slot, last) in compared_fields.iter().zip(s.interned.iter_mut()) {
             let slot = usize::from(slot);
             if let (Some(text), Some(id)) = (strs.get(slot), str_ids.get_mut(slot)) {
-                *id = string_ids.get(*text).copied().unwrap_or(NOT_A_CONSTANT);
+                if last.0 != *text {
+                    last.0.clear();
+                    last.0.push_str(text);
+                    last.1 = string_ids.get(*text).copied().unwrap_or(NOT_A_CONSTANT);
+                }
+                *id = last.1;
             }
         }
         let ctx = Ctx::step(program, &s.nums, &s.bools, &strs, &str_ids, &run.labels);
@@ -120,14 +131,18 @@ impl Scratch {
         self.nums.resize(usize::from(program.num_fields), 0);
         self.bools.clear();
         self.bools.resize(usize::from(program.bool_fields), false);
+        // Native code writes every aggregate, and every monitor before a later one reads
+        // it (monitors read only earlier ones): the buffers need only their length.
         if native {
-            self.values
-                .flat_aggs
-                .resize(program.aggregates.len(), crate::jit::Flat::NONE);
-            self.values.flat_monitors.clear();
-            self.values
-                .flat_monitors
-                .resize(program.monitors.len(), crate::jit::Flat::NONE);
+            let v = &mut self.values;
+            if v.flat_aggs.len() != program.aggregates.len() {
+                v.flat_aggs
+                    .resize(program.aggregates.len(), crate::jit::Flat::NONE);
+            }
+            if v.flat_monitors.len() != program.monitors.len() {
+                v.flat_monitors
+                    .resize(program.monitors.len(), crate::jit::Flat::NONE);
+            }
         }
     }
 }

@@ -3,7 +3,7 @@
 
 use super::budget::BudgetTag;
 use super::decision::{Alert, Signal};
-use super::engine::Candidate;
+use super::engine::{Candidate, Scratch};
 use super::{Bound, Engine, Run, Zone};
 use crate::base::format;
 use crate::base::lang::{ChannelRef, Enforcement, OnError};
@@ -14,25 +14,29 @@ use crate::vm::Slot;
 impl Engine {
     /// Judges the limits of the run's layout that need attention at this step (the
     /// others are quiet: below every threshold, in no zone).
-    pub(super) fn judge(
-        &self,
-        ts: i64,
-        run: &mut Run,
-        signals: &mut Vec<Signal>,
-        alerts: &mut Vec<Alert>,
-        candidates: &mut Vec<Candidate>,
-    ) {
-        let program = self.program();
-        let monitors = &self.scratch.values.monitors;
+    /// What it finds goes to the step's pending outcome.
+    pub(super) fn judge(&mut self, ts: i64, run: &mut Run) {
+        let Engine {
+            artifact, scratch, ..
+        } = self;
+        let program = &artifact.body.program;
+        let Scratch {
+            values,
+            attention,
+            counted,
+            pending,
+            ..
+        } = scratch;
+        let monitors = &values.monitors;
         let mut out = Verdict {
-            signals,
-            alerts,
-            candidates,
+            signals: &mut pending.signals,
+            alerts: &mut pending.alerts,
+            candidates: &mut pending.candidates,
         };
         let Some(layout) = run.layout.0.as_ref() else {
             return;
         };
-        for &k in &self.scratch.attention {
+        for &k in attention.iter() {
             let Some(e) = layout.entries.get(usize::from(k)) else {
                 continue;
             };
@@ -50,9 +54,7 @@ impl Engine {
             };
             let counted = match e.monitor {
                 Some(_) => None,
-                None => self
-                    .scratch
-                    .counted
+                None => counted
                     .iter()
                     .find(|c| c.policy == e.policy && c.limit == e.limit),
             };

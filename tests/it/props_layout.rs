@@ -255,3 +255,38 @@ fn a_verdict_then_its_outcome_is_the_step_judged_in_full() {
         );
     }
 }
+
+/// A compared string field is interned once per distinct value and reused while it
+/// repeats: the empty string on the very first step, a change, and a return all compare
+/// rightly, on both engines.
+#[test]
+fn a_compared_field_compares_rightly_as_its_value_repeats_and_changes() {
+    let text = "import std.llm\npolicy p {\n  version 1\n  scope all\n  limit empty_tool to 2 { breach => stop }\n  monitor empty_tool = count(step.tool == \"\")\n}\n";
+    let set = lever::check::check(lever::source::SourceSet::from_text("p.policy", text));
+    assert!(!set.has_errors(), "{:?}", set.diagnostics);
+    let artifact = Arc::new(lever::compile::build(&set, &["p.policy".into()]).unwrap());
+    let mut lines = vec![
+        "{\"type\":\"run_start\",\"run_id\":\"r\",\"ts\":\"2026-01-20T10:00:00Z\",\"tenant\":\"t\"}"
+            .to_string(),
+    ];
+    for (i, tool) in ["", "x", "x", ""].iter().enumerate() {
+        lines.push(format!(
+            "{{\"type\":\"step\",\"run_id\":\"r\",\"ts\":\"2026-01-20T10:00:0{}Z\",\"tool\":\"{tool}\"}}",
+            i + 1
+        ));
+    }
+    for kind in [EngineKind::Interp, EngineKind::Jit] {
+        let actions: Vec<String> = decisions(&artifact, kind, &lines)
+            .iter()
+            .map(|d| {
+                let v: serde_json::Value = serde_json::from_str(d).unwrap();
+                v["action"].as_str().unwrap().to_string()
+            })
+            .collect();
+        assert_eq!(
+            actions,
+            ["continue", "continue", "continue", "continue", "stop"],
+            "{kind:?}"
+        );
+    }
+}
