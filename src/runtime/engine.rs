@@ -56,6 +56,8 @@ pub struct Engine {
     pub(super) string_ids:
         std::collections::HashMap<String, u32, std::hash::BuildHasherDefault<Fnv1a>>,
     pub(super) compared_fields: Vec<u16>,
+    /// Fields no code reads, by field index: never read from a step.
+    pub(super) unread_fields: Vec<bool>,
     pub(super) scratch: Scratch,
     /// The artifact each policy comes from (a merged engine holds two, see [`rebind`]).
     pub(super) policy_artifacts: Vec<Arc<str>>,
@@ -161,6 +163,7 @@ impl Engine {
             .map(|(i, s)| (s.clone(), u32::try_from(i).unwrap_or(NOT_A_CONSTANT)))
             .collect();
         let compared_fields = compared_string_fields(program);
+        let unread_fields = unread_fields(program);
         let policy_artifacts = vec![Arc::clone(&artifact_id); program.policies.len()];
         let budget_slots = super::budget::slots(program);
         Engine {
@@ -168,6 +171,7 @@ impl Engine {
             artifact_id,
             string_ids,
             compared_fields,
+            unread_fields,
             scratch: Scratch::default(),
             policy_artifacts,
             merged: None,
@@ -500,6 +504,61 @@ pub(super) fn compared_string_fields(program: &Program) -> Vec<u16> {
     fields.sort_unstable();
     fields.dedup();
     fields
+}
+
+/// Fields whose value no code reads (the extern fields a module declares and the program
+/// never uses, a `let` nobody reads), by field index: never read from the step. A field is
+/// read when some aggregate, monitor or read derived field names its slot; a derived
+/// field reads only earlier fields, so one pass from the end settles it.
+fn unread_fields(program: &Program) -> Vec<bool> {
+    let mut reads = Reads::default();
+    for a in &program.aggregates {
+        for c in a.arg.iter().chain(a.filter.iter()) {
+            reads.code(c);
+        }
+    }
+    for m in &program.monitors {
+        reads.code(&m.code);
+    }
+    let mut unread = vec![false; program.fields.len()];
+    for (i, f) in program.fields.iter().enumerate().rev() {
+        let read = match &f.source {
+            FieldSource::Event(e) if e.is_string() => reads.strs.contains(&f.slot),
+            _ => reads.nums.contains(&f.slot) || reads.bools.contains(&f.slot),
+        };
+        match &f.source {
+            FieldSource::Derived(code) if read => reads.code(code),
+            _ if read => {}
+            _ => {
+                if let Some(u) = unread.get_mut(i) {
+                    *u = true;
+                }
+            }
+        }
+    }
+    unread
+}
+
+/// The field slots code reads, by kind.
+#[derive(Default)]
+struct Reads {
+    nums: Vec<u16>,
+    bools: Vec<u16>,
+    strs: Vec<u16>,
+}
+
+impl Reads {
+    fn code(&mut self, code: &crate::compile::bytecode::Code) {
+        use crate::compile::bytecode::Op;
+        for op in &code.ops {
+            match op {
+                Op::NumField(s) | Op::FieldCmpNum(s, _, _) => self.nums.push(*s),
+                Op::BoolField(s) => self.bools.push(*s),
+                Op::StrField(s) | Op::FieldEqStr(s, _, _) => self.strs.push(*s),
+                _ => {}
+            }
+        }
+    }
 }
 
 /// What makes a conflict distinct: its group (the lead's limit), kind, lead and `with`.

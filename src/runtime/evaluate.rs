@@ -18,6 +18,7 @@ impl Engine {
             scratch: s,
             string_ids,
             compared_fields,
+            unread_fields,
             ..
         } = self;
         let program = &artifact.body.program;
@@ -32,7 +33,7 @@ impl Engine {
             metrics,
             at,
         };
-        fields(program, jit, s, &mut strs, &str_ids, &input);
+        fields(program, jit, unread_fields, s, &mut strs, &str_ids, &input);
         // Each compared field is interned once per distinct value: a step repeating the
         // last value (an agent keeps its model and kinds) reuses its id unhashed.
         if s.interned.len() != compared_fields.len() {
@@ -127,10 +128,13 @@ struct Input<'a> {
 impl Scratch {
     /// Empties the buffers for a step of `program`.
     fn reset(&mut self, program: &Program, native: bool) {
-        self.nums.clear();
-        self.nums.resize(usize::from(program.num_fields), 0);
-        self.bools.clear();
-        self.bools.resize(usize::from(program.bool_fields), false);
+        // Every field writes its slot at every step (an unread one stays as it was).
+        if self.nums.len() != usize::from(program.num_fields) {
+            self.nums.resize(usize::from(program.num_fields), 0);
+        }
+        if self.bools.len() != usize::from(program.bool_fields) {
+            self.bools.resize(usize::from(program.bool_fields), false);
+        }
         // Native code writes every aggregate, and every monitor before a later one reads
         // it (monitors read only earlier ones): the buffers need only their length.
         if native {
@@ -151,12 +155,16 @@ impl Scratch {
 fn fields<'a>(
     program: &Program,
     jit: Option<&crate::jit::Compiled>,
+    unread: &[bool],
     s: &mut Scratch,
     strs: &mut [&'a str; MAX_STR_FIELDS],
     str_ids: &[u32; MAX_STR_FIELDS],
     input: &Input<'a>,
 ) {
     for (fi, field) in program.fields.iter().enumerate() {
+        if unread.get(fi) == Some(&true) {
+            continue;
+        }
         let slot = usize::from(field.slot);
         let value = match &field.source {
             FieldSource::Event(e) if e.is_string() => {
