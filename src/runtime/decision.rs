@@ -99,7 +99,7 @@ pub struct Decision {
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub budgets: Vec<super::budget::Contribution>,
     #[serde(rename = "override", skip_serializing_if = "Option::is_none")]
-    pub override_outcome: Option<OverrideOutcome>,
+    pub override_outcome: Option<Box<OverrideOutcome>>,
     pub snapshot: Option<Arc<str>>,
     pub artifact: Option<Arc<str>>,
 }

@@ -433,7 +433,7 @@ impl Engine {
         if d.action == Action::Continue {
             d.reason = None;
         }
-        d.override_outcome = Some(outcome);
+        d.override_outcome = Some(Box::new(outcome));
         d
     }
 

@@ -44,6 +44,10 @@ pub(super) struct HelperRefs {
 
 pub(super) const FLAGS: MemFlagsData = MemFlagsData::trusted();
 
+/// The `Env`'s own fields (its pointers) never change while native code runs: loads of
+/// them may be shared and moved (the memory they point at is loaded with [`FLAGS`]).
+const ENV: MemFlagsData = MemFlagsData::trusted().with_readonly().with_can_move();
+
 impl Gen<'_, '_> {
     pub(super) fn var(&self, k: usize) -> Result<(Variable, Variable), JitError> {
         match (self.tags.get(k), self.vals.get(k)) {
@@ -73,7 +77,7 @@ impl Gen<'_, '_> {
     /// A pointer field of the `Env`.
     pub(super) fn env_ptr(&mut self, field: i32) -> Value {
         let offset = field * i32::from(u8::try_from(self.ptr.bytes()).unwrap_or(8));
-        self.b.ins().load(self.ptr, FLAGS, self.env, offset)
+        self.b.ins().load(self.ptr, ENV, self.env, offset)
     }
 
     pub(super) fn scratch_addr(&mut self, offset: i32) -> Value {
@@ -230,7 +234,7 @@ impl Gen<'_, '_> {
             return self.set_const(d, NONE, 0);
         }
         let base = self.env_ptr(0);
-        let v = self.b.ins().load(I64, FLAGS, base, i32::from(i) * 8);
+        let v = self.b.ins().load(I64, ENV, base, i32::from(i) * 8);
         let t = self.b.ins().iconst(I64, NUM);
         self.set(d, t, v)
     }
@@ -242,7 +246,7 @@ impl Gen<'_, '_> {
             return self.set_const(d, NONE, 0);
         }
         let base = self.env_ptr(1);
-        let v = self.b.ins().uload8(I64, FLAGS, base, i32::from(i));
+        let v = self.b.ins().uload8(I64, ENV, base, i32::from(i));
         let t = self.b.ins().iconst(I64, BOOL);
         self.set(d, t, v)
     }
@@ -260,7 +264,7 @@ impl Gen<'_, '_> {
             return self.set_const(d, NONE, 0);
         }
         let base = self.env_ptr(0);
-        let x = self.b.ins().load(I64, FLAGS, base, i32::from(f) * 8);
+        let x = self.b.ins().load(I64, ENV, base, i32::from(f) * 8);
         let flag = self.b.ins().icmp_imm_s(int_cc(c), x, k);
         let v = self.bool_of(flag);
         let t = self.b.ins().iconst(I64, BOOL);
@@ -292,7 +296,7 @@ impl Gen<'_, '_> {
             return slow(self);
         }
         let base = self.env_ptr(2);
-        let id = self.b.ins().uload32(FLAGS, base, i32::from(f) * 4);
+        let id = self.b.ins().uload32(ENV, base, i32::from(f) * 4);
         let not_interned = self
             .b
             .ins()
