@@ -480,6 +480,34 @@ unsafe extern "C" fn agg_step(
     }
 }
 
+/// A `rate` taking one step ([`AggState::window_step`]), its value written to `out`.
+///
+/// # Safety
+/// `cell` is the run's state of a `rate` aggregate and `out` its value in the step's
+/// `env.aggs`, both borrowed for the call by `WholeStep::run`.
+#[allow(clippy::too_many_arguments)]
+unsafe extern "C" fn window_step(
+    cell: *mut AggState,
+    window: i64,
+    at: i64,
+    mt: i64,
+    mv: i64,
+    tt: i64,
+    tv: i64,
+    out: *mut Flat,
+) {
+    // SAFETY: as the caller guarantees, see above.
+    unsafe {
+        let value = (*cell).window_step(
+            window,
+            at,
+            Flat { tag: mt, val: mv }.slot(),
+            Flat { tag: tt, val: tv }.slot(),
+        );
+        *out = Flat::of(value.unwrap_or(Slot::None));
+    }
+}
+
 /// `a * b` and `a / b` of two numbers: Lever's exact fixed-point arithmetic.
 ///
 /// # Safety

@@ -33,7 +33,7 @@ pub(crate) struct AggState {
 /// and leave it.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub(crate) struct Window {
-    entries: VecDeque<(i64, i64)>,
+    entries: super::ring::Ring,
     /// Timestamps of steps in the window whose term failed, with the first error.
     failures: VecDeque<(i64, ArithError)>,
     sum: i128,
@@ -59,7 +59,7 @@ impl AggState {
     pub(crate) fn heap_bytes(&self) -> usize {
         self.window.as_ref().map_or(0, |w| {
             std::mem::size_of::<Window>()
-                + w.entries.capacity() * 16
+                + w.entries.heap_bytes()
                 + w.failures.capacity() * std::mem::size_of::<(i64, ArithError)>()
         })
     }
@@ -72,11 +72,43 @@ impl AggState {
         self.set(Slot::Err(e));
     }
 
+    /// A `rate` taking one step over its trailing `window`, as [`AggState::update`] does,
+    /// without the aggregate's description; its value then. `None` for any other state.
+    #[inline]
+    pub(crate) fn window_step(
+        &mut self,
+        window: i64,
+        ts: i64,
+        matched: Slot,
+        term: Slot,
+    ) -> Option<Slot> {
+        self.window_update(window, ts, matched, term)?;
+        self.window.as_ref().map(|w| w.value())
+    }
+
+    /// A `rate` taking one step: `None` (nothing done) for any other state.
+    #[inline]
+    fn window_update(&mut self, window: i64, ts: i64, matched: Slot, term: Slot) -> Option<()> {
+        let w = self.window.as_mut()?;
+        w.evict(ts, window);
+        match (matched, term) {
+            (Slot::Bool(true), Slot::Num(v)) => {
+                w.entries.push_back((ts, v));
+                w.sum += i128::from(v);
+            }
+            (Slot::Bool(true), Slot::Err(e)) | (Slot::Err(e), _) => {
+                w.failures.push_back((ts, e));
+            }
+            _ => {}
+        }
+        Some(())
+    }
+
     /// Takes one step in: `matched` is the filter's verdict (a value of `Slot::Bool`, or an
     /// error), `term` the argument's value when matched (`Slot::Num(SCALE)` for a count).
     pub(crate) fn update(&mut self, desc: &AggDesc, ts: i64, matched: Slot, term: Slot) {
-        if let Some(w) = &mut self.window {
-            w.evict(ts, desc.window);
+        if self.window_update(desc.window, ts, matched, term).is_some() {
+            return;
         }
         let term = match matched {
             Slot::Bool(false) => return,
@@ -84,17 +116,6 @@ impl AggState {
             Slot::Err(e) => Slot::Err(e),
             _ => return,
         };
-        if let Some(w) = &mut self.window {
-            match term {
-                Slot::Num(v) => {
-                    w.entries.push_back((ts, v));
-                    w.sum += i128::from(v);
-                }
-                Slot::Err(e) => w.failures.push_back((ts, e)),
-                _ => {}
-            }
-            return;
-        }
         let ok = self.tag == tag::NUM;
         match (desc.func, term) {
             (AggFunc::Last, Slot::Num(_) | Slot::Bool(_) | Slot::Err(_)) => self.set(term),
@@ -126,10 +147,7 @@ impl AggState {
     /// The aggregate's value at the current step.
     pub(crate) fn value(&self, desc: &AggDesc) -> Slot {
         if let Some(w) = &self.window {
-            return match w.failures.front() {
-                Some((_, e)) => Slot::Err(*e),
-                None => i64::try_from(w.sum).map_or(Slot::Err(ArithError::Overflow), Slot::Num),
-            };
+            return w.value();
         }
         match (desc.func, tag::slot(self.tag, self.a)) {
             (AggFunc::Avg, Slot::Num(_)) if self.b == 0 => Slot::None,
@@ -142,18 +160,29 @@ impl AggState {
 }
 
 impl Window {
+    /// An error while a failed step is in the window, else the sum (an error out of range).
+    fn value(&self) -> Slot {
+        match self.failures.front() {
+            Some((_, e)) => Slot::Err(*e),
+            None => i64::try_from(self.sum).map_or(Slot::Err(ArithError::Overflow), Slot::Num),
+        }
+    }
+
     /// Drops the steps at or before `ts - window`: a step exactly one window old is out.
     fn evict(&mut self, ts: i64, window: i64) {
-        let cutoff = i128::from(ts) - i128::from(window);
-        while let Some(&(t, v)) = self.entries.front() {
-            if i128::from(t) > cutoff {
+        // A cutoff below the least time evicts nothing.
+        let Some(cutoff) = ts.checked_sub(window) else {
+            return;
+        };
+        while let Some((t, v)) = self.entries.front() {
+            if t > cutoff {
                 break;
             }
             self.sum -= i128::from(v);
             self.entries.pop_front();
         }
         while let Some(&(t, _)) = self.failures.front() {
-            if i128::from(t) > cutoff {
+            if t > cutoff {
                 break;
             }
             self.failures.pop_front();

@@ -9,6 +9,7 @@
 
 mod aggregate;
 mod ops;
+mod ring;
 
 pub(crate) use aggregate::AggState;
 use ops::field_cmp_num;

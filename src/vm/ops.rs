@@ -18,7 +18,12 @@ pub(super) fn gate(operands: &[Slot]) -> Result<(), Slot> {
     }
 }
 
+#[inline]
 pub(super) fn arith(a: Slot, b: Slot, f: fn(i64, i64) -> Result<i64, ArithError>) -> Slot {
+    // Two numbers, the common case, need no gate.
+    if let (Slot::Num(x), Slot::Num(y)) = (a, b) {
+        return f(x, y).map_or_else(Slot::Err, Slot::Num);
+    }
     if let Err(s) = gate(&[a, b]) {
         return s;
     }
@@ -56,7 +61,11 @@ pub(super) fn field_cmp_num(ctx: &Ctx<'_>, field: u16, cmp: Cmp, k: i64) -> Slot
         .map_or(Slot::None, |x| Slot::Bool(ordered(*x, k, cmp)))
 }
 
+#[inline]
 pub(super) fn compare(a: Slot, b: Slot, cmp: Cmp) -> Slot {
+    if let (Slot::Num(x), Slot::Num(y)) = (a, b) {
+        return Slot::Bool(ordered(x, y, cmp));
+    }
     if let Err(s) = gate(&[a, b]) {
         return s;
     }

@@ -186,7 +186,17 @@ impl Gen<'_, '_> {
                 self.b.switch_to_block(block);
             }
             let d = depth.get(pc).copied().unwrap_or(0);
-            self.op(op, d, targets)?;
+            // `x * k` and `x / k` by a whole constant just pushed (no jump lands between):
+            // Lever's fixed-point product and quotient are then plain integer ones.
+            let prev = pc.checked_sub(1).and_then(|p| code.ops.get(p));
+            match (op, prev) {
+                (Op::Mul | Op::Div, Some(Op::Num(c)))
+                    if !targets.contains_key(&pc) && whole_factor(op, *c).is_some() =>
+                {
+                    self.by_whole(matches!(op, Op::Div), d, *c)?;
+                }
+                _ => self.op(op, d, targets)?,
+            }
         }
         if let Some(&block) = targets.get(&code.ops.len()) {
             self.b.ins().jump(block, &[]);
@@ -421,6 +431,47 @@ impl Gen<'_, '_> {
         )
     }
 
+    /// `x * c` or `x / c` where `c` is a whole constant ([`whole_factor`]): in line for a
+    /// number (`×` checks overflow; `÷` by a constant neither 0 nor -1 cannot fail),
+    /// everything else by the slow path.
+    fn by_whole(&mut self, div: bool, d: usize, c: i64) -> Result<(), JitError> {
+        let k = d
+            .checked_sub(2)
+            .ok_or_else(|| JitError::Bytecode("underflow".into()))?;
+        let n = whole_factor(if div { &Op::Div } else { &Op::Mul }, c)
+            .ok_or_else(|| JitError::Bytecode("not a whole factor".into()))?;
+        let (ta, va) = self.get(k)?;
+        let is_num = self.b.ins().icmp_imm_s(IntCC::Equal, ta, NUM);
+        self.branch(
+            is_num,
+            |g| {
+                let factor = g.b.ins().iconst(I64, n);
+                if div {
+                    let q = g.b.ins().sdiv(va, factor);
+                    let t = g.b.ins().iconst(I64, NUM);
+                    return g.set(k, t, q);
+                }
+                let (r, overflow) = g.b.ins().smul_overflow(va, factor);
+                let err = g.b.ins().iconst(I64, ERR_OVERFLOW);
+                let num = g.b.ins().iconst(I64, NUM);
+                let zero = g.b.ins().iconst(I64, 0);
+                let t = g.b.ins().select(overflow, err, num);
+                let v = g.b.ins().select(overflow, zero, r);
+                g.set(k, t, v)
+            },
+            |g| {
+                let out = g.scratch_addr(0);
+                let code = g.b.ins().iconst(I64, if div { 3 } else { 2 });
+                let tb = g.b.ins().iconst(I64, NUM);
+                let vb = g.b.ins().iconst(I64, c);
+                g.b.ins()
+                    .call(g.refs.binary, &[g.env, code, ta, va, tb, vb, out]);
+                let (t, v) = g.read_out();
+                g.set(k, t, v)
+            },
+        )
+    }
+
     /// `x in [a, b, ..]`, by the slow path.
     pub(super) fn in_list(&mut self, d: usize, n: u16) -> Result<(), JitError> {
         let count = usize::from(n) + 1;
@@ -469,5 +520,21 @@ impl Gen<'_, '_> {
         self.b.ins().brif(cond, next, &[], jump_to, &[]);
         self.b.switch_to_block(next);
         Ok(())
+    }
+}
+
+/// The integer `n` when `c` is the whole number `n` (10⁹ × `n` in fixed point) and `x * c`
+/// or `x / c` is exactly `x × n` or `x ÷ n` truncated (Lever's `a × b ÷ 10⁹` and
+/// `a × 10⁹ ÷ b`); for `÷`, `n` is neither 0 (an error) nor -1 (`i64::MIN ÷ -1`).
+pub(super) fn whole_factor(op: &Op, c: i64) -> Option<i64> {
+    let scale = crate::base::num::SCALE;
+    if c % scale != 0 {
+        return None;
+    }
+    let n = c / scale;
+    match op {
+        Op::Mul => Some(n),
+        Op::Div if n != 0 && n != -1 => Some(n),
+        _ => None,
     }
 }

@@ -28,6 +28,7 @@ struct Helpers {
     field_eq_str: FuncId,
     mul_div: FuncId,
     agg_step: FuncId,
+    window_step: FuncId,
 }
 
 impl HelperRefs {
@@ -168,6 +169,7 @@ fn new_module() -> Result<(JITModule, Helpers), JitError> {
     );
     jb.symbol("lever_mul_div", super::mul_div as *const u8);
     jb.symbol("lever_agg_step", super::agg_step as *const u8);
+    jb.symbol("lever_window_step", super::window_step as *const u8);
     let mut module = JITModule::new(jb);
     let ptr = module.target_config().pointer_type();
     let mut import = |name: &str, params: &[cranelift_codegen::ir::Type], ret: bool| {
@@ -193,6 +195,11 @@ fn new_module() -> Result<(JITModule, Helpers), JitError> {
         agg_step: import(
             "lever_agg_step",
             &[ptr, I64, ptr, I64, I64, I64, I64, I64],
+            false,
+        )?,
+        window_step: import(
+            "lever_window_step",
+            &[ptr, I64, I64, I64, I64, I64, I64, ptr],
             false,
         )?,
     };

@@ -50,6 +50,7 @@ pub(super) fn whole_step(
     let mut fbc = FunctionBuilderContext::new();
     let refs = HelperRefs::declare(module, helpers, &mut ctx.func);
     let agg_step = module.declare_func_in_func(helpers.agg_step, &mut ctx.func);
+    let window_step = module.declare_func_in_func(helpers.window_step, &mut ctx.func);
     let mut b = FunctionBuilder::new(&mut ctx.func, &mut fbc);
     let entry = b.create_block();
     b.append_block_params_for_function_params(entry);
@@ -82,7 +83,11 @@ pub(super) fn whole_step(
         at,
     };
     for (i, desc) in program.aggregates.iter().enumerate() {
-        aggregate(&mut g, &params, agg_step, i, desc)?;
+        if desc.func == AggFunc::Rate {
+            window(&mut g, &params, window_step, i, desc)?;
+        } else {
+            aggregate(&mut g, &params, agg_step, i, desc)?;
+        }
     }
     for (i, m) in program.monitors.iter().enumerate() {
         let (t, v) = g.inline(&m.code)?;
@@ -180,6 +185,51 @@ fn aggregate(
     }
     g.b.ins().jump(end, &[]);
     g.b.switch_to_block(end);
+    Ok(())
+}
+
+/// A `rate`: its filter and (when matched) argument in line, then its window moved on by
+/// [`super::super::window_step`], which writes the value to `env.aggs[i]`.
+fn window(
+    g: &mut Gen<'_, '_>,
+    p: &Params,
+    window_step: cranelift_codegen::ir::FuncRef,
+    i: usize,
+    desc: &AggDesc,
+) -> Result<(), JitError> {
+    let (mt, mv) = match &desc.filter {
+        Some(code) => g.inline(code)?,
+        None => (g.b.ins().iconst(I64, BOOL), g.b.ins().iconst(I64, 1)),
+    };
+    let (term_t, term_v) = (g.b.declare_var(I64), g.b.declare_var(I64));
+    let none = g.b.ins().iconst(I64, NONE);
+    let zero = g.b.ins().iconst(I64, 0);
+    g.b.def_var(term_t, none);
+    g.b.def_var(term_v, zero);
+    let (matched, call) = (g.b.create_block(), g.b.create_block());
+    let is_bool = g.b.ins().icmp_imm_s(IntCC::Equal, mt, BOOL);
+    let is_one = g.b.ins().icmp_imm_s(IntCC::Equal, mv, 1);
+    let is_true = g.b.ins().band(is_bool, is_one);
+    g.b.ins().brif(is_true, matched, &[], call, &[]);
+    g.b.switch_to_block(matched);
+    let (tt, tv) = match &desc.arg {
+        Some(code) => g.inline(code)?,
+        None => (g.b.ins().iconst(I64, NUM), g.b.ins().iconst(I64, SCALE)),
+    };
+    g.b.def_var(term_t, tt);
+    g.b.def_var(term_v, tv);
+    g.b.ins().jump(call, &[]);
+    g.b.switch_to_block(call);
+    let (tt, tv) = (g.b.use_var(term_t), g.b.use_var(term_v));
+    let cell_offset = i64::try_from(i * CELL_BYTES).map_err(codegen)?;
+    let cell = g.b.ins().iadd_imm_s(p.cells, cell_offset);
+    let aggs = g.env_ptr(3);
+    let out =
+        g.b.ins()
+            .iadd_imm_s(aggs, i64::try_from(i * 16).map_err(codegen)?);
+    let width = g.b.ins().iconst(I64, desc.window);
+    g.b.ins()
+        .call(window_step, &[cell, width, p.at, mt, mv, tt, tv, out]);
     Ok(())
 }
 
