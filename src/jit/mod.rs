@@ -80,12 +80,13 @@ impl WholeStep {
             return false;
         }
         buf.attention.clear();
-        buf.attention.resize(self.judges, 0);
+        buf.attention.reserve(self.judges);
         let env = Env::new(ctx, buf.aggs.as_mut_ptr(), buf.monitors.as_mut_ptr());
         // SAFETY: the function was compiled for a program of this shape and a layout
-        // reading zones below `self.zones` and writing at most `self.judges` entries;
-        // every buffer was checked against those sizes above and is borrowed mutably
-        // (or shared, for zones) for the call, so nothing else reads or moves them.
+        // reading zones below `self.zones` and writing at most `self.judges` entries of
+        // `attention` (whose capacity was just reserved); every buffer was checked against
+        // those sizes above and is borrowed mutably (or shared, for zones) for the call,
+        // so nothing else reads or moves them.
         let n = unsafe {
             (self.f)(
                 &env,
@@ -95,8 +96,10 @@ impl WholeStep {
                 at,
             )
         };
-        buf.attention
-            .truncate(usize::try_from(n).unwrap_or(0).min(self.judges));
+        let n = usize::try_from(n).unwrap_or(0).min(self.judges);
+        // SAFETY: native code writes each entry it counts before counting it, so the
+        // first `n` (at most the reserved capacity) are initialized.
+        unsafe { buf.attention.set_len(n) };
         true
     }
 }

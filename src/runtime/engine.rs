@@ -56,8 +56,9 @@ pub struct Engine {
     pub(super) string_ids:
         std::collections::HashMap<String, u32, std::hash::BuildHasherDefault<Fnv1a>>,
     pub(super) compared_fields: Vec<u16>,
-    /// Fields no code reads, by field index: never read from a step.
-    pub(super) unread_fields: Vec<bool>,
+    /// The fields some code reads, by index in order: the others are never read from a
+    /// step.
+    pub(super) read_fields: Vec<u16>,
     pub(super) scratch: Scratch,
     /// The artifact each policy comes from (a merged engine holds two, see [`rebind`]).
     pub(super) policy_artifacts: Vec<Arc<str>>,
@@ -128,6 +129,11 @@ impl Pending {
             _ if prior == RunState::Running => (Action::Continue, None),
             _ => (Action::Refused, Some(prior.refusal().to_string())),
         };
+        if self.candidates.is_empty() {
+            self.action = action;
+            self.reason = reason;
+            return action;
+        }
         for c in self.candidates.drain(..) {
             if let Some((policy, limit)) = c.breach {
                 self.incidents.push(Incident {
@@ -163,7 +169,7 @@ impl Engine {
             .map(|(i, s)| (s.clone(), u32::try_from(i).unwrap_or(NOT_A_CONSTANT)))
             .collect();
         let compared_fields = compared_string_fields(program);
-        let unread_fields = unread_fields(program);
+        let read_fields = read_fields(program);
         let policy_artifacts = vec![Arc::clone(&artifact_id); program.policies.len()];
         let budget_slots = super::budget::slots(program);
         Engine {
@@ -171,7 +177,7 @@ impl Engine {
             artifact_id,
             string_ids,
             compared_fields,
-            unread_fields,
+            read_fields,
             scratch: Scratch::default(),
             policy_artifacts,
             merged: None,
@@ -506,11 +512,12 @@ pub(super) fn compared_string_fields(program: &Program) -> Vec<u16> {
     fields
 }
 
-/// Fields whose value no code reads (the extern fields a module declares and the program
-/// never uses, a `let` nobody reads), by field index: never read from the step. A field is
-/// read when some aggregate, monitor or read derived field names its slot; a derived
-/// field reads only earlier fields, so one pass from the end settles it.
-fn unread_fields(program: &Program) -> Vec<bool> {
+/// The fields whose value some code reads, by index in field order; the others (the
+/// extern fields a module declares and the program never uses, a `let` nobody reads) are
+/// never read from a step. A field is read when some aggregate, monitor or read derived
+/// field names its slot; a derived field reads only earlier fields, so one pass from the
+/// end settles it.
+fn read_fields(program: &Program) -> Vec<u16> {
     let mut reads = Reads::default();
     for a in &program.aggregates {
         for c in a.arg.iter().chain(a.filter.iter()) {
@@ -520,23 +527,22 @@ fn unread_fields(program: &Program) -> Vec<bool> {
     for m in &program.monitors {
         reads.code(&m.code);
     }
-    let mut unread = vec![false; program.fields.len()];
+    let mut read_fields = Vec::new();
     for (i, f) in program.fields.iter().enumerate().rev() {
         let read = match &f.source {
             FieldSource::Event(e) if e.is_string() => reads.strs.contains(&f.slot),
             _ => reads.nums.contains(&f.slot) || reads.bools.contains(&f.slot),
         };
-        match &f.source {
-            FieldSource::Derived(code) if read => reads.code(code),
-            _ if read => {}
-            _ => {
-                if let Some(u) = unread.get_mut(i) {
-                    *u = true;
-                }
-            }
+        if !read {
+            continue;
         }
+        if let FieldSource::Derived(code) = &f.source {
+            reads.code(code);
+        }
+        read_fields.push(u16::try_from(i).unwrap_or(u16::MAX));
     }
-    unread
+    read_fields.reverse();
+    read_fields
 }
 
 /// The field slots code reads, by kind.

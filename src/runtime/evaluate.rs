@@ -18,7 +18,7 @@ impl Engine {
             scratch: s,
             string_ids,
             compared_fields,
-            unread_fields,
+            read_fields,
             ..
         } = self;
         let program = &artifact.body.program;
@@ -33,7 +33,7 @@ impl Engine {
             metrics,
             at,
         };
-        fields(program, jit, unread_fields, s, &mut strs, &str_ids, &input);
+        fields(program, jit, read_fields, s, &mut strs, &str_ids, &input);
         // Each compared field is interned once per distinct value: a step repeating the
         // last value (an agent keeps its model and kinds) reuses its id unhashed.
         if s.interned.len() != compared_fields.len() {
@@ -155,16 +155,17 @@ impl Scratch {
 fn fields<'a>(
     program: &Program,
     jit: Option<&crate::jit::Compiled>,
-    unread: &[bool],
+    read: &[u16],
     s: &mut Scratch,
     strs: &mut [&'a str; MAX_STR_FIELDS],
     str_ids: &[u32; MAX_STR_FIELDS],
     input: &Input<'a>,
 ) {
-    for (fi, field) in program.fields.iter().enumerate() {
-        if unread.get(fi) == Some(&true) {
+    for &fi in read {
+        let fi = usize::from(fi);
+        let Some(field) = program.fields.get(fi) else {
             continue;
-        }
+        };
         let slot = usize::from(field.slot);
         let value = match &field.source {
             FieldSource::Event(e) if e.is_string() => {
