@@ -9,8 +9,8 @@
 //! Prints steps per second and latency percentiles, for the file store and for PostgreSQL
 //! (`DATABASE_URL`, in a schema of its own that it drops).
 //!
-//! `cargo bench --bench serve` (`LEVER_LOAD_SECONDS`, and `LEVER_LOAD_CLIENTS` as a
-//! comma-separated list of client counts, default `16,32,64`). `-- budget` measures
+//! `cargo bench --bench serve` (`LEVER_LOAD_SECONDS`, `LEVER_LOAD_CLIENTS` as a
+//! comma-separated list of client counts, default `16,32,64`, and `LEVER_LOAD_ENGINE`). `-- budget` measures
 //! both stores with a daily budget every step of the load adds to. Targets on the 2-core machine (issue 8): file store 20,000 steps/s with p99
 //! under 5 ms; PostgreSQL 5,000 steps/s.
 
@@ -21,8 +21,22 @@ mod support;
 
 fn serve(dir: &std::path::Path, evidence: &str) -> (Child, String) {
     let examples = concat!(env!("CARGO_MANIFEST_DIR"), "/examples");
-    let (child, base, _) = support::serve(dir, &["--artifact", examples, "--evidence", evidence]);
+    let engine = engine();
+    let args = [
+        "--artifact",
+        examples,
+        "--evidence",
+        evidence,
+        "--engine",
+        &engine,
+    ];
+    let (child, base, _) = support::serve(dir, &args);
     (child, base)
+}
+
+/// The server's engine: `LEVER_LOAD_ENGINE` (`interp`, the default, or `jit`).
+fn engine() -> String {
+    std::env::var("LEVER_LOAD_ENGINE").unwrap_or_else(|_| "interp".into())
 }
 
 /// The examples and a daily budget that every run of the load shares (none has an API key,
@@ -36,9 +50,18 @@ fn serve_with_budget(dir: &std::path::Path, evidence: &str) -> (Child, String) {
     )
     .unwrap();
     let budget = budget.to_str().unwrap().to_string();
+    let engine = engine();
     let (child, base, _) = support::serve(
         dir,
-        &["--artifact", examples, &budget, "--evidence", evidence],
+        &[
+            "--artifact",
+            examples,
+            &budget,
+            "--evidence",
+            evidence,
+            "--engine",
+            &engine,
+        ],
     );
     (child, base)
 }
