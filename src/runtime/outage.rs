@@ -68,17 +68,8 @@ mod tests {
         Step {
             run_id: "r".into(),
             ts: 1,
-            input_tokens: 0,
-            output_tokens: 0,
-            cost: 0,
-            latency: 0,
             kind: "llm_call".into(),
-            model: String::new(),
-            tool: String::new(),
-            pii: false,
-            metrics: Default::default(),
-            prompt: None,
-            meta: None,
+            ..Step::default()
         }
     }
 

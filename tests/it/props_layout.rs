@@ -224,17 +224,9 @@ fn a_verdict_then_its_outcome_is_the_step_judged_in_full() {
             let step = Step {
                 run_id: "r".into(),
                 ts: i * 10_000_000_000,
-                input_tokens: 0,
-                output_tokens: 0,
                 cost: [100_000_000, 300_000_000][(i % 2) as usize],
-                latency: 0,
                 kind: "llm_call".into(),
-                model: String::new(),
-                tool: String::new(),
-                pii: false,
-                metrics: Default::default(),
-                prompt: None,
-                meta: None,
+                ..Step::default()
             };
             let expected = full.step(&mut a, &step, &[]).decision;
             let verdict = split.step_verdict(&mut b, &step, &[], &mut budgets);

@@ -68,6 +68,21 @@ impl Gen<'_, '_> {
         Ok(())
     }
 
+    /// Stack position `k` set to the number `r`, or to an overflow error when `overflow`.
+    pub(super) fn set_checked(
+        &mut self,
+        k: usize,
+        r: Value,
+        overflow: Value,
+    ) -> Result<(), JitError> {
+        let err = self.b.ins().iconst(I64, ERR_OVERFLOW);
+        let num = self.b.ins().iconst(I64, NUM);
+        let zero = self.b.ins().iconst(I64, 0);
+        let t = self.b.ins().select(overflow, err, num);
+        let v = self.b.ins().select(overflow, zero, r);
+        self.set(k, t, v)
+    }
+
     pub(super) fn set_const(&mut self, k: usize, tag: i64, val: i64) -> Result<(), JitError> {
         let t = self.b.ins().iconst(I64, tag);
         let v = self.b.ins().iconst(I64, val);
@@ -388,12 +403,7 @@ impl Gen<'_, '_> {
                     } else {
                         g.b.ins().ssub_overflow(va, vb)
                     };
-                    let err = g.b.ins().iconst(I64, ERR_OVERFLOW);
-                    let num = g.b.ins().iconst(I64, NUM);
-                    let zero = g.b.ins().iconst(I64, 0);
-                    let t = g.b.ins().select(overflow, err, num);
-                    let v = g.b.ins().select(overflow, zero, r);
-                    g.set(k, t, v)
+                    g.set_checked(k, r, overflow)
                 }
                 Op::Mul | Op::Div => {
                     let out = g.scratch_addr(0);
@@ -452,12 +462,7 @@ impl Gen<'_, '_> {
                     return g.set(k, t, q);
                 }
                 let (r, overflow) = g.b.ins().smul_overflow(va, factor);
-                let err = g.b.ins().iconst(I64, ERR_OVERFLOW);
-                let num = g.b.ins().iconst(I64, NUM);
-                let zero = g.b.ins().iconst(I64, 0);
-                let t = g.b.ins().select(overflow, err, num);
-                let v = g.b.ins().select(overflow, zero, r);
-                g.set(k, t, v)
+                g.set_checked(k, r, overflow)
             },
             |g| {
                 let out = g.scratch_addr(0);

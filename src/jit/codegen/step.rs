@@ -117,10 +117,7 @@ fn aggregate(
     i: usize,
     desc: &AggDesc,
 ) -> Result<(), JitError> {
-    let (mt, mv) = match &desc.filter {
-        Some(code) => g.inline(code)?,
-        None => (g.b.ins().iconst(I64, BOOL), g.b.ins().iconst(I64, 1)),
-    };
+    let (mt, mv) = filter(g, desc)?;
     let cell_offset = i32::try_from(i * CELL_BYTES).map_err(codegen)?;
     let cell = g.b.ins().iadd_imm_s(p.cells, i64::from(cell_offset));
     let index = g.b.ins().iconst(I64, i64::try_from(i).map_err(codegen)?);
@@ -132,18 +129,12 @@ fn aggregate(
         g.b.create_block(),
     );
     let is_bool = g.b.ins().icmp_imm_s(IntCC::Equal, mt, BOOL);
-    let is_one = g.b.ins().icmp_imm_s(IntCC::Equal, mv, 1);
-    let is_true = g.b.ins().band(is_bool, is_one);
+    let is_true = is_true(g, mt, mv);
     g.b.ins().brif(is_true, matched, &[], other, &[]);
 
     // The filter matched: the term.
     g.b.switch_to_block(matched);
-    let (tt, tv) = match &desc.arg {
-        Some(code) => g.inline(code)?,
-        None => (g.b.ins().iconst(I64, NUM), g.b.ins().iconst(I64, SCALE)),
-    };
-    g.b.def_var(term_t, tt);
-    g.b.def_var(term_v, tv);
+    let (tt, tv) = term(g, desc, term_t, term_v)?;
     if matches!(desc.func, AggFunc::Sum | AggFunc::Count) {
         total_in_line(g, cell, tt, tv, slow, done);
     } else {
@@ -197,27 +188,17 @@ fn window(
     i: usize,
     desc: &AggDesc,
 ) -> Result<(), JitError> {
-    let (mt, mv) = match &desc.filter {
-        Some(code) => g.inline(code)?,
-        None => (g.b.ins().iconst(I64, BOOL), g.b.ins().iconst(I64, 1)),
-    };
+    let (mt, mv) = filter(g, desc)?;
     let (term_t, term_v) = (g.b.declare_var(I64), g.b.declare_var(I64));
     let none = g.b.ins().iconst(I64, NONE);
     let zero = g.b.ins().iconst(I64, 0);
     g.b.def_var(term_t, none);
     g.b.def_var(term_v, zero);
     let (matched, call) = (g.b.create_block(), g.b.create_block());
-    let is_bool = g.b.ins().icmp_imm_s(IntCC::Equal, mt, BOOL);
-    let is_one = g.b.ins().icmp_imm_s(IntCC::Equal, mv, 1);
-    let is_true = g.b.ins().band(is_bool, is_one);
+    let is_true = is_true(g, mt, mv);
     g.b.ins().brif(is_true, matched, &[], call, &[]);
     g.b.switch_to_block(matched);
-    let (tt, tv) = match &desc.arg {
-        Some(code) => g.inline(code)?,
-        None => (g.b.ins().iconst(I64, NUM), g.b.ins().iconst(I64, SCALE)),
-    };
-    g.b.def_var(term_t, tt);
-    g.b.def_var(term_v, tv);
+    term(g, desc, term_t, term_v)?;
     g.b.ins().jump(call, &[]);
     g.b.switch_to_block(call);
     let (tt, tv) = (g.b.use_var(term_t), g.b.use_var(term_v));
@@ -231,6 +212,37 @@ fn window(
     g.b.ins()
         .call(window_step, &[cell, width, p.at, mt, mv, tt, tv, out]);
     Ok(())
+}
+
+/// An aggregate's filter in line (`true` without one).
+fn filter(g: &mut Gen<'_, '_>, desc: &AggDesc) -> Result<(Value, Value), JitError> {
+    Ok(match &desc.filter {
+        Some(code) => g.inline(code)?,
+        None => (g.b.ins().iconst(I64, BOOL), g.b.ins().iconst(I64, 1)),
+    })
+}
+
+/// Whether a filter's value is `true`.
+fn is_true(g: &mut Gen<'_, '_>, mt: Value, mv: Value) -> Value {
+    let is_bool = g.b.ins().icmp_imm_s(IntCC::Equal, mt, BOOL);
+    let is_one = g.b.ins().icmp_imm_s(IntCC::Equal, mv, 1);
+    g.b.ins().band(is_bool, is_one)
+}
+
+/// A matched step's term in line (10⁹ for a `count`), kept in the term variables.
+fn term(
+    g: &mut Gen<'_, '_>,
+    desc: &AggDesc,
+    term_t: Variable,
+    term_v: Variable,
+) -> Result<(Value, Value), JitError> {
+    let (tt, tv) = match &desc.arg {
+        Some(code) => g.inline(code)?,
+        None => (g.b.ins().iconst(I64, NUM), g.b.ins().iconst(I64, SCALE)),
+    };
+    g.b.def_var(term_t, tt);
+    g.b.def_var(term_v, tv);
+    Ok((tt, tv))
 }
 
 /// A `sum` or `count` taking a matched term: in line when both the total and the term are

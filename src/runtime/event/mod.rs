@@ -111,7 +111,7 @@ pub struct RunStart {
     pub meta: Option<serde_json::Value>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Step {
     pub run_id: String,
     pub ts: i64,
