@@ -137,39 +137,68 @@ fn bench_step(c: &mut Criterion) {
     c.bench_function("step/10_policies_x_4_limits", |b| {
         b.iter_custom(|iters| {
             // One run at 1,500 tokens a step reaches NEAR of the 9-billion-token limit after
-            // 4.8 million steps (and overflows `std.llm.tokens` after ~6 million): start a
-            // fresh, warmed run between samples so that nothing trips (`timed_steps`
-            // checks it after every sample).
-            if run.seq > 1_000_000 {
-                run = warmed_run(&mut engine, &start, &mut s);
-                ts = s.ts;
-            }
-            timed_steps(&mut engine, &mut run, &mut s, &mut ts, iters)
+            // 4.8 million steps (and overflows `std.llm.tokens` after ~6 million):
+            // `timed_steps` starts a fresh, warmed run before that.
+            let mut fresh = |e: &mut Engine, s: &mut Step| warmed_run(e, &start, s);
+            timed_steps(
+                &mut engine,
+                &mut run,
+                &mut s,
+                &mut ts,
+                iters,
+                None,
+                &mut fresh,
+            )
         })
     });
 }
 
-/// Steps a run `iters` times, one step a second from `ts`, and returns the time it took.
+/// Steps a run `iters` times, one step a second from `ts`, and returns the time it took:
+/// through [`Engine::step`], or [`Engine::step_verdict`] when `budgets` are given. A run
+/// stays quiet for 4.8 million steps, so at most a million are timed on one run: a fresh
+/// one from `fresh` replaces it (untimed) before it gets near, and every chunk checks that
+/// nothing tripped.
 fn timed_steps(
     engine: &mut Engine,
     run: &mut lever::runtime::Run,
     s: &mut Step,
     ts: &mut i64,
     iters: u64,
+    mut budgets: Option<&mut lever::runtime::budget::Budgets>,
+    fresh: &mut dyn FnMut(&mut Engine, &mut Step) -> lever::runtime::Run,
 ) -> std::time::Duration {
-    let begin = std::time::Instant::now();
-    let mut quiet = true;
-    for _ in 0..iters {
-        *ts += 1_000_000_000;
-        s.ts = *ts;
-        let outcome = engine.step(run, black_box(s), &[]);
-        quiet &= black_box(outcome.decision.signals.is_empty());
+    const CHUNK: u64 = 1_000_000;
+    let mut elapsed = std::time::Duration::ZERO;
+    let mut left = iters;
+    while left > 0 {
+        if run.seq > CHUNK {
+            *run = fresh(engine, s);
+            *ts = s.ts;
+        }
+        let n = left.min(CHUNK);
+        left -= n;
+        let begin = std::time::Instant::now();
+        let mut quiet = true;
+        for _ in 0..n {
+            *ts += 1_000_000_000;
+            s.ts = *ts;
+            quiet &= match budgets.as_deref_mut() {
+                Some(b) => black_box(engine.step_verdict(run, black_box(s), &[], b).quiet),
+                None => black_box(
+                    engine
+                        .step(run, black_box(s), &[])
+                        .decision
+                        .signals
+                        .is_empty(),
+                ),
+            };
+        }
+        elapsed += begin.elapsed();
+        assert!(
+            quiet && run.zones.iter().all(|z| *z == Zone::Below),
+            "nothing trips"
+        );
     }
-    let elapsed = begin.elapsed();
-    assert!(
-        quiet && run.zones.iter().all(|z| *z == Zone::Below),
-        "nothing trips"
-    );
     elapsed
 }
 
@@ -218,7 +247,7 @@ fn bench_governed(c: &mut Criterion) {
     let mut engine = engine_of(&governed_set(10));
     let start = run_start();
     let mut s = step(0);
-    let fresh = |engine: &mut Engine, s: &mut Step| {
+    let mut fresh = |engine: &mut Engine, s: &mut Step| {
         let mut run = warmed_run(engine, &start, s);
         grant(engine, &mut run, s.ts, "p0", true);
         grant(engine, &mut run, s.ts, "p1", false);
@@ -234,11 +263,15 @@ fn bench_governed(c: &mut Criterion) {
     let mut ts = s.ts;
     c.bench_function("step/arbitration_and_overrides", |b| {
         b.iter_custom(|iters| {
-            if run.seq > 1_000_000 {
-                run = fresh(&mut engine, &mut s);
-                ts = s.ts;
-            }
-            timed_steps(&mut engine, &mut run, &mut s, &mut ts, iters)
+            timed_steps(
+                &mut engine,
+                &mut run,
+                &mut s,
+                &mut ts,
+                iters,
+                None,
+                &mut fresh,
+            )
         })
     });
 }
@@ -255,11 +288,16 @@ fn bench_engines(c: &mut Criterion) {
             let name = format!("engines/{workload}/{kind:?}").to_lowercase();
             c.bench_function(&name, |b| {
                 b.iter_custom(|iters| {
-                    if run.seq > 1_000_000 {
-                        run = warmed_run(&mut engine, &start, &mut s);
-                        ts = s.ts;
-                    }
-                    timed_steps(&mut engine, &mut run, &mut s, &mut ts, iters)
+                    let mut fresh = |e: &mut Engine, s: &mut Step| warmed_run(e, &start, s);
+                    timed_steps(
+                        &mut engine,
+                        &mut run,
+                        &mut s,
+                        &mut ts,
+                        iters,
+                        None,
+                        &mut fresh,
+                    )
                 })
             });
         }
@@ -281,21 +319,17 @@ fn bench_verdicts(c: &mut Criterion) {
             let name = format!("engines/{workload}/{kind:?}/verdict").to_lowercase();
             c.bench_function(&name, |b| {
                 b.iter_custom(|iters| {
-                    if run.seq > 1_000_000 {
-                        run = warmed_run(&mut engine, &start, &mut s);
-                        ts = s.ts;
-                    }
-                    let begin = std::time::Instant::now();
-                    let mut quiet = true;
-                    for _ in 0..iters {
-                        ts += 1_000_000_000;
-                        s.ts = ts;
-                        let v = engine.step_verdict(&mut run, black_box(&s), &[], &mut budgets);
-                        quiet &= black_box(v.quiet);
-                    }
-                    let elapsed = begin.elapsed();
-                    assert!(quiet, "nothing trips");
-                    elapsed
+                    let mut fresh = |e: &mut Engine, s: &mut Step| warmed_run(e, &start, s);
+                    let verdicts = Some(&mut budgets);
+                    timed_steps(
+                        &mut engine,
+                        &mut run,
+                        &mut s,
+                        &mut ts,
+                        iters,
+                        verdicts,
+                        &mut fresh,
+                    )
                 })
             });
         }
@@ -315,11 +349,16 @@ fn bench_budgets(c: &mut Criterion) {
     let mut ts = s.ts;
     c.bench_function("step/10x4_and_2_budgets", |b| {
         b.iter_custom(|iters| {
-            if run.seq > 1_000_000 {
-                run = warmed_run(&mut engine, &start, &mut s);
-                ts = s.ts;
-            }
-            timed_steps(&mut engine, &mut run, &mut s, &mut ts, iters)
+            let mut fresh = |e: &mut Engine, s: &mut Step| warmed_run(e, &start, s);
+            timed_steps(
+                &mut engine,
+                &mut run,
+                &mut s,
+                &mut ts,
+                iters,
+                None,
+                &mut fresh,
+            )
         })
     });
 }
@@ -342,7 +381,9 @@ fn count_steps(n: u64) {
     let mut s = step(0);
     let mut run = warmed_run(&mut engine, &run_start(), &mut s);
     let mut ts = s.ts;
-    timed_steps(&mut engine, &mut run, &mut s, &mut ts, n);
+    let start = run_start();
+    let mut fresh = |e: &mut Engine, s: &mut Step| warmed_run(e, &start, s);
+    timed_steps(&mut engine, &mut run, &mut s, &mut ts, n, None, &mut fresh);
 }
 
 criterion_group!(
