@@ -373,10 +373,8 @@ impl Engine {
     /// Budgets across runs count in the engine's own counters; a caller that judges several
     /// engines' runs shares one set with [`Engine::step_counted`].
     pub fn step(&mut self, run: &mut Run, step: &Step, metrics: &[i64]) -> Outcome {
-        let mut budgets = std::mem::take(&mut self.budgets);
-        let outcome = self.step_counted(run, step, metrics, &mut budgets);
-        self.budgets = budgets;
-        outcome
+        self.judge_step(run, step, metrics, None);
+        self.step_outcome(run, step)
     }
 
     /// [`Engine::step`] with the budget counters the step adds to.
@@ -402,6 +400,17 @@ impl Engine {
         metrics: &[i64],
         budgets: &mut super::budget::Budgets,
     ) -> Verdict {
+        self.judge_step(run, step, metrics, Some(budgets))
+    }
+
+    /// [`Engine::step_verdict`], counting in `budgets` or (`None`) the engine's own.
+    fn judge_step(
+        &mut self,
+        run: &mut Run,
+        step: &Step,
+        metrics: &[i64],
+        budgets: Option<&mut super::budget::Budgets>,
+    ) -> Verdict {
         run.seq += 1;
         run.clock = run.clock.max(step.ts);
         let at = run.clock;
@@ -412,7 +421,14 @@ impl Engine {
         } else {
             self.budget_before(run);
             self.evaluate(run, step, metrics, at);
-            self.count_budgets(run, budgets, at);
+            match budgets {
+                Some(b) => self.count_budgets(run, b, at),
+                None => {
+                    let mut own = std::mem::take(&mut self.budgets);
+                    self.count_budgets(run, &mut own, at);
+                    self.budgets = own;
+                }
+            }
         }
         run.observed.clear();
         run.observed.extend_from_slice(self.monitor_values());
@@ -443,6 +459,7 @@ impl Engine {
 
     /// The decision of the step [`Engine::step_verdict`] judged last (on this run), with
     /// its signals, alerts, incidents and records.
+    #[inline]
     pub fn step_outcome(&mut self, run: &Run, step: &Step) -> Outcome {
         let out = &mut self.scratch.pending;
         let (action, reason) = (out.action, out.reason.take());

@@ -90,6 +90,10 @@ enum Verdict {
 /// Ends the raises and suspensions whose time is up at `ts`, resetting the zones they
 /// governed so that the next judgement starts afresh (LANGUAGE §8).
 pub(super) fn expire(run: &mut Run, ts: i64) {
+    // The common case: no grant in force, nothing to end.
+    if run.raises.is_empty() && run.bound.iter().all(|b| b.suspension.is_none()) {
+        return;
+    }
     let zones = &mut run.zones;
     let raises = run.raises.len();
     run.raises.retain(|(k, g)| {
