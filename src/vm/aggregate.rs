@@ -145,6 +145,7 @@ impl AggState {
     }
 
     /// The aggregate's value at the current step.
+    #[inline]
     pub(crate) fn value(&self, desc: &AggDesc) -> Slot {
         if let Some(w) = &self.window {
             return w.value();
