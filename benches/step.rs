@@ -124,31 +124,30 @@ fn run_start() -> RunStart {
 
 fn bench_step(c: &mut Criterion) {
     let mut engine = engine();
-    let start = run_start();
-    let mut s = step(0);
-    let mut run = warmed_run(&mut engine, &start, &mut s);
+    let run = warmed_run(&mut engine, &run_start(), &mut step(0));
     eprintln!(
         "state per run: {} bytes (size_of::<Run>() = {}), {} steps held in windows",
         run.memory_bytes(),
         std::mem::size_of::<lever::runtime::Run>(),
         60
     );
+    // One run at 1,500 tokens a step reaches NEAR of the 9-billion-token limit after 4.8
+    // million steps (and overflows `std.llm.tokens` after ~6 million): `timed_steps`
+    // starts a fresh, warmed run before that.
+    full_steps(c, "step/10_policies_x_4_limits", engine);
+}
+
+/// Times full steps of quiet runs of `engine` as `name`.
+fn full_steps(c: &mut Criterion, name: &str, mut engine: Engine) {
+    let start = run_start();
+    let mut s = step(0);
+    let mut run = warmed_run(&mut engine, &start, &mut s);
     let mut ts = s.ts;
-    c.bench_function("step/10_policies_x_4_limits", |b| {
+    c.bench_function(name, |b| {
         b.iter_custom(|iters| {
-            // One run at 1,500 tokens a step reaches NEAR of the 9-billion-token limit after
-            // 4.8 million steps (and overflows `std.llm.tokens` after ~6 million):
-            // `timed_steps` starts a fresh, warmed run before that.
             let mut fresh = |e: &mut Engine, s: &mut Step| warmed_run(e, &start, s);
-            timed_steps(
-                &mut engine,
-                &mut run,
-                &mut s,
-                &mut ts,
-                iters,
-                None,
-                &mut fresh,
-            )
+            let (e, r) = (&mut engine, &mut run);
+            timed_steps(e, r, &mut s, &mut ts, iters, None, &mut fresh)
         })
     });
 }
@@ -277,6 +276,18 @@ fn bench_governed(c: &mut Criterion) {
 }
 
 fn bench_engines(c: &mut Criterion) {
+    engines(c, false);
+}
+
+/// `engines/*/verdict`: the same steps judged through [`Engine::step_verdict`], which
+/// builds no decision for a step the caller does not ask about (an embedding framework
+/// that needs only the action).
+fn bench_verdicts(c: &mut Criterion) {
+    engines(c, true);
+}
+
+/// Both workloads on both engines, by full steps or by verdicts.
+fn engines(c: &mut Criterion, verdicts: bool) {
     let start = run_start();
     for (workload, text) in [("10x4", policy_set(10)), ("expr20", expression_policy())] {
         for kind in [EngineKind::Interp, EngineKind::Jit] {
@@ -284,52 +295,16 @@ fn bench_engines(c: &mut Criterion) {
             assert_eq!(engine.kind(), kind);
             let mut s = step(0);
             let mut run = warmed_run(&mut engine, &start, &mut s);
-            let mut ts = s.ts;
-            let name = format!("engines/{workload}/{kind:?}").to_lowercase();
-            c.bench_function(&name, |b| {
-                b.iter_custom(|iters| {
-                    let mut fresh = |e: &mut Engine, s: &mut Step| warmed_run(e, &start, s);
-                    timed_steps(
-                        &mut engine,
-                        &mut run,
-                        &mut s,
-                        &mut ts,
-                        iters,
-                        None,
-                        &mut fresh,
-                    )
-                })
-            });
-        }
-    }
-}
-
-/// `engines/*/verdict`: the same steps judged through [`Engine::step_verdict`], which
-/// builds no decision for a step the caller does not ask about (an embedding framework
-/// that needs only the action).
-fn bench_verdicts(c: &mut Criterion) {
-    let start = run_start();
-    for (workload, text) in [("10x4", policy_set(10)), ("expr20", expression_policy())] {
-        for kind in [EngineKind::Interp, EngineKind::Jit] {
-            let mut engine = engine_kind(&text, kind);
-            let mut s = step(0);
-            let mut run = warmed_run(&mut engine, &start, &mut s);
             let mut budgets = lever::runtime::budget::Budgets::default();
             let mut ts = s.ts;
-            let name = format!("engines/{workload}/{kind:?}/verdict").to_lowercase();
+            let suffix = if verdicts { "/verdict" } else { "" };
+            let name = format!("engines/{workload}/{kind:?}{suffix}").to_lowercase();
             c.bench_function(&name, |b| {
                 b.iter_custom(|iters| {
                     let mut fresh = |e: &mut Engine, s: &mut Step| warmed_run(e, &start, s);
-                    let verdicts = Some(&mut budgets);
-                    timed_steps(
-                        &mut engine,
-                        &mut run,
-                        &mut s,
-                        &mut ts,
-                        iters,
-                        verdicts,
-                        &mut fresh,
-                    )
+                    let counters = verdicts.then_some(&mut budgets);
+                    let (e, r) = (&mut engine, &mut run);
+                    timed_steps(e, r, &mut s, &mut ts, iters, counters, &mut fresh)
                 })
             });
         }
@@ -342,25 +317,7 @@ fn bench_budgets(c: &mut Criterion) {
     let text = policy_set(10)
         + "policy budget_key {\n  version 1\n  scope all\n  limit std.llm.cost to $1_000_000_000 per api_key per 1d { breach => stop }\n}\n"
         + "policy budget_agent {\n  version 1\n  scope all\n  limit std.llm.tokens to 1_000_000_000 tokens per (tenant, agent) per 1h { breach => stop }\n}\n";
-    let mut engine = engine_of(&text);
-    let start = run_start();
-    let mut s = step(0);
-    let mut run = warmed_run(&mut engine, &start, &mut s);
-    let mut ts = s.ts;
-    c.bench_function("step/10x4_and_2_budgets", |b| {
-        b.iter_custom(|iters| {
-            let mut fresh = |e: &mut Engine, s: &mut Step| warmed_run(e, &start, s);
-            timed_steps(
-                &mut engine,
-                &mut run,
-                &mut s,
-                &mut ts,
-                iters,
-                None,
-                &mut fresh,
-            )
-        })
-    });
+    full_steps(c, "step/10x4_and_2_budgets", engine_of(&text));
 }
 
 /// `LEVER_STEP_COUNT=N LEVER_STEP_WORKLOAD=10x4|expr20 LEVER_STEP_ENGINE=interp|jit`:
