@@ -14,7 +14,7 @@ mod codegen;
 
 use crate::base::lang::Zone;
 use crate::compile::bytecode::{FieldSource, Program};
-use crate::vm::{AggState, Ctx, Slot};
+use crate::vm::{AggState, Ctx, Slot, Window};
 
 pub(crate) use codegen::compile;
 pub(crate) use codegen::compile_whole_step as whole_step;
@@ -57,6 +57,7 @@ const _: () = assert!(std::mem::size_of::<AggState>() == codegen::CELL_BYTES);
 /// values and the limits needing attention go.
 pub(crate) struct StepBuffers<'a> {
     pub cells: &'a mut [AggState],
+    pub windows: &'a mut [Window],
     pub aggs: &'a mut [Flat],
     pub monitors: &'a mut [Flat],
     pub zones: &'a [Zone],
@@ -81,7 +82,9 @@ impl WholeStep {
         }
         buf.attention.clear();
         buf.attention.reserve(self.judges);
-        let env = Env::new(ctx, buf.aggs.as_mut_ptr(), buf.monitors.as_mut_ptr());
+        let mut env = Env::new(ctx, buf.aggs.as_mut_ptr(), buf.monitors.as_mut_ptr());
+        env.windows = buf.windows.as_mut_ptr();
+        env.windows_len = buf.windows.len();
         // SAFETY: the function was compiled for a program of this shape and a layout
         // reading zones below `self.zones` and writing at most `self.judges` entries of
         // `attention` (whose capacity was just reserved); every buffer was checked against
@@ -228,6 +231,8 @@ impl<'a> Env<'a> {
             aggs,
             monitors,
             ctx,
+            windows: std::ptr::null_mut(),
+            windows_len: 0,
         }
     }
 }
@@ -267,6 +272,9 @@ pub(crate) struct Env<'a> {
     monitors: *mut Flat,
     /// The interpreter's context, for the slow paths (string values, labels).
     ctx: *const Ctx<'a>,
+    /// A whole step's `rate` windows (null and 0 otherwise), for its window helper.
+    windows: *mut Window,
+    windows_len: usize,
 }
 
 /// A compiled function.
@@ -455,7 +463,7 @@ unsafe extern "C" fn agg_step(
     env: *const Env<'_>,
     i: i64,
     cell: *mut AggState,
-    at: i64,
+    _at: i64,
     mt: i64,
     mv: i64,
     tt: i64,
@@ -475,7 +483,6 @@ unsafe extern "C" fn agg_step(
         let state = &mut *cell;
         state.update(
             desc,
-            at,
             Flat { tag: mt, val: mv }.slot(),
             Flat { tag: tt, val: tv }.slot(),
         );
@@ -483,14 +490,17 @@ unsafe extern "C" fn agg_step(
     }
 }
 
-/// A `rate` taking one step ([`AggState::window_step`]), its value written to `out`.
+/// A `rate` taking one step ([`Window::step`]): the window its cell names among the
+/// whole step's, its value written to `out`.
 ///
 /// # Safety
-/// `cell` is the run's state of a `rate` aggregate and `out` its value in the step's
-/// `env.aggs`, both borrowed for the call by `WholeStep::run`.
+/// `env` is the live `Env` of a whole step, `cell` the run's state of a `rate` aggregate
+/// and `out` its value in the step's `env.aggs`, all borrowed for the call by
+/// `WholeStep::run`.
 #[allow(clippy::too_many_arguments)]
 unsafe extern "C" fn window_step(
-    cell: *mut AggState,
+    env: *const Env<'_>,
+    cell: *const AggState,
     window: i64,
     at: i64,
     mt: i64,
@@ -499,15 +509,21 @@ unsafe extern "C" fn window_step(
     tv: i64,
     out: *mut Flat,
 ) {
-    // SAFETY: as the caller guarantees, see above.
+    // SAFETY: as the caller guarantees, see above; the window index is checked against
+    // the windows `WholeStep::run` lent the step.
     unsafe {
-        let value = (*cell).window_step(
-            window,
-            at,
-            Flat { tag: mt, val: mv }.slot(),
-            Flat { tag: tt, val: tv }.slot(),
-        );
-        *out = Flat::of(value.unwrap_or(Slot::None));
+        let (windows, len) = ((*env).windows, (*env).windows_len);
+        let k = usize::try_from((*cell).a).ok().filter(|k| *k < len);
+        let value = match k {
+            Some(k) => (*windows.add(k)).step(
+                window,
+                at,
+                Flat { tag: mt, val: mv }.slot(),
+                Flat { tag: tt, val: tv }.slot(),
+            ),
+            None => Slot::None,
+        };
+        *out = Flat::of(value);
     }
 }
 

@@ -236,7 +236,7 @@ pub(crate) fn counter_key(
 /// An aggregate's value in a run.
 fn agg_value(program: &crate::compile::bytecode::Program, run: &Run, i: u16) -> Option<Slot> {
     let i = usize::from(i);
-    Some(run.aggs.get(i)?.value(program.aggregates.get(i)?))
+    Some(run.aggs.value(i, program.aggregates.get(i)?))
 }
 
 impl Engine {

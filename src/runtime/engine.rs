@@ -11,7 +11,7 @@ use crate::base::hash::Fnv1a;
 use crate::base::lang::Enforcement;
 use crate::compile::artifact::Artifact;
 use crate::compile::bytecode::{FieldSource, PolicyDesc, Program};
-use crate::vm::{AggState, NOT_A_CONSTANT, Slot};
+use crate::vm::{NOT_A_CONSTANT, Slot};
 use std::sync::Arc;
 
 /// Reusable evaluation buffers.
@@ -271,7 +271,7 @@ impl Engine {
             .iter()
             .map(|k| start.labels.get(k).cloned().unwrap_or_default())
             .collect();
-        let aggs = program.aggregates.iter().map(AggState::new).collect();
+        let aggs = crate::vm::Aggs::new(&program.aggregates);
         let arbitration =
             arbitrate::arbitrate(program, &bound, zones.len(), arbitrate::RunTerms::NONE);
         let snapshot = self.snapshot(&bound, &arbitration.shadowed, &[]);

@@ -54,7 +54,8 @@ impl Engine {
         let ctx = Ctx::step(program, &s.nums, &s.bools, &strs, &str_ids, &run.labels);
         if let Some(whole) = run.layout.0.as_ref().and_then(|l| l.native.as_ref()) {
             let buffers = crate::jit::StepBuffers {
-                cells: &mut run.aggs,
+                cells: &mut run.aggs.cells,
+                windows: &mut run.aggs.windows,
                 aggs: &mut s.values.flat_aggs,
                 monitors: &mut s.values.flat_monitors,
                 zones: &run.zones,
@@ -81,12 +82,12 @@ fn aggregates(
     program: &Program,
     jit: Option<&crate::jit::Compiled>,
     ctx: &Ctx<'_>,
-    aggs: &mut [crate::vm::AggState],
+    aggs: &mut crate::vm::Aggs,
     values: &mut Values,
     at: i64,
 ) {
     let native = jit.and_then(|j| j.bind(ctx, &values.flat_aggs, &values.flat_monitors));
-    for (ai, (desc, state)) in program.aggregates.iter().zip(aggs.iter_mut()).enumerate() {
+    for (ai, desc) in program.aggregates.iter().enumerate() {
         let matched = match &desc.filter {
             Some(code) => native
                 .as_ref()
@@ -104,14 +105,16 @@ fn aggregates(
         };
         // Only a window changes without a matching step (it moves on).
         if matched != Slot::Bool(false) || desc.func == crate::base::lang::AggFunc::Rate {
-            state.update(desc, at, matched, term);
+            aggs.update(ai, desc, at, matched, term);
         }
     }
     values.aggs.clear();
     values.aggs.extend(
-        aggs.iter()
-            .zip(&program.aggregates)
-            .map(|(a, d)| a.value(d)),
+        program
+            .aggregates
+            .iter()
+            .enumerate()
+            .map(|(i, d)| aggs.value(i, d)),
     );
 }
 

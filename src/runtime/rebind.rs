@@ -16,7 +16,6 @@ use crate::base::lang::Enforcement;
 use crate::compile::artifact::{Artifact, ArtifactBody};
 use crate::compile::bytecode::PolicyDesc;
 use crate::compile::merge::{self, MergeError};
-use crate::vm::AggState;
 use std::sync::Arc;
 
 /// What a merged engine knows of its two parts.
@@ -109,13 +108,7 @@ impl Engine {
             return;
         };
         let program = self.program();
-        run.aggs.extend(
-            program
-                .aggregates
-                .iter()
-                .skip(run.aggs.len())
-                .map(AggState::new),
-        );
+        run.aggs.extend(&program.aggregates);
         run.labels = program
             .labels
             .iter()

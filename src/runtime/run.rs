@@ -6,7 +6,7 @@ use super::event::RunStart;
 use super::{layout, overrides, rebind};
 use crate::base::lang::Enforcement;
 use crate::compile::bytecode::PolicyDesc;
-use crate::vm::AggState;
+use crate::vm::Aggs;
 use std::sync::Arc;
 
 /// Where a run stands.
@@ -134,7 +134,7 @@ pub struct Run {
     /// Why the run entered its state (`breach: ...`).
     pub state_reason: Option<String>,
     pub ended: bool,
-    pub(super) aggs: Vec<AggState>,
+    pub(super) aggs: Aggs,
     pub bound: Vec<Bound>,
     /// The zone of every bound limit, policy by policy (see [`Bound::first_limit`]).
     pub zones: Vec<Zone>,
@@ -196,8 +196,7 @@ impl Run {
                 .map(|(m, _)| m.capacity() + 32)
                 .sum::<usize>()
             + self.snapshot.len();
-        let aggs = self.aggs.capacity() * std::mem::size_of::<AggState>()
-            + self.aggs.iter().map(AggState::heap_bytes).sum::<usize>();
+        let aggs = self.aggs.heap_bytes();
         let bound = self.bound.capacity() * std::mem::size_of::<Bound>()
             + self.zones.capacity()
             + self.raises.capacity() * std::mem::size_of::<(u16, Grant)>();

@@ -13,20 +13,19 @@ use crate::compile::bytecode::AggDesc;
 use std::collections::VecDeque;
 
 /// The state of one aggregate for one run, laid out for native code as well as the
-/// interpreter: a value tag ([`tag`](super::tag)) and two words, and `rate`'s window.
+/// interpreter: a value tag ([`tag`](super::tag)) and two words (24 bytes).
 ///
 /// - `sum`, `count`: `tag` is `NUM` (the total in `a`) or the error that ended it.
 /// - `max`, `min`: `NONE` until a step matched, then `NUM` (the extreme in `a`) or an error.
 /// - `last`: the latest matching term, as tag and `a`.
 /// - `avg`: `NUM` with the sum in `a` and the count (10⁹ per step) in `b`, or an error.
-/// - `rate`: the window; `tag` and `a` are unused.
+/// - `rate`: `a` is the index of its window among the run's ([`Aggs`]).
 #[repr(C)]
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct AggState {
     pub(crate) tag: i64,
     pub(crate) a: i64,
     pub(crate) b: i64,
-    window: Option<Box<Window>>,
 }
 
 /// `rate`'s window of matching steps: a ring buffer whose sum is kept as steps enter
@@ -39,31 +38,86 @@ pub(crate) struct Window {
     sum: i128,
 }
 
-impl AggState {
-    /// The empty state for an aggregate.
-    pub(crate) fn new(desc: &AggDesc) -> AggState {
-        let (tag, window) = match desc.func {
-            AggFunc::Sum | AggFunc::Count | AggFunc::Avg => (tag::NUM, None),
-            AggFunc::Max | AggFunc::Min | AggFunc::Last => (tag::NONE, None),
-            AggFunc::Rate => (tag::NONE, Some(Box::default())),
-        };
-        AggState {
-            tag,
-            a: 0,
-            b: 0,
-            window,
+/// A run's aggregates: one cell each, and the windows of its `rate`s, which the cells
+/// index (windows come in aggregate order).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub(crate) struct Aggs {
+    pub(crate) cells: Vec<AggState>,
+    pub(crate) windows: Vec<Window>,
+}
+
+impl Aggs {
+    /// Empty state for these aggregates.
+    pub(crate) fn new(descs: &[AggDesc]) -> Aggs {
+        let mut aggs = Aggs::default();
+        aggs.extend(descs);
+        aggs
+    }
+
+    /// Empty state for the aggregates of `descs` past those held (a program that grew at
+    /// a deploy keeps the state of the ones it shares).
+    pub(crate) fn extend(&mut self, descs: &[AggDesc]) {
+        for desc in descs.iter().skip(self.cells.len()) {
+            let (tag, a) = match desc.func {
+                AggFunc::Sum | AggFunc::Count | AggFunc::Avg => (tag::NUM, 0),
+                AggFunc::Max | AggFunc::Min | AggFunc::Last => (tag::NONE, 0),
+                AggFunc::Rate => {
+                    self.windows.push(Window::default());
+                    (
+                        tag::NONE,
+                        i64::try_from(self.windows.len() - 1).unwrap_or(i64::MAX),
+                    )
+                }
+            };
+            self.cells.push(AggState { tag, a, b: 0 });
         }
     }
 
-    /// Heap bytes held beyond the state itself.
+    /// Heap bytes held.
     pub(crate) fn heap_bytes(&self) -> usize {
-        self.window.as_ref().map_or(0, |w| {
-            std::mem::size_of::<Window>()
-                + w.entries.heap_bytes()
-                + w.failures.capacity() * std::mem::size_of::<(i64, ArithError)>()
-        })
+        self.cells.capacity() * std::mem::size_of::<AggState>()
+            + self.windows.capacity() * std::mem::size_of::<Window>()
+            + self.windows.iter().map(Window::heap_bytes).sum::<usize>()
     }
 
+    /// Aggregate `i` takes one step in: `matched` is the filter's verdict (a value of
+    /// `Slot::Bool`, or an error), `term` the argument's value when matched
+    /// (`Slot::Num(SCALE)` for a count).
+    pub(crate) fn update(&mut self, i: usize, desc: &AggDesc, ts: i64, matched: Slot, term: Slot) {
+        let Some(cell) = self.cells.get_mut(i) else {
+            return;
+        };
+        if desc.func == AggFunc::Rate {
+            if let Some(w) = window_of(cell, &mut self.windows) {
+                w.step(desc.window, ts, matched, term);
+            }
+            return;
+        }
+        cell.update(desc, matched, term);
+    }
+
+    /// Aggregate `i`'s value at the current step.
+    #[inline]
+    pub(crate) fn value(&self, i: usize, desc: &AggDesc) -> Slot {
+        let Some(cell) = self.cells.get(i) else {
+            return Slot::None;
+        };
+        if desc.func == AggFunc::Rate {
+            let w = usize::try_from(cell.a)
+                .ok()
+                .and_then(|k| self.windows.get(k));
+            return w.map_or(Slot::None, Window::value);
+        }
+        cell.value(desc)
+    }
+}
+
+/// A `rate` cell's window.
+fn window_of<'w>(cell: &AggState, windows: &'w mut [Window]) -> Option<&'w mut Window> {
+    windows.get_mut(usize::try_from(cell.a).ok()?)
+}
+
+impl AggState {
     fn set(&mut self, s: Slot) {
         (self.tag, self.a) = tag::of(s);
     }
@@ -72,44 +126,9 @@ impl AggState {
         self.set(Slot::Err(e));
     }
 
-    /// A `rate` taking one step over its trailing `window`, as [`AggState::update`] does,
-    /// without the aggregate's description; its value then. `None` for any other state.
-    #[inline]
-    pub(crate) fn window_step(
-        &mut self,
-        window: i64,
-        ts: i64,
-        matched: Slot,
-        term: Slot,
-    ) -> Option<Slot> {
-        self.window_update(window, ts, matched, term)?;
-        self.window.as_ref().map(|w| w.value())
-    }
-
-    /// A `rate` taking one step: `None` (nothing done) for any other state.
-    #[inline]
-    fn window_update(&mut self, window: i64, ts: i64, matched: Slot, term: Slot) -> Option<()> {
-        let w = self.window.as_mut()?;
-        w.evict(ts, window);
-        match (matched, term) {
-            (Slot::Bool(true), Slot::Num(v)) => {
-                w.entries.push_back((ts, v));
-                w.sum += i128::from(v);
-            }
-            (Slot::Bool(true), Slot::Err(e)) | (Slot::Err(e), _) => {
-                w.failures.push_back((ts, e));
-            }
-            _ => {}
-        }
-        Some(())
-    }
-
-    /// Takes one step in: `matched` is the filter's verdict (a value of `Slot::Bool`, or an
-    /// error), `term` the argument's value when matched (`Slot::Num(SCALE)` for a count).
-    pub(crate) fn update(&mut self, desc: &AggDesc, ts: i64, matched: Slot, term: Slot) {
-        if self.window_update(desc.window, ts, matched, term).is_some() {
-            return;
-        }
+    /// Takes one step in (any aggregate but `rate`): `matched` is the filter's verdict,
+    /// `term` the argument's value when matched.
+    pub(crate) fn update(&mut self, desc: &AggDesc, matched: Slot, term: Slot) {
         let term = match matched {
             Slot::Bool(false) => return,
             Slot::Bool(true) => term,
@@ -118,6 +137,7 @@ impl AggState {
         };
         let ok = self.tag == tag::NUM;
         match (desc.func, term) {
+            (AggFunc::Rate, _) => {}
             (AggFunc::Last, Slot::Num(_) | Slot::Bool(_) | Slot::Err(_)) => self.set(term),
             (AggFunc::Last, _) => {}
             (_, Slot::Err(e)) if ok || self.tag == tag::NONE => self.set_err(e),
@@ -144,12 +164,9 @@ impl AggState {
         }
     }
 
-    /// The aggregate's value at the current step.
+    /// The aggregate's value at the current step (any aggregate but `rate`).
     #[inline]
     pub(crate) fn value(&self, desc: &AggDesc) -> Slot {
-        if let Some(w) = &self.window {
-            return w.value();
-        }
         match (desc.func, tag::slot(self.tag, self.a)) {
             (AggFunc::Avg, Slot::Num(_)) if self.b == 0 => Slot::None,
             (AggFunc::Avg, Slot::Num(sum)) => {
@@ -161,8 +178,31 @@ impl AggState {
 }
 
 impl Window {
+    /// Takes one step over its trailing `window`: evicts what fell out, then keeps a
+    /// matched step's term (a failed one among the failures); the value then.
+    #[inline]
+    pub(crate) fn step(&mut self, window: i64, ts: i64, matched: Slot, term: Slot) -> Slot {
+        self.evict(ts, window);
+        match (matched, term) {
+            (Slot::Bool(true), Slot::Num(v)) => {
+                self.entries.push_back((ts, v));
+                self.sum += i128::from(v);
+            }
+            (Slot::Bool(true), Slot::Err(e)) | (Slot::Err(e), _) => {
+                self.failures.push_back((ts, e));
+            }
+            _ => {}
+        }
+        self.value()
+    }
+
+    fn heap_bytes(&self) -> usize {
+        self.entries.heap_bytes()
+            + self.failures.capacity() * std::mem::size_of::<(i64, ArithError)>()
+    }
+
     /// An error while a failed step is in the window, else the sum (an error out of range).
-    fn value(&self) -> Slot {
+    pub(crate) fn value(&self) -> Slot {
         match self.failures.front() {
             Some((_, e)) => Slot::Err(*e),
             None => i64::try_from(self.sum).map_or(Slot::Err(ArithError::Overflow), Slot::Num),
@@ -195,9 +235,9 @@ impl Window {
 mod tests {
     use super::*;
 
-    fn rate(window_s: i64) -> AggDesc {
+    fn desc(func: AggFunc, window_s: i64) -> AggDesc {
         AggDesc {
-            func: AggFunc::Rate,
+            func,
             arg: None,
             filter: None,
             window: window_s * SCALE,
@@ -206,43 +246,47 @@ mod tests {
 
     #[test]
     fn a_step_exactly_one_window_old_is_out_of_the_window() {
-        let d = rate(60);
-        let mut s = AggState::new(&d);
-        s.update(&d, 0, Slot::Bool(true), Slot::Num(SCALE));
-        s.update(&d, 59 * SCALE, Slot::Bool(true), Slot::Num(SCALE));
-        assert_eq!(s.value(&d), Slot::Num(2 * SCALE));
-        s.update(&d, 60 * SCALE, Slot::Bool(false), Slot::None);
-        assert_eq!(s.value(&d), Slot::Num(SCALE));
+        let d = desc(AggFunc::Rate, 60);
+        let mut s = Aggs::new(std::slice::from_ref(&d));
+        s.update(0, &d, 0, Slot::Bool(true), Slot::Num(SCALE));
+        s.update(0, &d, 59 * SCALE, Slot::Bool(true), Slot::Num(SCALE));
+        assert_eq!(s.value(0, &d), Slot::Num(2 * SCALE));
+        s.update(0, &d, 60 * SCALE, Slot::Bool(false), Slot::None);
+        assert_eq!(s.value(0, &d), Slot::Num(SCALE));
     }
 
     #[test]
     fn an_overflowed_sum_stays_an_error() {
-        let d = AggDesc {
-            func: AggFunc::Sum,
-            arg: None,
-            filter: None,
-            window: 0,
-        };
-        let mut s = AggState::new(&d);
-        s.update(&d, 0, Slot::Bool(true), Slot::Num(i64::MAX));
-        s.update(&d, 1, Slot::Bool(true), Slot::Num(1));
-        assert_eq!(s.value(&d), Slot::Err(ArithError::Overflow));
-        s.update(&d, 2, Slot::Bool(true), Slot::Num(-5));
-        assert_eq!(s.value(&d), Slot::Err(ArithError::Overflow));
+        let d = desc(AggFunc::Sum, 0);
+        let mut s = Aggs::new(std::slice::from_ref(&d));
+        s.update(0, &d, 0, Slot::Bool(true), Slot::Num(i64::MAX));
+        s.update(0, &d, 1, Slot::Bool(true), Slot::Num(1));
+        assert_eq!(s.value(0, &d), Slot::Err(ArithError::Overflow));
+        s.update(0, &d, 2, Slot::Bool(true), Slot::Num(-5));
+        assert_eq!(s.value(0, &d), Slot::Err(ArithError::Overflow));
     }
 
     #[test]
     fn extremes_and_averages_of_nothing_have_no_value() {
         for func in [AggFunc::Max, AggFunc::Min, AggFunc::Last, AggFunc::Avg] {
-            let d = AggDesc {
-                func,
-                arg: None,
-                filter: None,
-                window: 0,
-            };
-            let mut s = AggState::new(&d);
-            s.update(&d, 0, Slot::Bool(false), Slot::Num(1));
-            assert_eq!(s.value(&d), Slot::None, "{func:?}");
+            let d = desc(func, 0);
+            let mut s = Aggs::new(std::slice::from_ref(&d));
+            s.update(0, &d, 0, Slot::Bool(false), Slot::Num(1));
+            assert_eq!(s.value(0, &d), Slot::None, "{func:?}");
         }
+    }
+
+    #[test]
+    fn each_rate_keeps_its_own_window_after_others_and_a_program_that_grew() {
+        let (r, n) = (desc(AggFunc::Rate, 60), desc(AggFunc::Sum, 0));
+        let first = [n.clone(), r.clone()];
+        let mut s = Aggs::new(&first);
+        s.update(1, &r, 0, Slot::Bool(true), Slot::Num(SCALE));
+        let grown = [n, r.clone(), r.clone()];
+        s.extend(&grown);
+        s.update(2, &r, 1, Slot::Bool(true), Slot::Num(5 * SCALE));
+        assert_eq!(s.value(1, &r), Slot::Num(SCALE));
+        assert_eq!(s.value(2, &r), Slot::Num(5 * SCALE));
+        assert_eq!(std::mem::size_of::<AggState>(), 24);
     }
 }

@@ -11,7 +11,7 @@ mod aggregate;
 mod ops;
 mod ring;
 
-pub(crate) use aggregate::AggState;
+pub(crate) use aggregate::{AggState, Aggs, Window};
 use ops::field_cmp_num;
 pub(crate) use ops::{binary, field_eq_str, in_list, unary};
 

@@ -199,7 +199,7 @@ fn new_module() -> Result<(JITModule, Helpers), JitError> {
         )?,
         window_step: import(
             "lever_window_step",
-            &[ptr, I64, I64, I64, I64, I64, I64, ptr],
+            &[ptr, ptr, I64, I64, I64, I64, I64, I64, ptr],
             false,
         )?,
     };

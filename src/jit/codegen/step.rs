@@ -23,8 +23,8 @@ use cranelift_frontend::{FunctionBuilder, FunctionBuilderContext, Variable};
 use cranelift_jit::JITModule;
 use cranelift_module::{FuncId, Linkage, Module};
 
-/// Bytes of one aggregate's state ([`crate::vm::AggState`]): tag, two words, a pointer.
-pub(crate) const CELL_BYTES: usize = 32;
+/// Bytes of one aggregate's state ([`crate::vm::AggState`]): a tag and two words.
+pub(crate) const CELL_BYTES: usize = 24;
 
 /// The whole-step function's parameters, after `env`.
 struct Params {
@@ -209,8 +209,10 @@ fn window(
         g.b.ins()
             .iadd_imm_s(aggs, i64::try_from(i * 16).map_err(codegen)?);
     let width = g.b.ins().iconst(I64, desc.window);
-    g.b.ins()
-        .call(window_step, &[cell, width, p.at, mt, mv, tt, tv, out]);
+    g.b.ins().call(
+        window_step,
+        &[g.env, cell, width, p.at, mt, mv, tt, tv, out],
+    );
     Ok(())
 }
 
