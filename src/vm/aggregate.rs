@@ -42,8 +42,10 @@ pub(crate) struct Window {
 /// index (windows come in aggregate order).
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub(crate) struct Aggs {
-    pub(crate) cells: Vec<AggState>,
-    pub(crate) windows: Vec<Window>,
+    /// Boxed slices, not vectors: a run's aggregates change only when its program grows
+    /// at a deploy, and a boxed slice's header is the smaller.
+    pub(crate) cells: Box<[AggState]>,
+    pub(crate) windows: Box<[Window]>,
 }
 
 impl Aggs {
@@ -57,26 +59,32 @@ impl Aggs {
     /// Empty state for the aggregates of `descs` past those held (a program that grew at
     /// a deploy keeps the state of the ones it shares).
     pub(crate) fn extend(&mut self, descs: &[AggDesc]) {
-        for desc in descs.iter().skip(self.cells.len()) {
+        let new = descs.get(self.cells.len()..).unwrap_or(&[]);
+        let mut cells = std::mem::take(&mut self.cells).into_vec();
+        cells.reserve_exact(new.len());
+        let rates = new.iter().filter(|d| d.func == AggFunc::Rate).count();
+        let mut windows = std::mem::take(&mut self.windows).into_vec();
+        windows.reserve_exact(rates);
+        for desc in new {
             let (tag, a) = match desc.func {
                 AggFunc::Sum | AggFunc::Count | AggFunc::Avg => (tag::NUM, 0),
                 AggFunc::Max | AggFunc::Min | AggFunc::Last => (tag::NONE, 0),
                 AggFunc::Rate => {
-                    self.windows.push(Window::default());
-                    (
-                        tag::NONE,
-                        i64::try_from(self.windows.len() - 1).unwrap_or(i64::MAX),
-                    )
+                    windows.push(Window::default());
+                    let k = i64::try_from(windows.len() - 1).unwrap_or(i64::MAX);
+                    (tag::NONE, k)
                 }
             };
-            self.cells.push(AggState { tag, a, b: 0 });
+            cells.push(AggState { tag, a, b: 0 });
         }
+        self.cells = cells.into_boxed_slice();
+        self.windows = windows.into_boxed_slice();
     }
 
     /// Heap bytes held.
     pub(crate) fn heap_bytes(&self) -> usize {
-        self.cells.capacity() * std::mem::size_of::<AggState>()
-            + self.windows.capacity() * std::mem::size_of::<Window>()
+        self.cells.len() * std::mem::size_of::<AggState>()
+            + self.windows.len() * std::mem::size_of::<Window>()
             + self.windows.iter().map(Window::heap_bytes).sum::<usize>()
     }
 

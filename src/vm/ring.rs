@@ -5,7 +5,9 @@
 /// The pairs in the window, oldest first.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Ring {
-    slots: Vec<(i64, i64)>,
+    /// A boxed slice, not a vector: it only ever grows by doubling, and its header is the
+    /// smaller one (a run holds one ring per window).
+    slots: Box<[(i64, i64)]>,
     head: usize,
     len: usize,
 }
@@ -43,10 +45,11 @@ impl Ring {
     /// Doubles the capacity (at least 8), keeping the pairs in order from index 0.
     #[cold]
     fn grow(&mut self) {
-        let mut slots = Vec::with_capacity((self.slots.len() * 2).max(8));
+        let size = (self.slots.len() * 2).max(8).next_power_of_two();
+        let mut slots = Vec::with_capacity(size);
         slots.extend(self.iter());
-        slots.resize(slots.capacity().next_power_of_two(), (0, 0));
-        self.slots = slots;
+        slots.resize(size, (0, 0));
+        self.slots = slots.into_boxed_slice();
         self.head = 0;
     }
 
@@ -58,7 +61,7 @@ impl Ring {
 
     /// Bytes held on the heap.
     pub(crate) fn heap_bytes(&self) -> usize {
-        self.slots.capacity() * std::mem::size_of::<(i64, i64)>()
+        self.slots.len() * std::mem::size_of::<(i64, i64)>()
     }
 }
 
