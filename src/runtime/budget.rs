@@ -260,7 +260,7 @@ impl Engine {
         let counted = &mut self.scratch.counted;
         counted.clear();
         if run.budget_keys.len() != self.budget_slots.len() {
-            run.budget_keys = vec![None; self.budget_slots.len()];
+            run.budget_keys = vec![None; self.budget_slots.len()].into_boxed_slice();
         }
         for (si, (slot, before)) in self.budget_slots.iter().zip(before).enumerate() {
             let Some(policy) = program.policies.get(usize::from(slot.policy)) else {

@@ -302,7 +302,7 @@ impl Engine {
             fresh_since: None,
             snapshot: Arc::from(snapshot.hash.as_str()),
             totals: Totals::default(),
-            budget_keys: Vec::new(),
+            budget_keys: Box::default(),
             observed: Vec::new(),
             layout: super::layout::LayoutSlot::default(),
             pending: Vec::new(),

@@ -160,7 +160,7 @@ impl Engine {
     ) -> Option<Snapshot> {
         let (mut policies, carry) = match run.rebind.take() {
             Some(plan) => {
-                run.fresh_since = Some(run.seq);
+                run.fresh_since = std::num::NonZeroU64::new(run.seq);
                 (plan.policies, plan.carry)
             }
             None => (run.bound.iter().map(|b| b.policy).collect(), Vec::new()),
@@ -278,7 +278,7 @@ impl Engine {
                 continue;
             };
             if !run.started.iter().any(|(n, _)| n == name) {
-                let at = run.fresh_since.unwrap_or(run.seq);
+                let at = run.fresh_since.map_or(run.seq, std::num::NonZeroU64::get);
                 run.started.push((name.clone(), at));
             }
         }

@@ -157,12 +157,12 @@ pub struct Run {
     /// `seq` of the step they started at.
     pub started: Vec<(String, u64)>,
     /// The `seq` of the first step after the run's last re-binding on a deploy.
-    pub(super) fresh_since: Option<u64>,
+    pub(super) fresh_since: Option<std::num::NonZeroU64>,
     pub snapshot: Arc<str>,
     pub totals: Totals,
     /// The counter of each budget slot of the run's engine, as last computed (a run's
     /// attributes never change: a key is built again only when its window turns).
-    pub(super) budget_keys: Vec<Option<std::sync::Arc<super::budget::CounterKey>>>,
+    pub(super) budget_keys: Box<[Option<std::sync::Arc<super::budget::CounterKey>>]>,
     /// Every monitor's value at the run's last step (what its limits observed).
     pub(crate) observed: Vec<crate::vm::Slot>,
     /// The limits the run judges, as its binding lays them out ([`layout`]).
