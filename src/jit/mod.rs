@@ -463,7 +463,6 @@ unsafe extern "C" fn agg_step(
     env: *const Env<'_>,
     i: i64,
     cell: *mut AggState,
-    _at: i64,
     mt: i64,
     mv: i64,
     tt: i64,

@@ -194,6 +194,7 @@ impl Engine {
         if self.layouts.len() >= MAX_LAYOUTS {
             self.layouts.clear();
         }
+        let (monitors, always) = at_a_glance(&entries);
         // A JIT engine compiles the layout's whole step; should that fail, its runs still
         // take native code block by block (engine creation compiled every block).
         let native = self.jit.as_ref().and_then(|_| {
@@ -205,9 +206,8 @@ impl Engine {
                     quiet_below: e.quiet_below,
                 })
                 .collect();
-            crate::jit::whole_step(self.program(), &judges).ok()
+            crate::jit::whole_step(self.program(), &judges, &monitors).ok()
         });
-        let (monitors, always) = at_a_glance(&entries);
         let layout = Arc::new(Layout {
             monitors,
             always,

@@ -67,13 +67,15 @@ fn max_stack(program: &Program) -> usize {
         .unwrap_or(1)
 }
 
-/// Native code for a whole step of `program` judging `judges` ([`step`]).
+/// Native code for a whole step of `program` judging `judges` ([`step`]); `least` is
+/// each judged monitor with its limits' least threshold, for the glance.
 pub(crate) fn compile_whole_step(
     program: &Program,
     judges: &[super::Judge],
+    least: &[(u16, i64)],
 ) -> Result<super::WholeStep, JitError> {
     let (mut module, helpers) = new_module()?;
-    let id = step::whole_step(&mut module, &helpers, program, judges)?;
+    let id = step::whole_step(&mut module, &helpers, program, judges, least)?;
     module.finalize_definitions().map_err(codegen)?;
     let p = module.get_finalized_function(id);
     // SAFETY: `p` is the function this module just defined with the signature
@@ -82,11 +84,7 @@ pub(crate) fn compile_whole_step(
     Ok(super::WholeStep {
         f,
         shape: super::Shape::of(program),
-        zones: judges
-            .iter()
-            .map(|j| usize::from(j.zone) + 1)
-            .max()
-            .unwrap_or(0),
+        zones: step::zone_span(judges),
         judges: judges.len(),
         _module: super::Owner::new(module),
     })
@@ -194,7 +192,7 @@ fn new_module() -> Result<(JITModule, Helpers), JitError> {
         mul_div: import("lever_mul_div", &[I64, I64, I64, ptr], false)?,
         agg_step: import(
             "lever_agg_step",
-            &[ptr, I64, ptr, I64, I64, I64, I64, I64],
+            &[ptr, I64, ptr, I64, I64, I64, I64],
             false,
         )?,
         window_step: import(

@@ -39,6 +39,7 @@ pub(super) fn whole_step(
     helpers: &Helpers,
     program: &Program,
     judges: &[Judge],
+    least: &[(u16, i64)],
 ) -> Result<FuncId, JitError> {
     let ptr = module.target_config().pointer_type();
     let mut ctx = module.make_context();
@@ -96,7 +97,7 @@ pub(super) fn whole_step(
         g.b.ins().store(FLAGS, t, base, offset);
         g.b.ins().store(FLAGS, v, base, offset + 8);
     }
-    let count = compares(&mut g, &params, judges)?;
+    let count = compares(&mut g, &params, judges, least)?;
     g.b.ins().return_(&[count]);
     g.b.seal_all_blocks();
     g.b.finalize(module.target_config());
@@ -160,7 +161,7 @@ fn aggregate(
     g.b.switch_to_block(slow);
     let (tt, tv) = (g.b.use_var(term_t), g.b.use_var(term_v));
     g.b.ins()
-        .call(agg_step, &[g.env, index, cell, p.at, mt, mv, tt, tv]);
+        .call(agg_step, &[g.env, index, cell, mt, mv, tt, tv]);
     let end = g.b.create_block();
     g.b.ins().jump(end, &[]);
 
@@ -278,13 +279,18 @@ fn total_in_line(
 /// Every judged limit against its threshold: the count of those needing attention.
 /// First at a glance: while every zone read is `below` and each monitor is a number under
 /// its limits' least threshold, only the budget limits are attended.
-fn compares(g: &mut Gen<'_, '_>, p: &Params, judges: &[Judge]) -> Result<Value, JitError> {
+fn compares(
+    g: &mut Gen<'_, '_>,
+    p: &Params,
+    judges: &[Judge],
+    least: &[(u16, i64)],
+) -> Result<Value, JitError> {
     let count: Variable = g.b.declare_var(I64);
     let zero = g.b.ins().iconst(I64, 0);
     g.b.def_var(count, zero);
     let monitors = g.env_ptr(4);
     let (glance, each, end) = (g.b.create_block(), g.b.create_block(), g.b.create_block());
-    let quiet = all_quiet(g, p, monitors, judges)?;
+    let quiet = all_quiet(g, p, monitors, judges, least)?;
     g.b.ins().brif(quiet, glance, &[], each, &[]);
 
     g.b.switch_to_block(glance);
@@ -317,12 +323,9 @@ fn all_quiet(
     p: &Params,
     monitors: Value,
     judges: &[Judge],
+    least: &[(u16, i64)],
 ) -> Result<Value, JitError> {
-    let zones = judges
-        .iter()
-        .map(|j| usize::from(j.zone) + 1)
-        .max()
-        .unwrap_or(0);
+    let zones = zone_span(judges);
     let mut any_zone = g.b.ins().iconst(I64, 0);
     let words = zones / 8;
     for w in 0..words {
@@ -336,16 +339,7 @@ fn all_quiet(
         any_zone = g.b.ins().bor(any_zone, z);
     }
     let mut quiet = g.b.ins().icmp_imm_s(IntCC::Equal, any_zone, 0);
-    let mut least: Vec<(u16, i64)> = Vec::new();
-    for j in judges {
-        if let Some(m) = j.monitor {
-            match least.iter_mut().find(|(x, _)| *x == m) {
-                Some((_, q)) => *q = (*q).min(j.quiet_below),
-                None => least.push((m, j.quiet_below)),
-            }
-        }
-    }
-    for (m, q) in least {
+    for &(m, q) in least {
         let offset = i32::from(m) * 16;
         let t = g.b.ins().load(I64, FLAGS, monitors, offset);
         let v = g.b.ins().load(I64, FLAGS, monitors, offset + 8);
@@ -401,4 +395,13 @@ fn attend(
     let next = g.b.ins().iadd(n, add);
     g.b.def_var(count, next);
     Ok(())
+}
+
+/// One past the highest zone index the judged limits read.
+pub(super) fn zone_span(judges: &[Judge]) -> usize {
+    judges
+        .iter()
+        .map(|j| usize::from(j.zone) + 1)
+        .max()
+        .unwrap_or(0)
 }
