@@ -3,8 +3,9 @@
 //!
 //! `extern "C" fn(env, cells, zones, attention, at) -> count`. Code blocks are emitted in
 //! line (no call per filter, argument or monitor). `sum` and `count` are updated in line
-//! (overflow-checked); the other aggregates, and any term that is not a plain number,
-//! call [`super::super::agg_step`], the interpreter's own accumulator. Each aggregate's
+//! (overflow-checked); a `rate` calls [`super::super::window_step`], which moves its
+//! window on; the other aggregates, and any term that is not a plain number, call
+//! [`super::super::agg_step`], the interpreter's own accumulator. Each aggregate's
 //! value is written to `env.aggs` and each monitor's to `env.monitors`. Then, for each
 //! judged limit `k` of the layout, `k` is written to `attention[count]` and `count` grows
 //! unless the limit is quiet: a number below its threshold while its zone is `below`.
