@@ -105,6 +105,7 @@ fn step(ts: i64) -> Step {
         pii: false,
         metrics: Default::default(),
         prompt: None,
+        idempotency_key: None,
         meta: None,
     }
 }

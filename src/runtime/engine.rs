@@ -307,6 +307,7 @@ impl Engine {
             layout: super::layout::LayoutSlot::default(),
             pending: Vec::new(),
             requests: std::collections::BTreeMap::new(),
+            keys: None,
         };
         let mut decision = self.decision(
             &run,
@@ -412,6 +413,9 @@ impl Engine {
         budgets: Option<&mut super::budget::Budgets>,
     ) -> Verdict {
         run.seq += 1;
+        if let Some(key) = &step.idempotency_key {
+            run.remember_key(key, run.seq);
+        }
         run.clock = run.clock.max(step.ts);
         let at = run.clock;
         overrides::expire(run, at);

@@ -171,9 +171,51 @@ pub struct Run {
     pub(super) pending: Vec<overrides::Pending>,
     /// Every override request of the run by `seq`, with its status, for approvals.
     pub(super) requests: std::collections::BTreeMap<u64, decision::OverrideOutcome>,
+    /// The idempotency keys of the run's latest keyed steps; none until a step has one.
+    pub(super) keys: Option<Box<RecentKeys>>,
+}
+
+/// How many of a run's latest keyed steps are remembered: a client retries a step within
+/// seconds, long before this many later steps were accepted.
+pub const KEPT_KEYS: usize = 256;
+
+/// The idempotency keys of a run's latest keyed steps, each with the step's `seq`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RecentKeys(std::collections::VecDeque<(Box<str>, u64)>);
+
+impl RecentKeys {
+    fn remember(&mut self, key: &str, seq: u64) {
+        if self.0.len() == KEPT_KEYS {
+            self.0.pop_front();
+        }
+        self.0.push_back((key.into(), seq));
+    }
+
+    fn seq_of(&self, key: &str) -> Option<u64> {
+        self.0
+            .iter()
+            .rev()
+            .find(|(k, _)| &**k == key)
+            .map(|&(_, seq)| seq)
+    }
+
+    fn heap_bytes(&self) -> usize {
+        self.0.capacity() * std::mem::size_of::<(Box<str>, u64)>()
+            + self.0.iter().map(|(k, _)| k.len()).sum::<usize>()
+    }
 }
 
 impl Run {
+    /// The `seq` of the step the run accepted with idempotency key `key`, among its latest
+    /// [`KEPT_KEYS`] keyed steps.
+    pub fn step_with_key(&self, key: &str) -> Option<u64> {
+        self.keys.as_ref()?.seq_of(key)
+    }
+
+    pub(super) fn remember_key(&mut self, key: &str, seq: u64) {
+        self.keys.get_or_insert_default().remember(key, seq);
+    }
+
     /// Bytes this run holds: the struct and its heap, windows included.
     pub fn memory_bytes(&self) -> usize {
         let strings = self.id.len()
@@ -201,6 +243,10 @@ impl Run {
             + self.zones.capacity()
             + self.raises.capacity() * std::mem::size_of::<(u16, Grant)>();
         let observed = self.observed.capacity() * std::mem::size_of::<crate::vm::Slot>();
-        std::mem::size_of::<Run>() + strings + aggs + bound + observed
+        let keys = self
+            .keys
+            .as_ref()
+            .map_or(0, |k| std::mem::size_of::<RecentKeys>() + k.heap_bytes());
+        std::mem::size_of::<Run>() + strings + aggs + bound + observed + keys
     }
 }

@@ -37,6 +37,8 @@ enum Locked {
     LoadRun,
     /// The step adds to budget counters the server has not read from its store yet.
     ReadCounters(Vec<String>),
+    /// A retried step: its run accepted its idempotency key at this `seq`.
+    Repeat(u64),
 }
 
 /// A request body as the runtime takes it: decoded into an event, or why it cannot be.
@@ -143,6 +145,10 @@ impl Server {
                     }
                     continue;
                 }
+                Ok(Locked::Repeat(seq)) => {
+                    let id = run_key.as_deref().unwrap_or_default();
+                    return self.repeated(id, seq).await;
+                }
                 Ok(Locked::ReadCounters(ids)) => {
                     if let Err(refused) = self.read_counters(ids, false).await {
                         return refused;
@@ -227,6 +233,12 @@ impl Server {
         };
         if load && run_key.is_some_and(|k| !replay.holds(k)) {
             return Ok(Locked::LoadRun);
+        }
+        if let (Some(id), Ok(event::Event::Step(step))) = (run_key, decoded)
+            && let Some(key) = &step.idempotency_key
+            && let Some(seq) = replay.run(id).and_then(|(_, run)| run.step_with_key(key))
+        {
+            return Ok(Locked::Repeat(seq));
         }
         let line = self.requests.fetch_add(1, Ordering::SeqCst) + 1;
         replay.set_store_outage(self.metrics.store_down());

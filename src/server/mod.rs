@@ -15,6 +15,7 @@ mod feed;
 mod judge;
 mod listen;
 mod metrics;
+mod repeat;
 mod routes;
 mod run_locks;
 mod runs;

@@ -21,6 +21,7 @@ mod fmt;
 mod fuzz;
 mod generate;
 mod grammar;
+mod idempotency;
 mod kill_loop;
 mod lsp;
 mod overspend;

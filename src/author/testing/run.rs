@@ -219,6 +219,7 @@ fn step_of(fields: &StepFields, metrics: &BTreeMap<String, i64>, ts: i64, run: &
         pii: fields.pii.unwrap_or(false),
         metrics: Metrics::of(metrics.iter().map(|(k, v)| (k.as_str(), Decimal(*v)))),
         prompt: None,
+        idempotency_key: None,
         meta: None,
     }
 }

@@ -34,6 +34,7 @@ pub(crate) fn defined(kind: EventKind) -> &'static [&'static str] {
             "pii",
             "metrics",
             "prompt",
+            "idempotency_key",
             "meta",
         ],
         EventKind::Override => &[

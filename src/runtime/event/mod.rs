@@ -128,6 +128,9 @@ pub struct Step {
     /// (`read_metrics`).
     pub metrics: Metrics,
     pub prompt: Option<String>,
+    /// The client's key for this step: a retried request with a key its run already
+    /// accepted is answered with the stored decision (`lever serve`), never counted twice.
+    pub idempotency_key: Option<String>,
     pub meta: Option<serde_json::Value>,
 }
 
@@ -406,6 +409,11 @@ pub(crate) fn evidence_json(e: &Event, metrics: &[i64]) -> serde_json::Value {
             &r.meta,
         ),
     };
+    if let (Event::Step(s), Some(map)) = (e, body.as_object_mut())
+        && let Some(key) = &s.idempotency_key
+    {
+        map.insert("idempotency_key".into(), key.as_str().into());
+    }
     if let (Some(meta), Some(map)) = (meta, body.as_object_mut()) {
         map.insert("meta".into(), meta.clone());
     }

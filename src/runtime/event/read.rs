@@ -248,6 +248,21 @@ impl Reader {
         }
     }
 
+    /// A step's `idempotency_key`: 1 to 255 printable ASCII characters.
+    fn idempotency_key(&self) -> Result<Option<String>, Rejection> {
+        let key = self.string("idempotency_key")?;
+        match &key {
+            Some(k)
+                if k.is_empty() || k.len() > 255 || !k.bytes().all(|b| b.is_ascii_graphic()) =>
+            {
+                Err(self.invalid(
+                    "`idempotency_key` must be 1 to 255 printable ASCII characters without spaces",
+                ))
+            }
+            _ => Ok(key),
+        }
+    }
+
     fn string_list(&self, key: &str) -> Result<Vec<String>, Rejection> {
         match self.map.get(key) {
             None => Ok(Vec::new()),
@@ -392,6 +407,7 @@ impl Reader {
             pii: self.bool("pii")?,
             metrics: self.metrics()?,
             prompt: self.string("prompt")?,
+            idempotency_key: self.idempotency_key()?,
             meta: self.meta()?,
             run_id,
             ts,

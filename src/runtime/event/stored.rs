@@ -106,6 +106,7 @@ fn step(f: &Fields, prompt: Option<&str>) -> Result<(Event, Vec<i64>), String> {
         pii: f.get("pii")?.as_bool().ok_or("pii is not a boolean")?,
         metrics: super::Metrics::default(),
         prompt: has_prompt.then(|| prompt.unwrap_or_default().to_string()),
+        idempotency_key: f.optional("idempotency_key")?,
         meta: f.meta(),
     };
     Ok((Event::Step(step), metrics))
