@@ -31,6 +31,7 @@ mod props;
 mod props_jit;
 mod props_layout;
 mod props_runtime;
+mod python_client;
 mod replay_cases;
 mod served;
 mod server;
