@@ -134,13 +134,9 @@ fn change(
     }
 }
 
-/// A value as the policy writes it: `$5.00`, `50000 tokens`, `30000ms`, `10`.
+/// A value as the policy writes it: `$5.00`, `50000 tokens`, `30m`, `10`.
 fn shown(unit: Unit, v: i64) -> String {
-    match unit {
-        Unit::Usd => format!("${}", format::money(v)),
-        Unit::Tokens => format!("{} tokens", format::value(unit, v)),
-        _ => format::value(unit, v),
-    }
+    format::quantity(unit, v)
 }
 
 fn percent_text(p: i64) -> String {
@@ -148,10 +144,7 @@ fn percent_text(p: i64) -> String {
 }
 
 fn on_error_text(e: OnError) -> &'static str {
-    match e {
-        OnError::FailClosed => "fail_closed",
-        OnError::FailOpen => "fail_open",
-    }
+    e.name()
 }
 
 fn rule_text(policy: &PolicyDesc, r: &RuleDesc) -> String {

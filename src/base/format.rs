@@ -15,6 +15,17 @@ pub(crate) fn value(unit: Unit, v: i64) -> String {
     }
 }
 
+/// A value as a policy writes it, with its unit: `$5.00`, `50000 tokens`, `30m`, `10`.
+pub(crate) fn quantity(unit: Unit, v: i64) -> String {
+    match unit {
+        Unit::Usd if v < 0 => format!("-${}", money(-v)),
+        Unit::Usd => format!("${}", money(v)),
+        Unit::Tokens => format!("{} tokens", Decimal(v)),
+        Unit::Duration => duration(v),
+        _ => value(unit, v),
+    }
+}
+
 /// A value as [`value`] prints it, back in 10⁻⁹ units: `4.10`, `1200`, `1500ms`.
 pub(crate) fn parse_value(text: &str) -> Option<i64> {
     match text.strip_suffix("ms") {

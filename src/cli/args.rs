@@ -14,11 +14,13 @@ pub struct Cli {
     pub command: Command,
 }
 
+/// `--format` of the commands that print a report: each command's help says what its
+/// JSON holds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum Format {
-    /// Readable diagnostics on stderr.
+    /// Readable text on stdout.
     Human,
-    /// A JSON array of diagnostics on stdout.
+    /// JSON on stdout, for tools (the shape is in the command's help).
     Json,
 }
 
@@ -84,41 +86,16 @@ pub enum Command {
     #[command(
         after_help = "Examples:\n  lever run examples --events examples/events/support.jsonl\n  lever build examples -o p.lvc && lever run p.lvc --events - < events.jsonl\n\nExit: 0 replayed (refused steps included), 1 a line was rejected, the policies have errors\nor the replay contradicts stored evidence, 2 usage or I/O."
     )]
-    Run {
-        /// An artifact (`.lvc`), or `.policy` files and directories to compile.
-        #[arg(required = true)]
-        source: Vec<PathBuf>,
-        /// The events, one JSON object a line; `-` reads standard input.
-        #[arg(long)]
-        events: String,
-        /// Where evidence is written: `file:DIR` or `postgres://...` (`?schema=NAME`).
-        #[arg(long, default_value = "file:./lever-evidence")]
-        evidence: String,
-        /// Input lines per group commit: their records are written and made durable
-        /// together, then their decisions printed.
-        #[arg(long, default_value_t = 1024, value_parser = clap::value_parser!(u32).range(1..))]
-        group_commit: u32,
-        /// Seconds to wait for an unavailable evidence store before exiting 2.
-        #[arg(long, default_value_t = 30)]
-        store_wait: u64,
-        /// The engine: the portable bytecode interpreter, the Cranelift JIT, or the JIT
-        /// where the host supports it.
-        #[arg(long, value_enum, default_value_t = EngineArg::Interp)]
-        engine: EngineArg,
-        /// Accept a policy set (or an artifact, deployed ones included) with no policy,
-        /// which governs nothing.
-        #[arg(long)]
-        allow_empty: bool,
-        /// The longest event line read, in bytes; a longer one is rejected unread.
-        #[arg(long, default_value_t = 1 << 20)]
-        max_line_bytes: usize,
-    },
+    Run(RunArgs),
     /// Serve the runtime over HTTP: runs, steps and their decisions, evidence durable first.
     #[command(
         after_help = "Example:\n  lever serve --artifact policies.lvc --evidence postgres://localhost/lever --listen 0.0.0.0:8080\n\nStops on SIGTERM or Ctrl-C after the requests in flight have answered. See docs/server.md.\nExit: 0 stopped, 1 the artifact does not verify or the policies have errors, 2 usage or I/O."
     )]
     Serve(ServeArgs),
     /// Audit an evidence store: verify its hash chains, take a digest, show a run.
+    #[command(
+        after_help = "Examples:\n  lever evidence verify\n  lever evidence show --run support-42\n  lever evidence digest --evidence postgres://auditor@db/lever\n\nEach command's help says its exit codes."
+    )]
     Evidence {
         #[command(subcommand)]
         command: EvidenceCommand,
@@ -130,7 +107,10 @@ pub enum Command {
     Inspect {
         /// The artifact file.
         file: PathBuf,
-        /// Output format.
+        /// `human` (the header, sources, policies with every clause and override rule in
+        /// their units, and the disassembly) or `json` (one object: `artifact`, `sources`,
+        /// `policies` with their `limits`, `near` thresholds, actions and `overrides`,
+        /// `monitors`, `aggregates`).
         #[arg(long, value_enum, default_value_t = Format::Human)]
         format: Format,
         /// With `jit`, also compile the program to native code and report what was compiled
@@ -153,7 +133,9 @@ pub enum Command {
         old: PathBuf,
         /// The artifact after.
         new: PathBuf,
-        /// Output format.
+        /// `human` (a line per change, `+`, `-` and `~` per policy) or `json` (one object:
+        /// `from`, `to`, the policies `added`, `removed` and `changed` with their changes,
+        /// and `channels`).
         #[arg(long, value_enum, default_value_t = Format::Human)]
         format: Format,
     },
@@ -171,7 +153,18 @@ pub enum Command {
     },
     /// A language server over stdio: diagnostics as you type, hover, go to definition,
     /// completion and formatting (docs/lsp.md).
+    #[command(
+        after_help = "Example (any editor that starts a language server by command):\n  lever lsp\n\nSpeaks LSP over stdin and stdout until the editor closes it. Exit: 0 closed, 2 I/O."
+    )]
     Lsp,
+    /// Print a shell completion script for `lever`.
+    #[command(
+        after_help = "Examples:\n  lever completions bash > ~/.local/share/bash-completion/completions/lever\n  lever completions zsh > \"${fpath[1]}/_lever\"\n  lever completions fish > ~/.config/fish/completions/lever.fish\n\nExit: 0 printed, 2 usage."
+    )]
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
     /// Run the policy tests (`test "name" { ... }`) of a policy set.
     #[command(
         after_help = "Example:\n  lever test examples --coverage\n\nExit: 0 every test passed, 1 a test failed or the policies have errors, 2 usage or I/O."
@@ -180,7 +173,9 @@ pub enum Command {
         /// `.policy` files and directories (searched recursively).
         #[arg(required = true)]
         paths: Vec<PathBuf>,
-        /// Output format.
+        /// `human` (each test `ok` or `FAILED` with its failures, then a result line) or
+        /// `json` (one object: `tests`, each with its name, place, `passed`, `failures`
+        /// and the thresholds it `reached`, then the `passed` and `failed` counts).
         #[arg(long, value_enum, default_value_t = Format::Human)]
         format: Format,
         /// Also report which thresholds and override rules the tests reached.
@@ -205,7 +200,10 @@ pub enum Command {
         /// The event's `seq` in the run, as its decision shows it (1 is the run start).
         #[arg(long)]
         step: u64,
-        /// Output format.
+        /// `human` (the decision, the policies that applied and why, the arbitration,
+        /// each limit's value and zone, the overrides in force) or `json` (one object:
+        /// `run_id`, `seq`, `ts`, `event`, `decision`, `run`, `policies`, `arbitration`,
+        /// `limits`, `artifact`).
         #[arg(long, value_enum, default_value_t = Format::Human)]
         format: Format,
     },
@@ -224,7 +222,9 @@ pub enum Command {
         /// Passes over the events per engine (the median is reported).
         #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..=1000))]
         passes: u32,
-        /// Output format.
+        /// `human` (ns per event for each engine) or `json` (one object: `engines`, each
+        /// with its fastest, median and slowest ns per event, and the counts of `events`,
+        /// `steps` and `passes`).
         #[arg(long, value_enum, default_value_t = Format::Human)]
         format: Format,
     },
@@ -332,4 +332,46 @@ pub struct ServeArgs {
     /// Accept an artifact (at start or deployed) with no policy, which governs nothing.
     #[arg(long)]
     pub allow_empty: bool,
+}
+
+/// `lever run`'s arguments.
+#[derive(Debug, clap::Args)]
+pub struct RunArgs {
+    /// An artifact (`.lvc`), or `.policy` files and directories to compile.
+    #[arg(required = true)]
+    pub source: Vec<PathBuf>,
+    /// The events, one JSON object a line; `-` reads standard input.
+    #[arg(long)]
+    pub events: String,
+    /// Where evidence is written: `file:DIR` or `postgres://...` (`?schema=NAME`).
+    #[arg(long, default_value = "file:./lever-evidence")]
+    pub evidence: String,
+    /// Input lines per group commit: their records are written and made durable
+    /// together, then their decisions printed.
+    #[arg(long, default_value_t = 1024, value_parser = clap::value_parser!(u32).range(1..))]
+    pub group_commit: u32,
+    /// Seconds to wait for an unavailable evidence store before exiting 2.
+    #[arg(long, default_value_t = 30)]
+    pub store_wait: u64,
+    /// The engine: the portable bytecode interpreter, the Cranelift JIT, or the JIT
+    /// where the host supports it.
+    #[arg(long, value_enum, default_value_t = EngineArg::Interp)]
+    pub engine: EngineArg,
+    /// Accept a policy set (or an artifact, deployed ones included) with no policy,
+    /// which governs nothing.
+    #[arg(long)]
+    pub allow_empty: bool,
+    /// The longest event line read, in bytes; a longer one is rejected unread.
+    #[arg(long, default_value_t = 1 << 20)]
+    pub max_line_bytes: usize,
+    /// `table` (a row per decision: signals in words, amounts with their units) or
+    /// `json` (one decision per line, as docs/decisions.md describes). Default: `table`
+    /// when standard output is a terminal, `json` otherwise. A summary line goes to
+    /// standard error either way.
+    #[arg(long, value_enum)]
+    pub format: Option<crate::cli::table::RunFormat>,
+    /// Judge the events and print the decisions without opening the evidence store:
+    /// nothing is written, and nothing is compared with stored evidence.
+    #[arg(long)]
+    pub dry_run: bool,
 }

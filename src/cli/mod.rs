@@ -12,10 +12,10 @@ mod evidence;
 mod lsp;
 pub mod reference;
 pub(crate) mod run;
+pub(crate) mod table;
 
 use crate::base::source;
 use crate::check;
-use crate::compile;
 pub use args::{Cli, Command, DiagFormat, EngineArg, EvidenceCommand, Format, ServeArgs};
 pub(crate) use build::load_artifact;
 use build::{report, run_build, run_check, run_inspect};
@@ -75,27 +75,12 @@ pub fn main(serve: fn(ServeArgs) -> ExitCode) -> ExitCode {
             passes,
             format,
         } => crate::cli::bench::bench(&source, &events, passes, format),
-        Command::Run {
-            source,
-            events,
-            evidence,
-            group_commit,
-            store_wait,
-            engine,
-            allow_empty,
-            max_line_bytes,
-        } => crate::cli::run::run(
-            &source,
-            &events,
-            &crate::cli::run::RunOptions {
-                url: &evidence,
-                group: group_commit as usize,
-                store_wait: std::time::Duration::from_secs(store_wait),
-                engine: engine.into(),
-                load: compile::load::LoadOptions { allow_empty },
-                max_line_bytes,
-            },
-        ),
+        Command::Run(args) => crate::cli::run::run_args(args),
+        Command::Completions { shell } => {
+            use clap::CommandFactory;
+            clap_complete::generate(shell, &mut Cli::command(), "lever", &mut std::io::stdout());
+            ExitCode::SUCCESS
+        }
         Command::Evidence { command } => crate::cli::evidence::run(command),
         Command::Serve(args) => serve(args),
     }

@@ -6,6 +6,7 @@
 //! then prints that batch's decisions. Replaying the same input into the same store adds
 //! nothing and prints the same decisions.
 
+use crate::cli::table::{Printer, RunFormat};
 use crate::cli::{DiagFormat, load_and_check};
 use crate::compile::load::{self, LoadOptions};
 use crate::compile::{self, artifact::Artifact};
@@ -83,7 +84,6 @@ fn io(message: String) -> ExitCode {
     ExitCode::from(2)
 }
 
-/// Runs `lever run`.
 /// How `lever run` evaluates and writes its evidence.
 pub(crate) struct RunOptions<'a> {
     pub url: &'a str,
@@ -97,6 +97,32 @@ pub(crate) struct RunOptions<'a> {
     pub load: LoadOptions,
     /// The longest event line read.
     pub max_line_bytes: usize,
+    /// How decisions are printed.
+    pub format: RunFormat,
+    /// Judge without writing evidence (no store is opened).
+    pub dry_run: bool,
+}
+
+/// Runs `lever run` as its arguments say.
+pub(crate) fn run_args(args: crate::cli::args::RunArgs) -> ExitCode {
+    let format = args.format.unwrap_or(if std::io::stdout().is_terminal() {
+        RunFormat::Table
+    } else {
+        RunFormat::Json
+    });
+    let options = RunOptions {
+        url: &args.evidence,
+        group: args.group_commit as usize,
+        store_wait: std::time::Duration::from_secs(args.store_wait),
+        engine: args.engine.into(),
+        load: LoadOptions {
+            allow_empty: args.allow_empty,
+        },
+        max_line_bytes: args.max_line_bytes,
+        format,
+        dry_run: args.dry_run,
+    };
+    run(&args.source, &args.events, &options)
 }
 
 /// Runs `lever run`.
@@ -110,50 +136,93 @@ fn replay(paths: &[PathBuf], events: &str, writing: &RunOptions<'_>) -> Result<E
     let group = writing.group.max(1);
     let artifact = Arc::new(artifact_for(paths, writing.load)?);
     let (text, base) = read_events(events)?;
-    // One group commit waits in the queue at most: `lever run` waits for the store.
-    let mut store = Durable::open(writing.url, usize::MAX, None).map_err(|e| io(e.to_string()))?;
     let lines: Vec<&[u8]> = text
         .split(|b| *b == b'\n')
         .map(|l| l.strip_suffix(b"\r").unwrap_or(l))
         .collect();
-    match store.store() {
-        Some(s) => check_against_store(&artifact, &base, &lines, s, writing)?,
-        None => return Err(io("the evidence store closed".into())),
+    // One group commit waits in the queue at most: `lever run` waits for the store.
+    let mut store = match writing.dry_run {
+        true => None,
+        false => Some(Durable::open(writing.url, usize::MAX, None).map_err(|e| io(e.to_string()))?),
+    };
+    if let Some(store) = &mut store {
+        match store.store() {
+            Some(s) => check_against_store(&artifact, &base, &lines, s, writing)?,
+            None => return Err(io("the evidence store closed".into())),
+        }
     }
-
     let mut replay = new_replay(&artifact, &base, writing)?;
+    let mut out = Batch {
+        records: Vec::new(),
+        decisions: Vec::new(),
+        printer: Printer::new(writing.format, &artifact),
+    };
     let mut rejected = false;
-    let mut records: Vec<Sealed> = Vec::new();
-    let mut decisions: Vec<String> = Vec::new();
     let progress = std::io::stderr().is_terminal() && lines.len() > 200_000;
     for (i, line) in lines.iter().enumerate() {
         let Some(result) = replay.line_bytes(i as u64 + 1, line) else {
             continue;
         };
         rejected |= result.rejected;
-        decisions.push(result.decision.to_json());
-        records.extend(result.records.into_iter().map(Sealed::new));
+        if result.decision.event == Some("deploy")
+            && let Some(engine) = replay.current_engine()
+        {
+            out.printer.learn(engine.artifact());
+        }
+        out.decisions.push(result.decision);
+        out.records
+            .extend(result.records.into_iter().map(Sealed::new));
         if (i + 1) % group == 0 {
-            commit(&mut store, &mut records, &mut decisions, writing.store_wait)?;
+            out.commit(store.as_mut(), writing.store_wait)?;
             if progress && (i + 1) % 100_000 < group {
                 eprint!("\rlever: {} of {} lines", i + 1, lines.len());
             }
         }
     }
-    commit(&mut store, &mut records, &mut decisions, writing.store_wait)?;
+    out.commit(store.as_mut(), writing.store_wait)?;
     if progress {
         eprintln!("\rlever: {} of {} lines", lines.len(), lines.len());
     }
+    let url = (!writing.dry_run).then_some(writing.url);
+    eprintln!("lever: {}", out.printer.summary(url));
     Ok(ExitCode::from(if rejected { 1 } else { 0 }))
 }
 
-/// Writes a batch durably, then prints its decisions. While the store is unavailable the
-/// batch waits (retrying with backoff) up to `wait`; then the command exits 2 naming the
-/// records it could not write. Nothing is printed that is not durable.
-fn commit(
+/// Records and decisions judged and not yet written and printed.
+struct Batch {
+    records: Vec<Sealed>,
+    decisions: Vec<crate::runtime::decision::Decision>,
+    printer: Printer,
+}
+
+impl Batch {
+    /// Writes the batch durably (unless there is no store: `--dry-run`), then prints its
+    /// decisions. While the store is unavailable the batch waits (retrying with backoff)
+    /// up to `wait`; then the command exits 2 naming the records it could not write.
+    /// Nothing is printed that is not durable.
+    fn commit(
+        &mut self,
+        store: Option<&mut Durable>,
+        wait: std::time::Duration,
+    ) -> Result<(), ExitCode> {
+        if let Some(store) = store {
+            write_durably(store, &mut self.records, self.decisions.len(), wait)?;
+        }
+        self.records.clear();
+        let mut out = std::io::stdout().lock();
+        for d in self.decisions.drain(..) {
+            if writeln!(out, "{}", self.printer.line(&d)).is_err() {
+                return Err(ExitCode::from(2));
+            }
+        }
+        out.flush().map_err(|_| ExitCode::from(2))
+    }
+}
+
+fn write_durably(
     store: &mut Durable,
     records: &mut Vec<Sealed>,
-    decisions: &mut Vec<String>,
+    decisions: usize,
     wait: std::time::Duration,
 ) -> Result<(), ExitCode> {
     let started = std::time::Instant::now();
@@ -174,19 +243,12 @@ fn commit(
     }
     if let Err(e) = result {
         eprintln!(
-            "error: {e}; not written: {}; the {} decisions of this batch were not printed. Replay the same events once the store is back: what was stored is skipped.",
+            "error: {e}; not written: {}; the {decisions} decisions of this batch were not printed. Replay the same events once the store is back: what was stored is skipped.",
             describe(store.queued()),
-            decisions.len()
         );
         return Err(ExitCode::from(2));
     }
-    let mut out = std::io::stdout().lock();
-    for d in decisions.drain(..) {
-        if writeln!(out, "{d}").is_err() {
-            return Err(ExitCode::from(2));
-        }
-    }
-    out.flush().map_err(|_| ExitCode::from(2))
+    Ok(())
 }
 
 /// A replay of `artifact` on engines of `kind`.
@@ -235,10 +297,14 @@ fn check_against_store(
                 .map_err(|e| io(e.to_string()))?;
             if let Some(key) = conflict {
                 eprintln!(
-                    "error: replay refused: run `{}` differs from its stored evidence at seq {} ({} record); nothing was written",
+                    "error: replay refused: run `{}` differs from its stored evidence at seq {} ({} record); nothing was written\n\
+                     help: the store at {} holds evidence of other events for this run. Write to another store \
+                     (`--evidence file:./other-evidence`), remove this one if it holds nothing you need, or judge \
+                     without writing (`--dry-run`)",
                     key.run_id,
                     key.seq,
-                    key.kind.name()
+                    key.kind.name(),
+                    writing.url
                 );
                 return Err(ExitCode::from(1));
             }

@@ -2,8 +2,11 @@
 //! bytecode, as text for people or JSON for tools.
 
 use super::artifact::Artifact;
-use super::bytecode::{ActionsDesc, Code, Op, Program, RuleKindDesc};
+use super::bytecode::{
+    ActionsDesc, Code, LimitDesc, Op, PolicyDesc, Program, RuleDesc, RuleKindDesc,
+};
 use super::meaning::scope_text;
+use crate::base::format::{duration, quantity};
 use crate::base::lang::{ChannelRef, Grantee};
 use crate::base::num::Decimal;
 use std::fmt::Write;
@@ -157,59 +160,156 @@ fn policy_text(
     let _ = writeln!(out, "    scope {}", scope_text(&pol.scope));
     let _ = writeln!(
         out,
-        "    precedence {}  conflict {}  bind {}  on_error {:?}",
+        "    precedence {}  conflict {}  bind {}  on_error {}",
         pol.precedence,
         pol.conflict.name(),
         pol.bind.name(),
-        pol.on_error
+        pol.on_error.name()
     );
     for l in &pol.limits {
-        let near = l
-            .near
-            .as_ref()
-            .map(|n| {
-                format!(
-                    "  near {}% => {}",
-                    Decimal(n.percent),
-                    actions_text(p, &n.actions)
-                )
-            })
-            .unwrap_or_default();
-        let monitor = p
-            .monitors
-            .get(l.monitor as usize)
-            .map_or("?", |m| m.id_name.as_str());
-        let budget = l
-            .budget
-            .as_ref()
-            .map(|b| format!(" {}", b.text()))
-            .unwrap_or_default();
-        let _ = writeln!(
-            out,
-            "    limit {} ({monitor}) to {}{budget}{near}  breach => {}",
-            l.name,
-            Decimal(l.value),
-            actions_text(p, &l.breach)
-        );
+        let _ = writeln!(out, "    {}", limit_source(p, l));
     }
     for r in &pol.rules {
-        let who = match &r.grantee {
-            Grantee::Role(s) => format!("role {s:?}"),
-            Grantee::Actor(s) => format!("actor {s:?}"),
-        };
-        let kind = match &r.kind {
-            RuleKindDesc::Raise { limit, ceiling } => format!(
-                "raise {} up to {}",
-                pol.limits
-                    .get(*limit as usize)
-                    .map_or("?", |l| l.name.as_str()),
-                Decimal(*ceiling)
-            ),
-            RuleKindDesc::Suspend => "suspend".into(),
-            RuleKindDesc::Resume => "resume".into(),
-        };
-        let _ = writeln!(out, "    allow {who} to {kind}");
+        let _ = writeln!(out, "    {}", rule_source(pol, r));
     }
+}
+
+/// A limit as a policy writes it, with the monitor's identity when it differs from the
+/// name and the NEAR threshold's value: `limit std.llm.cost to $5.00  near 80% ($4.00) =>
+/// alert(ui)  breach => stop`.
+fn limit_source(p: &Program, l: &LimitDesc) -> String {
+    let monitor = p
+        .monitors
+        .get(l.monitor as usize)
+        .map_or("?", |m| m.id_name.as_str());
+    let identity = if monitor == l.name {
+        String::new()
+    } else {
+        format!(" ({monitor})")
+    };
+    let budget = l
+        .budget
+        .as_ref()
+        .map(|b| format!(" {}", b.text()))
+        .unwrap_or_default();
+    let near = l
+        .near
+        .as_ref()
+        .map(|n| {
+            let at = n
+                .near_at
+                .map(|v| format!(" ({})", quantity(l.unit, v)))
+                .unwrap_or_default();
+            format!(
+                "  near {}%{at} => {}",
+                Decimal(n.percent),
+                actions_text(p, &n.actions)
+            )
+        })
+        .unwrap_or_default();
+    format!(
+        "limit {}{identity} to {}{budget}{near}  breach => {}",
+        l.name,
+        quantity(l.unit, l.value),
+        actions_text(p, &l.breach)
+    )
+}
+
+/// An override rule whole, as a policy writes it: `allow role "sre-oncall" to raise
+/// std.llm.cost up to $10.00 for 1h requires reason approvals 2`.
+pub(crate) fn rule_source(pol: &PolicyDesc, r: &RuleDesc) -> String {
+    let who = match &r.grantee {
+        Grantee::Role(s) => format!("role {s:?}"),
+        Grantee::Actor(s) => format!("actor {s:?}"),
+    };
+    let mut text = format!("allow {who} to {}", rule_kind(pol, r));
+    if let Some(ttl) = r.ttl {
+        let _ = write!(text, " for {}", duration(ttl));
+    }
+    if r.requires_reason {
+        text.push_str(" requires reason");
+    }
+    if r.approvals > 0 {
+        let _ = write!(text, " approvals {}", r.approvals);
+    }
+    text
+}
+
+fn rule_kind(pol: &PolicyDesc, r: &RuleDesc) -> String {
+    match &r.kind {
+        RuleKindDesc::Raise { limit, ceiling } => match pol.limits.get(*limit as usize) {
+            Some(l) => format!("raise {} up to {}", l.name, quantity(l.unit, *ceiling)),
+            None => format!("raise limit #{limit} up to {}", Decimal(*ceiling)),
+        },
+        RuleKindDesc::Suspend => "suspend".into(),
+        RuleKindDesc::Resume => "resume".into(),
+    }
+}
+
+/// A threshold's actions for tools: the enforcement (or null) and the channels alerted.
+fn actions_json(p: &Program, a: &ActionsDesc) -> serde_json::Value {
+    let channels: Vec<String> = a
+        .alerts
+        .iter()
+        .map(|c| match c {
+            ChannelRef::Ui => "ui".to_string(),
+            ChannelRef::Declared(i) => p
+                .channels
+                .get(*i as usize)
+                .map_or("?".into(), |c| c.name.clone()),
+        })
+        .collect();
+    serde_json::json!({"enforcement": a.enforcement.map(|e| e.name()), "alerts": channels})
+}
+
+fn limit_json(p: &Program, l: &LimitDesc) -> serde_json::Value {
+    serde_json::json!({
+        "limit": l.name,
+        "monitor": p.monitors.get(l.monitor as usize).map(|m| m.id_name.clone()),
+        "value": Decimal(l.value).to_string(),
+        "unit": l.unit.name(),
+        "text": quantity(l.unit, l.value),
+        "budget": l.budget.as_ref().map(|b| serde_json::json!({
+            "per": b.per.iter().map(|s| s.text()).collect::<Vec<_>>(),
+            "window_ns": b.window,
+        })),
+        "near": l.near.as_ref().map(|n| serde_json::json!({
+            "percent": Decimal(n.percent).to_string(),
+            "at": n.near_at.map(|v| Decimal(v).to_string()),
+            "actions": actions_json(p, &n.actions),
+        })),
+        "breach": actions_json(p, &l.breach),
+    })
+}
+
+fn rule_json(pol: &PolicyDesc, r: &RuleDesc) -> serde_json::Value {
+    let (kind, limit, up_to) = match &r.kind {
+        RuleKindDesc::Raise { limit, ceiling } => {
+            let l = pol.limits.get(*limit as usize);
+            (
+                "raise",
+                l.map(|l| l.name.clone()),
+                Some(Decimal(*ceiling).to_string()),
+            )
+        }
+        RuleKindDesc::Suspend => ("suspend", None, None),
+        RuleKindDesc::Resume => ("resume", None, None),
+    };
+    let (role, actor) = match &r.grantee {
+        Grantee::Role(s) => (Some(s), None),
+        Grantee::Actor(s) => (None, Some(s)),
+    };
+    serde_json::json!({
+        "text": rule_source(pol, r),
+        "role": role,
+        "actor": actor,
+        "kind": kind,
+        "limit": limit,
+        "up_to": up_to,
+        "for": r.ttl.map(duration),
+        "requires_reason": r.requires_reason,
+        "approvals": r.approvals,
+    })
 }
 
 /// The machine-readable inspection of an artifact.
@@ -227,16 +327,9 @@ pub fn json(artifact: &Artifact) -> serde_json::Value {
                 "precedence": pol.precedence,
                 "conflict": pol.conflict.name(),
                 "bind": pol.bind.name(),
-                "limits": pol.limits.iter().map(|l| serde_json::json!({
-                    "limit": l.name,
-                    "monitor": p.monitors.get(l.monitor as usize).map(|m| m.id_name.clone()),
-                    "value": Decimal(l.value).to_string(),
-                    "unit": l.unit.name(),
-                    "budget": l.budget.as_ref().map(|b| serde_json::json!({
-                        "per": b.per.iter().map(|s| s.text()).collect::<Vec<_>>(),
-                        "window_ns": b.window,
-                    })),
-                })).collect::<Vec<_>>(),
+                "on_error": pol.on_error.name(),
+                "limits": pol.limits.iter().map(|l| limit_json(p, l)).collect::<Vec<_>>(),
+                "overrides": pol.rules.iter().map(|r| rule_json(pol, r)).collect::<Vec<_>>(),
             })
         })
         .collect();

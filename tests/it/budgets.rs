@@ -32,7 +32,7 @@ fn an_artifact_with_a_budget_is_format_version_2_and_says_so_when_inspected() {
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("format   2 ("), "{text}");
     assert!(
-        text.contains("limit std.llm.cost (std.llm.cost) to 20 per (tenant, api_key) per 1d"),
+        text.contains("limit std.llm.cost to $20.00 per (tenant, api_key) per 1d"),
         "{text}"
     );
 }

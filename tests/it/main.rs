@@ -10,6 +10,7 @@ mod artifact;
 mod budgets;
 mod check_cases;
 mod cli;
+mod cli_face;
 mod crash;
 mod docs;
 mod docs_formats;

@@ -162,6 +162,16 @@ pub enum OnError {
     FailOpen = 1,
 }
 
+impl OnError {
+    /// As a policy writes it: `fail_closed`, `fail_open`.
+    pub fn name(self) -> &'static str {
+        match self {
+            OnError::FailClosed => "fail_closed",
+            OnError::FailOpen => "fail_open",
+        }
+    }
+}
+
 #[derive(
     Debug,
     Clone,

@@ -5,11 +5,13 @@
 //! float. Validation runs in order: JSON, `type`, required fields, field types and values;
 //! run checks (`unknown_run`, `duplicate_run`, `run_ended`) are the runtime's.
 
+mod against;
 mod fields;
 mod read;
 mod stored;
 
-pub(crate) use read::{check_raise, from_fields, object_fields, parse, read_metrics};
+pub(crate) use against::check_raise;
+pub(crate) use read::{from_fields, object_fields, parse, read_metrics};
 pub(crate) use stored::from_evidence;
 
 pub use crate::base::lang::OverrideKind;
