@@ -278,14 +278,37 @@ pub enum EvidenceCommand {
         #[arg(long)]
         no_roles: bool,
     },
-    /// Print a run's evidence: one line per record, or the stored records as JSON lines.
+    /// Print a run's evidence, or the store chain's records (deploys, digests, alert
+    /// deliveries, outages): one line per record, or the stored records as JSON lines.
     #[command(
-        after_help = "Example:\n  lever evidence show --run r1 --format json\n\nExit: 0 shown, 1 no such run, 2 usage or I/O."
+        after_help = "Examples:\n  lever evidence show --run r1 --format json\n  lever evidence show --store --kind alert_delivery\n\nExit: 0 shown, 1 no such run (or no such record), 2 usage or I/O."
     )]
     Show {
+        /// The run whose chain to show.
+        #[arg(long, required_unless_present = "store", conflicts_with = "store")]
+        run: Option<String>,
+        /// Show the store chain: the records of no run.
         #[arg(long)]
-        run: String,
+        store: bool,
+        /// Only records of this kind (`decision`, `deploy`, `digest`, `alert_delivery`, ...).
+        #[arg(long)]
+        kind: Option<String>,
         /// `human` (one line per record) or `json` (the stored records, one a line).
+        #[arg(long, value_enum, default_value_t = Format::Human)]
+        format: Format,
+        /// The store: `file:DIR` or `postgres://...`.
+        #[arg(long, default_value = "file:./lever-evidence")]
+        evidence: String,
+    },
+    /// List what a store holds: every run with its state, decisions and last event time,
+    /// and the store chain's records by kind.
+    #[command(
+        after_help = "Example:\n  lever evidence list --evidence postgres://auditor@db/lever --format json\n\nExit: 0 listed, 2 usage or I/O."
+    )]
+    List {
+        /// `human` (a row per run, then the store chain's counts) or `json` (one object:
+        /// `runs`, each with `run_id`, `state`, `decisions` and `last_ts`, and
+        /// `store_chain`, records by kind).
         #[arg(long, value_enum, default_value_t = Format::Human)]
         format: Format,
         /// The store: `file:DIR` or `postgres://...`.

@@ -23,9 +23,17 @@ pub(crate) fn run(command: EvidenceCommand) -> ExitCode {
         } => migrate(&evidence, writer_role, auditor_role, no_roles),
         EvidenceCommand::Show {
             run,
+            store: _,
+            kind,
             format,
             evidence,
-        } => with_store(&evidence, true, |store| show(store, &run, format)),
+        } => with_store(&evidence, true, |store| {
+            let chain = run.map_or(ChainId::Store, ChainId::Run);
+            show(store, &chain, kind.as_deref(), format)
+        }),
+        EvidenceCommand::List { format, evidence } => {
+            with_store(&evidence, true, |store| list(store, format))
+        }
         EvidenceCommand::Budgets { format, evidence } => {
             with_store(&evidence, true, |store| budgets(store, format))
         }
@@ -72,6 +80,50 @@ fn budgets(
             source: e,
         }),
     }
+}
+
+/// `lever evidence list`: every run with its state, and the store chain by kind.
+fn list(store: &mut dyn EvidenceStore, format: Format) -> Result<ExitCode, evidence::StoreError> {
+    let listing = evidence::listing::list(store)?;
+    let text = match format {
+        Format::Json => format!("{}\n", serde_json::to_string(&listing).unwrap_or_default()),
+        Format::Human => {
+            let mut out = format!(
+                "{:<24}  {:<8}  {:>9}  LAST TS\n",
+                "RUN", "STATE", "DECISIONS"
+            );
+            for r in &listing.runs {
+                let ts = r.last_ts.as_deref().unwrap_or("-");
+                out.push_str(&format!(
+                    "{:<24}  {:<8}  {:>9}  {ts}\n",
+                    r.run_id, r.state, r.decisions
+                ));
+            }
+            let chain: Vec<String> = listing
+                .store_chain
+                .iter()
+                .map(|(k, n)| format!("{n} {k}"))
+                .collect();
+            let runs = listing.runs.len();
+            out.push_str(&format!(
+                "{runs} run{}; store chain: {}\n",
+                if runs == 1 { "" } else { "s" },
+                if chain.is_empty() {
+                    "empty".to_string()
+                } else {
+                    chain.join(", ")
+                }
+            ));
+            out
+        }
+    };
+    let mut out = std::io::stdout().lock();
+    Ok(
+        match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(_) => ExitCode::from(2),
+        },
+    )
 }
 
 /// Opens the store (read-only for an audit) and runs `f` on it.
@@ -189,17 +241,38 @@ fn digest(store: &mut dyn EvidenceStore) -> Result<ExitCode, evidence::StoreErro
 
 fn show(
     store: &mut dyn EvidenceStore,
-    run: &str,
+    chain: &ChainId,
+    kind: Option<&str>,
     format: Format,
 ) -> Result<ExitCode, evidence::StoreError> {
-    let records = store.read_chain(&ChainId::Run(run.to_string()))?;
+    let wanted = match kind.map(|k| (k, evidence::RecordKind::from_name(k))) {
+        Some((k, None)) => {
+            eprintln!("error: --kind {k:?} is no kind of record (see docs/evidence.md)");
+            return Ok(ExitCode::from(2));
+        }
+        Some((_, Some(kind))) => Some(kind),
+        None => None,
+    };
+    let all = store.read_chain(chain)?;
+    let records: Vec<_> = all
+        .iter()
+        .filter(|s| wanted.is_none_or(|k| s.record.kind == k))
+        .cloned()
+        .collect();
     if records.is_empty() {
-        eprintln!("error: the store holds no record of run `{run}`");
+        match (chain, all.len()) {
+            (ChainId::Run(run), 0) => eprintln!("error: the store holds no record of run `{run}`"),
+            (ChainId::Store, 0) => eprintln!("error: the store chain holds no record"),
+            _ => eprintln!(
+                "error: {chain} holds no {} record",
+                kind.unwrap_or_default()
+            ),
+        }
         return Ok(ExitCode::from(1));
     }
     let mut out = std::io::stdout().lock();
     let written = match format {
-        Format::Human => out.write_all(audit::show_text(&records).as_bytes()),
+        Format::Human => out.write_all(audit::show_text(&all, &records).as_bytes()),
         Format::Json => records.iter().try_for_each(|s| {
             out.write_all(&s.to_bytes())?;
             out.write_all(b"\n")

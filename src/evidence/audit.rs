@@ -493,29 +493,85 @@ fn record_line(record: &super::Record) -> String {
                 .unwrap_or_default()
         ),
         RecordKind::RejectedInput => format!("line {}: {}", record.seq, text("reason")),
+        _ => store_record_line(record),
+    }
+}
+
+/// A store chain's record in one line: deploys, digests, deliveries, outages.
+fn store_record_line(record: &super::Record) -> String {
+    let b = &record.body;
+    let text = |k: &str| match b.get(k) {
+        Some(serde_json::Value::String(s)) => s.clone(),
+        Some(serde_json::Value::Null) | None => String::new(),
+        Some(other) => other.to_string(),
+    };
+    match record.kind {
+        RecordKind::Artifact => text("hash"),
+        RecordKind::Deploy => format!(
+            "{} -> {} by {} at {}",
+            text("from"),
+            text("to"),
+            text("actor"),
+            text("ts")
+        ),
+        RecordKind::Digest => format!("root {}", text("root")),
+        RecordKind::AlertDelivery => {
+            let fate = if b.get("delivered") == Some(&serde_json::Value::Bool(true)) {
+                format!("delivered ({})", text("status"))
+            } else {
+                let why = [text("status"), text("error")].join(" ");
+                format!("failed: {}", why.trim())
+            };
+            let last = if b.get("final") == Some(&serde_json::Value::Bool(true)) {
+                ", final"
+            } else {
+                ""
+            };
+            format!(
+                "{} {} of run {} seq {} to {}, attempt {}: {fate}{last}",
+                text("kind"),
+                text("limit"),
+                text("run_id"),
+                text("seq"),
+                text("channel"),
+                text("attempt")
+            )
+        }
+        RecordKind::Outage => format!("{} at {} {}", text("event"), text("at"), text("error")),
+        RecordKind::Recovery => format!(
+            "cut {} bytes at {} offset {}",
+            text("bytes_cut"),
+            text("segment"),
+            text("offset")
+        ),
+        RecordKind::AuthMismatch => format!("claimed {} as {}", text("claimed"), text("actor")),
         _ => String::new(),
     }
 }
 
 /// One line per record of a run, for a person.
-pub(crate) fn show_text(records: &[Stored]) -> String {
+pub(crate) fn show_text(all: &[Stored], shown: &[Stored]) -> String {
     let mut out = String::new();
-    let Some(first) = records.first() else {
+    let (Some(first), Some(last)) = (all.first(), all.last()) else {
         return out;
     };
-    let last = records.last().unwrap_or(first);
-    let closed = last.record.kind == RecordKind::RunSummary;
+    let closed = match (&first.record.run_id, last.record.kind) {
+        (None, _) => "",
+        (Some(_), RecordKind::RunSummary) => ", closed by its run_summary",
+        (Some(_), _) => ", still open",
+    };
+    let filtered = if shown.len() == all.len() {
+        String::new()
+    } else {
+        format!(" ({} shown)", shown.len())
+    };
     out.push_str(&format!(
-        "{}: {} records, chain head {}{}\n",
+        "{}: {} records{filtered}, chain head {}{closed}\n",
         first.record.chain(),
-        records.len(),
+        all.len(),
         hex(&last.hash),
-        if closed {
-            ", closed by its run_summary"
-        } else {
-            ", still open"
-        }
     ));
+    let records = shown;
     for s in records {
         let what = record_line(&s.record);
         out.push_str(&format!(

@@ -18,6 +18,7 @@ pub mod budgets;
 pub(crate) mod chain;
 pub mod durable;
 pub mod file;
+pub mod listing;
 pub mod postgres;
 mod record;
 

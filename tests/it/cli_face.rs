@@ -249,3 +249,132 @@ fn every_command_s_help_has_an_example() {
         );
     }
 }
+
+/// Two runs, one paused and one left running, and a deploy between them.
+fn listed_store(dir: &std::path::Path, evidence: &str) {
+    let policy = "import std.llm\npolicy cap { version 1 scope all limit std.llm.tokens to 100 tokens { breach => pause } }\n";
+    std::fs::write(dir.join("p.policy"), policy).unwrap();
+    std::fs::create_dir_all(dir.join("v2")).unwrap();
+    std::fs::write(
+        dir.join("v2/p.policy"),
+        policy.replace("version 1", "version 2"),
+    )
+    .unwrap();
+    let events = [
+        r#"{"type":"run_start","run_id":"a","ts":"2026-01-20T10:00:00Z","tenant":"acme"}"#,
+        r#"{"type":"step","run_id":"a","ts":"2026-01-20T10:01:00Z","input_tokens":150}"#,
+        r#"{"type":"deploy","ts":"2026-01-20T10:02:00Z","artifact":"v2"}"#,
+        r#"{"type":"run_start","run_id":"b","ts":"2026-01-20T10:03:00Z","tenant":"acme"}"#,
+        r#"{"type":"step","run_id":"b","ts":"2026-01-20T10:04:00Z","input_tokens":10}"#,
+    ];
+    std::fs::write(dir.join("e.jsonl"), events.join("\n")).unwrap();
+    let out = lever(
+        dir,
+        &[
+            "run",
+            "p.policy",
+            "--events",
+            "e.jsonl",
+            "--evidence",
+            evidence,
+        ],
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+}
+
+#[test]
+fn evidence_list_and_show_name_runs_states_and_the_store_chain_on_both_stores() {
+    let schema = super::stores::Schema::new();
+    for evidence in ["file:ev", schema.url.as_str()] {
+        let tmp = tempfile::tempdir().unwrap();
+        listed_store(tmp.path(), evidence);
+        let out = lever(
+            tmp.path(),
+            &[
+                "evidence",
+                "list",
+                "--evidence",
+                evidence,
+                "--format",
+                "json",
+            ],
+        );
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(
+            v["runs"],
+            serde_json::json!([
+                {"run_id": "a", "state": "paused", "decisions": 2, "last_ts": "2026-01-20T10:01:00Z"},
+                {"run_id": "b", "state": "running", "decisions": 2, "last_ts": "2026-01-20T10:04:00Z"},
+            ]),
+            "{evidence}"
+        );
+        assert_eq!(
+            v["store_chain"],
+            serde_json::json!({"artifact": 2, "deploy": 1})
+        );
+        let human = text(&lever(tmp.path(), &["evidence", "list", "--evidence", evidence]).stdout);
+        assert!(
+            human.contains("2 runs; store chain: 2 artifact, 1 deploy"),
+            "{human}"
+        );
+        let out = lever(
+            tmp.path(),
+            &[
+                "evidence",
+                "show",
+                "--store",
+                "--kind",
+                "deploy",
+                "--evidence",
+                evidence,
+            ],
+        );
+        let shown = text(&out.stdout);
+        assert!(
+            shown.starts_with("the store chain: 3 records (1 shown), chain head "),
+            "{shown}"
+        );
+        assert!(
+            shown
+                .trim_end()
+                .ends_with(" by replay at 2026-01-20T10:02:00Z"),
+            "{shown}"
+        );
+        let out = lever(
+            tmp.path(),
+            &[
+                "evidence",
+                "show",
+                "--store",
+                "--format",
+                "json",
+                "--evidence",
+                evidence,
+            ],
+        );
+        let kinds: Vec<String> = text(&out.stdout)
+            .lines()
+            .map(|l| {
+                serde_json::from_str::<serde_json::Value>(l).unwrap()["kind"]
+                    .as_str()
+                    .unwrap()
+                    .to_string()
+            })
+            .collect();
+        assert_eq!(kinds, ["artifact", "artifact", "deploy"]);
+        let missing = lever(
+            tmp.path(),
+            &[
+                "evidence",
+                "show",
+                "--store",
+                "--kind",
+                "digest",
+                "--evidence",
+                evidence,
+            ],
+        );
+        assert_eq!(missing.status.code(), Some(1));
+        assert!(text(&missing.stderr).contains("the store chain holds no digest record"));
+    }
+}
