@@ -8,3 +8,4 @@ pub(crate) mod explain;
 pub mod fmt;
 pub(crate) mod lsp;
 pub(crate) mod testing;
+pub mod versions;

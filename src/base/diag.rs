@@ -105,6 +105,7 @@ codes! {
     NonPositiveLimit = "W0402", Warning, "limit at or below zero";
     ShadowedLimit = "W0403", Warning, "limit can never fire";
     SecretInUrl = "W0404", Warning, "webhook URL written as a literal";
+    VersionNotBumped = "W0405", Warning, "policy changed but kept its version";
 }
 
 impl Code {

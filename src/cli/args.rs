@@ -57,12 +57,16 @@ impl From<EngineArg> for crate::runtime::EngineKind {
 pub enum Command {
     /// Parse, resolve, type-check and analyze a policy set.
     #[command(
-        after_help = "Examples:\n  lever check examples\n  lever check examples stdlib --format json\n\nExit: 0 clean or warnings only, 1 errors, 2 usage or I/O."
+        after_help = "Examples:\n  lever check examples\n  lever check examples stdlib --format json\n  lever check policies --against main.lvc    # in a pull request\n\nExit: 0 clean or warnings only, 1 errors, 2 usage or I/O."
     )]
     Check {
         /// `.policy` files and directories (searched recursively).
         #[arg(required = true)]
         paths: Vec<PathBuf>,
+        /// A previous artifact: warn (W0405) for every policy whose meaning changed since
+        /// it but whose `version` did not.
+        #[arg(long, value_name = "OLD.lvc")]
+        against: Option<PathBuf>,
         /// Output format.
         #[arg(long, value_enum, default_value_t = DiagFormat::Human)]
         format: DiagFormat,

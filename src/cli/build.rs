@@ -10,13 +10,37 @@ use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-pub(super) fn run_check(paths: &[PathBuf], format: DiagFormat) -> ExitCode {
-    let files = match source::expand_paths(paths).and_then(|files| source::load_files(&files)) {
+pub(super) fn run_check(
+    paths: &[PathBuf],
+    format: DiagFormat,
+    against: Option<&std::path::Path>,
+) -> ExitCode {
+    let found = match source::expand_paths(paths) {
+        Ok(found) => found,
+        Err(e) => return io_error(e),
+    };
+    let files = match source::load_files(&found) {
         Ok(s) => s,
         Err(e) => return io_error(e),
     };
     let file_count = files.files.len();
-    let checked = check::check(files);
+    let old = match against {
+        None => None,
+        Some(path) => {
+            match compile::load::load_file(path, compile::load::LoadOptions { allow_empty: true }) {
+                Ok(a) => Some(a),
+                Err(e) => return io_error(format!("--against {}: {e}", path.display())),
+            }
+        }
+    };
+    let mut checked = check::check(files);
+    if let Some(old) = &old
+        && let Ok(new) = compile::build(&checked, &compile::artifact::stored_paths(&found))
+    {
+        checked
+            .diagnostics
+            .extend(crate::author::versions::unbumped(&checked, &new, old));
+    }
     report(&checked, format, file_count);
     ExitCode::from(if checked.has_errors() { 1 } else { 0 })
 }

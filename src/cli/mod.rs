@@ -36,7 +36,11 @@ pub fn main(serve: fn(ServeArgs) -> ExitCode) -> ExitCode {
         }
     };
     match cli.command {
-        Command::Check { paths, format } => run_check(&paths, format),
+        Command::Check {
+            paths,
+            format,
+            against,
+        } => run_check(&paths, format, against.as_deref()),
         Command::Build {
             paths,
             output,

@@ -378,3 +378,76 @@ fn evidence_list_and_show_name_runs_states_and_the_store_chain_on_both_stores() 
         assert!(text(&missing.stderr).contains("the store chain holds no digest record"));
     }
 }
+
+#[test]
+fn check_against_a_previous_artifact_warns_of_a_changed_policy_that_kept_its_version() {
+    let tmp = tempfile::tempdir().unwrap();
+    let v1 = "import std.llm\npolicy cap { version 3 scope all limit std.llm.cost to $5 { breach => stop } }\n";
+    std::fs::write(tmp.path().join("p.policy"), v1).unwrap();
+    assert!(
+        lever(tmp.path(), &["build", "p.policy", "-o", "old.lvc"])
+            .status
+            .success()
+    );
+    // Unchanged, and changed with a new version: nothing to say.
+    let clean = lever(
+        tmp.path(),
+        &[
+            "check",
+            "p.policy",
+            "--against",
+            "old.lvc",
+            "--format",
+            "json",
+        ],
+    );
+    assert_eq!(text(&clean.stdout).trim(), "[]");
+    std::fs::write(
+        tmp.path().join("p.policy"),
+        v1.replace("$5", "$8").replace("version 3", "version 4"),
+    )
+    .unwrap();
+    let bumped = lever(
+        tmp.path(),
+        &[
+            "check",
+            "p.policy",
+            "--against",
+            "old.lvc",
+            "--format",
+            "json",
+        ],
+    );
+    assert_eq!(text(&bumped.stdout).trim(), "[]");
+    // Changed under the same version: W0405 on the policy, exit 0 (a warning).
+    std::fs::write(tmp.path().join("p.policy"), v1.replace("$5", "$8")).unwrap();
+    let out = lever(
+        tmp.path(),
+        &[
+            "check",
+            "p.policy",
+            "--against",
+            "old.lvc",
+            "--format",
+            "json",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(0));
+    let d: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(d[0]["code"], "W0405");
+    assert_eq!(
+        (d[0]["file"].as_str(), d[0]["line"].as_u64()),
+        (Some("p.policy"), Some(2))
+    );
+    assert_eq!(
+        d[0]["message"],
+        "policy `cap` changed since the previous artifact but is still version 3"
+    );
+    let missing = lever(tmp.path(), &["check", "p.policy", "--against", "none.lvc"]);
+    assert_eq!(missing.status.code(), Some(2));
+    assert!(
+        text(&missing.stderr).contains("--against none.lvc"),
+        "{}",
+        text(&missing.stderr)
+    );
+}

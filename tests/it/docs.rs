@@ -38,17 +38,31 @@ fn blocks(text: &str, info: &str) -> Vec<String> {
 }
 
 /// The codes `lever check` reports for a set of (path, text) files; a file under
-/// `stdlib/std/NAME.policy` is checked as the module `std.NAME`.
+/// `stdlib/std/NAME.policy` is checked as the module `std.NAME`, and `previous.policy` is
+/// built apart as the artifact given with `--against`.
 fn codes_of(files: &[(String, String)]) -> Vec<String> {
+    let (previous, files): (Vec<_>, Vec<_>) = files
+        .iter()
+        .cloned()
+        .partition(|(name, _)| name == "previous.policy");
     let mut set = SourceSet::default();
-    for (name, text) in files {
+    for (name, text) in &files {
         let role = name
             .strip_prefix("stdlib/std/")
             .and_then(|n| n.strip_suffix(".policy"))
             .map_or(FileRole::User, |m| FileRole::Stdlib(format!("std.{m}")));
         set.add(SourceFile::new(name.clone(), text.clone(), role));
     }
-    let checked = lever::check::check(set);
+    let mut checked = lever::check::check(set);
+    if let Some((name, text)) = previous.first() {
+        let mut old = SourceSet::default();
+        old.add(SourceFile::new(name.clone(), text.clone(), FileRole::User));
+        let old = lever::compile::build(&lever::check::check(old), &[name.clone()]).unwrap();
+        let names: Vec<String> = files.iter().map(|(n, _)| n.clone()).collect();
+        let new = lever::compile::build(&checked, &names).unwrap();
+        let found = lever::author::versions::unbumped(&checked, &new, &old);
+        checked.diagnostics.extend(found);
+    }
     checked
         .diagnostics
         .iter()
