@@ -11,6 +11,26 @@ use crate::base::lang::{ArgValue, ChannelKind};
 use crate::compile::bytecode::ChannelDesc;
 use hmac::{Hmac, Mac};
 
+/// A warning for every channel argument written `env("VAR")` whose variable is unset in
+/// this process: those channels' alerts would fail, each attempt recorded as not delivered.
+pub(crate) fn unset_env(channels: &[ChannelDesc]) -> Vec<String> {
+    let mut out = Vec::new();
+    for c in channels {
+        for (arg, value) in &c.args {
+            if let ArgValue::Env(var) = value
+                && std::env::var_os(var).is_none()
+            {
+                out.push(format!(
+                    "channel `{}` ({}) reads `{arg}` from env(\"{var}\"), which is unset: its alerts are recorded as not delivered until the variable is set",
+                    c.name,
+                    c.kind.name()
+                ));
+            }
+        }
+    }
+    out
+}
+
 /// One alert to deliver.
 #[derive(Debug, Clone)]
 pub(crate) struct Delivery {

@@ -111,12 +111,15 @@ pub(crate) fn payload(alert: &Sealed) -> serde_json::Value {
 /// Finds a channel by the id of the artifact that raised the alert, and its name.
 pub(crate) type Resolve = Box<dyn Fn(&str, &str) -> Option<ChannelDesc> + Send>;
 
+/// Hears a delivery attempt: the channel's kind and name, and whether it was delivered.
+pub(crate) type Heard = Box<dyn Fn(ChannelKind, &str, bool) + Send>;
+
 /// What the worker needs from the server around it.
 pub(crate) struct Outbox {
     pub resolve: Resolve,
     pub relay: Option<SmtpRelay>,
-    /// Hears each attempt: the channel's kind and whether it was delivered.
-    pub heard: Box<dyn Fn(ChannelKind, bool) + Send>,
+    /// Hears each attempt: the channel's kind and name, and whether it was delivered.
+    pub heard: Heard,
     /// Stores an attempt's record (without waiting for it).
     pub record: Box<dyn Fn(Record) + Send>,
 }
@@ -188,7 +191,7 @@ impl Outbox {
                     id: crate::base::hash::hex(&d.alert.id()),
                 };
                 let result = attempt(agent, self.relay.as_ref(), &delivery);
-                (self.heard)(kind, result.is_ok());
+                (self.heard)(kind, name, result.is_ok());
                 result
             }
             None => Err((

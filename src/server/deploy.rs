@@ -21,6 +21,7 @@ impl Server {
                 "the evidence store is unavailable; a deploy is made only once its evidence can be made durable".into(),
             ));
         }
+        warn_unset_env(&artifact);
         let (deployed, done) = {
             let mut replay = self.replay.lock().map_err(|_| {
                 refuse(

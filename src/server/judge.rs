@@ -54,6 +54,8 @@ struct Judged {
     /// Already sent to the writer, under the runtime lock (a step that adds to budget
     /// counters): its commit, and its alert records.
     sent: Option<Sent>,
+    /// A judged step's tenant, bound policies and usage, counted once it is durable.
+    usage: Option<(String, Vec<String>, super::histogram::Usage)>,
 }
 
 /// A commit sent to the writer: what became of it, when the writer says, and the alert
@@ -247,6 +249,7 @@ impl Server {
             Ok(e) => replay.apply_received(line, received, e),
             Err(rejection) => replay.rejected_line(line, received, rejection),
         };
+        let usage = usage_of(&replay, run_key, decoded, result.rejected);
         let missing = replay.budgets_mut().take_missing();
         if !missing.is_empty() {
             // Judged on counters the server has not read: undone, and judged again.
@@ -286,6 +289,7 @@ impl Server {
             rejected: result.rejected,
             saved,
             sent,
+            usage,
         })))
     }
 
@@ -358,6 +362,11 @@ impl Server {
         }
         let mut decision = judged.decision;
         self.metrics.decision(&decision);
+        if let (Some((tenant, policies, usage)), Some(mut l)) =
+            (&judged.usage, self.metrics.labelled())
+        {
+            l.usage(tenant, policies, *usage);
+        }
         if let Ok(mut feed) = self.feed.lock() {
             feed.push(&decision);
         }
@@ -379,6 +388,25 @@ impl Server {
                 .into_response(),
         )
     }
+}
+
+/// A judged step's tenant, bound policies and usage, for the metrics.
+fn usage_of(
+    replay: &Replay,
+    run_key: Option<&str>,
+    decoded: &Result<event::Event, Rejection>,
+    rejected: bool,
+) -> Option<(String, Vec<String>, super::histogram::Usage)> {
+    let (Ok(event::Event::Step(step)), Some(id), false) = (decoded, run_key, rejected) else {
+        return None;
+    };
+    let (tenant, policies) = replay.tenant_and_policies(id)?;
+    let usage = super::histogram::Usage {
+        cost: step.cost,
+        input_tokens: step.input_tokens,
+        output_tokens: step.output_tokens,
+    };
+    Some((tenant, policies, usage))
 }
 
 /// A body's fields as its event: `type` from the endpoint (never the body), `run_id` from

@@ -28,6 +28,8 @@ pub struct Metrics {
     fenced: AtomicU64,
     /// Runs whose evidence did not judge again to what it holds: never served.
     runs_refused: AtomicU64,
+    /// Latency by route, spend and tokens by tenant and policy, failures by channel.
+    labelled: std::sync::Mutex<super::histogram::Labelled>,
 }
 
 fn action_index(a: Action) -> usize {
@@ -102,6 +104,11 @@ impl Metrics {
         if let Some(c) = slot {
             c.fetch_add(1, Ordering::Relaxed);
         }
+    }
+
+    /// The labelled series, to update.
+    pub(crate) fn labelled(&self) -> Option<std::sync::MutexGuard<'_, super::histogram::Labelled>> {
+        self.labelled.lock().ok()
     }
 
     pub(crate) fn run_loaded(&self) {
@@ -188,6 +195,9 @@ impl Metrics {
                     get(c)
                 ));
             }
+        }
+        if let Some(l) = self.labelled() {
+            l.render(&mut out);
         }
         out
     }

@@ -12,6 +12,7 @@ mod auth;
 mod config;
 mod deploy;
 mod feed;
+mod histogram;
 mod judge;
 mod listen;
 mod metrics;
@@ -84,8 +85,9 @@ pub(crate) struct Server {
     tokens: Tokens,
     /// Alert records for the outbox worker, sent once they are durable.
     deliver: mpsc::Sender<Sealed>,
-    /// The most recent delivered alerts, for `GET /v1/alerts`.
-    feed: Mutex<crate::alerts::feed::Feed>,
+    /// The most recent delivered alerts and their deliveries, for `GET /v1/alerts`
+    /// (shared with the delivery worker, which reports each attempt).
+    feed: Arc<Mutex<crate::alerts::feed::Feed>>,
     /// One request at a time per run, until its evidence is committed or refused.
     run_locks: run_locks::RunLocks,
     /// Runs whose evidence does not judge again to what it holds: never served.
@@ -98,6 +100,7 @@ pub(crate) struct Server {
 impl Server {
     /// The server, and its evidence writer and alert delivery threads.
     pub(crate) fn new(options: Options) -> Result<(Arc<Server>, Threads), String> {
+        warn_unset_env(&options.artifact);
         let mut replay = Replay::with_engine(
             options.artifact,
             options.base_dir,
@@ -135,7 +138,14 @@ impl Server {
             load: options.load,
             stored: Mutex::default(),
         };
-        let outbox = outbox(channels, options.config.smtp, &metrics, tx.clone());
+        let feed = Arc::new(Mutex::new(feed));
+        let outbox = outbox(
+            channels,
+            options.config.smtp,
+            &metrics,
+            tx.clone(),
+            Arc::clone(&feed),
+        );
         let delivery_thread = std::thread::Builder::new()
             .name("lever-delivery".into())
             .spawn(move || crate::alerts::outbox::worker(deliveries, pending, outbox))
@@ -154,7 +164,7 @@ impl Server {
             metrics,
             tokens: options.config.tokens,
             deliver,
-            feed: Mutex::new(feed),
+            feed,
             run_locks: run_locks::RunLocks::default(),
             refused: runs::Refused::default(),
             shared_store: crate::evidence::shared(&options.evidence),
@@ -167,6 +177,13 @@ impl Server {
                 delivery: delivery_thread,
             },
         ))
+    }
+}
+
+/// Says on stderr which channels of an artifact read an unset variable.
+fn warn_unset_env(artifact: &Artifact) {
+    for warning in crate::alerts::channel::unset_env(&artifact.body.program.channels) {
+        eprintln!("lever: warning: {warning}");
     }
 }
 
@@ -207,13 +224,22 @@ fn outbox(
     relay: Option<crate::alerts::email::SmtpRelay>,
     metrics: &Arc<Metrics>,
     writer: mpsc::Sender<writer::Commit>,
+    feed: Arc<Mutex<crate::alerts::feed::Feed>>,
 ) -> crate::alerts::outbox::Outbox {
     let metrics = Arc::clone(metrics);
     crate::alerts::outbox::Outbox {
         resolve: Box::new(move |artifact, name| channels.find(artifact, name)),
         relay,
-        heard: Box::new(move |kind, ok| metrics.delivery(kind.name(), ok)),
+        heard: Box::new(move |kind, name, ok| {
+            metrics.delivery(kind.name(), ok);
+            if let (false, Some(mut l)) = (ok, metrics.labelled()) {
+                l.delivery_failed(name);
+            }
+        }),
         record: Box::new(move |record| {
+            if let Ok(mut feed) = feed.lock() {
+                feed.attempt(&record.body);
+            }
             let (done, _) = oneshot::channel();
             let _ = writer.send(writer::Commit {
                 records: vec![Sealed::new(record)],

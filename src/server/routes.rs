@@ -72,6 +72,7 @@ impl Server {
             .merge(bodies)
             .merge(reads)
             .merge(deploys)
+            .route_layer(from_fn_with_state(Arc::clone(self), timed))
             .fallback(not_found)
             .method_not_allowed_fallback(method_not_allowed)
             .layer(tower_http::timeout::TimeoutLayer::with_status_code(
@@ -81,6 +82,25 @@ impl Server {
             .layer(map_response_with_state(Arc::clone(self), json_errors))
             .with_state(Arc::clone(self))
     }
+}
+
+/// Times a request to a route (its template, never its path: run ids stay out of labels).
+async fn timed(
+    State(s): State<Arc<Server>>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let route = request
+        .extensions()
+        .get::<axum::extract::MatchedPath>()
+        .map_or_else(|| "unmatched".to_string(), |m| m.as_str().to_string());
+    let method = request.method().clone();
+    let started = std::time::Instant::now();
+    let response = next.run(request).await;
+    if let Some(mut l) = s.metrics.labelled() {
+        l.request(method.as_str(), &route, started.elapsed());
+    }
+    response
 }
 
 async fn not_found(uri: axum::http::Uri) -> Response {

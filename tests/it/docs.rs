@@ -57,7 +57,8 @@ fn codes_of(files: &[(String, String)]) -> Vec<String> {
     if let Some((name, text)) = previous.first() {
         let mut old = SourceSet::default();
         old.add(SourceFile::new(name.clone(), text.clone(), FileRole::User));
-        let old = lever::compile::build(&lever::check::check(old), std::slice::from_ref(name)).unwrap();
+        let old =
+            lever::compile::build(&lever::check::check(old), std::slice::from_ref(name)).unwrap();
         let names: Vec<String> = files.iter().map(|(n, _)| n.clone()).collect();
         let new = lever::compile::build(&checked, &names).unwrap();
         let found = lever::author::versions::unbumped(&checked, &new, &old);

@@ -212,13 +212,18 @@ fn run_documented(dir: &std::path::Path, line: &str) -> Option<Child> {
         let args: Vec<&str> = std::iter::once("serve")
             .chain(rest.split_whitespace())
             .collect();
-        let mut child = super::lever_command(dir, &args).spawn().unwrap();
-        let mut err = std::io::BufReader::new(child.stderr.take().unwrap());
+        // Held from the start, so that a failed check below still stops the server.
+        let mut child = Child(super::lever_command(dir, &args).spawn().unwrap());
+        let mut err = std::io::BufReader::new(child.0.stderr.take().unwrap());
+        // Warnings first (a channel's unset variable), then where it listens.
         let mut first = String::new();
-        err.read_line(&mut first).unwrap();
+        while {
+            first.clear();
+            err.read_line(&mut first).unwrap() > 0 && first.starts_with("lever: warning:")
+        } {}
         assert!(first.contains("serving on"), "{line}: {first}");
         std::thread::spawn(move || for _ in err.lines() {});
-        return Some(Child(child));
+        return Some(child);
     }
     let out = if let Some(rest) = line.strip_prefix("lever ") {
         let args: Vec<&str> = rest.split_whitespace().collect();

@@ -36,6 +36,7 @@ mod python_client;
 mod replay_cases;
 mod served;
 mod server;
+mod server_face;
 mod server_limits;
 mod stores;
 mod tidy;

@@ -6,7 +6,7 @@ use super::served::Served;
 use std::io::{BufRead, BufReader};
 
 /// The example events as (endpoint, body) requests.
-fn requests() -> Vec<(String, String)> {
+pub fn requests() -> Vec<(String, String)> {
     let text =
         std::fs::read_to_string(super::root().join("examples/events/support.jsonl")).unwrap();
     text.lines()

@@ -191,6 +191,18 @@ impl Replay {
         Some((self.engines.get(held.engine)?, &held.run))
     }
 
+    /// A held run's tenant and the names of the policies bound to it (metrics' labels).
+    pub(crate) fn tenant_and_policies(&self, id: &str) -> Option<(String, Vec<String>)> {
+        let (engine, run) = self.run(id)?;
+        let policies = &engine.artifact().body.program.policies;
+        let names = run
+            .bound
+            .iter()
+            .filter_map(|b| policies.get(usize::from(b.policy)).map(|p| p.name.clone()))
+            .collect();
+        Some((run.attrs.tenant.clone(), names))
+    }
+
     /// The engine of the artifact deployed last.
     pub(crate) fn current_engine(&self) -> Option<&Engine> {
         self.engines.get(self.current)
