@@ -74,17 +74,7 @@ pub(crate) fn code_lines(program: &Program, code: &Code) -> Vec<String> {
 /// A threshold's actions as a policy writes them: `stop, alert(ops)`, or `nothing`.
 pub(crate) fn actions_text(program: &Program, a: &ActionsDesc) -> String {
     let mut parts: Vec<String> = a.enforcement.iter().map(|e| e.name().to_string()).collect();
-    let channels: Vec<String> = a
-        .alerts
-        .iter()
-        .map(|c| match c {
-            ChannelRef::Ui => "ui".to_string(),
-            ChannelRef::Declared(i) => program
-                .channels
-                .get(*i as usize)
-                .map_or("?".into(), |c| c.name.clone()),
-        })
-        .collect();
+    let channels = channel_names(program, a);
     if !channels.is_empty() {
         parts.push(format!("alert({})", channels.join(", ")));
     }
@@ -246,10 +236,9 @@ fn rule_kind(pol: &PolicyDesc, r: &RuleDesc) -> String {
     }
 }
 
-/// A threshold's actions for tools: the enforcement (or null) and the channels alerted.
-fn actions_json(p: &Program, a: &ActionsDesc) -> serde_json::Value {
-    let channels: Vec<String> = a
-        .alerts
+/// The channels a threshold alerts, by name.
+fn channel_names(p: &Program, a: &ActionsDesc) -> Vec<String> {
+    a.alerts
         .iter()
         .map(|c| match c {
             ChannelRef::Ui => "ui".to_string(),
@@ -258,8 +247,12 @@ fn actions_json(p: &Program, a: &ActionsDesc) -> serde_json::Value {
                 .get(*i as usize)
                 .map_or("?".into(), |c| c.name.clone()),
         })
-        .collect();
-    serde_json::json!({"enforcement": a.enforcement.map(|e| e.name()), "alerts": channels})
+        .collect()
+}
+
+/// A threshold's actions for tools: the enforcement (or null) and the channels alerted.
+fn actions_json(p: &Program, a: &ActionsDesc) -> serde_json::Value {
+    serde_json::json!({"enforcement": a.enforcement.map(|e| e.name()), "alerts": channel_names(p, a)})
 }
 
 fn limit_json(p: &Program, l: &LimitDesc) -> serde_json::Value {

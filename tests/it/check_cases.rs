@@ -2,7 +2,9 @@
 //! (`// ~ E0201` marks a diagnostic with that code on that line; several codes may follow
 //! one `~`). The real binary must report exactly those codes at those lines, exit 1 when
 //! any is an error (0 for warnings only), and render them as in `expected.txt` (the
-//! ariadne output, refreshed with `UPDATE_EXPECT=1`, reviewed like code).
+//! ariadne output, refreshed with `UPDATE_EXPECT=1`, reviewed like code). A case with a
+//! `previous.txt` (a policy file by another name, so that `check .` does not read it) is
+//! checked `--against` the artifact built from it.
 
 use super::{case_dirs, lever, policy_files};
 use std::collections::BTreeMap;
@@ -50,6 +52,31 @@ fn reported(json: &[u8]) -> Expectations {
     out
 }
 
+/// The artifact a case is checked against, built from its `previous.txt` in a directory
+/// of its own (kept while the case runs), and its path.
+fn against(dir: &Path) -> (Option<tempfile::TempDir>, Option<String>) {
+    let Ok(text) = std::fs::read_to_string(dir.join("previous.txt")) else {
+        return (None, None);
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    std::fs::write(tmp.path().join("previous.policy"), text).unwrap();
+    let built = lever(
+        tmp.path(),
+        &["build", "previous.policy", "-o", "previous.lvc"],
+    );
+    assert!(
+        built.status.success(),
+        "{}",
+        String::from_utf8_lossy(&built.stderr)
+    );
+    let path = tmp
+        .path()
+        .join("previous.lvc")
+        .to_string_lossy()
+        .into_owned();
+    (Some(tmp), Some(path))
+}
+
 #[test]
 fn every_check_case_reports_its_annotated_diagnostics() {
     let update = std::env::var_os("UPDATE_EXPECT").is_some();
@@ -63,7 +90,25 @@ fn every_check_case_reports_its_annotated_diagnostics() {
     for dir in &cases {
         let name = dir.file_name().unwrap().to_string_lossy().into_owned();
         let expected = annotations(dir);
-        let json = lever(dir, &["check", ".", "--format", "json"]);
+        let (_previous, against) = against(dir);
+        let args = |extra: &[&str]| -> Vec<String> {
+            let mut a: Vec<String> = ["check", "."]
+                .iter()
+                .chain(extra)
+                .map(|s| s.to_string())
+                .collect();
+            a.extend(
+                against
+                    .iter()
+                    .flat_map(|p| ["--against".to_string(), p.clone()]),
+            );
+            a
+        };
+        let run = |extra: &[&str]| {
+            let a = args(extra);
+            lever(dir, &a.iter().map(String::as_str).collect::<Vec<_>>())
+        };
+        let json = run(&["--format", "json"]);
         let got = reported(&json.stdout);
         if got != expected {
             failures.push(format!("{name}: expected {expected:?}\n    got {got:?}"));
@@ -77,7 +122,7 @@ fn every_check_case_reports_its_annotated_diagnostics() {
                 json.status.code()
             ));
         }
-        let human = lever(dir, &["check", "."]);
+        let human = run(&[]);
         if human.status.code() != Some(want_exit) {
             failures.push(format!(
                 "{name}: human format exit {:?}",

@@ -352,15 +352,7 @@ fn evidence_list_and_show_name_runs_states_and_the_store_chain_on_both_stores() 
                 evidence,
             ],
         );
-        let kinds: Vec<String> = text(&out.stdout)
-            .lines()
-            .map(|l| {
-                serde_json::from_str::<serde_json::Value>(l).unwrap()["kind"]
-                    .as_str()
-                    .unwrap()
-                    .to_string()
-            })
-            .collect();
+        let kinds = super::kinds_of(&text(&out.stdout));
         assert_eq!(kinds, ["artifact", "artifact", "deploy"]);
         let missing = lever(
             tmp.path(),
@@ -389,49 +381,30 @@ fn check_against_a_previous_artifact_warns_of_a_changed_policy_that_kept_its_ver
             .status
             .success()
     );
-    // Unchanged, and changed with a new version: nothing to say.
-    let clean = lever(
-        tmp.path(),
-        &[
+    let check_against = || {
+        let args = [
             "check",
             "p.policy",
             "--against",
             "old.lvc",
             "--format",
             "json",
-        ],
-    );
+        ];
+        lever(tmp.path(), &args)
+    };
+    // Unchanged, and changed with a new version: nothing to say.
+    let clean = check_against();
     assert_eq!(text(&clean.stdout).trim(), "[]");
     std::fs::write(
         tmp.path().join("p.policy"),
         v1.replace("$5", "$8").replace("version 3", "version 4"),
     )
     .unwrap();
-    let bumped = lever(
-        tmp.path(),
-        &[
-            "check",
-            "p.policy",
-            "--against",
-            "old.lvc",
-            "--format",
-            "json",
-        ],
-    );
+    let bumped = check_against();
     assert_eq!(text(&bumped.stdout).trim(), "[]");
     // Changed under the same version: W0405 on the policy, exit 0 (a warning).
     std::fs::write(tmp.path().join("p.policy"), v1.replace("$5", "$8")).unwrap();
-    let out = lever(
-        tmp.path(),
-        &[
-            "check",
-            "p.policy",
-            "--against",
-            "old.lvc",
-            "--format",
-            "json",
-        ],
-    );
+    let out = check_against();
     assert_eq!(out.status.code(), Some(0));
     let d: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(d[0]["code"], "W0405");

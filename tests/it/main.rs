@@ -64,6 +64,19 @@ pub fn cents(text: &str) -> u64 {
     units.parse::<u64>().unwrap() * 100 + format!("{frac:0<2}")[..2].parse::<u64>().unwrap()
 }
 
+/// The `kind` of each record of a JSON-lines evidence listing, in order.
+pub fn kinds_of(jsonl: &str) -> Vec<String> {
+    jsonl
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<serde_json::Value>(l).unwrap()["kind"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        })
+        .collect()
+}
+
 pub fn lever(dir: &Path, args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_lever"))
         .args(args)

@@ -55,15 +55,7 @@ fn the_server_decides_as_lever_run_does_and_stores_the_evidence_first() {
     // The run's evidence, as stored.
     let (status, evidence) = served.get("/v1/runs/support-42/evidence");
     assert_eq!(status, 200);
-    let kinds: Vec<String> = evidence
-        .lines()
-        .map(|l| {
-            serde_json::from_str::<serde_json::Value>(l).unwrap()["kind"]
-                .as_str()
-                .unwrap()
-                .to_string()
-        })
-        .collect();
+    let kinds = super::kinds_of(&evidence);
     assert_eq!(kinds.first().map(String::as_str), Some("snapshot"));
     assert_eq!(kinds.last().map(String::as_str), Some("run_summary"));
     assert!(kinds.iter().any(|k| k == "incident"));
