@@ -16,9 +16,8 @@
 //! let start = RunStart { run_id: "r1".into(), ts: 0, tenant: "acme".into(), agent: "bot".into(),
 //!     api_key: String::new(), human_actor: String::new(), labels: Default::default(), meta: None };
 //! let (mut run, _) = engine.start_run(&start);
-//! let mut step = Step { run_id: "r1".into(), ts: 1_000_000_000, input_tokens: 0, output_tokens: 0,
-//!     cost: 600_000_000, latency: 0, kind: "llm_call".into(), model: String::new(), tool: String::new(),
-//!     pii: false, metrics: Default::default(), prompt: None, meta: None };
+//! let mut step = Step { run_id: "r1".into(), ts: 1_000_000_000, cost: 600_000_000,
+//!     kind: "llm_call".into(), ..Step::default() };
 //! assert_eq!(engine.step(&mut run, &step, &[]).decision.action, lever::runtime::decision::Action::Continue);
 //! step.ts += 1_000_000_000;
 //! let second = engine.step(&mut run, &step, &[]).decision;
