@@ -25,6 +25,7 @@ fn serve(args: ServeArgs) -> ExitCode {
         engine,
         config,
         allow_empty,
+        trust,
     } = args;
     let (artifact, listen) = (&artifact[..], &listen[..]);
 
@@ -49,7 +50,12 @@ fn serve(args: ServeArgs) -> ExitCode {
         [one] if lever::compile::load::is_artifact_path(one) => Some(one.clone()),
         _ => None,
     };
-    let load = lever::compile::load::LoadOptions { allow_empty };
+    let keys: Vec<std::path::PathBuf> = config.trust.iter().chain(&trust).cloned().collect();
+    let trust = match lever::cli::trust_of(&keys) {
+        Ok(t) => t,
+        Err(code) => return code,
+    };
+    let load = lever::compile::load::LoadOptions { allow_empty, trust };
     let artifact = match lever::cli::artifact_for(artifact, load) {
         Ok(a) => std::sync::Arc::new(a),
         Err(code) => return code,

@@ -82,6 +82,10 @@ pub enum Command {
         /// The artifact file to write.
         #[arg(short, long)]
         output: PathBuf,
+        /// Sign the artifact with this secret key (`lever keygen`): the signature is
+        /// written beside it, `OUTPUT.sig`.
+        #[arg(long, value_name = "KEY")]
+        sign: Option<PathBuf>,
         /// Format of diagnostics.
         #[arg(long, value_enum, default_value_t = DiagFormat::Human)]
         format: DiagFormat,
@@ -161,6 +165,30 @@ pub enum Command {
         after_help = "Example (any editor that starts a language server by command):\n  lever lsp\n\nSpeaks LSP over stdin and stdout until the editor closes it. Exit: 0 closed, 2 I/O."
     )]
     Lsp,
+    /// Make an Ed25519 key pair to sign artifacts with: `KEY` (secret, mode 0600) and
+    /// `KEY.pub`, whose key id it prints.
+    #[command(
+        after_help = "Example:\n  lever keygen --out ci-signing\n  lever build policies -o policies.lvc --sign ci-signing\n  lever serve --artifact policies.lvc --trust ci-signing.pub\n\nExit: 0 made, 2 a file exists or cannot be written."
+    )]
+    Keygen {
+        /// The secret key file to write (`.pub` is appended for the public one).
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Check an artifact's signature (`A.lvc.sig`, or `--signature`) against trusted keys.
+    #[command(
+        after_help = "Example:\n  lever verify-artifact policies.lvc --trust keys/\n\nPrints the signer's key id. Exit: 0 signed by a trusted key, 1 unsigned, signed by an\nunknown key, a signature that does not verify, or an artifact that does not, 2 usage or I/O."
+    )]
+    VerifyArtifact {
+        /// The artifact file.
+        artifact: PathBuf,
+        /// Public key files (`lever keygen`'s `.pub`), or directories of them.
+        #[arg(long, required = true, num_args = 1..)]
+        trust: Vec<PathBuf>,
+        /// The signature file (default: the artifact's path and `.sig`).
+        #[arg(long)]
+        signature: Option<PathBuf>,
+    },
     /// Print a shell completion script for `lever`.
     #[command(
         after_help = "Examples:\n  lever completions bash > ~/.local/share/bash-completion/completions/lever\n  lever completions zsh > \"${fpath[1]}/_lever\"\n  lever completions fish > ~/.config/fish/completions/lever.fish\n\nExit: 0 printed, 2 usage."
@@ -359,6 +387,12 @@ pub struct ServeArgs {
     /// Accept an artifact (at start or deployed) with no policy, which governs nothing.
     #[arg(long)]
     pub allow_empty: bool,
+    /// Accept only artifacts signed by these public keys (files, or directories of `.pub`
+    /// files): at start, and on every deploy (`PUT /v1/artifacts` with its
+    /// `Lever-Artifact-Signature`, or the watched file with its `.sig`). Adds to the
+    /// config's `[trust] keys`.
+    #[arg(long, num_args = 1..)]
+    pub trust: Vec<PathBuf>,
 }
 
 /// `lever run`'s arguments.
@@ -401,4 +435,8 @@ pub struct RunArgs {
     /// nothing is written, and nothing is compared with stored evidence.
     #[arg(long)]
     pub dry_run: bool,
+    /// Accept only artifacts signed by these public keys (files, or directories of `.pub`
+    /// files): the one given, and every one a `deploy` event names.
+    #[arg(long, num_args = 1..)]
+    pub trust: Vec<PathBuf>,
 }

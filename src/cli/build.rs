@@ -27,7 +27,13 @@ pub(super) fn run_check(
     let old = match against {
         None => None,
         Some(path) => {
-            match compile::load::load_file(path, compile::load::LoadOptions { allow_empty: true }) {
+            match compile::load::load_file(
+                path,
+                compile::load::LoadOptions {
+                    allow_empty: true,
+                    trust: None,
+                },
+            ) {
                 Ok(a) => Some(a),
                 Err(e) => return io_error(format!("--against {}: {e}", path.display())),
             }
@@ -49,6 +55,7 @@ pub(super) fn run_build(
     paths: &[PathBuf],
     output: &std::path::Path,
     format: DiagFormat,
+    sign: Option<&std::path::Path>,
 ) -> ExitCode {
     let (checked, files) = match load_and_check(paths, format) {
         Ok(x) => x,
@@ -61,6 +68,12 @@ pub(super) fn run_build(
     };
     if let Err(e) = write_atomically(output, &artifact.bytes) {
         return io_error(format!("{}: {e}", output.display()));
+    }
+    if let Some(key) = sign {
+        match super::sign::sign_built(key, output, &artifact.id) {
+            Ok(id) => eprintln!("lever: signed by {id}: {}.sig", output.display()),
+            Err(e) => return io_error(e),
+        }
     }
     println!("{}", artifact.id);
     ExitCode::SUCCESS

@@ -12,7 +12,9 @@ mod evidence;
 mod lsp;
 pub mod reference;
 pub(crate) mod run;
+mod sign;
 pub(crate) mod table;
+pub use sign::trust_of;
 
 use crate::base::source;
 use crate::check;
@@ -45,7 +47,8 @@ pub fn main(serve: fn(ServeArgs) -> ExitCode) -> ExitCode {
             paths,
             output,
             format,
-        } => run_build(&paths, &output, format),
+            sign,
+        } => run_build(&paths, &output, format, sign.as_deref()),
         Command::Inspect {
             file,
             format,
@@ -80,6 +83,12 @@ pub fn main(serve: fn(ServeArgs) -> ExitCode) -> ExitCode {
             format,
         } => crate::cli::bench::bench(&source, &events, passes, format),
         Command::Run(args) => crate::cli::run::run_args(args),
+        Command::Keygen { out } => crate::cli::sign::keygen(&out),
+        Command::VerifyArtifact {
+            artifact,
+            trust,
+            signature,
+        } => crate::cli::sign::verify_artifact(&artifact, &trust, signature.as_deref()),
         Command::Completions { shell } => {
             use clap::CommandFactory;
             clap_complete::generate(shell, &mut Cli::command(), "lever", &mut std::io::stdout());

@@ -32,6 +32,10 @@ pub fn artifact_for(paths: &[PathBuf], options: LoadOptions) -> Result<Artifact,
             ExitCode::from(1)
         });
     }
+    if options.trust.is_some() {
+        eprintln!("error: {}", load::SOURCES_UNSIGNED);
+        return Err(ExitCode::from(1));
+    }
     let (checked, files) = load_and_check(paths, DiagFormat::Human)?;
     let stored = compile::artifact::stored_paths(&files);
     let artifact = compile::build(&checked, &stored).map_err(|e| {
@@ -110,6 +114,10 @@ pub(crate) fn run_args(args: crate::cli::args::RunArgs) -> ExitCode {
     } else {
         RunFormat::Json
     });
+    let trust = match crate::cli::trust_of(&args.trust) {
+        Ok(t) => t,
+        Err(code) => return code,
+    };
     let options = RunOptions {
         url: &args.evidence,
         group: args.group_commit as usize,
@@ -117,6 +125,7 @@ pub(crate) fn run_args(args: crate::cli::args::RunArgs) -> ExitCode {
         engine: args.engine.into(),
         load: LoadOptions {
             allow_empty: args.allow_empty,
+            trust,
         },
         max_line_bytes: args.max_line_bytes,
         format,

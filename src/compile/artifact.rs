@@ -47,6 +47,9 @@ pub struct Artifact {
     pub body: ArtifactBody,
     /// The file's bytes, exactly as hashed and stored.
     pub bytes: Vec<u8>,
+    /// The id of the trusted key whose signature it was loaded with (outside the hashed
+    /// bytes: see [`super::trust`]); `None` when no trust was asked for.
+    pub signer: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -98,6 +101,7 @@ impl Artifact {
             id: id_of(hash.as_bytes()),
             body,
             bytes,
+            signer: None,
         })
     }
 
@@ -144,6 +148,7 @@ impl Artifact {
             id: id_of(computed.as_bytes()),
             body: decoded,
             bytes,
+            signer: None,
         })
     }
 }

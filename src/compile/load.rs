@@ -10,6 +10,9 @@
 //!   be deceived. Builds are reproducible, so the check is exact: the recompiled artifact
 //!   must have the same id.
 //! - An artifact with no policy governs nothing: refused unless the operator allows it.
+//! - Given trust (`--trust`), an artifact must carry a signature by a trusted key (beside
+//!   its file, or with its deploy): policy sources compiled on the spot have none, and are
+//!   refused.
 
 use super::artifact::{Artifact, ArtifactError, MAGIC};
 use crate::base::source::{FileRole, SourceFile, SourceSet};
@@ -31,6 +34,8 @@ pub enum LoadError {
     Empty,
     #[error("the artifact's embedded sources do not compile to its program: {0}")]
     Lies(String),
+    #[error("{0}")]
+    Untrusted(#[from] super::trust::TrustError),
 }
 
 fn io_text(e: &std::io::Error) -> String {
@@ -49,7 +54,13 @@ pub(crate) type DeployLoader = dyn Fn(&Path) -> Result<Artifact, String> + Send 
 pub struct LoadOptions {
     /// Accept an artifact with no policy.
     pub allow_empty: bool,
+    /// Accept only artifacts signed by one of these keys. Given once per process (the
+    /// command line or the server's config), so it lives as long as the process.
+    pub trust: Option<&'static super::trust::Trust>,
 }
+
+/// Why sources cannot be loaded under trust.
+pub(crate) const SOURCES_UNSIGNED: &str = "policy sources carry no signature, and --trust accepts signed artifacts only: build a .lvc and sign it (lever build --sign KEY)";
 
 /// Whether a path names an artifact (rather than policy sources): a `.lvc` file, or any
 /// file that starts with the artifact magic.
@@ -71,16 +82,35 @@ pub(crate) fn load_file(path: &Path, options: LoadOptions) -> Result<Artifact, L
         path: path.display().to_string(),
         source,
     })?;
-    load_bytes(bytes, options)
+    let sig_path = super::trust::signature_path(path);
+    let signature = match options.trust {
+        Some(_) => std::fs::read_to_string(&sig_path).ok(),
+        None => None,
+    };
+    let place = sig_path.display().to_string();
+    load_signed(bytes, signature.as_deref(), &place, options)
 }
 
 /// Checks an artifact's bytes whole: the hash, the body, the embedded sources against the
 /// program, and that it holds a policy.
 pub fn load_bytes(bytes: Vec<u8>, options: LoadOptions) -> Result<Artifact, LoadError> {
+    load_signed(bytes, None, "signature", options)
+}
+
+/// [`load_bytes`], and under trust the signature (`place` says where it was looked for).
+pub fn load_signed(
+    bytes: Vec<u8>,
+    signature: Option<&str>,
+    place: &str,
+    options: LoadOptions,
+) -> Result<Artifact, LoadError> {
     if bytes.is_empty() {
         return Err(ArtifactError::Corrupt("the file is empty".into()).into());
     }
-    let artifact = Artifact::from_bytes(bytes)?;
+    let mut artifact = Artifact::from_bytes(bytes)?;
+    if let Some(trust) = options.trust {
+        artifact.signer = Some(trust.verify(&artifact.id, signature, place)?);
+    }
     verify_sources(&artifact)?;
     if artifact.body.program.policies.is_empty() && !options.allow_empty {
         return Err(LoadError::Empty);
@@ -158,6 +188,9 @@ pub(crate) fn load_path(path: &Path, options: LoadOptions) -> Result<Artifact, S
             LoadError::Io { .. } => e.to_string(),
             _ => format!("{}: {e}", path.display()),
         });
+    }
+    if options.trust.is_some() {
+        return Err(format!("{}: {SOURCES_UNSIGNED}", path.display()));
     }
     let files =
         crate::base::source::expand_paths(&[path.to_path_buf()]).map_err(|e| e.to_string())?;

@@ -508,11 +508,21 @@ fn store_record_line(record: &super::Record) -> String {
     match record.kind {
         RecordKind::Artifact => text("hash"),
         RecordKind::Deploy => format!(
-            "{} -> {} by {} at {}",
+            "{} -> {} by {} at {}{}",
             text("from"),
             text("to"),
             text("actor"),
-            text("ts")
+            text("ts"),
+            b.get("signer")
+                .map(|_| format!(", signed by {}", text("signer")))
+                .unwrap_or_default()
+        ),
+        RecordKind::DeployRefused => format!(
+            "{} by {} at {}: {}",
+            text("artifact"),
+            text("actor"),
+            text("ts"),
+            text("why")
         ),
         RecordKind::Digest => format!("root {}", text("root")),
         RecordKind::AlertDelivery => {

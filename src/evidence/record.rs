@@ -30,6 +30,9 @@ pub enum RecordKind {
     /// The start or end of an evidence-store outage, in the store chain: records judged
     /// during it were written late.
     Outage,
+    /// A deploy `lever serve` refused (an artifact that does not verify, or is not signed
+    /// by a trusted key), in the store chain: who tried, and why.
+    DeployRefused,
 }
 
 impl RecordKind {
@@ -50,6 +53,7 @@ impl RecordKind {
             RecordKind::Recovery => "recovery",
             RecordKind::AuthMismatch => "auth_mismatch",
             RecordKind::Outage => "outage",
+            RecordKind::DeployRefused => "deploy_refused",
         }
     }
 
@@ -70,6 +74,7 @@ impl RecordKind {
             "recovery" => RecordKind::Recovery,
             "auth_mismatch" => RecordKind::AuthMismatch,
             "outage" => RecordKind::Outage,
+            "deploy_refused" => RecordKind::DeployRefused,
             _ => return None,
         })
     }

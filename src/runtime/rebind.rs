@@ -52,6 +52,7 @@ impl Engine {
                 program: merged.program,
             },
             bytes: Vec::new(),
+            signer: current.artifact.signer.clone(),
         };
         let mut engine = Engine::new(Arc::new(artifact));
         let added = engine

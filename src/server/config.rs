@@ -28,6 +28,14 @@ struct ConfigFile {
     smtp: Option<SmtpEntry>,
     #[serde(default)]
     server: Settings,
+    trust: Option<TrustEntry>,
+}
+
+/// `[trust]`: the public keys whose signatures artifacts must carry.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TrustEntry {
+    keys: Vec<std::path::PathBuf>,
 }
 
 /// A duration in the config: `"10s"`, `"500ms"`, `"2m"`.
@@ -108,6 +116,8 @@ pub struct Config {
     /// delivered ("no smtp relay is configured").
     pub smtp: Option<SmtpRelay>,
     pub server: Settings,
+    /// `[trust] keys`: public key files or directories (relative to the working directory).
+    pub trust: Vec<std::path::PathBuf>,
 }
 
 impl Config {
@@ -145,10 +155,18 @@ impl Config {
                 })
             }
         };
+        let given = file.trust.is_some();
+        let trust = file.trust.map(|t| t.keys).unwrap_or_default();
+        if given && trust.is_empty() {
+            return Err(format!(
+                "{origin}: [trust] keys: name at least one public key"
+            ));
+        }
         Ok(Config {
             tokens,
             smtp,
             server: file.server,
+            trust,
         })
     }
 }

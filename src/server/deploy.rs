@@ -77,13 +77,48 @@ impl Server {
     }
 }
 
+impl Server {
+    /// Records a refused deploy in the store chain (`deploy_refused`: who, when, why) and
+    /// waits until it is durable.
+    pub(super) fn record_refusal(&self, actor: &str, why: &str) -> Result<(), String> {
+        let record = Record {
+            kind: RecordKind::DeployRefused,
+            artifact: String::new(),
+            run_id: None,
+            seq: 0,
+            index: 0,
+            body: serde_json::json!({
+                "ts": crate::base::format::timestamp(now_ns()),
+                "actor": actor,
+                "why": why,
+            }),
+        };
+        let (tx, rx) = oneshot::channel();
+        let job = writer::Commit {
+            records: vec![Sealed::new(record)],
+            done: tx,
+        };
+        self.writer
+            .send(job)
+            .map_err(|_| "the evidence writer stopped".to_string())?;
+        match rx.blocking_recv() {
+            Ok(Committed::Stored | Committed::Spilled) => Ok(()),
+            _ => Err("the refusal could not be recorded".into()),
+        }
+    }
+}
+
 /// Watches the artifact file and deploys it when it is replaced (a new id); a file that
 /// does not verify is reported and the active artifact stays.
 pub(super) fn watch(server: std::sync::Weak<Server>, path: std::path::PathBuf) {
     let stamp = |p: &std::path::Path| {
-        std::fs::metadata(p)
-            .ok()
-            .map(|m| (m.modified().ok(), m.len()))
+        let of = |p: &std::path::Path| {
+            std::fs::metadata(p)
+                .ok()
+                .map(|m| (m.modified().ok(), m.len()))
+        };
+        // The signature beside it too: a new `.sig` written after its artifact is seen.
+        of(p).map(|a| (a, of(&crate::compile::trust::signature_path(p))))
     };
     let mut last = stamp(&path);
     loop {
@@ -96,11 +131,7 @@ pub(super) fn watch(server: std::sync::Weak<Server>, path: std::path::PathBuf) {
             continue;
         }
         last = now;
-        let loaded = std::fs::read(&path)
-            .map_err(|e| e.to_string())
-            .and_then(|bytes| {
-                crate::compile::load::load_bytes(bytes, server.load).map_err(|e| e.to_string())
-            });
+        let loaded = crate::compile::load::load_file(&path, server.load).map_err(|e| e.to_string());
         match loaded {
             Ok(artifact) => {
                 let current = server
@@ -121,7 +152,10 @@ pub(super) fn watch(server: std::sync::Weak<Server>, path: std::path::PathBuf) {
                     }
                 }
             }
-            Err(why) => eprintln!("lever: {}: not deployed: {why}", path.display()),
+            Err(why) => {
+                eprintln!("lever: {}: not deployed: {why}", path.display());
+                let _ = server.record_refusal("local-file", &why);
+            }
         }
     }
 }

@@ -396,13 +396,28 @@ async fn put_artifact(
             ),
         );
     }
-    let artifact = match crate::compile::load::load_bytes(body.to_vec(), s.load) {
+    let signature = headers
+        .get("lever-artifact-signature")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
+    let place = "the Lever-Artifact-Signature header";
+    let loaded =
+        crate::compile::load::load_signed(body.to_vec(), signature.as_deref(), place, s.load);
+    let artifact = match loaded {
         Ok(a) => a,
         Err(e) => {
-            return error(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                &format!("not deployed: {e}"),
-            );
+            let why = format!("not deployed: {e}");
+            let server = Arc::clone(&s);
+            let (actor, reason) = (who.actor.clone(), e.to_string());
+            let recorded =
+                tokio::task::spawn_blocking(move || server.record_refusal(&actor, &reason)).await;
+            if !matches!(recorded, Ok(Ok(()))) {
+                return error(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    &format!("{why}; and the refusal could not be recorded"),
+                );
+            }
+            return error(StatusCode::UNPROCESSABLE_ENTITY, &why);
         }
     };
     let server = Arc::clone(&s);

@@ -39,6 +39,12 @@ pub(super) fn stored_artifact(
         .artifact_bytes(id)
         .map_err(|e| e.to_string())?
         .ok_or_else(|| format!("the evidence store holds no artifact {id}"))?;
+    // Its signature was checked when it was deployed; the store keeps its signer in the
+    // deploy record, not the signature.
+    let load = crate::compile::load::LoadOptions {
+        trust: None,
+        ..load
+    };
     crate::compile::load::load_bytes(bytes, load).map_err(|e| format!("artifact {id}: {e}"))
 }
 

@@ -233,6 +233,8 @@ fn every_command_s_help_has_an_example() {
         "explain",
         "bench",
         "completions",
+        "keygen",
+        "verify-artifact",
     ];
     for c in commands {
         let help = text(&lever(tmp.path(), &[c, "--help"]).stdout);

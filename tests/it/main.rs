@@ -38,6 +38,7 @@ mod served;
 mod server;
 mod server_face;
 mod server_limits;
+mod signing;
 mod stores;
 mod tidy;
 

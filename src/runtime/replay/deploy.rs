@@ -42,6 +42,7 @@ impl Replay {
     ) -> Result<(Outcome, Vec<Record>), String> {
         let old = self.current_id();
         let new = artifact.id.clone();
+        let signer = artifact.signer.clone();
         let current = match self
             .engines
             .iter()
@@ -65,7 +66,7 @@ impl Replay {
             run_id: None,
             seq: 0,
             index: 0,
-            body: serde_json::json!({"ts": crate::base::format::timestamp(ts), "from": old, "to": new, "actor": actor}),
+            body: deploy_body(ts, &old, &new, actor, signer.as_deref()),
         });
         let decision = Decision {
             line: None,
@@ -134,4 +135,20 @@ impl Replay {
         self.merged.insert((home, current), self.engines.len() - 1);
         Ok(self.engines.len() - 1)
     }
+}
+
+/// A deploy record's body: when, from and to which artifact, who, and the key that signed
+/// the new one (only when the runtime was given trust).
+fn deploy_body(
+    ts: i64,
+    old: &str,
+    new: &str,
+    actor: &str,
+    signer: Option<&str>,
+) -> serde_json::Value {
+    let mut body = serde_json::json!({"ts": crate::base::format::timestamp(ts), "from": old, "to": new, "actor": actor});
+    if let (Some(signer), Some(map)) = (signer, body.as_object_mut()) {
+        map.insert("signer".into(), signer.into());
+    }
+    body
 }
