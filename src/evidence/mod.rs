@@ -19,6 +19,7 @@ pub(crate) mod chain;
 pub mod durable;
 pub mod file;
 pub mod listing;
+pub mod merkle;
 pub mod postgres;
 mod record;
 

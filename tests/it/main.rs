@@ -25,6 +25,7 @@ mod grammar;
 mod idempotency;
 mod kill_loop;
 mod lsp;
+mod merkle;
 mod overspend;
 mod pg_roles;
 mod policy_tests;
