@@ -10,4 +10,5 @@ pub mod hash;
 pub(crate) mod lang;
 pub mod num;
 pub mod source;
+pub mod trust;
 pub(crate) mod wall;

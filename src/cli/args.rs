@@ -347,6 +347,81 @@ pub enum EvidenceCommand {
         #[arg(long, default_value = "file:./lever-evidence")]
         evidence: String,
     },
+    /// Take a checkpoint: every record as a leaf of one Merkle tree (RFC 6962), its size
+    /// and root printed as a signed note (C2SP tlog-checkpoint) and recorded in the store.
+    #[command(
+        after_help = "Example:\n  lever evidence checkpoint --sign log-key --origin example.com/lever > checkpoint.txt\n\nExit: 0 taken, 2 usage or I/O."
+    )]
+    Checkpoint {
+        /// Sign the checkpoint with this secret key (`lever keygen`).
+        #[arg(long, value_name = "KEY")]
+        sign: Option<PathBuf>,
+        /// The log's name, the note's first line.
+        #[arg(long, default_value = "lever-evidence")]
+        origin: String,
+        /// The store: `file:DIR` or `postgres://...`.
+        #[arg(long, default_value = "file:./lever-evidence")]
+        evidence: String,
+    },
+    /// Export one record (a decision by default) with its inclusion proof against the
+    /// newest checkpoint, as JSON: checked offline by `check-proof`.
+    #[command(
+        after_help = "Example:\n  lever evidence prove --run support-42 --seq 13 > decision-13.proof.json\n\nExit: 0 proved, 1 no such record, or none in a checkpoint yet, 2 usage or I/O."
+    )]
+    Prove {
+        /// The run.
+        #[arg(long)]
+        run: String,
+        /// The record's `seq` in the run (its decision's `seq`).
+        #[arg(long)]
+        seq: u64,
+        /// The record's kind.
+        #[arg(long, default_value = "decision")]
+        kind: String,
+        /// The store: `file:DIR` or `postgres://...`.
+        #[arg(long, default_value = "file:./lever-evidence")]
+        evidence: String,
+    },
+    /// Check a proof file offline, with no store: the checkpoint's signature by a trusted
+    /// key, and the record's inclusion in its tree.
+    #[command(
+        after_help = "Example:\n  lever evidence check-proof decision-13.proof.json --trust log-key.pub\n\nExit: 0 proved, 1 the proof, the record or the checkpoint does not check, 2 usage or I/O."
+    )]
+    CheckProof {
+        /// The proof file.
+        file: PathBuf,
+        /// Public keys (files, or directories of `.pub` files) the checkpoint may be signed by.
+        #[arg(long, required = true, num_args = 1..)]
+        trust: Vec<PathBuf>,
+    },
+    /// Prove that the store still holds an older checkpoint's tree and that a newer
+    /// checkpoint extends it (a store rewritten between them cannot).
+    #[command(
+        after_help = "Example:\n  lever evidence consistency monday.txt friday.txt --trust log-key.pub\n\nExit: 0 consistent, 1 not (the first failure named), 2 usage or I/O."
+    )]
+    Consistency {
+        /// The older checkpoint note.
+        old: PathBuf,
+        /// The newer checkpoint note.
+        new: PathBuf,
+        /// Public keys the notes must be signed by (without it, signatures are not checked).
+        #[arg(long, num_args = 1..)]
+        trust: Vec<PathBuf>,
+        /// The store: `file:DIR` or `postgres://...`.
+        #[arg(long, default_value = "file:./lever-evidence")]
+        evidence: String,
+    },
+    /// Countersign a checkpoint as a witness: its note with one more signature line.
+    #[command(
+        after_help = "Example:\n  lever evidence consistency last-cosigned.txt checkpoint.txt --trust log-key.pub \\\n    && lever evidence cosign checkpoint.txt --sign witness-key > cosigned.txt\n\nExit: 0 cosigned, 2 usage or I/O."
+    )]
+    Cosign {
+        /// The checkpoint note.
+        note: PathBuf,
+        /// The witness's secret key.
+        #[arg(long, value_name = "KEY")]
+        sign: PathBuf,
+    },
     /// Print the counters of budgets across runs: what each key spent in each window,
     /// ended windows included.
     #[command(after_help = "Example:

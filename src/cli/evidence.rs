@@ -34,6 +34,25 @@ pub(crate) fn run(command: EvidenceCommand) -> ExitCode {
         EvidenceCommand::List { format, evidence } => {
             with_store(&evidence, true, |store| list(store, format))
         }
+        EvidenceCommand::Checkpoint {
+            sign,
+            origin,
+            evidence,
+        } => super::checkpoint::take(&evidence, sign.as_deref(), &origin),
+        EvidenceCommand::Prove {
+            run,
+            seq,
+            kind,
+            evidence,
+        } => super::checkpoint::prove(&evidence, &run, seq, &kind),
+        EvidenceCommand::CheckProof { file, trust } => super::checkpoint::check(&file, &trust),
+        EvidenceCommand::Consistency {
+            old,
+            new,
+            trust,
+            evidence,
+        } => super::checkpoint::consistency(&evidence, &old, &new, &trust),
+        EvidenceCommand::Cosign { note, sign } => super::checkpoint::cosign(&note, &sign),
         EvidenceCommand::Budgets { format, evidence } => {
             with_store(&evidence, true, |store| budgets(store, format))
         }
@@ -127,7 +146,7 @@ fn list(store: &mut dyn EvidenceStore, format: Format) -> Result<ExitCode, evide
 }
 
 /// Opens the store (read-only for an audit) and runs `f` on it.
-fn with_store(
+pub(super) fn with_store(
     url: &str,
     audit: bool,
     f: impl FnOnce(&mut dyn EvidenceStore) -> Result<ExitCode, evidence::StoreError>,

@@ -8,6 +8,7 @@ mod args;
 mod author;
 mod bench;
 mod build;
+mod checkpoint;
 mod evidence;
 mod lsp;
 pub mod reference;

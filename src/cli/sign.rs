@@ -1,8 +1,8 @@
 //! Signing: `lever keygen`, `lever build --sign`, `lever verify-artifact`, and the trust
 //! `--trust` gives `lever run` and `lever serve`.
 
+use crate::base::trust::{SecretKey, Trust, signature_path};
 use crate::compile::load::{self, LoadOptions};
-use crate::compile::trust::{SecretKey, Trust, signature_path};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 

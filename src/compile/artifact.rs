@@ -48,7 +48,7 @@ pub struct Artifact {
     /// The file's bytes, exactly as hashed and stored.
     pub bytes: Vec<u8>,
     /// The id of the trusted key whose signature it was loaded with (outside the hashed
-    /// bytes: see [`super::trust`]); `None` when no trust was asked for.
+    /// bytes: see [`crate::base::trust`]); `None` when no trust was asked for.
     pub signer: Option<String>,
 }
 

@@ -35,7 +35,7 @@ pub enum LoadError {
     #[error("the artifact's embedded sources do not compile to its program: {0}")]
     Lies(String),
     #[error("{0}")]
-    Untrusted(#[from] super::trust::TrustError),
+    Untrusted(#[from] crate::base::trust::TrustError),
 }
 
 fn io_text(e: &std::io::Error) -> String {
@@ -56,7 +56,7 @@ pub struct LoadOptions {
     pub allow_empty: bool,
     /// Accept only artifacts signed by one of these keys. Given once per process (the
     /// command line or the server's config), so it lives as long as the process.
-    pub trust: Option<&'static super::trust::Trust>,
+    pub trust: Option<&'static crate::base::trust::Trust>,
 }
 
 /// Why sources cannot be loaded under trust.
@@ -82,7 +82,7 @@ pub(crate) fn load_file(path: &Path, options: LoadOptions) -> Result<Artifact, L
         path: path.display().to_string(),
         source,
     })?;
-    let sig_path = super::trust::signature_path(path);
+    let sig_path = crate::base::trust::signature_path(path);
     let signature = match options.trust {
         Some(_) => std::fs::read_to_string(&sig_path).ok(),
         None => None,

@@ -11,7 +11,6 @@ pub mod load;
 pub(crate) mod lower;
 pub(crate) mod meaning;
 pub(crate) mod merge;
-pub mod trust;
 
 use crate::base::source::FileRole;
 use crate::check::Checked;

@@ -19,7 +19,9 @@ pub(crate) mod chain;
 pub mod durable;
 pub mod file;
 pub mod listing;
+pub mod log;
 pub mod merkle;
+pub mod note;
 pub mod postgres;
 mod record;
 

@@ -33,6 +33,9 @@ pub enum RecordKind {
     /// A deploy `lever serve` refused (an artifact that does not verify, or is not signed
     /// by a trusted key), in the store chain: who tried, and why.
     DeployRefused,
+    /// A signed checkpoint of the Merkle tree over every record (`lever evidence
+    /// checkpoint`), in the store chain: the note, and which records it integrated.
+    Checkpoint,
 }
 
 impl RecordKind {
@@ -54,6 +57,7 @@ impl RecordKind {
             RecordKind::AuthMismatch => "auth_mismatch",
             RecordKind::Outage => "outage",
             RecordKind::DeployRefused => "deploy_refused",
+            RecordKind::Checkpoint => "checkpoint",
         }
     }
 
@@ -75,6 +79,7 @@ impl RecordKind {
             "auth_mismatch" => RecordKind::AuthMismatch,
             "outage" => RecordKind::Outage,
             "deploy_refused" => RecordKind::DeployRefused,
+            "checkpoint" => RecordKind::Checkpoint,
             _ => return None,
         })
     }

@@ -118,7 +118,7 @@ pub(super) fn watch(server: std::sync::Weak<Server>, path: std::path::PathBuf) {
                 .map(|m| (m.modified().ok(), m.len()))
         };
         // The signature beside it too: a new `.sig` written after its artifact is seen.
-        of(p).map(|a| (a, of(&crate::compile::trust::signature_path(p))))
+        of(p).map(|a| (a, of(&crate::base::trust::signature_path(p))))
     };
     let mut last = stamp(&path);
     loop {

@@ -243,7 +243,19 @@ fn every_command_s_help_has_an_example() {
             "`lever {c} --help` has no example:\n{help}"
         );
     }
-    for c in ["verify", "digest", "migrate", "show", "budgets"] {
+    for c in [
+        "verify",
+        "digest",
+        "migrate",
+        "show",
+        "budgets",
+        "list",
+        "checkpoint",
+        "prove",
+        "check-proof",
+        "consistency",
+        "cosign",
+    ] {
         let help = text(&lever(tmp.path(), &["evidence", c, "--help"]).stdout);
         assert!(
             help.contains("Example"),

@@ -7,6 +7,7 @@
 //! Integration tests, compiled as one binary to keep link time down.
 
 mod artifact;
+mod audit_trust;
 mod budgets;
 mod check_cases;
 mod cli;

@@ -87,6 +87,11 @@ impl SecretKey {
         }
     }
 
+    /// An Ed25519 signature of `message`.
+    pub fn sign_bytes(&self, message: &[u8]) -> [u8; 64] {
+        self.0.sign(message).to_bytes()
+    }
+
     /// The signature line of an artifact id.
     pub fn sign(&self, artifact_id: &str) -> String {
         let sig = self.0.sign(&message(artifact_id));
@@ -106,6 +111,17 @@ impl PublicKey {
             self.id,
             B64.encode(self.key.as_bytes())
         )
+    }
+
+    /// Whether `signature` is this key's over `message`.
+    pub fn verify_bytes(&self, message: &[u8], signature: &[u8; 64]) -> bool {
+        let sig = ed25519_dalek::Signature::from_bytes(signature);
+        self.key.verify(message, &sig).is_ok()
+    }
+
+    /// The key's 32 bytes.
+    pub fn bytes(&self) -> [u8; 32] {
+        self.key.to_bytes()
     }
 
     fn parse(text: &str) -> Option<PublicKey> {
@@ -211,6 +227,11 @@ impl Trust {
     /// The ids of the trusted keys.
     pub fn key_ids(&self) -> Vec<&str> {
         self.keys.iter().map(|k| k.id.as_str()).collect()
+    }
+
+    /// The trusted keys.
+    pub fn keys(&self) -> &[PublicKey] {
+        &self.keys
     }
 }
 
