@@ -130,6 +130,10 @@ pub enum Command {
         /// first policy that differs.
         #[arg(long)]
         verify: bool,
+        /// Print the exact text of one embedded source (a path as `lever inspect` lists
+        /// it), and nothing else: the policy source a decision's policy hash stands for.
+        #[arg(long, value_name = "PATH")]
+        source: Option<String>,
     },
     /// What changed between two artifacts: policies added and removed, limits raised or
     /// lowered, thresholds and actions, scopes widened or narrowed, channels.

@@ -121,6 +121,34 @@ pub(crate) fn load_artifact(
     })
 }
 
+/// `lever inspect FILE --source PATH`: one embedded source's exact text.
+pub(super) fn inspect_source(file: &std::path::Path, path: &str) -> ExitCode {
+    let artifact = match load_artifact(file) {
+        Ok(a) => a,
+        Err(code) => return code,
+    };
+    match artifact.body.sources.iter().find(|s| s.path == path) {
+        Some(s) => {
+            print!("{}", s.text);
+            ExitCode::SUCCESS
+        }
+        None => {
+            let held: Vec<&str> = artifact
+                .body
+                .sources
+                .iter()
+                .map(|s| s.path.as_str())
+                .collect();
+            eprintln!(
+                "error: {} holds no source {path:?}; it holds {}",
+                file.display(),
+                held.join(", ")
+            );
+            ExitCode::from(1)
+        }
+    }
+}
+
 pub(super) fn run_inspect(
     file: &std::path::Path,
     format: Format,

@@ -55,7 +55,11 @@ pub fn main(serve: fn(ServeArgs) -> ExitCode) -> ExitCode {
             format,
             engine,
             verify,
-        } => run_inspect(&file, format, engine, verify),
+            source,
+        } => match source {
+            Some(path) => build::inspect_source(&file, &path),
+            None => run_inspect(&file, format, engine, verify),
+        },
         Command::Lsp => match crate::cli::lsp::serve() {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {

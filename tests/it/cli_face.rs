@@ -164,6 +164,20 @@ fn inspect_shows_every_clause_in_its_units_and_every_override_rule_whole() {
             "no `{line}` in:\n{shown}"
         );
     }
+    // The exact bytes of an embedded source, and a refusal naming what it holds.
+    let out = lever(
+        tmp.path(),
+        &["inspect", "p.lvc", "--source", "support.policy"],
+    );
+    let held = std::fs::read(root().join("examples/support.policy")).unwrap();
+    assert_eq!(out.stdout, held, "the source byte for byte");
+    let out = lever(tmp.path(), &["inspect", "p.lvc", "--source", "nope.policy"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("holds no source \"nope.policy\"; it holds burn_kill.policy"),
+        "{}",
+        text(&out.stderr)
+    );
     let out = lever(tmp.path(), &["inspect", "p.lvc", "--format", "json"]);
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let support = v["policies"]
