@@ -139,6 +139,19 @@ pub fn checkpoint(
     origin: &str,
     key: Option<&crate::base::trust::SecretKey>,
 ) -> Result<(Checkpoint, String), StoreError> {
+    let (head, note, record) = prepare(store, origin, key)?;
+    store.append(&[Sealed::new(record)])?;
+    Ok((head, note))
+}
+
+/// A checkpoint of what `store` holds now, and its record, not yet stored: a server
+/// reads through one handle and appends through its writer. Records stored in between
+/// are left to the next checkpoint.
+pub fn prepare(
+    store: &mut dyn EvidenceStore,
+    origin: &str,
+    key: Option<&crate::base::trust::SecretKey>,
+) -> Result<(Checkpoint, String, Record), StoreError> {
     let log = Log::read(store)?;
     let head = Checkpoint {
         origin: origin.to_string(),
@@ -165,8 +178,7 @@ pub fn checkpoint(
             "note": note,
         }),
     };
-    store.append(&[Sealed::new(record)])?;
-    Ok((head, note))
+    Ok((head, note, record))
 }
 
 /// What `lever evidence prove` exports: one record, its inclusion proof, and the signed

@@ -29,6 +29,25 @@ struct ConfigFile {
     #[serde(default)]
     server: Settings,
     trust: Option<TrustEntry>,
+    checkpoint: Option<CheckpointSettings>,
+}
+
+/// `[checkpoint]`: signed checkpoints of the evidence log, taken by the server.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CheckpointSettings {
+    /// How often (`"10m"`).
+    #[serde(deserialize_with = "duration")]
+    pub interval: std::time::Duration,
+    /// The secret key that signs them (`lever keygen`).
+    pub key: std::path::PathBuf,
+    /// The log's name, the note's first line.
+    #[serde(default = "default_origin")]
+    pub origin: String,
+}
+
+fn default_origin() -> String {
+    "lever-evidence".into()
 }
 
 /// `[trust]`: the public keys whose signatures artifacts must carry.
@@ -118,6 +137,8 @@ pub struct Config {
     pub server: Settings,
     /// `[trust] keys`: public key files or directories (relative to the working directory).
     pub trust: Vec<std::path::PathBuf>,
+    /// `[checkpoint]`: when the server takes signed checkpoints, and with which key.
+    pub checkpoint: Option<CheckpointSettings>,
 }
 
 impl Config {
@@ -162,11 +183,17 @@ impl Config {
                 "{origin}: [trust] keys: name at least one public key"
             ));
         }
+        if let Some(c) = &file.checkpoint
+            && c.interval < std::time::Duration::from_secs(1)
+        {
+            return Err(format!("{origin}: [checkpoint] interval: at least 1s"));
+        }
         Ok(Config {
             tokens,
             smtp,
             server: file.server,
             trust,
+            checkpoint: file.checkpoint,
         })
     }
 }

@@ -170,6 +170,15 @@ impl Server {
             shared_store: crate::evidence::shared(&options.evidence),
         });
         server.rebuild_live()?;
+        if let Some(settings) = options.config.checkpoint.clone() {
+            let key = crate::base::trust::SecretKey::read(&settings.key)
+                .map_err(|e| format!("[checkpoint] key: {e}"))?;
+            let weak = Arc::downgrade(&server);
+            std::thread::Builder::new()
+                .name("lever-checkpoint".into())
+                .spawn(move || checkpoints(weak, settings, key))
+                .map_err(|e| e.to_string())?;
+        }
         Ok((
             server,
             Threads {
@@ -177,6 +186,47 @@ impl Server {
                 delivery: delivery_thread,
             },
         ))
+    }
+}
+
+/// Takes a signed checkpoint every interval until the server stops: read through the
+/// reader's handle, recorded through the writer.
+fn checkpoints(
+    server: std::sync::Weak<Server>,
+    settings: config::CheckpointSettings,
+    key: crate::base::trust::SecretKey,
+) {
+    loop {
+        std::thread::sleep(settings.interval);
+        let Some(server) = server.upgrade() else {
+            return;
+        };
+        let prepared = server
+            .reader
+            .lock()
+            .map_err(|_| "the reader lock is poisoned".to_string())
+            .and_then(|mut store| {
+                crate::evidence::log::prepare(store.as_mut(), &settings.origin, Some(&key))
+                    .map_err(|e| e.to_string())
+            });
+        let result = prepared.and_then(|(head, _, record)| {
+            let (tx, rx) = oneshot::channel();
+            let job = writer::Commit {
+                records: vec![Sealed::new(record)],
+                done: tx,
+            };
+            server
+                .writer
+                .send(job)
+                .map_err(|_| "the evidence writer stopped".to_string())?;
+            match rx.blocking_recv() {
+                Ok(Committed::Stored | Committed::Spilled) => Ok(head.size),
+                _ => Err("the checkpoint could not be stored".to_string()),
+            }
+        });
+        if let Err(why) = result {
+            eprintln!("lever: no checkpoint taken: {why}");
+        }
     }
 }
 

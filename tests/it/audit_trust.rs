@@ -354,3 +354,77 @@ fn every_rewrite_of_a_store_is_caught_against_a_kept_checkpoint() {
         "the store was rewritten since it was signed",
     );
 }
+
+#[test]
+fn lever_serve_takes_signed_checkpoints_on_its_interval() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    keys(dir);
+    std::fs::write(
+        dir.join("lever.toml"),
+        "[checkpoint]\ninterval = \"1s\"\nkey = \"log\"\norigin = \"example.com/lever\"\n",
+    )
+    .unwrap();
+    let served = super::served::Served::start_with(dir, "file:ev", &["--config", "lever.toml"]);
+    for (path, body) in super::server::requests() {
+        assert_eq!(served.post(&path, &body).0, 200, "{path}");
+    }
+    // Wait for a checkpoint that holds the whole run (its 24 records and the artifact).
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    loop {
+        let shown = lever(
+            dir,
+            &[
+                "evidence",
+                "show",
+                "--store",
+                "--kind",
+                "checkpoint",
+                "--format",
+                "json",
+                "--evidence",
+                "file:ev",
+            ],
+        );
+        let sizes: Vec<u64> = text(&shown.stdout)
+            .lines()
+            .map(|l| {
+                serde_json::from_str::<serde_json::Value>(l).unwrap()["body"]["size"]
+                    .as_u64()
+                    .unwrap()
+            })
+            .collect();
+        if sizes.last().is_some_and(|s| *s >= 25) {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no checkpoint of the run: {sizes:?}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    assert_eq!(served.stop(), Some(0));
+    let proof = ok(
+        dir,
+        &[
+            "evidence",
+            "prove",
+            "--run",
+            "support-42",
+            "--seq",
+            "13",
+            "--evidence",
+            "file:ev",
+        ],
+    );
+    std::fs::write(dir.join("p.json"), proof).unwrap();
+    let said = ok(
+        dir,
+        &["evidence", "check-proof", "p.json", "--trust", "log.pub"],
+    );
+    assert!(
+        said.contains("in the checkpoint of example.com/lever signed by ed25519:"),
+        "{said}"
+    );
+    ok(dir, &["evidence", "verify", "--evidence", "file:ev"]);
+}
