@@ -101,15 +101,7 @@ impl Server {
     /// The server, and its evidence writer and alert delivery threads.
     pub(crate) fn new(options: Options) -> Result<(Arc<Server>, Threads), String> {
         warn_unset_env(&options.artifact);
-        let mut replay = Replay::with_engine(
-            options.artifact,
-            options.base_dir,
-            crate::compile::load::deploy_loader(options.load),
-            options.engine,
-        )
-        .map_err(|e| e.to_string())?;
-        // Budget counters are the store's: the server reads each before it judges on it.
-        *replay.budgets_mut() = crate::runtime::budget::Budgets::strict();
+        let replay = runtime_of(&options)?;
         let settings = options.config.server.clone();
         let mut store = Durable::open(
             &options.evidence,
@@ -171,13 +163,7 @@ impl Server {
         });
         server.rebuild_live()?;
         if let Some(settings) = options.config.checkpoint.clone() {
-            let key = crate::base::trust::SecretKey::read(&settings.key)
-                .map_err(|e| format!("[checkpoint] key: {e}"))?;
-            let weak = Arc::downgrade(&server);
-            std::thread::Builder::new()
-                .name("lever-checkpoint".into())
-                .spawn(move || checkpoints(weak, settings, key))
-                .map_err(|e| e.to_string())?;
+            start_checkpoints(&server, settings)?;
         }
         Ok((
             server,
@@ -187,6 +173,35 @@ impl Server {
             },
         ))
     }
+}
+
+/// The server's runtime over its artifact. Budget counters are the store's: the server
+/// reads each before it judges on it.
+fn runtime_of(options: &Options) -> Result<Replay, String> {
+    let mut replay = Replay::with_engine(
+        Arc::clone(&options.artifact),
+        options.base_dir.clone(),
+        crate::compile::load::deploy_loader(options.load),
+        options.engine,
+    )
+    .map_err(|e| e.to_string())?;
+    *replay.budgets_mut() = crate::runtime::budget::Budgets::strict();
+    Ok(replay)
+}
+
+/// Starts the thread that takes the `[checkpoint]`s.
+fn start_checkpoints(
+    server: &Arc<Server>,
+    settings: config::CheckpointSettings,
+) -> Result<(), String> {
+    let key = crate::base::trust::SecretKey::read(&settings.key)
+        .map_err(|e| format!("[checkpoint] key: {e}"))?;
+    let weak = Arc::downgrade(server);
+    std::thread::Builder::new()
+        .name("lever-checkpoint".into())
+        .spawn(move || checkpoints(weak, settings, key))
+        .map(|_| ())
+        .map_err(|e| e.to_string())
 }
 
 /// Takes a signed checkpoint every interval until the server stops: read through the

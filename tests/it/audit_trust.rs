@@ -67,6 +67,21 @@ fn store_with_checkpoint(dir: &Path, evidence: &str, events: &str, name: &str) {
     std::fs::write(dir.join(name), note).unwrap();
 }
 
+/// `lever evidence prove` of support-42's decision at seq 13: the proof file's text.
+fn prove_13(dir: &Path, evidence: &str) -> String {
+    let args = [
+        "evidence",
+        "prove",
+        "--run",
+        "support-42",
+        "--seq",
+        "13",
+        "--evidence",
+        evidence,
+    ];
+    ok(dir, &args)
+}
+
 fn keys(dir: &Path) {
     ok(dir, &["keygen", "--out", "log"]);
     ok(dir, &["keygen", "--out", "witness"]);
@@ -89,19 +104,7 @@ fn a_decision_is_proved_offline_and_checkpoints_extend_each_other_on_both_stores
         assert_eq!(lines[1], "25", "24 records of the run and the artifact");
         assert_eq!(lines[3], "");
         assert!(lines[4].starts_with("— ed25519:"), "{c1}");
-        let proof = ok(
-            dir,
-            &[
-                "evidence",
-                "prove",
-                "--run",
-                "support-42",
-                "--seq",
-                "13",
-                "--evidence",
-                evidence,
-            ],
-        );
+        let proof = prove_13(dir, evidence);
         std::fs::write(dir.join("p.json"), &proof).unwrap();
         // Checked with nothing but the binary: no store.
         let said = ok(
@@ -189,17 +192,7 @@ fn every_change_to_a_proof_is_caught_offline() {
     keys(dir);
     let events = super::root().join("examples/events/support.jsonl");
     store_with_checkpoint(dir, "file:ev", events.to_str().unwrap(), "c1.txt");
-    let prove = [
-        "evidence",
-        "prove",
-        "--run",
-        "support-42",
-        "--seq",
-        "13",
-        "--evidence",
-        "file:ev",
-    ];
-    let proof = ok(dir, &prove);
+    let proof = prove_13(dir, "file:ev");
     let p: serde_json::Value = serde_json::from_str(&proof).unwrap();
     let check = |name: &str, changed: serde_json::Value, why: &str| {
         std::fs::write(dir.join(name), changed.to_string()).unwrap();
@@ -372,27 +365,9 @@ fn lever_serve_takes_signed_checkpoints_on_its_interval() {
     // Wait for a checkpoint that holds the whole run (its 24 records and the artifact).
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
     loop {
-        let shown = lever(
-            dir,
-            &[
-                "evidence",
-                "show",
-                "--store",
-                "--kind",
-                "checkpoint",
-                "--format",
-                "json",
-                "--evidence",
-                "file:ev",
-            ],
-        );
-        let sizes: Vec<u64> = text(&shown.stdout)
-            .lines()
-            .map(|l| {
-                serde_json::from_str::<serde_json::Value>(l).unwrap()["body"]["size"]
-                    .as_u64()
-                    .unwrap()
-            })
+        let sizes: Vec<u64> = super::store_records(dir, "file:ev", "checkpoint")
+            .iter()
+            .map(|r| r["body"]["size"].as_u64().unwrap())
             .collect();
         if sizes.last().is_some_and(|s| *s >= 25) {
             break;
@@ -404,19 +379,7 @@ fn lever_serve_takes_signed_checkpoints_on_its_interval() {
         std::thread::sleep(std::time::Duration::from_millis(200));
     }
     assert_eq!(served.stop(), Some(0));
-    let proof = ok(
-        dir,
-        &[
-            "evidence",
-            "prove",
-            "--run",
-            "support-42",
-            "--seq",
-            "13",
-            "--evidence",
-            "file:ev",
-        ],
-    );
+    let proof = prove_13(dir, "file:ev");
     std::fs::write(dir.join("p.json"), proof).unwrap();
     let said = ok(
         dir,

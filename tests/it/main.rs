@@ -80,6 +80,27 @@ pub fn kinds_of(jsonl: &str) -> Vec<String> {
         .collect()
 }
 
+/// The store chain's records of one kind, as `lever evidence show --store --kind KIND
+/// --format json` prints them.
+pub fn store_records(dir: &Path, evidence: &str, kind: &str) -> Vec<serde_json::Value> {
+    let args = [
+        "evidence",
+        "show",
+        "--store",
+        "--kind",
+        kind,
+        "--format",
+        "json",
+        "--evidence",
+        evidence,
+    ];
+    let out = lever(dir, &args);
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
 pub fn lever(dir: &Path, args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_lever"))
         .args(args)

@@ -232,24 +232,7 @@ fn lever_serve_with_trust_refuses_and_records_unsigned_deploys() {
     std::fs::rename(dir.join("active.lvc.tmp"), dir.join("active.lvc")).unwrap();
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
     let refusals = loop {
-        let listed = lever(
-            dir,
-            &[
-                "evidence",
-                "show",
-                "--store",
-                "--kind",
-                "deploy_refused",
-                "--format",
-                "json",
-                "--evidence",
-                "file:ev",
-            ],
-        );
-        let records: Vec<serde_json::Value> = text(&listed.stdout)
-            .lines()
-            .map(|l| serde_json::from_str(l).unwrap())
-            .collect();
+        let records = super::store_records(dir, "file:ev", "deploy_refused");
         if records.len() == 3 || std::time::Instant::now() > deadline {
             break records;
         }
@@ -273,22 +256,7 @@ fn lever_serve_with_trust_refuses_and_records_unsigned_deploys() {
     assert_eq!(served.artifact_of_id(), b, "the active artifact stays");
     assert_eq!(served.stop(), Some(0));
     // The deploy record names the signer.
-    let shown = lever(
-        dir,
-        &[
-            "evidence",
-            "show",
-            "--store",
-            "--kind",
-            "deploy",
-            "--format",
-            "json",
-            "--evidence",
-            "file:ev",
-        ],
-    );
-    let deploy: serde_json::Value =
-        serde_json::from_str(text(&shown.stdout).lines().next().unwrap()).unwrap();
+    let deploy = &super::store_records(dir, "file:ev", "deploy")[0];
     assert_eq!(deploy["body"]["signer"], ci.as_str());
     assert_eq!(deploy["body"]["to"], b.as_str());
 }
