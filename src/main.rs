@@ -56,7 +56,7 @@ fn serve(args: ServeArgs) -> ExitCode {
         Err(code) => return code,
     };
     let load = lever::compile::load::LoadOptions { allow_empty, trust };
-    let artifact = match lever::cli::artifact_for(artifact, load) {
+    let artifact = match lever::cli::serve_artifact(artifact, load, &evidence) {
         Ok(a) => std::sync::Arc::new(a),
         Err(code) => return code,
     };

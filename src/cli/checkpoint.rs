@@ -129,7 +129,14 @@ pub(super) fn consistency(url: &str, old: &Path, new: &Path, trust: &[PathBuf]) 
                 );
                 ExitCode::SUCCESS
             }
-            Err(why) => fail(why),
+            Err(why) => {
+                // Name the first record that gives the rewrite away, when its chain does.
+                let first = match crate::evidence::audit::verify(store, None, None)? {
+                    Err(problem) => format!("; the first altered record: {problem}"),
+                    Ok(_) => "; every chain verifies on its own: records were cut off the end of a chain, or the store was rewritten with its hashes recomputed".into(),
+                };
+                fail(format!("{why}{first}"))
+            }
         })
     })
 }

@@ -15,7 +15,7 @@ pub mod reference;
 pub(crate) mod run;
 mod sign;
 pub(crate) mod table;
-pub use sign::trust_of;
+pub use sign::{serve_artifact, trust_of};
 
 use crate::base::source;
 use crate::check;

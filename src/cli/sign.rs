@@ -21,6 +21,50 @@ pub fn trust_of(paths: &[PathBuf]) -> Result<Option<&'static Trust>, ExitCode> {
     }
 }
 
+/// The artifact `lever serve` starts with. Under trust, a refusal is also recorded in the
+/// store as a `deploy_refused` record (actor `lever-serve`), as a refused deploy is.
+pub fn serve_artifact(
+    paths: &[PathBuf],
+    options: LoadOptions,
+    evidence: &str,
+) -> Result<crate::compile::artifact::Artifact, ExitCode> {
+    let why = match paths {
+        _ if options.trust.is_none() => return super::artifact_for(paths, options),
+        [one] if load::is_artifact_path(one) => match load::load_file(one, options) {
+            Ok(a) => return Ok(a),
+            Err(e) => format!("{}: {e}", one.display()),
+        },
+        _ => load::SOURCES_UNSIGNED.to_string(),
+    };
+    eprintln!("error: {why}");
+    if let Err(e) = record_refusal(evidence, "lever-serve", &why) {
+        eprintln!("lever: the refusal could not be recorded: {e}");
+    }
+    Err(ExitCode::from(1))
+}
+
+/// Appends a `deploy_refused` record to the store chain.
+fn record_refusal(url: &str, actor: &str, why: &str) -> Result<(), String> {
+    use crate::evidence::{Record, RecordKind, Sealed};
+    let mut store = crate::evidence::open(url).map_err(|e| e.to_string())?;
+    let record = Record {
+        kind: RecordKind::DeployRefused,
+        artifact: String::new(),
+        run_id: None,
+        seq: 0,
+        index: 0,
+        body: serde_json::json!({
+            "ts": crate::base::format::timestamp(crate::base::wall::now_ns()),
+            "actor": actor,
+            "why": why,
+        }),
+    };
+    store
+        .append(&[Sealed::new(record)])
+        .map(|_| ())
+        .map_err(|e| e.to_string())
+}
+
 /// `lever keygen --out KEY`: writes `KEY` (0600) and `KEY.pub`; never overwrites.
 pub(super) fn keygen(out: &Path) -> ExitCode {
     let public = PathBuf::from(format!("{}.pub", out.display()));

@@ -259,17 +259,20 @@ fn every_rewrite_of_a_store_is_caught_against_a_kept_checkpoint() {
     let rewritten =
         "do not hash to the checkpoint's root: the store was rewritten since it was signed";
     let shorter = "the store was rewritten since it was signed";
-    let cases: [(&str, String); 5] = [
-        (rewritten, format!("UPDATE {{s}}.records SET record = convert_to(replace(convert_from(record, 'UTF8'), '\"stop\"', '\"continue\"'), 'UTF8') WHERE {decision_13}")),
-        (shorter, "DELETE FROM {s}.records WHERE kind = 'signal' AND seq = 10".to_string()),
-        (shorter, "DELETE FROM {s}.records WHERE chain = 'r:support-42' AND n > 20".to_string()),
+    let named = "the first altered record: ";
+    let cut = "every chain verifies on its own: records were cut off the end of a chain";
+    let cases: [(&str, &str, String); 5] = [
+        (rewritten, named, format!("UPDATE {{s}}.records SET record = convert_to(replace(convert_from(record, 'UTF8'), '\"stop\"', '\"continue\"'), 'UTF8') WHERE {decision_13}")),
+        (shorter, named, "DELETE FROM {s}.records WHERE kind = 'signal' AND seq = 10".to_string()),
+        (shorter, cut, "DELETE FROM {s}.records WHERE chain = 'r:support-42' AND n > 20".to_string()),
         (
             rewritten,
+            named,
             "UPDATE {s}.records a SET record = b.record FROM {s}.records b WHERE a.chain = 'r:support-42' AND b.chain = a.chain AND ((a.n = 3 AND b.n = 4) OR (a.n = 4 AND b.n = 3))".to_string(),
         ),
-        (rewritten, "UPDATE {s}.records SET record = convert_to(replace(convert_from(record, 'UTF8'), '\"5.40\"', '\"4.40\"'), 'UTF8') WHERE kind = 'signal' AND seq = 13".to_string()),
+        (rewritten, named, "UPDATE {s}.records SET record = convert_to(replace(convert_from(record, 'UTF8'), '\"5.40\"', '\"4.40\"'), 'UTF8') WHERE kind = 'signal' AND seq = 13".to_string()),
     ];
-    for (why, sql) in cases {
+    for (why, what, sql) in cases {
         let tmp = tempfile::tempdir().unwrap();
         let dir = tmp.path();
         keys(dir);
@@ -289,20 +292,18 @@ fn every_rewrite_of_a_store_is_caught_against_a_kept_checkpoint() {
             ],
         );
         tamper(&schema, &sql);
-        refused(
-            dir,
-            &[
-                "evidence",
-                "consistency",
-                "kept.txt",
-                "kept.txt",
-                "--trust",
-                "log.pub",
-                "--evidence",
-                &schema.url,
-            ],
-            why,
-        );
+        let consistency = [
+            "evidence",
+            "consistency",
+            "kept.txt",
+            "kept.txt",
+            "--trust",
+            "log.pub",
+            "--evidence",
+            &schema.url,
+        ];
+        refused(dir, &consistency, why);
+        refused(dir, &consistency, what);
     }
     // A full rewrite, every hash recomputed: other events judged into a fresh store of the
     // same size. It verifies on its own, and is caught against the kept checkpoint.
@@ -332,6 +333,20 @@ fn every_rewrite_of_a_store_is_caught_against_a_kept_checkpoint() {
         ],
     );
     ok(dir, &["evidence", "verify", "--evidence", "file:ev"]);
+    refused(
+        dir,
+        &[
+            "evidence",
+            "consistency",
+            "kept.txt",
+            "kept.txt",
+            "--trust",
+            "log.pub",
+            "--evidence",
+            "file:ev",
+        ],
+        "every chain verifies on its own: records were cut off the end of a chain, or the store was rewritten",
+    );
     refused(
         dir,
         &[

@@ -190,6 +190,9 @@ fn lever_serve_with_trust_refuses_and_records_unsigned_deploys() {
         "{}",
         text(&start.stderr)
     );
+    let recorded = super::store_records(dir, "file:ev0", "deploy_refused");
+    assert_eq!(recorded.len(), 1, "the refused start is recorded");
+    assert_eq!(recorded[0]["body"]["actor"], "lever-serve");
     std::fs::copy(dir.join("a.lvc"), dir.join("active.lvc")).unwrap();
     std::fs::copy(dir.join("a.lvc.sig"), dir.join("active.lvc.sig")).unwrap();
     let served = Served::launch(
