@@ -158,6 +158,14 @@ fn lever_run_with_trust_takes_signed_artifacts_only() {
 
 #[test]
 fn lever_serve_with_trust_refuses_and_records_unsigned_deploys() {
+    let refused_start = super::stores::Schema::new();
+    let served = super::stores::Schema::new();
+    serve_with_trust("file:ev0", "file:ev");
+    serve_with_trust(&refused_start.url, &served.url);
+}
+
+/// A refused start recorded in `refused`, then refused and accepted deploys in `evidence`.
+fn serve_with_trust(refused: &str, evidence: &str) {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
     let ci = keygen(dir, "ci");
@@ -179,7 +187,7 @@ fn lever_serve_with_trust_refuses_and_records_unsigned_deploys() {
             "--config",
             "lever.toml",
             "--evidence",
-            "file:ev0",
+            refused,
             "--listen",
             "127.0.0.1:0",
         ],
@@ -190,7 +198,7 @@ fn lever_serve_with_trust_refuses_and_records_unsigned_deploys() {
         "{}",
         text(&start.stderr)
     );
-    let recorded = super::store_records(dir, "file:ev0", "deploy_refused");
+    let recorded = super::store_records(dir, refused, "deploy_refused");
     assert_eq!(recorded.len(), 1, "the refused start is recorded");
     assert_eq!(recorded[0]["body"]["actor"], "lever-serve");
     std::fs::copy(dir.join("a.lvc"), dir.join("active.lvc")).unwrap();
@@ -203,7 +211,7 @@ fn lever_serve_with_trust_refuses_and_records_unsigned_deploys() {
             "--config",
             "lever.toml",
             "--evidence",
-            "file:ev",
+            evidence,
         ],
     );
     let put = |body: &[u8], signature: Option<&str>| {
@@ -235,7 +243,7 @@ fn lever_serve_with_trust_refuses_and_records_unsigned_deploys() {
     std::fs::rename(dir.join("active.lvc.tmp"), dir.join("active.lvc")).unwrap();
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
     let refusals = loop {
-        let records = super::store_records(dir, "file:ev", "deploy_refused");
+        let records = super::store_records(dir, evidence, "deploy_refused");
         if records.len() == 3 || std::time::Instant::now() > deadline {
             break records;
         }
@@ -259,7 +267,7 @@ fn lever_serve_with_trust_refuses_and_records_unsigned_deploys() {
     assert_eq!(served.artifact_of_id(), b, "the active artifact stays");
     assert_eq!(served.stop(), Some(0));
     // The deploy record names the signer.
-    let deploy = &super::store_records(dir, "file:ev", "deploy")[0];
+    let deploy = &super::store_records(dir, evidence, "deploy")[0];
     assert_eq!(deploy["body"]["signer"], ci.as_str());
     assert_eq!(deploy["body"]["to"], b.as_str());
 }
