@@ -24,17 +24,29 @@ pub struct Log {
     pub checkpoints: Vec<(u64, String)>,
     /// Every chain's length now.
     lengths: BTreeMap<String, u64>,
+    /// A stored checkpoint whose signed size the log does not reproduce (two prepared at
+    /// once, or a store edited under it): what to say instead of proving anything.
+    pub forked: Option<String>,
 }
 
 impl Log {
     /// Reads every record once and lays the log out.
     pub fn read(store: &mut dyn EvidenceStore) -> Result<Log, StoreError> {
         let mut chains: BTreeMap<String, Vec<Hash>> = BTreeMap::new();
-        let mut marks: Vec<(BTreeMap<String, u64>, String)> = Vec::new();
+        let mut marks: Vec<(BTreeMap<String, u64>, String, u64)> = Vec::new();
         store.visit_all(
             &mut |s| {
                 if s.record.kind == RecordKind::Checkpoint {
-                    marks.push((integrated(&s.record.body), note_of(&s.record)));
+                    let size = s
+                        .record
+                        .body
+                        .get("size")
+                        .and_then(serde_json::Value::as_u64);
+                    marks.push((
+                        integrated(&s.record.body),
+                        note_of(&s.record),
+                        size.unwrap_or(0),
+                    ));
                 }
                 let key = chain_key(&s.record.run_id);
                 let leaf = merkle::leaf_hash(Sealed::new(s.record).canonical());
@@ -52,11 +64,19 @@ impl Log {
             places: BTreeMap::new(),
             checkpoints: Vec::new(),
             lengths,
+            forked: None,
         };
         let mut done: BTreeMap<String, u64> = BTreeMap::new();
-        for (step, note) in marks {
+        for (step, note, signed) in marks {
             log.integrate(&chains, &mut done, &step);
-            log.checkpoints.push((log.leaves.len() as u64, note));
+            let size = log.leaves.len() as u64;
+            if size != signed && log.forked.is_none() {
+                log.forked = Some(format!(
+                    "the store's checkpoint {} signed {signed} records where the log holds {size} at it: its tree cannot be shown",
+                    log.checkpoints.len() + 1
+                ));
+            }
+            log.checkpoints.push((size, note));
         }
         let now = log.lengths.clone();
         log.integrate(&chains, &mut done, &now);
@@ -139,9 +159,16 @@ pub fn checkpoint(
     origin: &str,
     key: Option<&crate::base::trust::SecretKey>,
 ) -> Result<(Checkpoint, String), StoreError> {
-    let (head, note, record) = prepare(store, origin, key)?;
-    store.append(&[Sealed::new(record)])?;
-    Ok((head, note))
+    if !store.try_lock_checkpoints()? {
+        return Err(StoreError::Fenced(
+            "another checkpoint of this store is being taken: retry when it is recorded".into(),
+        ));
+    }
+    let taken = prepare(store, origin, key).and_then(|(head, note, record)| {
+        store.append(&[Sealed::new(record)]).map(|_| (head, note))
+    });
+    store.unlock_checkpoints()?;
+    taken
 }
 
 /// A checkpoint of what `store` holds now, and its record, not yet stored: a server
@@ -202,6 +229,9 @@ const PROOF_FORMAT: &str = "lever-inclusion-proof-v1";
 pub fn prove(store: &mut dyn EvidenceStore, record: &super::Stored) -> Result<Proof, String> {
     use base64::Engine as _;
     let log = Log::read(store).map_err(|e| e.to_string())?;
+    if let Some(why) = &log.forked {
+        return Err(why.clone());
+    }
     let (size, note) = log
         .checkpoints
         .last()

@@ -124,6 +124,16 @@ pub trait EvidenceStore: Send {
     fn read_chain(&mut self, chain: &ChainId) -> Result<Vec<Stored>, StoreError>;
     /// The runs whose chain is not closed by a `run_summary`: the runs in progress.
     fn live_runs(&mut self) -> Result<Vec<String>, StoreError>;
+    /// Takes the store's checkpoint lock for this handle, if no other holds it: one
+    /// checkpoint is prepared and recorded at a time, whichever process takes it. A file
+    /// store has one writer, which needs none.
+    fn try_lock_checkpoints(&mut self) -> Result<bool, StoreError> {
+        Ok(true)
+    }
+    /// Releases what [`EvidenceStore::try_lock_checkpoints`] took.
+    fn unlock_checkpoints(&mut self) -> Result<(), StoreError> {
+        Ok(())
+    }
     /// A stored artifact's bytes, by its id (the store chain's `artifact` records).
     fn artifact_bytes(&mut self, id: &str) -> Result<Option<Vec<u8>>, StoreError> {
         Ok(self

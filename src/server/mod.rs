@@ -163,7 +163,7 @@ impl Server {
         });
         server.rebuild_live()?;
         if let Some(settings) = options.config.checkpoint.clone() {
-            start_checkpoints(&server, settings)?;
+            start_checkpoints(&server, settings, &options.evidence)?;
         }
         Ok((
             server,
@@ -193,13 +193,16 @@ fn runtime_of(options: &Options) -> Result<Replay, String> {
 fn start_checkpoints(
     server: &Arc<Server>,
     settings: config::CheckpointSettings,
+    evidence: &str,
 ) -> Result<(), String> {
     let key = crate::base::trust::SecretKey::read(&settings.key)
         .map_err(|e| format!("[checkpoint] key: {e}"))?;
+    // A handle of its own holds the store's checkpoint lock (PostgreSQL: servers take turns).
+    let lock = crate::evidence::open_for_audit(evidence).map_err(|e| e.to_string())?;
     let weak = Arc::downgrade(server);
     std::thread::Builder::new()
         .name("lever-checkpoint".into())
-        .spawn(move || checkpoints(weak, settings, key))
+        .spawn(move || checkpoints(weak, settings, key, lock))
         .map(|_| ())
         .map_err(|e| e.to_string())
 }
@@ -210,12 +213,17 @@ fn checkpoints(
     server: std::sync::Weak<Server>,
     settings: config::CheckpointSettings,
     key: crate::base::trust::SecretKey,
+    mut lock: Box<dyn EvidenceStore>,
 ) {
     loop {
         std::thread::sleep(settings.interval);
         let Some(server) = server.upgrade() else {
             return;
         };
+        // Another server is taking one: this interval's is theirs.
+        if !lock.try_lock_checkpoints().unwrap_or(false) {
+            continue;
+        }
         let prepared = server
             .reader
             .lock()
@@ -241,6 +249,9 @@ fn checkpoints(
         });
         if let Err(why) = result {
             eprintln!("lever: no checkpoint taken: {why}");
+        }
+        if let Err(why) = lock.unlock_checkpoints() {
+            eprintln!("lever: the checkpoint lock could not be released: {why}");
         }
     }
 }

@@ -406,3 +406,70 @@ fn lever_serve_takes_signed_checkpoints_on_its_interval() {
     );
     ok(dir, &["evidence", "verify", "--evidence", "file:ev"]);
 }
+
+#[test]
+fn servers_of_one_postgresql_store_take_checkpoints_in_turn() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    keys(dir);
+    let schema = Schema::new();
+    std::fs::write(
+        dir.join("lever.toml"),
+        "[checkpoint]\ninterval = \"1s\"\nkey = \"log\"\n",
+    )
+    .unwrap();
+    let args = ["--config", "lever.toml"];
+    let a = super::served::Served::start_with(dir, &schema.url, &args);
+    let b = super::served::Served::start_with(dir, &schema.url, &args);
+    for (i, (path, body)) in super::server::requests().into_iter().enumerate() {
+        let server = if i % 2 == 0 { &a } else { &b };
+        assert_eq!(server.post(&path, &body).0, 200, "{path}");
+    }
+    std::thread::sleep(std::time::Duration::from_millis(3500));
+    assert_eq!(a.stop(), Some(0));
+    assert_eq!(b.stop(), Some(0));
+    let notes: Vec<String> = super::store_records(dir, &schema.url, "checkpoint")
+        .iter()
+        .map(|r| r["body"]["note"].as_str().unwrap().to_string())
+        .collect();
+    assert!(notes.len() >= 3, "{notes:?}");
+    // No two claimed the same records: every checkpoint's tree is the log's, and the last
+    // extends the first.
+    std::fs::write(dir.join("first.txt"), &notes[0]).unwrap();
+    std::fs::write(dir.join("last.txt"), notes.last().unwrap()).unwrap();
+    let consistent = [
+        "evidence",
+        "consistency",
+        "first.txt",
+        "last.txt",
+        "--trust",
+        "log.pub",
+        "--evidence",
+        &schema.url,
+    ];
+    ok(dir, &consistent);
+    prove_13(dir, &schema.url);
+    // While another holds the lock, a checkpoint waits its turn: it is refused, not forked.
+    let mut holder = schema.client();
+    let key = format!("{}:checkpoint", schema.name);
+    holder
+        .execute("SELECT pg_advisory_lock(hashtext($1))", &[&key])
+        .unwrap();
+    let out = lever(
+        dir,
+        &[
+            "evidence",
+            "checkpoint",
+            "--sign",
+            "log",
+            "--evidence",
+            &schema.url,
+        ],
+    );
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out.stderr).contains("another checkpoint of this store is being taken"),
+        "{}",
+        text(&out.stderr)
+    );
+}

@@ -455,6 +455,20 @@ impl EvidenceStore for PgStore {
     }
 
     /// Served by the partial indexes of run starts and run summaries (migration 3).
+    fn try_lock_checkpoints(&mut self) -> Result<bool, StoreError> {
+        // A session lock, keyed by the schema: released by `unlock_checkpoints` or when
+        // the connection ends.
+        let key = format!("{}:checkpoint", self.schema.trim_matches('"'));
+        let rows = self.read("SELECT pg_try_advisory_lock(hashtext($1))", &[&key])?;
+        Ok(rows.first().is_some_and(|r| r.get::<_, bool>(0)))
+    }
+
+    fn unlock_checkpoints(&mut self) -> Result<(), StoreError> {
+        let key = format!("{}:checkpoint", self.schema.trim_matches('"'));
+        self.read("SELECT pg_advisory_unlock(hashtext($1))", &[&key])
+            .map(|_| ())
+    }
+
     fn live_runs(&mut self) -> Result<Vec<String>, StoreError> {
         let s = self.schema.clone();
         let rows = self.read(
