@@ -45,22 +45,10 @@ pub fn serve_artifact(
 
 /// Appends a `deploy_refused` record to the store chain.
 fn record_refusal(url: &str, actor: &str, why: &str) -> Result<(), String> {
-    use crate::evidence::{Record, RecordKind, Sealed};
     let mut store = crate::evidence::open(url).map_err(|e| e.to_string())?;
-    let record = Record {
-        kind: RecordKind::DeployRefused,
-        artifact: String::new(),
-        run_id: None,
-        seq: 0,
-        index: 0,
-        body: serde_json::json!({
-            "ts": crate::base::format::timestamp(crate::base::wall::now_ns()),
-            "actor": actor,
-            "why": why,
-        }),
-    };
+    let record = crate::evidence::deploy_refused(actor, why);
     store
-        .append(&[Sealed::new(record)])
+        .append(&[crate::evidence::Sealed::new(record)])
         .map(|_| ())
         .map_err(|e| e.to_string())
 }

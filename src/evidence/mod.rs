@@ -26,7 +26,7 @@ pub mod postgres;
 mod record;
 
 pub use chain::{ChainId, Stored};
-pub use record::{Record, RecordKey, RecordKind, Sealed, describe};
+pub use record::{Record, RecordKey, RecordKind, Sealed, deploy_refused, describe};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {

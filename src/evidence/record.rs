@@ -85,6 +85,23 @@ impl RecordKind {
     }
 }
 
+/// A `deploy_refused` record of the store chain: who tried to load or deploy an artifact,
+/// when, and why it was refused.
+pub fn deploy_refused(actor: &str, why: &str) -> Record {
+    Record {
+        kind: RecordKind::DeployRefused,
+        artifact: String::new(),
+        run_id: None,
+        seq: 0,
+        index: 0,
+        body: serde_json::json!({
+            "ts": crate::base::format::timestamp(crate::base::wall::now_ns()),
+            "actor": actor,
+            "why": why,
+        }),
+    }
+}
+
 /// One evidence record.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Record {

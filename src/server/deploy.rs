@@ -81,18 +81,7 @@ impl Server {
     /// Records a refused deploy in the store chain (`deploy_refused`: who, when, why) and
     /// waits until it is durable.
     pub(super) fn record_refusal(&self, actor: &str, why: &str) -> Result<(), String> {
-        let record = Record {
-            kind: RecordKind::DeployRefused,
-            artifact: String::new(),
-            run_id: None,
-            seq: 0,
-            index: 0,
-            body: serde_json::json!({
-                "ts": crate::base::format::timestamp(now_ns()),
-                "actor": actor,
-                "why": why,
-            }),
-        };
+        let record = crate::evidence::deploy_refused(actor, why);
         let (tx, rx) = oneshot::channel();
         let job = writer::Commit {
             records: vec![Sealed::new(record)],

@@ -240,6 +240,20 @@ fn every_change_to_a_proof_is_caught_offline() {
     );
 }
 
+/// `lever evidence consistency` of the kept checkpoint with itself, against `evidence`.
+fn consistency(evidence: &str) -> [&str; 8] {
+    [
+        "evidence",
+        "consistency",
+        "kept.txt",
+        "kept.txt",
+        "--trust",
+        "log.pub",
+        "--evidence",
+        evidence,
+    ]
+}
+
 /// Runs SQL as the schema's owner, append-only triggers off (what a superuser can do).
 fn tamper(schema: &Schema, sql: &str) {
     let mut c = schema.client();
@@ -278,32 +292,10 @@ fn every_rewrite_of_a_store_is_caught_against_a_kept_checkpoint() {
         keys(dir);
         let schema = Schema::new();
         store_with_checkpoint(dir, &schema.url, events, "kept.txt");
-        ok(
-            dir,
-            &[
-                "evidence",
-                "consistency",
-                "kept.txt",
-                "kept.txt",
-                "--trust",
-                "log.pub",
-                "--evidence",
-                &schema.url,
-            ],
-        );
+        ok(dir, &consistency(&schema.url));
         tamper(&schema, &sql);
-        let consistency = [
-            "evidence",
-            "consistency",
-            "kept.txt",
-            "kept.txt",
-            "--trust",
-            "log.pub",
-            "--evidence",
-            &schema.url,
-        ];
-        refused(dir, &consistency, why);
-        refused(dir, &consistency, what);
+        refused(dir, &consistency(&schema.url), why);
+        refused(dir, &consistency(&schema.url), what);
     }
     // A full rewrite, every hash recomputed: other events judged into a fresh store of the
     // same size. It verifies on its own, and is caught against the kept checkpoint.
@@ -335,30 +327,12 @@ fn every_rewrite_of_a_store_is_caught_against_a_kept_checkpoint() {
     ok(dir, &["evidence", "verify", "--evidence", "file:ev"]);
     refused(
         dir,
-        &[
-            "evidence",
-            "consistency",
-            "kept.txt",
-            "kept.txt",
-            "--trust",
-            "log.pub",
-            "--evidence",
-            "file:ev",
-        ],
+        &consistency("file:ev"),
         "every chain verifies on its own: records were cut off the end of a chain, or the store was rewritten",
     );
     refused(
         dir,
-        &[
-            "evidence",
-            "consistency",
-            "kept.txt",
-            "kept.txt",
-            "--trust",
-            "log.pub",
-            "--evidence",
-            "file:ev",
-        ],
+        &consistency("file:ev"),
         "the store was rewritten since it was signed",
     );
 }
