@@ -12,7 +12,6 @@ use crate::compile::artifact::Artifact;
 use crate::compile::bytecode::{LimitDesc, PolicyDesc, Program, RuleDesc, RuleKindDesc};
 use crate::compile::disasm::actions_text;
 use crate::compile::meaning::scope_text;
-use crate::syntax::ast::{OnError, Unit};
 use serde::Serialize;
 
 /// One change to a policy.
@@ -134,17 +133,8 @@ fn change(
     }
 }
 
-/// A value as the policy writes it: `$5.00`, `50000 tokens`, `30m`, `10`.
-fn shown(unit: Unit, v: i64) -> String {
-    format::quantity(unit, v)
-}
-
 fn percent_text(p: i64) -> String {
     format!("{}%", crate::base::num::Decimal(p))
-}
-
-fn on_error_text(e: OnError) -> &'static str {
-    e.name()
 }
 
 fn rule_text(policy: &PolicyDesc, r: &RuleDesc) -> String {
@@ -154,7 +144,11 @@ fn rule_text(policy: &PolicyDesc, r: &RuleDesc) -> String {
     };
     let what = match &r.kind {
         RuleKindDesc::Raise { limit, ceiling } => match policy.limits.get(usize::from(*limit)) {
-            Some(l) => format!("may raise {} up to {}", l.name, shown(l.unit, *ceiling)),
+            Some(l) => format!(
+                "may raise {} up to {}",
+                l.name,
+                format::quantity(l.unit, *ceiling)
+            ),
             None => format!("may raise limit #{limit}"),
         },
         RuleKindDesc::Suspend => "may suspend".into(),
@@ -198,7 +192,7 @@ fn policy_changes(a: &Program, p: &PolicyDesc, b: &Program, q: &PolicyDesc) -> V
             out.push(change(
                 "limit_removed",
                 Some(&l.name),
-                Some(shown(l.unit, l.value)),
+                Some(format::quantity(l.unit, l.value)),
                 None,
             ));
             continue;
@@ -211,7 +205,7 @@ fn policy_changes(a: &Program, p: &PolicyDesc, b: &Program, q: &PolicyDesc) -> V
                 "limit_added",
                 Some(&m.name),
                 None,
-                Some(shown(m.unit, m.value)),
+                Some(format::quantity(m.unit, m.value)),
             ));
         }
     }
@@ -253,8 +247,8 @@ fn setting_changes(p: &PolicyDesc, q: &PolicyDesc, out: &mut Vec<Change>) {
     setting("bind_changed", p.bind.name().into(), q.bind.name().into());
     setting(
         "on_error_changed",
-        on_error_text(p.on_error).into(),
-        on_error_text(q.on_error).into(),
+        p.on_error.name().into(),
+        q.on_error.name().into(),
     );
     setting(
         "max_per_run_changed",
@@ -290,8 +284,8 @@ fn limit_changes(a: &Program, l: &LimitDesc, b: &Program, m: &LimitDesc, out: &m
         out.push(change(
             kind,
             name,
-            Some(shown(l.unit, l.value)),
-            Some(shown(m.unit, m.value)),
+            Some(format::quantity(l.unit, l.value)),
+            Some(format::quantity(m.unit, m.value)),
         ));
     }
     match (&l.near, &m.near) {

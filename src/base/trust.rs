@@ -224,11 +224,6 @@ impl Trust {
         Ok(key.id.clone())
     }
 
-    /// The ids of the trusted keys.
-    pub fn key_ids(&self) -> Vec<&str> {
-        self.keys.iter().map(|k| k.id.as_str()).collect()
-    }
-
     /// The trusted keys.
     pub fn keys(&self) -> &[PublicKey] {
         &self.keys

@@ -18,12 +18,13 @@ pub struct Log {
     /// Leaf hashes in log order: first what the stored checkpoints integrated, then what
     /// the next checkpoint would.
     pub leaves: Vec<Hash>,
-    /// Each record's place: (chain key, n) → leaf index.
-    places: BTreeMap<(String, u64), usize>,
+    /// Each record's place: by chain key, the leaf index of its records in chain order.
+    places: BTreeMap<String, Vec<usize>>,
     /// The stored checkpoints: the tree size each one signed, in order, and its note.
     pub checkpoints: Vec<(u64, String)>,
-    /// Every chain's length now.
-    lengths: BTreeMap<String, u64>,
+    /// What the next checkpoint integrates: the chains that grew since the last, and
+    /// their lengths now.
+    pending: BTreeMap<String, u64>,
     /// A stored checkpoint whose signed size the log does not reproduce (two prepared at
     /// once, or a store edited under it): what to say instead of proving anything.
     pub forked: Option<String>,
@@ -55,15 +56,11 @@ impl Log {
             },
             &mut |_, _| {},
         )?;
-        let lengths = chains
-            .iter()
-            .map(|(k, v)| (k.clone(), v.len() as u64))
-            .collect();
         let mut log = Log {
             leaves: Vec::new(),
             places: BTreeMap::new(),
             checkpoints: Vec::new(),
-            lengths,
+            pending: BTreeMap::new(),
             forked: None,
         };
         let mut done: BTreeMap<String, u64> = BTreeMap::new();
@@ -78,8 +75,13 @@ impl Log {
             }
             log.checkpoints.push((size, note));
         }
-        let now = log.lengths.clone();
-        log.integrate(&chains, &mut done, &now);
+        log.pending = chains
+            .iter()
+            .map(|(k, v)| (k.clone(), v.len() as u64))
+            .filter(|(k, len)| done.get(k).is_none_or(|d| len > d))
+            .collect();
+        let pending = log.pending.clone();
+        log.integrate(&chains, &mut done, &pending);
         Ok(log)
     }
 
@@ -96,9 +98,11 @@ impl Log {
             let Some(leaves) = chains.get(key) else {
                 continue;
             };
+            let places = self.places.entry(key.clone()).or_default();
             for n in from..len.min(leaves.len() as u64) {
-                if let Some(leaf) = leaves.get(n as usize) {
-                    self.places.insert((key.clone(), n), self.leaves.len());
+                // A chain's places stay in chain order: index n is its n-th record.
+                if let (Some(leaf), true) = (leaves.get(n as usize), places.len() as u64 == n) {
+                    places.push(self.leaves.len());
                     self.leaves.push(*leaf);
                 }
             }
@@ -106,22 +110,12 @@ impl Log {
         }
     }
 
-    /// The chains the next checkpoint integrates, and their lengths.
-    fn pending(&self) -> BTreeMap<String, u64> {
-        let integrated = self.checkpoints.last().map_or(0, |c| c.0) as usize;
-        let mut out = BTreeMap::new();
-        for ((key, n), &i) in &self.places {
-            if i >= integrated {
-                let len = out.entry(key.clone()).or_insert(0);
-                *len = (*len).max(n + 1);
-            }
-        }
-        out
-    }
-
     /// The leaf index of a record, by its chain and place in it.
     pub fn index_of(&self, chain: &ChainId, n: u64) -> Option<usize> {
-        self.places.get(&(chain.key(), n)).copied()
+        self.places
+            .get(&chain.key())?
+            .get(usize::try_from(n).ok()?)
+            .copied()
     }
 }
 
@@ -187,7 +181,7 @@ pub fn prepare(
     };
     let note = head.note(key);
     let integrated: serde_json::Map<String, serde_json::Value> = log
-        .pending()
+        .pending
         .into_iter()
         .map(|(k, n)| (k, n.into()))
         .collect();

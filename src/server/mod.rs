@@ -221,8 +221,13 @@ fn checkpoints(
             return;
         };
         // Another server is taking one: this interval's is theirs.
-        if !lock.try_lock_checkpoints().unwrap_or(false) {
-            continue;
+        match lock.try_lock_checkpoints() {
+            Ok(true) => {}
+            Ok(false) => continue,
+            Err(why) => {
+                eprintln!("lever: no checkpoint taken: the checkpoint lock: {why}");
+                continue;
+            }
         }
         let prepared = server
             .reader
