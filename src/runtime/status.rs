@@ -57,32 +57,19 @@ pub(crate) fn status(engine: &Engine, run: &Run, budgets: &super::budget::Budget
                     "to": format::value(l.unit, g.value), "until": g.until.map(format::timestamp),
                 }));
             }
-            let mut observed = match run.observed.get(usize::from(l.monitor)) {
-                Some(Slot::Num(n)) => json!(format::value(l.unit, *n)),
-                Some(Slot::Bool(b)) => json!(b.to_string()),
-                Some(Slot::Err(_)) => json!("error"),
-                Some(Slot::None | Slot::Str(_)) | None => Value::Null,
-            };
-            let mut budget = Value::Null;
-            if l.budget.is_some() {
-                (observed, budget) = budget_of(run, budgets, (&p.name, l));
-            }
-            limits.push(json!({
-                "budget": budget,
-                "policy": p.name,
-                "limit": l.name,
-                "observed": observed,
-                "limit_value": format::value(l.unit, l.value),
-                "effective_value": format::value(l.unit, raise.map_or(l.value, |g| g.value)),
-                "zone": run.zones.get(flat).map(|z| zone_name(*z)),
-                "shadowed": run.shadowed.get(flat).copied().unwrap_or(false),
-            }));
+            let effective = raise.map_or(l.value, |g| g.value);
+            limits.push(limit_state(run, budgets, (&p.name, l), flat, effective));
         }
     }
     let t = run.totals;
     json!({
         "run_id": run.id,
+        "tenant": run.attrs.tenant,
+        "agent": run.attrs.agent,
+        "api_key": run.attrs.api_key,
+        "human_actor": run.attrs.human_actor,
         "artifact": engine.artifact().id,
+        "snapshot": run.snapshot,
         "state": state_name(run),
         "state_reason": run.state_reason,
         "holds": holds,
@@ -99,6 +86,42 @@ pub(crate) fn status(engine: &Engine, run: &Run, budgets: &super::budget::Budget
         "raises": raises,
         "suspensions": suspensions,
         "pending": run.pending.iter().map(super::overrides::Pending::describe).collect::<Vec<_>>(),
+    })
+}
+
+/// One bound limit's state: observed, compiled, effective and NEAR values, and its zone.
+fn limit_state(
+    run: &Run,
+    budgets: &super::budget::Budgets,
+    (policy, l): (&str, &crate::compile::bytecode::LimitDesc),
+    flat: usize,
+    effective: i64,
+) -> Value {
+    let mut observed = match run.observed.get(usize::from(l.monitor)) {
+        Some(Slot::Num(n)) => json!(format::value(l.unit, *n)),
+        Some(Slot::Bool(b)) => json!(b.to_string()),
+        Some(Slot::Err(_)) => json!("error"),
+        Some(Slot::None | Slot::Str(_)) | None => Value::Null,
+    };
+    let mut budget = Value::Null;
+    if l.budget.is_some() {
+        (observed, budget) = budget_of(run, budgets, (policy, l));
+    }
+    let near = l
+        .near
+        .as_ref()
+        .and_then(|n| crate::compile::bytecode::near_threshold(effective, n.percent));
+    json!({
+        "budget": budget,
+        "unit": l.unit.name(),
+        "near_value": near.map(|v| format::value(l.unit, v)),
+        "policy": policy,
+        "limit": l.name,
+        "observed": observed,
+        "limit_value": format::value(l.unit, l.value),
+        "effective_value": format::value(l.unit, effective),
+        "zone": run.zones.get(flat).map(|z| zone_name(*z)),
+        "shadowed": run.shadowed.get(flat).copied().unwrap_or(false),
     })
 }
 

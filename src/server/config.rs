@@ -30,6 +30,22 @@ struct ConfigFile {
     server: Settings,
     trust: Option<TrustEntry>,
     checkpoint: Option<CheckpointSettings>,
+    ui: Option<UiEntry>,
+}
+
+/// `[ui]`: the web console at `/ui`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct UiEntry {
+    /// Serve the console (default true).
+    #[serde(default = "yes")]
+    enabled: bool,
+    /// Reads need a token with the `read` role (default: unless `[server] public_reads`).
+    require_token: Option<bool>,
+}
+
+fn yes() -> bool {
+    true
 }
 
 /// `[checkpoint]`: signed checkpoints of the evidence log, taken by the server.
@@ -96,6 +112,9 @@ pub struct Settings {
     pub outage_queue_bytes: usize,
     /// The spill file that makes those records durable.
     pub spill: std::path::PathBuf,
+    /// `[ui] enabled`: the web console is served at `/ui`.
+    #[serde(skip)]
+    pub console: bool,
 }
 
 impl Default for Settings {
@@ -111,6 +130,7 @@ impl Default for Settings {
             max_connections: 512,
             outage_queue_bytes: 256 << 20,
             spill: std::path::PathBuf::from("lever-spill/outage.spill"),
+            console: true,
         }
     }
 }
@@ -188,14 +208,39 @@ impl Config {
         {
             return Err(format!("{origin}: [checkpoint] interval: at least 1s"));
         }
+        let server = ui_settings(file.server, file.ui, origin)?;
         Ok(Config {
             tokens,
             smtp,
-            server: file.server,
+            server,
             trust,
             checkpoint: file.checkpoint,
         })
     }
+}
+
+/// The `[server]` settings with `[ui]`'s: `require_token = false` opens reads as
+/// `public_reads = true` does (the console then shows evidence without a token), and
+/// contradicting `public_reads` is an error.
+fn ui_settings(
+    mut server: Settings,
+    ui: Option<UiEntry>,
+    origin: &str,
+) -> Result<Settings, String> {
+    let Some(ui) = ui else {
+        return Ok(server);
+    };
+    match (ui.require_token, server.public_reads) {
+        (Some(true), true) => {
+            return Err(format!(
+                "{origin}: [ui] require_token = true contradicts [server] public_reads = true, which lets anyone read without a token: remove one of them"
+            ));
+        }
+        (Some(false), _) => server.public_reads = true,
+        _ => {}
+    }
+    server.console = ui.enabled;
+    Ok(server)
 }
 
 /// A TOML error without the line it quotes: the line may hold a token.

@@ -10,9 +10,11 @@
 
 mod auth;
 mod config;
+mod console;
 mod deploy;
 mod feed;
 mod histogram;
+mod history;
 mod judge;
 mod listen;
 mod metrics;
@@ -356,7 +358,7 @@ pub fn serve(options: Options, listen: &str) -> Result<(), String> {
         let addr = listener.local_addr().map_err(|e| e.to_string())?;
         if settings.public_reads {
             eprintln!(
-                "lever: warning: [server] public_reads = true: evidence (api keys, actors, labels, prompts), alerts and policies are readable by anyone who can reach {addr}"
+                "lever: warning: reads need no token ([server] public_reads = true, or [ui] require_token = false): evidence (api keys, actors, labels, prompts), alerts and policies are readable by anyone who can reach {addr}"
             );
         }
         eprintln!("lever: serving on http://{addr}");

@@ -208,47 +208,60 @@ impl Server {
 /// `GET /v1/runs/{id}`: the run's state, loaded from the store when this server does not
 /// hold it.
 pub(super) async fn run_status(State(s): State<Arc<Server>>, Path(id): Path<String>) -> Response {
-    let _turn = s.run_locks.turn(&id).await;
-    // Another server may have extended the run since this one judged it.
-    let loaded = if s.shared_store {
-        s.reload_run(&id).await
-    } else {
-        s.load_run(&id).await
-    };
-    if let Err(refused) = loaded {
-        return refused;
-    }
-    // Its budgets' counters as the store holds them now: other servers add to them on
-    // PostgreSQL; a file store's one writer is this server, whose counters are current.
-    let counters = s
-        .replay
-        .lock()
-        .map(|r| r.counter_ids(&id))
-        .unwrap_or_default();
-    if !counters.is_empty()
-        && let Err(refused) = s.read_counters(counters, s.shared_store).await
-    {
-        return refused;
-    }
-    let status = s.replay.lock().ok().and_then(|r| r.status(&id));
-    match status {
-        Some(status) => (
-            StatusCode::OK,
-            [(header::CONTENT_TYPE, "application/json")],
-            status.to_string(),
-        )
-            .into_response(),
-        None => error(StatusCode::NOT_FOUND, &format!("no run `{id}`")),
+    match s.status_of(&id).await {
+        Ok(Some(status)) => json_answer(&status),
+        Ok(None) => error(StatusCode::NOT_FOUND, &format!("no run `{id}`")),
+        Err(refused) => refused,
     }
 }
 
+fn json_answer(body: &serde_json::Value) -> Response {
+    (
+        StatusCode::OK,
+        [(header::CONTENT_TYPE, "application/json")],
+        body.to_string(),
+    )
+        .into_response()
+}
+
+impl Server {
+    /// Run `id`'s state as the store holds it now (`None`: no such run), in the run's turn.
+    async fn status_of(&self, id: &str) -> Result<Option<serde_json::Value>, Response> {
+        let _turn = self.run_locks.turn(id).await;
+        // Another server may have extended the run since this one judged it.
+        if self.shared_store {
+            self.reload_run(id).await?;
+        } else {
+            self.load_run(id).await?;
+        }
+        // Its budgets' counters as the store holds them now: other servers add to them on
+        // PostgreSQL; a file store's one writer is this server, whose counters are current.
+        let counters = self
+            .replay
+            .lock()
+            .map(|r| r.counter_ids(id))
+            .unwrap_or_default();
+        if !counters.is_empty() {
+            self.read_counters(counters, self.shared_store).await?;
+        }
+        Ok(self.replay.lock().ok().and_then(|r| r.status(id)))
+    }
+}
+
+/// The most run states `GET /v1/runs?state=live&detail=status` answers with.
+const MOST_STATES: usize = 1000;
+
 #[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
 pub(super) struct RunsQuery {
     state: Option<String>,
+    detail: Option<String>,
+    limit: Option<usize>,
 }
 
 /// `GET /v1/runs?state=live`: every run in progress, as the store holds them (a run
-/// another server started is listed too).
+/// another server started is listed too); with `detail=status`, each one's state as
+/// `GET /v1/runs/{id}` gives it (at most `limit`, 200 by default).
 pub(super) async fn runs(
     State(s): State<Arc<Server>>,
     axum::extract::Query(q): axum::extract::Query<RunsQuery>,
@@ -259,13 +272,39 @@ pub(super) async fn runs(
             "list runs with ?state=live (the runs in progress)",
         );
     }
-    match s.read_store(|store| store.live_runs()).await {
-        Ok(ids) => (
-            StatusCode::OK,
-            [(header::CONTENT_TYPE, "application/json")],
-            serde_json::json!({ "runs": ids }).to_string(),
-        )
-            .into_response(),
-        Err(why) => unavailable(&why),
+    let ids = match s.read_store(|store| store.live_runs()).await {
+        Ok(ids) => ids,
+        Err(why) => return unavailable(&why),
+    };
+    match q.detail.as_deref() {
+        None => json_answer(&serde_json::json!({ "runs": ids })),
+        Some("status") => {
+            let limit = q.limit.unwrap_or(200);
+            if !(1..=MOST_STATES).contains(&limit) {
+                return error(
+                    StatusCode::BAD_REQUEST,
+                    &format!("`limit` must be a number from 1 to {MOST_STATES}"),
+                );
+            }
+            let mut states = Vec::new();
+            for id in ids.iter().take(limit) {
+                match s.status_of(id).await {
+                    Ok(Some(status)) => states.push(status),
+                    Ok(None) => {}
+                    // A run whose evidence does not rebuild is listed, never served.
+                    Err(r) if r.status() == StatusCode::CONFLICT => states
+                        .push(serde_json::json!({ "run_id": id, "state": "refused",
+                            "state_reason": s.refused.why(id) })),
+                    Err(refused) => return refused,
+                }
+            }
+            json_answer(&serde_json::json!({
+                "runs": states, "live": ids.len(), "truncated": ids.len() > limit,
+            }))
+        }
+        Some(other) => error(
+            StatusCode::BAD_REQUEST,
+            &format!("`detail` may only be `status`, not `{other}`"),
+        ),
     }
 }

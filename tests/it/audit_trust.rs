@@ -255,7 +255,7 @@ fn consistency(evidence: &str) -> [&str; 8] {
 }
 
 /// Runs SQL as the schema's owner, append-only triggers off (what a superuser can do).
-fn tamper(schema: &Schema, sql: &str) {
+pub(crate) fn tamper(schema: &Schema, sql: &str) {
     let mut c = schema.client();
     let s = &schema.name;
     c.batch_execute(&format!(

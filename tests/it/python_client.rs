@@ -5,8 +5,8 @@
 //! (`pip install -e './clients/python[test]'`, from PyPI), so that `cargo test` alone runs
 //! them on a fresh machine.
 
+use super::python_env;
 use std::path::PathBuf;
-use std::process::Command;
 use std::sync::OnceLock;
 
 fn client_dir() -> PathBuf {
@@ -20,56 +20,16 @@ const IMPORTS: &str = "import lever_client, pytest, mypy, langchain_core, agents
 fn venv_python() -> &'static PathBuf {
     static VENV: OnceLock<PathBuf> = OnceLock::new();
     VENV.get_or_init(|| {
-        let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("python-client-venv");
-        let python = dir.join("bin/python");
-        let usable = Command::new(&python)
-            .args(["-c", IMPORTS])
-            .output()
-            .is_ok_and(|o| o.status.success());
-        if !usable {
-            let run = |cmd: &mut Command, what: &str| {
-                let out = cmd.output().unwrap_or_else(|e| panic!("{what}: {e}"));
-                assert!(
-                    out.status.success(),
-                    "{what} failed (the Python client's tests need python3 with venv, and PyPI):\n{}{}",
-                    String::from_utf8_lossy(&out.stdout),
-                    String::from_utf8_lossy(&out.stderr)
-                );
-            };
-            run(
-                Command::new("python3").args(["-m", "venv", "--clear"]).arg(&dir),
-                "python3 -m venv",
-            );
-            run(
-                Command::new(&python)
-                    .args(["-m", "pip", "install", "--quiet", "--disable-pip-version-check", "-e"])
-                    .arg(format!("{}[test]", client_dir().display())),
-                "pip install -e './clients/python[test]'",
-            );
-        }
-        python
+        let install = [
+            "-e".to_string(),
+            format!("{}[test]", client_dir().display()),
+        ];
+        python_env::venv("python-client-venv", IMPORTS, &install)
     })
 }
 
-/// `python -m MODULE ARGS` in the client's directory, in the tests' virtual environment;
-/// panics with its output on failure.
 fn python(module: &str, args: &[&str]) {
-    let out = Command::new(venv_python())
-        .args(["-m", module])
-        .args(args)
-        .current_dir(client_dir())
-        .env("LEVER_BIN", env!("CARGO_BIN_EXE_lever"))
-        .output()
-        .unwrap_or_else(|e| panic!("python3 cannot be run: {e}"));
-    let said = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(
-        out.status.success(),
-        "python3 -m {module} {args:?} failed:\n{said}"
-    );
+    python_env::python(venv_python(), &client_dir(), module, args, &[]);
 }
 
 #[test]

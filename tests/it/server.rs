@@ -372,7 +372,7 @@ admin = true
 }
 
 /// Builds `policy` (a cost cap of `cap` dollars) into `dir/name`; returns its bytes.
-fn build_cap(dir: &std::path::Path, name: &str, cap: u32) -> Vec<u8> {
+pub(crate) fn build_cap(dir: &std::path::Path, name: &str, cap: u32) -> Vec<u8> {
     let src = dir.join(format!("{name}.policy"));
     std::fs::write(
         &src,
