@@ -126,12 +126,13 @@ def test_overrides_made_in_the_page_are_judged_and_shown(server: Served, page: P
     expect(overrides.nth(0)).to_contain_text("override granted until")
     expect(overrides.nth(1)).to_contain_text("override denied: above_ceiling")
 
-    # The pause is resumed from the page.
+    # The pause is resumed from the page, with the keyboard alone: Enter in the form sends it.
     page.select_option("#act-rule", label="console_budget: resume")
     expect(details).to_contain_text('allow role "sre-oncall" to resume')
     expect(page.locator("#act-to")).to_be_hidden()
     expect(page.locator("#act-ttl")).to_be_hidden()
-    page.click("#act-form button[type=submit]")
+    page.focus("#act-reason")
+    page.keyboard.press("Enter")
     expect(result).to_contain_text("Override granted")
     expect(page.locator(".run-head .badge")).to_have_text("running")
     screenshot(page, f"run-{server.store}", docs=server.store == "file")

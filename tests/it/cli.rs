@@ -341,12 +341,7 @@ fn explain_says_which_policies_applied_and_where_each_limit_stood() {
     );
     assert_eq!(policy("free_tier_cap")["status"], "out of scope");
     assert_eq!(policy("human_sessions")["status"], "out of scope");
-    let limit = e["limits"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|l| l["policy"] == "support_budget" && l["limit"] == "std.llm.cost")
-        .unwrap();
+    let limit = super::limit_of(&e, "support_budget", "std.llm.cost");
     assert_eq!(
         (
             limit["observed"].as_str(),

@@ -13,6 +13,12 @@ fn json(text: &str) -> Value {
     serde_json::from_str(text).unwrap_or_else(|e| panic!("{e}: {text}"))
 }
 
+/// Asserts a 200 answer, showing its body otherwise.
+fn ok(r: &mut ureq::http::Response<ureq::Body>) {
+    let status = r.status().as_u16();
+    assert_eq!(status, 200, "{}", r.body_mut().read_to_string().unwrap());
+}
+
 /// A support-bot run (the examples' `support_budget`: $5.00, NEAR at 80%) with steps two
 /// minutes apart (under its $0.50-a-minute burn limit).
 fn support_run(served: &Served, id: &str, costs: &[&str]) {
@@ -58,12 +64,7 @@ fn live_runs_are_listed_with_their_states_and_near_markers() {
             &"running".into()
         )
     );
-    let cost = r1["limits"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|l| l["policy"] == "support_budget" && l["limit"] == "std.llm.cost")
-        .unwrap();
+    let cost = super::limit_of(r1, "support_budget", "std.llm.cost");
     // 80% of $5.00.
     assert_eq!(
         (&cost["observed"], &cost["near_value"], &cost["unit"]),
@@ -161,12 +162,7 @@ fn deploys_are_listed_newest_first_with_their_diffs() {
         .header("authorization", "Bearer admin-token-0123456789")
         .send(&b[..])
         .unwrap();
-    assert_eq!(
-        r.status().as_u16(),
-        200,
-        "{}",
-        r.body_mut().read_to_string().unwrap()
-    );
+    ok(&mut r);
     let b_id = served.artifact_of_id();
     let (status, text) = served.get("/v1/deploys");
     assert_eq!(status, 200, "{text}");
@@ -271,12 +267,7 @@ fn the_console_is_served_with_its_headers_and_the_ui_table_is_checked() {
         .get(&format!("{}/v1/runs?state=live", open.base))
         .call()
         .unwrap();
-    assert_eq!(
-        r.status().as_u16(),
-        200,
-        "{}",
-        r.body_mut().read_to_string().unwrap()
-    );
+    ok(&mut r);
     drop(open);
 
     // `[ui] enabled = false`: no console.

@@ -51,6 +51,20 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 /// The repository root.
+/// The limit `limit` of `policy` in a run state's or explanation's `limits`.
+pub fn limit_of<'a>(
+    state: &'a serde_json::Value,
+    policy: &str,
+    limit: &str,
+) -> &'a serde_json::Value {
+    state["limits"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|l| l["policy"] == policy && l["limit"] == limit)
+        .unwrap_or_else(|| panic!("no limit {limit} of {policy} in {state}"))
+}
+
 pub fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
