@@ -208,7 +208,7 @@ impl Server {
 /// `GET /v1/runs/{id}`: the run's state, loaded from the store when this server does not
 /// hold it.
 pub(super) async fn run_status(State(s): State<Arc<Server>>, Path(id): Path<String>) -> Response {
-    match s.status_of(&id).await {
+    match s.status_of(&id, None).await {
         Ok(Some(status)) => json_answer(&status),
         Ok(None) => error(StatusCode::NOT_FOUND, &format!("no run `{id}`")),
         Err(refused) => refused,
@@ -226,10 +226,18 @@ fn json_answer(body: &serde_json::Value) -> Response {
 
 impl Server {
     /// Run `id`'s state as the store holds it now (`None`: no such run), in the run's turn.
-    async fn status_of(&self, id: &str) -> Result<Option<serde_json::Value>, Response> {
+    /// `judged`: the seq of the run's last judged record in the store, when the caller read
+    /// it; a held run at that seq is current, and is not read again.
+    async fn status_of(
+        &self,
+        id: &str,
+        judged: Option<u64>,
+    ) -> Result<Option<serde_json::Value>, Response> {
         let _turn = self.run_locks.turn(id).await;
+        let held = self.replay.lock().ok().and_then(|r| r.held_seq(id));
+        let current = judged.is_some() && held == judged;
         // Another server may have extended the run since this one judged it.
-        if self.shared_store {
+        if self.shared_store && !current {
             self.reload_run(id).await?;
         } else {
             self.load_run(id).await?;
@@ -286,9 +294,20 @@ pub(super) async fn runs(
                     &format!("`limit` must be a number from 1 to {MOST_STATES}"),
                 );
             }
+            let shown: Vec<String> = ids.iter().take(limit).cloned().collect();
+            // On a shared store, only the runs another server judged since are read again.
+            let judged = if s.shared_store {
+                let asked = shown.clone();
+                match s.read_store(move |store| store.last_judged(&asked)).await {
+                    Ok(judged) => judged,
+                    Err(why) => return unavailable(&why),
+                }
+            } else {
+                std::collections::HashMap::new()
+            };
             let mut states = Vec::new();
-            for id in ids.iter().take(limit) {
-                match s.status_of(id).await {
+            for id in &shown {
+                match s.status_of(id, judged.get(id).copied()).await {
                     Ok(Some(status)) => states.push(status),
                     Ok(None) => {}
                     // A run whose evidence does not rebuild is listed, never served.

@@ -314,3 +314,31 @@ fn the_console_is_served_with_its_headers_and_the_ui_table_is_checked() {
         "{said}"
     );
 }
+
+#[test]
+fn every_server_of_a_postgresql_fleet_lists_what_the_store_holds() {
+    let (a_dir, b_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let schema = Schema::new();
+    let a = Served::start(a_dir.path(), &schema.url);
+    let b = Served::start(b_dir.path(), &schema.url);
+    let cost_on = |served: &Served| {
+        let (status, text) = served.get("/v1/runs?state=live&detail=status");
+        assert_eq!(status, 200, "{text}");
+        let list = json(&text);
+        let run = list["runs"].as_array().unwrap().first().cloned().unwrap();
+        let cost = super::limit_of(&run, "support_budget", "std.llm.cost");
+        (
+            run["seq"].as_u64().unwrap(),
+            cost["observed"].as_str().unwrap().to_string(),
+        )
+    };
+    support_run(&a, "r1", &["0.45"]);
+    assert_eq!(cost_on(&b), (2, "0.45".to_string()));
+    // B now holds r1 at seq 2; A judges two more steps, and B's list follows.
+    for (ts, cost) in [("10:04", "0.40"), ("10:06", "0.30")] {
+        let step = format!(r#"{{"ts":"2026-01-20T{ts}:00Z","cost":"{cost}"}}"#);
+        assert_eq!(a.post("/v1/runs/r1/steps", &step).0, 200);
+    }
+    assert_eq!(cost_on(&b), (4, "1.15".to_string()));
+    assert_eq!(cost_on(&a), (4, "1.15".to_string()));
+}

@@ -20,6 +20,7 @@ use super::chain::{self, ChainId, Stored};
 use super::{EvidenceStore, RecordKey, RecordKind, Sealed, StoreError};
 use append::Prepared;
 use postgres::{Client, NoTls};
+use std::collections::HashMap;
 
 /// Connection attempts for one group commit before the store stops.
 const ATTEMPTS: u32 = 5;
@@ -499,6 +500,31 @@ impl EvidenceStore for PgStore {
             .into_iter()
             .find(|s| s.record.artifact == id)
             .and_then(|s| super::artifact_record_bytes(&s.record)))
+    }
+
+    /// One query for all of `ids`, each chain's last judged record found by its index.
+    fn last_judged(&mut self, ids: &[String]) -> Result<HashMap<String, u64>, StoreError> {
+        let s = self.schema.clone();
+        let chains: Vec<String> = ids
+            .iter()
+            .map(|id| ChainId::Run(id.clone()).key())
+            .collect();
+        let rows = self.read(
+            &format!(
+                "SELECT c.chain, (SELECT k.seq FROM {s}.records k WHERE k.chain = c.chain
+                     AND k.kind <> 'rejected_input' ORDER BY k.n DESC LIMIT 1)
+                 FROM unnest($1::text[]) AS c(chain)"
+            ),
+            &[&chains],
+        )?;
+        let mut last = HashMap::new();
+        for row in rows {
+            let (chain, seq): (String, Option<i64>) = (row.get(0), row.get(1));
+            if let (Some(ChainId::Run(id)), Some(seq)) = (ChainId::from_key(&chain), seq) {
+                last.insert(id, u64::try_from(seq).unwrap_or(0));
+            }
+        }
+        Ok(last)
     }
 
     fn read_chain(&mut self, chain: &ChainId) -> Result<Vec<Stored>, StoreError> {
