@@ -2,7 +2,7 @@
 // alerts sent to every other channel (delivered, retrying, failed and why). Alerts that
 // arrived since the view was last shown are counted as unread in the navigation.
 
-import { h, fill, api, every, runLink, readError } from "/ui/dom.js";
+import { h, fill, say, stamp, api, every, runLink, readError } from "/ui/dom.js";
 
 const key = (a) => [a.run_id, a.seq, a.policy, a.limit, a.kind, a.channel].join("#");
 /** The newest `ui` alert when the feed was last looked at (null: never looked). */
@@ -25,10 +25,11 @@ export async function unreadCount() {
 export function alertsView(main) {
   const feed = h("ol", { id: "feed", class: "feed", "aria-label": "In-app alerts, newest first" });
   const deliveries = h("tbody");
-  const note = h("p", { class: "note", role: "status" });
+  const note = h("span", { role: "status" });
+  const when = h("span", { class: "stamp" });
   main.append(
     h("h1", {}, "Alerts"),
-    note,
+    h("p", { class: "note" }, note, " ", when),
     h("section", { "aria-labelledby": "s-feed" }, h("h2", { id: "s-feed" }, "In-app feed (channel ui)"), feed),
     h("section", { "aria-labelledby": "s-deliveries" },
       h("h2", { id: "s-deliveries" }, "Other channels: delivery"),
@@ -44,12 +45,13 @@ export function alertsView(main) {
         api("/v1/alerts?channel=*&limit=200"),
       ]);
       if (ui.alerts.length) seen = key(ui.alerts[0]);
-      fill(note, `updated ${new Date().toLocaleTimeString()}`);
+      say(note, "");
+      stamp(when);
       fill(feed, ui.alerts.length ? ui.alerts.map(feedItem) : h("li", {}, "No alerts yet."));
       const others = all.alerts.filter((a) => a.channel !== "ui");
       fill(deliveries, others.length ? others.map(deliveryRow) : h("tr", {}, h("td", { colspan: 7 }, "No alerts to other channels yet.")));
     } catch (e) {
-      fill(note, readError(e));
+      say(note, readError(e));
     }
   });
   return () => {

@@ -30,6 +30,19 @@ export function fill(el, ...children) {
   }
 }
 
+/**
+ * Sets an element's text only when it changes: a live region (`role="status"`) is read out
+ * at each change, and a view that refreshes every second must not repeat itself.
+ */
+export function say(el, text) {
+  if (el.textContent !== text) el.textContent = text;
+}
+
+/** When a view last heard from the server (outside any live region). */
+export function stamp(el) {
+  el.textContent = `updated ${new Date().toLocaleTimeString()}`;
+}
+
 /** A failed request: its HTTP status (0: no answer) and the server's `error`. */
 export class ApiError extends Error {
   constructor(status, message) {

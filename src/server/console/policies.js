@@ -2,7 +2,7 @@
 // override rules in words, and the deploy history (who, when, old → new artifact, the
 // signing key) with `lever diff` of each deploy.
 
-import { h, fill, api, every, amount, readError } from "/ui/dom.js";
+import { h, fill, say, api, every, amount, readError } from "/ui/dom.js";
 
 export function policiesView(main) {
   const active = h("div");
@@ -19,7 +19,7 @@ export function policiesView(main) {
   return every(5000, async () => {
     try {
       const [policies, deploys] = await Promise.all([api("/v1/policies"), api("/v1/deploys?limit=20")]);
-      fill(note);
+      say(note, "");
       const key = `${policies.artifact}|${deploys.deploys.map((d) => d.hash).join(",")}`;
       if (key === shown) return;
       shown = key;
@@ -28,7 +28,7 @@ export function policiesView(main) {
         : h("p", {}, "No deploy since the first artifact: this server has run one artifact only."));
     } catch (e) {
       shown = null;
-      fill(note, readError(e));
+      say(note, readError(e));
     }
   });
 }

@@ -2,7 +2,7 @@
 // hashes, acting on it, its chain verified by the server with the hashes an auditor
 // cites, its decisions as a timeline, and its evidence to download as JSONL.
 
-import { h, fill, api, every, bar, stateBadge, amount, duration, readError } from "/ui/dom.js";
+import { h, fill, say, api, every, bar, stateBadge, amount, duration, readError } from "/ui/dom.js";
 import { actPanel } from "/ui/act.js";
 
 export function runView(main, id) {
@@ -35,10 +35,10 @@ export function runView(main, id) {
       status = await api(`/v1/runs/${encodeURIComponent(id)}`);
     } catch (e) {
       fill(head, h("h1", {}, `Run ${id}`));
-      fill(note, e.status === 404 ? `No run ${id} in the evidence store.` : readError(e));
+      say(note, e.status === 404 ? `No run ${id} in the evidence store.` : readError(e));
       return;
     }
-    fill(note);
+    say(note, "");
     fill(head, h("h1", {}, "Run ", h("code", {}, id), " ", stateBadge(status.state)),
       status.state_reason ? h("p", { class: "reason" }, status.state_reason) : null);
     const units = new Map(status.limits.map((l) => [`${l.policy}/${l.limit}`, l.unit]));

@@ -2,7 +2,7 @@
 // limit, refreshed every second; filters by tenant, agent and state; any run (ended ones
 // too) opened by its id.
 
-import { h, fill, api, every, bar, stateBadge, runLink, readError } from "/ui/dom.js";
+import { h, fill, say, stamp, api, every, bar, stateBadge, runLink, readError } from "/ui/dom.js";
 
 const STATES = ["any", "running", "paused", "stopped", "killed"];
 
@@ -12,7 +12,8 @@ export function runsView(main) {
   const stateSel = h("select", { id: "f-state" }, STATES.map((s) => h("option", { value: s }, s)));
   const openId = h("input", { id: "open-id", type: "search", placeholder: "run id", required: true });
   const body = h("tbody");
-  const note = h("p", { class: "note", role: "status" });
+  const note = h("span", { role: "status" });
+  const when = h("span", { class: "stamp" });
   const open = (e) => {
     e.preventDefault();
     const id = openId.value.trim();
@@ -31,7 +32,7 @@ export function runsView(main) {
       h("form", { class: "open", role: "search", "aria-label": "Open a run by id", onsubmit: open },
         h("label", { for: "open-id" }, "Open a run (ended ones too)"), openId,
         h("button", { type: "submit" }, "Open"))),
-    note,
+    h("p", { class: "note" }, note, " ", when),
     h("table", { class: "runs" },
       h("caption", { class: "sr-only" }, "Live runs and their limits"),
       h("thead", {}, h("tr", {},
@@ -42,11 +43,13 @@ export function runsView(main) {
     try {
       last = await api("/v1/runs?state=live&detail=status&limit=500");
       const more = last.truncated ? ` (the first 500 of ${last.live} shown)` : "";
-      fill(note, `${last.live} live run${last.live === 1 ? "" : "s"}${more} · updated ${new Date().toLocaleTimeString()}`);
+      say(note, `${last.live} live run${last.live === 1 ? "" : "s"}${more} ·`);
+      stamp(when);
       draw();
     } catch (e) {
       last = null;
-      fill(note, readError(e));
+      say(note, readError(e));
+      fill(when);
       fill(body);
     }
   });
