@@ -89,7 +89,7 @@ def serving(tmp_path: Path, kind: str, config: str) -> Iterator[Served]:
     """`lever serve` with `config` on a fresh file store or PostgreSQL schema."""
     with evidence_store(kind) as evidence:
         url, process = start(tmp_path, POLICIES, evidence, config)
-        served = Served(url, kind, process, httpx.Client(timeout=20))
+        served = Served(url, kind, process, httpx.Client(timeout=60))
         yield served
         served.http.close()
         stop(process)

@@ -20,7 +20,8 @@ from playwright.sync_api import Page, expect
 
 from conftest import NOREAD, SEC, SEC2, SRE, Served, now, screenshot
 
-expect.set_options(timeout=15_000)
+# Generous: CI runs these beside the whole suite on two cores.
+expect.set_options(timeout=30_000)
 
 
 def open_console(page: Page, served: Served, token: str | None, view: str = "#/runs") -> None:

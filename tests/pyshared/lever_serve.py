@@ -58,7 +58,7 @@ def start(
 def stop(process: subprocess.Popen[str]) -> None:
     """SIGTERM; the server must drain and exit 0."""
     process.terminate()
-    assert process.wait(timeout=20) == 0
+    assert process.wait(timeout=60) == 0
 
 
 @contextmanager
