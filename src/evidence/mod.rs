@@ -124,22 +124,18 @@ pub trait EvidenceStore: Send {
     fn read_chain(&mut self, chain: &ChainId) -> Result<Vec<Stored>, StoreError>;
     /// The runs whose chain is not closed by a `run_summary`: the runs in progress.
     fn live_runs(&mut self) -> Result<Vec<String>, StoreError>;
-    /// The seq of each run's last judged record (rejected lines aside), for the runs of
-    /// `ids` the store holds: what a server compares with the runs it holds to know which
-    /// another server has judged since.
-    fn last_judged(&mut self, ids: &[String]) -> Result<HashMap<String, u64>, StoreError> {
-        let mut last = HashMap::new();
+    /// How many records each run of `ids` has in its chain (the runs the store holds):
+    /// what a server compares with the length it loaded a run at, to know whether another
+    /// server has added to the run since.
+    fn chain_lens(&mut self, ids: &[String]) -> Result<HashMap<String, u64>, StoreError> {
+        let mut lens = HashMap::new();
         for id in ids {
             let chain = self.read_chain(&ChainId::Run(id.clone()))?;
-            if let Some(s) = chain
-                .iter()
-                .rev()
-                .find(|s| s.record.kind != RecordKind::RejectedInput)
-            {
-                last.insert(id.clone(), s.record.seq);
+            if !chain.is_empty() {
+                lens.insert(id.clone(), chain.len() as u64);
             }
         }
-        Ok(last)
+        Ok(lens)
     }
     /// Takes the store's checkpoint lock for this handle, if no other holds it: one
     /// checkpoint is prepared and recorded at a time, whichever process takes it. A file

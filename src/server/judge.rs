@@ -180,7 +180,7 @@ impl Server {
             (Answer::Fenced(_), Some(id)) if tries.fenced + 1 < FENCED_ATTEMPTS => {
                 tries.fenced += 1;
                 self.metrics.fenced();
-                self.reload_run(id).await
+                self.reload_run(id).await.map(|_| ())
             }
             // A budget counter moved (another server added to it): read again.
             (Answer::Counters(ids), _) if tries.counters < COUNTER_ATTEMPTS => {

@@ -94,6 +94,8 @@ pub(crate) struct Server {
     run_locks: run_locks::RunLocks,
     /// Runs whose evidence does not judge again to what it holds: never served.
     refused: runs::Refused,
+    /// The chain length each run was last loaded at for its state (PostgreSQL).
+    loaded_at: runs::LoadedAt,
     /// Whether other servers may write the store (PostgreSQL): a held run may then be
     /// behind the store, so its state is read from the store when asked for.
     shared_store: bool,
@@ -161,6 +163,7 @@ impl Server {
             feed,
             run_locks: run_locks::RunLocks::default(),
             refused: runs::Refused::default(),
+            loaded_at: runs::LoadedAt::default(),
             shared_store: crate::evidence::shared(&options.evidence),
         });
         server.rebuild_live()?;

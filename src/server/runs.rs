@@ -10,7 +10,7 @@ use super::routes::{error, unavailable};
 use super::*;
 use crate::compile::artifact::Artifact;
 use crate::runtime::replay::{RebuildError, Rebuilt};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 /// Runs refused at load, with why: requests for them answer 409.
 #[derive(Default)]
@@ -25,6 +25,29 @@ impl Refused {
         eprintln!("lever: error: {e}; the run is not served");
         if let Ok(mut map) = self.0.lock() {
             map.insert(e.run.clone(), e.to_string());
+        }
+    }
+}
+
+/// The chain length at which a server last loaded each run to show its state: a held run
+/// whose chain the store still holds at that length is current, and is not read again.
+#[derive(Default)]
+pub(super) struct LoadedAt(Mutex<HashMap<String, u64>>);
+
+/// Past this many runs, the lengths are forgotten (and runs read again when asked for).
+const MOST_LOADED_AT: usize = 100_000;
+
+impl LoadedAt {
+    fn get(&self, id: &str) -> Option<u64> {
+        self.0.lock().ok()?.get(id).copied()
+    }
+
+    fn set(&self, id: &str, len: u64) {
+        if let Ok(mut map) = self.0.lock() {
+            if map.len() >= MOST_LOADED_AT {
+                map.clear();
+            }
+            map.insert(id.to_string(), len);
         }
     }
 }
@@ -89,14 +112,15 @@ impl Server {
     }
 
     /// Makes sure the server holds run `id` as the store does: a run it does not hold is
-    /// loaded from its chain (nothing, for a run never started). In the run's turn.
-    pub(super) async fn load_run(&self, id: &str) -> Result<(), Response> {
+    /// loaded from its chain (nothing, for a run never started). In the run's turn. The
+    /// length of the chain it loaded the run from, when it loaded it.
+    pub(super) async fn load_run(&self, id: &str) -> Result<Option<u64>, Response> {
         if let Some(why) = self.refused.why(id) {
             return Err(error(StatusCode::CONFLICT, &why));
         }
         let held = self.replay.lock().map(|r| r.holds(id)).unwrap_or(false);
         if held {
-            return Ok(());
+            return Ok(None);
         }
         let run = ChainId::Run(id.to_string());
         let chain = self
@@ -104,8 +128,9 @@ impl Server {
             .await
             .map_err(|why| unavailable(&format!("the run cannot be read: {why}")))?;
         if chain.is_empty() {
-            return Ok(());
+            return Ok(None);
         }
+        let len = chain.len() as u64;
         let Ok(mut replay) = self.replay.lock() else {
             return Err(unavailable("the runtime lock is poisoned"));
         };
@@ -114,7 +139,7 @@ impl Server {
             Err(_) => Err("the reader lock is poisoned".to_string()),
         };
         self.rebuild(&mut replay, id, &chain, &mut source)
-            .map(|_| ())
+            .map(|_| Some(len))
             .map_err(|e| error(StatusCode::CONFLICT, &e.to_string()))
     }
 
@@ -197,7 +222,7 @@ impl Server {
     }
 
     /// Forgets run `id` and loads it again from the store: another server extended it.
-    pub(super) async fn reload_run(&self, id: &str) -> Result<(), Response> {
+    pub(super) async fn reload_run(&self, id: &str) -> Result<Option<u64>, Response> {
         if let Ok(mut replay) = self.replay.lock() {
             replay.forget(id);
         }
@@ -208,7 +233,11 @@ impl Server {
 /// `GET /v1/runs/{id}`: the run's state, loaded from the store when this server does not
 /// hold it.
 pub(super) async fn run_status(State(s): State<Arc<Server>>, Path(id): Path<String>) -> Response {
-    match s.status_of(&id, None).await {
+    let stored = match s.stored_lens(vec![id.clone()]).await {
+        Ok(lens) => lens.get(&id).copied(),
+        Err(refused) => return refused,
+    };
+    match s.status_of(&id, stored).await {
         Ok(Some(status)) => json_answer(&status),
         Ok(None) => error(StatusCode::NOT_FOUND, &format!("no run `{id}`")),
         Err(refused) => refused,
@@ -226,21 +255,23 @@ fn json_answer(body: &serde_json::Value) -> Response {
 
 impl Server {
     /// Run `id`'s state as the store holds it now (`None`: no such run), in the run's turn.
-    /// `judged`: the seq of the run's last judged record in the store, when the caller read
-    /// it; a held run at that seq is current, and is not read again.
+    /// On a shared store, `stored`: the run's chain length there, which the caller read; a
+    /// held run loaded at that length is current, and is not read again.
     async fn status_of(
         &self,
         id: &str,
-        judged: Option<u64>,
+        stored: Option<u64>,
     ) -> Result<Option<serde_json::Value>, Response> {
         let _turn = self.run_locks.turn(id).await;
-        let held = self.replay.lock().ok().and_then(|r| r.held_seq(id));
-        let current = judged.is_some() && held == judged;
-        // Another server may have extended the run since this one judged it.
-        if self.shared_store && !current {
-            self.reload_run(id).await?;
-        } else {
+        let held = self.replay.lock().is_ok_and(|r| r.holds(id));
+        let current = held && stored.is_some() && self.loaded_at.get(id) == stored;
+        if !self.shared_store {
             self.load_run(id).await?;
+        } else if !current {
+            // Another server may have extended the run since this one judged it.
+            if let Some(len) = self.reload_run(id).await? {
+                self.loaded_at.set(id, len);
+            }
         }
         // Its budgets' counters as the store holds them now: other servers add to them on
         // PostgreSQL; a file store's one writer is this server, whose counters are current.
@@ -253,6 +284,18 @@ impl Server {
             self.read_counters(counters, self.shared_store).await?;
         }
         Ok(self.replay.lock().ok().and_then(|r| r.status(id)))
+    }
+}
+
+impl Server {
+    /// On a shared store, each run's chain length there (one query); nothing otherwise.
+    async fn stored_lens(&self, ids: Vec<String>) -> Result<HashMap<String, u64>, Response> {
+        if !self.shared_store {
+            return Ok(HashMap::new());
+        }
+        self.read_store(move |store| store.chain_lens(&ids))
+            .await
+            .map_err(|why| unavailable(&format!("the runs cannot be read: {why}")))
     }
 }
 
@@ -295,19 +338,14 @@ pub(super) async fn runs(
                 );
             }
             let shown: Vec<String> = ids.iter().take(limit).cloned().collect();
-            // On a shared store, only the runs another server judged since are read again.
-            let judged = if s.shared_store {
-                let asked = shown.clone();
-                match s.read_store(move |store| store.last_judged(&asked)).await {
-                    Ok(judged) => judged,
-                    Err(why) => return unavailable(&why),
-                }
-            } else {
-                std::collections::HashMap::new()
+            // On a shared store, only the runs whose chains grew since are read again.
+            let stored = match s.stored_lens(shown.clone()).await {
+                Ok(lens) => lens,
+                Err(refused) => return refused,
             };
             let mut states = Vec::new();
             for id in &shown {
-                match s.status_of(id, judged.get(id).copied()).await {
+                match s.status_of(id, stored.get(id).copied()).await {
                     Ok(Some(status)) => states.push(status),
                     Ok(None) => {}
                     // A run whose evidence does not rebuild is listed, never served.

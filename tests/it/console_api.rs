@@ -341,4 +341,12 @@ fn every_server_of_a_postgresql_fleet_lists_what_the_store_holds() {
     }
     assert_eq!(cost_on(&b), (4, "1.15".to_string()));
     assert_eq!(cost_on(&a), (4, "1.15".to_string()));
+    // A rejected step stops the run under `fail_closed` without a new seq: B sees it too.
+    let bad = r#"{"ts":"2026-01-20T10:08:00Z","cost":"abc"}"#;
+    let (status, text) = a.post("/v1/runs/r1/steps", bad);
+    assert_eq!(status, 422, "{text}");
+    let (_, text) = b.get("/v1/runs?state=live&detail=status");
+    assert_eq!(json(&text)["runs"][0]["state"], "stopped", "{text}");
+    let (_, text) = b.get("/v1/runs/r1");
+    assert_eq!(json(&text)["state"], "stopped", "{text}");
 }

@@ -502,8 +502,8 @@ impl EvidenceStore for PgStore {
             .and_then(|s| super::artifact_record_bytes(&s.record)))
     }
 
-    /// One query for all of `ids`, each chain's last judged record found by its index.
-    fn last_judged(&mut self, ids: &[String]) -> Result<HashMap<String, u64>, StoreError> {
+    /// One query for all of `ids`, each chain's last position found by its index.
+    fn chain_lens(&mut self, ids: &[String]) -> Result<HashMap<String, u64>, StoreError> {
         let s = self.schema.clone();
         let chains: Vec<String> = ids
             .iter()
@@ -511,20 +511,20 @@ impl EvidenceStore for PgStore {
             .collect();
         let rows = self.read(
             &format!(
-                "SELECT c.chain, (SELECT k.seq FROM {s}.records k WHERE k.chain = c.chain
-                     AND k.kind <> 'rejected_input' ORDER BY k.n DESC LIMIT 1)
+                "SELECT c.chain, (SELECT k.n FROM {s}.records k WHERE k.chain = c.chain
+                     ORDER BY k.n DESC LIMIT 1)
                  FROM unnest($1::text[]) AS c(chain)"
             ),
             &[&chains],
         )?;
-        let mut last = HashMap::new();
+        let mut lens = HashMap::new();
         for row in rows {
-            let (chain, seq): (String, Option<i64>) = (row.get(0), row.get(1));
-            if let (Some(ChainId::Run(id)), Some(seq)) = (ChainId::from_key(&chain), seq) {
-                last.insert(id, u64::try_from(seq).unwrap_or(0));
+            let (chain, last): (String, Option<i64>) = (row.get(0), row.get(1));
+            if let (Some(ChainId::Run(id)), Some(n)) = (ChainId::from_key(&chain), last) {
+                lens.insert(id, u64::try_from(n).unwrap_or(0) + 1);
             }
         }
-        Ok(last)
+        Ok(lens)
     }
 
     fn read_chain(&mut self, chain: &ChainId) -> Result<Vec<Stored>, StoreError> {

@@ -59,11 +59,6 @@ impl Replay {
         self.runs.contains_key(id)
     }
 
-    /// The seq of a held run's last judged event.
-    pub(crate) fn held_seq(&self, id: &str) -> Option<u64> {
-        self.runs.get(id).map(|h| h.run.seq)
-    }
-
     /// Forgets a run, so that its next event loads it again.
     pub(crate) fn forget(&mut self, id: &str) {
         self.runs.remove(id);
