@@ -1,6 +1,6 @@
 //! `GET /v1/alerts`: the in-app alert feed ([`crate::alerts::feed`]).
 
-use super::routes::error;
+use super::routes::{error, json_answer};
 use super::*;
 use crate::alerts::feed::FEED;
 
@@ -28,10 +28,5 @@ pub(super) async fn alerts(
         );
     };
     let list = feed.newest(channel, limit);
-    (
-        StatusCode::OK,
-        [(header::CONTENT_TYPE, "application/json")],
-        serde_json::json!({ "channel": channel, "alerts": list }).to_string(),
-    )
-        .into_response()
+    json_answer(&serde_json::json!({ "channel": channel, "alerts": list }))
 }

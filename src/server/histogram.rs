@@ -33,22 +33,31 @@ pub(crate) struct Usage {
     pub output_tokens: i64,
 }
 
-/// The labelled series, behind one lock (each update is a few map operations).
+/// The labelled series, behind one lock. Each update is a few map lookups by borrowed
+/// label values; a key is allocated only the first time a series is seen.
 #[derive(Debug, Default)]
 pub(crate) struct Labelled {
-    latency: BTreeMap<(String, String), Histogram>,
-    usage: BTreeMap<(String, String), Usage>,
-    tenants: std::collections::HashSet<String>,
+    /// By route, then method.
+    latency: BTreeMap<String, BTreeMap<String, Histogram>>,
+    /// By tenant, then policy.
+    usage: BTreeMap<String, BTreeMap<String, Usage>>,
     delivery_failures: BTreeMap<String, u64>,
+}
+
+/// The entry of `key` in `map`, made only when missing (no allocation when present).
+fn entry<'m, V: Default>(map: &'m mut BTreeMap<String, V>, key: &str) -> Option<&'m mut V> {
+    if !map.contains_key(key) {
+        map.insert(key.to_string(), V::default());
+    }
+    map.get_mut(key)
 }
 
 impl Labelled {
     /// A request to `route` (the router's template) with `method` took `took`.
     pub(crate) fn request(&mut self, method: &str, route: &str, took: Duration) {
-        let h = self
-            .latency
-            .entry((route.to_string(), method.to_string()))
-            .or_default();
+        let Some(h) = entry(&mut self.latency, route).and_then(|m| entry(m, method)) else {
+            return;
+        };
         let seconds = took.as_secs_f64();
         if let Some(n) = BUCKETS
             .iter()
@@ -63,20 +72,20 @@ impl Labelled {
 
     /// A step of a run of `tenant` counted by each of `policies` (the policies bound to it).
     pub(crate) fn usage(&mut self, tenant: &str, policies: &[String], step: Usage) {
-        let tenant = if self.tenants.contains(tenant) || self.tenants.len() < TENANTS {
-            self.tenants.insert(tenant.to_string());
+        let tenant = if self.usage.contains_key(tenant) || self.usage.len() < TENANTS {
             tenant
         } else {
             "_other"
         };
+        let Some(by_policy) = entry(&mut self.usage, tenant) else {
+            return;
+        };
         for p in policies {
-            let u = self
-                .usage
-                .entry((tenant.to_string(), p.clone()))
-                .or_default();
-            u.cost = u.cost.saturating_add(step.cost);
-            u.input_tokens = u.input_tokens.saturating_add(step.input_tokens);
-            u.output_tokens = u.output_tokens.saturating_add(step.output_tokens);
+            if let Some(u) = entry(by_policy, p) {
+                u.cost = u.cost.saturating_add(step.cost);
+                u.input_tokens = u.input_tokens.saturating_add(step.input_tokens);
+                u.output_tokens = u.output_tokens.saturating_add(step.output_tokens);
+            }
         }
     }
 
@@ -90,7 +99,7 @@ impl Labelled {
 
     pub(crate) fn render(&self, out: &mut String) {
         out.push_str("# HELP lever_request_seconds Request latency, by route and method.\n# TYPE lever_request_seconds histogram\n");
-        for ((route, method), h) in &self.latency {
+        for ((route, method), h) in nested(&self.latency) {
             let labels = format!("route=\"{}\",method=\"{}\"", escape(route), escape(method));
             let mut cumulative = 0;
             for (bound, n) in BUCKETS.iter().zip(h.buckets) {
@@ -113,7 +122,7 @@ impl Labelled {
             let _ = writeln!(out, "lever_request_seconds_count{{{labels}}} {}", h.count);
         }
         out.push_str("# HELP lever_spend_usd_total Cost of the steps judged, by tenant and bound policy.\n# TYPE lever_spend_usd_total counter\n");
-        for ((tenant, policy), u) in &self.usage {
+        for ((tenant, policy), u) in nested(&self.usage) {
             let _ = writeln!(
                 out,
                 "lever_spend_usd_total{{tenant=\"{}\",policy=\"{}\"}} {}",
@@ -123,7 +132,7 @@ impl Labelled {
             );
         }
         out.push_str("# HELP lever_tokens_total Tokens of the steps judged, by tenant, bound policy and direction.\n# TYPE lever_tokens_total counter\n");
-        for ((tenant, policy), u) in &self.usage {
+        for ((tenant, policy), u) in nested(&self.usage) {
             for (direction, n) in [("input", u.input_tokens), ("output", u.output_tokens)] {
                 let _ = writeln!(
                     out,
@@ -143,6 +152,17 @@ impl Labelled {
             );
         }
     }
+}
+
+/// A two-level map's entries in order, with both keys.
+fn nested<V>(
+    map: &BTreeMap<String, BTreeMap<String, V>>,
+) -> impl Iterator<Item = ((&str, &str), &V)> {
+    map.iter().flat_map(|(a, inner)| {
+        inner
+            .iter()
+            .map(move |(b, v)| ((a.as_str(), b.as_str()), v))
+    })
 }
 
 /// A label value as the exposition format writes it.

@@ -2,19 +2,10 @@
 //! (`GET /v1/runs/{id}/verify`, as `lever evidence verify --run`), and the deploy history
 //! with `lever diff` of each deploy (`GET /v1/deploys`).
 
-use super::routes::{error, unavailable};
+use super::routes::{error, json_answer, unavailable};
 use super::runs::stored_artifact;
 use super::*;
 use crate::evidence::audit;
-
-fn json_answer(body: &serde_json::Value) -> Response {
-    (
-        StatusCode::OK,
-        [(header::CONTENT_TYPE, "application/json")],
-        body.to_string(),
-    )
-        .into_response()
-}
 
 /// `GET /v1/runs/{id}/verify`: every record of the run's chain checked (content hashes,
 /// positions and links), with the head an auditor cites; a chain that fails says where.
@@ -45,6 +36,11 @@ pub(super) async fn verify_run(State(s): State<Arc<Server>>, Path(id): Path<Stri
     }
 }
 
+/// `lever diff` of each deploy already described, by its record's hash. A stored deploy
+/// never changes, and its diff loads (and so compiles) two artifacts: once is enough.
+#[derive(Default)]
+pub(super) struct Diffs(Mutex<std::collections::HashMap<[u8; 32], String>>);
+
 /// The most deploys `GET /v1/deploys` answers with.
 const MOST_DEPLOYS: usize = 100;
 
@@ -68,14 +64,14 @@ pub(super) async fn deploys(
             &format!("`limit` must be a number from 1 to {MOST_DEPLOYS}"),
         );
     }
-    let load = s.load;
+    let (load, diffs) = (s.load, Arc::clone(&s.diffs));
     let listed = s
         .read_store(move |store| {
             let mut records = store.read_recent(RecordKind::Deploy, limit)?;
             records.reverse();
             Ok(records
                 .iter()
-                .map(|r| described(store, load, r))
+                .map(|r| described(store, load, &diffs, r))
                 .collect::<Vec<_>>())
         })
         .await;
@@ -89,20 +85,24 @@ pub(super) async fn deploys(
 fn described(
     store: &mut dyn EvidenceStore,
     load: crate::compile::load::LoadOptions,
+    diffs: &Diffs,
     r: &crate::evidence::Stored,
 ) -> serde_json::Value {
-    let body = &r.record.body;
-    let id = |field: &str| body.get(field).and_then(|v| v.as_str()).map(str::to_string);
-    let diff = match (id("from"), id("to")) {
-        (Some(from), Some(to)) => stored_artifact(store, load, &from).and_then(|old| {
-            let new = stored_artifact(store, load, &to)?;
-            Ok(crate::author::diff::text(&crate::author::diff::diff(
-                &old, &new,
-            )))
-        }),
-        _ => Err("the deploy record names no artifacts".to_string()),
-    };
-    let mut out = body.clone();
+    let known = diffs
+        .0
+        .lock()
+        .ok()
+        .and_then(|d| d.get(&r.hash).cloned())
+        .map(Ok);
+    let diff = known.unwrap_or_else(|| {
+        let diff = diff_of(store, load, &r.record.body);
+        // A failed read may pass: only a diff made is kept.
+        if let (Ok(text), Ok(mut d)) = (&diff, diffs.0.lock()) {
+            d.insert(r.hash, text.clone());
+        }
+        diff
+    });
+    let mut out = r.record.body.clone();
     if let Some(map) = out.as_object_mut() {
         map.insert("hash".into(), crate::base::hash::hex(&r.hash).into());
         match diff {
@@ -111,4 +111,21 @@ fn described(
         };
     }
     out
+}
+
+/// `lever diff` of a deploy's `from` and `to` artifacts, as the store holds them.
+fn diff_of(
+    store: &mut dyn EvidenceStore,
+    load: crate::compile::load::LoadOptions,
+    body: &serde_json::Value,
+) -> Result<String, String> {
+    let id = |field: &str| body.get(field).and_then(|v| v.as_str());
+    let (Some(from), Some(to)) = (id("from"), id("to")) else {
+        return Err("the deploy record names no artifacts".to_string());
+    };
+    let old = stored_artifact(store, load, from)?;
+    let new = stored_artifact(store, load, to)?;
+    Ok(crate::author::diff::text(&crate::author::diff::diff(
+        &old, &new,
+    )))
 }

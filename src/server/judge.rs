@@ -5,6 +5,7 @@
 use super::routes::{Body, Refusal, error, from_path, parse_body, raw, unavailable};
 use super::*;
 use crate::runtime::event::{self, EventKind, RejectCode, Rejection};
+use crate::runtime::replay::RunLabels;
 
 /// How many times a request is judged when other servers keep extending its run first.
 const FENCED_ATTEMPTS: u32 = 8;
@@ -54,8 +55,8 @@ struct Judged {
     /// Already sent to the writer, under the runtime lock (a step that adds to budget
     /// counters): its commit, and its alert records.
     sent: Option<Sent>,
-    /// A judged step's tenant, bound policies and usage, counted once it is durable.
-    usage: Option<(String, Vec<String>, super::histogram::Usage)>,
+    /// A judged step's labels (tenant, bound policies) and usage, counted once durable.
+    usage: Option<(Arc<RunLabels>, super::histogram::Usage)>,
 }
 
 /// A commit sent to the writer: what became of it, when the writer says, and the alert
@@ -249,7 +250,7 @@ impl Server {
             Ok(e) => replay.apply_received(line, received, e),
             Err(rejection) => replay.rejected_line(line, received, rejection),
         };
-        let usage = usage_of(&replay, run_key, decoded, result.rejected);
+        let usage = usage_of(&mut replay, run_key, decoded, result.rejected);
         let missing = replay.budgets_mut().take_missing();
         if !missing.is_empty() {
             // Judged on counters the server has not read: undone, and judged again.
@@ -362,10 +363,8 @@ impl Server {
         }
         let mut decision = judged.decision;
         self.metrics.decision(&decision);
-        if let (Some((tenant, policies, usage)), Some(mut l)) =
-            (&judged.usage, self.metrics.labelled())
-        {
-            l.usage(tenant, policies, *usage);
+        if let (Some((labels, usage)), Some(mut l)) = (&judged.usage, self.metrics.labelled()) {
+            l.usage(&labels.tenant, &labels.policies, *usage);
         }
         if let Ok(mut feed) = self.feed.lock() {
             feed.push(&decision);
@@ -390,23 +389,23 @@ impl Server {
     }
 }
 
-/// A judged step's tenant, bound policies and usage, for the metrics.
+/// A judged step's labels and usage, for the metrics (the labels are read once per binding).
 fn usage_of(
-    replay: &Replay,
+    replay: &mut Replay,
     run_key: Option<&str>,
     decoded: &Result<event::Event, Rejection>,
     rejected: bool,
-) -> Option<(String, Vec<String>, super::histogram::Usage)> {
+) -> Option<(Arc<RunLabels>, super::histogram::Usage)> {
     let (Ok(event::Event::Step(step)), Some(id), false) = (decoded, run_key, rejected) else {
         return None;
     };
-    let (tenant, policies) = replay.tenant_and_policies(id)?;
+    let labels = replay.labels(id)?;
     let usage = super::histogram::Usage {
         cost: step.cost,
         input_tokens: step.input_tokens,
         output_tokens: step.output_tokens,
     };
-    Some((tenant, policies, usage))
+    Some((labels, usage))
 }
 
 /// A body's fields as its event: `type` from the endpoint (never the body), `run_id` from

@@ -96,6 +96,8 @@ pub(crate) struct Server {
     refused: runs::Refused,
     /// The chain length each run was last loaded at for its state (PostgreSQL).
     loaded_at: runs::LoadedAt,
+    /// The diffs of deploys already described (`GET /v1/deploys`).
+    diffs: Arc<history::Diffs>,
     /// Whether other servers may write the store (PostgreSQL): a held run may then be
     /// behind the store, so its state is read from the store when asked for.
     shared_store: bool,
@@ -164,6 +166,7 @@ impl Server {
             run_locks: run_locks::RunLocks::default(),
             refused: runs::Refused::default(),
             loaded_at: runs::LoadedAt::default(),
+            diffs: Arc::default(),
             shared_store: crate::evidence::shared(&options.evidence),
         });
         server.rebuild_live()?;

@@ -28,6 +28,16 @@ pub(super) fn unavailable(why: &str) -> Response {
     r
 }
 
+/// A 200 answer with a JSON body.
+pub(super) fn json_answer(body: &serde_json::Value) -> Response {
+    (
+        StatusCode::OK,
+        [(header::CONTENT_TYPE, "application/json")],
+        body.to_string(),
+    )
+        .into_response()
+}
+
 /// An error answer: a status and a JSON `{"error": ...}` body.
 pub(super) fn error(status: StatusCode, why: &str) -> Response {
     (
@@ -93,15 +103,17 @@ async fn timed(
     request: axum::extract::Request,
     next: axum::middleware::Next,
 ) -> Response {
+    // The route's template is shared, not copied: a clone of it is a reference count.
     let route = request
         .extensions()
         .get::<axum::extract::MatchedPath>()
-        .map_or_else(|| "unmatched".to_string(), |m| m.as_str().to_string());
+        .cloned();
     let method = request.method().clone();
     let started = std::time::Instant::now();
     let response = next.run(request).await;
     if let Some(mut l) = s.metrics.labelled() {
-        l.request(method.as_str(), &route, started.elapsed());
+        let route = route.as_ref().map_or("unmatched", |m| m.as_str());
+        l.request(method.as_str(), route, started.elapsed());
     }
     response
 }
@@ -426,12 +438,7 @@ async fn put_artifact(
     let server = Arc::clone(&s);
     let deployed = tokio::task::spawn_blocking(move || server.deploy(artifact, &who.actor)).await;
     match deployed {
-        Ok(Ok(body)) => (
-            StatusCode::OK,
-            [(header::CONTENT_TYPE, "application/json")],
-            body.to_string(),
-        )
-            .into_response(),
+        Ok(Ok(body)) => json_answer(&body),
         Ok(Err(r)) => r.into_response(),
         Err(_) => error(StatusCode::INTERNAL_SERVER_ERROR, "the deploy task failed"),
     }
@@ -482,14 +489,37 @@ async fn evidence(State(s): State<Arc<Server>>, Path(id): Path<String>) -> Respo
     }
 }
 
-async fn policies(State(s): State<Arc<Server>>) -> Response {
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PoliciesQuery {
+    artifact: Option<String>,
+}
+
+/// `GET /v1/policies`: the active artifact's policies, or with `?artifact=ID` those of an
+/// artifact this server has loaded (one its runs are judged by).
+async fn policies(
+    State(s): State<Arc<Server>>,
+    axum::extract::Query(q): axum::extract::Query<PoliciesQuery>,
+) -> Response {
     let Ok(replay) = s.replay.lock() else {
         return error(
             StatusCode::INTERNAL_SERVER_ERROR,
             "the runtime lock is poisoned",
         );
     };
-    let Some(engine) = replay.current_engine() else {
+    let engine = match &q.artifact {
+        None => replay.current_engine(),
+        Some(id) => match replay.engine_of(id) {
+            Some(e) => Some(e),
+            None => {
+                return error(
+                    StatusCode::NOT_FOUND,
+                    &format!("artifact {id} is not loaded by this server (read a run of it first)"),
+                );
+            }
+        },
+    };
+    let Some(engine) = engine else {
         return error(StatusCode::SERVICE_UNAVAILABLE, "no artifact is loaded");
     };
     let artifact = engine.artifact();
@@ -499,12 +529,7 @@ async fn policies(State(s): State<Arc<Server>>) -> Response {
         "engine": format!("{:?}", engine.kind()).to_lowercase(),
         "policies": json.get("policies").cloned().unwrap_or_default(),
     });
-    (
-        StatusCode::OK,
-        [(header::CONTENT_TYPE, "application/json")],
-        body.to_string(),
-    )
-        .into_response()
+    json_answer(&body)
 }
 
 /// `GET /healthz`: 200 `ok`, or 503 while the evidence store is unavailable.

@@ -6,7 +6,7 @@
 //!
 //! Also the run-state routes: `GET /v1/runs/{id}` and `GET /v1/runs?state=live`.
 
-use super::routes::{error, unavailable};
+use super::routes::{error, json_answer, unavailable};
 use super::*;
 use crate::compile::artifact::Artifact;
 use crate::runtime::replay::{RebuildError, Rebuilt};
@@ -242,15 +242,6 @@ pub(super) async fn run_status(State(s): State<Arc<Server>>, Path(id): Path<Stri
         Ok(None) => error(StatusCode::NOT_FOUND, &format!("no run `{id}`")),
         Err(refused) => refused,
     }
-}
-
-fn json_answer(body: &serde_json::Value) -> Response {
-    (
-        StatusCode::OK,
-        [(header::CONTENT_TYPE, "application/json")],
-        body.to_string(),
-    )
-        .into_response()
 }
 
 impl Server {

@@ -188,6 +188,27 @@ fn deploys_are_listed_newest_first_with_their_diffs() {
         diff.contains("limit raised std.llm.cost: $5.00 -> $7.00"),
         "{diff}"
     );
+    // The artifact a deploy replaced still answers for the runs judged by it.
+    let version = |query: &str| {
+        let (status, text) = served.get(&format!("/v1/policies{query}"));
+        assert_eq!(status, 200, "{text}");
+        let active = json(&text);
+        (
+            active["artifact"].clone(),
+            active["policies"][0]["version"].clone(),
+        )
+    };
+    assert_eq!(version(""), (b_id.as_str().into(), 7.into()));
+    assert_eq!(
+        version(&format!("?artifact={a_id}")),
+        (a_id.as_str().into(), 5.into())
+    );
+    let (status, text) = served.get("/v1/policies?artifact=blake3:00");
+    assert_eq!(status, 404, "{text}");
+    assert!(
+        text.contains("artifact blake3:00 is not loaded by this server"),
+        "{text}"
+    );
     let stored = super::store_records(dir, "file:ev", "deploy");
     assert_eq!(stored.len(), 1);
     assert_eq!(stored[0]["hash"], d["hash"]);

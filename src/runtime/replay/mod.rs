@@ -57,6 +57,16 @@ struct Held {
     engine: usize,
     /// The artifact current when the run last bound (`each_step` re-binds on a deploy).
     seen: usize,
+    /// The run's metric labels, with the engine and bound policies they were read for: a
+    /// step reuses them until the run binds otherwise.
+    labels: Option<(usize, Vec<u16>, Arc<RunLabels>)>,
+}
+
+/// What a run's steps are counted under in the metrics: its tenant and bound policies.
+#[derive(Debug)]
+pub(crate) struct RunLabels {
+    pub tenant: String,
+    pub policies: Vec<String>,
 }
 
 /// The result of one input line.
@@ -192,15 +202,29 @@ impl Replay {
     }
 
     /// A held run's tenant and the names of the policies bound to it (metrics' labels).
-    pub(crate) fn tenant_and_policies(&self, id: &str) -> Option<(String, Vec<String>)> {
-        let (engine, run) = self.run(id)?;
-        let policies = &engine.artifact().body.program.policies;
-        let names = run
-            .bound
-            .iter()
-            .filter_map(|b| policies.get(usize::from(b.policy)).map(|p| p.name.clone()))
-            .collect();
-        Some((run.attrs.tenant.clone(), names))
+    pub(crate) fn labels(&mut self, id: &str) -> Option<Arc<RunLabels>> {
+        let held = self.runs.get_mut(id)?;
+        let bound = || held.run.bound.iter().map(|b| b.policy);
+        if let Some((engine, policies, labels)) = &held.labels
+            && *engine == held.engine
+            && policies.iter().copied().eq(bound())
+        {
+            return Some(Arc::clone(labels));
+        }
+        let program = &self.engines.get(held.engine)?.artifact().body.program;
+        let labels = Arc::new(RunLabels {
+            tenant: held.run.attrs.tenant.clone(),
+            policies: bound()
+                .filter_map(|p| program.policies.get(usize::from(p)).map(|p| p.name.clone()))
+                .collect(),
+        });
+        held.labels = Some((held.engine, bound().collect(), Arc::clone(&labels)));
+        Some(labels)
+    }
+
+    /// The engine of a loaded artifact, by its id (the current one, or one a run holds to).
+    pub(crate) fn engine_of(&self, artifact: &str) -> Option<&Engine> {
+        self.engines.iter().find(|e| e.artifact().id == artifact)
     }
 
     /// The engine of the artifact deployed last.
@@ -508,6 +532,7 @@ impl Replay {
             run,
             engine: index,
             seen: index,
+            labels: None,
         };
         self.runs.insert(start.run_id.clone(), held);
         Ok((outcome, Vec::new()))

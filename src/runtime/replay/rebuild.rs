@@ -179,6 +179,7 @@ impl Replay {
                     run,
                     engine: index,
                     seen: index,
+                    labels: None,
                 });
                 (outcome, None)
             }

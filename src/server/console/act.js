@@ -67,34 +67,37 @@ export function actPanel(runId) {
 
   const update = async (status) => {
     fill(tokenHint, state.token ? "" : "Acting needs a token whose actor or roles a rule names: paste it at the top right.");
-    units = new Map(status.limits.map((l) => [`${l.policy}/${l.limit}`, l.unit]));
-    const policies = [...new Set(status.limits.map((l) => l.policy).concat(status.holds))];
-    const key = `${status.artifact}|${policies.join(",")}`;
-    if (key !== boundKey) {
-      boundKey = key;
-      rules = await rulesOf(policies);
-      fill(rule, rules.map((r, i) => h("option", { value: i }, `${r.policy}: ${r.kind}${r.limit ? ` ${r.limit}` : ""}`)));
-      describe();
-    }
     const pkey = JSON.stringify(status.pending);
     if (pkey !== pendingKey) {
       pendingKey = pkey;
       fill(pending, status.pending.length ? status.pending.map((p) => pendingItem(runId, p, result)) : h("p", {}, "None."));
     }
+    units = new Map(status.limits.map((l) => [`${l.policy}/${l.limit}`, l.unit]));
+    const policies = [...new Set(status.limits.map((l) => l.policy).concat(status.holds))];
+    const key = `${status.artifact}|${policies.join(",")}`;
+    if (key !== boundKey) {
+      try {
+        rules = await rulesOf(status.artifact, policies);
+      } catch (e) {
+        // Tried again at the next refresh; the form says why it has no rules.
+        fill(details, `The override rules could not be read: ${e.message}`);
+        return;
+      }
+      boundKey = key;
+      fill(rule, rules.map((r, i) => h("option", { value: i }, `${r.policy}: ${r.kind}${r.limit ? ` ${r.limit}` : ""}`)));
+      describe();
+    }
   };
   return { section, update };
 }
 
-/** The override rules of the active artifact's policies among `names`. */
-async function rulesOf(names) {
-  try {
-    const active = await api("/v1/policies");
-    return active.policies
-      .filter((p) => names.includes(p.name))
-      .flatMap((p) => (p.overrides || []).map((o) => ({ ...o, policy: p.name })));
-  } catch {
-    return [];
-  }
+/** The override rules of `names` in the artifact the run is judged by (which a deploy may
+ * have replaced as the active one): the rules the server applies to this run. */
+async function rulesOf(artifact, names) {
+  const judged = await api(`/v1/policies?artifact=${encodeURIComponent(artifact)}`);
+  return judged.policies
+    .filter((p) => names.includes(p.name))
+    .flatMap((p) => (p.overrides || []).map((o) => ({ ...o, policy: p.name })));
 }
 
 function pendingItem(runId, p, result) {

@@ -14,20 +14,22 @@ export function h(tag, attrs, ...children) {
     else if (k.startsWith("on")) el.addEventListener(k.slice(2), v);
     else el.setAttribute(k, v === true ? "" : String(v));
   }
-  for (const c of children.flat(Infinity)) {
-    if (c === null || c === undefined || c === false) continue;
-    el.append(c instanceof Node ? c : document.createTextNode(String(c)));
-  }
-  return el;
+  return add(el, children);
 }
 
 /** Replaces an element's children. */
 export function fill(el, ...children) {
   el.replaceChildren();
+  add(el, children);
+}
+
+/** Appends children (nested arrays flattened; null, undefined and false left out). */
+function add(el, children) {
   for (const c of children.flat(Infinity)) {
     if (c === null || c === undefined || c === false) continue;
     el.append(c instanceof Node ? c : document.createTextNode(String(c)));
   }
+  return el;
 }
 
 /**

@@ -13,10 +13,10 @@ from typing import Any
 import httpx
 
 from . import _wire
-from ._client import accepted_retry, headers, retryable
+from ._client import accepted_retry, headers, settle
 from ._model import Decision
 from ._wire import Money, Request, Retry
-from .errors import LeverError, RunStopped
+from .errors import RunStopped
 from .usage import Price
 
 
@@ -55,21 +55,13 @@ class AsyncLever:
         tries = 0
         while True:
             tries += 1
-            error: Exception | None = None
-            status: int | None = None
             try:
-                r = await self._http.request(request.method, request.path, json=request.body)
-                status = r.status_code
-                if status != 503:
-                    replayed = r.headers.get("idempotent-replayed") == "true"
-                    return _wire.read_answer(status, r.text, replayed), tries
-                error = LeverError(f"HTTP 503: {r.text[:200]}", 503)
+                answer = await self._http.request(request.method, request.path, json=request.body)
+                decision = settle(request, self.retry, tries, answer, None)
             except httpx.TransportError as e:
-                error = e
-            if tries >= self.retry.attempts or not retryable(request, error, status):
-                if isinstance(error, LeverError):
-                    raise error
-                raise LeverError(f"{request.method} {request.path}: {error}") from error
+                decision = settle(request, self.retry, tries, None, e)
+            if decision is not None:
+                return decision, tries
             await asyncio.sleep(self.retry.delay(tries - 1))
 
     async def get(self, path: str) -> dict[str, Any]:

@@ -29,6 +29,29 @@ def retryable(request: Request, error: Exception | None, status: int | None) -> 
     return request.keyed and (status == 408 or isinstance(error, _AMBIGUOUS))
 
 
+def settle(
+    request: Request,
+    retry: Retry,
+    tries: int,
+    answer: httpx.Response | None,
+    error: httpx.TransportError | None,
+) -> Decision | None:
+    """What one try of `request` came to (the sync and async clients share it): its
+    decision; `None` when it is to be tried again; or the `LeverError` it raises."""
+    failure: Exception | None = error
+    status = answer.status_code if answer is not None else None
+    if answer is not None:
+        if answer.status_code != 503:
+            replayed = answer.headers.get("idempotent-replayed") == "true"
+            return _wire.read_answer(answer.status_code, answer.text, replayed)
+        failure = LeverError(f"HTTP 503: {answer.text[:200]}", 503)
+    if tries < retry.attempts and retryable(request, failure, status):
+        return None
+    if isinstance(failure, LeverError):
+        raise failure
+    raise LeverError(f"{request.method} {request.path}: {failure}") from failure
+
+
 def headers(token: str | None) -> dict[str, str]:
     h = {"content-type": "application/json", "user-agent": "lever-client-python/0.1"}
     if token:
@@ -85,21 +108,13 @@ class Lever:
         tries = 0
         while True:
             tries += 1
-            error: Exception | None = None
-            status: int | None = None
             try:
-                r = self._http.request(request.method, request.path, json=request.body)
-                status = r.status_code
-                if status != 503:
-                    replayed = r.headers.get("idempotent-replayed") == "true"
-                    return _wire.read_answer(status, r.text, replayed), tries
-                error = LeverError(f"HTTP 503: {r.text[:200]}", 503)
+                answer = self._http.request(request.method, request.path, json=request.body)
+                decision = settle(request, self.retry, tries, answer, None)
             except httpx.TransportError as e:
-                error = e
-            if tries >= self.retry.attempts or not retryable(request, error, status):
-                if isinstance(error, LeverError):
-                    raise error
-                raise LeverError(f"{request.method} {request.path}: {error}") from error
+                decision = settle(request, self.retry, tries, None, e)
+            if decision is not None:
+                return decision, tries
             time.sleep(self.retry.delay(tries - 1))
 
     def get(self, path: str, params: Mapping[str, str] | None = None) -> dict[str, Any]:
